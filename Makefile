@@ -1,0 +1,31 @@
+# strata — two commands: `make demo` (main job) and `make test` (the test suite).
+# Both bootstrap torch 2.11.0 from PyPI into ~/.cache/strata once, then build against it.
+SHELL := /bin/bash
+VENV := $(shell ./scripts/bootstrap-torch.sh)
+PYTHON := $(VENV)/bin/python
+export LIBTORCH := $(shell $(PYTHON) -c 'import torch,os;print(os.path.dirname(torch.__file__))')
+export LIBTORCH_BYPASS_VERSION_CHECK := 1
+export STRATA_PYTHON := $(PYTHON)
+CARGO ?= cargo
+STRATA := target/release/strata
+
+.PHONY: all build demo test test-full bench clean
+all: build
+
+build:
+	$(CARGO) build --release --bin strata
+
+demo: build
+	$(STRATA) train --dataset karate --model gcn --epochs 100 --seeds 1
+
+test:
+	$(CARGO) test --release --workspace
+
+test-full:
+	STRATA_FULL=1 $(CARGO) test --release --workspace -- --include-ignored
+
+bench: build
+	./scripts/bench.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,81 @@
+use super::{fields, lines, parse_field};
+use crate::error::{GraphError, Result};
+use crate::graph::CsrGraph;
+use std::path::Path;
+
+/// A parsed edge list: 0-based ids and optional weights (third column).
+#[derive(Clone, Debug)]
+pub struct EdgeList {
+    pub edges: Vec<(i64, i64)>,
+    pub weights: Option<Vec<f32>>,
+    /// Lines that were comments or blank.
+    pub skipped: usize,
+}
+
+impl EdgeList {
+    /// Largest id + 1.
+    pub fn implied_nodes(&self) -> usize {
+        self.edges.iter().map(|&(u, v)| u.max(v) + 1).max().unwrap_or(0) as usize
+    }
+    /// Builds the graph; ids must be below `num_nodes` (default: the implied count).
+    pub fn to_graph(&self, context: &str, num_nodes: Option<usize>) -> Result<CsrGraph> {
+        let n = num_nodes.unwrap_or_else(|| self.implied_nodes());
+        CsrGraph::from_edges(context, n, &self.edges, self.weights.as_deref())
+    }
+}
+
+/// Reads `u v [w]` records separated by whitespace, tabs or commas, optionally gzip-compressed
+/// (`.gz`). Lines starting with `#` or `%` are comments; a first line that does not parse as
+/// numbers is taken as a header. Every record must have the same number of columns (2 or 3).
+pub fn read_edge_list(path: impl AsRef<Path>) -> Result<EdgeList> {
+    let path = path.as_ref();
+    let mut edges = Vec::new();
+    let mut weights: Vec<f32> = Vec::new();
+    let mut columns: Option<usize> = None;
+    let mut skipped = 0;
+    for item in lines(path)? {
+        let (no, line) = item?;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with('%') {
+            skipped += 1;
+            continue;
+        }
+        let f = fields(t);
+        if columns.is_none() && f.first().is_some_and(|s| s.parse::<f64>().is_err()) {
+            skipped += 1; // header
+            continue;
+        }
+        match columns {
+            None if f.len() == 2 || f.len() == 3 => columns = Some(f.len()),
+            None => {
+                return Err(GraphError::Parse {
+                    path: path.into(),
+                    line: no,
+                    msg: format!("expected `src dst` or `src dst weight`, found {} columns", f.len()),
+                })
+            }
+            Some(c) if c != f.len() => {
+                return Err(GraphError::Parse {
+                    path: path.into(),
+                    line: no,
+                    msg: format!("ragged row: {} columns where earlier rows have {c}", f.len()),
+                })
+            }
+            Some(_) => {}
+        }
+        let u: i64 = parse_field(path, no, f[0], "an integer node id")?;
+        let v: i64 = parse_field(path, no, f[1], "an integer node id")?;
+        if u < 0 || v < 0 {
+            return Err(GraphError::Parse { path: path.into(), line: no, msg: "node ids must be >= 0".into() });
+        }
+        edges.push((u, v));
+        if f.len() == 3 {
+            let w: f32 = parse_field(path, no, f[2], "a numeric weight")?;
+            if !w.is_finite() {
+                return Err(GraphError::Parse { path: path.into(), line: no, msg: format!("weight {w} is not finite") });
+            }
+            weights.push(w);
+        }
+    }
+    Ok(EdgeList { edges, weights: (columns == Some(3)).then_some(weights), skipped })
+}

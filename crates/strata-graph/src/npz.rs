@@ -1,0 +1,288 @@
+//! Reading NumPy `.npy` arrays inside `.npz` archives (stored or deflated), the format both the
+//! gnn-benchmark graph files and `scipy.sparse.save_npz` use. Pickled object arrays are never
+//! unpickled: asking for one is an error, and loaders simply do not ask.
+
+use crate::error::{GraphError, Result};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The element type of an array, from its `descr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    Bool,
+    I8,
+    U8,
+    I16,
+    I32,
+    I64,
+    U32,
+    U64,
+    F32,
+    F64,
+    /// Fixed-width bytes (`|S4`): scipy stores `format` this way.
+    Bytes(usize),
+    /// Anything we do not decode (unicode strings, pickled objects).
+    Other,
+}
+
+impl DType {
+    fn parse(descr: &str) -> (DType, bool) {
+        let big = descr.starts_with('>');
+        let body = descr.trim_start_matches(['<', '>', '|', '=']);
+        let t = match body {
+            "b1" => DType::Bool,
+            "i1" => DType::I8,
+            "u1" => DType::U8,
+            "i2" => DType::I16,
+            "i4" => DType::I32,
+            "i8" => DType::I64,
+            "u4" => DType::U32,
+            "u8" => DType::U64,
+            "f4" => DType::F32,
+            "f8" => DType::F64,
+            s if s.starts_with('S') => s[1..].parse().map(DType::Bytes).unwrap_or(DType::Other),
+            _ => DType::Other,
+        };
+        (t, big)
+    }
+    fn size(self) -> usize {
+        match self {
+            DType::Bool | DType::I8 | DType::U8 => 1,
+            DType::I16 => 2,
+            DType::I32 | DType::U32 | DType::F32 => 4,
+            DType::I64 | DType::U64 | DType::F64 => 8,
+            DType::Bytes(n) => n,
+            DType::Other => 0,
+        }
+    }
+    fn is_integer(self) -> bool {
+        matches!(self, DType::Bool | DType::I8 | DType::U8 | DType::I16 | DType::I32 | DType::I64 | DType::U32 | DType::U64)
+    }
+}
+
+/// One decoded array: shape, dtype and raw little-endian bytes.
+#[derive(Clone, Debug)]
+pub struct NpyArray {
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub descr: String,
+    data: Vec<u8>,
+}
+
+impl NpyArray {
+    /// Parses the bytes of one `.npy` file. `what` names it in errors.
+    pub fn parse(bytes: Vec<u8>, path: &Path, key: &str) -> Result<NpyArray> {
+        let err = |msg: String| GraphError::Npy { path: path.into(), key: key.into(), msg };
+        if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+            return Err(err("not an .npy array (bad magic)".into()));
+        }
+        let (hlen, start) = match bytes[6] {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+            v => return Err(err(format!("unsupported .npy version {v}"))),
+        };
+        if bytes.len() < start + hlen {
+            return Err(err("header truncated".into()));
+        }
+        let header = String::from_utf8_lossy(&bytes[start..start + hlen]).to_string();
+        let descr = header_field(&header, "descr").ok_or_else(|| err(format!("no descr in header {header}")))?;
+        let descr = descr.trim_matches(|c| c == '\'' || c == '"').to_string();
+        let fortran = header_field(&header, "fortran_order").unwrap_or_default();
+        if fortran.trim() == "True" {
+            return Err(err("Fortran-ordered arrays are not supported; save with C order".into()));
+        }
+        let shape_txt = header_field(&header, "shape").ok_or_else(|| err("no shape in header".into()))?;
+        let shape: Vec<usize> = shape_txt
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_end_matches('L').parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| err(format!("bad shape {shape_txt}")))?;
+        let (dtype, big) = DType::parse(&descr);
+        if big && dtype.size() > 1 {
+            return Err(err(format!("big-endian dtype {descr} is not supported")));
+        }
+        let mut data = bytes;
+        data.drain(..start + hlen);
+        let count: usize = shape.iter().product();
+        if dtype != DType::Other && data.len() < count * dtype.size() {
+            return Err(err(format!(
+                "data truncated: shape {:?} of {descr} needs {} bytes, found {}",
+                shape,
+                count * dtype.size(),
+                data.len()
+            )));
+        }
+        data.truncate(if dtype == DType::Other { data.len() } else { count * dtype.size() });
+        Ok(NpyArray { shape, dtype, descr, data })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Raw bytes (for fixed-width byte strings).
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn element_f64(&self, i: usize) -> f64 {
+        let b = &self.data[i * self.dtype.size()..];
+        match self.dtype {
+            DType::Bool | DType::U8 => b[0] as f64,
+            DType::I8 => b[0] as i8 as f64,
+            DType::I16 => i16::from_le_bytes([b[0], b[1]]) as f64,
+            DType::I32 => i32::from_le_bytes(b[..4].try_into().unwrap()) as f64,
+            DType::U32 => u32::from_le_bytes(b[..4].try_into().unwrap()) as f64,
+            DType::I64 => i64::from_le_bytes(b[..8].try_into().unwrap()) as f64,
+            DType::U64 => u64::from_le_bytes(b[..8].try_into().unwrap()) as f64,
+            DType::F32 => f32::from_le_bytes(b[..4].try_into().unwrap()) as f64,
+            DType::F64 => f64::from_le_bytes(b[..8].try_into().unwrap()),
+            DType::Bytes(_) | DType::Other => f64::NAN,
+        }
+    }
+    fn element_i64(&self, i: usize) -> i64 {
+        let b = &self.data[i * self.dtype.size()..];
+        match self.dtype {
+            DType::I64 => i64::from_le_bytes(b[..8].try_into().unwrap()),
+            DType::U64 => u64::from_le_bytes(b[..8].try_into().unwrap()) as i64,
+            _ => self.element_f64(i) as i64,
+        }
+    }
+}
+
+/// Pulls `'key': value` out of the header dict text (values here never contain `':`).
+fn header_field(header: &str, key: &str) -> Option<String> {
+    let pat = format!("'{key}':");
+    let at = header.find(&pat)? + pat.len();
+    let rest = header[at..].trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')')? + 1
+    } else {
+        rest.find(',').unwrap_or(rest.len())
+    };
+    Some(rest[..end].trim().to_string())
+}
+
+/// An opened `.npz` archive. Arrays are decoded on demand, so pickled keys are never touched.
+pub struct Npz {
+    path: PathBuf,
+    archive: zip::ZipArchive<std::io::BufReader<std::fs::File>>,
+}
+
+impl Npz {
+    pub fn open(path: impl AsRef<Path>) -> Result<Npz> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::open(&path).map_err(|e| GraphError::io(&path, e))?;
+        let archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+            .map_err(|source| GraphError::Zip { path: path.clone(), source })?;
+        Ok(Npz { path, archive })
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Keys (entry names without `.npy`).
+    pub fn keys(&self) -> Vec<String> {
+        self.archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect()
+    }
+    pub fn contains(&self, key: &str) -> bool {
+        self.archive.index_for_name(&format!("{key}.npy")).is_some() || self.archive.index_for_name(key).is_some()
+    }
+    /// Decodes one array; `expected` describes it for the missing-key message.
+    pub fn array(&mut self, key: &str, expected: &str) -> Result<NpyArray> {
+        let name = if self.archive.index_for_name(&format!("{key}.npy")).is_some() {
+            format!("{key}.npy")
+        } else if self.archive.index_for_name(key).is_some() {
+            key.to_string()
+        } else {
+            return Err(GraphError::MissingKey { path: self.path.clone(), key: key.into(), expected: expected.into() });
+        };
+        let path = self.path.clone();
+        let mut entry = self.archive.by_name(&name).map_err(|source| GraphError::Zip { path: path.clone(), source })?;
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes).map_err(|e| GraphError::Npy {
+            path: path.clone(),
+            key: key.into(),
+            msg: format!("entry unreadable ({e}); the archive may be truncated or corrupt"),
+        })?;
+        NpyArray::parse(bytes, &path, key)
+    }
+    fn check_integer(&self, key: &str, a: &NpyArray) -> Result<()> {
+        if !a.dtype.is_integer() {
+            return Err(GraphError::Dtype {
+                path: self.path.clone(),
+                key: key.into(),
+                expected: "an integer dtype".into(),
+                found: a.descr.clone(),
+            });
+        }
+        Ok(())
+    }
+    /// An integer array as i64 (any integer dtype accepted, floats rejected).
+    pub fn i64s(&mut self, key: &str, expected: &str) -> Result<Vec<i64>> {
+        let a = self.array(key, expected)?;
+        self.check_integer(key, &a)?;
+        Ok((0..a.len()).map(|i| a.element_i64(i)).collect())
+    }
+    /// A numeric array as f32 (integers and floats accepted).
+    pub fn f32s(&mut self, key: &str, expected: &str) -> Result<Vec<f32>> {
+        let a = self.array(key, expected)?;
+        if matches!(a.dtype, DType::Other | DType::Bytes(_)) {
+            return Err(GraphError::Dtype {
+                path: self.path.clone(),
+                key: key.into(),
+                expected: "a numeric dtype".into(),
+                found: a.descr.clone(),
+            });
+        }
+        Ok((0..a.len()).map(|i| a.element_f64(i) as f32).collect())
+    }
+    /// Reads several keys at once into a map (convenience for tests and tools).
+    pub fn i64_map(&mut self, keys: &[&str]) -> Result<BTreeMap<String, Vec<i64>>> {
+        keys.iter().map(|k| Ok((k.to_string(), self.i64s(k, "integers")?))).collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Encodes an `.npy` v1 file (for tests that write their own archives).
+    pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+        let shape_txt = match shape.len() {
+            1 => format!("({},)", shape[0]),
+            _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        };
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn parses_header_and_values() {
+        let data: Vec<u8> = [1i32, -2, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = NpyArray::parse(npy_bytes("<i4", &[3], &data), Path::new("x"), "k").unwrap();
+        assert_eq!(a.shape, vec![3]);
+        assert_eq!(a.element_i64(1), -2);
+        let two = NpyArray::parse(npy_bytes("<f8", &[1, 2], &[0u8; 16]), Path::new("x"), "k").unwrap();
+        assert_eq!(two.shape, vec![1, 2]);
+    }
+
+    #[test]
+    fn truncated_data_is_an_error() {
+        let e = NpyArray::parse(npy_bytes("<i8", &[4], &[0u8; 8]), Path::new("f.npz"), "labels").unwrap_err();
+        assert!(e.to_string().contains("f.npz: key `labels`: data truncated"), "{e}");
+    }
+}
