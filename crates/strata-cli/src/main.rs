@@ -1,1 +1,46 @@
-fn main(){}
+//! `strata`: train graph neural networks, and manage the datasets they train on.
+
+mod data;
+mod plot;
+mod report;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Train graph neural networks across workers, on libtorch")]
+struct Cli {
+    /// Log filter (also via RUST_LOG), e.g. `info` or `strata=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "STRATA_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a node classifier in this process (full batch).
+    Train(Box<train::TrainArgs>),
+    /// List, locate, inspect and download datasets.
+    Data(data::DataArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or(cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Train(a) => train::run(*a),
+        Command::Data(a) => data::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,28 @@
+//! # strata-nn
 //!
+//! The GNN layer library and full-batch trainer of strata, on libtorch (`tch`).
+//!
+//! - [`message_passing`]: the shared core — gather / scatter (sum, mean, max), edge softmax and
+//!   normalised CSR operators cached per graph ([`GraphTensors`]).
+//! - [`conv`]: one file per layer (GCN, GraphSAGE, GAT, GIN, APPNP, SGC, GCNII, DGMLP-style hop
+//!   attention), each citing its paper and equation.
+//! - [`Model`] / [`ModelConfig`]: architectures with their papers' default hyper-parameters.
+//! - [`train_node_classifier`]: Adam + weight decay, dropout, early stopping, seeds.
+//! - [`metrics`]: accuracy, ROC-AUC, AP, Hits@K, MRR; [`checkpoint`]: atomic safetensors.
+
+pub mod checkpoint;
+pub mod conv;
+mod device;
+mod error;
+mod input;
+pub mod message_passing;
+pub mod metrics;
+mod model;
+mod trainer;
+
+pub use device::{device_name, parse_device, set_threads};
+pub use error::{NnError, Result};
+pub use input::Input;
+pub use message_passing::{GraphTensors, Kernel, Norm};
+pub use model::{Model, ModelConfig, ModelKind, ModelOverrides};
+pub use trainer::{train_node_classifier, EpochStats, NodeTask, RunReport};

@@ -1,0 +1,51 @@
+//! SVG training curves.
+
+use plotters::prelude::*;
+use std::path::Path;
+use strata_nn::EpochStats;
+
+/// Draws train/validation accuracy (left) and loss (right) per epoch for each run.
+pub fn training_curves(path: &Path, title: &str, runs: &[(u64, Vec<EpochStats>)]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("svg.tmp");
+    {
+        let root = SVGBackend::new(&tmp, (1100, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, ("sans-serif", 20))?;
+        let (left, right) = root.split_horizontally(550);
+        let max_epoch = runs.iter().map(|r| r.1.len()).max().unwrap_or(1) as f64;
+        let max_loss = runs.iter().flat_map(|r| r.1.iter().flat_map(|e| [e.train_loss, e.val_loss])).fold(0.0f64, f64::max).max(1e-3);
+        let palette = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+        for (area, is_acc) in [(left, true), (right, false)] {
+            let mut chart = ChartBuilder::on(&area)
+                .margin(12)
+                .caption(if is_acc { "accuracy" } else { "loss" }, ("sans-serif", 16))
+                .x_label_area_size(30)
+                .y_label_area_size(45)
+                .build_cartesian_2d(1f64..max_epoch, 0f64..if is_acc { 1.0 } else { max_loss * 1.05 })?;
+            chart.configure_mesh().x_desc("epoch").draw()?;
+            for (i, (seed, curve)) in runs.iter().enumerate() {
+                let color = palette[i % palette.len()];
+                let pick = |e: &EpochStats, train: bool| match (is_acc, train) {
+                    (true, true) => e.train_accuracy,
+                    (true, false) => e.val_accuracy,
+                    (false, true) => e.train_loss,
+                    (false, false) => e.val_loss,
+                };
+                chart
+                    .draw_series(LineSeries::new(curve.iter().map(|e| (e.epoch as f64, pick(e, true))), color.stroke_width(1)))?
+                    .label(format!("seed {seed} train"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(1)));
+                chart
+                    .draw_series(DashedLineSeries::new(curve.iter().map(|e| (e.epoch as f64, pick(e, false))), 4, 3, color.stroke_width(2)))?
+                    .label(format!("seed {seed} val"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+            }
+            if runs.len() <= 3 {
+                chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            }
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `strata train`: single-process, full-batch node classification over one or more seeds.
+
+use crate::report::{progress, table, write_json};
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use strata_graph::{Attack, Dataset, Split};
+use strata_nn::metrics::{mean_std, median};
+use strata_nn::{Kernel, ModelConfig, ModelKind, ModelOverrides, NodeTask};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// A registered dataset (see `strata data list`).
+    #[arg(long, default_value = "cora")]
+    pub dataset: String,
+    /// A graph npz to train on instead (gnn-benchmark layout, e.g. a `strata refine` output).
+    #[arg(long, conflicts_with = "dataset")]
+    pub npz: Option<PathBuf>,
+    /// Poisoned adjacency for Pro-GNN datasets: meta:0.05..0.25 or nettack:1..5.
+    #[arg(long)]
+    pub attack: Option<String>,
+    /// Model: mlp, gcn, sage, gat, gin, appnp, sgc, gcnii, dgmlp.
+    #[arg(long, default_value = "gcn")]
+    pub model: String,
+    /// Hyper-parameters from a TOML file (keys as in `ModelConfig`); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long)]
+    pub hidden: Option<i64>,
+    #[arg(long)]
+    pub heads: Option<i64>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Number of seeds (0..S); with several official splits, seed i uses split i mod count.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// public (the dataset's own split), or random (stratified, seeded).
+    #[arg(long, default_value = "public")]
+    pub split: String,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads for libtorch (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Sparse kernel: csr or edge-list.
+    #[arg(long, default_value = "csr")]
+    pub kernel: String,
+    /// Write a JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw train/validation curves (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Save the last seed's best weights (safetensors, atomic) here.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+}
+
+pub fn load_dataset(name: &str, npz: Option<&PathBuf>, attack: Option<&str>) -> anyhow::Result<Dataset> {
+    if let Some(p) = npz {
+        return Ok(strata_graph::formats::read_graph_npz(p)?);
+    }
+    let attack: Option<Attack> = attack.map(str::parse).transpose()?;
+    Ok(strata_graph::load(name, attack)?)
+}
+
+fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
+    match how {
+        "public" if !d.splits.is_empty() => Ok(d.splits[(seed as usize) % d.splits.len()].clone()),
+        "public" => {
+            tracing::info!("{} has no official split: using a stratified 10/10/80 split per seed", d.name);
+            Ok(Split::random_stratified(&d.labels, 0.1, 0.1, seed))
+        }
+        "random" => Ok(Split::random_per_class(&d.labels, 20, 500, 1000, seed)),
+        other => bail!("--split {other}: expected public or random"),
+    }
+}
+
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    strata_nn::set_threads(a.threads);
+    let device = strata_nn::parse_device(&a.device)?;
+    let kind: ModelKind = a.model.parse()?;
+    let mut cfg = ModelConfig::defaults(kind);
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let o: ModelOverrides = toml::from_str(&text).with_context(|| format!("{}: invalid model configuration", path.display()))?;
+        cfg = cfg.with(&o);
+    }
+    cfg = cfg.with(&ModelOverrides {
+        layers: a.layers,
+        hidden: a.hidden,
+        heads: a.heads,
+        epochs: a.epochs,
+        lr: a.lr,
+        dropout: a.dropout,
+        weight_decay: a.weight_decay,
+        patience: a.patience,
+        ..Default::default()
+    });
+    cfg.validate()?;
+    let kernel = match a.kernel.as_str() {
+        "csr" => Kernel::Csr,
+        "edge-list" => Kernel::EdgeList,
+        k => bail!("--kernel {k}: expected csr or edge-list"),
+    };
+    if a.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let dataset = load_dataset(&a.dataset, a.npz.as_ref(), a.attack.as_deref())?;
+    if dataset.num_classes < 2 {
+        bail!("{}: node classification needs labels with at least two classes", dataset.name);
+    }
+    eprintln!(
+        "strata train: {} ({} nodes, {} edges, {} features, {} classes) · {} ({} layers) · {} · {} seed(s)",
+        dataset.name,
+        dataset.num_nodes(),
+        dataset.graph.num_undirected_edges(),
+        dataset.features.dim(),
+        dataset.num_classes,
+        kind.name(),
+        cfg.layers,
+        strata_nn::device_name(device),
+        a.seeds
+    );
+    let task = NodeTask::new(&dataset, device, cfg.normalize_features, kernel);
+    let pb = progress(a.seeds * cfg.epochs as u64, "train");
+    let mut runs = Vec::new();
+    let mut last_model = None;
+    for seed in 0..a.seeds {
+        let split = split_for(&dataset, &a.split, seed)?;
+        let (model, report) = strata_nn::train_node_classifier(&task, &cfg, &split, seed, |e| {
+            pb.inc(1);
+            pb.set_message(format!("seed {seed} epoch {} val {:.3}", e.epoch, e.val_accuracy));
+        })?;
+        // Early stopping skips epochs: keep the bar's total honest.
+        pb.inc((cfg.epochs - report.epochs_run) as u64);
+        runs.push(report);
+        last_model = Some(model);
+    }
+    pb.finish_and_clear();
+
+    let tests: Vec<f64> = runs.iter().map(|r| r.test_accuracy * 100.0).collect();
+    let vals: Vec<f64> = runs.iter().map(|r| r.val_accuracy * 100.0).collect();
+    let step_ms: Vec<f64> = runs.iter().flat_map(|r| r.curve.iter().skip(3).map(|e| e.step_ms)).collect();
+    let (tm, ts) = mean_std(&tests);
+    let (vm, vs) = mean_std(&vals);
+    let epoch_ms = median(&step_ms);
+    let mut rows = vec![vec!["seed".to_string(), "epochs".into(), "best epoch".into(), "val acc".into(), "test acc".into()]];
+    for r in &runs {
+        rows.push(vec![r.seed.to_string(), r.epochs_run.to_string(), r.best_epoch.to_string(), format!("{:.2}", r.val_accuracy * 100.0), format!("{:.2}", r.test_accuracy * 100.0)]);
+    }
+    rows.push(vec!["mean".into(), "".into(), "".into(), format!("{vm:.2} ± {vs:.2}"), format!("{tm:.2} ± {ts:.2}")]);
+    print!("{}", table(&rows));
+    println!("epoch time (train step, median): {epoch_ms:.2} ms · parameters: {}", last_model.as_ref().map_or(0, |m| m.num_parameters()));
+
+    if let Some(path) = &a.save {
+        let m = last_model.as_ref().unwrap();
+        strata_nn::checkpoint::save_checkpoint(&m.vs, path, &json!({"dataset": dataset.name, "config": cfg}))?;
+        println!("saved weights to {}", path.display());
+    }
+    if let Some(path) = &a.plot {
+        let curves: Vec<_> = runs.iter().map(|r| (r.seed, r.curve.clone())).collect();
+        crate::plot::training_curves(path, &format!("{} · {} ({} layers)", dataset.name, kind.name(), cfg.layers), &curves)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.json {
+        let report = json!({
+            "dataset": dataset.name,
+            "model": kind.name(),
+            "seeds": a.seeds,
+            "device": strata_nn::device_name(device),
+            "test_accuracy": {"mean": tm, "std": ts, "values": tests},
+            "val_accuracy": {"mean": vm, "std": vs},
+            "epoch_ms_median": epoch_ms,
+            "config": cfg,
+            "runs": runs.iter().map(|r| json!({"seed": r.seed, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy})).collect::<Vec<_>>(),
+        });
+        write_json(path, &report)?;
+    }
+    Ok(())
+}

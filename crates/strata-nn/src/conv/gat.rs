@@ -1,0 +1,56 @@
+use super::linear::{Init, Linear};
+use crate::message_passing::{edge_softmax, scatter_sum};
+use tch::{nn, Tensor};
+
+/// Multi-head graph attention, Veličković et al., "Graph Attention Networks" (ICLR 2018):
+///
+/// `α_ij = softmax_j(LeakyReLU(aᵀ[W x_i ‖ W x_j]))` over `j ∈ N(i) ∪ {i}`,
+/// `x'_i = ‖_{k=1..K} Σ_j α^k_ij W^k x_j` (concatenated heads), or the mean over heads for the
+/// output layer. Attention coefficients get their own dropout, as in the paper.
+pub struct GatConv {
+    pub lin: Linear,
+    att_src: Tensor,
+    att_dst: Tensor,
+    bias: Tensor,
+    heads: i64,
+    out: i64,
+    concat: bool,
+    row: Tensor,
+    col: Tensor,
+    n: i64,
+}
+
+impl GatConv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(vs: &nn::Path, edges: (Tensor, Tensor), n: i64, fan_in: i64, out: i64, heads: i64, concat: bool) -> GatConv {
+        let a = (6.0 / (out + 1) as f64).sqrt();
+        GatConv {
+            lin: Linear::new(vs, fan_in, heads * out, false, Init::Glorot),
+            att_src: vs.var("att_src", &[1, heads, out], nn::Init::Uniform { lo: -a, up: a }),
+            att_dst: vs.var("att_dst", &[1, heads, out], nn::Init::Uniform { lo: -a, up: a }),
+            bias: vs.var("bias", &[if concat { heads * out } else { out }], nn::Init::Const(0.0)),
+            heads,
+            out,
+            concat,
+            row: edges.0,
+            col: edges.1,
+            n,
+        }
+    }
+    /// Attends over already-projected features `xw = X·W` (`[n, heads·out]`).
+    pub fn attend(&self, xw: &Tensor, att_dropout: f64, train: bool) -> Tensor {
+        let h = xw.view([self.n, self.heads, self.out]);
+        let a_src = (&h * &self.att_src).sum_dim_intlist(-1, false, None); // [n, heads]
+        let a_dst = (&h * &self.att_dst).sum_dim_intlist(-1, false, None);
+        let e = a_src.index_select(0, &self.col) + a_dst.index_select(0, &self.row);
+        let e = e.maximum(&(&e * 0.2)); // LeakyReLU(0.2)
+        let alpha = edge_softmax(&e, &self.row, self.n).dropout(att_dropout, train);
+        let msg = h.index_select(0, &self.col) * alpha.unsqueeze(-1);
+        let out = scatter_sum(&msg, &self.row, self.n);
+        let out = if self.concat { out.view([self.n, self.heads * self.out]) } else { out.mean_dim(1, false, None) };
+        out + &self.bias
+    }
+    pub fn forward(&self, x: &Tensor, att_dropout: f64, train: bool) -> Tensor {
+        self.attend(&x.matmul(&self.lin.w), att_dropout, train)
+    }
+}

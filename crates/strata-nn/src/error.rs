@@ -1,0 +1,20 @@
+/// Errors of the layer library and trainer.
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    #[error(transparent)]
+    Graph(#[from] strata_graph::GraphError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("device: {0}")]
+    Device(String),
+}
+
+pub type Result<T, E = NnError> = std::result::Result<T, E>;
