@@ -54,8 +54,8 @@ pub struct TrainArgs {
     /// CPU threads for libtorch (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Sparse kernel: csr or edge-list.
-    #[arg(long, default_value = "csr")]
+    /// Sparse kernel: edge-list or csr.
+    #[arg(long, default_value = "edge-list")]
     pub kernel: String,
     /// Write a JSON report here.
     #[arg(long)]

@@ -3,6 +3,7 @@
 //! dropout acts on the stored values only (identical in distribution to dropout on the dense
 //! matrix, since dropped zeros stay zero).
 
+use crate::ops::FastDropout;
 use crate::message_passing::scatter_sum;
 use strata_graph::Features;
 use tch::{Device, Kind, Tensor};
@@ -45,9 +46,9 @@ impl Input {
     /// `dropout(X) · W` with `W` of shape `[in, out]`.
     pub fn matmul(&self, w: &Tensor, dropout: f64, train: bool) -> Tensor {
         match self {
-            Input::Dense(x) => x.dropout(dropout, train).matmul(w),
+            Input::Dense(x) => x.fast_dropout(dropout, train).matmul(w),
             Input::Sparse { n, row, col, val, .. } => {
-                let v = val.dropout(dropout, train);
+                let v = val.fast_dropout(dropout, train);
                 scatter_sum(&(w.index_select(0, col) * v.unsqueeze(-1)), row, *n)
             }
         }

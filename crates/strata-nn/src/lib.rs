@@ -18,6 +18,7 @@ mod input;
 pub mod message_passing;
 pub mod metrics;
 mod model;
+pub mod ops;
 mod trainer;
 
 pub use device::{device_name, parse_device, set_threads};

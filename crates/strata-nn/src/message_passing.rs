@@ -55,14 +55,16 @@ pub fn edge_softmax(scores: &Tensor, index: &Tensor, n: i64) -> Tensor {
     e / (denom + 1e-16)
 }
 
-/// Which sparse kernel `Adjacency::propagate` uses.
+/// Which sparse kernel `Adjacency::propagate` uses. The edge list is the default: on the
+/// Planetoid graphs it measured faster than libtorch's CSR product on CPU (GCNII-64 on Cora:
+/// 147 vs 169 ms/epoch; GCN: 3.6 vs 7.8 ms), and its backward pass needs no transposed copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kernel {
-    /// CSR sparse × dense matrix product.
-    #[default]
+    /// CSR sparse × dense matrix product (libtorch's sparse kernels).
     Csr,
     /// Edge-list gather then scatter-add.
+    #[default]
     EdgeList,
 }
 

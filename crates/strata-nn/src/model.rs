@@ -1,5 +1,6 @@
 //! Node-classification models built from the layer library, and their hyper-parameters.
 
+use crate::ops::FastDropout;
 use crate::conv::{sgc_propagate, Appnp, Gcn2Conv, GatConv, GcnConv, GinConv, HopAttention, Init, Linear, SageConv};
 use crate::error::{NnError, Result};
 use crate::input::Input;
@@ -204,6 +205,13 @@ pub struct Model {
     net: Net,
 }
 
+impl Net {
+    /// Whether any parameter lives in the secondary weight-decay group.
+    fn has_secondary(&self) -> bool {
+        matches!(self, Net::Gcn(c) if c.len() > 1) || matches!(self, Net::Gcnii { .. })
+    }
+}
+
 /// Parameter groups: group 0 gets `weight_decay`, group 1 `weight_decay_secondary`.
 const PRIMARY: usize = 0;
 const SECONDARY: usize = 1;
@@ -311,21 +319,21 @@ impl Model {
             Net::Mlp(lins) => {
                 let mut h = lins[0].forward_input(x, dp, train);
                 for lin in &lins[1..] {
-                    h = lin.forward(&h.relu().dropout(dp, train));
+                    h = lin.forward(&h.relu().fast_dropout(dp, train));
                 }
                 h
             }
             Net::Gcn(convs) => {
                 let mut h = convs[0].propagate(&x.matmul(&convs[0].lin.w, dp, train));
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.relu().dropout(dp, train));
+                    h = conv.forward(&h.relu().fast_dropout(dp, train));
                 }
                 h
             }
             Net::Sage(convs) => {
                 let mut h = convs[0].forward_input(x, dp, train);
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.relu().dropout(dp, train));
+                    h = conv.forward(&h.relu().fast_dropout(dp, train));
                 }
                 h
             }
@@ -333,42 +341,47 @@ impl Model {
                 let ad = self.config.att_dropout;
                 let mut h = convs[0].attend(&x.matmul(&convs[0].lin.w, dp, train), ad, train);
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.elu().dropout(dp, train), ad, train);
+                    h = conv.forward(&h.elu().fast_dropout(dp, train), ad, train);
                 }
                 h
             }
             Net::Gin(convs, head) => {
                 let mut h = convs[0].forward_projected(&x.matmul(convs[0].first_weight(), dp, train));
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.relu().dropout(dp, train));
+                    h = conv.forward(&h.relu().fast_dropout(dp, train));
                 }
-                head.forward(&h.relu().dropout(dp, train))
+                head.forward(&h.relu().fast_dropout(dp, train))
             }
             Net::Appnp(lins, prop) => {
-                let h = lins[0].forward_input(x, dp, train).relu().dropout(dp, train);
+                let h = lins[0].forward_input(x, dp, train).relu().fast_dropout(dp, train);
                 prop.forward(&lins[1].forward(&h))
             }
-            Net::Sgc(lin, propagated) => lin.forward(&propagated.dropout(dp, train)),
+            Net::Sgc(lin, propagated) => lin.forward(&propagated.to_kind(lin.w.kind()).fast_dropout(dp, train)),
             Net::Gcnii { input, convs, output } => {
                 let h0 = input.forward_input(x, dp, train).relu();
                 let mut h = h0.shallow_clone();
                 for conv in convs {
-                    h = conv.forward(&h.dropout(dp, train), &h0).relu();
+                    h = conv.forward(&h.fast_dropout(dp, train), &h0).relu();
                 }
-                output.forward(&h.dropout(dp, train))
+                output.forward(&h.fast_dropout(dp, train))
             }
             Net::Dgmlp { input, hops, adj, att, mlp } => {
-                let h = input.forward_input(x, dp, train).relu().dropout(dp, train);
+                let h = input.forward_input(x, dp, train).relu().fast_dropout(dp, train);
                 let mut feats = vec![h];
                 for _ in 0..*hops {
                     let next = adj.propagate(feats.last().unwrap());
                     feats.push(next);
                 }
                 let (z, _) = att.forward(&feats);
-                let z = mlp[0].forward(&z.dropout(dp, train)).relu() + &z; // residual
-                mlp[1].forward(&z.dropout(dp, train))
+                let z = mlp[0].forward(&z.fast_dropout(dp, train)).relu() + &z; // residual
+                mlp[1].forward(&z.fast_dropout(dp, train))
             }
         }
+    }
+
+    /// Parameter groups in use (the optimizer must only be told about existing groups).
+    pub fn num_groups(&self) -> usize {
+        if self.net.has_secondary() { 2 } else { 1 }
     }
 
     /// Number of trainable scalars.

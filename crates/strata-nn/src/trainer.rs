@@ -73,7 +73,9 @@ pub fn train_node_classifier(
     let model = Model::new(config, &task.graph, &task.input, task.classes)?;
     let mut opt = nn::Adam::default().build(&model.vs, config.lr)?;
     opt.set_weight_decay_group(0, config.weight_decay);
-    opt.set_weight_decay_group(1, config.weight_decay_secondary);
+    if model.num_groups() > 1 {
+        opt.set_weight_decay_group(1, config.weight_decay_secondary);
+    }
     let device = task.graph.device;
     let idx = |v: &[usize]| Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>()).to(device);
     // Unlabelled nodes never enter a loss.

@@ -1,5 +1,5 @@
 use super::linear::{Init, Linear};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 /// Node-adaptive combination of multi-hop features, after DGMLP (Zhang et al., "Evaluating
 /// Deep Graph Neural Networks", 2021) and the hop attention of GAMLP (Zhang et al., KDD 2022):
@@ -23,7 +23,7 @@ impl HopAttention {
         let stacked = Tensor::stack(hops, 1); // [n, K+1, d]
         let reference = stacked.mean_dim(1, true, None).expand_as(&stacked);
         let scores = self.att.forward(&Tensor::cat(&[&stacked, &reference], 2)).tanh().squeeze_dim(-1);
-        let w = scores.softmax(-1, Kind::Float);
+        let w = scores.softmax(-1, scores.kind());
         ((&stacked * w.unsqueeze(-1)).sum_dim_intlist(1, false, None), w)
     }
 }

@@ -1,4 +1,5 @@
 use super::linear::{Init, Linear};
+use crate::ops::FastDropout;
 use crate::message_passing::{edge_softmax, scatter_sum};
 use tch::{nn, Tensor};
 
@@ -44,7 +45,7 @@ impl GatConv {
         let a_dst = (&h * &self.att_dst).sum_dim_intlist(-1, false, None);
         let e = a_src.index_select(0, &self.col) + a_dst.index_select(0, &self.row);
         let e = e.maximum(&(&e * 0.2)); // LeakyReLU(0.2)
-        let alpha = edge_softmax(&e, &self.row, self.n).dropout(att_dropout, train);
+        let alpha = edge_softmax(&e, &self.row, self.n).fast_dropout(att_dropout, train);
         let msg = h.index_select(0, &self.col) * alpha.unsqueeze(-1);
         let out = scatter_sum(&msg, &self.row, self.n);
         let out = if self.concat { out.view([self.n, self.heads * self.out]) } else { out.mean_dim(1, false, None) };

@@ -1,4 +1,5 @@
 use super::linear::{Init, Linear};
+use crate::ops::FastDropout;
 use crate::message_passing::Adjacency;
 use std::rc::Rc;
 use tch::{nn, Tensor};
@@ -36,7 +37,7 @@ impl SageConv {
     pub fn forward_input(&self, x: &crate::Input, dropout: f64, train: bool) -> Tensor {
         // One dropout mask for both paths, as in PyG where dropout precedes the layer.
         match x {
-            crate::Input::Dense(d) => self.forward(&d.dropout(dropout, train)),
+            crate::Input::Dense(d) => self.forward(&d.fast_dropout(dropout, train)),
             sparse => {
                 let w = Tensor::cat(&[&self.lin_self.w, &self.lin_neigh.w], 1);
                 let both = sparse.matmul(&w, dropout, train);

@@ -1,0 +1,137 @@
+//! Every layer, through every model: the CSR and edge-list kernels agree, and autograd
+//! gradients match central finite differences (in f64) on a small graph.
+
+use strata_graph::{CsrGraph, Dataset, Features};
+use strata_nn::{GraphTensors, Input, Kernel, Model, ModelConfig, ModelKind, Norm};
+use tch::{Device, Kind, Tensor};
+
+fn small_graph() -> CsrGraph {
+    // A ring plus chords and one isolated node: irregular degrees, a zero-degree row.
+    let mut edges = Vec::new();
+    for i in 0..11i64 {
+        edges.push((i, (i + 1) % 11));
+        if i % 3 == 0 {
+            edges.push((i, (i + 4) % 11));
+        }
+    }
+    CsrGraph::from_edges("t", 12, &edges, None).unwrap().symmetrized()
+}
+
+#[test]
+fn csr_and_edge_list_kernels_agree() {
+    tch::manual_seed(0);
+    let g = GraphTensors::new(&small_graph(), Device::Cpu, Kernel::Csr);
+    let x = Tensor::randn([12, 5], (Kind::Double, Device::Cpu));
+    for norm in [Norm::SymWithSelfLoops, Norm::Mean, Norm::Sum] {
+        let a = g.adjacency(norm);
+        let d = (a.propagate_with(&x, Kernel::Csr) - a.propagate_with(&x, Kernel::EdgeList)).abs().max().double_value(&[]);
+        assert!(d < 1e-12, "{norm:?}: kernels differ by {d}");
+    }
+    // Symmetric normalisation of a symmetric graph is a symmetric operator.
+    let a = g.adjacency(Norm::SymWithSelfLoops);
+    let eye = Tensor::eye(12, (Kind::Double, Device::Cpu));
+    let dense = a.propagate_with(&eye, Kernel::EdgeList);
+    assert!((&dense - dense.tr()).abs().max().double_value(&[]) < 1e-12);
+}
+
+#[test]
+fn propagation_gradients_match_finite_differences() {
+    tch::manual_seed(1);
+    let g = GraphTensors::new(&small_graph(), Device::Cpu, Kernel::Csr);
+    for kernel in [Kernel::Csr, Kernel::EdgeList] {
+        let a = g.adjacency(Norm::SymWithSelfLoops);
+        let r = Tensor::randn([12, 3], (Kind::Double, Device::Cpu));
+        let x = Tensor::randn([12, 3], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+        let f = |x: &Tensor| (a.propagate_with(x, kernel) * &r).sum(Kind::Double);
+        f(&x).backward();
+        let grad = x.grad();
+        check_fd(&x, &grad, |x| f(x).double_value(&[]), &format!("propagate {kernel:?}"));
+    }
+}
+
+/// Central differences on up to 12 entries of `param`, compared with `grad`.
+fn check_fd(param: &Tensor, grad: &Tensor, f: impl Fn(&Tensor) -> f64, what: &str) {
+    let h = 1e-6;
+    let n = param.numel() as i64;
+    let flat_grad = grad.reshape([-1]);
+    for k in (0..n).step_by(((n / 12).max(1)) as usize).take(12) {
+        let base = tch::no_grad(|| param.detach().copy());
+        let plus = {
+            let p = base.copy();
+            let _ = p.reshape([-1]).get(k).fill_(base.reshape([-1]).double_value(&[k]) + h);
+            tch::no_grad(|| f(&p))
+        };
+        let minus = {
+            let p = base.copy();
+            let _ = p.reshape([-1]).get(k).fill_(base.reshape([-1]).double_value(&[k]) - h);
+            tch::no_grad(|| f(&p))
+        };
+        let fd = (plus - minus) / (2.0 * h);
+        let ad = flat_grad.double_value(&[k]);
+        assert!((fd - ad).abs() <= 1e-5 * (1.0 + fd.abs()), "{what}: entry {k}: autograd {ad} vs finite difference {fd}");
+    }
+}
+
+fn small_dataset() -> Dataset {
+    let g = small_graph();
+    let labels = (0..12).map(|i| (i % 3) as i64).collect();
+    let feats: Vec<f32> = (0..12 * 6).map(|i| ((i * 7 % 11) as f32) / 11.0).collect();
+    Dataset::new("small", g, Features::dense(12, 6, feats), labels, vec![]).unwrap()
+}
+
+#[test]
+fn every_model_kernels_agree_and_gradients_match() {
+    let d = small_dataset();
+    for kind in ModelKind::ALL {
+        let mut cfg = ModelConfig::defaults(kind);
+        cfg.hidden = 4;
+        cfg.heads = 2;
+        cfg.layers = match kind {
+            ModelKind::Gcnii => 4,
+            ModelKind::Appnp | ModelKind::Dgmlp => 3,
+            _ => 2,
+        };
+        let mut outs = Vec::new();
+        let mut first: Option<Model> = None;
+        for kernel in [Kernel::Csr, Kernel::EdgeList] {
+            let g = GraphTensors::new(&d.graph, Device::Cpu, kernel);
+            let x = Input::Dense(Tensor::from_slice(&d.features.to_dense()).view([12, 6]).to_kind(Kind::Double));
+            let mut model = Model::new(&cfg, &g, &Input::from_features(&d.features, Device::Cpu, false), 3).unwrap();
+            model.vs.double();
+            // Same weights for both kernels (the RNG is global and tests run in parallel).
+            if let Some(m) = &first {
+                model.vs.copy(&m.vs).unwrap();
+            }
+            let out = model.forward(&x, false);
+            assert_eq!(out.size(), vec![12, 3], "{kind:?}");
+            outs.push(out.detach());
+            if kernel == Kernel::EdgeList {
+                continue;
+            }
+            let model = first.insert(model);
+            let r = Tensor::randn([12, 3], (Kind::Double, Device::Cpu));
+            for (name, p) in model.vs.variables() {
+                let loss = (model.forward(&x, false) * &r).sum(Kind::Double);
+                model.vs.trainable_variables().iter().for_each(|v| {
+                    let mut g = v.grad();
+                    if g.defined() {
+                        let _ = g.zero_();
+                    }
+                });
+                loss.backward();
+                let grad = p.grad();
+                assert!(grad.defined(), "{kind:?} {name}: no gradient");
+                check_fd(&p, &grad, |v| {
+                    let mut target = p.shallow_clone();
+                    let saved = tch::no_grad(|| p.copy());
+                    tch::no_grad(|| target.copy_(v));
+                    let y = (model.forward(&x, false) * &r).sum(Kind::Double).double_value(&[]);
+                    tch::no_grad(|| target.copy_(&saved));
+                    y
+                }, &format!("{kind:?} {name}"));
+            }
+        }
+        let diff = (&outs[0] - &outs[1]).abs().max().double_value(&[]);
+        assert!(diff < 1e-10, "{kind:?}: kernels disagree by {diff}");
+    }
+}
