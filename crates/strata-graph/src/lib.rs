@@ -30,5 +30,5 @@ pub use error::{GraphError, Result};
 pub use graph::CsrGraph;
 pub use partition::{edge_cut, partition, random_partition, ContiguousOrder};
 pub use prognn::{edge_difference, prognn_clean, with_poisoned_adjacency};
-pub use registry::{load, Attack};
+pub use registry::{load, write_atomic, Attack};
 pub use split::{LinkSplit, Split};

@@ -248,27 +248,80 @@ impl Npz {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// Encodes an `.npy` v1 file (for tests that write their own archives).
-    pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-        let shape_txt = match shape.len() {
-            1 => format!("({},)", shape[0]),
-            _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
-        };
-        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(data);
-        out
+/// Encodes one `.npy` (format 1.0) file: `descr` like `<f4`, C order.
+pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let shape_txt = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
     }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Builds an `.npz` archive in memory and writes it atomically (temporary file, fsync, rename).
+#[derive(Default)]
+pub struct NpzWriter {
+    entries: Vec<(String, Vec<u8>)>,
+}
+
+impl NpzWriter {
+    pub fn new() -> NpzWriter {
+        NpzWriter::default()
+    }
+    pub fn i64s(&mut self, key: &str, shape: &[usize], v: &[i64]) -> &mut Self {
+        self.raw(key, "<i8", shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+    pub fn i32s(&mut self, key: &str, shape: &[usize], v: &[i32]) -> &mut Self {
+        self.raw(key, "<i4", shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+    pub fn f32s(&mut self, key: &str, shape: &[usize], v: &[f32]) -> &mut Self {
+        self.raw(key, "<f4", shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+    /// Any array, given its numpy `descr` and little-endian bytes.
+    pub fn raw(&mut self, key: &str, descr: &str, shape: &[usize], bytes: Vec<u8>) -> &mut Self {
+        self.entries.push((format!("{key}.npy"), npy_bytes(descr, shape, &bytes)));
+        self
+    }
+    /// A CSR matrix under `prefix` (`{prefix}data`, `indices`, `indptr`, `shape`), the layout
+    /// of the gnn-benchmark graph files.
+    pub fn csr(&mut self, prefix: &str, m: &crate::CsrMatrix) -> &mut Self {
+        let idx: Vec<i32> = m.indices().iter().map(|&i| i as i32).collect();
+        let ptr: Vec<i32> = m.indptr().iter().map(|&i| i as i32).collect();
+        self.f32s(&format!("{prefix}data"), &[m.nnz()], &m.values_or_ones());
+        self.i32s(&format!("{prefix}indices"), &[m.nnz()], &idx);
+        self.i32s(&format!("{prefix}indptr"), &[m.rows() + 1], &ptr);
+        self.i64s(&format!("{prefix}shape"), &[2], &[m.rows() as i64, m.cols() as i64])
+    }
+    /// The archive bytes (entries stored uncompressed, as `np.savez` does).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        {
+            let mut zip = zip::ZipWriter::new(&mut out);
+            let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+            for (name, bytes) in &self.entries {
+                zip.start_file(name.as_str(), opts).expect("in-memory zip");
+                std::io::Write::write_all(&mut zip, bytes).expect("in-memory zip");
+            }
+            zip.finish().expect("in-memory zip");
+        }
+        out.into_inner()
+    }
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::registry::write_atomic(path.as_ref(), &self.to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn parses_header_and_values() {

@@ -227,8 +227,6 @@ pub fn download(rel: &str, mirror: Option<&str>, dest_root: &Path) -> Result<Pat
         })?,
     };
     let dest = dest_root.join(rel);
-    let dir = dest.parent().expect("relative path has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
     let mut resp = ureq::get(&url).call().map_err(|e| GraphError::Download { url: url.clone(), msg: e.to_string() })?;
     let mut bytes = Vec::new();
     resp.body_mut()
@@ -239,11 +237,23 @@ pub fn download(rel: &str, mirror: Option<&str>, dest_root: &Path) -> Result<Pat
     if found != expected {
         return Err(GraphError::Checksum { what: url, expected: expected.into(), found });
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GraphError::io(dir, e))?;
-    tmp.write_all(&bytes).map_err(|e| GraphError::io(tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| GraphError::io(tmp.path(), e))?;
-    tmp.persist(&dest).map_err(|e| GraphError::io(&dest, e.error))?;
+    write_atomic(&dest, &bytes)?;
     Ok(dest)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// Readers see the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GraphError::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| GraphError::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| GraphError::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| GraphError::io(path, e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all(); // make the rename durable where the filesystem allows it
+    }
+    Ok(())
 }
 
 /// Verifies a local file against its published checksum.

@@ -2,7 +2,6 @@
 //! (temporary file in the same directory, fsync, rename) so a crash never leaves a torn file.
 
 use crate::error::{NnError, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 
@@ -10,16 +9,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NnError + '_ {
     move |source| NnError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically (see [`strata_graph::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    tmp.write_all(bytes).map_err(io_err(path))?;
-    tmp.as_file().sync_all().map_err(io_err(path))?;
-    tmp.persist(path).map_err(|e| NnError::Io { path: path.to_path_buf(), source: e.error })?;
-    sync_dir(dir);
-    Ok(())
+    Ok(strata_graph::write_atomic(path, bytes)?)
 }
 
 /// fsync the directory so the rename itself is durable (best effort: not all filesystems allow it).

@@ -138,6 +138,7 @@ pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
             splits.push(Split::from_masks(&tr, &va, &te));
         }
     }
-    let name = dir.file_name().map_or("geom-gcn".into(), |s| s.to_string_lossy().to_string());
-    Dataset::new(name, graph, features, labels, splits)
+    let mut d = Dataset::new(feat_path.display().to_string(), graph, features, labels, splits)?;
+    d.name = dir.file_name().map_or("geom-gcn".into(), |s| s.to_string_lossy().to_string());
+    Ok(d)
 }

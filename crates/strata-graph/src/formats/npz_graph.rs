@@ -60,11 +60,10 @@ pub fn read_graph_npz(path: impl AsRef<Path>) -> Result<Dataset> {
             test: to_usize(npz.i64s("idx_test", "test node ids")?),
         });
     }
-    let name = path.file_stem().map_or("graph".into(), |s| s.to_string_lossy().to_string());
-    Dataset::new(name, graph, features, labels, splits).map_err(|e| match e {
-        GraphError::Invalid { msg, .. } => GraphError::invalid(&ctx, msg),
-        other => other,
-    })
+    // Validate under the file's path so errors name it, then use the short name.
+    let mut d = Dataset::new(&ctx, graph, features, labels, splits)?;
+    d.name = path.file_stem().map_or("graph".into(), |s| s.to_string_lossy().to_string());
+    Ok(d)
 }
 
 /// Reads a `scipy.sparse.save_npz` CSR matrix (deflated entries `data`, `indices`, `indptr`,

@@ -118,6 +118,7 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
             });
         }
     }
-    let name = dir.file_name().map_or("ogb".into(), |s| s.to_string_lossy().to_string());
-    Dataset::new(name, graph, Features::dense(n, dim.unwrap_or(0), data), labels, splits)
+    let mut d = Dataset::new(dir.display().to_string(), graph, Features::dense(n, dim.unwrap_or(0), data), labels, splits)?;
+    d.name = dir.file_name().map_or("ogb".into(), |s| s.to_string_lossy().to_string());
+    Ok(d)
 }
