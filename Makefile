@@ -18,10 +18,11 @@ build:
 demo: build
 	$(STRATA) train --dataset karate --model gcn --epochs 100 --seeds 1
 
-test:
+# The e2e tests run the `strata` binary, so it is built first.
+test: build
 	$(CARGO) test --release --workspace
 
-test-full:
+test-full: build
 	STRATA_FULL=1 $(CARGO) test --release --workspace -- --include-ignored
 
 bench: build

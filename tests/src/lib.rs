@@ -1,1 +1,22 @@
-//! End-to-end tests live in tests/tests/.
+//! Shared helpers for strata's end-to-end tests (`tests/tests/*.rs`).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Accuracy tests each use every core; running two at once would only slow both down.
+pub static HEAVY: Mutex<()> = Mutex::new(());
+
+/// The `strata` binary of the same build profile as the running test (`make test` builds it
+/// before running the tests).
+pub fn strata_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let bin = profile_dir.join("strata");
+    assert!(bin.exists(), "{} not built: run `make test` (it builds the binary first)", bin.display());
+    bin
+}
+
+/// Whether the slow accuracy suite (`make test-full`) is running.
+pub fn full_suite() -> bool {
+    std::env::var("STRATA_FULL").is_ok_and(|v| v == "1")
+}

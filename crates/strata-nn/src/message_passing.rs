@@ -86,7 +86,10 @@ pub struct Adjacency {
     pub col: Tensor,
     /// `None` = all ones.
     pub weight: Option<Tensor>,
-    csr: Tensor,
+    values: Tensor,
+    crow: Tensor,
+    /// Built on first use by the CSR kernel only.
+    csr: std::cell::OnceCell<Tensor>,
     kernel: Kernel,
 }
 
@@ -99,9 +102,15 @@ impl Adjacency {
         let w = weights.unwrap_or_else(|| adj.values_or_ones());
         let values = Tensor::from_slice(&w).to(device);
         let crow = Tensor::from_slice(adj.indptr()).to(device);
-        let csr = Tensor::sparse_csr_tensor_crow_col_value_size(&crow, &col, &values, [n, n], (Kind::Float, device));
         let unweighted = w.iter().all(|&x| x == 1.0);
-        Adjacency { n, row, col, weight: (!unweighted).then_some(values), csr, kernel }
+        let weight = (!unweighted).then(|| values.shallow_clone());
+        Adjacency { n, row, col, weight, values, crow, csr: std::cell::OnceCell::new(), kernel }
+    }
+    fn csr(&self) -> &Tensor {
+        self.csr.get_or_init(|| {
+            let (n, device) = (self.n, self.values.device());
+            Tensor::sparse_csr_tensor_crow_col_value_size(&self.crow, &self.col, &self.values, [n, n], (Kind::Float, device))
+        })
     }
     /// `Â · x` with this operator's kernel.
     pub fn propagate(&self, x: &Tensor) -> Tensor {
@@ -110,8 +119,8 @@ impl Adjacency {
     /// `Â · x` with an explicit kernel (tests compare the two).
     pub fn propagate_with(&self, x: &Tensor, kernel: Kernel) -> Tensor {
         match kernel {
-            Kernel::Csr if x.kind() == Kind::Float => self.csr.matmul(x),
-            Kernel::Csr => self.csr.to_kind(x.kind()).matmul(x),
+            Kernel::Csr if x.kind() == Kind::Float => self.csr().matmul(x),
+            Kernel::Csr => self.csr().to_kind(x.kind()).matmul(x),
             Kernel::EdgeList => {
                 let msg = x.index_select(0, &self.col);
                 let msg = match &self.weight {

@@ -1,0 +1,72 @@
+//! Accuracy on real data, mean over seeds, on the public split. The fast checks run in
+//! `make test`; deep models and many-epoch runs are `#[ignore]`d and run in `make test-full`.
+
+use strata_graph::registry::locate_or_skip;
+use strata_nn::metrics::mean_std;
+use strata_nn::{train_node_classifier, Kernel, ModelConfig, ModelKind, NodeTask};
+use strata_tests::HEAVY;
+
+/// Trains `seeds` runs with the model's default hyper-parameters (optionally adjusted) and
+/// returns (mean, std) test accuracy in percent.
+fn mean_accuracy(dataset: &str, kind: ModelKind, seeds: u64, adjust: impl Fn(&mut ModelConfig)) -> Option<(f64, f64)> {
+    locate_or_skip(&format!("planetoid/{dataset}.npz"))?;
+    let _guard = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    strata_nn::set_threads(0);
+    let d = strata_graph::load(dataset, None).unwrap();
+    let mut cfg = ModelConfig::defaults(kind);
+    adjust(&mut cfg);
+    let task = NodeTask::new(&d, tch::Device::Cpu, cfg.normalize_features, Kernel::EdgeList);
+    let accs: Vec<f64> = (0..seeds)
+        .map(|seed| train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap().1.test_accuracy * 100.0)
+        .collect();
+    let (m, s) = mean_std(&accs);
+    eprintln!("{dataset} {} ({} layers): test accuracy {m:.2} ± {s:.2} over {seeds} seeds: {accs:.1?}", kind.name(), cfg.layers);
+    Some((m, s))
+}
+
+#[test]
+fn gcn_cora_at_least_81() {
+    if let Some((m, _)) = mean_accuracy("cora", ModelKind::Gcn, 10, |_| {}) {
+        assert!(m >= 81.0, "GCN on Cora: {m:.2} < 81.0");
+    }
+}
+
+#[test]
+fn gcn_citeseer_at_least_70() {
+    if let Some((m, _)) = mean_accuracy("citeseer", ModelKind::Gcn, 10, |_| {}) {
+        assert!(m >= 70.0, "GCN on CiteSeer: {m:.2} < 70.0");
+    }
+}
+
+#[test]
+#[ignore = "slow: make test-full"]
+fn gat_cora_at_least_82() {
+    if let Some((m, _)) = mean_accuracy("cora", ModelKind::Gat, 10, |_| {}) {
+        assert!(m >= 82.0, "GAT on Cora: {m:.2} < 82.0");
+    }
+}
+
+#[test]
+#[ignore = "slow: make test-full"]
+fn gcnii_64_layers_cora_at_least_84() {
+    if let Some((m, _)) = mean_accuracy("cora", ModelKind::Gcnii, 10, |c| c.layers = 64) {
+        assert!(m >= 84.0, "GCNII-64 on Cora: {m:.2} < 84.0");
+    }
+}
+
+#[test]
+#[ignore = "slow: make test-full"]
+fn dgmlp_cora_at_least_83() {
+    if let Some((m, _)) = mean_accuracy("cora", ModelKind::Dgmlp, 10, |_| {}) {
+        assert!(m >= 83.0, "DGMLP-style model on Cora: {m:.2} < 83.0");
+    }
+}
+
+/// Every other architecture trains to a sensible accuracy (a smoke check on real data, 2 seeds).
+#[test]
+fn every_model_learns_cora() {
+    for (kind, floor) in [(ModelKind::Mlp, 50.0), (ModelKind::Sage, 75.0), (ModelKind::Gin, 70.0), (ModelKind::Appnp, 80.0), (ModelKind::Sgc, 78.0)] {
+        let Some((m, _)) = mean_accuracy("cora", kind, 2, |c| c.epochs = c.epochs.min(200)) else { return };
+        assert!(m >= floor, "{}: {m:.2} < {floor}", kind.name());
+    }
+}

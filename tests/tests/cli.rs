@@ -1,0 +1,90 @@
+//! The `strata` binary end to end: reports, plots, configs, checkpoints and error messages.
+
+use serde_json::Value;
+use std::process::Command;
+use strata_graph::registry::locate_or_skip;
+use strata_tests::strata_bin;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(strata_bin()).args(args).env("STRATA_LOG", "warn").output().expect("run strata");
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(!e.contains("panicked"), "strata panicked on {args:?}:\n{e}");
+    (out.status.success(), o, e)
+}
+
+#[test]
+fn train_writes_json_report_plot_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let svg = dir.path().join("curves.svg");
+    let ckpt = dir.path().join("model.safetensors");
+    let (ok, stdout, stderr) = run(&[
+        "train", "--dataset", "karate", "--model", "gcn", "--epochs", "60", "--seeds", "2",
+        "--json", json.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--save", ckpt.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("test acc") && stdout.contains("mean"), "{stdout}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["dataset", "model", "seeds", "epoch_ms_median"] {
+        assert!(r.get(key).is_some(), "missing {key} in {r}");
+    }
+    assert_eq!(r["dataset"], "karate");
+    assert_eq!(r["seeds"], 2);
+    let mean = r["test_accuracy"]["mean"].as_f64().unwrap();
+    assert!(r["test_accuracy"]["std"].as_f64().is_some());
+    assert!(mean > 60.0, "karate accuracy {mean}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    assert!(ckpt.exists() && ckpt.with_extension("json").exists());
+    // No temporary files left behind by the atomic writes.
+    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+}
+
+#[test]
+fn toml_config_sets_hyperparameters_and_rejects_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m.toml");
+    std::fs::write(&cfg, "hidden = 24\ndropout = 0.3\nepochs = 20\n").unwrap();
+    let json = dir.path().join("r.json");
+    let (ok, _, stderr) = run(&["train", "--dataset", "karate", "--model", "sage", "--config", cfg.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["config"]["hidden"], 24);
+    assert_eq!(r["config"]["epochs"], 20);
+    std::fs::write(&cfg, "hiden = 24\n").unwrap();
+    let (ok, _, stderr) = run(&["train", "--dataset", "karate", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("m.toml") && stderr.contains("hiden"), "{stderr}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let (ok, _, e) = run(&["train", "--model", "transformer", "--dataset", "karate"]);
+    assert!(!ok && e.contains("unknown model `transformer`") && e.contains("gcnii"), "{e}");
+    let (ok, _, e) = run(&["train", "--dataset", "nope"]);
+    assert!(!ok && e.contains("unknown dataset `nope`") && e.contains("cora"), "{e}");
+    let (ok, _, e) = run(&["train", "--dataset", "cora", "--attack", "meta:0.2"]);
+    assert!(!ok && e.contains("Pro-GNN"), "{e}");
+    let (ok, _, e) = run(&["train", "--dataset", "cora-lcc", "--attack", "meta:0.33"]);
+    assert!(!ok && e.contains("meta:0.33"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.npz");
+    std::fs::write(&bad, b"PK\x03\x04 truncated").unwrap();
+    let (ok, _, e) = run(&["train", "--npz", bad.to_str().unwrap()]);
+    assert!(!ok && e.contains("broken.npz"), "{e}");
+    let (ok, _, e) = run(&["train", "--dataset", "karate", "--device", "tpu"]);
+    assert!(!ok && e.contains("unknown device `tpu`"), "{e}");
+}
+
+#[test]
+fn data_commands() {
+    let (ok, out, _) = run(&["data", "list"]);
+    assert!(ok && out.contains("cora-lcc") && out.contains("karate"), "{out}");
+    let (ok, out, _) = run(&["data", "info", "karate"]);
+    assert!(ok && out.contains("34") && out.contains("78"), "{out}");
+    if locate_or_skip("planetoid/cora.npz").is_some() {
+        let (ok, out, e) = run(&["data", "path", "cora"]);
+        assert!(ok && out.trim().ends_with("planetoid/cora.npz"), "{out}{e}");
+        let (ok, out, _) = run(&["data", "info", "cora-lcc", "--attack", "meta:0.05"]);
+        assert!(ok && out.contains("2485") && out.contains(&(5069 + 253).to_string()), "{out}");
+    }
+}
