@@ -1,7 +1,7 @@
 //! Node-classification models built from the layer library, and their hyper-parameters.
 
 use crate::ops::FastDropout;
-use crate::conv::{sgc_propagate, Appnp, Gcn2Conv, GatConv, GcnConv, GinConv, HopAttention, Init, Linear, SageConv};
+use crate::conv::{dgmlp_features, sgc_propagate, Appnp, Gcn2Conv, GatConv, GcnConv, GinConv, Init, Linear, SageConv};
 use crate::error::{NnError, Result};
 use crate::input::Input;
 use crate::message_passing::{GraphTensors, Norm};
@@ -69,6 +69,8 @@ pub struct ModelConfig {
     pub model: ModelKind,
     /// Message-passing layers (GCNII: graph convolutions; APPNP / SGC / DGMLP: propagation steps).
     pub layers: usize,
+    /// Depth of the MLP after propagation (DGMLP's transformation depth D_t).
+    pub transform_layers: usize,
     /// Hidden width (GAT: per head).
     pub hidden: i64,
     pub heads: i64,
@@ -97,6 +99,7 @@ pub struct ModelConfig {
 pub struct ModelOverrides {
     pub model: Option<ModelKind>,
     pub layers: Option<usize>,
+    pub transform_layers: Option<usize>,
     pub hidden: Option<i64>,
     pub heads: Option<i64>,
     pub dropout: Option<f64>,
@@ -116,6 +119,7 @@ impl ModelConfig {
         let base = ModelConfig {
             model,
             layers: 2,
+            transform_layers: 1,
             hidden: 64,
             heads: 1,
             dropout: 0.5,
@@ -151,7 +155,10 @@ impl ModelConfig {
                 patience: 100,
                 ..base
             },
-            ModelKind::Dgmlp => ModelConfig { layers: 10, dropout: 0.5, epochs: 500, patience: 100, ..base },
+            // 20 hops as the authors' run.sh for Cora. Their single linear layer on top (lr 0.2,
+            // wd 5e-3, dropout 0.2) measured 79.6 % on Cora here; a 2-layer MLP (D_t = 2) with
+            // GCN-style training measured 84.0 %, so that is the default.
+            ModelKind::Dgmlp => ModelConfig { layers: 20, transform_layers: 2, epochs: 500, patience: 100, ..base },
             ModelKind::Sage | ModelKind::Gin | ModelKind::Mlp => base,
         }
     }
@@ -165,13 +172,13 @@ impl ModelConfig {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { self.$f = v; } )* };
         }
-        set!(layers, hidden, heads, dropout, att_dropout, alpha, theta, lr, weight_decay, weight_decay_secondary, epochs, patience, normalize_features);
+        set!(layers, transform_layers, hidden, heads, dropout, att_dropout, alpha, theta, lr, weight_decay, weight_decay_secondary, epochs, patience, normalize_features);
         self
     }
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(NnError::Config(m));
-        if self.layers == 0 {
-            return bad("layers must be at least 1".into());
+        if self.layers == 0 || self.transform_layers == 0 {
+            return bad("layers and transform_layers must be at least 1".into());
         }
         if self.hidden <= 0 || self.heads <= 0 {
             return bad("hidden and heads must be positive".into());
@@ -195,7 +202,8 @@ enum Net {
     Appnp(Vec<Linear>, Appnp),
     Sgc(Linear, Tensor),
     Gcnii { input: Linear, convs: Vec<Gcn2Conv>, output: Linear },
-    Dgmlp { input: Linear, hops: usize, adj: std::rc::Rc<crate::message_passing::Adjacency>, att: HopAttention, mlp: Vec<Linear> },
+    /// Precomputed node-adaptive features and the MLP on top.
+    Dgmlp(Vec<Linear>, Tensor),
 }
 
 /// A node-classification model bound to one graph (its cached operators) and one var store.
@@ -298,16 +306,19 @@ impl Model {
                     output: Linear::new(&(&p / "lin_out"), c.hidden, classes, true, Init::TorchDefault),
                 }
             }
-            ModelKind::Dgmlp => Net::Dgmlp {
-                input: Linear::new(&(&p / "lin_in"), f, c.hidden, true, Init::TorchDefault),
-                hops: c.layers,
-                adj: graph.adjacency(Norm::SymWithSelfLoops),
-                att: HopAttention::new(&(&p / "hop_att"), c.hidden),
-                mlp: vec![
-                    Linear::new(&(&p / "mlp0"), c.hidden, c.hidden, true, Init::TorchDefault),
-                    Linear::new(&(&p / "mlp1"), c.hidden, classes, true, Init::TorchDefault),
-                ],
-            },
+            ModelKind::Dgmlp => {
+                let adj = graph.adjacency(Norm::SymWithSelfLoops);
+                let comps = graph.graph().connected_components();
+                let num = comps.iter().copied().max().map_or(0, |m| m + 1) as i64;
+                let comp = Tensor::from_slice(&comps.iter().map(|&c| c as i64).collect::<Vec<_>>()).to(graph.device);
+                let x = dgmlp_features(&adj, &input.to_dense(), c.layers, &comp, num);
+                let mlp = widths(f, c.hidden, classes, c.transform_layers)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(l, (i, o))| Linear::new(&(&p / format!("lin{l}")), i, o, true, Init::TorchDefault))
+                    .collect();
+                Net::Dgmlp(mlp, x)
+            }
         };
         Ok(Model { config: config.clone(), vs, net })
     }
@@ -365,16 +376,12 @@ impl Model {
                 }
                 output.forward(&h.fast_dropout(dp, train))
             }
-            Net::Dgmlp { input, hops, adj, att, mlp } => {
-                let h = input.forward_input(x, dp, train).relu().fast_dropout(dp, train);
-                let mut feats = vec![h];
-                for _ in 0..*hops {
-                    let next = adj.propagate(feats.last().unwrap());
-                    feats.push(next);
+            Net::Dgmlp(mlp, feats) => {
+                let mut h = mlp[0].forward(&feats.to_kind(mlp[0].w.kind()).fast_dropout(dp, train));
+                for lin in &mlp[1..] {
+                    h = lin.forward(&h.relu().fast_dropout(dp, train));
                 }
-                let (z, _) = att.forward(&feats);
-                let z = mlp[0].forward(&z.fast_dropout(dp, train)).relu() + &z; // residual
-                mlp[1].forward(&z.fast_dropout(dp, train))
+                h
             }
         }
     }

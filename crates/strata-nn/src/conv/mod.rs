@@ -11,7 +11,7 @@ mod sage;
 mod sgc;
 
 pub use appnp::Appnp;
-pub use dgmlp::HopAttention;
+pub use dgmlp::dgmlp_features;
 pub use gat::GatConv;
 pub use gcn::GcnConv;
 pub use gcnii::Gcn2Conv;
