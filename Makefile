@@ -15,15 +15,18 @@ all: build
 build:
 	$(CARGO) build --release --bin strata
 
+# Until pipelined training lands, the demo trains a deep GCNII in one process on the embedded graph.
 demo: build
-	$(STRATA) train --dataset karate --model gcn --epochs 100 --seeds 1
+	@mkdir -p target/demo
+	$(STRATA) train --dataset karate --model gcnii --layers 16 --epochs 100 --seeds 3 \
+		--json target/demo/report.json --plot target/demo/curves.svg
 
 # The e2e tests run the `strata` binary, so it is built first.
 test: build
 	$(CARGO) test --release --workspace
 
 test-full: build
-	STRATA_FULL=1 $(CARGO) test --release --workspace -- --include-ignored
+	STRATA_FULL=1 $(CARGO) test --release --workspace -- --include-ignored --nocapture
 
 bench: build
 	./scripts/bench.sh

@@ -61,7 +61,8 @@ pub struct RunReport {
 }
 
 /// Trains a fresh model on `split` and restores the weights of its best validation epoch
-/// (highest accuracy; ties go to the lower validation loss). `on_epoch` sees every epoch.
+/// (highest accuracy; ties go to the lower validation loss). Without validation nodes it
+/// trains for all epochs and keeps the last weights. `on_epoch` sees every epoch.
 pub fn train_node_classifier(
     task: &NodeTask,
     config: &ModelConfig,
@@ -82,6 +83,7 @@ pub fn train_node_classifier(
     let labelled = |v: &[usize]| v.iter().copied().filter(|&i| task.labels[i] >= 0).collect::<Vec<_>>();
     let (train_ids, val_ids) = (labelled(&split.train), labelled(&split.val));
     let (train_idx, val_idx) = (idx(&train_ids), idx(&val_ids));
+    let has_val = !val_ids.is_empty();
     let train_y = task.labels_t.index_select(0, &train_idx);
     let val_y = task.labels_t.index_select(0, &val_idx);
 
@@ -104,7 +106,7 @@ pub fn train_node_classifier(
 
         let (pred, val_loss) = tch::no_grad(|| {
             let logits = model.forward(&task.input, false);
-            let vl = logits.index_select(0, &val_idx).cross_entropy_for_logits(&val_y).double_value(&[]);
+            let vl = if has_val { logits.index_select(0, &val_idx).cross_entropy_for_logits(&val_y).double_value(&[]) } else { f64::NAN };
             (Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu).to_kind(Kind::Int64)).unwrap(), vl)
         });
         let stats = EpochStats {
@@ -112,12 +114,12 @@ pub fn train_node_classifier(
             train_loss: loss.double_value(&[]),
             val_loss,
             train_accuracy: accuracy(&pred, &task.labels, &train_ids),
-            val_accuracy: accuracy(&pred, &task.labels, &val_ids),
+            val_accuracy: if has_val { accuracy(&pred, &task.labels, &val_ids) } else { f64::NAN },
             test_accuracy: accuracy(&pred, &task.labels, &split.test),
             step_ms,
         };
         on_epoch(&stats);
-        let improved = best.as_ref().is_none_or(|(acc, vl, _, _)| stats.val_accuracy > *acc || (stats.val_accuracy == *acc && val_loss < *vl));
+        let improved = !has_val || best.as_ref().is_none_or(|(acc, vl, _, _)| stats.val_accuracy > *acc || (stats.val_accuracy == *acc && val_loss < *vl));
         if improved {
             let snapshot = tch::no_grad(|| vars.iter().map(|v| v.copy()).collect());
             best = Some((stats.val_accuracy, val_loss, epoch, snapshot));
@@ -130,7 +132,7 @@ pub fn train_node_classifier(
         }
         best_loss = best_loss.min(val_loss);
         curve.push(stats);
-        if config.patience > 0 && since_best >= config.patience {
+        if has_val && config.patience > 0 && since_best >= config.patience {
             break;
         }
     }

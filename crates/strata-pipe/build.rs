@@ -1,0 +1,10 @@
+// Generates the gRPC code from proto/strata/v1/*.proto. protoc is not installed on the build
+// machines, so the vendored binary is used.
+fn main() {
+    let protoc = protoc_bin_vendored::protoc_bin_path().expect("vendored protoc");
+    std::env::set_var("PROTOC", protoc);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("strata/v1/worker.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    tonic_prost_build::configure().compile_protos(&[file], &[root]).expect("compiling worker.proto");
+}

@@ -1,0 +1,22 @@
+//! # strata-pipe
+//!
+//! Layer-level pipeline parallelism for strata, after GNNPipe (Chen et al., 2023): the gRPC
+//! wire format of the workers (`proto/strata/v1/worker.proto`) with chunked tensor streams,
+//! the min–max stage planner, and the per-epoch communication-volume model that the launcher
+//! prints beside its measurements.
+//!
+//! The worker service, coordinator and launcher are being built on these pieces (see the
+//! pipeline issue); what is here is complete and tested on its own.
+
+pub mod plan;
+pub mod volume;
+pub mod wire;
+
+/// Generated gRPC messages and service stubs.
+pub mod proto {
+    tonic::include_proto!("strata.v1");
+}
+
+pub use plan::{bottleneck, flop_costs, min_max_split};
+pub use volume::{boundary_count, VolumeModel};
+pub use wire::{encode, Assembler, TensorMeta, WireError, DEFAULT_CHUNK_BYTES};
