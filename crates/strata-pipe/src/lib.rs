@@ -8,7 +8,11 @@
 //! The worker service, coordinator and launcher are being built on these pieces (see the
 //! pipeline issue); what is here is complete and tested on its own.
 
+pub mod chunks;
+pub mod pipeline;
 pub mod plan;
+pub mod schedule;
+pub mod stage;
 pub mod volume;
 pub mod wire;
 
@@ -17,6 +21,9 @@ pub mod proto {
     tonic::include_proto!("strata.v1");
 }
 
+pub use pipeline::{plan, PipelineConfig, PipelinePlan};
 pub use plan::{bottleneck, flop_costs, min_max_split};
+pub use schedule::{chunk_order, evaluate_in_process, train_epoch_in_process, EpochReport};
+pub use stage::{Boundary, PipeModel, Stage, StageSpec};
 pub use volume::{boundary_count, VolumeModel};
 pub use wire::{encode, Assembler, TensorMeta, WireError, DEFAULT_CHUNK_BYTES};

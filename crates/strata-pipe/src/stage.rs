@@ -1,0 +1,386 @@
+//! One pipeline stage: a contiguous range of layer slots (slot 0 = input projection, slots
+//! 1..=L = graph convolutions, slot L+1 = classifier) with its historical embeddings, run one
+//! vertex chunk at a time.
+//!
+//! Forward (no autograd): chunk `c` reads its neighbours' layer inputs from the historical
+//! buffer `H_l` — fresh for chunks already processed this epoch, stale otherwise — and writes
+//! its own rows. Backward (reverse chunk order) recomputes the chunk's activations with
+//! autograd, exactly as they were: stale rows come from the copy taken at the start of the
+//! epoch, dropout masks from a per-(epoch, chunk, slot) seed. Gradients reach neighbours only
+//! through fresh rows; those are scaled by `grad_scale` (2: a source is fresh with probability
+//! ½ under a random chunk order, so ×2 keeps the estimate unbiased) and accumulated in `G_l`,
+//! to be injected when that (earlier) chunk's backward runs. Gradients that would reach stale
+//! rows are dropped. Every `refresh` epochs the stale rows are re-snapshotted.
+
+use crate::chunks::{Chunk, ChunkedGraph};
+use strata_graph::Dataset;
+use strata_nn::conv::{Init, Linear};
+use strata_nn::ops::dropout;
+use strata_nn::Input;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+/// Which deep model the pipeline trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipeModel {
+    Gcn,
+    Gcnii,
+}
+
+/// Everything a stage needs to know, shipped by the launcher as JSON.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StageSpec {
+    pub stage: usize,
+    pub stages: usize,
+    /// Layer slots owned: `first..last` within `0..layers+2`.
+    pub first: usize,
+    pub last: usize,
+    pub model: PipeModel,
+    pub layers: usize,
+    pub hidden: i64,
+    pub classes: i64,
+    pub features: i64,
+    pub dropout: f64,
+    pub alpha: f64,
+    pub theta: f64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub weight_decay_conv: f64,
+    pub seed: u64,
+    pub grad_scale: f64,
+    /// Snapshot period R of the historical embeddings (1 = one-epoch staleness).
+    pub refresh: usize,
+    pub chunk_offsets: Vec<usize>,
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+impl StageSpec {
+    pub fn is_first(&self) -> bool {
+        self.first == 0
+    }
+    pub fn is_last(&self) -> bool {
+        self.last == self.layers + 2
+    }
+    /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
+    pub fn tensors_per_boundary(&self) -> usize {
+        if self.model == PipeModel::Gcnii { 2 } else { 1 }
+    }
+}
+
+/// Activations (or their gradients) of one chunk crossing a stage boundary.
+pub struct Boundary {
+    pub x: Tensor,
+    /// GCNII's h⁰ rows (or its gradient); undefined for GCN.
+    pub h0: Option<Tensor>,
+}
+
+struct ConvSlot {
+    slot: usize,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    beta: f64,
+    live: Tensor,
+    epoch_start: Tensor,
+    snapshot: Tensor,
+    grad: Tensor,
+}
+
+pub struct Stage {
+    pub spec: StageSpec,
+    graph: ChunkedGraph,
+    vs: nn::VarStore,
+    opt: nn::Optimizer,
+    input: Option<(Linear, Vec<Input>, Input)>,
+    convs: Vec<ConvSlot>,
+    head: Option<Linear>,
+    labels: Tensor,
+    labels_vec: Vec<i64>,
+    train_mask: Vec<bool>,
+    /// Position of each chunk in this epoch's order.
+    pos: Vec<usize>,
+    epoch: u64,
+    saved_inputs: Vec<Option<Boundary>>,
+    pub last_loss: f64,
+}
+
+fn conv_beta(theta: f64, layer: usize) -> f64 {
+    (theta / layer as f64 + 1.0).ln()
+}
+
+impl Stage {
+    pub fn new(spec: StageSpec, data: &Dataset, device: Device) -> Result<Stage, tch::TchError> {
+        let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
+        let n = graph.n;
+        tch::manual_seed(spec.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let dense = root.set_group(0);
+        let conv = root.set_group(1);
+        let d = spec.hidden;
+        // Every stage draws every slot's initial weights in slot order, so a stage's weights do
+        // not depend on where the split falls (and match across runs with the same seed).
+        let mut input = None;
+        let mut convs = Vec::new();
+        let mut head = None;
+        let k = spec.chunk_offsets.len() - 1;
+        for slot in 0..spec.layers + 2 {
+            let owned = slot >= spec.first && slot < spec.last;
+            let scratch = nn::VarStore::new(device);
+            let path = if owned { if slot == 0 || slot == spec.layers + 1 { &dense } else { &conv } } else { &scratch.root() };
+            let p = path / format!("slot{slot}");
+            if slot == 0 {
+                let lin = Linear::new(&p, spec.features, d, true, Init::TorchDefault);
+                if owned {
+                    let per_chunk = (0..k)
+                        .map(|c| Input::from_features(&data.features.select_rows(&(spec.chunk_offsets[c]..spec.chunk_offsets[c + 1]).collect::<Vec<_>>()), device, true))
+                        .collect();
+                    input = Some((lin, per_chunk, Input::from_features(&data.features, device, true)));
+                }
+            } else if slot == spec.layers + 1 {
+                let lin = Linear::new(&p, d, spec.classes, true, Init::TorchDefault);
+                if owned {
+                    head = Some(lin);
+                }
+            } else {
+                let a = (6.0 / (2 * d) as f64).sqrt();
+                let weight = p.var("weight", &[d, d], nn::Init::Uniform { lo: -a, up: a });
+                let bias = (spec.model == PipeModel::Gcn).then(|| p.var("bias", &[d], nn::Init::Const(0.0)));
+                if owned {
+                    let z = || Tensor::zeros([n, d], (Kind::Float, device));
+                    convs.push(ConvSlot { slot, weight, bias, beta: conv_beta(spec.theta, slot), live: z(), epoch_start: z(), snapshot: z(), grad: z() });
+                }
+            }
+        }
+        let mut opt = nn::Adam::default().build(&vs, spec.lr)?;
+        opt.set_weight_decay_group(0, spec.weight_decay);
+        if !convs.is_empty() {
+            opt.set_weight_decay_group(1, spec.weight_decay_conv);
+        }
+        let mut train_mask = vec![false; n as usize];
+        spec.train.iter().for_each(|&i| train_mask[i] = true);
+        Ok(Stage {
+            graph,
+            vs,
+            opt,
+            input,
+            convs,
+            head,
+            labels: Tensor::from_slice(&data.labels).to(device),
+            labels_vec: data.labels.clone(),
+            train_mask,
+            pos: (0..k).collect(),
+            epoch: 0,
+            saved_inputs: (0..k).map(|_| None).collect(),
+            last_loss: 0.0,
+            spec,
+        })
+    }
+
+    pub fn num_chunks(&self) -> usize {
+        self.graph.chunks.len()
+    }
+    pub fn chunk_rows(&self, c: usize) -> i64 {
+        self.graph.chunks[c].len()
+    }
+    pub fn num_nodes(&self) -> i64 {
+        self.graph.n
+    }
+    pub fn parameters(&self) -> usize {
+        self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
+    }
+
+    /// Starts an epoch with chunk `order`: restores the snapshot (trick 3), remembers the
+    /// stale rows, clears the cross-chunk gradients.
+    pub fn begin_epoch(&mut self, epoch: u64, order: &[usize]) {
+        self.epoch = epoch;
+        for (p, &c) in order.iter().enumerate() {
+            self.pos[c] = p;
+        }
+        let refresh = self.spec.refresh.max(1) as u64;
+        tch::no_grad(|| {
+            for s in &mut self.convs {
+                if epoch % refresh != 0 {
+                    s.live.copy_(&s.snapshot);
+                }
+                s.epoch_start.copy_(&s.live);
+                let _ = s.grad.zero_();
+            }
+        });
+        self.opt.zero_grad();
+        self.last_loss = 0.0;
+    }
+
+    /// Ends the epoch: one optimizer step, and the snapshot refresh every R epochs.
+    pub fn end_epoch(&mut self) {
+        self.opt.step();
+        self.opt.zero_grad();
+        let refresh = self.spec.refresh.max(1) as u64;
+        if (self.epoch + 1) % refresh == 0 {
+            tch::no_grad(|| self.convs.iter_mut().for_each(|s| s.snapshot.copy_(&s.live)));
+        }
+    }
+
+    fn seed_for(&self, chunk: usize, slot: usize) -> i64 {
+        let k = self.num_chunks() as u64 + 1;
+        (self.spec.seed.wrapping_mul(1_000_003) ^ ((self.epoch * k + chunk as u64) * 1024 + slot as u64)) as i64
+    }
+
+    /// Inter-edge messages of chunk `c` for slot buffer `s`, split into fresh (source chunk
+    /// earlier in this epoch) and stale edges: (row, col, w) of each.
+    fn split_inter(&self, c: usize) -> [(Tensor, Tensor, Tensor); 2] {
+        let ch = &self.graph.chunks[c];
+        let (mut fresh, mut stale) = (Vec::new(), Vec::new());
+        for (e, &src) in ch.inter_src_chunk.iter().enumerate() {
+            if self.pos[src] < self.pos[c] { fresh.push(e as i64) } else { stale.push(e as i64) }
+        }
+        let pick = |idx: Vec<i64>| {
+            let i = Tensor::from_slice(&idx).to(ch.inter_row.device());
+            (ch.inter_row.index_select(0, &i), ch.inter_col.index_select(0, &i), ch.inter_w.index_select(0, &i))
+        };
+        [pick(fresh), pick(stale)]
+    }
+
+    /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
+    /// `inter` the aggregated inter-chunk messages.
+    fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
+        let intra = Tensor::zeros_like(xd).index_add(0, &ch.intra_row, &(xd.index_select(0, &ch.intra_col) * ch.intra_w.unsqueeze(-1)));
+        let agg = intra + inter;
+        match self.spec.model {
+            PipeModel::Gcnii => {
+                let support = agg * (1.0 - self.spec.alpha) + h0.expect("GCNII carries h0") * self.spec.alpha;
+                let d = s.weight.size()[0];
+                let mix = Tensor::eye(d, (s.weight.kind(), s.weight.device())) * (1.0 - s.beta) + &s.weight * s.beta;
+                support.matmul(&mix).relu()
+            }
+            PipeModel::Gcn => (agg.matmul(&s.weight) + s.bias.as_ref().unwrap()).relu(),
+        }
+    }
+
+    /// Forward of chunk `c` (`None` = the whole graph, exact inference without staleness or
+    /// dropout). Stage 0 takes no input. Returns the boundary tensors for the next stage, or
+    /// the logits on the last stage.
+    pub fn forward(&mut self, c: Option<usize>, input: Option<Boundary>) -> Boundary {
+        let train = c.is_some();
+        if let (Some(c), Some(b)) = (c, input.as_ref()) {
+            self.saved_inputs[c] = Some(Boundary { x: b.x.shallow_clone(), h0: b.h0.as_ref().map(|t| t.shallow_clone()) });
+        }
+        tch::no_grad(|| {
+            let (mut x, mut h0) = match input {
+                Some(b) => (b.x, b.h0),
+                None => {
+                    let (lin, per_chunk, all) = self.input.as_ref().expect("stage 0 owns the input projection");
+                    let feats = c.map_or(all, |c| &per_chunk[c]);
+                    if let Some(c) = c {
+                        tch::manual_seed(self.seed_for(c, 0));
+                    }
+                    let h = lin.forward_input(feats, self.spec.dropout, train).relu();
+                    let h0 = (self.spec.model == PipeModel::Gcnii).then(|| h.shallow_clone());
+                    (h, h0)
+                }
+            };
+            let ch = c.map_or(&self.graph.full, |c| &self.graph.chunks[c]);
+            let inter_parts = c.map(|c| self.split_inter(c));
+            for s in &self.convs {
+                if let Some(c) = c {
+                    tch::manual_seed(self.seed_for(c, s.slot));
+                }
+                let xd = dropout(&x, self.spec.dropout, train);
+                let inter = match &inter_parts {
+                    Some([(fr, fc, fw), (sr, sc, sw)]) => {
+                        s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
+                        let mut acc = Tensor::zeros_like(&xd);
+                        acc = acc.index_add(0, fr, &(s.live.index_select(0, fc) * fw.unsqueeze(-1)));
+                        acc.index_add(0, sr, &(s.epoch_start.index_select(0, sc) * sw.unsqueeze(-1)))
+                    }
+                    None => Tensor::zeros_like(&xd),
+                };
+                x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
+            }
+            if let Some(head) = &self.head {
+                if let Some(c) = c {
+                    tch::manual_seed(self.seed_for(c, self.spec.layers + 1));
+                }
+                x = head.forward(&dropout(&x, self.spec.dropout, train));
+                h0 = None;
+            }
+            Boundary { x, h0 }
+        })
+    }
+
+    /// Backward of chunk `c`: recomputes its forward with autograd and back-propagates
+    /// `grad_out` (ignored on the last stage, which computes the loss itself). Returns the
+    /// gradient for the previous stage (`None` on stage 0).
+    pub fn backward(&mut self, c: usize, grad_out: Option<Boundary>) -> Option<Boundary> {
+        let ch_start = self.graph.chunks[c].start;
+        let saved = self.saved_inputs[c].take();
+        let (x_leaf, h0_leaf) = match &saved {
+            Some(b) => (Some(b.x.detach().set_requires_grad(true)), b.h0.as_ref().map(|h| h.detach().set_requires_grad(true))),
+            None => (None, None),
+        };
+        let mut surrogate = Tensor::zeros([], (Kind::Float, self.labels.device()));
+        let (mut x, h0) = match (&x_leaf, &self.input) {
+            (Some(x), _) => (x.shallow_clone(), h0_leaf.as_ref().map(|h| h.shallow_clone())),
+            (None, Some((lin, per_chunk, _))) => {
+                tch::manual_seed(self.seed_for(c, 0));
+                let h = lin.forward_input(&per_chunk[c], self.spec.dropout, true).relu();
+                let h0 = (self.spec.model == PipeModel::Gcnii).then(|| h.shallow_clone());
+                (h, h0)
+            }
+            (None, None) => panic!("stage {} got no input for chunk {c}", self.spec.stage),
+        };
+        let [(fr, fc, fw), (sr, sc, sw)] = self.split_inter(c);
+        let mut fresh_leaves = Vec::new();
+        for (i, s) in self.convs.iter().enumerate() {
+            tch::manual_seed(self.seed_for(c, s.slot));
+            let xd = dropout(&x, self.spec.dropout, true);
+            // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
+            let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
+            surrogate += (&xd * injected).sum(Kind::Float);
+            let fresh = s.live.index_select(0, &fc).detach().set_requires_grad(true);
+            let stale = s.epoch_start.index_select(0, &sc);
+            let inter = Tensor::zeros_like(&xd).index_add(0, &fr, &(&fresh * fw.unsqueeze(-1))).index_add(0, &sr, &(stale * sw.unsqueeze(-1)));
+            fresh_leaves.push((i, fresh));
+            let ch = &self.graph.chunks[c];
+            x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
+        }
+        if let Some(head) = &self.head {
+            tch::manual_seed(self.seed_for(c, self.spec.layers + 1));
+            let logits = head.forward(&dropout(&x, self.spec.dropout, true));
+            let ch = &self.graph.chunks[c];
+            let local: Vec<i64> = (ch.start..ch.end).filter(|&u| self.train_mask[u as usize]).map(|u| u - ch.start).collect();
+            if !local.is_empty() {
+                let idx = Tensor::from_slice(&local).to(logits.device());
+                let y = self.labels.narrow(0, ch.start, ch.len()).index_select(0, &idx);
+                // Sum over the chunk / all training nodes: the chunks add up to the mean loss.
+                let loss = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0) / self.spec.train.len() as f64;
+                self.last_loss += loss.double_value(&[]);
+                surrogate += loss;
+            }
+        } else if let Some(g) = grad_out {
+            surrogate += (&x * g.x).sum(Kind::Float);
+            if let (Some(h), Some(gh)) = (h0.as_ref(), g.h0) {
+                surrogate += (h * gh).sum(Kind::Float);
+            }
+        }
+        surrogate.backward();
+        tch::no_grad(|| {
+            for (i, leaf) in fresh_leaves {
+                let g = leaf.grad();
+                if g.defined() {
+                    let mut acc = self.convs[i].grad.shallow_clone();
+                    let _ = acc.index_add_(0, &fc, &(g * self.spec.grad_scale));
+                }
+            }
+        });
+        x_leaf.map(|x| Boundary { x: x.grad(), h0: h0_leaf.map(|h| h.grad()) })
+    }
+
+    /// Accuracy of full-graph predictions (last stage only): (train, val, test).
+    pub fn evaluate(&self, logits: &Tensor) -> (f64, f64, f64) {
+        let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu)).unwrap();
+        let acc = |ids: &[usize]| strata_nn::metrics::accuracy(&pred, &self.labels_vec, ids);
+        (acc(&self.spec.train), acc(&self.spec.val), acc(&self.spec.test))
+    }
+}
