@@ -1,6 +1,7 @@
 //! `strata`: train graph neural networks, and manage the datasets they train on.
 
 mod data;
+mod launch;
 mod plot;
 mod report;
 mod train;
@@ -23,6 +24,10 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// List, locate, inspect and download datasets.
     Data(data::DataArgs),
+    /// Train a deep GNN pipelined across worker processes (starts local workers by default).
+    Launch(Box<launch::LaunchArgs>),
+    /// Serve one pipeline stage.
+    Worker(launch::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +40,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Train(a) => train::run(*a),
         Command::Data(a) => data::run(a),
+        Command::Launch(a) => launch::launch(*a),
+        Command::Worker(a) => launch::worker(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

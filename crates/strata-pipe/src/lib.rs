@@ -9,12 +9,14 @@
 //! pipeline issue); what is here is complete and tested on its own.
 
 pub mod chunks;
+pub mod launcher;
 pub mod pipeline;
 pub mod plan;
 pub mod schedule;
 pub mod stage;
 pub mod volume;
 pub mod wire;
+pub mod worker;
 
 /// Generated gRPC messages and service stubs.
 pub mod proto {

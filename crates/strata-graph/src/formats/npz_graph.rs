@@ -81,3 +81,26 @@ pub fn read_scipy_sparse(path: impl AsRef<Path>) -> Result<CsrMatrix> {
     }
     read_csr(&mut npz, "", &ctx)
 }
+
+/// Writes a dataset in the gnn-benchmark npz layout that [`read_graph_npz`] reads (adjacency,
+/// features as `attr_*` CSR or a dense `attr_matrix`, labels, and the first split if any).
+pub fn graph_npz(d: &Dataset) -> crate::npz::NpzWriter {
+    let mut w = crate::npz::NpzWriter::new();
+    w.csr("adj_", d.graph.adjacency());
+    match &d.features {
+        Features::Sparse(m) => {
+            w.csr("attr_", m);
+        }
+        Features::Dense { rows, cols, data } => {
+            w.f32s("attr_matrix", &[*rows, *cols], data);
+        }
+    }
+    w.i64s("labels", &[d.labels.len()], &d.labels);
+    if let Some(s) = d.splits.first() {
+        let ids = |v: &[usize]| v.iter().map(|&i| i as i64).collect::<Vec<_>>();
+        w.i64s("idx_train", &[s.train.len()], &ids(&s.train));
+        w.i64s("idx_val", &[s.val.len()], &ids(&s.val));
+        w.i64s("idx_test", &[s.test.len()], &ids(&s.test));
+    }
+    w
+}
