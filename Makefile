@@ -15,11 +15,14 @@ all: build
 build:
 	$(CARGO) build --release --bin strata
 
-# Until pipelined training lands, the demo trains a deep GCNII in one process on the embedded graph.
+# The main job: a 4-stage GCNII pipeline across worker processes on loopback. Cora when the
+# shared datasets are present, else the karate club embedded in the binary.
 demo: build
 	@mkdir -p target/demo
-	$(STRATA) train --dataset karate --model gcnii --layers 16 --epochs 100 --seeds 3 \
-		--json target/demo/report.json --plot target/demo/curves.svg
+	@if $(STRATA) data path cora >/dev/null 2>&1; then args="--dataset cora --layers 32 --epochs 200"; \
+	else args="--dataset karate --layers 16 --chunks 4 --epochs 100"; fi; \
+	echo "$(STRATA) launch $$args --stages 4 --json target/demo/pipeline.json"; \
+	$(STRATA) launch $$args --stages 4 --json target/demo/pipeline.json
 
 # The e2e tests run the `strata` binary, so it is built first.
 test: build

@@ -162,7 +162,9 @@ pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfi
             let last = r.last().unwrap();
             e.val_accuracy = Some(last.val_accuracy);
             e.test_accuracy = Some(last.test_accuracy);
-            if last.val_accuracy > report.best_val_accuracy {
+            // Without validation nodes (e.g. karate) the latest evaluation is the one reported.
+            let has_val = !plan.specs[0].val.is_empty();
+            if !has_val || last.val_accuracy > report.best_val_accuracy {
                 report.best_val_accuracy = last.val_accuracy;
                 report.test_accuracy = last.test_accuracy;
                 report.best_epoch = epoch;
