@@ -75,9 +75,15 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let mut workers = Vec::new();
     let mut addrs = Vec::new();
+    // Worker 0 also serves Prometheus metrics, on a port picked free here.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     for rank in 0..4 {
-        let mut child = Command::new(strata_bin())
-            .args(["worker", "--listen", "127.0.0.1:0", "--threads", "1", "--rank", &rank.to_string()])
+        let mut cmd = Command::new(strata_bin());
+        cmd.args(["worker", "--listen", "127.0.0.1:0", "--threads", "1", "--rank", &rank.to_string()]);
+        if rank == 0 {
+            cmd.args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -93,6 +99,9 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(4)); // mid-training
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(metrics.contains("strata_bytes_sent_total") && metrics.contains("kind=\"activation\""), "{metrics}");
+    assert!(metrics.contains("strata_epochs_total"), "{metrics}");
     workers[2].kill().unwrap();
     workers[2].wait().unwrap();
     let killed = Instant::now();
@@ -150,4 +159,14 @@ fn gcnii_32_pipeline_matches_single_process_accuracy() {
     let (s, _) = strata_nn::metrics::mean_std(&single);
     eprintln!("GCNII-32 Cora, {epochs} epochs: pipeline P=4 {p:.2} {pipe:.1?} vs single-process {s:.2} {single:.1?}");
     assert!((p - s).abs() <= 1.5 || p > s, "pipeline {p:.2} vs single process {s:.2}");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }

@@ -27,6 +27,9 @@ pub struct WorkerArgs {
     /// libtorch CPU threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Serve Prometheus metrics (bytes sent by kind, epochs) at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
@@ -36,6 +39,14 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let rank = a.rank.or_else(|| env_rank("RANK")).or_else(|| env_rank("SLURM_PROCID")).unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, token: a.token, rank, device };
+    if let Some(addr) = a.metrics_addr {
+        let _guard = rt.enter();
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .add_global_label("rank", rank.to_string())
+            .install()
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
     rt.block_on(strata_pipe::worker::serve(opts, |addr| {
         // The launcher reads this line to learn the port.
         println!("strata worker {rank} listening on {addr}");

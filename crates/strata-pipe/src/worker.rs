@@ -195,6 +195,7 @@ impl Compute {
     fn epoch(&mut self, req: EpochRequest) -> Result<EpochReply, String> {
         let t0 = Instant::now();
         let mut rt = self.state.take().ok_or("RunEpoch before Configure")?;
+        metrics::counter!("strata_epochs_total", "mode" => if req.train { "train" } else { "eval" }).increment(1);
         let result = self.epoch_inner(&mut rt, &req);
         self.state = Some(rt);
         let mut reply = result?;
