@@ -170,3 +170,52 @@ fn http_get(port: u16, path: &str) -> String {
     let _ = s.read_to_string(&mut body);
     body
 }
+
+#[test]
+fn workers_refuse_exposure_without_a_token_and_calls_without_it() {
+    // Binding beyond loopback without a token is refused outright.
+    let out = Command::new(strata_bin()).args(["worker", "--listen", "0.0.0.0:0"]).env_remove("STRATA_TOKEN").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("refusing to listen on non-loopback"), "{err}");
+    // A worker with a token rejects a launcher without it (and with a wrong one).
+    let mut w = Command::new(strata_bin())
+        .args(["worker", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .env("STRATA_TOKEN", "s3cret")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(w.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    for token in [None, Some("wrong")] {
+        let mut cmd = Command::new(strata_bin());
+        cmd.args(["launch", "--dataset", "karate", "--layers", "2", "--stages", "1", "--chunks", "2", "--epochs", "1", "--workers", &addr]);
+        cmd.env_remove("STRATA_TOKEN");
+        if let Some(t) = token {
+            cmd.env("STRATA_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("missing or wrong cluster token"), "{token:?}: {err}");
+    }
+    let out = Command::new(strata_bin())
+        .args(["launch", "--dataset", "karate", "--layers", "2", "--stages", "1", "--chunks", "2", "--epochs", "2", "--workers", &addr])
+        .env("STRATA_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = w.kill();
+    let _ = w.wait();
+}
+
+#[test]
+fn cluster_files_in_the_repository_parse() {
+    for f in ["local.toml", "multi-host.toml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster").join(f);
+        let v: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let workers = v["workers"].as_array().unwrap();
+        assert_eq!(workers.len(), 4, "{f}");
+        assert!(workers.iter().all(|w| w.as_str().unwrap().rsplit_once(':').unwrap().1.parse::<u16>().is_ok()));
+        assert_eq!(v["token_env"].as_str(), Some("STRATA_TOKEN"));
+    }
+}
