@@ -89,27 +89,15 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
         .enumerate()
         .map(|(s, r)| StageSpec {
             stage: s,
-            stages: cfg.stages,
             first: r.start,
             last: r.end,
-            model: cfg.model,
-            layers: cfg.layers,
-            hidden: cfg.hidden,
             classes: d.num_classes as i64,
             features: d.features.dim() as i64,
-            dropout: cfg.dropout,
-            alpha: cfg.alpha,
-            theta: cfg.theta,
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            weight_decay_conv: cfg.weight_decay_conv,
-            seed: cfg.seed,
-            grad_scale: cfg.grad_scale,
-            refresh: cfg.refresh,
             chunk_offsets: order.offsets.clone(),
             train: split.train.clone(),
             val: split.val.clone(),
             test: split.test.clone(),
+            config: cfg.clone(),
         })
         .collect();
     PipelinePlan { dataset: d, specs, offsets: order.offsets }

@@ -13,6 +13,7 @@
 //! rows are dropped. Every `refresh` epochs the stale rows are re-snapshotted.
 
 use crate::chunks::{Chunk, ChunkedGraph};
+use crate::pipeline::PipelineConfig;
 use strata_graph::Dataset;
 use strata_nn::conv::{Init, Linear};
 use strata_nn::ops::dropout;
@@ -31,29 +32,17 @@ pub enum PipeModel {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StageSpec {
     pub stage: usize,
-    pub stages: usize,
     /// Layer slots owned: `first..last` within `0..layers+2`.
     pub first: usize,
     pub last: usize,
-    pub model: PipeModel,
-    pub layers: usize,
-    pub hidden: i64,
     pub classes: i64,
     pub features: i64,
-    pub dropout: f64,
-    pub alpha: f64,
-    pub theta: f64,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub weight_decay_conv: f64,
-    pub seed: u64,
-    pub grad_scale: f64,
-    /// Snapshot period R of the historical embeddings (1 = one-epoch staleness).
-    pub refresh: usize,
     pub chunk_offsets: Vec<usize>,
     pub train: Vec<usize>,
     pub val: Vec<usize>,
     pub test: Vec<usize>,
+    /// The run's model and training settings (the same on every stage).
+    pub config: PipelineConfig,
 }
 
 impl StageSpec {
@@ -61,11 +50,11 @@ impl StageSpec {
         self.first == 0
     }
     pub fn is_last(&self) -> bool {
-        self.last == self.layers + 2
+        self.last == self.config.layers + 2
     }
     /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
     pub fn tensors_per_boundary(&self) -> usize {
-        if self.model == PipeModel::Gcnii { 2 } else { 1 }
+        if self.config.model == PipeModel::Gcnii { 2 } else { 1 }
     }
 }
 
@@ -113,22 +102,22 @@ impl Stage {
     pub fn new(spec: StageSpec, data: &Dataset, device: Device) -> Result<Stage, tch::TchError> {
         let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
         let n = graph.n;
-        tch::manual_seed(spec.seed as i64);
+        tch::manual_seed(spec.config.seed as i64);
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let dense = root.set_group(0);
         let conv = root.set_group(1);
-        let d = spec.hidden;
+        let d = spec.config.hidden;
         // Every stage draws every slot's initial weights in slot order, so a stage's weights do
         // not depend on where the split falls (and match across runs with the same seed).
         let mut input = None;
         let mut convs = Vec::new();
         let mut head = None;
         let k = spec.chunk_offsets.len() - 1;
-        for slot in 0..spec.layers + 2 {
+        for slot in 0..spec.config.layers + 2 {
             let owned = slot >= spec.first && slot < spec.last;
             let scratch = nn::VarStore::new(device);
-            let path = if owned { if slot == 0 || slot == spec.layers + 1 { &dense } else { &conv } } else { &scratch.root() };
+            let path = if owned { if slot == 0 || slot == spec.config.layers + 1 { &dense } else { &conv } } else { &scratch.root() };
             let p = path / format!("slot{slot}");
             if slot == 0 {
                 let lin = Linear::new(&p, spec.features, d, true, Init::TorchDefault);
@@ -138,7 +127,7 @@ impl Stage {
                         .collect();
                     input = Some((lin, per_chunk, Input::from_features(&data.features, device, true)));
                 }
-            } else if slot == spec.layers + 1 {
+            } else if slot == spec.config.layers + 1 {
                 let lin = Linear::new(&p, d, spec.classes, true, Init::TorchDefault);
                 if owned {
                     head = Some(lin);
@@ -146,17 +135,17 @@ impl Stage {
             } else {
                 let a = (6.0 / (2 * d) as f64).sqrt();
                 let weight = p.var("weight", &[d, d], nn::Init::Uniform { lo: -a, up: a });
-                let bias = (spec.model == PipeModel::Gcn).then(|| p.var("bias", &[d], nn::Init::Const(0.0)));
+                let bias = (spec.config.model == PipeModel::Gcn).then(|| p.var("bias", &[d], nn::Init::Const(0.0)));
                 if owned {
                     let z = || Tensor::zeros([n, d], (Kind::Float, device));
-                    convs.push(ConvSlot { slot, weight, bias, beta: conv_beta(spec.theta, slot), live: z(), epoch_start: z(), snapshot: z(), grad: z() });
+                    convs.push(ConvSlot { slot, weight, bias, beta: conv_beta(spec.config.theta, slot), live: z(), epoch_start: z(), snapshot: z(), grad: z() });
                 }
             }
         }
-        let mut opt = nn::Adam::default().build(&vs, spec.lr)?;
-        opt.set_weight_decay_group(0, spec.weight_decay);
+        let mut opt = nn::Adam::default().build(&vs, spec.config.lr)?;
+        opt.set_weight_decay_group(0, spec.config.weight_decay);
         if !convs.is_empty() {
-            opt.set_weight_decay_group(1, spec.weight_decay_conv);
+            opt.set_weight_decay_group(1, spec.config.weight_decay_conv);
         }
         let mut train_mask = vec![false; n as usize];
         spec.train.iter().for_each(|&i| train_mask[i] = true);
@@ -198,7 +187,7 @@ impl Stage {
         for (p, &c) in order.iter().enumerate() {
             self.pos[c] = p;
         }
-        let refresh = self.spec.refresh.max(1) as u64;
+        let refresh = self.spec.config.refresh.max(1) as u64;
         tch::no_grad(|| {
             for s in &mut self.convs {
                 if epoch % refresh != 0 {
@@ -216,7 +205,7 @@ impl Stage {
     pub fn end_epoch(&mut self) {
         self.opt.step();
         self.opt.zero_grad();
-        let refresh = self.spec.refresh.max(1) as u64;
+        let refresh = self.spec.config.refresh.max(1) as u64;
         if (self.epoch + 1) % refresh == 0 {
             tch::no_grad(|| self.convs.iter_mut().for_each(|s| s.snapshot.copy_(&s.live)));
         }
@@ -224,7 +213,7 @@ impl Stage {
 
     fn seed_for(&self, chunk: usize, slot: usize) -> i64 {
         let k = self.num_chunks() as u64 + 1;
-        (self.spec.seed.wrapping_mul(1_000_003) ^ ((self.epoch * k + chunk as u64) * 1024 + slot as u64)) as i64
+        (self.spec.config.seed.wrapping_mul(1_000_003) ^ ((self.epoch * k + chunk as u64) * 1024 + slot as u64)) as i64
     }
 
     /// Inter-edge messages of chunk `c` for slot buffer `s`, split into fresh (source chunk
@@ -247,9 +236,9 @@ impl Stage {
     fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
         let intra = Tensor::zeros_like(xd).index_add(0, &ch.intra_row, &(xd.index_select(0, &ch.intra_col) * ch.intra_w.unsqueeze(-1)));
         let agg = intra + inter;
-        match self.spec.model {
+        match self.spec.config.model {
             PipeModel::Gcnii => {
-                let support = agg * (1.0 - self.spec.alpha) + h0.expect("GCNII carries h0") * self.spec.alpha;
+                let support = agg * (1.0 - self.spec.config.alpha) + h0.expect("GCNII carries h0") * self.spec.config.alpha;
                 let d = s.weight.size()[0];
                 let mix = Tensor::eye(d, (s.weight.kind(), s.weight.device())) * (1.0 - s.beta) + &s.weight * s.beta;
                 support.matmul(&mix).relu()
@@ -275,8 +264,8 @@ impl Stage {
                     if let Some(c) = c {
                         tch::manual_seed(self.seed_for(c, 0));
                     }
-                    let h = lin.forward_input(feats, self.spec.dropout, train).relu();
-                    let h0 = (self.spec.model == PipeModel::Gcnii).then(|| h.shallow_clone());
+                    let h = lin.forward_input(feats, self.spec.config.dropout, train).relu();
+                    let h0 = (self.spec.config.model == PipeModel::Gcnii).then(|| h.shallow_clone());
                     (h, h0)
                 }
             };
@@ -286,7 +275,7 @@ impl Stage {
                 if let Some(c) = c {
                     tch::manual_seed(self.seed_for(c, s.slot));
                 }
-                let xd = dropout(&x, self.spec.dropout, train);
+                let xd = dropout(&x, self.spec.config.dropout, train);
                 let inter = match &inter_parts {
                     Some([(fr, fc, fw), (sr, sc, sw)]) => {
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
@@ -300,9 +289,9 @@ impl Stage {
             }
             if let Some(head) = &self.head {
                 if let Some(c) = c {
-                    tch::manual_seed(self.seed_for(c, self.spec.layers + 1));
+                    tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
                 }
-                x = head.forward(&dropout(&x, self.spec.dropout, train));
+                x = head.forward(&dropout(&x, self.spec.config.dropout, train));
                 h0 = None;
             }
             Boundary { x, h0 }
@@ -324,8 +313,8 @@ impl Stage {
             (Some(x), _) => (x.shallow_clone(), h0_leaf.as_ref().map(|h| h.shallow_clone())),
             (None, Some((lin, per_chunk, _))) => {
                 tch::manual_seed(self.seed_for(c, 0));
-                let h = lin.forward_input(&per_chunk[c], self.spec.dropout, true).relu();
-                let h0 = (self.spec.model == PipeModel::Gcnii).then(|| h.shallow_clone());
+                let h = lin.forward_input(&per_chunk[c], self.spec.config.dropout, true).relu();
+                let h0 = (self.spec.config.model == PipeModel::Gcnii).then(|| h.shallow_clone());
                 (h, h0)
             }
             (None, None) => panic!("stage {} got no input for chunk {c}", self.spec.stage),
@@ -334,7 +323,7 @@ impl Stage {
         let mut fresh_leaves = Vec::new();
         for (i, s) in self.convs.iter().enumerate() {
             tch::manual_seed(self.seed_for(c, s.slot));
-            let xd = dropout(&x, self.spec.dropout, true);
+            let xd = dropout(&x, self.spec.config.dropout, true);
             // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
             let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
             surrogate += (&xd * injected).sum(Kind::Float);
@@ -346,8 +335,8 @@ impl Stage {
             x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
         }
         if let Some(head) = &self.head {
-            tch::manual_seed(self.seed_for(c, self.spec.layers + 1));
-            let logits = head.forward(&dropout(&x, self.spec.dropout, true));
+            tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
+            let logits = head.forward(&dropout(&x, self.spec.config.dropout, true));
             let ch = &self.graph.chunks[c];
             let local: Vec<i64> = (ch.start..ch.end).filter(|&u| self.train_mask[u as usize]).map(|u| u - ch.start).collect();
             if !local.is_empty() {
@@ -370,7 +359,7 @@ impl Stage {
                 let g = leaf.grad();
                 if g.defined() {
                     let mut acc = self.convs[i].grad.shallow_clone();
-                    let _ = acc.index_add_(0, &fc, &(g * self.spec.grad_scale));
+                    let _ = acc.index_add_(0, &fc, &(g * self.spec.config.grad_scale));
                 }
             }
         });
