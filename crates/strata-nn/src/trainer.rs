@@ -61,7 +61,8 @@ pub struct RunReport {
 }
 
 /// Trains a fresh model on `split` and restores the weights of its best validation epoch
-/// (highest accuracy; ties go to the lower validation loss). Without validation nodes it
+/// (highest accuracy; ties go to the lower validation loss); stops after `patience` epochs
+/// without a lower validation loss. Without validation nodes it
 /// trains for all epochs and keeps the last weights. `on_epoch` sees every epoch.
 pub fn train_node_classifier(
     task: &NodeTask,
@@ -124,8 +125,9 @@ pub fn train_node_classifier(
             let snapshot = tch::no_grad(|| vars.iter().map(|v| v.copy()).collect());
             best = Some((stats.val_accuracy, val_loss, epoch, snapshot));
         }
-        // Patience counts epochs in which neither validation accuracy nor loss improved.
-        if improved || val_loss < best_loss {
+        // Patience counts epochs without a new lowest validation loss (as GCNII's and APPNP's
+        // reference code stop); the weights kept are still those of the best accuracy.
+        if val_loss < best_loss {
             since_best = 0;
         } else {
             since_best += 1;
