@@ -91,13 +91,8 @@ impl Launcher {
     async fn watchdog(&self) -> LaunchError {
         loop {
             tokio::time::sleep(HEALTH_PERIOD).await;
-            for (rank, (_, c)) in self.workers.iter().enumerate() {
-                let mut c = c.clone();
-                match tokio::time::timeout(HEALTH_TIMEOUT, c.health(HealthRequest {})).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(s)) => return self.fail(rank, format!("lost: {}", s.message())),
-                    Err(_) => return self.fail(rank, format!("lost: no health answer within {HEALTH_TIMEOUT:?}")),
-                }
+            if let Some(e) = self.find_lost().await {
+                return e;
             }
         }
     }
@@ -114,10 +109,28 @@ impl Launcher {
                 })
             }
         });
-        tokio::select! {
+        let result = tokio::select! {
             r = futures::future::try_join_all(calls) => r.map_err(|(rank, msg)| self.fail(rank, format!("epoch {}: {msg}", req.epoch))),
             e = self.watchdog() => Err(e),
+        };
+        match result {
+            Ok(r) => Ok(r),
+            // A stage that failed to reach its neighbour is a symptom: name the worker that is gone.
+            Err(e) => Err(self.find_lost().await.unwrap_or(e)),
         }
+    }
+
+    /// The first worker that does not answer a health check, if any.
+    async fn find_lost(&self) -> Option<LaunchError> {
+        for (rank, (_, c)) in self.workers.iter().enumerate() {
+            let mut c = c.clone();
+            match tokio::time::timeout(HEALTH_TIMEOUT, c.health(HealthRequest {})).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(s)) => return Some(self.fail(rank, format!("lost: {}", s.message()))),
+                Err(_) => return Some(self.fail(rank, format!("lost: no health answer within {HEALTH_TIMEOUT:?}"))),
+            }
+        }
+        None
     }
 
     pub async fn shutdown(&self, reason: &str) {

@@ -241,7 +241,7 @@ impl Compute {
             }
         }
         for t in tasks {
-            self.rt.block_on(t).map_err(|e| e.to_string())?.map_err(|s| format!("sending to a neighbour stage failed: {}", s.message()))?;
+            self.rt.block_on(t).map_err(|e| e.to_string())?.map_err(|s| format!("sending to a neighbour stage ({}) failed: {}", neighbours(&rt.stage), s.message()))?;
         }
         Ok(reply)
     }
@@ -314,4 +314,15 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Which neighbours a stage talks to, for error messages.
+fn neighbours(stage: &Stage) -> String {
+    let s = stage.spec.stage;
+    match (stage.spec.is_first(), stage.spec.is_last()) {
+        (true, true) => "none".into(),
+        (true, false) => format!("stage {}", s + 1),
+        (false, true) => format!("stage {}", s - 1),
+        (false, false) => format!("stage {} or {}", s - 1, s + 1),
+    }
 }
