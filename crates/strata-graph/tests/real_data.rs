@@ -58,7 +58,9 @@ fn prognn_clean_graphs_and_metattack_budgets() {
         assert_eq!(edge_difference(&clean.graph, &p.graph).unwrap(), (253, 0));
         let n = registry::load("cora-lcc", Some(Attack::Nettack(3))).unwrap();
         assert!(edge_difference(&clean.graph, &n.graph).unwrap().0 > 0);
-        assert_eq!(p.splits[0].train.len() + p.splits[0].val.len() + p.splits[0].test.len() <= 2485, true);
+        // Pro-GNN's published Cora split (the nettacked-nodes file: 10 / 10 / 80 %).
+        let sp = &p.splits[0];
+        assert_eq!((sp.train.len(), sp.val.len(), sp.test.len()), (247, 249, 1988));
     }
 }
 

@@ -247,6 +247,18 @@ impl Stage {
         }
     }
 
+    /// Stage 0's input projection of chunk `c` (`None` = all nodes): `relu(dropout(X)·W)`,
+    /// also GCNII's h⁰. Seeded per (epoch, chunk), so the backward recomputation matches.
+    fn project(&self, c: Option<usize>, train: bool) -> (Tensor, Option<Tensor>) {
+        let (lin, per_chunk, all) = self.input.as_ref().expect("stage 0 owns the input projection");
+        if let Some(c) = c {
+            tch::manual_seed(self.seed_for(c, 0));
+        }
+        let h = lin.forward_input(c.map_or(all, |c| &per_chunk[c]), self.spec.config.dropout, train).relu();
+        let h0 = (self.spec.config.model == PipeModel::Gcnii).then(|| h.shallow_clone());
+        (h, h0)
+    }
+
     /// Forward of chunk `c` (`None` = the whole graph, exact inference without staleness or
     /// dropout). Stage 0 takes no input. Returns the boundary tensors for the next stage, or
     /// the logits on the last stage.
@@ -258,16 +270,7 @@ impl Stage {
         tch::no_grad(|| {
             let (mut x, mut h0) = match input {
                 Some(b) => (b.x, b.h0),
-                None => {
-                    let (lin, per_chunk, all) = self.input.as_ref().expect("stage 0 owns the input projection");
-                    let feats = c.map_or(all, |c| &per_chunk[c]);
-                    if let Some(c) = c {
-                        tch::manual_seed(self.seed_for(c, 0));
-                    }
-                    let h = lin.forward_input(feats, self.spec.config.dropout, train).relu();
-                    let h0 = (self.spec.config.model == PipeModel::Gcnii).then(|| h.shallow_clone());
-                    (h, h0)
-                }
+                None => self.project(c, train),
             };
             let ch = c.map_or(&self.graph.full, |c| &self.graph.chunks[c]);
             let inter_parts = c.map(|c| self.split_inter(c));
@@ -277,11 +280,9 @@ impl Stage {
                 }
                 let xd = dropout(&x, self.spec.config.dropout, train);
                 let inter = match &inter_parts {
-                    Some([(fr, fc, fw), (sr, sc, sw)]) => {
+                    Some(parts) => {
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        let mut acc = Tensor::zeros_like(&xd);
-                        acc = acc.index_add(0, fr, &(s.live.index_select(0, fc) * fw.unsqueeze(-1)));
-                        acc.index_add(0, sr, &(s.epoch_start.index_select(0, sc) * sw.unsqueeze(-1)))
+                        aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1), &s.epoch_start.index_select(0, &parts[1].1), parts)
                     }
                     None => Tensor::zeros_like(&xd),
                 };
@@ -311,15 +312,10 @@ impl Stage {
         let mut surrogate = Tensor::zeros([], (Kind::Float, self.labels.device()));
         let (mut x, h0) = match (&x_leaf, &self.input) {
             (Some(x), _) => (x.shallow_clone(), h0_leaf.as_ref().map(|h| h.shallow_clone())),
-            (None, Some((lin, per_chunk, _))) => {
-                tch::manual_seed(self.seed_for(c, 0));
-                let h = lin.forward_input(&per_chunk[c], self.spec.config.dropout, true).relu();
-                let h0 = (self.spec.config.model == PipeModel::Gcnii).then(|| h.shallow_clone());
-                (h, h0)
-            }
-            (None, None) => panic!("stage {} got no input for chunk {c}", self.spec.stage),
+            (None, _) => self.project(Some(c), true),
         };
-        let [(fr, fc, fw), (sr, sc, sw)] = self.split_inter(c);
+        let parts = self.split_inter(c);
+        let fc = &parts[0].1;
         let mut fresh_leaves = Vec::new();
         for (i, s) in self.convs.iter().enumerate() {
             tch::manual_seed(self.seed_for(c, s.slot));
@@ -327,9 +323,8 @@ impl Stage {
             // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
             let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
             surrogate += (&xd * injected).sum(Kind::Float);
-            let fresh = s.live.index_select(0, &fc).detach().set_requires_grad(true);
-            let stale = s.epoch_start.index_select(0, &sc);
-            let inter = Tensor::zeros_like(&xd).index_add(0, &fr, &(&fresh * fw.unsqueeze(-1))).index_add(0, &sr, &(stale * sw.unsqueeze(-1)));
+            let fresh = s.live.index_select(0, fc).detach().set_requires_grad(true);
+            let inter = aggregate_inter(&xd, &fresh, &s.epoch_start.index_select(0, &parts[1].1), &parts);
             fresh_leaves.push((i, fresh));
             let ch = &self.graph.chunks[c];
             x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
@@ -359,7 +354,7 @@ impl Stage {
                 let g = leaf.grad();
                 if g.defined() {
                     let mut acc = self.convs[i].grad.shallow_clone();
-                    let _ = acc.index_add_(0, &fc, &(g * self.spec.config.grad_scale));
+                    let _ = acc.index_add_(0, fc, &(g * self.spec.config.grad_scale));
                 }
             }
         });
@@ -372,4 +367,11 @@ impl Stage {
         let acc = |ids: &[usize]| strata_nn::metrics::accuracy(&pred, &self.labels_vec, ids);
         (acc(&self.spec.train), acc(&self.spec.val), acc(&self.spec.test))
     }
+}
+
+/// Σ over chunk `c`'s inter edges of weighted source rows: `fresh` / `stale` are the gathered
+/// source rows of the two edge groups of [`Stage::split_inter`]; `like` gives the output shape.
+fn aggregate_inter(like: &Tensor, fresh: &Tensor, stale: &Tensor, parts: &[(Tensor, Tensor, Tensor); 2]) -> Tensor {
+    let [(fr, _, fw), (sr, _, sw)] = parts;
+    Tensor::zeros_like(like).index_add(0, fr, &(fresh * fw.unsqueeze(-1))).index_add(0, sr, &(stale * sw.unsqueeze(-1)))
 }
