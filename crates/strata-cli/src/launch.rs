@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use strata_nn::metrics::median;
 use strata_pipe::launcher::{train, Launcher};
+use strata_pipe::pipeline::Mode;
 use strata_pipe::{plan, PipeModel, PipelineConfig};
 use tokio::io::AsyncBufReadExt;
 
@@ -38,7 +39,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let env_rank = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
     let rank = a.rank.or_else(|| env_rank("RANK")).or_else(|| env_rank("SLURM_PROCID")).unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, token: a.token, rank, device };
+    let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, token: a.token, rank, device, registrations: None };
     if let Some(addr) = a.metrics_addr {
         let _guard = rt.enter();
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -67,9 +68,16 @@ pub struct LaunchArgs {
     pub layers: usize,
     #[arg(long, default_value_t = 64)]
     pub hidden: i64,
-    /// Pipeline stages P (one worker each).
-    #[arg(long, default_value_t = 4)]
-    pub stages: usize,
+    /// pipeline (layers split over stages), graph (the graph-parallel baseline: vertices split
+    /// over ways, every worker holds every layer) or hybrid (ways × stages).
+    #[arg(long, default_value = "pipeline")]
+    pub mode: String,
+    /// Pipeline stages S (default 4 in pipeline mode, 1 in graph mode).
+    #[arg(long)]
+    pub stages: Option<usize>,
+    /// Graph-parallel ways W (default 1 in pipeline mode, 4 in graph mode, 2 in hybrid mode).
+    #[arg(long)]
+    pub ways: Option<usize>,
     /// Vertex chunks K (0 = 4·P).
     #[arg(long, default_value_t = 0)]
     pub chunks: usize,
@@ -93,7 +101,9 @@ pub struct LaunchArgs {
     /// Exact full-graph evaluation every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
-    /// Worker addresses in stage order (host:port,...). Default: start P local workers.
+    /// Worker addresses in rank order, rank = way·S + stage (host:port,...). Default: start W·S
+    /// local workers, or, under torchrun/Slurm (WORLD_SIZE or SLURM_NTASKS set), rendezvous at
+    /// MASTER_ADDR:MASTER_PORT with the other ranks.
     #[arg(long, value_delimiter = ',')]
     pub workers: Vec<String>,
     /// A cluster file (see cluster/local.toml) listing the workers.
@@ -144,16 +154,26 @@ async fn spawn_local(n: usize, device: &str, token: Option<&str>) -> anyhow::Res
     Ok((children, addrs))
 }
 
-pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
+fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     let model = match a.model.as_str() {
         "gcnii" => PipeModel::Gcnii,
         "gcn" => PipeModel::Gcn,
-        m => bail!("--model {m}: the pipeline trains gcnii or gcn"),
+        m => bail!("--model {m}: the distributed modes train gcnii or gcn"),
     };
-    if a.stages < 1 || a.stages > a.layers + 2 {
-        bail!("--stages must be between 1 and layers + 2 = {}", a.layers + 2);
-    }
-    let mut cfg = PipelineConfig::gcnii(a.layers, a.stages);
+    let mode = match a.mode.as_str() {
+        "pipeline" => Mode::Pipeline,
+        "graph" => Mode::Graph,
+        "hybrid" => Mode::Hybrid,
+        m => bail!("--mode {m}: expected pipeline, graph or hybrid"),
+    };
+    let (stages, ways) = match mode {
+        Mode::Pipeline => (a.stages.unwrap_or(4), a.ways.unwrap_or(1)),
+        Mode::Graph => (a.stages.unwrap_or(1), a.ways.unwrap_or(4)),
+        Mode::Hybrid => (a.stages.unwrap_or(2), a.ways.unwrap_or(2)),
+    };
+    let mut cfg = PipelineConfig::gcnii(a.layers, stages);
+    cfg.mode = mode;
+    cfg.ways = ways;
     cfg.model = model;
     cfg.hidden = a.hidden;
     cfg.chunks = a.chunks;
@@ -173,9 +193,85 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     if let Some(d) = a.dropout {
         cfg.dropout = d;
     }
-    let data = crate::train::load_dataset(&a.dataset, None, None)?;
-    let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
-    let p = plan(&data, &split, &cfg);
+    cfg.validate().map_err(|e| anyhow::anyhow!("--mode {}: {e}", a.mode))?;
+    Ok(cfg)
+}
+
+/// torchrun / Slurm conventions: (rank, world size, master address) when WORLD_SIZE or
+/// SLURM_NTASKS says there are several processes.
+pub fn rendezvous_env() -> anyhow::Result<Option<(usize, usize, String)>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let parse = |k: &str| -> anyhow::Result<Option<usize>> {
+        var(k).map(|v| v.parse::<usize>().with_context(|| format!("${k}={v}: expected a non-negative integer"))).transpose()
+    };
+    let world = match parse("WORLD_SIZE")? {
+        Some(w) => w,
+        None => match parse("SLURM_NTASKS")? {
+            Some(w) => w,
+            None => return Ok(None),
+        },
+    };
+    if world <= 1 {
+        return Ok(None);
+    }
+    let rank = match parse("RANK")? {
+        Some(r) => r,
+        None => parse("SLURM_PROCID")?.context("WORLD_SIZE is set but neither $RANK nor $SLURM_PROCID is")?,
+    };
+    if rank >= world {
+        bail!("rank {rank} is not below the world size {world}");
+    }
+    let host = var("MASTER_ADDR").context("a torchrun/Slurm start needs $MASTER_ADDR (rank 0's host)")?;
+    let port = parse("MASTER_PORT")?.unwrap_or(29500);
+    Ok(Some((rank, world, format!("{host}:{port}"))))
+}
+
+/// Whether `addr` (host:port) names this machine's loopback.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The local address other hosts reach us at: $STRATA_ADVERTISE_ADDR, else the interface
+/// address the kernel routes to `master` from.
+fn advertised_host(master: &str) -> anyhow::Result<String> {
+    if let Ok(a) = std::env::var("STRATA_ADVERTISE_ADDR") {
+        return Ok(a);
+    }
+    if is_loopback(master) {
+        return Ok("127.0.0.1".into());
+    }
+    use std::net::ToSocketAddrs;
+    let target = master.to_socket_addrs().with_context(|| format!("resolving MASTER_ADDR {master}"))?.next().context("MASTER_ADDR resolves to nothing")?;
+    let sock = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    sock.connect(target)?;
+    Ok(sock.local_addr()?.ip().to_string())
+}
+
+/// Rank ≥ 1 of a torchrun/Slurm start: serve as a worker and announce ourselves to rank 0.
+fn env_worker(rank: usize, world: usize, master: String, a: &LaunchArgs, token: Option<String>) -> anyhow::Result<()> {
+    let device = strata_nn::parse_device(&a.device)?;
+    let bind: std::net::SocketAddr = if is_loopback(&master) { "127.0.0.1:0".parse()? } else { "0.0.0.0:0".parse()? };
+    let host = advertised_host(&master)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let opts = strata_pipe::worker::WorkerOptions { listen: bind, token: token.clone(), rank: rank as u32, device, registrations: None };
+        let server = tokio::spawn(strata_pipe::worker::serve(opts, move |addr| {
+            let _ = addr_tx.send(addr);
+        }));
+        let port = addr_rx.await.context("worker failed to bind")?.port();
+        let me = format!("{host}:{port}");
+        eprintln!("strata launch: rank {rank}/{world} serving at {me}, registering with {master}");
+        strata_pipe::worker::register(&master, rank as u32, &me, world as u32, token, RENDEZVOUS_WAIT).await.map_err(|e| anyhow::anyhow!(e))?;
+        server.await?.map_err(|e| anyhow::anyhow!(e))
+    })
+}
+
+const RENDEZVOUS_WAIT: Duration = Duration::from_secs(300);
+
+pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
+    let cfg = config(&a)?;
     let (mut workers, mut token) = (a.workers.clone(), a.token.clone());
     if let Some(path) = &a.cluster {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -185,32 +281,51 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             token = token.or_else(|| std::env::var(&var).ok());
         }
     }
-    if !workers.is_empty() && workers.len() != a.stages {
-        bail!("{} workers listed for {} stages: list one worker per stage", workers.len(), a.stages);
+    let env = if workers.is_empty() { rendezvous_env()? } else { None };
+    if let Some((rank, world, master)) = &env {
+        if *rank > 0 {
+            return env_worker(*rank, *world, master.clone(), &a, token);
+        }
+        if *world != cfg.workers() {
+            bail!("world size {world} but --mode {} needs {} workers ({} ways × {} stages)", a.mode, cfg.workers(), cfg.ways, cfg.stages);
+        }
+        if !is_loopback(master) && token.is_none() {
+            bail!("rank 0 would listen on {master}, which is not loopback: set --token (or STRATA_TOKEN) on every rank");
+        }
     }
+    if !workers.is_empty() && workers.len() != cfg.workers() {
+        bail!("{} workers listed but --mode {} needs {} ({} ways × {} stages), in rank order way·S + stage", workers.len(), a.mode, cfg.workers(), cfg.ways, cfg.stages);
+    }
+    let data = crate::train::load_dataset(&a.dataset, None, None)?;
+    let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
+    let p = plan(&data, &split, &cfg);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let _children;
-        if workers.is_empty() {
-            let (c, addrs) = spawn_local(a.stages, &a.device, token.as_deref()).await?;
+        if let Some((_, world, master)) = &env {
+            workers = serve_rank0(master, *world, &a.device, token.clone()).await?;
+        } else if workers.is_empty() {
+            let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref()).await?;
             _children = c;
             workers = addrs;
         }
-        let split_desc: Vec<String> = p.specs.iter().map(|s| format!("{}..{}", s.first, s.last)).collect();
+        let split_desc: Vec<String> = p.specs.iter().take(cfg.stages).map(|s| format!("{}..{}", s.first, s.last)).collect();
         eprintln!(
-            "strata launch: {} ({} nodes) · {} with {} layers · {} stages (slots {}) · {} chunks · workers {}",
+            "strata launch: {} ({} nodes) · {} with {} layers · {} mode: {} way(s) × {} stage(s) (slots {}) · {} chunks · workers {}",
             data.name,
             data.num_nodes(),
             a.model,
             a.layers,
-            a.stages,
+            cfg.mode.name(),
+            cfg.ways,
+            cfg.stages,
             split_desc.join(" | "),
             cfg.num_chunks(),
             workers.join(", ")
         );
         let mut launcher = Launcher::connect(&workers, token.clone(), Duration::from_secs(15)).await?;
         launcher.configure(&p).await?;
-        let pb = progress(cfg.epochs as u64, "pipeline");
+        let pb = progress(cfg.epochs as u64, cfg.mode.name());
         let result = train(&launcher, &p, &cfg, |e| {
             pb.inc(1);
             if let Some(v) = e.val_accuracy {
@@ -227,41 +342,100 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             }
         };
         launcher.shutdown("training finished").await;
-        let ms: Vec<f64> = report.epochs.iter().skip(2).map(|e| e.epoch_ms).collect();
-        let bytes: Vec<f64> = report.epochs.iter().map(|e| e.bytes as f64).collect();
-        let measured = median(&bytes);
-        let rows = vec![
-            vec!["mode".to_string(), "stages".into(), "chunks".into(), "epochs".into(), "test acc (best val)".into(), "epoch ms (median)".into(), "MiB/epoch measured".into(), "MiB/epoch predicted".into()],
-            vec![
-                "pipeline".into(),
-                a.stages.to_string(),
-                cfg.num_chunks().to_string(),
-                cfg.epochs.to_string(),
-                format!("{:.2} (epoch {})", report.test_accuracy * 100.0, report.best_epoch + 1),
-                format!("{:.1}", median(&ms)),
-                format!("{:.3}", measured / (1 << 20) as f64),
-                format!("{:.3}", report.predicted_bytes_per_epoch / (1 << 20) as f64),
-            ],
-        ];
-        print!("{}", table(&rows));
-        if let Some(path) = &a.json {
-            write_json(path, &json!({
-                "mode": "pipeline",
-                "dataset": data.name,
-                "model": a.model,
-                "layers": a.layers,
-                "stages": a.stages,
-                "stage_slots": split_desc,
-                "chunks": cfg.num_chunks(),
-                "epochs": cfg.epochs,
-                "test_accuracy": report.test_accuracy,
-                "best_val_accuracy": report.best_val_accuracy,
-                "epoch_ms_median": median(&ms),
-                "bytes_per_epoch": {"measured": measured, "predicted": report.predicted_bytes_per_epoch},
-                "config": cfg,
-                "curve": report.epochs,
-            }))?;
-        }
-        Ok(())
+        summarize(&a, &cfg, &data, &report, split_desc)
     })
+}
+
+/// Rank 0 of a torchrun/Slurm start: serve as worker 0 in this process and collect the other
+/// ranks' addresses. Returns every worker's address in rank order.
+async fn serve_rank0(master: &str, world: usize, device: &str, token: Option<String>) -> anyhow::Result<Vec<String>> {
+    use std::net::ToSocketAddrs;
+    let port = master.rsplit_once(':').map_or("29500", |(_, p)| p);
+    let bind = if is_loopback(master) { format!("127.0.0.1:{port}") } else { format!("0.0.0.0:{port}") };
+    let listen = bind.to_socket_addrs()?.next().context("bind address")?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = strata_pipe::worker::WorkerOptions { listen, token, rank: 0, device: strata_nn::parse_device(device)?, registrations: Some(tx) };
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Err(e) = strata_pipe::worker::serve(opts, move |a| {
+            let _ = bound_tx.send(a);
+        })
+        .await
+        {
+            tracing::error!("rank 0 worker: {e}");
+        }
+    });
+    bound_rx.await.with_context(|| format!("rank 0 could not listen on {bind}"))?;
+    let mut addrs = vec![String::new(); world];
+    addrs[0] = master.to_string();
+    let mut missing = world - 1;
+    eprintln!("strata launch: rank 0 waiting for {missing} rank(s) at {master}");
+    while missing > 0 {
+        let (rank, addr) = tokio::time::timeout(RENDEZVOUS_WAIT, rx.recv())
+            .await
+            .map_err(|_| {
+                let absent: Vec<String> = addrs.iter().enumerate().filter(|(_, a)| a.is_empty()).map(|(r, _)| r.to_string()).collect();
+                anyhow::anyhow!("ranks {} did not register within {RENDEZVOUS_WAIT:?}", absent.join(", "))
+            })?
+            .context("registration channel closed")?;
+        let r = rank as usize;
+        if r == 0 || r >= world {
+            bail!("a worker registered as rank {r}, outside 1..{world}");
+        }
+        if addrs[r].is_empty() {
+            missing -= 1;
+        }
+        addrs[r] = addr;
+    }
+    Ok(addrs)
+}
+
+fn summarize(a: &LaunchArgs, cfg: &PipelineConfig, data: &strata_graph::Dataset, report: &strata_pipe::launcher::LaunchReport, split_desc: Vec<String>) -> anyhow::Result<()> {
+    let ms: Vec<f64> = report.epochs.iter().skip(2).map(|e| e.epoch_ms).collect();
+    let med = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> u64| median(&report.epochs.iter().map(|e| f(e) as f64).collect::<Vec<_>>());
+    let measured = med(&|e| e.bytes);
+    let mib = |b: f64| format!("{:.3}", b / (1 << 20) as f64);
+    let pred = &report.predicted;
+    let rows = vec![
+        vec!["mode".to_string(), "ways×stages".into(), "chunks".into(), "epochs".into(), "test acc (best val)".into(), "epoch ms (median)".into(), "MiB/epoch measured".into(), "MiB/epoch predicted".into()],
+        vec![
+            cfg.mode.name().into(),
+            format!("{}×{}", cfg.ways, cfg.stages),
+            cfg.num_chunks().to_string(),
+            cfg.epochs.to_string(),
+            format!("{:.2} (epoch {})", report.test_accuracy * 100.0, report.best_epoch + 1),
+            format!("{:.1}", median(&ms)),
+            format!("{} (layer {} · halo {} · weights {})", mib(measured), mib(med(&|e| e.layer_bytes)), mib(med(&|e| e.halo_bytes)), mib(med(&|e| e.weight_bytes))),
+            format!("{} (layer {} · halo {} · weights {})", mib(pred.total), mib(pred.layer), mib(pred.halo), mib(pred.weight)),
+        ],
+    ];
+    print!("{}", table(&rows));
+    if let Some(path) = &a.json {
+        write_json(path, &json!({
+            "mode": cfg.mode.name(),
+            "dataset": data.name,
+            "model": a.model,
+            "layers": a.layers,
+            "stages": cfg.stages,
+            "ways": cfg.ways,
+            "workers": cfg.workers(),
+            "stage_slots": split_desc,
+            "chunks": cfg.num_chunks(),
+            "epochs": cfg.epochs,
+            "test_accuracy": report.test_accuracy,
+            "best_val_accuracy": report.best_val_accuracy,
+            "epoch_ms_median": median(&ms),
+            "bytes_per_epoch": {
+                "measured": measured,
+                "predicted": pred.total,
+                "measured_by_kind": {"layer": med(&|e| e.layer_bytes), "halo": med(&|e| e.halo_bytes), "weight": med(&|e| e.weight_bytes)},
+                "predicted_by_kind": {"layer": pred.layer, "halo": pred.halo, "weight": pred.weight},
+                "boundary_vertices": pred.boundary,
+                "parameters": pred.parameters,
+            },
+            "config": cfg,
+            "curve": report.epochs,
+        }))?;
+    }
+    Ok(())
 }

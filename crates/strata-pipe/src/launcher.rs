@@ -1,10 +1,11 @@
-//! The coordinator side of `strata launch`: configures every stage, drives epochs, watches
-//! worker health, and sums the bytes each stage reports.
+//! The coordinator side of `strata launch`: configures every worker, drives epochs, watches
+//! worker health, and sums the bytes each worker reports beside the volume model's prediction.
 
-use crate::pipeline::{PipelineConfig, PipelinePlan};
+use crate::pipeline::{Mode, PipelineConfig, PipelinePlan};
+use crate::stage::PipeModel;
 use crate::proto::{ConfigChunk, EpochReply, EpochRequest, HealthRequest, ShutdownRequest};
 use crate::schedule::chunk_order;
-use crate::volume::VolumeModel;
+use crate::volume::{boundary_count, VolumeModel};
 use crate::worker::{client, Client};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,11 @@ pub struct LaunchEpoch {
     pub epoch: u64,
     pub loss: f64,
     pub epoch_ms: f64,
+    /// Bytes sent by all workers during the training epoch, and by kind.
     pub bytes: u64,
+    pub layer_bytes: u64,
+    pub halo_bytes: u64,
+    pub weight_bytes: u64,
     pub val_accuracy: Option<f64>,
     pub test_accuracy: Option<f64>,
 }
@@ -68,7 +73,7 @@ impl Launcher {
     /// Ships each stage its spec and the (renumbered) graph.
     pub async fn configure(&mut self, plan: &PipelinePlan) -> Result<(), LaunchError> {
         if plan.specs.len() != self.workers.len() {
-            return Err(LaunchError::Config(format!("{} stages but {} workers", plan.specs.len(), self.workers.len())));
+            return Err(LaunchError::Config(format!("the plan has {} workers (ways × stages) but {} are listed", plan.specs.len(), self.workers.len())));
         }
         let npz = strata_graph::formats::graph_npz(&plan.dataset).to_bytes();
         let addrs: Vec<String> = self.workers.iter().map(|w| w.0.clone()).collect();
@@ -79,8 +84,8 @@ impl Launcher {
                 pieces.push(ConfigChunk::default());
             }
             pieces[0].spec_json = spec_json;
-            pieces[0].prev_addr = if rank > 0 { addrs[rank - 1].clone() } else { String::new() };
-            pieces[0].next_addr = addrs.get(rank + 1).cloned().unwrap_or_default();
+            pieces[0].rank = rank as u32;
+            pieces[0].peers = addrs.clone();
             let mut c = self.workers[rank].1.clone();
             c.configure(tokio_stream::iter(pieces)).await.map_err(|s| self.fail(rank, format!("configure failed: {}", s.message())))?;
         }
@@ -141,45 +146,108 @@ impl Launcher {
     }
 }
 
-/// Result of a pipelined run.
+/// Result of a distributed run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LaunchReport {
     pub epochs: Vec<LaunchEpoch>,
     pub best_val_accuracy: f64,
     pub test_accuracy: f64,
     pub best_epoch: u64,
-    pub predicted_bytes_per_epoch: f64,
+    pub predicted: Predicted,
+}
+
+/// The volume model's bytes per training epoch for a plan, by kind.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Predicted {
+    /// Activations and gradients crossing stage boundaries.
+    pub layer: f64,
+    pub halo: f64,
+    pub weight: f64,
+    pub total: f64,
+    /// Boundary count B of the way partition (0 in a pure pipeline).
+    pub boundary: usize,
+    pub parameters: usize,
+}
+
+/// Trainable parameters of the whole model.
+pub fn parameter_count(cfg: &PipelineConfig, features: usize, classes: usize) -> usize {
+    let d = cfg.hidden as usize;
+    let conv = d * d + if cfg.model == PipeModel::Gcn { d } else { 0 };
+    features * d + d + cfg.layers * conv + d * classes + classes
+}
+
+/// Predicted bytes per training epoch (GNNPipe notes §4, s = 4 bytes):
+/// - pipeline: 2·s·(S−1)·N·d·T;
+/// - graph: 2·s·B·L·d halo (forward and backward, every layer) + 2·(W−1)·|θ|·s all-reduce;
+/// - hybrid: the pipeline term + s·B·L·d (boundary rows of each layer's historical buffer,
+///   sent once per epoch one way: gradients to historical rows are dropped, trick 2) +
+///   2·(W−1)·|θ|·s (each stage's weights reduced over the ways).
+pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
+    let d = &plan.dataset;
+    let parameters = parameter_count(cfg, d.features.dim(), d.num_classes);
+    let model = VolumeModel {
+        nodes: d.num_nodes(),
+        layers: cfg.layers,
+        width: cfg.hidden as usize,
+        tensors_per_boundary: plan.specs[0].tensors_per_boundary(),
+        parameters,
+    };
+    let boundary = if cfg.ways > 1 {
+        let offs = &plan.way_offsets;
+        let way: Vec<usize> = (0..d.num_nodes()).map(|u| offs.partition_point(|&o| o <= u) - 1).collect();
+        boundary_count(&d.graph, &way)
+    } else {
+        0
+    };
+    let mut p = Predicted { boundary, parameters, ..Default::default() };
+    match cfg.mode {
+        Mode::Pipeline => p.layer = model.pipeline(cfg.stages),
+        Mode::Graph => (p.halo, p.weight) = model.graph_parallel(boundary, cfg.ways),
+        Mode::Hybrid => {
+            let (halo, weight) = model.graph_parallel(boundary, cfg.ways);
+            (p.layer, p.halo, p.weight) = (model.pipeline(cfg.stages), halo / 2.0, weight);
+        }
+    }
+    p.total = p.layer + p.halo + p.weight;
+    p
 }
 
 /// Trains `cfg.epochs` epochs through the configured workers; exact full-graph evaluation every
 /// `cfg.eval_every` epochs picks the test accuracy at the best validation accuracy.
 pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfig, mut on_epoch: impl FnMut(&LaunchEpoch)) -> Result<LaunchReport, LaunchError> {
     let k = plan.offsets.len() - 1;
-    let model = VolumeModel {
-        nodes: plan.dataset.num_nodes(),
-        layers: cfg.layers,
-        width: cfg.hidden as usize,
-        tensors_per_boundary: plan.specs[0].tensors_per_boundary(),
-        parameters: 0,
-    };
-    let mut report = LaunchReport { epochs: Vec::new(), best_val_accuracy: -1.0, test_accuracy: 0.0, best_epoch: 0, predicted_bytes_per_epoch: model.pipeline(cfg.stages) };
+    let spec = &plan.specs[0];
+    let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
+    let mut report = LaunchReport { epochs: Vec::new(), best_val_accuracy: -1.0, test_accuracy: 0.0, best_epoch: 0, predicted: predict(plan, cfg) };
     for epoch in 0..cfg.epochs as u64 {
         let order: Vec<u32> = chunk_order(k, cfg.seed, epoch, cfg.shuffle).into_iter().map(|c| c as u32).collect();
         let t0 = Instant::now();
         let replies = launcher.epoch(EpochRequest { epoch, order, train: true }).await?;
         let epoch_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let bytes = replies.iter().map(|r| r.activation_bytes + r.gradient_bytes).sum();
-        let mut e = LaunchEpoch { epoch, loss: replies.last().unwrap().loss, epoch_ms, bytes, val_accuracy: None, test_accuracy: None };
+        let layer_bytes = replies.iter().map(|r| r.activation_bytes + r.gradient_bytes).sum();
+        let halo_bytes = replies.iter().map(|r| r.halo_bytes).sum();
+        let weight_bytes = replies.iter().map(|r| r.weight_bytes).sum();
+        let mut e = LaunchEpoch {
+            epoch,
+            loss: replies.iter().map(|r| r.loss).sum(),
+            epoch_ms,
+            bytes: layer_bytes + halo_bytes + weight_bytes,
+            layer_bytes,
+            halo_bytes,
+            weight_bytes,
+            val_accuracy: None,
+            test_accuracy: None,
+        };
         if cfg.eval_every > 0 && ((epoch + 1) % cfg.eval_every as u64 == 0 || epoch + 1 == cfg.epochs as u64) {
             let r = launcher.epoch(EpochRequest { epoch, order: vec![], train: false }).await?;
-            let last = r.last().unwrap();
-            e.val_accuracy = Some(last.val_accuracy);
-            e.test_accuracy = Some(last.test_accuracy);
+            let val = frac(r.iter().map(|x| x.val_correct).sum(), spec.val.len());
+            let test = frac(r.iter().map(|x| x.test_correct).sum(), spec.test.len());
+            e.val_accuracy = Some(val);
+            e.test_accuracy = Some(test);
             // Without validation nodes (e.g. karate) the latest evaluation is the one reported.
-            let has_val = !plan.specs[0].val.is_empty();
-            if !has_val || last.val_accuracy > report.best_val_accuracy {
-                report.best_val_accuracy = last.val_accuracy;
-                report.test_accuracy = last.test_accuracy;
+            if spec.val.is_empty() || val > report.best_val_accuracy {
+                report.best_val_accuracy = val;
+                report.test_accuracy = test;
                 report.best_epoch = epoch;
             }
         }

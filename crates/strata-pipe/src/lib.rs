@@ -9,7 +9,9 @@
 //! pipeline issue); what is here is complete and tested on its own.
 
 pub mod chunks;
+pub mod layers;
 pub mod launcher;
+pub mod partition_stage;
 pub mod pipeline;
 pub mod plan;
 pub mod schedule;

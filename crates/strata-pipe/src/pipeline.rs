@@ -1,14 +1,42 @@
-//! Turning a dataset and a model into a pipeline plan: K chunks from the multilevel
-//! partitioner (renumbered to contiguous ranges), and P stages from the min–max split of
-//! per-layer FLOP costs.
+//! Turning a dataset and a model into a plan for one of three modes:
+//! - pipeline: K chunks from the multilevel partitioner (renumbered to contiguous ranges) and
+//!   S stages from the min–max split of per-layer FLOP costs;
+//! - graph: W partitions, each owning every layer (the graph-parallel baseline);
+//! - hybrid: W ways × S stages — the vertices cut into W ways, each way cut into K/W chunks and
+//!   pipelined over S stages, weights all-reduced across the ways.
 
 use crate::plan::{flop_costs, min_max_split};
 use crate::stage::{PipeModel, StageSpec};
 use strata_graph::{partition, ContiguousOrder, Dataset, Split};
 
-/// User-facing settings of a pipelined run.
+/// How the work is split across workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Pipeline,
+    Graph,
+    Hybrid,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Pipeline => "pipeline",
+            Mode::Graph => "graph",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// User-facing settings of a distributed run.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PipelineConfig {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Graph-parallel ways W (1 in a pure pipeline).
+    #[serde(default = "one")]
+    pub ways: usize,
     pub model: PipeModel,
     pub layers: usize,
     pub hidden: i64,
@@ -33,10 +61,16 @@ pub struct PipelineConfig {
     pub eval_every: usize,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl PipelineConfig {
     /// GCNII defaults (Chen et al. 2020 on Cora) with GNNPipe's three tricks on.
     pub fn gcnii(layers: usize, stages: usize) -> PipelineConfig {
         PipelineConfig {
+            mode: Mode::Pipeline,
+            ways: 1,
             model: PipeModel::Gcnii,
             layers,
             hidden: 64,
@@ -56,8 +90,35 @@ impl PipelineConfig {
             eval_every: 1,
         }
     }
+    /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.
     pub fn num_chunks(&self) -> usize {
-        if self.chunks == 0 { 4 * self.stages } else { self.chunks }
+        match self.mode {
+            Mode::Graph => self.ways,
+            _ if self.chunks == 0 => 4 * self.stages * self.ways.max(1),
+            _ => self.chunks,
+        }
+    }
+    /// Workers the run needs: W·S.
+    pub fn workers(&self) -> usize {
+        self.ways.max(1) * self.stages.max(1)
+    }
+    /// Checks the mode against ways, stages and chunks.
+    pub fn validate(&self) -> Result<(), String> {
+        let (w, s) = (self.ways, self.stages);
+        match self.mode {
+            Mode::Pipeline if w != 1 => return Err(format!("pipeline mode has one way, not {w} (use --mode hybrid)")),
+            Mode::Graph if s != 1 => return Err(format!("graph mode has one stage per worker, not {s} (use --mode hybrid)")),
+            Mode::Graph | Mode::Hybrid if w < 2 => return Err(format!("{} mode needs at least 2 ways, got {w}", self.mode.name())),
+            Mode::Hybrid if s < 2 => return Err(format!("hybrid mode needs at least 2 stages, got {s}")),
+            _ => {}
+        }
+        if s < 1 || s > self.layers + 2 {
+            return Err(format!("stages must be between 1 and layers + 2 = {}, got {s}", self.layers + 2));
+        }
+        if self.mode == Mode::Hybrid && self.num_chunks() % w != 0 {
+            return Err(format!("hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}", self.num_chunks()));
+        }
+        Ok(())
     }
 }
 
@@ -66,12 +127,30 @@ pub struct PipelinePlan {
     pub dataset: Dataset,
     pub specs: Vec<StageSpec>,
     pub offsets: Vec<usize>,
+    /// Vertex range of each way.
+    pub way_offsets: Vec<usize>,
 }
 
+/// Plans a run: renumbers the vertices so chunks (and ways) are contiguous id ranges and writes
+/// one spec per worker, in rank order (rank = way·S + stage).
 pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan {
     let k = cfg.num_chunks();
+    let ways = cfg.ways.max(1);
     let sym = data.graph.symmetrized();
-    let parts = partition(&sym, k, cfg.seed);
+    // Chunk ids grouped by way: way w owns chunks w·K/W .. (w+1)·K/W.
+    let parts = if ways == 1 || cfg.mode == Mode::Graph {
+        partition(&sym, k, cfg.seed)
+    } else {
+        let way = partition(&sym, ways, cfg.seed);
+        let per = k / ways;
+        let mut chunk = vec![0; sym.num_nodes()];
+        for w in 0..ways {
+            let nodes: Vec<usize> = (0..sym.num_nodes()).filter(|&u| way[u] == w).collect();
+            let sub = partition(&sym.induced_subgraph(&nodes), per, cfg.seed);
+            nodes.iter().zip(sub).for_each(|(&u, c)| chunk[u] = w * per + c);
+        }
+        chunk
+    };
     let order = ContiguousOrder::new(&parts, k);
     let mut d = data.clone();
     d.graph = sym;
@@ -82,23 +161,32 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
         strata_graph::Features::Sparse(m) => m.nnz(),
         strata_graph::Features::Dense { rows, cols, .. } => rows * cols,
     };
-    let costs = flop_costs(d.num_nodes(), d.graph.num_entries() + d.num_nodes(), nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers);
-    let ranges = min_max_split(&costs, cfg.stages);
-    let specs = ranges
-        .iter()
-        .enumerate()
-        .map(|(s, r)| StageSpec {
-            stage: s,
-            first: r.start,
-            last: r.end,
-            classes: d.num_classes as i64,
-            features: d.features.dim() as i64,
-            chunk_offsets: order.offsets.clone(),
-            train: split.train.clone(),
-            val: split.val.clone(),
-            test: split.test.clone(),
-            config: cfg.clone(),
-        })
-        .collect();
-    PipelinePlan { dataset: d, specs, offsets: order.offsets }
+    let ranges = if cfg.mode == Mode::Graph {
+        vec![0..cfg.layers + 2]
+    } else {
+        let costs = flop_costs(d.num_nodes(), d.graph.num_entries() + d.num_nodes(), nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers);
+        min_max_split(&costs, cfg.stages)
+    };
+    let way_offsets: Vec<usize> = (0..=ways).map(|w| order.offsets[w * k / ways]).collect();
+    let mut specs = Vec::new();
+    for way in 0..ways {
+        for (s, r) in ranges.iter().enumerate() {
+            specs.push(StageSpec {
+                stage: s,
+                way,
+                ways,
+                way_offsets: way_offsets.clone(),
+                first: r.start,
+                last: r.end,
+                classes: d.num_classes as i64,
+                features: d.features.dim() as i64,
+                chunk_offsets: order.offsets.clone(),
+                train: split.train.clone(),
+                val: split.val.clone(),
+                test: split.test.clone(),
+                config: cfg.clone(),
+            });
+        }
+    }
+    PipelinePlan { dataset: d, specs, offsets: order.offsets, way_offsets }
 }

@@ -1,6 +1,7 @@
 //! The per-epoch schedule shared by every stage, and an in-process driver that runs it with
 //! all stages in one process (the reference the distributed run must match).
 
+use crate::layers::Alone;
 use crate::stage::{Boundary, Stage};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -42,7 +43,9 @@ pub fn train_epoch_in_process(stages: &mut [Stage], epoch: u64, order: &[usize])
             g = s.backward(c, g);
         }
     }
-    stages.iter_mut().for_each(|s| s.end_epoch());
+    for s in stages.iter_mut() {
+        s.end_epoch(&mut Alone).expect("a single process exchanges nothing");
+    }
     stages.last().unwrap().last_loss
 }
 
@@ -52,5 +55,9 @@ pub fn evaluate_in_process(stages: &mut [Stage]) -> (f64, f64, f64) {
     for s in stages.iter_mut() {
         b = Some(s.forward(None, b));
     }
-    stages.last().unwrap().evaluate(&b.unwrap().x)
+    let last = stages.last().unwrap();
+    let [tr, va, te] = last.evaluate(&b.unwrap().x);
+    let spec = &last.spec;
+    let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
+    (frac(tr, spec.train.len()), frac(va, spec.val.len()), frac(te, spec.test.len()))
 }

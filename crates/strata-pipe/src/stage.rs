@@ -14,11 +14,12 @@
 
 use crate::chunks::{Chunk, ChunkedGraph};
 use crate::pipeline::PipelineConfig;
-use strata_graph::Dataset;
-use strata_nn::conv::{Init, Linear};
+use crate::layers::{self, ConvParams, Exchange};
+use strata_graph::{CsrGraph, Dataset};
+use strata_nn::conv::Linear;
 use strata_nn::ops::dropout;
 use strata_nn::Input;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// Which deep model the pipeline trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,6 +33,14 @@ pub enum PipeModel {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StageSpec {
     pub stage: usize,
+    /// Graph-parallel way (0 in a pure pipeline) and the number of ways.
+    #[serde(default)]
+    pub way: usize,
+    #[serde(default = "one")]
+    pub ways: usize,
+    /// Vertex range of each way (`[0, N]` in a pure pipeline); chunk boundaries fall on them.
+    #[serde(default)]
+    pub way_offsets: Vec<usize>,
     /// Layer slots owned: `first..last` within `0..layers+2`.
     pub first: usize,
     pub last: usize,
@@ -45,7 +54,22 @@ pub struct StageSpec {
     pub config: PipelineConfig,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl StageSpec {
+    /// The chunks this stage's way trains (all of them in a pure pipeline).
+    pub fn own_chunks(&self) -> std::ops::Range<usize> {
+        let k = self.chunk_offsets.len() - 1;
+        if self.ways <= 1 || self.way_offsets.len() != self.ways + 1 {
+            return 0..k;
+        }
+        let (lo, hi) = (self.way_offsets[self.way], self.way_offsets[self.way + 1]);
+        let first = self.chunk_offsets.partition_point(|&o| o < lo);
+        let end = self.chunk_offsets.partition_point(|&o| o < hi);
+        first..end
+    }
     pub fn is_first(&self) -> bool {
         self.first == 0
     }
@@ -66,10 +90,7 @@ pub struct Boundary {
 }
 
 struct ConvSlot {
-    slot: usize,
-    weight: Tensor,
-    bias: Option<Tensor>,
-    beta: f64,
+    p: ConvParams,
     live: Tensor,
     epoch_start: Tensor,
     snapshot: Tensor,
@@ -82,6 +103,10 @@ pub struct Stage {
     vs: nn::VarStore,
     opt: nn::Optimizer,
     input: Option<(Linear, Vec<Input>, Input)>,
+    /// Hybrid mode: rows of this way's vertices each other way reads (sent after every epoch),
+    /// and the rows of other ways' vertices this stage reads (received).
+    history_send: Vec<(usize, Tensor)>,
+    history_recv: Vec<(usize, Tensor)>,
     convs: Vec<ConvSlot>,
     head: Option<Linear>,
     labels: Tensor,
@@ -94,59 +119,26 @@ pub struct Stage {
     pub last_loss: f64,
 }
 
-fn conv_beta(theta: f64, layer: usize) -> f64 {
-    (theta / layer as f64 + 1.0).ln()
-}
-
 impl Stage {
     pub fn new(spec: StageSpec, data: &Dataset, device: Device) -> Result<Stage, tch::TchError> {
         let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
         let n = graph.n;
-        tch::manual_seed(spec.config.seed as i64);
         let vs = nn::VarStore::new(device);
-        let root = vs.root();
-        let dense = root.set_group(0);
-        let conv = root.set_group(1);
-        let d = spec.config.hidden;
-        // Every stage draws every slot's initial weights in slot order, so a stage's weights do
-        // not depend on where the split falls (and match across runs with the same seed).
-        let mut input = None;
-        let mut convs = Vec::new();
-        let mut head = None;
+        let cfg = &spec.config;
+        let layers = layers::build(cfg, spec.features, spec.classes, spec.first..spec.last, &vs, device);
         let k = spec.chunk_offsets.len() - 1;
-        for slot in 0..spec.config.layers + 2 {
-            let owned = slot >= spec.first && slot < spec.last;
-            let scratch = nn::VarStore::new(device);
-            let path = if owned { if slot == 0 || slot == spec.config.layers + 1 { &dense } else { &conv } } else { &scratch.root() };
-            let p = path / format!("slot{slot}");
-            if slot == 0 {
-                let lin = Linear::new(&p, spec.features, d, true, Init::TorchDefault);
-                if owned {
-                    let per_chunk = (0..k)
-                        .map(|c| Input::from_features(&data.features.select_rows(&(spec.chunk_offsets[c]..spec.chunk_offsets[c + 1]).collect::<Vec<_>>()), device, true))
-                        .collect();
-                    input = Some((lin, per_chunk, Input::from_features(&data.features, device, true)));
-                }
-            } else if slot == spec.config.layers + 1 {
-                let lin = Linear::new(&p, d, spec.classes, true, Init::TorchDefault);
-                if owned {
-                    head = Some(lin);
-                }
-            } else {
-                let a = (6.0 / (2 * d) as f64).sqrt();
-                let weight = p.var("weight", &[d, d], nn::Init::Uniform { lo: -a, up: a });
-                let bias = (spec.config.model == PipeModel::Gcn).then(|| p.var("bias", &[d], nn::Init::Const(0.0)));
-                if owned {
-                    let z = || Tensor::zeros([n, d], (Kind::Float, device));
-                    convs.push(ConvSlot { slot, weight, bias, beta: conv_beta(spec.config.theta, slot), live: z(), epoch_start: z(), snapshot: z(), grad: z() });
-                }
-            }
-        }
-        let mut opt = nn::Adam::default().build(&vs, spec.config.lr)?;
-        opt.set_weight_decay_group(0, spec.config.weight_decay);
-        if !convs.is_empty() {
-            opt.set_weight_decay_group(1, spec.config.weight_decay_conv);
-        }
+        let input = layers.input.map(|lin| {
+            let per_chunk = (0..k)
+                .map(|c| Input::from_features(&data.features.select_rows(&(spec.chunk_offsets[c]..spec.chunk_offsets[c + 1]).collect::<Vec<_>>()), device, true))
+                .collect();
+            (lin, per_chunk, Input::from_features(&data.features, device, true))
+        });
+        let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
+        let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: z(), epoch_start: z(), snapshot: z(), grad: z() }).collect();
+        let head = layers.head;
+        let opt = layers::optimizer(cfg, &vs, !convs.is_empty())?;
+        layers::define_grads(&vs);
+        let (history_send, history_recv) = if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
         let mut train_mask = vec![false; n as usize];
         spec.train.iter().for_each(|&i| train_mask[i] = true);
         Ok(Stage {
@@ -154,6 +146,8 @@ impl Stage {
             vs,
             opt,
             input,
+            history_send,
+            history_recv,
             convs,
             head,
             labels: Tensor::from_slice(&data.labels).to(device),
@@ -184,6 +178,8 @@ impl Stage {
     /// stale rows, clears the cross-chunk gradients.
     pub fn begin_epoch(&mut self, epoch: u64, order: &[usize]) {
         self.epoch = epoch;
+        // Chunks of other ways are never fresh here: they are read from the snapshot.
+        self.pos.iter_mut().for_each(|p| *p = usize::MAX);
         for (p, &c) in order.iter().enumerate() {
             self.pos[c] = p;
         }
@@ -201,14 +197,48 @@ impl Stage {
         self.last_loss = 0.0;
     }
 
-    /// Ends the epoch: one optimizer step, and the snapshot refresh every R epochs.
-    pub fn end_epoch(&mut self) {
+    /// Ends the epoch: gradients summed over the ways holding these layers, one optimizer step,
+    /// the snapshot refresh every R epochs, and (hybrid) the other ways' boundary rows.
+    pub fn end_epoch(&mut self, ex: &mut dyn Exchange) -> Result<(), String> {
+        if self.spec.ways > 1 {
+            let summed = ex.all_reduce(layers::flat_grads(&self.vs))?;
+            layers::set_flat_grads(&self.vs, &summed);
+        }
         self.opt.step();
         self.opt.zero_grad();
         let refresh = self.spec.config.refresh.max(1) as u64;
         if (self.epoch + 1) % refresh == 0 {
             tch::no_grad(|| self.convs.iter_mut().for_each(|s| s.snapshot.copy_(&s.live)));
         }
+        if self.spec.ways > 1 {
+            self.exchange_history(ex)?;
+        }
+        Ok(())
+    }
+
+    /// Hybrid mode: every conv slot's rows of this way's vertices that other ways read as
+    /// neighbours go to them once per epoch, one direction only (gradients that would reach
+    /// them are dropped, as for any historical row); received rows are one epoch stale.
+    fn exchange_history(&mut self, ex: &mut dyn Exchange) -> Result<(), String> {
+        let incoming: Vec<usize> = self.history_recv.iter().map(|r| r.0).collect();
+        for i in 0..self.convs.len() {
+            let s = &self.convs[i];
+            let out: Vec<(usize, Tensor)> = self.history_send.iter().map(|(q, rows)| (*q, s.live.index_select(0, rows))).collect();
+            let got = ex.halo("history", s.p.slot, &out, &incoming)?;
+            tch::no_grad(|| {
+                for ((_, rows), t) in self.history_recv.iter().zip(got) {
+                    let t = t.to_device(s.live.device());
+                    let _ = s.live.shallow_clone().index_copy_(0, rows, &t);
+                    let _ = s.snapshot.shallow_clone().index_copy_(0, rows, &t);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Values this stage sends to other ways per epoch (hybrid mode), for the volume model.
+    pub fn history_rows(&self) -> usize {
+        self.history_send.iter().map(|(_, r)| r.size()[0] as usize).sum()
     }
 
     fn seed_for(&self, chunk: usize, slot: usize) -> i64 {
@@ -234,17 +264,8 @@ impl Stage {
     /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
     /// `inter` the aggregated inter-chunk messages.
     fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
-        let intra = Tensor::zeros_like(xd).index_add(0, &ch.intra_row, &(xd.index_select(0, &ch.intra_col) * ch.intra_w.unsqueeze(-1)));
-        let agg = intra + inter;
-        match self.spec.config.model {
-            PipeModel::Gcnii => {
-                let support = agg * (1.0 - self.spec.config.alpha) + h0.expect("GCNII carries h0") * self.spec.config.alpha;
-                let d = s.weight.size()[0];
-                let mix = Tensor::eye(d, (s.weight.kind(), s.weight.device())) * (1.0 - s.beta) + &s.weight * s.beta;
-                support.matmul(&mix).relu()
-            }
-            PipeModel::Gcn => (agg.matmul(&s.weight) + s.bias.as_ref().unwrap()).relu(),
-        }
+        let intra = layers::gather_add(Tensor::zeros_like(xd), &ch.intra_row, xd, &ch.intra_col, &ch.intra_w);
+        layers::conv_update(&self.spec.config, &s.p, intra + inter, h0)
     }
 
     /// Stage 0's input projection of chunk `c` (`None` = all nodes): `relu(dropout(X)·W)`,
@@ -276,7 +297,7 @@ impl Stage {
             let inter_parts = c.map(|c| self.split_inter(c));
             for s in &self.convs {
                 if let Some(c) = c {
-                    tch::manual_seed(self.seed_for(c, s.slot));
+                    tch::manual_seed(self.seed_for(c, s.p.slot));
                 }
                 let xd = dropout(&x, self.spec.config.dropout, train);
                 let inter = match &inter_parts {
@@ -318,7 +339,7 @@ impl Stage {
         let fc = &parts[0].1;
         let mut fresh_leaves = Vec::new();
         for (i, s) in self.convs.iter().enumerate() {
-            tch::manual_seed(self.seed_for(c, s.slot));
+            tch::manual_seed(self.seed_for(c, s.p.slot));
             let xd = dropout(&x, self.spec.config.dropout, true);
             // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
             let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
@@ -361,11 +382,11 @@ impl Stage {
         x_leaf.map(|x| Boundary { x: x.grad(), h0: h0_leaf.map(|h| h.grad()) })
     }
 
-    /// Accuracy of full-graph predictions (last stage only): (train, val, test).
-    pub fn evaluate(&self, logits: &Tensor) -> (f64, f64, f64) {
-        let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu)).unwrap();
-        let acc = |ids: &[usize]| strata_nn::metrics::accuracy(&pred, &self.labels_vec, ids);
-        (acc(&self.spec.train), acc(&self.spec.val), acc(&self.spec.test))
+    /// Correct full-graph predictions (last stage only) on the train, val and test nodes.
+    pub fn evaluate(&self, logits: &Tensor) -> [u64; 3] {
+        let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu)).unwrap_or_default();
+        let correct = |ids: &[usize]| ids.iter().filter(|&&i| pred.get(i) == Some(&self.labels_vec[i])).count() as u64;
+        [correct(&self.spec.train), correct(&self.spec.val), correct(&self.spec.test)]
     }
 }
 
@@ -374,4 +395,31 @@ impl Stage {
 fn aggregate_inter(like: &Tensor, fresh: &Tensor, stale: &Tensor, parts: &[(Tensor, Tensor, Tensor); 2]) -> Tensor {
     let [(fr, _, fw), (sr, _, sw)] = parts;
     Tensor::zeros_like(like).index_add(0, fr, &(fresh * fw.unsqueeze(-1))).index_add(0, sr, &(stale * sw.unsqueeze(-1)))
+}
+
+/// For way `spec.way`: per other way q, the rows of our vertices q reads (sorted), and the
+/// rows of q's vertices we read (sorted) — the same sets seen from both ends of a symmetric graph.
+pub(crate) fn history_lists(graph: &CsrGraph, spec: &StageSpec, device: Device) -> (Vec<(usize, Tensor)>, Vec<(usize, Tensor)>) {
+    let offs = &spec.way_offsets;
+    let way_of = |u: usize| offs.partition_point(|&o| o <= u) - 1;
+    let (lo, hi) = (offs[spec.way], offs[spec.way + 1]);
+    let mut send = vec![Vec::new(); spec.ways];
+    let mut recv = vec![std::collections::BTreeSet::new(); spec.ways];
+    for u in lo..hi {
+        let mut needed_by: Vec<usize> = Vec::new();
+        for &v in graph.neighbors(u) {
+            let q = way_of(v as usize);
+            if q != spec.way {
+                recv[q].insert(v);
+                if !needed_by.contains(&q) {
+                    needed_by.push(q);
+                }
+            }
+        }
+        needed_by.into_iter().for_each(|q| send[q].push(u as i64));
+    }
+    let t = |v: &[i64]| Tensor::from_slice(v).to(device);
+    let send = send.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(q, v)| (q, t(v))).collect();
+    let recv = recv.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(q, v)| (q, t(&v.iter().copied().collect::<Vec<_>>()))).collect();
+    (send, recv)
 }

@@ -49,12 +49,6 @@ impl VolumeModel {
     pub fn pipeline(&self, stages: usize) -> f64 {
         2.0 * S * (stages as f64 - 1.0) * self.nodes as f64 * self.width as f64 * self.tensors_per_boundary as f64
     }
-    /// Hybrid: `ways` graph-parallel ways × `stages` pipeline stages, B over a `ways`-way partition.
-    pub fn hybrid(&self, ways: usize, stages: usize, boundary_ways: usize) -> f64 {
-        let (halo, _) = self.graph_parallel(boundary_ways, ways);
-        let weights = 2.0 * (ways as f64 - 1.0) * self.parameters as f64 * S;
-        self.pipeline(stages) + halo + weights
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 
 use crate::proto::worker_client::WorkerClient;
 use crate::proto::worker_server::{Worker, WorkerServer};
-use crate::proto::{Ack, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, ShutdownRequest, TensorChunk, TensorKind};
+use crate::layers::Exchange;
+use crate::partition_stage::PartitionStage;
+use crate::pipeline::Mode;
+use crate::proto::{Ack, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, ShutdownRequest, TensorChunk, TensorKind};
 use crate::stage::{Boundary, Stage, StageSpec};
 use crate::wire::{encode, Assembler, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
@@ -67,7 +70,7 @@ struct Received {
 }
 
 enum Cmd {
-    Configure { spec: StageSpec, npz: Vec<u8>, prev: String, next: String, reply: oneshot::Sender<Result<(), String>> },
+    Configure { spec: StageSpec, npz: Vec<u8>, rank: usize, peers: Vec<String>, reply: oneshot::Sender<Result<(), String>> },
     Epoch { req: EpochRequest, reply: oneshot::Sender<Result<EpochReply, String>> },
 }
 
@@ -77,6 +80,7 @@ struct Svc {
     inbox: mpsc::Sender<Received>,
     shutdown: watch::Sender<bool>,
     epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
 }
 
 #[tonic::async_trait]
@@ -87,19 +91,22 @@ impl Worker for Svc {
 
     async fn configure(&self, req: Request<Streaming<ConfigChunk>>) -> Result<Response<Ack>, Status> {
         let mut stream = req.into_inner();
-        let (mut spec, mut prev, mut next, mut npz) = (String::new(), String::new(), String::new(), Vec::new());
+        let (mut spec, mut rank, mut peers, mut npz) = (String::new(), 0, Vec::new(), Vec::new());
         while let Some(c) = stream.message().await? {
             if !c.spec_json.is_empty() {
                 spec = c.spec_json;
-                prev = c.prev_addr;
-                next = c.next_addr;
+                rank = c.rank as usize;
+                peers = c.peers;
             }
             npz.extend_from_slice(&c.npz);
+        }
+        if rank >= peers.len() {
+            return Err(Status::invalid_argument(format!("rank {rank} is not among the {} peers", peers.len())));
         }
         let spec: StageSpec = serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
         let bytes = npz.len() as u64;
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Configure { spec, npz, prev, next, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.cmd.send(Cmd::Configure { spec, npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
         rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::invalid_argument)?;
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
@@ -128,6 +135,16 @@ impl Worker for Svc {
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
 
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Ack>, Status> {
+        let r = req.into_inner();
+        let Some(tx) = &self.registrations else {
+            return Err(Status::failed_precondition(format!("worker {} does not coordinate: register with rank 0", self.rank)));
+        };
+        tracing::info!("worker {} registered at {}", r.rank, r.addr);
+        tx.send((r.rank, r.addr)).map_err(|_| Status::unavailable("coordinator is not waiting for registrations"))?;
+        Ok(Response::new(Ack { bytes_received: 0 }))
+    }
+
     async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<Ack>, Status> {
         tracing::info!("shutdown requested: {}", req.into_inner().reason);
         let _ = self.shutdown.send(true);
@@ -135,10 +152,38 @@ impl Worker for Svc {
     }
 }
 
+enum Engine {
+    /// A pipeline stage (pipeline and hybrid modes).
+    Pipe(Box<Stage>),
+    /// A graph partition owning every layer (graph mode).
+    Graph(Box<PartitionStage>),
+}
+
+/// Who this worker is and whom it talks to.
+struct Ctx {
+    spec: StageSpec,
+    rank: usize,
+    /// Every worker by rank.
+    peers: Vec<Client>,
+    peer_addrs: Vec<String>,
+}
+
+impl Ctx {
+    fn stages(&self) -> usize {
+        if self.spec.config.mode == Mode::Graph { 1 } else { self.spec.config.stages }
+    }
+    /// Rank of the worker holding `stage` of `way`.
+    fn rank_of(&self, way: usize, stage: usize) -> usize {
+        way * self.stages() + stage
+    }
+    fn describe(&self, rank: usize) -> String {
+        format!("worker {rank} ({})", self.peer_addrs[rank])
+    }
+}
+
 struct Runtime {
-    stage: Stage,
-    prev: Option<Client>,
-    next: Option<Client>,
+    engine: Engine,
+    ctx: Ctx,
 }
 
 struct Compute {
@@ -150,8 +195,10 @@ struct Compute {
     state: Option<Runtime>,
 }
 
+type SendTask = tokio::task::JoinHandle<Result<(), (String, Status)>>;
+
 impl Compute {
-    fn recv(&mut self, kind: TensorKind, epoch: u64, chunk: u32, name: &str) -> Result<Tensor, String> {
+    fn recv(&mut self, kind: TensorKind, epoch: u64, chunk: u32, name: &str, from: &str) -> Result<Tensor, String> {
         let key = (kind as i32, epoch, chunk, name.to_string());
         let deadline = Instant::now() + RECV_TIMEOUT;
         loop {
@@ -163,32 +210,44 @@ impl Compute {
                 Ok(r) => {
                     self.pending.insert(r.key, r.tensor);
                 }
-                Err(_) => return Err(format!("timed out after {RECV_TIMEOUT:?} waiting for {kind:?} `{name}` of chunk {chunk}, epoch {epoch}")),
+                Err(_) => return Err(format!("timed out after {RECV_TIMEOUT:?} waiting for {kind:?} `{name}` of chunk {chunk}, epoch {epoch} from {from}")),
             }
         }
     }
 
-    fn recv_boundary(&mut self, kind: TensorKind, epoch: u64, chunk: u32, with_h0: bool) -> Result<Boundary, String> {
-        let x = self.recv(kind, epoch, chunk, "x")?;
-        let h0 = if with_h0 { Some(self.recv(kind, epoch, chunk, "h0")?) } else { None };
+    fn recv_boundary(&mut self, kind: TensorKind, epoch: u64, chunk: u32, with_h0: bool, from: &str) -> Result<Boundary, String> {
+        let x = self.recv(kind, epoch, chunk, "x", from)?;
+        let h0 = if with_h0 { Some(self.recv(kind, epoch, chunk, "h0", from)?) } else { None };
         Ok(Boundary { x, h0 })
     }
 
-    /// Sends a boundary to a neighbour in the background; returns the payload bytes.
-    fn send(&self, to: &Client, kind: TensorKind, epoch: u64, chunk: u32, b: &Boundary, tasks: &mut Vec<tokio::task::JoinHandle<Result<(), Status>>>) -> u64 {
+    /// Streams one tensor to a peer in the background; returns the payload bytes.
+    fn send_tensor(&self, to: &Client, to_addr: &str, meta: TensorMeta, t: &Tensor, tasks: &mut Vec<SendTask>) -> u64 {
+        let t = t.to(Device::Cpu).contiguous();
+        let values = Vec::<f32>::try_from(t.view(-1)).unwrap_or_default();
+        let kind = meta.kind;
+        let msgs = encode(&meta, &values, DEFAULT_CHUNK_BYTES);
+        let bytes = (values.len() * 4) as u64;
+        let label = match kind {
+            TensorKind::Gradient => "gradient",
+            TensorKind::Halo => "halo",
+            TensorKind::Weight => "weight",
+            _ => "activation",
+        };
+        metrics::counter!("strata_bytes_sent_total", "kind" => label).increment(bytes);
+        let mut c = to.clone();
+        let addr = to_addr.to_string();
+        tasks.push(self.rt.spawn(async move { c.push_tensor(tokio_stream::iter(msgs)).await.map(|_| ()).map_err(|s| (addr, s)) }));
+        bytes
+    }
+
+    fn send_boundary(&self, rt: &Ctx, to_rank: usize, kind: TensorKind, epoch: u64, chunk: u32, b: &Boundary, tasks: &mut Vec<SendTask>) -> u64 {
         let mut bytes = 0;
         for (name, t) in [("x", Some(&b.x)), ("h0", b.h0.as_ref())] {
             let Some(t) = t else { continue };
-            let t = t.to(Device::Cpu).contiguous();
-            let values = Vec::<f32>::try_from(t.view(-1)).expect("f32 tensor");
             let meta = TensorMeta { name: name.into(), kind, epoch, chunk, shape: t.size() };
-            let msgs = encode(&meta, &values, DEFAULT_CHUNK_BYTES);
-            bytes += (values.len() * 4) as u64;
-            let mut c = to.clone();
-            tasks.push(self.rt.spawn(async move { c.push_tensor(tokio_stream::iter(msgs)).await.map(|_| ()) }));
+            bytes += self.send_tensor(&rt.peers[to_rank], &rt.peer_addrs[to_rank], meta, t, tasks);
         }
-        let label = if kind == TensorKind::Gradient { "gradient" } else { "activation" };
-        metrics::counter!("strata_bytes_sent_total", "kind" => label).increment(bytes);
         bytes
     }
 
@@ -196,70 +255,180 @@ impl Compute {
         let t0 = Instant::now();
         let mut rt = self.state.take().ok_or("RunEpoch before Configure")?;
         metrics::counter!("strata_epochs_total", "mode" => if req.train { "train" } else { "eval" }).increment(1);
-        let result = self.epoch_inner(&mut rt, &req);
+        let mut net = Net { c: self, ctx: &rt.ctx, epoch: req.epoch, halo_bytes: 0, weight_bytes: 0, tasks: Vec::new() };
+        let result = net.run(&mut rt.engine, &req).and_then(|mut reply| {
+            reply.halo_bytes += net.halo_bytes;
+            reply.weight_bytes += net.weight_bytes;
+            net.flush()?;
+            Ok(reply)
+        });
         self.state = Some(rt);
         let mut reply = result?;
         reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(reply)
     }
 
-    fn epoch_inner(&mut self, rt: &mut Runtime, req: &EpochRequest) -> Result<EpochReply, String> {
-        let (first, last) = (rt.stage.spec.is_first(), rt.stage.spec.is_last());
-        let h0 = rt.stage.spec.tensors_per_boundary() == 2;
-        let mut tasks = Vec::new();
-        let mut reply = EpochReply::default();
-        if req.train {
-            let order: Vec<usize> = req.order.iter().map(|&c| c as usize).collect();
-            if order.len() != rt.stage.num_chunks() || order.iter().any(|&c| c >= rt.stage.num_chunks()) {
-                return Err(format!("chunk order {order:?} is not a permutation of 0..{}", rt.stage.num_chunks()));
-            }
-            rt.stage.begin_epoch(req.epoch, &order);
-            for &c in &order {
-                let input = if first { None } else { Some(self.recv_boundary(TensorKind::Activation, req.epoch, c as u32, h0)?) };
-                let out = rt.stage.forward(Some(c), input);
-                if let Some(next) = rt.next.as_ref().filter(|_| !last) {
-                    reply.activation_bytes += self.send(next, TensorKind::Activation, req.epoch, c as u32, &out, &mut tasks);
-                }
-            }
-            for &c in order.iter().rev() {
-                let grad = if last { None } else { Some(self.recv_boundary(TensorKind::Gradient, req.epoch, c as u32, h0)?) };
-                let back = rt.stage.backward(c, grad);
-                if let (Some(prev), Some(g)) = (rt.prev.as_ref().filter(|_| !first), back) {
-                    reply.gradient_bytes += self.send(prev, TensorKind::Gradient, req.epoch, c as u32, &g, &mut tasks);
-                }
-            }
-            rt.stage.end_epoch();
-            reply.loss = rt.stage.last_loss;
-        } else {
-            let input = if first { None } else { Some(self.recv_boundary(TensorKind::Activation, req.epoch, FULL_GRAPH, h0)?) };
-            let out = rt.stage.forward(None, input);
-            if last {
-                let (tr, va, te) = rt.stage.evaluate(&out.x);
-                (reply.train_accuracy, reply.val_accuracy, reply.test_accuracy) = (tr, va, te);
-            } else if let Some(next) = rt.next.as_ref() {
-                reply.activation_bytes += self.send(next, TensorKind::Activation, req.epoch, FULL_GRAPH, &out, &mut tasks);
-            }
-        }
-        for t in tasks {
-            self.rt.block_on(t).map_err(|e| e.to_string())?.map_err(|s| format!("sending to a neighbour stage ({}) failed: {}", neighbours(&rt.stage), s.message()))?;
-        }
-        Ok(reply)
-    }
-
-    fn configure(&mut self, spec: StageSpec, npz: Vec<u8>, prev: String, next: String) -> Result<(), String> {
+    fn configure(&mut self, spec: StageSpec, npz: Vec<u8>, rank: usize, peer_addrs: Vec<String>) -> Result<(), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let path = dir.path().join("graph.npz");
         std::fs::write(&path, &npz).map_err(|e| e.to_string())?;
         let data = strata_graph::formats::read_graph_npz(&path).map_err(|e| format!("graph from launcher: {e}"))?;
         // tonic channels spawn their connection task on the runtime: enter it from this thread.
         let _guard = self.rt.enter();
-        let connect = |a: &str| if a.is_empty() { Ok(None) } else { client(a, self.token.clone()).map(Some).map_err(|e| format!("{a}: {e}")) };
-        let (prev, next) = (connect(&prev)?, connect(&next)?);
-        let stage = Stage::new(spec, &data, self.device).map_err(|e| e.to_string())?;
-        tracing::info!("stage {} configured: slots {}..{}, {} parameters", stage.spec.stage, stage.spec.first, stage.spec.last, stage.parameters());
+        let peers = peer_addrs.iter().map(|a| client(a, self.token.clone()).map_err(|e| format!("{a}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+        let engine = if spec.config.mode == Mode::Graph {
+            let p = PartitionStage::new(spec.clone(), &data, self.device).map_err(|e| e.to_string())?;
+            tracing::info!("partition {} configured: {} halo rows per layer, {} parameters", spec.way, p.halo_rows(), p.parameters());
+            Engine::Graph(Box::new(p))
+        } else {
+            let st = Stage::new(spec.clone(), &data, self.device).map_err(|e| e.to_string())?;
+            tracing::info!("way {} stage {} configured: slots {}..{}, {} parameters", spec.way, spec.stage, spec.first, spec.last, st.parameters());
+            Engine::Pipe(Box::new(st))
+        };
         self.pending.clear();
-        self.state = Some(Runtime { stage, prev, next });
+        self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
+    }
+}
+
+/// One epoch's view of the network: sends, receives, halo exchange and the ring all-reduce,
+/// with the bytes sent counted by kind.
+struct Net<'a> {
+    c: &'a mut Compute,
+    ctx: &'a Ctx,
+    epoch: u64,
+    halo_bytes: u64,
+    weight_bytes: u64,
+    tasks: Vec<SendTask>,
+}
+
+impl Net<'_> {
+    /// Waits for every send of the epoch; a failed one names the peer it was for.
+    fn flush(&mut self) -> Result<(), String> {
+        for t in self.tasks.drain(..) {
+            self.c.rt.block_on(t).map_err(|e| e.to_string())?.map_err(|(addr, s)| format!("sending to {addr} failed: {}", s.message()))?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, engine: &mut Engine, req: &EpochRequest) -> Result<EpochReply, String> {
+        match engine {
+            Engine::Pipe(stage) => self.run_stage(stage, req),
+            Engine::Graph(part) => {
+                let mut reply = EpochReply::default();
+                if req.train {
+                    reply.loss = part.train_epoch(req.epoch, self)?;
+                } else {
+                    [reply.train_correct, reply.val_correct, reply.test_correct] = part.evaluate(self)?;
+                }
+                Ok(reply)
+            }
+        }
+    }
+
+    fn run_stage(&mut self, stage: &mut Stage, req: &EpochRequest) -> Result<EpochReply, String> {
+        let ctx = self.ctx;
+        let spec = &ctx.spec;
+        let (first, last) = (spec.is_first(), spec.is_last());
+        let h0 = spec.tensors_per_boundary() == 2;
+        let (prev, next) = (ctx.rank.wrapping_sub(1), ctx.rank + 1);
+        let mut reply = EpochReply::default();
+        let epoch = req.epoch;
+        if req.train {
+            let k = stage.num_chunks();
+            let mut seen = vec![false; k];
+            if req.order.len() != k || req.order.iter().any(|&c| (c as usize) >= k || std::mem::replace(&mut seen[c as usize], true)) {
+                return Err(format!("chunk order {:?} is not a permutation of 0..{k}", req.order));
+            }
+            let own = spec.own_chunks();
+            let order: Vec<usize> = req.order.iter().map(|&c| c as usize).filter(|c| own.contains(c)).collect();
+            stage.begin_epoch(epoch, &order);
+            for &c in &order {
+                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c as u32, h0, &ctx.describe(prev))?) };
+                let out = stage.forward(Some(c), input);
+                if !last {
+                    reply.activation_bytes += self.c.send_boundary(ctx, next, TensorKind::Activation, epoch, c as u32, &out, &mut self.tasks);
+                }
+            }
+            for &c in order.iter().rev() {
+                let grad = if last { None } else { Some(self.c.recv_boundary(TensorKind::Gradient, epoch, c as u32, h0, &ctx.describe(next))?) };
+                let back = stage.backward(c, grad);
+                if let (false, Some(g)) = (first, back) {
+                    reply.gradient_bytes += self.c.send_boundary(ctx, prev, TensorKind::Gradient, epoch, c as u32, &g, &mut self.tasks);
+                }
+            }
+            stage.end_epoch(self)?;
+            reply.loss = stage.last_loss;
+        } else if spec.way == 0 {
+            // Exact inference runs down way 0's stages only: every way holds the same weights.
+            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, h0, &ctx.describe(prev))?) };
+            let out = stage.forward(None, input);
+            if last {
+                [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(&out.x);
+            } else {
+                reply.activation_bytes += self.c.send_boundary(ctx, next, TensorKind::Activation, epoch, FULL_GRAPH, &out, &mut self.tasks);
+            }
+        }
+        Ok(reply)
+    }
+}
+
+impl Exchange for Net<'_> {
+    fn halo(&mut self, tag: &str, slot: usize, outgoing: &[(usize, Tensor)], incoming: &[usize]) -> Result<Vec<Tensor>, String> {
+        let ctx = self.ctx;
+        let me = ctx.spec.way;
+        for (q, t) in outgoing {
+            let to = ctx.rank_of(*q, ctx.spec.stage);
+            let meta = TensorMeta { name: format!("{tag}:{me}"), kind: TensorKind::Halo, epoch: self.epoch, chunk: slot as u32, shape: t.size() };
+            self.halo_bytes += self.c.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, t, &mut self.tasks);
+        }
+        incoming
+            .iter()
+            .map(|&q| {
+                let from = ctx.describe(ctx.rank_of(q, ctx.spec.stage));
+                self.c.recv(TensorKind::Halo, self.epoch, slot as u32, &format!("{tag}:{q}"), &from)
+            })
+            .collect()
+    }
+
+    /// Ring all-reduce over the ways of this stage: W−1 reduce-scatter steps, then W−1
+    /// all-gather steps, each sending one of W segments to the next way — 2·(W−1)/W of the
+    /// vector per worker, 2·(W−1)·|flat| values in all.
+    fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, String> {
+        let ctx = self.ctx;
+        let w = ctx.spec.ways;
+        if w <= 1 {
+            return Ok(flat);
+        }
+        let me = ctx.spec.way;
+        let (to, from) = (ctx.rank_of((me + 1) % w, ctx.spec.stage), ctx.rank_of((me + w - 1) % w, ctx.spec.stage));
+        let n = flat.size()[0];
+        let bounds: Vec<i64> = (0..=w as i64).map(|i| i * n / w as i64).collect();
+        let seg = |i: usize| (bounds[i], bounds[i + 1] - bounds[i]);
+        let flat = flat.to(Device::Cpu).contiguous();
+        for (phase, steps) in [("reduce", 0..w - 1), ("gather", 0..w - 1)] {
+            for step in steps {
+                // Reduce-scatter sends segment me−step; all-gather sends me+1−step (the reduced one).
+                let shift = if phase == "reduce" { 0 } else { 1 };
+                let send_seg = (me + w * 2 + shift - step) % w;
+                let recv_seg = (me + w * 2 + shift - step - 1) % w;
+                let (off, len) = seg(send_seg);
+                let meta = TensorMeta { name: format!("{phase}:{step}"), kind: TensorKind::Weight, epoch: self.epoch, chunk: ctx.spec.stage as u32, shape: vec![len] };
+                self.weight_bytes += self.c.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, &flat.narrow(0, off, len), &mut self.tasks);
+                let got = self.c.recv(TensorKind::Weight, self.epoch, ctx.spec.stage as u32, &format!("{phase}:{step}"), &ctx.describe(from))?.to(Device::Cpu);
+                let (off, len) = seg(recv_seg);
+                if got.size() != [len] {
+                    return Err(format!("all-reduce segment from {}: expected {len} values, got {:?}", ctx.describe(from), got.size()));
+                }
+                let mut dst = flat.narrow(0, off, len);
+                if phase == "reduce" {
+                    let _ = dst.g_add_(&got);
+                } else {
+                    dst.copy_(&got);
+                }
+            }
+        }
+        Ok(flat)
     }
 }
 
@@ -269,6 +438,9 @@ pub struct WorkerOptions {
     pub token: Option<String>,
     pub rank: u32,
     pub device: Device,
+    /// Set on the coordinating rank 0 of a torchrun/Slurm-style start: receives the other
+    /// ranks' `Register` calls.
+    pub registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
 }
 
 /// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
@@ -290,8 +462,8 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         .spawn(move || {
             while let Ok(cmd) = cmd_rx.recv() {
                 match cmd {
-                    Cmd::Configure { spec, npz, prev, next, reply } => {
-                        let _ = reply.send(compute.configure(spec, npz, prev, next));
+                    Cmd::Configure { spec, npz, rank, peers, reply } => {
+                        let _ = reply.send(compute.configure(spec, npz, rank, peers));
                     }
                     Cmd::Epoch { req, reply } => {
                         let _ = reply.send(compute.epoch(req));
@@ -301,7 +473,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         })
         .map_err(|e| e.to_string())?;
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
-    let svc = Svc { rank: opts.rank, cmd: cmd_tx, inbox: inbox_tx, shutdown: shutdown_tx, epoch: Default::default() };
+    let svc = Svc { rank: opts.rank, cmd: cmd_tx, inbox: inbox_tx, shutdown: shutdown_tx, epoch: Default::default(), registrations: opts.registrations };
     let server = WorkerServer::with_interceptor(svc, CheckAuth(opts.token));
     let stop = async move {
         tokio::select! {
@@ -316,13 +488,20 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         .map_err(|e| e.to_string())
 }
 
-/// Which neighbours a stage talks to, for error messages.
-fn neighbours(stage: &Stage) -> String {
-    let s = stage.spec.stage;
-    match (stage.spec.is_first(), stage.spec.is_last()) {
-        (true, true) => "none".into(),
-        (true, false) => format!("stage {}", s + 1),
-        (false, true) => format!("stage {}", s - 1),
-        (false, false) => format!("stage {} or {}", s - 1, s + 1),
+
+/// torchrun/Slurm-style start: announces this worker (`addr`) as `rank` to rank 0 at `master`,
+/// retrying until rank 0 is up or `wait` has passed.
+pub async fn register(master: &str, rank: u32, addr: &str, world_size: u32, token: Option<String>, wait: Duration) -> Result<(), String> {
+    let mut c = client(master, token).map_err(|e| format!("{master}: {e}"))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match c.register(RegisterRequest { rank, addr: addr.to_string(), world_size }).await {
+            Ok(_) => return Ok(()),
+            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition) => {
+                return Err(format!("rank 0 at {master} refused registration: {}", s.message()))
+            }
+            Err(s) if Instant::now() > deadline => return Err(format!("rank 0 at {master} not reachable within {wait:?}: {}", s.message())),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }
