@@ -2,6 +2,7 @@
 
 mod data;
 mod launch;
+mod linkpred;
 mod plot;
 mod report;
 mod train;
@@ -26,8 +27,10 @@ enum Command {
     Data(data::DataArgs),
     /// Train a deep GNN pipelined across worker processes (starts local workers by default).
     Launch(Box<launch::LaunchArgs>),
-    /// Serve one pipeline stage.
+    /// Serve one pipeline stage or graph partition.
     Worker(launch::WorkerArgs),
+    /// Train, evaluate and query link predictors.
+    Linkpred(linkpred::LinkpredArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Data(a) => data::run(a),
         Command::Launch(a) => launch::launch(*a),
         Command::Worker(a) => launch::worker(a),
+        Command::Linkpred(a) => linkpred::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -113,6 +113,21 @@ impl CsrGraph {
     pub fn edges(&self) -> Vec<(usize, usize)> {
         self.adj.iter().map(|(r, c, _)| (r, c)).collect()
     }
+    /// SHA-256 (hex) of the node count and the sorted undirected edge set (self loops and
+    /// weights ignored): equal for the same graph however its edges were listed.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut pairs: Vec<(usize, usize)> = self.adj.iter().filter(|&(r, c, _)| r != c).map(|(r, c, _)| (r.min(c), r.max(c))).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut h = Sha256::new();
+        h.update((self.num_nodes() as u64).to_le_bytes());
+        for (u, v) in pairs {
+            h.update((u as u64).to_le_bytes());
+            h.update((v as u64).to_le_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
     /// Connected components of the undirected view: a component id per node, numbered in order
     /// of their smallest node.
     pub fn connected_components(&self) -> Vec<usize> {

@@ -130,6 +130,10 @@ impl NpyArray {
     pub fn bytes(&self) -> &[u8] {
         &self.data
     }
+    /// The values as f32 when the dtype is numeric (integers and floats), else `None`.
+    pub fn f32_values(&self) -> Option<Vec<f32>> {
+        (!matches!(self.dtype, DType::Other | DType::Bytes(_))).then(|| (0..self.len()).map(|i| self.element_f64(i) as f32).collect())
+    }
 
     fn element_f64(&self, i: usize) -> f64 {
         let b = &self.data[i * self.dtype.size()..];

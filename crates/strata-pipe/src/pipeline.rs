@@ -115,7 +115,7 @@ impl PipelineConfig {
         if s < 1 || s > self.layers + 2 {
             return Err(format!("stages must be between 1 and layers + 2 = {}, got {s}", self.layers + 2));
         }
-        if self.mode == Mode::Hybrid && self.num_chunks() % w != 0 {
+        if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
             return Err(format!("hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}", self.num_chunks()));
         }
         Ok(())
@@ -162,7 +162,7 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
         strata_graph::Features::Dense { rows, cols, .. } => rows * cols,
     };
     let ranges = if cfg.mode == Mode::Graph {
-        vec![0..cfg.layers + 2]
+        std::iter::once(0..cfg.layers + 2).collect()
     } else {
         let costs = flop_costs(d.num_nodes(), d.graph.num_entries() + d.num_nodes(), nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers);
         min_max_split(&costs, cfg.stages)

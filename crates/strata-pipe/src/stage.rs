@@ -186,7 +186,7 @@ impl Stage {
         let refresh = self.spec.config.refresh.max(1) as u64;
         tch::no_grad(|| {
             for s in &mut self.convs {
-                if epoch % refresh != 0 {
+                if !epoch.is_multiple_of(refresh) {
                     s.live.copy_(&s.snapshot);
                 }
                 s.epoch_start.copy_(&s.live);
@@ -207,7 +207,7 @@ impl Stage {
         self.opt.step();
         self.opt.zero_grad();
         let refresh = self.spec.config.refresh.max(1) as u64;
-        if (self.epoch + 1) % refresh == 0 {
+        if (self.epoch + 1).is_multiple_of(refresh) {
             tch::no_grad(|| self.convs.iter_mut().for_each(|s| s.snapshot.copy_(&s.live)));
         }
         if self.spec.ways > 1 {
@@ -397,9 +397,12 @@ fn aggregate_inter(like: &Tensor, fresh: &Tensor, stale: &Tensor, parts: &[(Tens
     Tensor::zeros_like(like).index_add(0, fr, &(fresh * fw.unsqueeze(-1))).index_add(0, sr, &(stale * sw.unsqueeze(-1)))
 }
 
+/// Row lists per other way: `(way, global row ids)`.
+pub(crate) type WayRows = Vec<(usize, Tensor)>;
+
 /// For way `spec.way`: per other way q, the rows of our vertices q reads (sorted), and the
 /// rows of q's vertices we read (sorted) — the same sets seen from both ends of a symmetric graph.
-pub(crate) fn history_lists(graph: &CsrGraph, spec: &StageSpec, device: Device) -> (Vec<(usize, Tensor)>, Vec<(usize, Tensor)>) {
+pub(crate) fn history_lists(graph: &CsrGraph, spec: &StageSpec, device: Device) -> (WayRows, WayRows) {
     let offs = &spec.way_offsets;
     let way_of = |u: usize| offs.partition_point(|&o| o <= u) - 1;
     let (lo, hi) = (offs[spec.way], offs[spec.way + 1]);

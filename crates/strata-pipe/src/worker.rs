@@ -70,7 +70,7 @@ struct Received {
 }
 
 enum Cmd {
-    Configure { spec: StageSpec, npz: Vec<u8>, rank: usize, peers: Vec<String>, reply: oneshot::Sender<Result<(), String>> },
+    Configure { spec: Box<StageSpec>, npz: Vec<u8>, rank: usize, peers: Vec<String>, reply: oneshot::Sender<Result<(), String>> },
     Epoch { req: EpochRequest, reply: oneshot::Sender<Result<EpochReply, String>> },
 }
 
@@ -106,7 +106,7 @@ impl Worker for Svc {
         let spec: StageSpec = serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
         let bytes = npz.len() as u64;
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Configure { spec, npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.cmd.send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
         rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::invalid_argument)?;
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
@@ -241,16 +241,6 @@ impl Compute {
         bytes
     }
 
-    fn send_boundary(&self, rt: &Ctx, to_rank: usize, kind: TensorKind, epoch: u64, chunk: u32, b: &Boundary, tasks: &mut Vec<SendTask>) -> u64 {
-        let mut bytes = 0;
-        for (name, t) in [("x", Some(&b.x)), ("h0", b.h0.as_ref())] {
-            let Some(t) = t else { continue };
-            let meta = TensorMeta { name: name.into(), kind, epoch, chunk, shape: t.size() };
-            bytes += self.send_tensor(&rt.peers[to_rank], &rt.peer_addrs[to_rank], meta, t, tasks);
-        }
-        bytes
-    }
-
     fn epoch(&mut self, req: EpochRequest) -> Result<EpochReply, String> {
         let t0 = Instant::now();
         let mut rt = self.state.take().ok_or("RunEpoch before Configure")?;
@@ -303,6 +293,16 @@ struct Net<'a> {
 }
 
 impl Net<'_> {
+    fn send_boundary(&mut self, to_rank: usize, kind: TensorKind, chunk: u32, b: &Boundary) -> u64 {
+        let mut bytes = 0;
+        for (name, t) in [("x", Some(&b.x)), ("h0", b.h0.as_ref())] {
+            let Some(t) = t else { continue };
+            let meta = TensorMeta { name: name.into(), kind, epoch: self.epoch, chunk, shape: t.size() };
+            bytes += self.c.send_tensor(&self.ctx.peers[to_rank], &self.ctx.peer_addrs[to_rank], meta, t, &mut self.tasks);
+        }
+        bytes
+    }
+
     /// Waits for every send of the epoch; a failed one names the peer it was for.
     fn flush(&mut self) -> Result<(), String> {
         for t in self.tasks.drain(..) {
@@ -347,14 +347,14 @@ impl Net<'_> {
                 let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c as u32, h0, &ctx.describe(prev))?) };
                 let out = stage.forward(Some(c), input);
                 if !last {
-                    reply.activation_bytes += self.c.send_boundary(ctx, next, TensorKind::Activation, epoch, c as u32, &out, &mut self.tasks);
+                    reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, c as u32, &out);
                 }
             }
             for &c in order.iter().rev() {
                 let grad = if last { None } else { Some(self.c.recv_boundary(TensorKind::Gradient, epoch, c as u32, h0, &ctx.describe(next))?) };
                 let back = stage.backward(c, grad);
                 if let (false, Some(g)) = (first, back) {
-                    reply.gradient_bytes += self.c.send_boundary(ctx, prev, TensorKind::Gradient, epoch, c as u32, &g, &mut self.tasks);
+                    reply.gradient_bytes += self.send_boundary(prev, TensorKind::Gradient, c as u32, &g);
                 }
             }
             stage.end_epoch(self)?;
@@ -366,7 +366,7 @@ impl Net<'_> {
             if last {
                 [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(&out.x);
             } else {
-                reply.activation_bytes += self.c.send_boundary(ctx, next, TensorKind::Activation, epoch, FULL_GRAPH, &out, &mut self.tasks);
+                reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, FULL_GRAPH, &out);
             }
         }
         Ok(reply)
@@ -463,7 +463,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
             while let Ok(cmd) = cmd_rx.recv() {
                 match cmd {
                     Cmd::Configure { spec, npz, rank, peers, reply } => {
-                        let _ = reply.send(compute.configure(spec, npz, rank, peers));
+                        let _ = reply.send(compute.configure(*spec, npz, rank, peers));
                     }
                     Cmd::Epoch { req, reply } => {
                         let _ = reply.send(compute.epoch(req));
