@@ -78,7 +78,7 @@ fn cli_trains_evaluates_and_predicts() {
     let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
     let (ok, _, e) = strata(&["linkpred", "train", "--dataset", "cora", "--epochs", "40", "--seed", "3", "--out", &p("m"), "--json", &p("train.json")]);
     assert!(ok, "{e}");
-    for f in ["model.safetensors", "split.npz", "manifest.json"] {
+    for f in ["model.safetensors", "split.npz", "manifest.json", "embeddings.safetensors"] {
         assert!(dir.path().join("m").join(f).exists(), "{f} missing");
     }
     let t = read_json(&dir.path().join("train.json"));
@@ -105,6 +105,14 @@ fn cli_trains_evaluates_and_predicts() {
         assert!(v != 42 && !cora.has_edge(42, v), "{v} is already a neighbour of 42");
     }
     assert_eq!(std::fs::read_to_string(p("pred.csv")).unwrap().lines().count(), 6);
+    // The cached embeddings give the encoder's answer.
+    let (ok, _, e) = strata(&["linkpred", "predict", &p("m"), "--node", "42", "--top", "5", "--recompute", "--json", &p("pred2.json")]);
+    assert!(ok, "{e}");
+    let again = read_json(&dir.path().join("pred2.json"));
+    for (x, y) in items.iter().zip(again["predictions"].as_array().unwrap()) {
+        assert_eq!(x["dst"], y["dst"]);
+        assert!((x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs() < 1e-4);
+    }
     // Scoring given pairs.
     std::fs::write(p("pairs.txt"), "0 633\n42 7\n").unwrap();
     let (ok, out, e) = strata(&["linkpred", "predict", &p("m"), "--pairs", &p("pairs.txt"), "--json", &p("pairs.json")]);

@@ -1,7 +1,8 @@
 //! `strata linkpred`: train a link predictor on a dataset or an edge list, evaluate it on its
 //! held-out edges, and ask it for the missing links around a node.
 //!
-//! MODEL_DIR holds `model.safetensors` (weights), `split.npz` (the exact train/val/test pairs)
+//! MODEL_DIR holds `model.safetensors` (weights), `split.npz` (the exact train/val/test pairs),
+//! `embeddings.safetensors` (the final node embeddings, so `predict` need not run the encoder)
 //! and `manifest.json` (configuration, where the graph came from, its fingerprint, metrics);
 //! `eval` and `predict` refuse a graph whose fingerprint differs from the one trained on.
 
@@ -112,6 +113,9 @@ struct PredictArgs {
     /// Score the pairs in this file (`src dst` per line) instead.
     #[arg(long, conflicts_with = "node")]
     pairs: Option<PathBuf>,
+    /// Run the encoder again instead of using the embeddings saved at training time.
+    #[arg(long)]
+    recompute: bool,
     #[command(flatten)]
     graph: GraphArgs,
     #[arg(long, default_value = "auto")]
@@ -315,6 +319,9 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
         pairs_array(&mut w, k, p);
     }
     strata_nn::checkpoint::write_atomic(&a.out.join("split.npz"), &w.to_bytes())?;
+    // Final embeddings, so `predict` answers without running the encoder again.
+    let z = tch::no_grad(|| model.embed(&task.input, false)).to(Device::Cpu);
+    strata_nn::checkpoint::save_tensors(&a.out.join("embeddings.safetensors"), &[("z", &z)])?;
     let manifest = Manifest {
         format: FORMAT.into(),
         config: cfg.clone(),
@@ -429,7 +436,16 @@ fn predict(a: PredictArgs) -> anyhow::Result<()> {
     let dev = l.task.graph.device;
     let t0 = std::time::Instant::now();
     let rows: Vec<(usize, usize, f64)> = tch::no_grad(|| -> anyhow::Result<_> {
-        let z = l.model.embed(&l.task.input, false);
+        let cached = a.model_dir.join("embeddings.safetensors");
+        let z = if !a.recompute && cached.exists() {
+            let z = strata_nn::checkpoint::load_tensor(&cached, "z")?.to(dev);
+            if z.size() != [n as i64, l.manifest.config.out] {
+                bail!("{}: embeddings of shape {:?}, expected [{n}, {}]; rerun with --recompute", cached.display(), z.size(), l.manifest.config.out);
+            }
+            z
+        } else {
+            l.model.embed(&l.task.input, false)
+        };
         let pairs: Vec<(usize, usize)> = match (a.node, &a.pairs) {
             (Some(u), _) => {
                 if u >= n {
@@ -459,7 +475,7 @@ fn predict(a: PredictArgs) -> anyhow::Result<()> {
         }
         Ok(rows)
     })?;
-    // Embedding the graph, scoring every candidate and ranking them (loading excluded).
+    // Scoring every candidate and ranking them (loading excluded; embedding too unless --recompute).
     let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
     tracing::info!("scored in {latency_ms:.1} ms");
     let prob = |s: f64| 1.0 / (1.0 + (-s).exp());

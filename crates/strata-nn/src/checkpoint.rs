@@ -21,20 +21,41 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Saves every variable of `vs` to `path` (safetensors) atomically, and `metadata` to
-/// `path` with extension `.json` beside it.
-pub fn save_checkpoint(vs: &VarStore, path: &Path, metadata: &serde_json::Value) -> Result<PathBuf> {
+/// Writes a safetensors file atomically: `write` fills a temporary file beside `path`, which is
+/// fsynced and renamed over it.
+fn write_safetensors_atomic(path: &Path, write: impl FnOnce(&Path) -> std::result::Result<(), tch::TchError>) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     // tch picks the format from the extension, so the temporary name must end in .safetensors.
     let tmp = dir.join(format!(".{}.{}.tmp.safetensors", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    vs.save(&tmp)?;
+    write(&tmp)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(dir);
+    Ok(())
+}
+
+/// Saves every variable of `vs` to `path` (safetensors) atomically, and `metadata` to
+/// `path` with extension `.json` beside it.
+pub fn save_checkpoint(vs: &VarStore, path: &Path, metadata: &serde_json::Value) -> Result<PathBuf> {
+    write_safetensors_atomic(path, |tmp| vs.save(tmp))?;
     let meta_path = path.with_extension("json");
     write_atomic(&meta_path, serde_json::to_string_pretty(metadata).unwrap().as_bytes())?;
     Ok(meta_path)
+}
+
+/// Saves named tensors to `path` (safetensors) atomically.
+pub fn save_tensors(path: &Path, tensors: &[(&str, &tch::Tensor)]) -> Result<()> {
+    write_safetensors_atomic(path, |tmp| tch::Tensor::write_safetensors(tensors, tmp))
+}
+
+/// Reads the tensor `name` from a safetensors file.
+pub fn load_tensor(path: &Path, name: &str) -> Result<tch::Tensor> {
+    let all = tch::Tensor::read_safetensors(path)?;
+    all.into_iter().find(|(k, _)| k == name).map(|(_, t)| t).ok_or_else(|| NnError::Io {
+        path: path.into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no tensor `{name}` in the file")),
+    })
 }
 
 /// Loads weights saved by [`save_checkpoint`] into a var store of the same architecture.
