@@ -207,7 +207,7 @@ fn load_graph(g: &GraphArgs) -> anyhow::Result<(CsrGraph, Features, GraphRecord)
             let features = g.features.as_deref().map(read_features).transpose()?;
             let n = match &features {
                 Some(f) => {
-                    let rows = f.rows();
+                    let rows = f.num_nodes();
                     if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= rows) {
                         bail!(
                             "{}: edge #{} ({u}, {v}) names node {}, but {} has {rows} rows (ids 0..{})",

@@ -29,13 +29,6 @@ impl Features {
             Features::Sparse(m) => m.rows(),
         }
     }
-    /// Rows (nodes).
-    pub fn rows(&self) -> usize {
-        match self {
-            Features::Dense { rows, .. } => *rows,
-            Features::Sparse(m) => m.rows(),
-        }
-    }
     pub fn dim(&self) -> usize {
         match self {
             Features::Dense { cols, .. } => *cols,

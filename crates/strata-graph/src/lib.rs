@@ -23,6 +23,7 @@ mod partition;
 mod prognn;
 pub mod registry;
 mod split;
+pub mod synthetic;
 
 pub use csr::CsrMatrix;
 pub use dataset::{Dataset, Features};

@@ -163,7 +163,7 @@ pub fn embeddings(g: &CsrGraph, features: &Features, cfg: &EmbedConfig, device: 
 /// Dense features in double precision, each row shifted by its minimum and divided by its sum
 /// (the reference's `RowFeatNormalizer(subtract_min=True)`).
 fn feature_matrix(features: &Features, device: Device) -> Tensor {
-    let (rows, cols) = (features.rows() as i64, features.dim() as i64);
+    let (rows, cols) = (features.num_nodes() as i64, features.dim() as i64);
     let dense = match features {
         Features::Dense { data, .. } => Tensor::from_slice(data).view([rows, cols]),
         Features::Sparse(m) => {
