@@ -75,3 +75,50 @@ fn probe_ranks_the_informative_components_first_on_synthetic_graphs() {
         }
     }
 }
+
+fn strata(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(strata_tests::strata_bin()).args(args).output().unwrap();
+    let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(!se.contains("panicked"), "{se}");
+    (out.status.success(), so, se)
+}
+
+/// `strata probe` writes the documented JSON and a plot; `linkpred --encoder netinfof` trains,
+/// saves and re-evaluates NetInfoF_Act to the same numbers.
+#[test]
+fn probe_and_netinfof_encoder_through_the_cli() {
+    if locate_or_skip("planetoid/cora.npz").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (ok, out, e) = strata(&["probe", "--dataset", "cora", "--json", &p("probe.json"), "--plot", &p("probe.svg")]);
+    assert!(ok, "{e}");
+    assert!(out.contains("verdict:"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("probe.json")).unwrap()).unwrap();
+    for k in ["dataset", "task", "scores", "verdict", "seconds"] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    for c in ["U", "R", "F", "P", "S"] {
+        let s = v["scores"][c].as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&s), "{c} = {s}");
+    }
+    assert!(std::fs::read_to_string(p("probe.svg")).unwrap().contains("<svg"));
+    let (ok, out, e) = strata(&["probe", "--dataset", "cora", "--task", "node", "--json", &p("node.json")]);
+    assert!(ok, "{e}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("node.json")).unwrap()).unwrap();
+    // Node form: propagated features classify Cora far better than chance (1/7) and than raw features.
+    let s = |c: &str| v["scores"][c].as_f64().unwrap();
+    assert!(s("P").max(s("S")) > 0.35 && s("P").min(s("S")) > s("F"), "{out}");
+    let (ok, _, e) = strata(&["linkpred", "train", "--dataset", "cora", "--encoder", "netinfof", "--split", "0.7,0.1,0.2", "--out", &p("m"), "--json", &p("t.json")]);
+    assert!(ok, "{e}");
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("t.json")).unwrap()).unwrap();
+    assert!(t["test"]["hits@100"].as_f64().unwrap() > 0.7, "{t}");
+    let (ok, _, e) = strata(&["linkpred", "eval", &p("m"), "--json", &p("e.json")]);
+    assert!(ok, "{e}");
+    let ev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("e.json")).unwrap()).unwrap();
+    assert!((ev["hits@100"].as_f64().unwrap() - t["test"]["hits@100"].as_f64().unwrap()).abs() < 1e-9);
+    let (ok, out, e) = strata(&["linkpred", "predict", &p("m"), "--node", "42", "--top", "3"]);
+    assert!(ok && out.lines().count() == 5, "{out}{e}");
+}

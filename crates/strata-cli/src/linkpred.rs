@@ -5,6 +5,8 @@
 //! `embeddings.safetensors` (the final node embeddings, so `predict` need not run the encoder)
 //! and `manifest.json` (configuration, where the graph came from, its fingerprint, metrics);
 //! `eval` and `predict` refuse a graph whose fingerprint differs from the one trained on.
+//! With `--encoder netinfof` the weights are NetInfoF_Act's and `embeddings.safetensors` holds
+//! the components' pair features (`plain`, `adjusted`).
 
 use crate::report::{progress, table, write_json};
 use anyhow::{bail, Context};
@@ -14,6 +16,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use strata_graph::npz::{Npz, NpzWriter};
 use strata_graph::{CsrGraph, Features, LinkSplit};
+use strata_netinfo::{probe_links, train_act, Act, ActConfig, EmbedConfig, PairFeatures};
 use strata_nn::{train_link_predictor, Kernel, LinkConfig, LinkMetrics, LinkModel, LinkTask, ModelKind};
 use tch::{Device, Kind};
 
@@ -52,7 +55,8 @@ struct GraphArgs {
 struct TrainLinkArgs {
     #[command(flatten)]
     graph: GraphArgs,
-    /// gcn, sage or gat.
+    /// gcn, sage, gat, or netinfof (NetInfoF_Act: closed-form embeddings and a linear model
+    /// trained by L-BFGS; the GNN options do not apply).
     #[arg(long, default_value = "gcn")]
     encoder: String,
     /// dot or hadamard-mlp.
@@ -130,7 +134,11 @@ struct PredictArgs {
 #[derive(Serialize, Deserialize, Debug)]
 struct Manifest {
     format: String,
-    config: LinkConfig,
+    /// gcn, sage, gat or netinfof.
+    encoder: String,
+    /// The GNN's settings (absent for NetInfoF, whose settings are `netinfof`).
+    config: Option<LinkConfig>,
+    netinfof: Option<NetinfofRecord>,
     seed: u64,
     split: Vec<f64>,
     graph: GraphRecord,
@@ -139,6 +147,17 @@ struct Manifest {
     epochs_run: usize,
     val: LinkMetrics,
     test: LinkMetrics,
+}
+
+/// What a NetInfoF_Act model needs besides its weights.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct NetinfofRecord {
+    components: usize,
+    dim: i64,
+    lambda1: f64,
+    lambda2: f64,
+    /// Validation NetInfoF score of each component.
+    scores: Vec<(String, f64)>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -268,8 +287,46 @@ pub fn run(a: LinkpredArgs) -> anyhow::Result<()> {
     }
 }
 
+fn check_split(a: &TrainLinkArgs) -> anyhow::Result<()> {
+    if a.split.len() != 3 || a.split.iter().any(|&f| !(0.0..1.0).contains(&f)) || (a.split.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+        bail!("--split {:?}: expected three fractions train,val,test in [0, 1) summing to 1", a.split);
+    }
+    Ok(())
+}
+
+fn save_split(dir: &Path, s: &LinkSplit) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut w = NpzWriter::new();
+    for (k, p) in [("train_pos", &s.train_pos), ("val_pos", &s.val_pos), ("val_neg", &s.val_neg), ("test_pos", &s.test_pos), ("test_neg", &s.test_neg)] {
+        pairs_array(&mut w, k, p);
+    }
+    strata_nn::checkpoint::write_atomic(&dir.join("split.npz"), &w.to_bytes())?;
+    Ok(())
+}
+
+/// Prints the metrics, writes the manifest (last, so a directory with one is complete) and the
+/// JSON report.
+fn finish_training(a: &TrainLinkArgs, manifest: &Manifest, extra: serde_json::Value) -> anyhow::Result<()> {
+    strata_nn::checkpoint::write_atomic(&a.out.join("manifest.json"), serde_json::to_string_pretty(manifest)?.as_bytes())?;
+    print!("{}", metrics_table(&[("val", &manifest.val), ("test", &manifest.test)]));
+    eprintln!("saved to {}", a.out.display());
+    if let Some(p) = &a.json {
+        let mut v = json!({"encoder": manifest.encoder, "val": manifest.val, "test": manifest.test, "best_epoch": manifest.best_epoch,
+            "epochs_run": manifest.epochs_run, "model_dir": a.out});
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        write_json(p, &v)?;
+    }
+    Ok(())
+}
+
 fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
     strata_nn::set_threads(a.threads);
+    check_split(&a)?;
+    if a.encoder == "netinfof" {
+        return train_netinfof(a);
+    }
     let device = strata_nn::parse_device(&a.device)?;
     let encoder: ModelKind = a.encoder.parse()?;
     let mut cfg = LinkConfig::defaults(encoder);
@@ -288,21 +345,9 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
     cfg.lr = a.lr.unwrap_or(cfg.lr);
     cfg.dropout = a.dropout.unwrap_or(cfg.dropout);
     cfg.validate()?;
-    if a.split.len() != 3 || a.split.iter().any(|&f| !(0.0..1.0).contains(&f)) || (a.split.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
-        bail!("--split {:?}: expected three fractions train,val,test in [0, 1) summing to 1", a.split);
-    }
     let (graph, features, rec) = load_graph(&a.graph)?;
     let split = LinkSplit::new(&graph, a.split[1], a.split[2], a.seed)?;
-    eprintln!(
-        "strata linkpred: {} nodes, {} edges → {} train / {} val / {} test (+ as many negatives) · {} + {:?}",
-        rec.nodes,
-        rec.undirected_edges,
-        split.train_pos.len(),
-        split.val_pos.len(),
-        split.test_pos.len(),
-        cfg.encoder.name(),
-        cfg.decoder
-    );
+    announce(&rec, &split, &format!("{} + {:?}", cfg.encoder.name(), cfg.decoder));
     let task = LinkTask::new(split, &features, device, true, Kernel::EdgeList);
     let pb = progress(cfg.epochs as u64, "linkpred");
     let (model, report) = train_link_predictor(&task, &cfg, a.seed, |e| {
@@ -310,21 +355,16 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
         pb.set_message(format!("loss {:.4} val hits@{} {:.3}", e.loss, cfg.hits_k, e.val_hits));
     })?;
     pb.finish_and_clear();
-    // Save: weights, split, manifest (each written atomically; the manifest last).
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    save_split(&a.out, &task.split)?;
     strata_nn::checkpoint::save_checkpoint(model.vs(), &a.out.join("model.safetensors"), &json!({"format": FORMAT}))?;
-    let mut w = NpzWriter::new();
-    let s = &task.split;
-    for (k, p) in [("train_pos", &s.train_pos), ("val_pos", &s.val_pos), ("val_neg", &s.val_neg), ("test_pos", &s.test_pos), ("test_neg", &s.test_neg)] {
-        pairs_array(&mut w, k, p);
-    }
-    strata_nn::checkpoint::write_atomic(&a.out.join("split.npz"), &w.to_bytes())?;
     // Final embeddings, so `predict` answers without running the encoder again.
     let z = tch::no_grad(|| model.embed(&task.input, false)).to(Device::Cpu);
     strata_nn::checkpoint::save_tensors(&a.out.join("embeddings.safetensors"), &[("z", &z)])?;
     let manifest = Manifest {
         format: FORMAT.into(),
-        config: cfg.clone(),
+        encoder: cfg.encoder.name().into(),
+        config: Some(cfg.clone()),
+        netinfof: None,
         seed: a.seed,
         split: a.split.clone(),
         graph: rec,
@@ -334,17 +374,67 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
         val: report.val,
         test: report.test,
     };
-    strata_nn::checkpoint::write_atomic(&a.out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
-    print!("{}", metrics_table(&[("val", &report.val), ("test", &report.test)]));
-    eprintln!("best epoch {} of {}; saved to {}", report.best_epoch + 1, report.epochs_run, a.out.display());
+    eprintln!("best epoch {} of {}", report.best_epoch + 1, report.epochs_run);
     let step_ms: Vec<f64> = report.curve.iter().map(|e| e.step_ms).collect();
-    if let Some(p) = &a.json {
-        write_json(p, &json!({
-            "val": report.val, "test": report.test, "best_epoch": report.best_epoch, "epochs_run": report.epochs_run,
-            "epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "model_dir": a.out, "curve": report.curve,
-        }))?;
-    }
-    Ok(())
+    finish_training(&a, &manifest, json!({"epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "curve": report.curve}))
+}
+
+fn announce(rec: &GraphRecord, split: &LinkSplit, what: &str) {
+    eprintln!(
+        "strata linkpred: {} nodes, {} edges → {} train / {} val / {} test (+ as many negatives) · {what}",
+        rec.nodes,
+        rec.undirected_edges,
+        split.train_pos.len(),
+        split.val_pos.len(),
+        split.test_pos.len()
+    );
+}
+
+/// `--encoder netinfof`: the NetInfoF probe on the training graph, then NetInfoF_Act.
+fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
+    let device = strata_nn::parse_device(&a.device)?;
+    let (graph, features, rec) = load_graph(&a.graph)?;
+    let split = LinkSplit::new(&graph, a.split[1], a.split[2], a.seed)?;
+    announce(&rec, &split, "NetInfoF_Act");
+    let t0 = std::time::Instant::now();
+    let hits_k = a.hits_k.unwrap_or(100);
+    let probe = probe_links(&split, &features, &EmbedConfig { seed: a.seed, ..Default::default() }, hits_k, device);
+    let feats = PairFeatures::new(&probe.parts);
+    let cfg = ActConfig { seed: a.seed, hits_k, ..Default::default() };
+    let (act, report) = train_act(&feats, graph.num_nodes(), &split.train_pos, (&split.val_pos, &split.val_neg), &cfg, device);
+    let scorer = Scorer::NetInfoF { feats, act };
+    let metrics = |pos: &[(usize, usize)], neg: &[(usize, usize)]| {
+        let f = |p: &[(usize, usize)]| scorer.score(p).into_iter().map(|x| x as f32).collect::<Vec<_>>();
+        LinkMetrics::of(&f(pos), &f(neg))
+    };
+    let (val, test) = (metrics(&split.val_pos, &split.val_neg), metrics(&split.test_pos, &split.test_neg));
+    let Scorer::NetInfoF { feats, act } = &scorer else { unreachable!() };
+    save_split(&a.out, &split)?;
+    strata_nn::checkpoint::save_tensors(&a.out.join("model.safetensors"), &[("params", &act.params.to(Device::Cpu))])?;
+    let (plain, adjusted) = feats.tensors();
+    strata_nn::checkpoint::save_tensors(&a.out.join("embeddings.safetensors"), &[("plain", &plain.to(Device::Cpu)), ("adjusted", &adjusted.to(Device::Cpu))])?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        encoder: "netinfof".into(),
+        config: None,
+        netinfof: Some(NetinfofRecord {
+            components: feats.components,
+            dim: feats.dim,
+            lambda1: report.lambda1,
+            lambda2: report.lambda2,
+            scores: probe.components.iter().map(|c| (c.name.to_string(), c.score)).collect(),
+        }),
+        seed: a.seed,
+        split: a.split.clone(),
+        graph: rec,
+        feature_dim: features.dim(),
+        best_epoch: report.steps,
+        epochs_run: report.steps,
+        val,
+        test,
+    };
+    eprintln!("NetInfoF_Act: {} L-BFGS steps over the penalty grid, best λ1 {} λ2 {}, {:.1} s", report.steps, report.lambda1, report.lambda2, t0.elapsed().as_secs_f64());
+    finish_training(&a, &manifest, json!({"seconds": t0.elapsed().as_secs_f64(), "netinfof": manifest.netinfof, "component_norms": act.component_norms()}))
 }
 
 fn metrics_table(rows: &[(&str, &LinkMetrics)]) -> String {
@@ -356,15 +446,45 @@ fn metrics_table(rows: &[(&str, &LinkMetrics)]) -> String {
     table(&t)
 }
 
+/// How a saved model scores pairs.
+enum Scorer {
+    Gnn { task: Box<LinkTask>, model: Box<LinkModel>, z: tch::Tensor },
+    NetInfoF { feats: PairFeatures, act: Act },
+}
+
+impl Scorer {
+    /// Logits of the pairs.
+    fn score(&self, pairs: &[(usize, usize)]) -> Vec<f64> {
+        if pairs.is_empty() {
+            return Vec::new();
+        }
+        tch::no_grad(|| {
+            let t = match self {
+                Scorer::Gnn { model, z, .. } => {
+                    let (s, d) = strata_nn::linkpred::pair_tensors(pairs, z.device());
+                    model.score(z, &s, &d, false)
+                }
+                Scorer::NetInfoF { feats, act } => {
+                    let (s, d) = strata_nn::linkpred::pair_tensors(pairs, act.params.device());
+                    act.logits(&feats.of(&s, &d))
+                }
+            };
+            Vec::<f64>::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).unwrap_or_default()
+        })
+    }
+}
+
 /// A saved model with its split, on the graph it was trained on.
 struct Loaded {
     manifest: Manifest,
-    task: LinkTask,
-    model: LinkModel,
+    split: LinkSplit,
+    scorer: Scorer,
     graph: CsrGraph,
 }
 
-fn load_model(dir: &Path, graph_args: &GraphArgs, device: &str) -> anyhow::Result<Loaded> {
+/// Loads MODEL_DIR. `cached`: use the embeddings saved at training time instead of running the
+/// encoder (GNN models; NetInfoF's pair features are always the saved ones).
+fn load_model(dir: &Path, graph_args: &GraphArgs, device: &str, cached: bool) -> anyhow::Result<Loaded> {
     let device = strata_nn::parse_device(device)?;
     let mpath = dir.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).with_context(|| format!("{} is not a linkpred model directory (no readable manifest.json)", dir.display()))?;
@@ -413,68 +533,80 @@ fn load_model(dir: &Path, graph_args: &GraphArgs, device: &str) -> anyhow::Resul
             bail!("{}: {k} holds pair ({u}, {v}) outside the graph's {n} nodes", spath.display());
         }
     }
-    let task = LinkTask::new(split, &features, device, true, Kernel::EdgeList);
-    let mut model = LinkModel::new(&manifest.config, &task.graph, &task.input)?;
-    strata_nn::checkpoint::load_checkpoint(model.vs_mut(), &dir.join("model.safetensors"))?;
-    Ok(Loaded { manifest, task, model, graph })
+    let emb_path = dir.join("embeddings.safetensors");
+    let scorer = match (&manifest.config, &manifest.netinfof) {
+        (Some(cfg), _) => {
+            let task = LinkTask::new(split.clone(), &features, device, true, Kernel::EdgeList);
+            let mut model = LinkModel::new(cfg, &task.graph, &task.input)?;
+            strata_nn::checkpoint::load_checkpoint(model.vs_mut(), &dir.join("model.safetensors"))?;
+            let z = if cached && emb_path.exists() {
+                let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
+                if z.size() != [n as i64, cfg.out] {
+                    bail!("{}: embeddings of shape {:?}, expected [{n}, {}]; rerun with --recompute", emb_path.display(), z.size(), cfg.out);
+                }
+                z
+            } else {
+                tch::no_grad(|| model.embed(&task.input, false))
+            };
+            Scorer::Gnn { task: Box::new(task), model: Box::new(model), z }
+        }
+        (None, Some(ni)) => {
+            let params = strata_nn::checkpoint::load_tensor(&dir.join("model.safetensors"), "params")?.to(device);
+            let plain = strata_nn::checkpoint::load_tensor(&emb_path, "plain")?.to(device);
+            let adjusted = strata_nn::checkpoint::load_tensor(&emb_path, "adjusted")?.to(device);
+            let width = ni.components as i64 * ni.dim;
+            if plain.size() != [n as i64, width] || adjusted.size() != plain.size() || params.size() != [width + ni.components as i64] {
+                bail!("{}: saved NetInfoF tensors do not match the manifest ({} components × {})", dir.display(), ni.components, ni.dim);
+            }
+            Scorer::NetInfoF { feats: PairFeatures::from_tensors(plain, adjusted, ni.components, ni.dim), act: Act { params, components: ni.components, dim: ni.dim } }
+        }
+        (None, None) => bail!("{}: the manifest has neither a GNN configuration nor a NetInfoF record", mpath.display()),
+    };
+    Ok(Loaded { manifest, split, scorer, graph })
 }
 
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    let l = load_model(&a.model_dir, &a.graph, &a.device)?;
-    let test = l.task.evaluate(&l.model, true);
+    let l = load_model(&a.model_dir, &a.graph, &a.device, false)?;
+    let f = |p: &[(usize, usize)]| l.scorer.score(p).into_iter().map(|x| x as f32).collect::<Vec<_>>();
+    let test = LinkMetrics::of(&f(&l.split.test_pos), &f(&l.split.test_neg));
     print!("{}", metrics_table(&[("test", &test)]));
     if let Some(p) = &a.json {
         write_json(p, &json!({"roc_auc": test.roc_auc, "ap": test.ap, "hits@20": test.hits_20, "hits@50": test.hits_50, "hits@100": test.hits_100, "mrr": test.mrr,
-            "test_edges": l.task.split.test_pos.len(), "model_dir": a.model_dir, "encoder": l.manifest.config.encoder.name()}))?;
+            "test_edges": l.split.test_pos.len(), "model_dir": a.model_dir, "encoder": l.manifest.encoder}))?;
     }
     Ok(())
 }
 
 fn predict(a: PredictArgs) -> anyhow::Result<()> {
-    let l = load_model(&a.model_dir, &a.graph, &a.device)?;
+    let l = load_model(&a.model_dir, &a.graph, &a.device, !a.recompute)?;
     let n = l.graph.num_nodes();
-    let dev = l.task.graph.device;
     let t0 = std::time::Instant::now();
-    let rows: Vec<(usize, usize, f64)> = tch::no_grad(|| -> anyhow::Result<_> {
-        let cached = a.model_dir.join("embeddings.safetensors");
-        let z = if !a.recompute && cached.exists() {
-            let z = strata_nn::checkpoint::load_tensor(&cached, "z")?.to(dev);
-            if z.size() != [n as i64, l.manifest.config.out] {
-                bail!("{}: embeddings of shape {:?}, expected [{n}, {}]; rerun with --recompute", cached.display(), z.size(), l.manifest.config.out);
+    if let (true, Scorer::Gnn { task, model, .. }) = (a.recompute, &l.scorer) {
+        // So the reported latency includes the encoder (loading ran it once already).
+        let _ = tch::no_grad(|| model.embed(&task.input, false));
+    }
+    let pairs: Vec<(usize, usize)> = match (a.node, &a.pairs) {
+        (Some(u), _) => {
+            if u >= n {
+                bail!("--node {u}: the graph has {n} nodes (ids 0..{})", n - 1);
             }
-            z
-        } else {
-            l.model.embed(&l.task.input, false)
-        };
-        let pairs: Vec<(usize, usize)> = match (a.node, &a.pairs) {
-            (Some(u), _) => {
-                if u >= n {
-                    bail!("--node {u}: the graph has {n} nodes (ids 0..{})", n - 1);
-                }
-                let nb: std::collections::HashSet<i64> = l.graph.neighbors(u).iter().copied().collect();
-                (0..n).filter(|&v| v != u && !nb.contains(&(v as i64))).map(|v| (u, v)).collect()
-            }
-            (None, Some(path)) => {
-                let list = strata_graph::formats::read_edge_list(path)?;
-                if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= n) {
-                    bail!("{}: pair #{} ({u}, {v}) names node {}, but the graph has {n} nodes", path.display(), i + 1, u.max(v));
-                }
-                list.edges.iter().map(|&(u, v)| (u as usize, v as usize)).collect()
-            }
-            (None, None) => bail!("give --node N or --pairs FILE"),
-        };
-        if pairs.is_empty() {
-            return Ok(Vec::new());
+            let nb: std::collections::HashSet<i64> = l.graph.neighbors(u).iter().copied().collect();
+            (0..n).filter(|&v| v != u && !nb.contains(&(v as i64))).map(|v| (u, v)).collect()
         }
-        let (s, d) = strata_nn::linkpred::pair_tensors(&pairs, dev);
-        let scores = Vec::<f64>::try_from(l.model.score(&z, &s, &d, false).to_kind(Kind::Double).to(Device::Cpu))?;
-        let mut rows: Vec<(usize, usize, f64)> = pairs.iter().zip(scores).map(|(&(u, v), s)| (u, v, s)).collect();
-        if a.node.is_some() {
-            rows.sort_by(|x, y| y.2.total_cmp(&x.2));
-            rows.truncate(a.top);
+        (None, Some(path)) => {
+            let list = strata_graph::formats::read_edge_list(path)?;
+            if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= n) {
+                bail!("{}: pair #{} ({u}, {v}) names node {}, but the graph has {n} nodes", path.display(), i + 1, u.max(v));
+            }
+            list.edges.iter().map(|&(u, v)| (u as usize, v as usize)).collect()
         }
-        Ok(rows)
-    })?;
+        (None, None) => bail!("give --node N or --pairs FILE"),
+    };
+    let mut rows: Vec<(usize, usize, f64)> = pairs.iter().zip(l.scorer.score(&pairs)).map(|(&(u, v), s)| (u, v, s)).collect();
+    if a.node.is_some() {
+        rows.sort_by(|x, y| y.2.total_cmp(&x.2));
+        rows.truncate(a.top);
+    }
     // Scoring every candidate and ranking them (loading excluded; embedding too unless --recompute).
     let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
     tracing::info!("scored in {latency_ms:.1} ms");
@@ -486,7 +618,7 @@ fn predict(a: PredictArgs) -> anyhow::Result<()> {
     print!("{}", table(&t));
     if let Some(p) = &a.json {
         let items: Vec<_> = rows.iter().map(|&(u, v, s)| json!({"src": u, "dst": v, "score": s, "probability": prob(s)})).collect();
-        write_json(p, &json!({"node": a.node, "top": a.node.map(|_| a.top), "latency_ms": latency_ms, "predictions": items}))?;
+        write_json(p, &json!({"node": a.node, "top": a.node.map(|_| a.top), "latency_ms": latency_ms, "encoder": l.manifest.encoder, "predictions": items}))?;
     }
     if let Some(p) = &a.csv {
         let mut text = String::from("src,dst,score,probability\n");

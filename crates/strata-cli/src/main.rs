@@ -4,6 +4,7 @@ mod data;
 mod launch;
 mod linkpred;
 mod plot;
+mod probe;
 mod report;
 mod train;
 
@@ -31,6 +32,8 @@ enum Command {
     Worker(launch::WorkerArgs),
     /// Train, evaluate and query link predictors.
     Linkpred(linkpred::LinkpredArgs),
+    /// Measure the usable information in a graph's structure and features (NetInfoF).
+    Probe(Box<probe::ProbeArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Launch(a) => launch::launch(*a),
         Command::Worker(a) => launch::worker(a),
         Command::Linkpred(a) => linkpred::run(a),
+        Command::Probe(a) => probe::run(*a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

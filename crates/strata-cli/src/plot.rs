@@ -49,3 +49,37 @@ pub fn training_curves(path: &Path, title: &str, runs: &[(u64, Vec<EpochStats>)]
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// A bar chart of named scores in `[lo, 1]` with a dashed line at the chance floor `lo`.
+pub fn score_bars(path: &Path, title: &str, bars: &[(String, f64)], lo: f64) -> anyhow::Result<()> {
+    let tmp = path.with_extension("svg.tmp");
+    {
+        let root = SVGBackend::new(&tmp, (640, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let n = bars.len().max(1) as f64;
+        let floor = (lo - 0.05).max(0.0);
+        let mut chart = ChartBuilder::on(&root)
+            .margin(14)
+            .caption(title, ("sans-serif", 18))
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0f64..n, floor..1.0)?;
+        let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(bars.len())
+            .x_label_formatter(&|x| names.get(x.floor() as usize).filter(|_| (x.fract() - 0.5).abs() < 1e-9).cloned().unwrap_or_default())
+            .y_desc("NetInfoF score")
+            .draw()?;
+        chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+            let v = if v.is_finite() { *v } else { floor };
+            Rectangle::new([(i as f64 + 0.15, floor), (i as f64 + 0.85, v)], BLUE.mix(0.7).filled())
+        }))?;
+        chart.draw_series(DashedLineSeries::new([(0.0, lo), (n, lo)], 5, 4, RED.stroke_width(1)))?.label("chance").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

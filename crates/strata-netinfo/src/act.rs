@@ -50,6 +50,14 @@ impl PairFeatures {
         let adjusted = Tensor::cat(&parts.iter().map(|p| p.1.to_kind(Kind::Float)).collect::<Vec<_>>(), 1);
         PairFeatures { adjusted, plain, components: parts.len(), dim }
     }
+    /// Rebuilds saved features (see [`PairFeatures::tensors`]).
+    pub fn from_tensors(plain: Tensor, adjusted: Tensor, components: usize, dim: i64) -> PairFeatures {
+        PairFeatures { adjusted, plain, components, dim }
+    }
+    /// `(plain, adjusted)`, for saving.
+    pub fn tensors(&self) -> (&Tensor, &Tensor) {
+        (&self.plain, &self.adjusted)
+    }
     pub fn of(&self, src: &Tensor, dst: &Tensor) -> Tensor {
         self.adjusted.index_select(0, src) * self.plain.index_select(0, dst)
     }
