@@ -8,3 +8,4 @@ PY="${STRATA_PYTHON:?run through make bench}"
 "$PY" bench/node_classification.py --threads "${BENCH_THREADS:-2}"
 "$PY" bench/pipeline.py
 "$PY" bench/linkpred.py
+"$PY" bench/netinfo.py

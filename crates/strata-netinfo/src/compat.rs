@@ -89,10 +89,21 @@ pub fn compatibility(x: &Tensor, g: &CsrGraph, pairs: &PairSet) -> Compatibility
     let x = x.to_kind(Kind::Double);
     let d = x.size()[1];
     // Ridge start over every directed edge: W = (XsᵀXs + I)⁻¹ XsᵀXd; sklearn's coef_ is Wᵀ.
-    let (src, dst): (Vec<i64>, Vec<i64>) = (0..g.num_nodes()).flat_map(|u| g.neighbors(u).iter().map(move |&v| (u as i64, v))).unzip();
-    let (xs, xd) = (x.index_select(0, &Tensor::from_slice(&src).to(dev)), x.index_select(0, &Tensor::from_slice(&dst).to(dev)));
-    let gram = xs.tr().matmul(&xs) + Tensor::eye(d, (Kind::Double, dev));
-    let w = Tensor::linalg_solve(&gram, &xs.tr().matmul(&xd), true);
+    // Without gathering per edge: XsᵀXs = Xᵀ·diag(deg)·X and XsᵀXd = Xᵀ·A·X.
+    let (mut r, mut c) = (Vec::new(), Vec::new());
+    let mut deg = Vec::with_capacity(g.num_nodes());
+    for u in 0..g.num_nodes() {
+        deg.push(g.neighbors(u).len() as f64);
+        for &v in g.neighbors(u) {
+            r.push(u as i64);
+            c.push(v);
+        }
+    }
+    let ones = vec![1f32; r.len()];
+    let adj = crate::linalg::SparseOp::new(g.num_nodes() as i64, g.num_nodes() as i64, &r, &c, &ones, dev);
+    let deg = Tensor::from_slice(&deg).to(dev).unsqueeze(1);
+    let gram = x.tr().matmul(&(&x * deg)) + Tensor::eye(d, (Kind::Double, dev));
+    let w = Tensor::linalg_solve(&gram, &x.tr().matmul(&adj.mm(&x)), true);
     let h0 = w.tr();
     // Upper triangle (with diagonal) in np.triu_indices order; drop the smallest 5 % of the mass.
     let iu = Tensor::triu_indices(d, d, 0, (Kind::Int64, dev));
@@ -116,10 +127,20 @@ pub fn compatibility(x: &Tensor, g: &CsrGraph, pairs: &PairSet) -> Compatibility
     Compatibility { h: design.matrix(&h_star), kept: p as i64, lsqr: info }
 }
 
-/// Adjusted similarities `x_uᵀ·H·x_v` of the pairs.
+/// Adjusted similarities `x_uᵀ·H·x_v` of the pairs (in blocks, to bound memory on large graphs).
 pub fn similarity(x: &Tensor, h: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor {
-    let x = x.to_kind(Kind::Double);
-    (x.index_select(0, src).matmul(h) * x.index_select(0, dst)).sum_dim_intlist(1, false, Kind::Double)
+    const BLOCK: i64 = 1 << 18;
+    let xh = x.to_kind(Kind::Double).matmul(h).to_kind(Kind::Float);
+    let x = x.to_kind(Kind::Float);
+    let n = src.size()[0];
+    let parts: Vec<Tensor> = (0..n)
+        .step_by(BLOCK as usize)
+        .map(|s| {
+            let len = BLOCK.min(n - s);
+            (xh.index_select(0, &src.narrow(0, s, len)) * x.index_select(0, &dst.narrow(0, s, len))).sum_dim_intlist(1, false, Kind::Double)
+        })
+        .collect();
+    if parts.is_empty() { Tensor::zeros([0], (Kind::Double, x.device())) } else { Tensor::cat(&parts, 0) }
 }
 
 #[cfg(test)]

@@ -20,13 +20,25 @@ impl SparseOp {
     }
     /// `A·x` for `x` of shape `[cols, k]`.
     pub fn mm(&self, x: &Tensor) -> Tensor {
-        let out = Tensor::zeros([self.rows, x.size()[1]], (x.kind(), x.device()));
-        out.index_add(0, &self.row, &(x.index_select(0, &self.col) * self.val.to_kind(x.kind()).unsqueeze(-1)))
+        self.gather_scatter(x, &self.row, &self.col, self.rows)
     }
     /// `Aᵀ·x` for `x` of shape `[rows, k]`.
     pub fn mm_t(&self, x: &Tensor) -> Tensor {
-        let out = Tensor::zeros([self.cols, x.size()[1]], (x.kind(), x.device()));
-        out.index_add(0, &self.col, &(x.index_select(0, &self.row) * self.val.to_kind(x.kind()).unsqueeze(-1)))
+        self.gather_scatter(x, &self.col, &self.row, self.cols)
+    }
+    /// `out[to[e]] += val[e]·x[from[e]]`, in slices of at most `EDGE_BLOCK` entries so the
+    /// gathered rows never need more than a few hundred MiB, however many entries there are.
+    fn gather_scatter(&self, x: &Tensor, to: &Tensor, from: &Tensor, rows: i64) -> Tensor {
+        const EDGE_BLOCK: i64 = 1 << 20;
+        let mut out = Tensor::zeros([rows, x.size()[1]], (x.kind(), x.device()));
+        let val = self.val.to_kind(x.kind());
+        let nnz = to.size()[0];
+        for start in (0..nnz).step_by(EDGE_BLOCK as usize) {
+            let len = EDGE_BLOCK.min(nnz - start);
+            let w = val.narrow(0, start, len).unsqueeze(-1);
+            let _ = out.index_add_(0, &to.narrow(0, start, len), &(x.index_select(0, &from.narrow(0, start, len)) * w));
+        }
+        out
     }
 }
 
