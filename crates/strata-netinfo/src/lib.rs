@@ -141,3 +141,25 @@ pub fn verdict(scores: &[ComponentScore], floor: f64) -> String {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_graph::synthetic::{synthetic, Signal, SyntheticSpec};
+
+    /// Both optimisers of NetInfoF_Act learn a graph with structure and feature signal.
+    #[test]
+    fn act_learns_with_lbfgs_and_with_minibatch_adam() {
+        let mut spec = SyntheticSpec::new(Signal::Both, false);
+        spec.nodes = 600;
+        let d = synthetic(&spec);
+        let split = LinkSplit::new(&d.graph, 0.1, 0.2, 0).unwrap();
+        let probe = probe_links(&split, &d.features, &EmbedConfig { max_dim: 32, walks: 50, seed: 0 }, 20, Device::Cpu);
+        for minibatch_above in [usize::MAX, 0] {
+            let cfg = ActConfig { hits_k: 20, max_epochs: 10, lambda1: vec![1e-4], lambda2: vec![1e-4], minibatch_above, ..Default::default() };
+            let (act, report, hits) = act_on_probe(&probe, &split, &cfg, Device::Cpu);
+            assert!(hits > 0.5 && report.val_hits > 0.5, "minibatch_above {minibatch_above}: test {hits}, {report:?}");
+            assert_eq!(act.component_norms().len(), 5);
+        }
+    }
+}
