@@ -5,6 +5,7 @@ mod launch;
 mod linkpred;
 mod plot;
 mod probe;
+mod refine;
 mod report;
 mod train;
 
@@ -34,6 +35,8 @@ enum Command {
     Linkpred(linkpred::LinkpredArgs),
     /// Measure the usable information in a graph's structure and features (NetInfoF).
     Probe(Box<probe::ProbeArgs>),
+    /// Repair a possibly poisoned graph before training (STABLE).
+    Refine(Box<refine::RefineArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(a) => launch::worker(a),
         Command::Linkpred(a) => linkpred::run(a),
         Command::Probe(a) => probe::run(*a),
+        Command::Refine(a) => refine::run(*a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

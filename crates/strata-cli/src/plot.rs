@@ -83,3 +83,40 @@ pub fn score_bars(path: &Path, title: &str, bars: &[(String, f64)], lo: f64) -> 
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// Overlaid normalised histograms of several samples in [-1, 1], with a vertical marker.
+pub fn histograms(path: &Path, title: &str, samples: &[(&str, Vec<f64>)], marker: f64) -> anyhow::Result<()> {
+    let tmp = path.with_extension("svg.tmp");
+    {
+        let root = SVGBackend::new(&tmp, (720, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let bins = 40usize;
+        let (lo, hi) = (-1.0f64, 1.0f64);
+        let width = (hi - lo) / bins as f64;
+        let hist: Vec<Vec<f64>> = samples
+            .iter()
+            .map(|(_, xs)| {
+                let mut h = vec![0.0; bins];
+                xs.iter().for_each(|&x| h[(((x - lo) / width) as usize).min(bins - 1)] += 1.0);
+                let total = xs.len().max(1) as f64;
+                h.iter().map(|c| c / total).collect()
+            })
+            .collect();
+        let top = hist.iter().flatten().fold(0.0f64, |a, &b| a.max(b)).max(1e-3) * 1.1;
+        let mut chart = ChartBuilder::on(&root).margin(14).caption(title, ("sans-serif", 18)).x_label_area_size(30).y_label_area_size(50).build_cartesian_2d(lo..hi, 0f64..top)?;
+        chart.configure_mesh().x_desc("cosine similarity of the endpoints' embeddings").y_desc("fraction of edges").draw()?;
+        let palette = [&BLUE, &RED, &GREEN];
+        for (i, ((name, xs), h)) in samples.iter().zip(&hist).enumerate() {
+            let color = palette[i % palette.len()];
+            chart
+                .draw_series(h.iter().enumerate().map(|(b, &v)| Rectangle::new([(lo + b as f64 * width, 0.0), (lo + (b + 1) as f64 * width, v)], color.mix(0.35).filled())))?
+                .label(format!("{name} ({})", xs.len()))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.mix(0.5).filled()));
+        }
+        chart.draw_series(DashedLineSeries::new([(marker, 0.0), (marker, top)], 5, 4, BLACK.stroke_width(1)))?.label("pruning threshold").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK));
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

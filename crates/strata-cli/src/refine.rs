@@ -1,0 +1,147 @@
+//! `strata refine`: repair a possibly poisoned graph with STABLE, see what was changed, and
+//! write the refined graph for `strata train --npz`.
+
+use crate::report::{table, write_json};
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use strata_graph::{Attack, Split};
+use strata_stable::{advanced_gcn_runs, refine, StableConfig};
+
+#[derive(Args, Debug)]
+pub struct RefineArgs {
+    /// A registered dataset (`strata data list`); the Pro-GNN graphs take --attack.
+    #[arg(long, default_value = "cora-lcc", conflicts_with = "npz")]
+    dataset: String,
+    /// Poisoned adjacency: meta:0.05..0.25 or nettack:1..5 (Pro-GNN graphs).
+    #[arg(long)]
+    attack: Option<String>,
+    /// A graph npz (gnn-benchmark layout) instead of a registered dataset.
+    #[arg(long)]
+    npz: Option<PathBuf>,
+    /// auto (the reference's tuned values for this dataset and perturbation rate), or default.
+    #[arg(long, default_value = "auto")]
+    preset: String,
+    #[arg(long)]
+    alpha: Option<f64>,
+    #[arg(long)]
+    beta: Option<f64>,
+    #[arg(long)]
+    k: Option<usize>,
+    #[arg(long)]
+    jt: Option<f64>,
+    #[arg(long)]
+    cos: Option<f64>,
+    /// Classifier runs (fresh initialisations) on the refined graph; 0 = refine only.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the refined graph (npz, same layout as the input).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Histogram of the embedding cosines of adversarial vs normal edges (SVG; needs a known
+    /// clean graph, i.e. --attack on a Pro-GNN dataset).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// Peak resident memory of this process (Linux), bytes.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+pub fn run(a: RefineArgs) -> anyhow::Result<()> {
+    strata_nn::set_threads(a.threads);
+    let device = strata_nn::parse_device(&a.device)?;
+    let attack: Option<Attack> = a.attack.as_deref().map(str::parse).transpose()?;
+    let data = crate::train::load_dataset(&a.dataset, a.npz.as_ref(), a.attack.as_deref())?;
+    let rate = match attack {
+        Some(Attack::Meta(r)) => r,
+        _ => 0.0,
+    };
+    let mut cfg = match a.preset.as_str() {
+        "auto" => StableConfig::preset(&a.dataset, rate).unwrap_or_else(|| {
+            tracing::warn!("no tuned STABLE values for `{}`: using the reference defaults", a.dataset);
+            StableConfig::default()
+        }),
+        "default" => StableConfig::default(),
+        p => bail!("--preset {p}: expected auto or default"),
+    };
+    if a.npz.is_some() && a.preset == "auto" {
+        cfg = StableConfig::default();
+    }
+    cfg.alpha = a.alpha.unwrap_or(cfg.alpha);
+    cfg.beta = a.beta.unwrap_or(cfg.beta);
+    cfg.k = a.k.unwrap_or(cfg.k);
+    cfg.jt = a.jt.unwrap_or(cfg.jt);
+    cfg.cos = a.cos.unwrap_or(cfg.cos);
+    eprintln!(
+        "strata refine: {} ({} nodes, {} edges) · α {} β {} k {} jt {} cos {}",
+        data.name,
+        data.num_nodes(),
+        data.graph.symmetrized().num_undirected_edges(),
+        cfg.alpha,
+        cfg.beta,
+        cfg.k,
+        cfg.jt,
+        cfg.cos
+    );
+    let r = refine(&data, &cfg, a.seed, device);
+    // Which removed edges were adversarial: known when the clean graph is (a Pro-GNN attack).
+    let clean = match (&attack, &a.npz) {
+        (Some(_), None) => Some(strata_graph::load(&a.dataset, None).context("loading the clean graph")?),
+        _ => None,
+    };
+    let adversarial = clean.as_ref().map(|c| r.report.removed.iter().filter(|&&(u, v, _)| !c.graph.has_edge(u, v)).count());
+    let mut rows = vec![vec!["step".to_string(), "edges".into()]];
+    rows.push(vec!["Jaccard pre-pruning (views only)".into(), r.report.jaccard_pruned.to_string()]);
+    rows.push(vec![format!("removed (cosine ≤ {})", cfg.cos), r.report.edges_removed.to_string()]);
+    if let Some(adv) = adversarial {
+        rows.push(vec!["  of which adversarial".into(), adv.to_string()]);
+        rows.push(vec!["  of which normal".into(), (r.report.edges_removed - adv).to_string()]);
+    }
+    rows.push(vec![format!("added (top-{} neighbours, directed)", cfg.k), r.report.edges_added.to_string()]);
+    print!("{}", table(&rows));
+    eprintln!("encoder: {} epochs (best {}), refinement {:.1} s", r.report.encoder.epochs, r.report.encoder.best_epoch, r.report.seconds);
+    let split = data.splits.first().cloned().unwrap_or_else(|| Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
+    let acc = (a.runs > 0).then(|| advanced_gcn_runs(&r.graph, &r.embeddings, &data.labels, &split, cfg.alpha, a.runs, a.seed, device));
+    if let Some(acc) = &acc {
+        println!("advanced GCN on the refined graph, {} runs: test accuracy {:.2} ± {:.2}", a.runs, acc.mean * 100.0, acc.std * 100.0);
+    }
+    if let Some(out) = &a.out {
+        let mut d = data.clone();
+        d.graph = r.graph.clone();
+        d.splits = vec![split.clone()];
+        strata_graph::write_atomic(out, &strata_graph::formats::graph_npz(&d).to_bytes()).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("refined graph written to {}", out.display());
+    }
+    if let (Some(p), Some(c)) = (&a.plot, &clean) {
+        let split_cos = |edges: &[(usize, usize, f32)], adversarial: bool| -> Vec<f64> { edges.iter().filter(|&&(u, v, _)| c.graph.has_edge(u, v) != adversarial).map(|e| e.2 as f64).collect() };
+        let all: Vec<(usize, usize, f32)> = r.report.removed.iter().chain(&r.report.kept_cosines).copied().collect();
+        crate::plot::histograms(p, &format!("{}: embedding cosine of edges", data.name), &[("normal edges", split_cos(&all, false)), ("adversarial edges", split_cos(&all, true))], cfg.cos)?;
+    } else if a.plot.is_some() {
+        tracing::warn!("--plot needs a known clean graph (--attack on a Pro-GNN dataset): skipped");
+    }
+    let peak = peak_rss();
+    if let Some(p) = &a.json {
+        write_json(p, &json!({
+            "dataset": data.name, "attack": a.attack, "config": cfg,
+            "edges_removed": r.report.edges_removed, "edges_added": r.report.edges_added, "adversarial_removed": adversarial,
+            "jaccard_pruned": r.report.jaccard_pruned,
+            "test_accuracy": acc.as_ref().map(|x| json!({"mean": x.mean, "std": x.std, "runs": x.accuracies})),
+            "encoder": r.report.encoder, "refine_seconds": r.report.seconds, "peak_rss_bytes": peak,
+            "nodes": data.num_nodes(),
+        }))?;
+    }
+    Ok(())
+}
