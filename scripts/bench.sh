@@ -9,3 +9,4 @@ PY="${STRATA_PYTHON:?run through make bench}"
 "$PY" bench/pipeline.py
 "$PY" bench/linkpred.py
 "$PY" bench/netinfo.py
+"$PY" bench/stable.py

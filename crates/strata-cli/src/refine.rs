@@ -47,10 +47,27 @@ pub struct RefineArgs {
     threads: usize,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also train plain GCN and Jaccard-GCN (threshold 0.01) on the same graph and split, for
+    /// comparison (same number of runs).
+    #[arg(long)]
+    baselines: bool,
     /// Histogram of the embedding cosines of adversarial vs normal edges (SVG; needs a known
     /// clean graph, i.e. --attack on a Pro-GNN dataset).
     #[arg(long)]
     plot: Option<PathBuf>,
+}
+
+/// Whether every node has exactly one non-zero feature, each in its own column (identity-like
+/// placeholder features).
+fn one_hot_rows(f: &strata_graph::Features) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    match f {
+        strata_graph::Features::Sparse(m) => (0..m.rows()).all(|r| m.row(r).len() == 1 && seen.insert(m.row(r)[0])),
+        strata_graph::Features::Dense { rows, cols, data } => (0..*rows).all(|r| {
+            let nz: Vec<usize> = (0..*cols).filter(|&c| data[r * cols + c] != 0.0).collect();
+            nz.len() == 1 && seen.insert(nz[0] as i64)
+        }),
+    }
 }
 
 /// Peak resident memory of this process (Linux), bytes.
@@ -132,6 +149,29 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     } else if a.plot.is_some() {
         tracing::warn!("--plot needs a known clean graph (--attack on a Pro-GNN dataset): skipped");
     }
+    let baselines = if a.baselines && a.runs > 0 {
+        let gcn = |d: &strata_graph::Dataset| -> anyhow::Result<serde_json::Value> {
+            let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
+            let task = strata_nn::NodeTask::new(d, device, true, strata_nn::Kernel::EdgeList);
+            let accs = (0..a.runs as u64).map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, &split, a.seed + s, |_| {})?.1.test_accuracy)).collect::<anyhow::Result<Vec<f64>>>()?;
+            let (m, sd) = strata_nn::metrics::mean_std(&accs);
+            Ok(json!({"mean": m, "std": sd}))
+        };
+        let plain = gcn(&data)?;
+        // One-hot "features" (PolBlogs) make every Jaccard similarity 0: the baseline would
+        // delete the whole graph, so it is not applicable there.
+        let jaccard = if one_hot_rows(&data.features) {
+            serde_json::Value::Null
+        } else {
+            let mut pruned = data.clone();
+            pruned.graph = strata_stable::jaccard_prune(&data.graph.symmetrized().without_self_loops(), &data.features, 0.01).0;
+            gcn(&pruned)?
+        };
+        println!("plain GCN {:.2} · Jaccard-GCN {}", plain["mean"].as_f64().unwrap_or(0.0) * 100.0, jaccard["mean"].as_f64().map_or("n/a".into(), |m| format!("{:.2}", m * 100.0)));
+        Some(json!({"gcn": plain, "jaccard_gcn": jaccard}))
+    } else {
+        None
+    };
     let peak = peak_rss();
     if let Some(p) = &a.json {
         write_json(p, &json!({
@@ -140,7 +180,7 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
             "jaccard_pruned": r.report.jaccard_pruned,
             "test_accuracy": acc.as_ref().map(|x| json!({"mean": x.mean, "std": x.std, "runs": x.accuracies})),
             "encoder": r.report.encoder, "refine_seconds": r.report.seconds, "peak_rss_bytes": peak,
-            "nodes": data.num_nodes(),
+            "nodes": data.num_nodes(), "baselines": baselines,
         }))?;
     }
     Ok(())
