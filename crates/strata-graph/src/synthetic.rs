@@ -115,10 +115,9 @@ pub fn synthetic(spec: &SyntheticSpec) -> Dataset {
     let prototypes: Vec<Vec<f32>> = (0..groups).map(|_| (0..f).map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 }).collect()).collect();
     let mut data = Vec::with_capacity(n * f);
     for u in 0..n {
-        for j in 0..f {
+        for &p in &prototypes[group(u)] {
             let x = if informative {
                 // The group's prototype with 10 % of its bits flipped.
-                let p = prototypes[group(u)][j];
                 if rng.random_bool(0.1) { 1.0 - p } else { p }
             } else if rng.random_bool(0.5) {
                 1.0

@@ -104,8 +104,12 @@ fn penalised_loss(params: &Tensor, zpos: &Tensor, zneg: &Tensor, comps: usize, d
     bce + w.abs().sum(Kind::Float) * l1 + w.view([comps as i64, dim]).norm_scalaropt_dim(2.0, [1], false).sum(Kind::Float) * l2
 }
 
-/// Trains on `train` positive pairs (`u < v`), selecting by validation Hits@K.
-pub fn train_act(feats: &PairFeatures, nodes: usize, train: &[(usize, usize)], val: (&[(usize, usize)], &[(usize, usize)]), cfg: &ActConfig, device: Device) -> (Act, ActReport) {
+/// Node pairs `(u, v)`.
+pub type Pairs<'a> = &'a [(usize, usize)];
+
+/// Trains on `train` positive pairs (`u < v`), selecting by validation Hits@K on
+/// `val = (positives, negatives)`.
+pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, Pairs), cfg: &ActConfig, device: Device) -> (Act, ActReport) {
     let idx = |pairs: &[(usize, usize)]| {
         let (s, d): (Vec<i64>, Vec<i64>) = pairs.iter().map(|&(u, v)| (u as i64, v as i64)).unzip();
         (Tensor::from_slice(&s).to(device), Tensor::from_slice(&d).to(device))

@@ -80,9 +80,9 @@ impl Lbfgs {
                     q -= &self.dirs[i] * al[i];
                 }
                 let mut r = q * self.h_diag;
-                for i in 0..k {
+                for (i, a) in al.iter().enumerate() {
                     let be = (&self.dirs[i] * &r).sum(Kind::Double).double_value(&[]) * self.ro[i];
-                    r += &self.steps[i] * (al[i] - be);
+                    r += &self.steps[i] * (a - be);
                 }
                 r
             };

@@ -26,6 +26,17 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     x * keep
 }
 
+/// Method form of [`dropout`], so layer code reads like libtorch's.
+pub trait FastDropout {
+    fn fast_dropout(&self, p: f64, train: bool) -> Tensor;
+}
+
+impl FastDropout for Tensor {
+    fn fast_dropout(&self, p: f64, train: bool) -> Tensor {
+        dropout(self, p, train)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,16 +53,5 @@ mod tests {
         // Unbiased: E[y] = x.
         assert!((y.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.02);
         assert!(dropout(&x, 0.6, false).equal(&x));
-    }
-}
-
-/// Method form of [`dropout`], so layer code reads like libtorch's.
-pub trait FastDropout {
-    fn fast_dropout(&self, p: f64, train: bool) -> Tensor;
-}
-
-impl FastDropout for Tensor {
-    fn fast_dropout(&self, p: f64, train: bool) -> Tensor {
-        dropout(self, p, train)
     }
 }
