@@ -20,3 +20,11 @@ pub fn strata_bin() -> PathBuf {
 pub fn full_suite() -> bool {
     std::env::var("STRATA_FULL").is_ok_and(|v| v == "1")
 }
+
+/// Runs `strata ARGS`: (success, stdout, stderr). Fails the test if the binary panicked.
+pub fn run_strata(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(strata_bin()).args(args).output().expect("running strata");
+    let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(!se.contains("panicked"), "{se}");
+    (out.status.success(), so, se)
+}

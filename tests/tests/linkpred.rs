@@ -55,12 +55,7 @@ fn gcn_hits_at_100_on_cora_matches_the_netinfof_table() {
     assert!(h >= 0.65, "Hits@100 {h}");
 }
 
-fn strata(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(strata_tests::strata_bin()).args(args).output().unwrap();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-    assert!(!se.contains("panicked"), "{se}");
-    (out.status.success(), so, se)
-}
+use strata_tests::run_strata as strata;
 
 fn read_json(p: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()

@@ -76,12 +76,7 @@ fn probe_ranks_the_informative_components_first_on_synthetic_graphs() {
     }
 }
 
-fn strata(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(strata_tests::strata_bin()).args(args).output().unwrap();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-    assert!(!se.contains("panicked"), "{se}");
-    (out.status.success(), so, se)
-}
+use strata_tests::run_strata as strata;
 
 /// `strata probe` writes the documented JSON and a plot; `linkpred --encoder netinfof` trains,
 /// saves and re-evaluates NetInfoF_Act to the same numbers.

@@ -45,12 +45,7 @@ fn stable_defends_cora_against_metattack() {
     }
 }
 
-fn strata(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(strata_tests::strata_bin()).args(args).output().unwrap();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-    assert!(!se.contains("panicked"), "{se}");
-    (out.status.success(), so, se)
-}
+use strata_tests::run_strata as strata;
 
 /// `strata refine` reports what it changed (removed edges are enriched in adversarial ones),
 /// writes the refined graph, which `strata train` accepts, and the cosine plot.

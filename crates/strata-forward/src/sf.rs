@@ -113,7 +113,7 @@ pub fn train_sf(data: &Dataset, split: &Split, cfg: &SfConfig, seed: u64, device
         let input = l2_rows(&h).detach();
         let y_train = labels.index_select(0, &tr);
         let (mut best, mut since, mut epochs) = (f64::NEG_INFINITY, 0, 0);
-        let mut saved: Vec<Tensor> = tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
+        let mut saved: Vec<Tensor> = strata_nn::checkpoint::snapshot(&vs);
         for epoch in 1..=cfg.epochs {
             epochs = epoch;
             let out = conv.forward(&input).relu();
@@ -128,7 +128,7 @@ pub fn train_sf(data: &Dataset, split: &Split, cfg: &SfConfig, seed: u64, device
                 if acc > best {
                     best = acc;
                     since = 0;
-                    saved = tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
+                    saved = strata_nn::checkpoint::snapshot(&vs);
                 } else {
                     since += 1;
                     if since >= cfg.patience {
@@ -137,7 +137,7 @@ pub fn train_sf(data: &Dataset, split: &Split, cfg: &SfConfig, seed: u64, device
                 }
             }
         }
-        tch::no_grad(|| vs.trainable_variables().iter_mut().zip(&saved).for_each(|(t, s)| t.copy_(s)));
+        strata_nn::checkpoint::restore(&vs, &saved);
         h = tch::no_grad(|| conv.forward(&input).relu());
         sum_val += class_probs(&h, &va);
         sum_test += class_probs(&h, &te);

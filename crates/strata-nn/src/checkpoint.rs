@@ -66,3 +66,13 @@ pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
     vs.load(path)?;
     Ok(())
 }
+
+/// In-memory copies of every trainable variable, for keeping the best epoch's weights.
+pub fn snapshot(vs: &VarStore) -> Vec<tch::Tensor> {
+    tch::no_grad(|| vs.trainable_variables().iter().map(|v| v.copy()).collect())
+}
+
+/// Writes a [`snapshot`] back into the var store it was taken from.
+pub fn restore(vs: &VarStore, saved: &[tch::Tensor]) {
+    tch::no_grad(|| vs.trainable_variables().iter_mut().zip(saved).for_each(|(v, s)| v.copy_(s)));
+}

@@ -4,6 +4,7 @@
 //! the training edges against fresh uniform negatives every epoch; the weights of the epoch with
 //! the best validation Hits@K are kept.
 
+use crate::checkpoint::{restore, snapshot};
 use crate::error::{NnError, Result};
 use crate::input::Input;
 use crate::message_passing::GraphTensors;
@@ -256,13 +257,6 @@ pub struct LinkReport {
     pub curve: Vec<LinkEpoch>,
 }
 
-fn snapshot(vs: &nn::VarStore) -> Vec<Tensor> {
-    tch::no_grad(|| vs.trainable_variables().iter().map(|v| v.copy()).collect())
-}
-
-fn restore(vs: &nn::VarStore, saved: &[Tensor]) {
-    tch::no_grad(|| vs.trainable_variables().iter_mut().zip(saved).for_each(|(v, s)| v.copy_(s)));
-}
 
 /// Trains a fresh link predictor with `seed`; returns it with the weights of its best
 /// validation Hits@K and the test metrics of those weights.

@@ -71,7 +71,7 @@ pub fn advanced_gcn_runs(g: &CsrGraph, z: &Tensor, labels: &[i64], split: &Split
         let mut opt = nn::Adam::default().build(&vs, 0.01).expect("optimizer");
         opt.set_weight_decay(5e-4);
         let (mut best_loss, mut best_acc) = (f64::INFINITY, f64::NEG_INFINITY);
-        let mut saved: Vec<Tensor> = tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
+        let mut saved: Vec<Tensor> = strata_nn::checkpoint::snapshot(&vs);
         for _ in 0..200 {
             let out = forward(true);
             let loss = out.index_select(0, &tr).cross_entropy_for_logits(&y.index_select(0, &tr));
@@ -80,11 +80,11 @@ pub fn advanced_gcn_runs(g: &CsrGraph, z: &Tensor, labels: &[i64], split: &Split
             if vl < best_loss || vacc > best_acc {
                 best_loss = best_loss.min(vl);
                 best_acc = best_acc.max(vacc);
-                saved = tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
+                saved = strata_nn::checkpoint::snapshot(&vs);
             }
             opt.backward_step(&loss);
         }
-        tch::no_grad(|| vs.trainable_variables().iter_mut().zip(&saved).for_each(|(t, s)| t.copy_(s)));
+        strata_nn::checkpoint::restore(&vs, &saved);
         let out = tch::no_grad(|| forward(false));
         accuracies.push(accuracy(&out, &y, &te));
     }

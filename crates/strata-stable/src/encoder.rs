@@ -132,7 +132,7 @@ pub fn train_encoder(pre: &CsrGraph, views: &[CsrGraph; 2], features: &Features,
             best = l;
             best_epoch = epoch;
             since = 0;
-            saved = tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
+            saved = strata_nn::checkpoint::snapshot(&vs);
         } else {
             since += 1;
             if since >= cfg.patience {
@@ -141,7 +141,7 @@ pub fn train_encoder(pre: &CsrGraph, views: &[CsrGraph; 2], features: &Features,
         }
         opt.backward_step(&loss);
     }
-    tch::no_grad(|| vs.trainable_variables().iter_mut().zip(&saved).for_each(|(t, s)| t.copy_(s)));
+    strata_nn::checkpoint::restore(&vs, &saved);
     let z = tch::no_grad(|| encode(&anchor, &x.mm(&w)));
     (z, EncoderReport { epochs, best_epoch, best_loss: best })
 }
