@@ -12,7 +12,7 @@
 use serde::Serialize;
 use strata_graph::{CsrGraph, Dataset, Split};
 use strata_nn::conv::{GatConv, GcnConv, SageConv};
-use strata_nn::{GraphTensors, Input, Kernel, ModelKind, Norm};
+use strata_nn::{GraphTensors, Input, Kernel, ModelKind, Norm, Patience, Progress};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -119,7 +119,7 @@ pub fn train_sf(data: &Dataset, split: &Split, cfg: &SfConfig, seed: u64, device
             input = input.to_sparse_sparse_dim(2).coalesce();
         }
         let y_train = labels.index_select(0, &tr);
-        let (mut best, mut since, mut epochs) = (f64::NEG_INFINITY, 0, 0);
+        let (mut stopper, mut epochs) = (Patience::maximising(cfg.patience), 0);
         let mut saved: Vec<Tensor> = strata_nn::checkpoint::snapshot(&vs);
         for epoch in 1..=cfg.epochs {
             epochs = epoch;
@@ -132,15 +132,10 @@ pub fn train_sf(data: &Dataset, split: &Split, cfg: &SfConfig, seed: u64, device
                     let out = conv.forward(&input).relu();
                     accuracy(&(&sum_val + class_probs(&out, &va)), &va)
                 });
-                if acc > best {
-                    best = acc;
-                    since = 0;
-                    saved = strata_nn::checkpoint::snapshot(&vs);
-                } else {
-                    since += 1;
-                    if since >= cfg.patience {
-                        break;
-                    }
+                match stopper.record(acc) {
+                    Progress::Improved => saved = strata_nn::checkpoint::snapshot(&vs),
+                    Progress::Stop => break,
+                    Progress::Waiting => {}
                 }
             }
         }

@@ -28,4 +28,4 @@ pub use input::Input;
 pub use linkpred::{train_link_predictor, Decoder, LinkConfig, LinkMetrics, LinkModel, LinkReport, LinkTask};
 pub use message_passing::{GraphTensors, Kernel, Norm};
 pub use model::{Model, ModelConfig, ModelKind, ModelOverrides};
-pub use trainer::{train_node_classifier, EpochStats, NodeTask, RunReport};
+pub use trainer::{train_node_classifier, EpochStats, NodeTask, Patience, Progress, RunReport};

@@ -6,6 +6,7 @@
 
 use crate::checkpoint::{restore, snapshot};
 use crate::error::{NnError, Result};
+use crate::trainer::{Patience, Progress};
 use crate::input::Input;
 use crate::message_passing::GraphTensors;
 use crate::metrics::{average_precision, hits_at_k, mrr, roc_auc};
@@ -268,7 +269,7 @@ pub fn train_link_predictor(task: &LinkTask, cfg: &LinkConfig, seed: u64, mut on
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_11c5);
     let (ts, td) = &task.train;
     let npos = task.split.train_pos.len();
-    let (mut best, mut best_epoch, mut since) = (f64::NEG_INFINITY, 0, 0);
+    let (mut stopper, mut best_epoch) = (Patience::maximising(cfg.patience), 0);
     let mut saved = snapshot(model.vs());
     let mut curve = Vec::new();
     let has_val = !task.split.val_pos.is_empty();
@@ -291,16 +292,14 @@ pub fn train_link_predictor(task: &LinkTask, cfg: &LinkConfig, seed: u64, mut on
         let e = LinkEpoch { epoch, loss: loss.double_value(&[]), val_hits, step_ms };
         on_epoch(&e);
         curve.push(e);
-        if !has_val || val_hits > best {
-            best = val_hits;
-            best_epoch = epoch;
-            since = 0;
-            saved = snapshot(model.vs());
-        } else {
-            since += 1;
-            if cfg.patience > 0 && since >= cfg.patience {
-                break;
+        // Without validation pairs every epoch counts as an improvement: the last weights are kept.
+        match if has_val { stopper.record(val_hits) } else { Progress::Improved } {
+            Progress::Improved => {
+                best_epoch = epoch;
+                saved = snapshot(model.vs());
             }
+            Progress::Stop => break,
+            Progress::Waiting => {}
         }
     }
     restore(model.vs(), &saved);

@@ -155,3 +155,62 @@ pub fn train_node_classifier(
     };
     Ok((model, report))
 }
+
+/// What [`Patience::record`] concluded about the latest score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A new best: keep these weights.
+    Improved,
+    /// Not better, keep going.
+    Waiting,
+    /// `patience` scores in a row without improvement: stop.
+    Stop,
+}
+
+/// Early stopping on a score that should go up (accuracy, Hits@K) or down (a loss).
+/// `patience` = 0 never stops.
+#[derive(Clone, Debug)]
+pub struct Patience {
+    best: f64,
+    since: usize,
+    patience: usize,
+    maximise: bool,
+}
+
+impl Patience {
+    pub fn maximising(patience: usize) -> Patience {
+        Patience { best: f64::NEG_INFINITY, since: 0, patience, maximise: true }
+    }
+    pub fn minimising(patience: usize) -> Patience {
+        Patience { best: f64::INFINITY, since: 0, patience, maximise: false }
+    }
+    pub fn best(&self) -> f64 {
+        self.best
+    }
+    pub fn record(&mut self, score: f64) -> Progress {
+        if (self.maximise && score > self.best) || (!self.maximise && score < self.best) {
+            self.best = score;
+            self.since = 0;
+            return Progress::Improved;
+        }
+        self.since += 1;
+        if self.patience > 0 && self.since >= self.patience { Progress::Stop } else { Progress::Waiting }
+    }
+}
+
+#[cfg(test)]
+mod patience_tests {
+    use super::*;
+
+    #[test]
+    fn stops_after_patience_scores_without_improvement() {
+        let mut p = Patience::maximising(2);
+        assert_eq!(p.record(0.5), Progress::Improved);
+        assert_eq!(p.record(0.4), Progress::Waiting);
+        assert_eq!(p.record(0.5), Progress::Stop);
+        let mut q = Patience::minimising(0);
+        assert_eq!(q.record(1.0), Progress::Improved);
+        assert!((0..100).all(|_| q.record(2.0) == Progress::Waiting));
+        assert_eq!(q.best(), 1.0);
+    }
+}

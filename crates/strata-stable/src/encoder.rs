@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 use strata_graph::{CsrGraph, Features};
+use strata_nn::{Patience, Progress};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -115,7 +116,7 @@ pub fn train_encoder(pre: &CsrGraph, views: &[CsrGraph; 2], features: &Features,
     let mut opt = nn::Adam::default().build(&vs, 1e-3).expect("optimizer");
     let encode = |adj: &Propagator, xw: &Tensor| (adj.apply(xw) + &b).prelu(&a);
     let labels = Tensor::cat(&[Tensor::ones([n], (Kind::Float, device)), Tensor::zeros([n], (Kind::Float, device))], 0);
-    let (mut best, mut best_epoch, mut since) = (f64::INFINITY, 0, 0);
+    let (mut stopper, mut best_epoch) = (Patience::minimising(cfg.patience), 0);
     let mut saved: Vec<Tensor> = Vec::new();
     let mut epochs = 0;
     for epoch in 0..cfg.max_encoder_epochs {
@@ -127,21 +128,18 @@ pub fn train_encoder(pre: &CsrGraph, views: &[CsrGraph; 2], features: &Features,
         let v: Tensor = aug.iter().map(|adj| wd.mv(&encode(adj, &xw).mean_dim(0, false, Kind::Float).sigmoid())).fold(Tensor::zeros([d], (Kind::Float, device)), |acc, v| acc + v);
         let logits = Tensor::cat(&[h.mv(&v), h_neg.mv(&v)], 0) + &b_d * 2.0;
         let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, tch::Reduction::Mean);
-        let l = loss.double_value(&[]);
-        if l < best {
-            best = l;
-            best_epoch = epoch;
-            since = 0;
-            saved = strata_nn::checkpoint::snapshot(&vs);
-        } else {
-            since += 1;
-            if since >= cfg.patience {
-                break;
+        // As in the reference: the weights are kept before the step that this loss drives.
+        match stopper.record(loss.double_value(&[])) {
+            Progress::Improved => {
+                best_epoch = epoch;
+                saved = strata_nn::checkpoint::snapshot(&vs);
             }
+            Progress::Stop => break,
+            Progress::Waiting => {}
         }
         opt.backward_step(&loss);
     }
     strata_nn::checkpoint::restore(&vs, &saved);
     let z = tch::no_grad(|| encode(&anchor, &x.mm(&w)));
-    (z, EncoderReport { epochs, best_epoch, best_loss: best })
+    (z, EncoderReport { epochs, best_epoch, best_loss: stopper.best() })
 }
