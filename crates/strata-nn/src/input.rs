@@ -1,16 +1,17 @@
 //! Node features on the device. Bag-of-words features are >98 % zeros, so sparse inputs stay
-//! sparse: the first layer's `X·W` becomes a gather of `W`'s rows per non-zero, and input
-//! dropout acts on the stored values only (identical in distribution to dropout on the dense
-//! matrix, since dropped zeros stay zero).
+//! sparse: the first layer's `X·W` is libtorch's sparse-COO × dense product, and input dropout
+//! acts on the stored values only (identical in distribution to dropout on the dense matrix,
+//! since dropped zeros stay zero).
 
 use crate::ops::FastDropout;
-use crate::message_passing::scatter_sum;
 use strata_graph::Features;
 use tch::{Device, Kind, Tensor};
 
 pub enum Input {
     Dense(Tensor),
-    Sparse { n: i64, dim: i64, row: Tensor, col: Tensor, val: Tensor },
+    /// `x` is a coalesced sparse COO matrix; `indices`/`val` are its parts, kept to rebuild it
+    /// around dropped-out values without another coalesce.
+    Sparse { n: i64, dim: i64, x: Tensor, indices: Tensor, val: Tensor },
 }
 
 impl Input {
@@ -22,13 +23,13 @@ impl Input {
             Features::Dense { rows, cols, data } => {
                 Input::Dense(Tensor::from_slice(data).view([*rows as i64, *cols as i64]).to(device))
             }
-            Features::Sparse(m) => Input::Sparse {
-                n: m.rows() as i64,
-                dim: m.cols() as i64,
-                row: Tensor::from_slice(&m.row_ids()).to(device),
-                col: Tensor::from_slice(m.indices()).to(device),
-                val: Tensor::from_slice(&m.values_or_ones()).to(device),
-            },
+            Features::Sparse(m) => {
+                let (n, dim) = (m.rows() as i64, m.cols() as i64);
+                let indices = Tensor::stack(&[Tensor::from_slice(&m.row_ids()), Tensor::from_slice(m.indices())], 0);
+                let val = Tensor::from_slice(&m.values_or_ones());
+                let x = Tensor::sparse_coo_tensor_indices_size(&indices, &val, [n, dim], (Kind::Float, Device::Cpu), false).coalesce().to(device);
+                Input::Sparse { n, dim, indices: x.indices(), val: x.values(), x }
+            }
         }
     }
     pub fn num_nodes(&self) -> i64 {
@@ -47,9 +48,10 @@ impl Input {
     pub fn matmul(&self, w: &Tensor, dropout: f64, train: bool) -> Tensor {
         match self {
             Input::Dense(x) => x.fast_dropout(dropout, train).matmul(w),
-            Input::Sparse { n, row, col, val, .. } => {
+            Input::Sparse { x, .. } if !train || dropout == 0.0 => x.mm(w),
+            Input::Sparse { n, dim, indices, val, .. } => {
                 let v = val.fast_dropout(dropout, train);
-                scatter_sum(&(w.index_select(0, col) * v.unsqueeze(-1)), row, *n)
+                Tensor::sparse_coo_tensor_indices_size(indices, &v, [*n, *dim], (Kind::Float, v.device()), true).mm(w)
             }
         }
     }
@@ -57,10 +59,7 @@ impl Input {
     pub fn to_dense(&self) -> Tensor {
         match self {
             Input::Dense(x) => x.shallow_clone(),
-            Input::Sparse { n, dim, row, col, val } => {
-                let idx = row * *dim + col;
-                Tensor::zeros([n * dim], (Kind::Float, val.device())).index_add(0, &idx, val).view([*n, *dim])
-            }
+            Input::Sparse { x, .. } => x.to_dense(None, false),
         }
     }
 }
