@@ -1,4 +1,21 @@
 include!("../../build-support/torch_link.rs");
 fn main() {
     link_libtorch();
+    compile_memory_shim();
+}
+
+/// `csrc/memory.cpp`: allocator statistics for `strata_nn::memory`, against the same libtorch
+/// headers tch builds with.
+fn compile_memory_shim() {
+    println!("cargo:rerun-if-changed=csrc/memory.cpp");
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports DEP_TCH_LIBTORCH_LIB");
+    let include = std::path::Path::new(&lib).parent().expect("libtorch lib dir has a parent").join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/memory.cpp")
+        .include(&include)
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("strata_memory");
 }

@@ -1,6 +1,6 @@
 //! ForwardGNN on the paper's own Cora-ML splits (`../shared/graphs/forwardgnn/cora_ml`).
 
-use strata_forward::{train_sf, SfConfig};
+use strata_forward::{train_node, ForwardConfig, Trainer};
 use strata_graph::registry::locate_or_skip;
 use strata_tests::HEAVY;
 
@@ -10,13 +10,13 @@ fn sf_runs(layers: usize) -> Vec<f64> {
     let d = strata_graph::load("cora-ml", None).unwrap();
     assert_eq!(d.splits.len(), 5);
     strata_nn::set_threads(0);
-    let cfg = SfConfig { layers, ..Default::default() };
+    let cfg = ForwardConfig { layers, ..Default::default() };
     d.splits
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let t0 = std::time::Instant::now();
-            let r = train_sf(&d, s, &cfg, 10100 + 3 * i as u64, tch::Device::Cpu).unwrap();
+            let r = train_node(&d, s, Trainer::Sf, &cfg, 10100 + 3 * i as u64, tch::Device::Cpu).unwrap();
             eprintln!("SF-GCN {layers} layers, split {i}: {:.2} (per layer {:.3?}, epochs {:?}, {:.1} s)", r.test_accuracy * 100.0, r.per_layer_accuracy, r.epochs, t0.elapsed().as_secs_f64());
             r.test_accuracy * 100.0
         })
@@ -62,4 +62,39 @@ fn bp_gcn_on_cora_ml_matches_the_paper() {
     let (m, sd) = strata_nn::metrics::mean_std(&accs);
     eprintln!("BP-GCN 2 layers on Cora-ML: {m:.2} ± {sd:.2} {accs:.2?}");
     assert!(m >= 85.5, "{m}");
+}
+
+/// Mean test accuracy % of `trainer` over seeds 0..5 on Cora's public split (GCN, 2 layers).
+/// Learning rate 1e-2 for all three: with the public split's 140 labels, the paper's 1e-3
+/// (tuned on 64 % training splits) leaves forward-forward layers barely trained when early
+/// stopping ends them (FF-LA 38 % at 1e-3).
+fn cora_public(trainer: Trainer, d: &strata_graph::Dataset) -> f64 {
+    let cfg = ForwardConfig { layers: 2, lr: 1e-2, ..Default::default() };
+    let accs: Vec<f64> = (0..5)
+        .map(|seed| {
+            let t0 = std::time::Instant::now();
+            let r = train_node(d, &d.splits[0], trainer, &cfg, seed, tch::Device::Cpu).unwrap();
+            eprintln!("{} seed {seed}: {:.2} (per layer {:.3?}, epochs {:?}, {:.1} s, peak {:.1} MiB)", trainer.name(), r.test_accuracy * 100.0, r.per_layer_accuracy, r.epochs, t0.elapsed().as_secs_f64(), r.peak_memory_bytes as f64 / 1048576.0);
+            r.test_accuracy * 100.0
+        })
+        .collect();
+    let (m, s) = strata_nn::metrics::mean_std(&accs);
+    eprintln!("{} on Cora (public split, GCN, 2 layers, 5 seeds): {m:.2} ± {s:.2}", trainer.name());
+    m
+}
+
+/// Cora public split, GCN, 2 layers, 5 seeds: `sf` and `ff-la` within 3 points of `bp`.
+#[test]
+fn forward_trainers_come_within_three_points_of_backprop_on_cora() {
+    if locate_or_skip("planetoid/cora.npz").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    strata_nn::set_threads(0);
+    let d = strata_graph::load("cora", None).unwrap();
+    let bp = cora_public(Trainer::Bp, &d);
+    for t in [Trainer::Sf, Trainer::FfLa] {
+        let m = cora_public(t, &d);
+        assert!(m >= bp - 3.0, "{}: {m:.2} vs bp {bp:.2}", t.name());
+    }
 }

@@ -16,6 +16,7 @@ mod device;
 mod error;
 mod input;
 pub mod linkpred;
+pub mod memory;
 pub mod message_passing;
 pub mod metrics;
 mod model;

@@ -216,6 +216,11 @@ impl LinkTask {
         pair_tensors(&pairs, self.device)
     }
 
+    /// `count` negatives drawn with their own seeded generator (for trainers that fix them once).
+    pub fn sample_negatives(&self, count: usize, seed: u64) -> (Tensor, Tensor) {
+        self.negatives(count, &mut ChaCha8Rng::seed_from_u64(seed))
+    }
+
     /// Scores of a model on positive and negative pairs (inference mode).
     pub fn scores(&self, model: &LinkModel, pos: &[(usize, usize)], neg: &[(usize, usize)]) -> (Vec<f32>, Vec<f32>) {
         tch::no_grad(|| {

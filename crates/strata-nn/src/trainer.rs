@@ -97,6 +97,7 @@ pub fn train_node_classifier(
         let t0 = Instant::now();
         let logits = model.forward(&task.input, true);
         let loss = logits.index_select(0, &train_idx).cross_entropy_for_logits(&train_y);
+        crate::memory::sample();
         opt.zero_grad();
         loss.backward();
         opt.step();

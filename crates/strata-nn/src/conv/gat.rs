@@ -38,6 +38,21 @@ impl GatConv {
             n,
         }
     }
+    /// The same layer (shared parameters) on another graph (`edges` with self loops, `n` nodes).
+    pub fn on(&self, edges: (Tensor, Tensor), n: i64) -> GatConv {
+        GatConv {
+            lin: self.lin.share(),
+            att_src: self.att_src.shallow_clone(),
+            att_dst: self.att_dst.shallow_clone(),
+            bias: self.bias.shallow_clone(),
+            heads: self.heads,
+            out: self.out,
+            concat: self.concat,
+            row: edges.0,
+            col: edges.1,
+            n,
+        }
+    }
     /// Attends over already-projected features `xw = X·W` (`[n, heads·out]`).
     pub fn attend(&self, xw: &Tensor, att_dropout: f64, train: bool) -> Tensor {
         let h = xw.view([self.n, self.heads, self.out]);

@@ -23,6 +23,10 @@ impl GcnConv {
         self.lin.b = Some(vs.var("bias", &[fan_out], nn::Init::Const(0.0)));
         self
     }
+    /// The same layer (shared parameters) on another graph's operator.
+    pub fn on(&self, adj: Rc<Adjacency>) -> GcnConv {
+        GcnConv { lin: self.lin.share(), adj }
+    }
     /// Propagates already-transformed features `XΘ` and adds the bias.
     pub fn propagate(&self, xw: &Tensor) -> Tensor {
         let out = self.adj.propagate(xw);

@@ -29,6 +29,10 @@ impl Linear {
         });
         Linear { w, b }
     }
+    /// The same parameters behind a second handle (gradients reach the same variables).
+    pub fn share(&self) -> Linear {
+        Linear { w: self.w.shallow_clone(), b: self.b.as_ref().map(Tensor::shallow_clone) }
+    }
     pub fn forward(&self, x: &Tensor) -> Tensor {
         match &self.b {
             Some(b) => x.matmul(&self.w) + b,

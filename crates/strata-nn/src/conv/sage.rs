@@ -24,6 +24,10 @@ impl SageConv {
             adj,
         }
     }
+    /// The same layer (shared parameters) on another graph's mean operator.
+    pub fn on(&self, adj: Rc<Adjacency>) -> SageConv {
+        SageConv { lin_self: self.lin_self.share(), lin_neigh: self.lin_neigh.share(), adj }
+    }
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let (fan_in, fan_out) = (self.lin_neigh.w.size()[0], self.lin_neigh.w.size()[1]);
         let neigh = if fan_out < fan_in {
