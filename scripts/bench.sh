@@ -10,3 +10,4 @@ PY="${STRATA_PYTHON:?run through make bench}"
 "$PY" bench/linkpred.py
 "$PY" bench/netinfo.py
 "$PY" bench/stable.py
+"$PY" bench/forward.py

@@ -7,7 +7,9 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 use strata_nn::metrics::median;
-use strata_pipe::launcher::{train, Launcher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use strata_pipe::launcher::{config_identity, train, LaunchError, LaunchReport, Launcher, TrainOptions};
 use strata_pipe::pipeline::Mode;
 use strata_pipe::{plan, PipeModel, PipelineConfig};
 use tokio::io::AsyncBufReadExt;
@@ -116,6 +118,25 @@ pub struct LaunchArgs {
     pub device: String,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write checkpoints (every worker's parameters, optimizer moments and historical
+    /// embeddings; the launcher's manifest last) under this directory. It must be reachable at
+    /// the same path from every worker (a shared volume on a cluster).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Epochs between checkpoints (a checkpoint is also written at the end and on SIGTERM).
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: usize,
+    /// Continue from the newest complete checkpoint under DIR (torn ones are skipped) and keep
+    /// checkpointing there.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// When a worker dies: restart it (local workers) or wait for it to come back (listed
+    /// workers), reload the last checkpoint on every stage and continue. Needs checkpoints.
+    #[arg(long)]
+    pub restart_failed: bool,
+    /// Restarts allowed with --restart-failed.
+    #[arg(long, default_value_t = 3)]
+    pub max_restarts: usize,
 }
 
 #[derive(serde::Deserialize)]
@@ -141,6 +162,7 @@ async fn spawn_local(n: usize, device: &str, token: Option<&str>) -> anyhow::Res
             cmd.env("STRATA_TOKEN", t);
         }
         let mut child = cmd.spawn().context("starting a local worker")?;
+        eprintln!("strata launch: worker {rank} pid {}", child.id().unwrap_or(0));
         let stdout = child.stdout.take().unwrap();
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -296,19 +318,77 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     if !workers.is_empty() && workers.len() != cfg.workers() {
         bail!("{} workers listed but --mode {} needs {} ({} ways × {} stages), in rank order way·S + stage", workers.len(), a.mode, cfg.workers(), cfg.ways, cfg.stages);
     }
+    let ckpt_root = a.resume.clone().or_else(|| a.checkpoint_dir.clone());
+    if a.restart_failed && ckpt_root.is_none() {
+        bail!("--restart-failed resumes from checkpoints: give --checkpoint-dir (or --resume)");
+    }
+    if let Some(r) = &a.resume {
+        if !r.is_dir() {
+            bail!("--resume {}: no such checkpoint directory", r.display());
+        }
+    }
     let data = crate::train::load_dataset(&a.dataset, None, None)?;
     let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
     let p = plan(&data, &split, &cfg);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let stop = Arc::new(AtomicBool::new(false));
     rt.block_on(async move {
-        let _children;
-        if let Some((_, world, master)) = &env {
-            workers = serve_rank0(master, *world, &a.device, token.clone()).await?;
-        } else if workers.is_empty() {
-            let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref()).await?;
-            _children = c;
-            workers = addrs;
+        // SIGTERM (and Ctrl-C): finish the epoch, checkpoint, stop.
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            eprintln!("strata launch: stopping after this epoch");
+            flag.store(true, Ordering::SeqCst);
+        });
+        let given = workers.clone();
+        let mut restarts = 0;
+        loop {
+            let mut children = Vec::new();
+            if let Some((_, world, master)) = &env {
+                if restarts == 0 {
+                    workers = serve_rank0(master, *world, &a.device, token.clone()).await?;
+                }
+            } else if given.is_empty() {
+                let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref()).await?;
+                children = c;
+                workers = addrs;
+            }
+            // After a failure, listed workers get time to come back (restarted by their supervisor).
+            let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
+            match run_once(&a, &cfg, &p, &data, &workers, token.clone(), wait, ckpt_root.as_deref(), &stop).await {
+                Err(e) if a.restart_failed && restarts < a.max_restarts && e.downcast_ref::<LaunchError>().is_some_and(LaunchError::is_worker_failure) => {
+                    restarts += 1;
+                    eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);
+                    drop(children);
+                }
+                other => return other,
+            }
         }
+    })
+}
+
+/// Connects, configures, restores the newest checkpoint under `ckpt_root` (if any), trains,
+/// and prints the summary.
+#[allow(clippy::too_many_arguments)]
+async fn run_once(
+    a: &LaunchArgs,
+    cfg: &PipelineConfig,
+    p: &strata_pipe::PipelinePlan,
+    data: &strata_graph::Dataset,
+    workers: &[String],
+    token: Option<String>,
+    wait: Duration,
+    ckpt_root: Option<&std::path::Path>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    {
         let split_desc: Vec<String> = p.specs.iter().take(cfg.stages).map(|s| format!("{}..{}", s.first, s.last)).collect();
         eprintln!(
             "strata launch: {} ({} nodes) · {} with {} layers · {} mode: {} way(s) × {} stage(s) (slots {}) · {} chunks · workers {}",
@@ -323,10 +403,23 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             cfg.num_chunks(),
             workers.join(", ")
         );
-        let mut launcher = Launcher::connect(&workers, token.clone(), Duration::from_secs(15)).await?;
-        launcher.configure(&p).await?;
+        let mut launcher = Launcher::connect(workers, token.clone(), wait).await?;
+        launcher.configure(p).await?;
+        let mut opts = TrainOptions { checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)), resume: None, stop: Some(stop.clone()) };
+        if let Some((dir, m)) = ckpt_root.and_then(strata_pipe::checkpoint::latest) {
+            if m.config != config_identity(cfg) {
+                bail!("{}: the checkpoint was written by a run with a different configuration (model, mode, split or hyper-parameters); refusing to resume it", dir.display());
+            }
+            launcher.restore(&dir, &m).await?;
+            let report: LaunchReport = serde_json::from_value(m.launcher.clone()).with_context(|| format!("{}: launcher state", dir.display()))?;
+            eprintln!("strata launch: resumed from {} ({} epochs done)", dir.display(), m.epoch);
+            opts.resume = Some((m.epoch, report));
+        } else if a.resume.is_some() {
+            bail!("--resume {}: no complete checkpoint there", ckpt_root.map(|r| r.display().to_string()).unwrap_or_default());
+        }
         let pb = progress(cfg.epochs as u64, cfg.mode.name());
-        let result = train(&launcher, &p, &cfg, |e| {
+        pb.inc(opts.resume.as_ref().map_or(0, |r| r.0));
+        let result = train(&launcher, p, cfg, &opts, |e| {
             pb.inc(1);
             if let Some(v) = e.val_accuracy {
                 pb.set_message(format!("loss {:.3} val {:.3} · {:.0} ms/epoch", e.loss, v, e.epoch_ms));
@@ -342,8 +435,8 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             }
         };
         launcher.shutdown("training finished").await;
-        summarize(&a, &cfg, &data, &report, split_desc)
-    })
+        summarize(a, cfg, data, &report, split_desc)
+    }
 }
 
 /// Rank 0 of a torchrun/Slurm start: serve as worker 0 in this process and collect the other

@@ -6,7 +6,9 @@
 //! and `manifest.json` (configuration, where the graph came from, its fingerprint, metrics);
 //! `eval` and `predict` refuse a graph whose fingerprint differs from the one trained on.
 //! With `--encoder netinfof` the weights are NetInfoF_Act's and `embeddings.safetensors` holds
-//! the components' pair features (`plain`, `adjusted`).
+//! the components' pair features (`plain`, `adjusted`). With `--trainer sf|ff` (ForwardGNN)
+//! every layer is trained on its own and `embeddings.safetensors` holds all layers' embeddings
+//! side by side; a pair's score averages the layers' probabilities.
 
 use crate::report::{progress, table, write_json};
 use anyhow::{bail, Context};
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use strata_graph::npz::{Npz, NpzWriter};
 use strata_graph::{CsrGraph, Features, LinkSplit};
 use strata_netinfo::{probe_links, train_act, Act, ActConfig, EmbedConfig, PairFeatures};
+use strata_forward::{train_links, ForwardConfig, ForwardLinkModel, LinkTrainer};
 use strata_nn::{train_link_predictor, Kernel, LinkConfig, LinkMetrics, LinkModel, LinkTask, ModelKind};
 use tch::{Device, Kind};
 
@@ -62,6 +65,11 @@ struct TrainLinkArgs {
     /// dot or hadamard-mlp.
     #[arg(long, default_value = "dot")]
     decoder: String,
+    /// bp (backprop through encoder and decoder), or a ForwardGNN trainer: sf (per-layer
+    /// dot-product BCE) or ff (per-layer forward-forward goodness); the decoder is then the
+    /// trainer's own.
+    #[arg(long, default_value = "bp")]
+    trainer: String,
     /// Train, validation and test fractions of the undirected edges.
     #[arg(long, default_value = "0.85,0.05,0.10", value_delimiter = ',')]
     split: Vec<f64>,
@@ -136,9 +144,11 @@ struct Manifest {
     format: String,
     /// gcn, sage, gat or netinfof.
     encoder: String,
-    /// The GNN's settings (absent for NetInfoF, whose settings are `netinfof`).
+    /// The GNN's settings (absent for NetInfoF and ForwardGNN models).
     config: Option<LinkConfig>,
     netinfof: Option<NetinfofRecord>,
+    #[serde(default)]
+    forward: Option<ForwardRecord>,
     seed: u64,
     split: Vec<f64>,
     graph: GraphRecord,
@@ -158,6 +168,13 @@ struct NetinfofRecord {
     lambda2: f64,
     /// Validation NetInfoF score of each component.
     scores: Vec<(String, f64)>,
+}
+
+/// A ForwardGNN link model: its trainer and layer settings.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct ForwardRecord {
+    trainer: LinkTrainer,
+    config: ForwardConfig,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -327,6 +344,10 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
     if a.encoder == "netinfof" {
         return train_netinfof(a);
     }
+    if a.trainer != "bp" {
+        let trainer: LinkTrainer = a.trainer.parse()?;
+        return train_forward(a, trainer);
+    }
     let device = strata_nn::parse_device(&a.device)?;
     let encoder: ModelKind = a.encoder.parse()?;
     let mut cfg = LinkConfig::defaults(encoder);
@@ -365,6 +386,7 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
         encoder: cfg.encoder.name().into(),
         config: Some(cfg.clone()),
         netinfof: None,
+        forward: None,
         seed: a.seed,
         split: a.split.clone(),
         graph: rec,
@@ -377,6 +399,55 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
     eprintln!("best epoch {} of {}", report.best_epoch + 1, report.epochs_run);
     let step_ms: Vec<f64> = report.curve.iter().map(|e| e.step_ms).collect();
     finish_training(&a, &manifest, json!({"epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "curve": report.curve}))
+}
+
+/// `--trainer sf|ff`: ForwardGNN layers trained one at a time on the training graph.
+fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::Result<()> {
+    if a.decoder != "dot" || a.dropout.is_some() || a.out_dim.is_some() {
+        bail!("--trainer {}: the decoder is the trainer's own and there is no dropout or separate output width (use --hidden)", trainer.name());
+    }
+    let device = strata_nn::parse_device(&a.device)?;
+    let d = ForwardConfig::default();
+    let cfg = ForwardConfig {
+        conv: a.encoder.parse()?,
+        layers: a.layers.unwrap_or(d.layers),
+        hidden: a.hidden.unwrap_or(d.hidden),
+        epochs: a.epochs.unwrap_or(d.epochs),
+        lr: a.lr.unwrap_or(d.lr),
+        patience: a.patience.unwrap_or(d.patience),
+        ..d
+    };
+    cfg.validate()?;
+    let (graph, features, rec) = load_graph(&a.graph)?;
+    let split = LinkSplit::new(&graph, a.split[1], a.split[2], a.seed)?;
+    announce(&rec, &split, &format!("{} layers trained by {} (ForwardGNN)", cfg.conv.name(), trainer.name()));
+    let task = LinkTask::new(split, &features, device, true, Kernel::EdgeList);
+    let (model, run) = train_links(&task, trainer, &cfg, a.seed)?;
+    save_split(&a.out, &task.split)?;
+    model.save(&a.out.join("model.safetensors"))?;
+    let z = model.embed(&task.input.to_dense()).to(Device::Cpu);
+    strata_nn::checkpoint::save_tensors(&a.out.join("embeddings.safetensors"), &[("z", &z)])?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        encoder: cfg.conv.name().into(),
+        config: None,
+        netinfof: None,
+        forward: Some(ForwardRecord { trainer, config: cfg.clone() }),
+        seed: a.seed,
+        split: a.split.clone(),
+        graph: rec,
+        feature_dim: features.dim(),
+        best_epoch: run.epochs.iter().sum(),
+        epochs_run: run.epochs.iter().sum(),
+        val: run.val.clone(),
+        test: run.test.clone(),
+    };
+    eprintln!("layer epochs {:?}, test ROC-AUC by depth {:.4?}, peak memory {:.1} MiB", run.epochs, run.per_layer_auc, run.peak_memory_bytes as f64 / 1048576.0);
+    finish_training(
+        &a,
+        &manifest,
+        json!({"trainer": trainer.name(), "per_layer_auc": run.per_layer_auc, "peak_memory_bytes": run.peak_memory_bytes, "epoch_ms": run.epoch_ms, "train_seconds": run.train_seconds, "config": cfg}),
+    )
 }
 
 fn announce(rec: &GraphRecord, split: &LinkSplit, what: &str) {
@@ -417,6 +488,7 @@ fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
         format: FORMAT.into(),
         encoder: "netinfof".into(),
         config: None,
+        forward: None,
         netinfof: Some(NetinfofRecord {
             components: feats.components,
             dim: feats.dim,
@@ -450,6 +522,7 @@ fn metrics_table(rows: &[(&str, &LinkMetrics)]) -> String {
 enum Scorer {
     Gnn { task: Box<LinkTask>, model: Box<LinkModel>, z: tch::Tensor },
     NetInfoF { feats: PairFeatures, act: Act },
+    Forward { task: Box<LinkTask>, model: Box<ForwardLinkModel>, z: tch::Tensor },
 }
 
 impl Scorer {
@@ -467,6 +540,11 @@ impl Scorer {
                 Scorer::NetInfoF { feats, act } => {
                     let (s, d) = strata_nn::linkpred::pair_tensors(pairs, act.params.device());
                     act.logits(&feats.of(&s, &d))
+                }
+                // The logit of the layers' mean probability, so σ(score) is that probability.
+                Scorer::Forward { model, z, .. } => {
+                    let (s, d) = strata_nn::linkpred::pair_tensors(pairs, z.device());
+                    model.score(z, &s, &d).clamp(1e-7, 1.0 - 1e-7).logit(None)
                 }
             };
             Vec::<f64>::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).unwrap_or_default()
@@ -535,6 +613,23 @@ fn load_model(dir: &Path, graph_args: &GraphArgs, device: &str, cached: bool) ->
     }
     let emb_path = dir.join("embeddings.safetensors");
     let scorer = match (&manifest.config, &manifest.netinfof) {
+        (None, None) if manifest.forward.is_some() => {
+            let fw = manifest.forward.as_ref().expect("checked");
+            let task = LinkTask::new(split.clone(), &features, device, true, Kernel::EdgeList);
+            let mut model = ForwardLinkModel::new(fw.trainer, &fw.config, &task.graph, task.input.dim())?;
+            model.load(&dir.join("model.safetensors"))?;
+            let width = fw.config.layers as i64 * fw.config.hidden;
+            let z = if cached && emb_path.exists() {
+                let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
+                if z.size() != [n as i64, width] {
+                    bail!("{}: embeddings of shape {:?}, expected [{n}, {width}]; rerun with --recompute", emb_path.display(), z.size());
+                }
+                z
+            } else {
+                model.embed(&task.input.to_dense())
+            };
+            Scorer::Forward { task: Box::new(task), model: Box::new(model), z }
+        }
         (Some(cfg), _) => {
             let task = LinkTask::new(split.clone(), &features, device, true, Kernel::EdgeList);
             let mut model = LinkModel::new(cfg, &task.graph, &task.input)?;
@@ -581,9 +676,11 @@ fn predict(a: PredictArgs) -> anyhow::Result<()> {
     let l = load_model(&a.model_dir, &a.graph, &a.device, !a.recompute)?;
     let n = l.graph.num_nodes();
     let t0 = std::time::Instant::now();
-    if let (true, Scorer::Gnn { task, model, .. }) = (a.recompute, &l.scorer) {
-        // So the reported latency includes the encoder (loading ran it once already).
-        let _ = tch::no_grad(|| model.embed(&task.input, false));
+    // So the reported latency includes the encoder (loading ran it once already).
+    match (a.recompute, &l.scorer) {
+        (true, Scorer::Gnn { task, model, .. }) => drop(tch::no_grad(|| model.embed(&task.input, false))),
+        (true, Scorer::Forward { task, model, .. }) => drop(model.embed(&task.input.to_dense())),
+        _ => {}
     }
     let pairs: Vec<(usize, usize)> = match (a.node, &a.pairs) {
         (Some(u), _) => {

@@ -69,7 +69,7 @@ impl std::str::FromStr for Trainer {
 }
 
 /// Settings shared by the ForwardGNN trainers (the reference scripts' values by default).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ForwardConfig {
     /// gcn, sage or gat.
     pub conv: ModelKind,

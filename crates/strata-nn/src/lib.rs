@@ -21,6 +21,7 @@ pub mod message_passing;
 pub mod metrics;
 mod model;
 pub mod ops;
+pub mod optim;
 mod trainer;
 
 pub use device::{device_name, parse_device, set_threads};

@@ -3,10 +3,14 @@
 
 use crate::pipeline::{Mode, PipelineConfig, PipelinePlan};
 use crate::stage::PipeModel;
-use crate::proto::{ConfigChunk, EpochReply, EpochRequest, HealthRequest, ShutdownRequest};
+use crate::checkpoint::{self, Manifest, WorkerFile};
+use crate::proto::{CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest};
 use crate::schedule::chunk_order;
 use crate::volume::{boundary_count, VolumeModel};
 use crate::worker::{client, Client};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,10 +19,21 @@ pub enum LaunchError {
     Worker { rank: usize, addr: String, msg: String },
     #[error("{0}")]
     Config(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("stopped by a signal after epoch {epoch}{}", .checkpoint.as_ref().map(|c| format!("; checkpoint at {}", c.display())).unwrap_or_default())]
+    Interrupted { epoch: u64, checkpoint: Option<PathBuf> },
+}
+
+impl LaunchError {
+    /// A worker was lost (as opposed to a configuration or checkpoint problem).
+    pub fn is_worker_failure(&self) -> bool {
+        matches!(self, LaunchError::Worker { .. })
+    }
 }
 
 /// One epoch as the launcher saw it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LaunchEpoch {
     pub epoch: u64,
     pub loss: f64,
@@ -138,6 +153,40 @@ impl Launcher {
         None
     }
 
+    /// Every worker writes its state into the checkpoint of `epoch` (epochs completed) under
+    /// `root`; then the manifest is written, last.
+    pub async fn checkpoint(&self, root: &Path, epoch: u64, cfg: &PipelineConfig, report: &LaunchReport) -> Result<PathBuf, LaunchError> {
+        let dir = checkpoint::dir_for(root, epoch);
+        let calls = self.workers.iter().enumerate().map(|(rank, (_, c))| {
+            let mut c = c.clone();
+            let req = CheckpointRequest { dir: dir.display().to_string(), epoch };
+            async move { c.checkpoint(req).await.map(|r| (rank, r.into_inner())).map_err(|s| (rank, s.message().to_string())) }
+        });
+        let replies = futures::future::try_join_all(calls).await.map_err(|(rank, msg)| self.fail(rank, format!("checkpoint of epoch {epoch}: {msg}")))?;
+        let files = replies.into_iter().map(|(rank, r)| WorkerFile { rank, file: r.file, sha256: r.sha256, bytes: r.bytes }).collect();
+        let manifest = Manifest {
+            format: checkpoint::FORMAT.into(),
+            epoch,
+            config: config_identity(cfg),
+            files,
+            launcher: serde_json::to_value(report).map_err(|e| LaunchError::Checkpoint(e.to_string()))?,
+        };
+        checkpoint::commit(root, &manifest).map_err(|e| LaunchError::Checkpoint(e.to_string()))
+    }
+
+    /// Loads a verified checkpoint into the (configured) workers.
+    pub async fn restore(&self, dir: &Path, manifest: &Manifest) -> Result<(), LaunchError> {
+        if manifest.files.len() != self.workers.len() {
+            return Err(LaunchError::Checkpoint(format!("{} holds {} worker files, this run has {} workers", dir.display(), manifest.files.len(), self.workers.len())));
+        }
+        for f in &manifest.files {
+            let mut c = self.workers[f.rank].1.clone();
+            let req = RestoreRequest { path: dir.join(&f.file).display().to_string(), sha256: f.sha256.clone() };
+            c.restore(req).await.map_err(|s| self.fail(f.rank, format!("restore: {}", s.message())))?;
+        }
+        Ok(())
+    }
+
     pub async fn shutdown(&self, reason: &str) {
         for (_, c) in &self.workers {
             let mut c = c.clone();
@@ -147,7 +196,7 @@ impl Launcher {
 }
 
 /// Result of a distributed run.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LaunchReport {
     pub epochs: Vec<LaunchEpoch>,
     pub best_val_accuracy: f64,
@@ -157,7 +206,7 @@ pub struct LaunchReport {
 }
 
 /// The volume model's bytes per training epoch for a plan, by kind.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Predicted {
     /// Activations and gradients crossing stage boundaries.
     pub layer: f64,
@@ -212,14 +261,38 @@ pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
     p
 }
 
+/// The part of a configuration a checkpoint must agree with to be resumed (all but the epoch
+/// count, which a resumed run may extend).
+pub fn config_identity(cfg: &PipelineConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("epochs");
+    }
+    v
+}
+
+/// Checkpointing, resuming and stopping of [`train`].
+#[derive(Default)]
+pub struct TrainOptions {
+    /// Write a checkpoint under this root every `every` epochs (and when stopped).
+    pub checkpoint: Option<(PathBuf, usize)>,
+    /// Continue from a restored checkpoint: epochs completed and the launcher's report then.
+    pub resume: Option<(u64, LaunchReport)>,
+    /// Set (e.g. on SIGTERM) to stop after the current epoch.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
 /// Trains `cfg.epochs` epochs through the configured workers; exact full-graph evaluation every
 /// `cfg.eval_every` epochs picks the test accuracy at the best validation accuracy.
-pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfig, mut on_epoch: impl FnMut(&LaunchEpoch)) -> Result<LaunchReport, LaunchError> {
+pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&LaunchEpoch)) -> Result<LaunchReport, LaunchError> {
     let k = plan.offsets.len() - 1;
     let spec = &plan.specs[0];
     let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
-    let mut report = LaunchReport { epochs: Vec::new(), best_val_accuracy: -1.0, test_accuracy: 0.0, best_epoch: 0, predicted: predict(plan, cfg) };
-    for epoch in 0..cfg.epochs as u64 {
+    let (start, mut report) = match &opts.resume {
+        Some((epoch, r)) => (*epoch, LaunchReport { predicted: predict(plan, cfg), ..r.clone() }),
+        None => (0, LaunchReport { epochs: Vec::new(), best_val_accuracy: -1.0, test_accuracy: 0.0, best_epoch: 0, predicted: predict(plan, cfg) }),
+    };
+    for epoch in start..cfg.epochs as u64 {
         let order: Vec<u32> = chunk_order(k, cfg.seed, epoch, cfg.shuffle).into_iter().map(|c| c as u32).collect();
         let t0 = Instant::now();
         let replies = launcher.epoch(EpochRequest { epoch, order, train: true }).await?;
@@ -253,6 +326,17 @@ pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfi
         }
         on_epoch(&e);
         report.epochs.push(e);
+        let done = epoch + 1;
+        let stopping = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        let mut written = None;
+        if let Some((root, every)) = &opts.checkpoint {
+            if (*every > 0 && done.is_multiple_of(*every as u64)) || stopping || done == cfg.epochs as u64 {
+                written = Some(launcher.checkpoint(root, done, cfg, &report).await?);
+            }
+        }
+        if stopping && done < cfg.epochs as u64 {
+            return Err(LaunchError::Interrupted { epoch: done, checkpoint: written });
+        }
     }
     Ok(report)
 }

@@ -10,6 +10,7 @@ use crate::pipeline::PipelineConfig;
 use crate::stage::PipeModel;
 use std::ops::Range;
 use strata_nn::conv::{Init, Linear};
+use strata_nn::optim::Adam;
 use tch::{nn, Device, Kind, Tensor};
 
 /// Parameters of one graph-convolution slot.
@@ -62,14 +63,41 @@ pub fn build(cfg: &PipelineConfig, features: i64, classes: i64, owned: Range<usi
 }
 
 /// Adam with the model's two weight-decay groups.
-pub fn optimizer(cfg: &PipelineConfig, vs: &nn::VarStore, has_convs: bool) -> Result<nn::Optimizer, tch::TchError> {
-    use tch::nn::OptimizerConfig;
-    let mut opt = nn::Adam::default().build(vs, cfg.lr)?;
-    opt.set_weight_decay_group(0, cfg.weight_decay);
-    if has_convs {
-        opt.set_weight_decay_group(1, cfg.weight_decay_conv);
+/// (strata's own Adam, so checkpoints carry its moments and a resumed run continues exactly.)
+pub fn optimizer(cfg: &PipelineConfig, vs: &nn::VarStore) -> Adam {
+    Adam::new(vs, cfg.lr, &[cfg.weight_decay, cfg.weight_decay_conv])
+}
+
+/// A worker's checkpointable state: its parameters (`param.<name>`), the optimizer's moments,
+/// and `extra` (historical buffers).
+pub fn state(vs: &nn::VarStore, opt: &Adam, extra: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (format!("param.{k}"), v.to(Device::Cpu).copy())).collect();
+    out.extend(opt.state());
+    out.extend(extra);
+    out
+}
+
+/// Restores [`state`] into `vs` and `opt`; a missing or misshapen tensor is named.
+pub fn load_state(vs: &nn::VarStore, opt: &mut Adam, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+    for (k, mut v) in vs.variables() {
+        let key = format!("param.{k}");
+        let t = named.get(&key).ok_or_else(|| format!("checkpoint lacks `{key}`"))?;
+        if t.size() != v.size() {
+            return Err(format!("checkpoint `{key}` has shape {:?}, this stage's parameter {:?}: a different model or split", t.size(), v.size()));
+        }
+        tch::no_grad(|| v.copy_(t));
     }
-    Ok(opt)
+    opt.load_state(named).map_err(|e| e.to_string())
+}
+
+/// Copies `named[key]` into `dst`, checking the shape.
+pub fn load_buffer(named: &std::collections::HashMap<String, Tensor>, key: &str, dst: &Tensor) -> Result<(), String> {
+    let t = named.get(key).ok_or_else(|| format!("checkpoint lacks `{key}`"))?;
+    if t.size() != dst.size() {
+        return Err(format!("checkpoint `{key}` has shape {:?}, expected {:?}", t.size(), dst.size()));
+    }
+    tch::no_grad(|| dst.shallow_clone().copy_(t));
+    Ok(())
 }
 
 /// One convolution given its aggregated input `agg = Â·dropout(h)` (rows of the caller's vertices).

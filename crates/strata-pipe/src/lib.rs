@@ -8,6 +8,7 @@
 //! The worker service, coordinator and launcher are being built on these pieces (see the
 //! pipeline issue); what is here is complete and tested on its own.
 
+pub mod checkpoint;
 pub mod chunks;
 pub mod layers;
 pub mod launcher;

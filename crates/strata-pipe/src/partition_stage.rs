@@ -14,13 +14,14 @@ use crate::layers::{self, ConvParams, Exchange, Layers};
 use crate::stage::{history_lists, StageSpec};
 use strata_graph::Dataset;
 use strata_nn::ops::dropout;
+use strata_nn::optim::Adam;
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
 
 pub struct PartitionStage {
     pub spec: StageSpec,
     vs: nn::VarStore,
-    opt: nn::Optimizer,
+    opt: Adam,
     layers: Layers,
     features: Input,
     /// This partition's rows; inter edges' sources index the halo buffer.
@@ -57,7 +58,7 @@ impl PartitionStage {
         let cfg = &spec.config;
         let vs = nn::VarStore::new(device);
         let layers = layers::build(cfg, spec.features, spec.classes, 0..cfg.layers + 2, &vs, device);
-        let opt = layers::optimizer(cfg, &vs, true)?;
+        let opt = layers::optimizer(cfg, &vs);
         layers::define_grads(&vs);
         let part = graph.chunks.into_iter().nth(spec.way).expect("one chunk per way");
         let (lo, hi) = (part.start as usize, part.end as usize);
@@ -93,6 +94,14 @@ impl PartitionStage {
             last_loss: 0.0,
             spec,
         })
+    }
+
+    /// Parameters and optimizer moments (a partition keeps no historical rows).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        layers::state(&self.vs, &self.opt, Vec::new())
+    }
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+        layers::load_state(&self.vs, &mut self.opt, named)
     }
 
     pub fn parameters(&self) -> usize {

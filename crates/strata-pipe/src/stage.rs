@@ -18,6 +18,7 @@ use crate::layers::{self, ConvParams, Exchange};
 use strata_graph::{CsrGraph, Dataset};
 use strata_nn::conv::Linear;
 use strata_nn::ops::dropout;
+use strata_nn::optim::Adam;
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -101,7 +102,7 @@ pub struct Stage {
     pub spec: StageSpec,
     graph: ChunkedGraph,
     vs: nn::VarStore,
-    opt: nn::Optimizer,
+    opt: Adam,
     input: Option<(Linear, Vec<Input>, Input)>,
     /// Hybrid mode: rows of this way's vertices each other way reads (sent after every epoch),
     /// and the rows of other ways' vertices this stage reads (received).
@@ -136,7 +137,7 @@ impl Stage {
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
         let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: z(), epoch_start: z(), snapshot: z(), grad: z() }).collect();
         let head = layers.head;
-        let opt = layers::optimizer(cfg, &vs, !convs.is_empty())?;
+        let opt = layers::optimizer(cfg, &vs);
         layers::define_grads(&vs);
         let (history_send, history_recv) = if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
         let mut train_mask = vec![false; n as usize];
@@ -172,6 +173,22 @@ impl Stage {
     }
     pub fn parameters(&self) -> usize {
         self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
+    }
+
+    /// Parameters, optimizer moments and historical buffers (live rows and snapshot).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let extra = self.convs.iter().flat_map(|s| [(format!("history.{}.live", s.p.slot), s.live.to(Device::Cpu).copy()), (format!("history.{}.snapshot", s.p.slot), s.snapshot.to(Device::Cpu).copy())]).collect();
+        layers::state(&self.vs, &self.opt, extra)
+    }
+
+    /// Restores [`Stage::state`].
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+        layers::load_state(&self.vs, &mut self.opt, named)?;
+        for s in &self.convs {
+            layers::load_buffer(named, &format!("history.{}.live", s.p.slot), &s.live)?;
+            layers::load_buffer(named, &format!("history.{}.snapshot", s.p.slot), &s.snapshot)?;
+        }
+        Ok(())
     }
 
     /// Starts an epoch with chunk `order`: restores the snapshot (trick 3), remembers the

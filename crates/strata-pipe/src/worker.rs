@@ -8,7 +8,7 @@ use crate::proto::worker_server::{Worker, WorkerServer};
 use crate::layers::Exchange;
 use crate::partition_stage::PartitionStage;
 use crate::pipeline::Mode;
-use crate::proto::{Ack, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, ShutdownRequest, TensorChunk, TensorKind};
+use crate::proto::{Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind};
 use crate::stage::{Boundary, Stage, StageSpec};
 use crate::wire::{encode, Assembler, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
@@ -72,6 +72,8 @@ struct Received {
 enum Cmd {
     Configure { spec: Box<StageSpec>, npz: Vec<u8>, rank: usize, peers: Vec<String>, reply: oneshot::Sender<Result<(), String>> },
     Epoch { req: EpochRequest, reply: oneshot::Sender<Result<EpochReply, String>> },
+    Checkpoint { req: CheckpointRequest, reply: oneshot::Sender<Result<CheckpointReply, String>> },
+    Restore { req: RestoreRequest, reply: oneshot::Sender<Result<(), String>> },
 }
 
 struct Svc {
@@ -118,6 +120,19 @@ impl Worker for Svc {
         self.cmd.send(Cmd::Epoch { req, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
         let r = rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::internal)?;
         Ok(Response::new(r))
+    }
+
+    async fn checkpoint(&self, req: Request<CheckpointRequest>) -> Result<Response<CheckpointReply>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Checkpoint { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        Ok(Response::new(rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::internal)?))
+    }
+
+    async fn restore(&self, req: Request<RestoreRequest>) -> Result<Response<Ack>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Restore { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::failed_precondition)?;
+        Ok(Response::new(Ack { bytes_received: 0 }))
     }
 
     async fn push_tensor(&self, req: Request<Streaming<TensorChunk>>) -> Result<Response<Ack>, Status> {
@@ -256,6 +271,30 @@ impl Compute {
         let mut reply = result?;
         reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
         Ok(reply)
+    }
+
+    fn checkpoint(&mut self, req: CheckpointRequest) -> Result<CheckpointReply, String> {
+        let rt = self.state.as_ref().ok_or("Checkpoint before Configure")?;
+        let mut tensors = match &rt.engine {
+            Engine::Pipe(s) => s.state(),
+            Engine::Graph(p) => p.state(),
+        };
+        tensors.push(("epoch".into(), Tensor::from_slice(&[req.epoch as i64])));
+        let f = crate::checkpoint::write_worker_state(std::path::Path::new(&req.dir), rt.ctx.rank, &tensors).map_err(|e| e.to_string())?;
+        tracing::info!("checkpoint of epoch {} written: {} ({} bytes)", req.epoch, f.file, f.bytes);
+        Ok(CheckpointReply { file: f.file, sha256: f.sha256, bytes: f.bytes })
+    }
+
+    fn restore(&mut self, req: RestoreRequest) -> Result<(), String> {
+        let rt = self.state.as_mut().ok_or("Restore before Configure")?;
+        let named = crate::checkpoint::read_worker_state(std::path::Path::new(&req.path), &req.sha256).map_err(|e| e.to_string())?;
+        match &mut rt.engine {
+            Engine::Pipe(s) => s.load_state(&named),
+            Engine::Graph(p) => p.load_state(&named),
+        }
+        .map_err(|e| format!("{}: {e}", req.path))?;
+        tracing::info!("restored {}", req.path);
+        Ok(())
     }
 
     fn configure(&mut self, spec: StageSpec, npz: Vec<u8>, rank: usize, peer_addrs: Vec<String>) -> Result<(), String> {
@@ -467,6 +506,12 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
                     }
                     Cmd::Epoch { req, reply } => {
                         let _ = reply.send(compute.epoch(req));
+                    }
+                    Cmd::Checkpoint { req, reply } => {
+                        let _ = reply.send(compute.checkpoint(req));
+                    }
+                    Cmd::Restore { req, reply } => {
+                        let _ = reply.send(compute.restore(req));
                     }
                 }
             }

@@ -1,0 +1,39 @@
+"""`make bench`, part 6: ForwardGNN. Backprop vs single-forward (SF) GCN at 2, 4, 8, 16 layers on
+Cora-ML (official split 0 of the paper): test accuracy, epoch time (one training step of every
+layer: BP one step of the stack, SF the sum of each layer's mean step) and peak memory above the
+loaded dataset (CPU: heap high-water mark sampled after each forward pass). Both with the paper's
+settings: hidden 128, Adam 1e-3, weight decay 5e-4, no dropout, up to 1000 epochs, patience 200
+epochs (BP) / 100 validations every 2 epochs (SF, per layer)."""
+import argparse, json, os, subprocess, tempfile
+
+p = argparse.ArgumentParser()
+p.add_argument("--strata", default="target/release/strata")
+p.add_argument("--depths", default="2,4,8,16")
+p.add_argument("--out", default=".bench/forward.json")
+a = p.parse_args()
+
+BP = ["--hidden", "128", "--dropout", "0", "--lr", "0.001", "--weight-decay", "5e-4", "--epochs", "1000", "--patience", "200"]
+rows = []
+for layers in map(int, a.depths.split(",")):
+    for trainer in ["bp", "sf"]:
+        extra = BP if trainer == "bp" else []
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            subprocess.run([a.strata, "train", "--dataset", "cora-ml", "--model", "gcn", "--trainer", trainer, "--layers", str(layers),
+                            *extra, "--seeds", "1", "--json", f.name], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            r = json.load(open(f.name))
+        x = dict(trainer=trainer, layers=layers, accuracy=r["test_accuracy"]["mean"] * 100, epoch_ms=r["epoch_ms_median"],
+                 peak_mib=r["peak_memory_bytes"] / 2**20)
+        rows.append(x)
+        print(f"{trainer:3} {layers:>2} layers: test {x['accuracy']:.2f} %  epoch {x['epoch_ms']:.1f} ms  peak {x['peak_mib']:.1f} MiB", flush=True)
+
+print("\nCora-ML (split 0), GCN: backprop vs single-forward")
+print("| layers | BP acc % | BP epoch ms | BP peak MiB | SF acc % | SF epoch ms | SF peak MiB |")
+print("|---|---|---|---|---|---|---|")
+for layers in sorted({x["layers"] for x in rows}):
+    b, s = (next(x for x in rows if x["layers"] == layers and x["trainer"] == t) for t in ["bp", "sf"])
+    print(f"| {layers} | {b['accuracy']:.2f} | {b['epoch_ms']:.1f} | {b['peak_mib']:.1f} | {s['accuracy']:.2f} | {s['epoch_ms']:.1f} | {s['peak_mib']:.1f} |")
+for t in ["bp", "sf"]:
+    m = [x["peak_mib"] for x in rows if x["trainer"] == t]
+    print(f"{t}: peak memory {m[0]:.1f} → {m[-1]:.1f} MiB from {rows[0]['layers']} to {rows[-1]['layers']} layers ({(m[-1] / m[0] - 1) * 100:+.1f} %)")
+os.makedirs(os.path.dirname(a.out), exist_ok=True)
+json.dump(rows, open(a.out, "w"), indent=1)

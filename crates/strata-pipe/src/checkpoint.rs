@@ -1,0 +1,175 @@
+//! Checkpoints of a distributed run. A checkpoint is a directory `epoch-NNNNNN` under the run's
+//! checkpoint root holding one safetensors file per worker (parameters, optimizer moments,
+//! historical embeddings, epoch) and `manifest.json`, written by the launcher last: a directory
+//! without a manifest is incomplete. Every file is written atomically (temp file, fsync,
+//! rename) and its SHA-256 is in the manifest, so a torn or altered file is detected and the
+//! previous checkpoint is used.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+pub const FORMAT: &str = "strata-checkpoint/1";
+/// Complete checkpoints kept; older ones are deleted after a new one is complete.
+pub const KEEP: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {msg}")]
+    File { path: PathBuf, msg: String },
+    #[error("{0}")]
+    State(String),
+}
+
+fn file_err(path: &Path, msg: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::File { path: path.to_path_buf(), msg: msg.to_string() }
+}
+
+/// One worker's file in a checkpoint.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerFile {
+    pub rank: usize,
+    /// File name inside the checkpoint directory.
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// `manifest.json`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    /// Epochs completed; training resumes with this epoch.
+    pub epoch: u64,
+    /// The run's configuration (a resumed run must match it, epochs aside).
+    pub config: serde_json::Value,
+    pub files: Vec<WorkerFile>,
+    /// The launcher's own state (curve, best validation so far).
+    pub launcher: serde_json::Value,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn dir_for(root: &Path, epoch: u64) -> PathBuf {
+    root.join(format!("epoch-{epoch:06}"))
+}
+
+/// Writes a worker's state atomically into `dir`; returns its manifest entry.
+pub fn write_worker_state(dir: &Path, rank: usize, tensors: &[(String, Tensor)]) -> Result<WorkerFile, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let file = format!("rank{rank}.safetensors");
+    let path = dir.join(&file);
+    let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    strata_nn::checkpoint::save_tensors(&path, &named).map_err(|e| file_err(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| file_err(&path, e))?;
+    Ok(WorkerFile { rank, file, sha256: sha256_hex(&bytes), bytes: bytes.len() as u64 })
+}
+
+/// Reads a worker's state, refusing a file whose SHA-256 is not `sha256`.
+pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let got = sha256_hex(&bytes);
+    if got != sha256 {
+        return Err(file_err(path, format!("checksum mismatch (SHA-256 {}…, the manifest says {}…): torn or altered", &got[..12], &sha256[..sha256.len().min(12)])));
+    }
+    let tensors = Tensor::read_safetensors(path).map_err(|e| file_err(path, e))?;
+    Ok(tensors.into_iter().collect())
+}
+
+/// Writes the manifest (atomically, last) and deletes all but the newest [`KEEP`] checkpoints.
+pub fn commit(root: &Path, manifest: &Manifest) -> Result<PathBuf, CheckpointError> {
+    let dir = dir_for(root, manifest.epoch);
+    let path = dir.join("manifest.json");
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| file_err(&path, e))?;
+    strata_nn::checkpoint::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
+    let mut complete: Vec<(u64, PathBuf)> = list(root).into_iter().filter(|(_, d)| d.join("manifest.json").exists()).collect();
+    complete.sort();
+    let drop_count = complete.len().saturating_sub(KEEP);
+    for (_, d) in complete.into_iter().take(drop_count) {
+        if let Err(e) = std::fs::remove_dir_all(&d) {
+            tracing::warn!("could not delete old checkpoint {}: {e}", d.display());
+        }
+    }
+    Ok(dir)
+}
+
+fn list(root: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(root) else { return Vec::new() };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("epoch-").and_then(|n| n.parse::<u64>().ok()).map(|n| (n, e.path()))
+        })
+        .collect()
+}
+
+/// Checks a checkpoint directory: a readable manifest of this format and every worker file
+/// present with its checksum.
+pub fn verify(dir: &Path) -> Result<Manifest, CheckpointError> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, format!("no readable manifest ({e}): incomplete checkpoint")))?;
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| file_err(&path, format!("invalid manifest: {e}")))?;
+    if m.format != FORMAT {
+        return Err(file_err(&path, format!("format `{}`, expected `{FORMAT}`", m.format)));
+    }
+    for f in &m.files {
+        let p = dir.join(&f.file);
+        let bytes = std::fs::read(&p).map_err(|e| file_err(&p, e))?;
+        if sha256_hex(&bytes) != f.sha256 {
+            return Err(file_err(&p, "checksum mismatch: torn or altered"));
+        }
+    }
+    Ok(m)
+}
+
+/// The newest checkpoint under `root` that verifies; the ones skipped are logged with why.
+pub fn latest(root: &Path) -> Option<(PathBuf, Manifest)> {
+    let mut all = list(root);
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, dir) in all {
+        match verify(&dir) {
+            Ok(m) => return Some((dir, m)),
+            Err(e) => tracing::warn!("skipping checkpoint: {e}"),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(epoch: u64, files: Vec<WorkerFile>) -> Manifest {
+        Manifest { format: FORMAT.into(), epoch, config: serde_json::json!({}), files, launcher: serde_json::json!({}) }
+    }
+
+    /// Three checkpoints: the oldest is pruned; tearing the newest makes `latest` fall back to
+    /// the previous one; a state file with a wrong checksum is refused by name.
+    #[test]
+    fn torn_checkpoints_fall_back_to_the_previous_one() {
+        let root = tempfile::tempdir().unwrap();
+        for epoch in [5, 10, 15] {
+            let t = Tensor::from_slice(&[epoch as f32; 4]);
+            let f = write_worker_state(&dir_for(root.path(), epoch), 0, &[("w".into(), t)]).unwrap();
+            commit(root.path(), &manifest(epoch, vec![f])).unwrap();
+        }
+        assert!(!dir_for(root.path(), 5).exists(), "oldest checkpoint kept");
+        assert_eq!(latest(root.path()).unwrap().1.epoch, 15);
+        // Tear the newest: truncate its state file.
+        let torn = dir_for(root.path(), 15).join("rank0.safetensors");
+        let bytes = std::fs::read(&torn).unwrap();
+        std::fs::write(&torn, &bytes[..bytes.len() / 2]).unwrap();
+        let (dir, m) = latest(root.path()).unwrap();
+        assert_eq!(m.epoch, 10);
+        let state = read_worker_state(&dir.join(&m.files[0].file), &m.files[0].sha256).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&state["w"]).unwrap(), vec![10.0; 4]);
+        let e = read_worker_state(&torn, &m.files[0].sha256).unwrap_err().to_string();
+        assert!(e.contains("rank0.safetensors") && e.contains("checksum"), "{e}");
+        // A directory without a manifest (a checkpoint cut short) is skipped too.
+        write_worker_state(&dir_for(root.path(), 20), 0, &[("w".into(), Tensor::from_slice(&[1f32]))]).unwrap();
+        assert_eq!(latest(root.path()).unwrap().1.epoch, 10);
+    }
+}
