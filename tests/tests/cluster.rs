@@ -1,0 +1,168 @@
+//! Production cluster behaviour across worker processes: a killed worker, then `--resume` from
+//! the last checkpoint or `--restart-failed` in one run, ends where an uninterrupted run ends.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_graph::registry::locate_or_skip;
+use strata_tests::{strata_bin, HEAVY};
+
+const EPOCHS: &str = "24";
+/// GCNII-32 on Cora over 4 pipeline stages, 24 epochs, checkpoints every 3.
+const RUN: &[&str] = &["launch", "--dataset", "cora", "--model", "gcnii", "--layers", "32", "--stages", "4", "--epochs", EPOCHS, "--seed", "7"];
+
+fn json(p: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn run(extra: &[&str]) -> (bool, String) {
+    let out = Command::new(strata_bin()).args(RUN).args(extra).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!err.contains("panicked"), "{err}");
+    (out.status.success(), err)
+}
+
+/// A pseudo-random epoch in `lo..hi`, different on every test run.
+fn random_epoch(lo: u64, hi: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    lo + nanos % (hi - lo)
+}
+
+/// Starts a launcher with local workers and checkpoints under `ckpt`; returns it and the
+/// worker pids it announces.
+fn start_launcher(ckpt: &std::path::Path, extra: &[&str]) -> (Child, Vec<u32>, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(strata_bin())
+        .args(RUN)
+        .args(["--checkpoint-dir", ckpt.to_str().unwrap(), "--checkpoint-every", "3"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut pids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pids.len() < 4 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) {
+            if let Some(pid) = line.split("pid ").nth(1) {
+                pids.push(pid.trim().parse().unwrap());
+            }
+        }
+    }
+    assert_eq!(pids.len(), 4, "the launcher did not announce 4 worker pids");
+    (child, pids, rx)
+}
+
+/// Waits until the checkpoint of at least `epoch` epochs is complete (manifest written), then a
+/// little more, so the kill lands mid-epoch.
+fn wait_for_checkpoint(ckpt: &std::path::Path, epoch: u64, launcher: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = std::fs::read_dir(ckpt).into_iter().flatten().flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_prefix("epoch-").and_then(|x| x.parse::<u64>().ok()).is_some_and(|x| x >= epoch) && e.path().join("manifest.json").exists()
+        });
+        if done {
+            std::thread::sleep(Duration::from_millis(150));
+            return;
+        }
+        assert!(launcher.try_wait().unwrap().is_none(), "launcher ended before epoch {epoch}");
+        assert!(Instant::now() < deadline, "no checkpoint of epoch {epoch} within 2 min");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill9(pid: u32) {
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+}
+
+/// Acceptance: kill -9 of a worker at a random epoch, then `--resume`: training completes and
+/// the final test accuracy is within 0.5 points of an uninterrupted run (GCNII-32, Cora, same
+/// seed). Checkpoints carry strata's own optimizer state, so the resumed run is in fact exact.
+#[test]
+fn a_killed_worker_then_resume_matches_an_uninterrupted_run() {
+    if locate_or_skip("planetoid/cora.npz").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = run(&["--json", dir.path().join("whole.json").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let whole = json(&dir.path().join("whole.json"));
+
+    let ckpt = dir.path().join("ckpt");
+    let (mut launcher, pids, _lines) = start_launcher(&ckpt, &[]);
+    let at = random_epoch(4, 20);
+    wait_for_checkpoint(&ckpt, at, &mut launcher);
+    let victim = (at % 4) as usize;
+    kill9(pids[victim]);
+    let status = launcher.wait().unwrap();
+    assert!(!status.success(), "the launcher finished although worker {victim} was killed");
+    eprintln!("killed worker {victim} after epoch {at}");
+
+    let (ok, err) = run(&["--resume", ckpt.to_str().unwrap(), "--json", dir.path().join("resumed.json").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(err.contains("resumed from"), "{err}");
+    let resumed = json(&dir.path().join("resumed.json"));
+    let (a, b) = (whole["test_accuracy"].as_f64().unwrap(), resumed["test_accuracy"].as_f64().unwrap());
+    eprintln!("uninterrupted {a:.4}, resumed {b:.4}");
+    assert!((a - b).abs() <= 0.005, "resumed {b} vs uninterrupted {a}");
+    assert_eq!(whole["curve"].as_array().unwrap().len(), resumed["curve"].as_array().unwrap().len());
+    // The loss curves agree epoch by epoch: the resume is exact, not merely close.
+    for (x, y) in whole["curve"].as_array().unwrap().iter().zip(resumed["curve"].as_array().unwrap()) {
+        assert!((x["loss"].as_f64().unwrap() - y["loss"].as_f64().unwrap()).abs() < 1e-5, "epoch {}: {} vs {}", x["epoch"], x["loss"], y["loss"]);
+    }
+}
+
+/// `--restart-failed`: the launcher restarts its local workers after one is killed, reloads the
+/// last checkpoint everywhere and finishes with the uninterrupted run's accuracy; a torn newest
+/// checkpoint is skipped on `--resume`.
+#[test]
+fn restart_failed_recovers_in_one_run_and_torn_checkpoints_are_skipped() {
+    if locate_or_skip("planetoid/cora.npz").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = run(&["--json", dir.path().join("whole.json").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let whole = json(&dir.path().join("whole.json"));
+
+    let ckpt = dir.path().join("ckpt");
+    let out = dir.path().join("restarted.json");
+    let (mut launcher, pids, lines) = start_launcher(&ckpt, &["--restart-failed", "--json", out.to_str().unwrap()]);
+    let at = random_epoch(4, 18);
+    wait_for_checkpoint(&ckpt, at, &mut launcher);
+    kill9(pids[1]);
+    let status = launcher.wait().unwrap();
+    let log: Vec<String> = lines.try_iter().collect();
+    assert!(status.success(), "{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("worker 1") && l.contains("restart 1/3")), "{}", log.join("\n"));
+    let (a, b) = (whole["test_accuracy"].as_f64().unwrap(), json(&out)["test_accuracy"].as_f64().unwrap());
+    eprintln!("killed worker 1 after epoch {at}; uninterrupted {a:.4}, restarted {b:.4}");
+    assert!((a - b).abs() <= 0.005, "restarted {b} vs uninterrupted {a}");
+
+    // Tear the newest checkpoint (24 epochs): --resume falls back to 21 and runs 3 epochs.
+    let newest = ckpt.join("epoch-000024").join("rank2.safetensors");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
+    let (ok, err) = run(&["--resume", ckpt.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(err.contains("epoch-000024") && err.contains("checksum") && err.contains("resumed from") && err.contains("epoch-000021"), "{err}");
+}
+
+/// Checkpoint options that cannot work are refused up front, naming the flag.
+#[test]
+fn impossible_checkpoint_options_are_refused() {
+    let (ok, err) = run(&["--restart-failed"]);
+    assert!(!ok && err.contains("--restart-failed") && err.contains("--checkpoint-dir"), "{err}");
+    let (ok, err) = run(&["--resume", "/nonexistent/strata-ckpt"]);
+    assert!(!ok && err.contains("--resume /nonexistent/strata-ckpt"), "{err}");
+}
