@@ -166,3 +166,112 @@ fn impossible_checkpoint_options_are_refused() {
     let (ok, err) = run(&["--resume", "/nonexistent/strata-ckpt"]);
     assert!(!ok && err.contains("--resume /nonexistent/strata-ckpt"), "{err}");
 }
+
+/// A worker started with `args`; returns it and its address.
+fn start_worker(args: &[&str], envs: &[(&str, &str)]) -> (Child, String) {
+    let mut cmd = Command::new(strata_bin());
+    cmd.args(["worker", "--threads", "1"]).args(args).env_remove("STRATA_TOKEN").stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "worker did not start: {line}");
+    (child, line.trim().rsplit(' ').next().unwrap().to_string())
+}
+
+fn health(addr: &str, creds: &strata_pipe::security::Credentials) -> Result<(), tonic::Status> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = strata_pipe::worker::client(addr, creds).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        tokio::time::timeout(Duration::from_secs(10), c.health(strata_pipe::proto::HealthRequest {})).await.map_err(|_| tonic::Status::deadline_exceeded("no answer"))?.map(|_| ())
+    })
+}
+
+/// Mutual TLS: a worker with the cluster's certificates answers a client holding one; a client
+/// with a certificate from another CA, or with none (plaintext), is refused; with TLS a worker
+/// may listen beyond loopback without a token. `strata cluster certs` refuses to overwrite.
+#[test]
+fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, other) = (dir.path().join("cluster"), dir.path().join("other"));
+    for d in [&cluster, &other] {
+        let out = Command::new(strata_bin()).args(["cluster", "certs", "--out", d.to_str().unwrap(), "--workers", "2"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for f in ["ca.pem", "ca-key.pem", "worker-0.pem", "worker-0-key.pem", "worker-1.pem", "launcher.pem", "launcher-key.pem"] {
+        assert!(cluster.join(f).exists(), "{f}");
+    }
+    let again = Command::new(strata_bin()).args(["cluster", "certs", "--out", cluster.to_str().unwrap()]).output().unwrap();
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+
+    // Beyond loopback with TLS and no token: allowed.
+    let (mut w, addr) = start_worker(&["--listen", "0.0.0.0:0", "--rank", "0", "--tls-dir", cluster.to_str().unwrap()], &[]);
+    let addr = format!("127.0.0.1:{}", addr.rsplit(':').next().unwrap());
+    let creds = |d: &std::path::Path| strata_pipe::security::Credentials { token: None, tls: Some(strata_pipe::security::TlsIdentity::load(d, "launcher").unwrap()) };
+    assert!(health(&addr, &creds(&cluster)).is_ok(), "the cluster's own launcher certificate is refused");
+    let e = health(&addr, &creds(&other)).unwrap_err();
+    eprintln!("another cluster's launcher: {e}");
+    assert_ne!(e.code(), tonic::Code::Ok);
+    // Trusting the right CA but presenting a certificate it did not sign: the worker refuses.
+    let mut impostor = creds(&other);
+    impostor.tls.as_mut().unwrap().ca = std::fs::read(cluster.join("ca.pem")).unwrap();
+    let e = health(&addr, &impostor).unwrap_err();
+    eprintln!("unknown client certificate: {e}");
+    assert_ne!(e.code(), tonic::Code::Ok);
+    let e = health(&addr, &strata_pipe::security::Credentials::default()).unwrap_err();
+    eprintln!("plaintext: {e}");
+    assert_ne!(e.code(), tonic::Code::Ok);
+    // Still serving its own cluster afterwards.
+    assert!(health(&addr, &creds(&cluster)).is_ok());
+    let _ = w.kill();
+    let _ = w.wait();
+    // A --tls-dir without the worker's files is a clear error.
+    let out = Command::new(strata_bin()).args(["worker", "--rank", "7", "--tls-dir", cluster.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("worker-7.pem"), "{err}");
+}
+
+/// Oversized and malformed messages get a clear status and the worker keeps serving: a 10 MiB
+/// message, a tensor header claiming 4 GiB with a few bytes behind it, pieces out of order, and
+/// 10 MiB of raw garbage on the TCP port.
+#[test]
+fn garbage_messages_are_refused_and_the_worker_keeps_serving() {
+    use strata_pipe::proto::{TensorChunk, TensorKind};
+    use tokio_stream::iter;
+    let (mut w, addr) = start_worker(&["--listen", "127.0.0.1:0"], &[("STRATA_TOKEN", "t0ken")]);
+    let creds = strata_pipe::security::Credentials::token(Some("t0ken".into()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut garbage = vec![0u8; 10 << 20];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for b in garbage.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    rt.block_on(async {
+        let mut c = strata_pipe::worker::client(&addr, &creds).unwrap();
+        let chunk = |shape: Vec<i64>, total: u64, offset: u64, data: Vec<u8>| TensorChunk { name: "x".into(), kind: TensorKind::Activation as i32, epoch: 0, chunk: 0, shape, total_bytes: total, offset, data };
+        let big = c.push_tensor(iter(vec![chunk(vec![(10 << 20) / 4], 10 << 20, 0, garbage.clone())])).await.unwrap_err();
+        eprintln!("10 MiB message: {big}");
+        assert!(matches!(big.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange), "{big}");
+        let forged = c.push_tensor(iter(vec![chunk(vec![1 << 30], 4 << 30, 0, vec![1, 2, 3, 4])])).await.unwrap_err();
+        eprintln!("forged header: {forged}");
+        assert_eq!(forged.code(), tonic::Code::InvalidArgument, "{forged}");
+        let disorder = c.push_tensor(iter(vec![chunk(vec![4], 16, 8, vec![0; 8])])).await.unwrap_err();
+        eprintln!("out of order: {disorder}");
+        assert_eq!(disorder.code(), tonic::Code::InvalidArgument);
+    });
+    // Raw bytes that are not HTTP/2 at all.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = s.write_all(&garbage);
+    }
+    assert!(health(&addr, &creds).is_ok(), "worker stopped serving after garbage");
+    assert!(w.try_wait().unwrap().is_none(), "worker exited");
+    let _ = w.kill();
+    let _ = w.wait();
+}

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use strata_pipe::launcher::{config_identity, train, LaunchError, LaunchReport, Launcher, TrainOptions};
 use strata_pipe::pipeline::Mode;
+use strata_pipe::security::{Credentials, TlsIdentity};
 use strata_pipe::{plan, PipeModel, PipelineConfig};
 use tokio::io::AsyncBufReadExt;
 
@@ -25,6 +26,12 @@ pub struct WorkerArgs {
     /// Shared cluster token required on every RPC.
     #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Mutual TLS: a directory from `strata cluster certs` (ca.pem, NAME.pem, NAME-key.pem).
+    #[arg(long, env = "STRATA_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// This worker's certificate name in --tls-dir (default worker-RANK).
+    #[arg(long)]
+    pub tls_name: Option<String>,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// libtorch CPU threads (0 = one per core).
@@ -41,7 +48,8 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let env_rank = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
     let rank = a.rank.or_else(|| env_rank("RANK")).or_else(|| env_rank("SLURM_PROCID")).unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, token: a.token, rank, device, registrations: None };
+    let creds = credentials(a.token.clone(), a.tls_dir.as_deref(), &a.tls_name.clone().unwrap_or_else(|| format!("worker-{rank}")))?;
+    let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, creds, rank, device, registrations: None };
     if let Some(addr) = a.metrics_addr {
         let _guard = rt.enter();
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -113,6 +121,13 @@ pub struct LaunchArgs {
     pub cluster: Option<PathBuf>,
     #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Mutual TLS with the workers: a directory from `strata cluster certs`. Local workers and
+    /// torchrun/Slurm ranks use its worker-RANK certificates.
+    #[arg(long, env = "STRATA_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// The launcher's certificate name in --tls-dir.
+    #[arg(long, default_value = "launcher")]
+    pub tls_name: String,
     /// Device for locally started workers.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -147,8 +162,14 @@ struct ClusterFile {
     token_env: Option<String>,
 }
 
+/// Token and TLS identity `name` from `tls_dir`.
+pub fn credentials(token: Option<String>, tls_dir: Option<&std::path::Path>, name: &str) -> anyhow::Result<Credentials> {
+    let tls = tls_dir.map(|d| TlsIdentity::load(d, name)).transpose().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Credentials { token, tls })
+}
+
 /// Starts `n` local worker processes on loopback; returns them (killed on drop) and their addresses.
-async fn spawn_local(n: usize, device: &str, token: Option<&str>) -> anyhow::Result<(Vec<tokio::process::Child>, Vec<String>)> {
+async fn spawn_local(n: usize, device: &str, token: Option<&str>, tls_dir: Option<&std::path::Path>) -> anyhow::Result<(Vec<tokio::process::Child>, Vec<String>)> {
     let exe = std::env::current_exe()?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let threads = (cores / n).max(1);
@@ -160,6 +181,9 @@ async fn spawn_local(n: usize, device: &str, token: Option<&str>) -> anyhow::Res
             .kill_on_drop(true);
         if let Some(t) = token {
             cmd.env("STRATA_TOKEN", t);
+        }
+        if let Some(d) = tls_dir {
+            cmd.arg("--tls-dir").arg(d);
         }
         let mut child = cmd.spawn().context("starting a local worker")?;
         eprintln!("strata launch: worker {rank} pid {}", child.id().unwrap_or(0));
@@ -272,20 +296,21 @@ fn advertised_host(master: &str) -> anyhow::Result<String> {
 
 /// Rank ≥ 1 of a torchrun/Slurm start: serve as a worker and announce ourselves to rank 0.
 fn env_worker(rank: usize, world: usize, master: String, a: &LaunchArgs, token: Option<String>) -> anyhow::Result<()> {
+    let creds = credentials(token, a.tls_dir.as_deref(), &format!("worker-{rank}"))?;
     let device = strata_nn::parse_device(&a.device)?;
     let bind: std::net::SocketAddr = if is_loopback(&master) { "127.0.0.1:0".parse()? } else { "0.0.0.0:0".parse()? };
     let host = advertised_host(&master)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let opts = strata_pipe::worker::WorkerOptions { listen: bind, token: token.clone(), rank: rank as u32, device, registrations: None };
+        let opts = strata_pipe::worker::WorkerOptions { listen: bind, creds: creds.clone(), rank: rank as u32, device, registrations: None };
         let server = tokio::spawn(strata_pipe::worker::serve(opts, move |addr| {
             let _ = addr_tx.send(addr);
         }));
         let port = addr_rx.await.context("worker failed to bind")?.port();
         let me = format!("{host}:{port}");
         eprintln!("strata launch: rank {rank}/{world} serving at {me}, registering with {master}");
-        strata_pipe::worker::register(&master, rank as u32, &me, world as u32, token, RENDEZVOUS_WAIT).await.map_err(|e| anyhow::anyhow!(e))?;
+        strata_pipe::worker::register(&master, rank as u32, &me, world as u32, &creds, RENDEZVOUS_WAIT).await.map_err(|e| anyhow::anyhow!(e))?;
         server.await?.map_err(|e| anyhow::anyhow!(e))
     })
 }
@@ -311,8 +336,8 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
         if *world != cfg.workers() {
             bail!("world size {world} but --mode {} needs {} workers ({} ways × {} stages)", a.mode, cfg.workers(), cfg.ways, cfg.stages);
         }
-        if !is_loopback(master) && token.is_none() {
-            bail!("rank 0 would listen on {master}, which is not loopback: set --token (or STRATA_TOKEN) on every rank");
+        if !is_loopback(master) && token.is_none() && a.tls_dir.is_none() {
+            bail!("rank 0 would listen on {master}, which is not loopback: set --tls-dir or --token (or STRATA_TOKEN) on every rank");
         }
     }
     if !workers.is_empty() && workers.len() != cfg.workers() {
@@ -353,16 +378,17 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             let mut children = Vec::new();
             if let Some((_, world, master)) = &env {
                 if restarts == 0 {
-                    workers = serve_rank0(master, *world, &a.device, token.clone()).await?;
+                    workers = serve_rank0(master, *world, &a.device, credentials(token.clone(), a.tls_dir.as_deref(), "worker-0")?).await?;
                 }
             } else if given.is_empty() {
-                let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref()).await?;
+                let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref(), a.tls_dir.as_deref()).await?;
                 children = c;
                 workers = addrs;
             }
             // After a failure, listed workers get time to come back (restarted by their supervisor).
             let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
-            match run_once(&a, &cfg, &p, &data, &workers, token.clone(), wait, ckpt_root.as_deref(), &stop).await {
+            let creds = credentials(token.clone(), a.tls_dir.as_deref(), &a.tls_name)?;
+            match run_once(&a, &cfg, &p, &data, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
                 Err(e) if a.restart_failed && restarts < a.max_restarts && e.downcast_ref::<LaunchError>().is_some_and(LaunchError::is_worker_failure) => {
                     restarts += 1;
                     eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);
@@ -383,7 +409,7 @@ async fn run_once(
     p: &strata_pipe::PipelinePlan,
     data: &strata_graph::Dataset,
     workers: &[String],
-    token: Option<String>,
+    creds: &Credentials,
     wait: Duration,
     ckpt_root: Option<&std::path::Path>,
     stop: &Arc<AtomicBool>,
@@ -403,7 +429,7 @@ async fn run_once(
             cfg.num_chunks(),
             workers.join(", ")
         );
-        let mut launcher = Launcher::connect(workers, token.clone(), wait).await?;
+        let mut launcher = Launcher::connect(workers, creds, wait).await?;
         launcher.configure(p).await?;
         let mut opts = TrainOptions { checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)), resume: None, stop: Some(stop.clone()) };
         if let Some((dir, m)) = ckpt_root.and_then(strata_pipe::checkpoint::latest) {
@@ -441,13 +467,13 @@ async fn run_once(
 
 /// Rank 0 of a torchrun/Slurm start: serve as worker 0 in this process and collect the other
 /// ranks' addresses. Returns every worker's address in rank order.
-async fn serve_rank0(master: &str, world: usize, device: &str, token: Option<String>) -> anyhow::Result<Vec<String>> {
+async fn serve_rank0(master: &str, world: usize, device: &str, creds: Credentials) -> anyhow::Result<Vec<String>> {
     use std::net::ToSocketAddrs;
     let port = master.rsplit_once(':').map_or("29500", |(_, p)| p);
     let bind = if is_loopback(master) { format!("127.0.0.1:{port}") } else { format!("0.0.0.0:{port}") };
     let listen = bind.to_socket_addrs()?.next().context("bind address")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = strata_pipe::worker::WorkerOptions { listen, token, rank: 0, device: strata_nn::parse_device(device)?, registrations: Some(tx) };
+    let opts = strata_pipe::worker::WorkerOptions { listen, creds, rank: 0, device: strata_nn::parse_device(device)?, registrations: Some(tx) };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = strata_pipe::worker::serve(opts, move |a| {

@@ -1,5 +1,6 @@
 //! `strata`: train graph neural networks, and manage the datasets they train on.
 
+mod cluster;
 mod data;
 mod launch;
 mod linkpred;
@@ -31,6 +32,8 @@ enum Command {
     Launch(Box<launch::LaunchArgs>),
     /// Serve one pipeline stage or graph partition.
     Worker(launch::WorkerArgs),
+    /// Cluster tools: TLS certificates for a test cluster.
+    Cluster(cluster::ClusterArgs),
     /// Train, evaluate and query link predictors.
     Linkpred(linkpred::LinkpredArgs),
     /// Measure the usable information in a graph's structure and features (NetInfoF).
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Data(a) => data::run(a),
         Command::Launch(a) => launch::launch(*a),
         Command::Worker(a) => launch::worker(a),
+        Command::Cluster(a) => cluster::run(a),
         Command::Linkpred(a) => linkpred::run(a),
         Command::Probe(a) => probe::run(*a),
         Command::Refine(a) => refine::run(*a),

@@ -56,11 +56,11 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Launcher {
     /// Connects to every worker and waits (up to `wait`) until each answers a health check.
-    pub async fn connect(addrs: &[String], token: Option<String>, wait: Duration) -> Result<Launcher, LaunchError> {
+    pub async fn connect(addrs: &[String], creds: &crate::security::Credentials, wait: Duration) -> Result<Launcher, LaunchError> {
         let mut workers = Vec::new();
         for (rank, a) in addrs.iter().enumerate() {
             let err = |msg: String| LaunchError::Worker { rank, addr: a.clone(), msg };
-            let mut c = client(a, token.clone()).map_err(|e| err(e.to_string()))?;
+            let mut c = client(a, creds).map_err(|e| err(e.to_string()))?;
             let deadline = Instant::now() + wait;
             loop {
                 match tokio::time::timeout(HEALTH_TIMEOUT, c.health(HealthRequest {})).await {

@@ -16,6 +16,7 @@ pub mod partition_stage;
 pub mod pipeline;
 pub mod plan;
 pub mod schedule;
+pub mod security;
 pub mod stage;
 pub mod volume;
 pub mod wire;

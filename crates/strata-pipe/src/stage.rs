@@ -386,7 +386,9 @@ impl Stage {
                 surrogate += (h * gh).sum(Kind::Float);
             }
         }
-        surrogate.backward();
+        if surrogate.requires_grad() {
+            surrogate.backward();
+        }
         tch::no_grad(|| {
             for (i, leaf) in fresh_leaves {
                 let g = leaf.grad();
@@ -396,7 +398,13 @@ impl Stage {
                 }
             }
         });
-        x_leaf.map(|x| Boundary { x: x.grad(), h0: h0_leaf.map(|h| h.grad()) })
+        // A chunk whose outputs reach no loss (e.g. a classifier-only stage on a chunk without
+        // training nodes) sends zeros, not an undefined gradient.
+        let grad_of = |t: Tensor| {
+            let g = t.grad();
+            if g.defined() { g } else { t.zeros_like() }
+        };
+        x_leaf.map(|x| Boundary { x: grad_of(x), h0: h0_leaf.map(grad_of) })
     }
 
     /// Correct full-graph predictions (last stage only) on the train, val and test nodes.

@@ -91,7 +91,8 @@ impl Assembler {
                 }
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
                 let meta = TensorMeta { name: c.name.clone(), kind, epoch: c.epoch, chunk: c.chunk, shape: c.shape.clone() };
-                self.buf.reserve_exact(c.total_bytes as usize);
+                // Grow with the data actually received: a forged header cannot make us allocate.
+                self.buf.reserve_exact(c.total_bytes.min(64 << 20) as usize);
                 self.meta = Some((meta, c.total_bytes));
             }
             Some((m, total)) => {

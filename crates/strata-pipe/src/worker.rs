@@ -1,7 +1,8 @@
 //! The worker process: a tonic server in front of one compute thread that owns the stage's
 //! tensors (`tch::Tensor` is not `Sync`, so model state never crosses threads; RPC handlers
-//! talk to it through channels). Binds loopback by default and, when a token is set, refuses
-//! every RPC without it.
+//! talk to it through channels). Binds loopback by default, refuses to listen beyond it without
+//! credentials, and with them refuses every RPC that lacks the token or a certificate of the
+//! cluster's CA (see [`crate::security`]).
 
 use crate::proto::worker_client::WorkerClient;
 use crate::proto::worker_server::{Worker, WorkerServer};
@@ -9,6 +10,7 @@ use crate::layers::Exchange;
 use crate::partition_stage::PartitionStage;
 use crate::pipeline::Mode;
 use crate::proto::{Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind};
+use crate::security::Credentials;
 use crate::stage::{Boundary, Stage, StageSpec};
 use crate::wire::{encode, Assembler, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
@@ -23,6 +25,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Chunk id used for exact full-graph inference passes.
 pub const FULL_GRAPH: u32 = u32::MAX;
+/// Largest single gRPC message a worker decodes.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// Largest tensor a worker accepts from the network.
 const MAX_TENSOR_BYTES: u64 = 8 << 30;
 /// How long a stage waits for a neighbour's tensor before giving up on it.
@@ -58,10 +62,14 @@ impl tonic::service::Interceptor for CheckAuth {
 
 pub type Client = WorkerClient<InterceptedService<Channel, Auth>>;
 
-/// A lazily connecting client to `addr` (`host:port`).
-pub fn client(addr: &str, token: Option<String>) -> Result<Client, tonic::transport::Error> {
-    let ch = Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(Duration::from_secs(5)).connect_lazy();
-    Ok(WorkerClient::with_interceptor(ch, Auth(token)))
+/// A lazily connecting client to `addr` (`host:port`), presenting `creds` (TLS when given).
+pub fn client(addr: &str, creds: &Credentials) -> Result<Client, tonic::transport::Error> {
+    let scheme = if creds.tls.is_some() { "https" } else { "http" };
+    let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))?.connect_timeout(Duration::from_secs(5));
+    if let Some(tls) = &creds.tls {
+        ep = ep.tls_config(tls.client_config())?;
+    }
+    Ok(WorkerClient::with_interceptor(ep.connect_lazy(), Auth(creds.token.clone())))
 }
 
 struct Received {
@@ -203,7 +211,7 @@ struct Runtime {
 
 struct Compute {
     rt: tokio::runtime::Handle,
-    token: Option<String>,
+    creds: Credentials,
     device: Device,
     inbox: mpsc::Receiver<Received>,
     pending: HashMap<(i32, u64, u32, String), Tensor>,
@@ -304,7 +312,7 @@ impl Compute {
         let data = strata_graph::formats::read_graph_npz(&path).map_err(|e| format!("graph from launcher: {e}"))?;
         // tonic channels spawn their connection task on the runtime: enter it from this thread.
         let _guard = self.rt.enter();
-        let peers = peer_addrs.iter().map(|a| client(a, self.token.clone()).map_err(|e| format!("{a}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+        let peers = peer_addrs.iter().map(|a| client(a, &self.creds).map_err(|e| format!("{a}: {e}"))).collect::<Result<Vec<_>, _>>()?;
         let engine = if spec.config.mode == Mode::Graph {
             let p = PartitionStage::new(spec.clone(), &data, self.device).map_err(|e| e.to_string())?;
             tracing::info!("partition {} configured: {} halo rows per layer, {} parameters", spec.way, p.halo_rows(), p.parameters());
@@ -474,7 +482,7 @@ impl Exchange for Net<'_> {
 /// Options of `strata worker`.
 pub struct WorkerOptions {
     pub listen: SocketAddr,
-    pub token: Option<String>,
+    pub creds: Credentials,
     pub rank: u32,
     pub device: Device,
     /// Set on the coordinating rank 0 of a torchrun/Slurm-style start: receives the other
@@ -484,9 +492,9 @@ pub struct WorkerOptions {
 
 /// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
 pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Result<(), String> {
-    if !opts.listen.ip().is_loopback() && opts.token.is_none() {
+    if !opts.listen.ip().is_loopback() && !opts.creds.authenticates() {
         return Err(format!(
-            "refusing to listen on non-loopback address {} without authentication: set --token (or STRATA_TOKEN)",
+            "refusing to listen on non-loopback address {} without authentication: set --tls-dir (mutual TLS) or --token (or STRATA_TOKEN)",
             opts.listen
         ));
     }
@@ -495,7 +503,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     on_bound(addr);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
     let (inbox_tx, inbox_rx) = mpsc::channel::<Received>();
-    let mut compute = Compute { rt: tokio::runtime::Handle::current(), token: opts.token.clone(), device: opts.device, inbox: inbox_rx, pending: HashMap::new(), state: None };
+    let mut compute = Compute { rt: tokio::runtime::Handle::current(), creds: opts.creds.clone(), device: opts.device, inbox: inbox_rx, pending: HashMap::new(), state: None };
     std::thread::Builder::new()
         .name("strata-compute".into())
         .spawn(move || {
@@ -519,14 +527,20 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         .map_err(|e| e.to_string())?;
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
     let svc = Svc { rank: opts.rank, cmd: cmd_tx, inbox: inbox_tx, shutdown: shutdown_tx, epoch: Default::default(), registrations: opts.registrations };
-    let server = WorkerServer::with_interceptor(svc, CheckAuth(opts.token));
+    // Messages over 4 MiB are refused with RESOURCE_EXHAUSTED before they are decoded (tensors
+    // arrive in smaller pieces), so garbage cannot make a worker allocate without bound.
+    let server = InterceptedService::new(WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES), CheckAuth(opts.creds.token.clone()));
     let stop = async move {
         tokio::select! {
             _ = shutdown_rx.wait_for(|s| *s) => {}
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &opts.creds.tls {
+        builder = builder.tls_config(tls.server_config()).map_err(|e| format!("TLS identity {}: {e}", tls.source.display()))?;
+    }
+    builder
         .add_service(server)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
         .await
@@ -536,8 +550,8 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
 
 /// torchrun/Slurm-style start: announces this worker (`addr`) as `rank` to rank 0 at `master`,
 /// retrying until rank 0 is up or `wait` has passed.
-pub async fn register(master: &str, rank: u32, addr: &str, world_size: u32, token: Option<String>, wait: Duration) -> Result<(), String> {
-    let mut c = client(master, token).map_err(|e| format!("{master}: {e}"))?;
+pub async fn register(master: &str, rank: u32, addr: &str, world_size: u32, creds: &Credentials, wait: Duration) -> Result<(), String> {
+    let mut c = client(master, creds).map_err(|e| format!("{master}: {e}"))?;
     let deadline = Instant::now() + wait;
     loop {
         match c.register(RegisterRequest { rank, addr: addr.to_string(), world_size }).await {
