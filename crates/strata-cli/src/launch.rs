@@ -456,7 +456,10 @@ async fn run_once(
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                launcher.shutdown("launcher failed").await;
+                // Workers that will be reused after a restart stay up.
+                if !(a.restart_failed && e.is_worker_failure()) {
+                    launcher.shutdown("launcher failed").await;
+                }
                 return Err(anyhow::Error::new(e));
             }
         };

@@ -14,6 +14,8 @@ use crate::security::Credentials;
 use crate::stage::{Boundary, Stage, StageSpec};
 use crate::wire::{encode, Assembler, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -29,6 +31,8 @@ pub const FULL_GRAPH: u32 = u32::MAX;
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// Largest tensor a worker accepts from the network.
 const MAX_TENSOR_BYTES: u64 = 8 << 30;
+/// How often a waiting compute thread checks whether its epoch was abandoned.
+const POLL: Duration = Duration::from_millis(200);
 /// How long a stage waits for a neighbour's tensor before giving up on it.
 const RECV_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -65,7 +69,12 @@ pub type Client = WorkerClient<InterceptedService<Channel, Auth>>;
 /// A lazily connecting client to `addr` (`host:port`), presenting `creds` (TLS when given).
 pub fn client(addr: &str, creds: &Credentials) -> Result<Client, tonic::transport::Error> {
     let scheme = if creds.tls.is_some() { "https" } else { "http" };
-    let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))?.connect_timeout(Duration::from_secs(5));
+    // Keep-alives notice a peer whose link is gone (TCP alone would retransmit for minutes).
+    let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
     if let Some(tls) = &creds.tls {
         ep = ep.tls_config(tls.client_config())?;
     }
@@ -90,6 +99,9 @@ struct Svc {
     inbox: mpsc::Sender<Received>,
     shutdown: watch::Sender<bool>,
     epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped by every Configure: an epoch still waiting on the network (say, for a peer that
+    /// was cut off) gives up, so a launcher recovering from a failure is not kept waiting.
+    generation: Arc<AtomicU64>,
     registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
 }
 
@@ -115,6 +127,7 @@ impl Worker for Svc {
         }
         let spec: StageSpec = serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
         let bytes = npz.len() as u64;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
         rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::invalid_argument)?;
@@ -213,6 +226,9 @@ struct Compute {
     rt: tokio::runtime::Handle,
     creds: Credentials,
     device: Device,
+    generation: Arc<AtomicU64>,
+    /// The generation the running epoch started in.
+    epoch_generation: u64,
     inbox: mpsc::Receiver<Received>,
     pending: HashMap<(i32, u64, u32, String), Tensor>,
     state: Option<Runtime>,
@@ -228,14 +244,23 @@ impl Compute {
             if let Some(t) = self.pending.remove(&key) {
                 return Ok(t.to(self.device));
             }
+            self.check_abandoned()?;
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(left) {
-                Ok(r) => {
-                    self.pending.insert(r.key, r.tensor);
-                }
-                Err(_) => return Err(format!("timed out after {RECV_TIMEOUT:?} waiting for {kind:?} `{name}` of chunk {chunk}, epoch {epoch} from {from}")),
+            if left.is_zero() {
+                return Err(format!("timed out after {RECV_TIMEOUT:?} waiting for {kind:?} `{name}` of chunk {chunk}, epoch {epoch} from {from}"));
+            }
+            if let Ok(r) = self.inbox.recv_timeout(left.min(POLL)) {
+                self.pending.insert(r.key, r.tensor);
             }
         }
+    }
+
+    /// Err when a Configure arrived since this epoch began.
+    fn check_abandoned(&self) -> Result<(), String> {
+        if self.generation.load(Ordering::SeqCst) != self.epoch_generation {
+            return Err("epoch abandoned: the launcher reconfigured this worker".into());
+        }
+        Ok(())
     }
 
     fn recv_boundary(&mut self, kind: TensorKind, epoch: u64, chunk: u32, with_h0: bool, from: &str) -> Result<Boundary, String> {
@@ -266,6 +291,7 @@ impl Compute {
 
     fn epoch(&mut self, req: EpochRequest) -> Result<EpochReply, String> {
         let t0 = Instant::now();
+        self.epoch_generation = self.generation.load(Ordering::SeqCst);
         let mut rt = self.state.take().ok_or("RunEpoch before Configure")?;
         metrics::counter!("strata_epochs_total", "mode" => if req.train { "train" } else { "eval" }).increment(1);
         let mut net = Net { c: self, ctx: &rt.ctx, epoch: req.epoch, halo_bytes: 0, weight_bytes: 0, tasks: Vec::new() };
@@ -322,7 +348,9 @@ impl Compute {
             tracing::info!("way {} stage {} configured: slots {}..{}, {} parameters", spec.way, spec.stage, spec.first, spec.last, st.parameters());
             Engine::Pipe(Box::new(st))
         };
+        // Tensors of an abandoned run must not be mistaken for the new run's.
         self.pending.clear();
+        while self.inbox.try_recv().is_ok() {}
         self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
     }
@@ -352,8 +380,21 @@ impl Net<'_> {
 
     /// Waits for every send of the epoch; a failed one names the peer it was for.
     fn flush(&mut self) -> Result<(), String> {
-        for t in self.tasks.drain(..) {
-            self.c.rt.block_on(t).map_err(|e| e.to_string())?.map_err(|(addr, s)| format!("sending to {addr} failed: {}", s.message()))?;
+        let tasks: Vec<SendTask> = self.tasks.drain(..).collect();
+        for mut t in tasks {
+            loop {
+                if let Err(e) = self.c.check_abandoned() {
+                    t.abort();
+                    return Err(e);
+                }
+                match self.c.rt.block_on(async { tokio::time::timeout(POLL, &mut t).await }) {
+                    Ok(done) => {
+                        done.map_err(|e| e.to_string())?.map_err(|(addr, s)| format!("sending to {addr} failed: {}", s.message()))?;
+                        break;
+                    }
+                    Err(_) => continue,
+                }
+            }
         }
         Ok(())
     }
@@ -503,7 +544,8 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     on_bound(addr);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
     let (inbox_tx, inbox_rx) = mpsc::channel::<Received>();
-    let mut compute = Compute { rt: tokio::runtime::Handle::current(), creds: opts.creds.clone(), device: opts.device, inbox: inbox_rx, pending: HashMap::new(), state: None };
+    let generation = Arc::new(AtomicU64::new(0));
+    let mut compute = Compute { rt: tokio::runtime::Handle::current(), creds: opts.creds.clone(), device: opts.device, generation: generation.clone(), epoch_generation: 0, inbox: inbox_rx, pending: HashMap::new(), state: None };
     std::thread::Builder::new()
         .name("strata-compute".into())
         .spawn(move || {
@@ -526,7 +568,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         })
         .map_err(|e| e.to_string())?;
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
-    let svc = Svc { rank: opts.rank, cmd: cmd_tx, inbox: inbox_tx, shutdown: shutdown_tx, epoch: Default::default(), registrations: opts.registrations };
+    let svc = Svc { rank: opts.rank, cmd: cmd_tx, inbox: inbox_tx, shutdown: shutdown_tx, epoch: Default::default(), generation, registrations: opts.registrations };
     // Messages over 4 MiB are refused with RESOURCE_EXHAUSTED before they are decoded (tensors
     // arrive in smaller pieces), so garbage cannot make a worker allocate without bound.
     let server = InterceptedService::new(WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES), CheckAuth(opts.creds.token.clone()));
