@@ -436,3 +436,93 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
     eprintln!("uninterrupted {a:.4}, across namespaces with a cut link {b:.4}");
     assert!((a - b).abs() <= 0.005, "{b} vs {a}");
 }
+
+/// `cluster/k8s/*.yaml` and `cluster/slurm/strata.sbatch` against what the binary expects: every
+/// flag they pass exists, ports agree between Service, pods and `--listen`, the launcher lists
+/// every StatefulSet pod by its headless-Service name in rank order, ranks come from the pod
+/// ordinal, and the Secret holds exactly the files `strata cluster certs` writes (minus the CA key).
+#[test]
+fn kubernetes_and_slurm_manifests_match_the_binary() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster");
+    let docs = |f: &str| -> Vec<serde_yaml::Value> {
+        let text = std::fs::read_to_string(root.join("k8s").join(f)).unwrap();
+        serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+    };
+    let help = |cmd: &str| String::from_utf8(Command::new(strata_bin()).args([cmd, "--help"]).output().unwrap().stdout).unwrap();
+    let flags_exist = |args: &[String], cmd: &str| {
+        let h = help(cmd);
+        for a in args.iter().filter(|a| a.starts_with("--")) {
+            let flag = a.split('=').next().unwrap();
+            assert!(h.contains(&format!("{flag} ")) || h.contains(&format!("{flag}\n")) || h.contains(&format!("{flag} <")), "`strata {cmd}` has no flag {flag}");
+        }
+    };
+    let strs = |v: &serde_yaml::Value| v.as_sequence().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect::<Vec<_>>();
+
+    let workers = docs("workers.yaml");
+    let svc = workers.iter().find(|d| d["kind"] == "Service").unwrap();
+    let sts = workers.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    assert_eq!(svc["spec"]["clusterIP"], "None", "the Service must be headless");
+    assert_eq!(sts["spec"]["serviceName"], svc["metadata"]["name"]);
+    let grpc_port = svc["spec"]["ports"].as_sequence().unwrap().iter().find(|p| p["name"] == "grpc").unwrap()["port"].as_u64().unwrap();
+    let pod = &sts["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(strs(&c["command"]), ["strata", "worker"]);
+    let wargs = strs(&c["args"]);
+    flags_exist(&wargs, "worker");
+    let listen = &wargs[wargs.iter().position(|a| a == "--listen").unwrap() + 1];
+    assert_eq!(listen, &format!("0.0.0.0:{grpc_port}"));
+    assert!(c["ports"].as_sequence().unwrap().iter().any(|p| p["name"] == "grpc" && p["containerPort"].as_u64() == Some(grpc_port)));
+    let rank_env = c["env"].as_sequence().unwrap().iter().find(|e| e["name"] == "RANK").expect("RANK env");
+    assert!(rank_env["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap().contains("pod-index"));
+    for r in ["requests", "limits"] {
+        assert!(c["resources"][r]["cpu"].as_str().is_some(), "cpu {r}");
+    }
+    assert!(c["resources"]["limits"]["nvidia.com/gpu"].as_u64().is_some(), "GPU limit");
+    let tls_dir = &wargs[wargs.iter().position(|a| a == "--tls-dir").unwrap() + 1];
+    let mount = |spec: &serde_yaml::Value, vol: &str| spec["containers"][0]["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["name"] == vol).unwrap()["mountPath"].as_str().unwrap().to_string();
+    assert_eq!(&mount(pod, "tls"), tls_dir);
+    let secret_name = |spec: &serde_yaml::Value| spec["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "tls").unwrap()["secret"]["secretName"].as_str().unwrap().to_string();
+
+    let job = &docs("launcher-job.yaml")[0];
+    assert_eq!(job["kind"], "Job");
+    let jspec = &job["spec"]["template"]["spec"];
+    let jc = &jspec["containers"][0];
+    assert_eq!(strs(&jc["command"]), ["strata", "launch"]);
+    let largs = strs(&jc["args"]);
+    flags_exist(&largs, "launch");
+    let arg = |k: &str| largs.iter().find_map(|a| a.strip_prefix(&format!("{k}="))).map(str::to_string);
+    let replicas = sts["spec"]["replicas"].as_u64().unwrap() as usize;
+    let (stages, ways) = (arg("--stages").map_or(4, |s| s.parse().unwrap()), arg("--ways").map_or(1, |s| s.parse().unwrap()));
+    assert_eq!(stages * ways, replicas, "stages × ways must equal the StatefulSet's replicas");
+    let expected: Vec<String> = (0..replicas).map(|i| format!("{}-{i}.{}:{grpc_port}", sts["metadata"]["name"].as_str().unwrap(), svc["metadata"]["name"].as_str().unwrap())).collect();
+    assert_eq!(arg("--workers").unwrap().split(',').map(str::to_string).collect::<Vec<_>>(), expected);
+    assert_eq!(arg("--tls-dir").unwrap(), mount(jspec, "tls"));
+    assert!(arg("--checkpoint-dir").unwrap().starts_with(&mount(jspec, "checkpoints")), "checkpoints must live on the shared volume");
+    assert!(largs.iter().any(|a| a == "--restart-failed"));
+    assert_eq!(secret_name(pod), secret_name(jspec));
+    let claim = |spec: &serde_yaml::Value| spec["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "checkpoints").unwrap()["persistentVolumeClaim"]["claimName"].as_str().unwrap().to_string();
+    assert_eq!(claim(pod), claim(jspec));
+    let pvc = &docs("checkpoints-pvc.yaml")[0];
+    assert_eq!(pvc["metadata"]["name"].as_str().unwrap(), claim(pod));
+    assert!(strs(&pvc["spec"]["accessModes"]).contains(&"ReadWriteMany".to_string()));
+
+    // The Secret's keys are what `strata cluster certs` writes, less the CA key.
+    let secret = &docs("secret.yaml")[0];
+    assert_eq!(secret["metadata"]["name"].as_str().unwrap(), secret_name(pod));
+    let mut keys: Vec<String> = secret["stringData"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+    keys.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(strata_bin()).args(["cluster", "certs", "--out", dir.path().join("t").to_str().unwrap(), "--workers", &replicas.to_string()]).output().unwrap();
+    assert!(out.status.success());
+    let mut made: Vec<String> = std::fs::read_dir(dir.path().join("t")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|f| f != "ca-key.pem").collect();
+    made.sort();
+    assert_eq!(keys, made);
+
+    // Slurm: the same `strata launch` on every task, with flags that exist.
+    let sbatch = std::fs::read_to_string(root.join("slurm/strata.sbatch")).unwrap();
+    let line = sbatch.lines().skip_while(|l| !l.starts_with("srun strata launch")).take_while(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    let sargs: Vec<String> = line.split_whitespace().map(|s| s.trim_end_matches('\\').to_string()).filter(|s| s.starts_with("--")).collect();
+    assert!(sargs.len() >= 5, "{line}");
+    flags_exist(&sargs, "launch");
+    assert!(sbatch.contains("MASTER_ADDR") && sbatch.contains("MASTER_PORT") && sbatch.contains("--signal=B:TERM"));
+}
