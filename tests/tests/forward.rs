@@ -96,3 +96,27 @@ fn forward_trainers_come_within_three_points_of_backprop_on_cora() {
         assert!(m >= bp - 3.0, "{}: {m:.2} vs bp {bp:.2}", t.name());
     }
 }
+
+/// `strata train --trainer`: the JSON report carries the trainer, one accuracy per layer and the
+/// peak memory; unknown trainers and layer types are refused by name.
+#[test]
+fn train_cli_reports_forward_trainers() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    for trainer in ["sf", "ff-la", "bp"] {
+        let (ok, out, err) = strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", trainer, "--layers", "2", "--epochs", "60", "--seeds", "2", "--json", json.to_str().unwrap()]);
+        assert!(ok, "{trainer}: {err}");
+        assert!(out.contains("mean"), "{out}");
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(r["trainer"], trainer);
+        let layers = if trainer == "bp" { 1 } else { 2 };
+        assert_eq!(r["per_layer_accuracy"].as_array().unwrap().len(), layers, "{r}");
+        assert!(r["peak_memory_bytes"].as_u64().unwrap() > 0, "{r}");
+        let acc = r["test_accuracy"]["mean"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&acc));
+    }
+    let (ok, _, err) = strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", "ff"]);
+    assert!(!ok && err.contains("unknown trainer `ff`") && err.contains("sf-topdown-loss"), "{err}");
+    let (ok, _, err) = strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", "sf", "--model", "gcnii"]);
+    assert!(!ok && err.contains("gcnii"), "{err}");
+}

@@ -1,8 +1,9 @@
 //! Node features on the device. Bag-of-words features are >98 % zeros, so sparse inputs stay
-//! sparse: the first layer's `X·W` is libtorch's sparse-COO × dense product, and input dropout
-//! acts on the stored values only (identical in distribution to dropout on the dense matrix,
-//! since dropped zeros stay zero).
+//! sparse: the first layer's `X·W` is libtorch's sparse-COO × dense product (a row gather for
+//! narrow `W`), and input dropout acts on the stored values only (identical in distribution to
+//! dropout on the dense matrix, since dropped zeros stay zero).
 
+use crate::message_passing::scatter_sum;
 use crate::ops::FastDropout;
 use strata_graph::Features;
 use tch::{Device, Kind, Tensor};
@@ -48,6 +49,13 @@ impl Input {
     pub fn matmul(&self, w: &Tensor, dropout: f64, train: bool) -> Tensor {
         match self {
             Input::Dense(x) => x.fast_dropout(dropout, train).matmul(w),
+            // Narrow outputs: a gather of W's rows per non-zero is ~15 % faster; wide ones: the
+            // sparse product is 2–8× faster (fwd+bwd, 2 threads: CiteSeer at width 128 11 ms vs
+            // 64 ms, at 16 5.6 ms vs 4.7 ms).
+            Input::Sparse { n, indices, val, .. } if w.size()[1] <= 32 => {
+                let v = val.fast_dropout(dropout, train);
+                scatter_sum(&(w.index_select(0, &indices.get(1)) * v.unsqueeze(-1)), &indices.get(0), *n)
+            }
             Input::Sparse { x, .. } if !train || dropout == 0.0 => x.mm(w),
             Input::Sparse { n, dim, indices, val, .. } => {
                 let v = val.fast_dropout(dropout, train);
