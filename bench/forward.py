@@ -35,5 +35,20 @@ for layers in sorted({x["layers"] for x in rows}):
 for t in ["bp", "sf"]:
     m = [x["peak_mib"] for x in rows if x["trainer"] == t]
     print(f"{t}: peak memory {m[0]:.1f} → {m[-1]:.1f} MiB from {rows[0]['layers']} to {rows[-1]['layers']} layers ({(m[-1] / m[0] - 1) * 100:+.1f} %)")
+# Forward-only vs backprop pipelining, 4 stages, same layers (GCN 3 conv slots + input slot), hidden 128.
+pipe = {}
+for trainer, epochs in [("bp", 30), ("sf", 30)]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([a.strata, "launch", "--dataset", "cora-ml", "--model", "gcn", "--layers", "3", "--stages", "4", "--hidden", "128",
+                        "--trainer", trainer, "--epochs", str(epochs), "--json", f.name], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pipe[trainer] = json.load(open(f.name))
+print("\nCora-ML, 4 pipeline stages on one host, 30 epochs: backprop vs forward-only (sf)")
+print("| trainer | MiB/epoch measured | MiB/epoch predicted | epoch ms (median) |")
+print("|---|---|---|---|")
+for t, r in pipe.items():
+    b = r["bytes_per_epoch"]
+    print(f"| {t} | {b['measured'] / 2**20:.3f} | {b['predicted'] / 2**20:.3f} | {r['epoch_ms_median']:.1f} |")
+print(f"bytes ratio sf/bp {pipe['sf']['bytes_per_epoch']['measured'] / pipe['bp']['bytes_per_epoch']['measured']:.3f}, "
+      f"epoch time ratio {pipe['sf']['epoch_ms_median'] / pipe['bp']['epoch_ms_median']:.3f}")
 os.makedirs(os.path.dirname(a.out), exist_ok=True)
-json.dump(rows, open(a.out, "w"), indent=1)
+json.dump({"depth": rows, "pipeline": {t: {"bytes": r["bytes_per_epoch"], "epoch_ms": r["epoch_ms_median"]} for t, r in pipe.items()}}, open(a.out, "w"), indent=1)

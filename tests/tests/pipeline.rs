@@ -329,3 +329,35 @@ fn cluster_files_in_the_repository_parse() {
         assert_eq!(v["token_env"].as_str(), Some("STRATA_TOKEN"));
     }
 }
+
+/// Forward-only pipeline (`launch --trainer sf`): ForwardGNN single-forward layers over 4 stages
+/// on Cora-ML (the paper's split 0). No gradient crosses a stage, so the bytes per epoch are the
+/// activations alone — measured equals the model, and about half the backprop pipeline's — and
+/// the accuracy is within 2 points of single-process SF with the same 4 layers.
+#[test]
+fn forward_only_pipeline_matches_single_process_sf_with_half_the_bytes() {
+    if locate_or_skip("forwardgnn/cora_ml/split0.json").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let common = ["--dataset", "cora-ml", "--model", "gcn", "--layers", "3", "--stages", "4", "--hidden", "128"];
+    let (ok, sf, err) = launch(&[&common[..], &["--trainer", "sf", "--epochs", "100", "--lr", "0.01"]].concat());
+    assert!(ok, "{err}");
+    let (ok, bp, err) = launch(&[&common[..], &["--trainer", "bp", "--epochs", "3"]].concat());
+    assert!(ok, "{err}");
+    let bytes = |v: &Value, k: &str| v["bytes_per_epoch"][k].as_f64().unwrap();
+    assert_eq!(bytes(&sf, "measured"), bytes(&sf, "predicted"), "{}", sf["bytes_per_epoch"]);
+    assert_eq!(sf["bytes_per_epoch"]["measured_by_kind"]["layer"].as_f64(), Some(bytes(&sf, "measured")));
+    let ratio = bytes(&sf, "measured") / bytes(&bp, "measured");
+    eprintln!("bytes per epoch: forward-only {:.0}, backprop {:.0}, ratio {ratio:.3}", bytes(&sf, "measured"), bytes(&bp, "measured"));
+    assert!((0.45..0.6).contains(&ratio), "{ratio}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sf.json");
+    let out = Command::new(strata_bin()).args(["train", "--dataset", "cora-ml", "--trainer", "sf", "--layers", "4", "--json", json.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let single: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (pipe_acc, single_acc) = (sf["test_accuracy"].as_f64().unwrap() * 100.0, single["test_accuracy"]["mean"].as_f64().unwrap());
+    eprintln!("Cora-ML split 0: forward-only pipeline {pipe_acc:.2}, single-process SF {single_acc:.2}");
+    assert!((pipe_acc - single_acc).abs() <= 2.0, "{pipe_acc} vs {single_acc}");
+}

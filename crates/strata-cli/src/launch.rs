@@ -108,6 +108,10 @@ pub struct LaunchArgs {
     /// Trick 3: refresh the historical snapshot every R epochs (1 = one-epoch staleness).
     #[arg(long, default_value_t = 23)]
     pub refresh: usize,
+    /// bp (backprop through the pipeline) or sf (forward-only: ForwardGNN single-forward layers,
+    /// each trained by its own loss, so no gradient crosses a stage; needs --model gcn).
+    #[arg(long, default_value = "bp")]
+    pub trainer: String,
     /// Exact full-graph evaluation every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
@@ -229,6 +233,11 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.grad_scale = a.grad_scale;
     cfg.refresh = a.refresh;
     cfg.eval_every = a.eval_every;
+    cfg.trainer = match a.trainer.as_str() {
+        "bp" => strata_pipe::PipeTrainer::Bp,
+        "sf" => strata_pipe::PipeTrainer::Sf,
+        t => bail!("--trainer {t}: expected bp or sf"),
+    };
     if model == PipeModel::Gcn {
         cfg.dropout = 0.5;
         cfg.weight_decay_conv = 5e-4;
@@ -239,7 +248,7 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     if let Some(d) = a.dropout {
         cfg.dropout = d;
     }
-    cfg.validate().map_err(|e| anyhow::anyhow!("--mode {}: {e}", a.mode))?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("--mode {} --model {} --trainer {}: {e}", a.mode, a.model, a.trainer))?;
     Ok(cfg)
 }
 

@@ -221,6 +221,9 @@ pub struct Predicted {
 /// Trainable parameters of the whole model.
 pub fn parameter_count(cfg: &PipelineConfig, features: usize, classes: usize) -> usize {
     let d = cfg.hidden as usize;
+    if cfg.trainer == crate::pipeline::PipeTrainer::Sf {
+        return features * d + d + cfg.layers * (d * d + d);
+    }
     let conv = d * d + if cfg.model == PipeModel::Gcn { d } else { 0 };
     features * d + d + cfg.layers * conv + d * classes + classes
 }
@@ -230,7 +233,9 @@ pub fn parameter_count(cfg: &PipelineConfig, features: usize, classes: usize) ->
 /// - graph: 2·s·B·L·d halo (forward and backward, every layer) + 2·(W−1)·|θ|·s all-reduce;
 /// - hybrid: the pipeline term + s·B·L·d (boundary rows of each layer's historical buffer,
 ///   sent once per epoch one way: gradients to historical rows are dropped, trick 2) +
-///   2·(W−1)·|θ|·s (each stage's weights reduced over the ways).
+///   2·(W−1)·|θ|·s (each stage's weights reduced over the ways);
+/// - forward-only pipeline: s·(S−1)·(N + K·C)·d (activations up only, with the C virtual-node
+///   rows riding on each of the K chunks).
 pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
     let d = &plan.dataset;
     let parameters = parameter_count(cfg, d.features.dim(), d.num_classes);
@@ -250,6 +255,11 @@ pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
     };
     let mut p = Predicted { boundary, parameters, ..Default::default() };
     match cfg.mode {
+        // Forward-only: activations up only, plus the C virtual-node rows with every chunk.
+        Mode::Pipeline if cfg.trainer == crate::pipeline::PipeTrainer::Sf => {
+            let rows = d.num_nodes() + cfg.num_chunks() * d.num_classes;
+            p.layer = 4.0 * (cfg.stages - 1) as f64 * rows as f64 * cfg.hidden as f64;
+        }
         Mode::Pipeline => p.layer = model.pipeline(cfg.stages),
         Mode::Graph => (p.halo, p.weight) = model.graph_parallel(boundary, cfg.ways),
         Mode::Hybrid => {

@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod chunks;
+pub mod forward_stage;
 pub mod layers;
 pub mod launcher;
 pub mod partition_stage;
@@ -27,7 +28,7 @@ pub mod proto {
     tonic::include_proto!("strata.v1");
 }
 
-pub use pipeline::{plan, PipelineConfig, PipelinePlan};
+pub use pipeline::{plan, PipeTrainer, PipelineConfig, PipelinePlan};
 pub use plan::{bottleneck, flop_costs, min_max_split};
 pub use schedule::{chunk_order, evaluate_in_process, train_epoch_in_process, EpochReport};
 pub use stage::{Boundary, PipeModel, Stage, StageSpec};

@@ -59,6 +59,19 @@ pub struct PipelineConfig {
     pub refresh: usize,
     /// Exact full-graph inference every this many epochs.
     pub eval_every: usize,
+    /// Backprop through the pipeline, or forward-only single-forward layers (each trained by
+    /// its own loss; see [`crate::forward_stage`]).
+    #[serde(default)]
+    pub trainer: PipeTrainer,
+}
+
+/// How the pipeline's layers learn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipeTrainer {
+    #[default]
+    Bp,
+    Sf,
 }
 
 fn one() -> usize {
@@ -88,6 +101,7 @@ impl PipelineConfig {
             grad_scale: 2.0,
             refresh: 23,
             eval_every: 1,
+            trainer: PipeTrainer::Bp,
         }
     }
     /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.
@@ -115,7 +129,13 @@ impl PipelineConfig {
         if s < 1 || s > self.layers + 2 {
             return Err(format!("stages must be between 1 and layers + 2 = {}, got {s}", self.layers + 2));
         }
-        if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
+        if self.trainer == PipeTrainer::Sf && (self.mode != Mode::Pipeline || self.model != PipeModel::Gcn) {
+            return Err("forward-only (sf) training runs in pipeline mode with gcn layers".into());
+        }
+        if self.trainer == PipeTrainer::Sf && s > self.layers + 1 {
+            return Err(format!("a forward-only pipeline has layers + 1 = {} slots (no classifier): at most that many stages, got {s}", self.layers + 1));
+        }
+                if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
             return Err(format!("hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}", self.num_chunks()));
         }
         Ok(())
@@ -165,7 +185,16 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
         std::iter::once(0..cfg.layers + 2).collect()
     } else {
         let costs = flop_costs(d.num_nodes(), d.graph.num_entries() + d.num_nodes(), nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers);
-        min_max_split(&costs, cfg.stages)
+        if cfg.trainer == PipeTrainer::Sf {
+            // No classifier slot: split the layers, and let the last stage hold the unused slot.
+            let mut r = min_max_split(&costs[..cfg.layers + 1], cfg.stages);
+            if let Some(last) = r.last_mut() {
+                last.end = cfg.layers + 2;
+            }
+            r
+        } else {
+            min_max_split(&costs, cfg.stages)
+        }
     };
     let way_offsets: Vec<usize> = (0..=ways).map(|w| order.offsets[w * k / ways]).collect();
     let mut specs = Vec::new();

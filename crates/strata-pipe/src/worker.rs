@@ -11,6 +11,8 @@ use crate::partition_stage::PartitionStage;
 use crate::pipeline::Mode;
 use crate::proto::{Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind};
 use crate::security::Credentials;
+use crate::forward_stage::ForwardStage;
+use crate::pipeline::PipeTrainer;
 use crate::stage::{Boundary, Stage, StageSpec};
 use crate::wire::{encode, Assembler, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
@@ -193,6 +195,8 @@ enum Engine {
     Pipe(Box<Stage>),
     /// A graph partition owning every layer (graph mode).
     Graph(Box<PartitionStage>),
+    /// A forward-only stage of single-forward layers (`--trainer sf`).
+    Forward(Box<ForwardStage>),
 }
 
 /// Who this worker is and whom it talks to.
@@ -312,6 +316,7 @@ impl Compute {
         let mut tensors = match &rt.engine {
             Engine::Pipe(s) => s.state(),
             Engine::Graph(p) => p.state(),
+            Engine::Forward(f) => f.state(),
         };
         tensors.push(("epoch".into(), Tensor::from_slice(&[req.epoch as i64])));
         let f = crate::checkpoint::write_worker_state(std::path::Path::new(&req.dir), rt.ctx.rank, &tensors).map_err(|e| e.to_string())?;
@@ -325,6 +330,7 @@ impl Compute {
         match &mut rt.engine {
             Engine::Pipe(s) => s.load_state(&named),
             Engine::Graph(p) => p.load_state(&named),
+            Engine::Forward(f) => f.load_state(&named),
         }
         .map_err(|e| format!("{}: {e}", req.path))?;
         tracing::info!("restored {}", req.path);
@@ -339,7 +345,11 @@ impl Compute {
         // tonic channels spawn their connection task on the runtime: enter it from this thread.
         let _guard = self.rt.enter();
         let peers = peer_addrs.iter().map(|a| client(a, &self.creds).map_err(|e| format!("{a}: {e}"))).collect::<Result<Vec<_>, _>>()?;
-        let engine = if spec.config.mode == Mode::Graph {
+        let engine = if spec.config.trainer == PipeTrainer::Sf {
+            let f = ForwardStage::new(spec.clone(), &data, self.device)?;
+            tracing::info!("forward-only stage {} configured: slots {}..{}, {} parameters", spec.stage, spec.first, spec.last, f.parameters());
+            Engine::Forward(Box::new(f))
+        } else if spec.config.mode == Mode::Graph {
             let p = PartitionStage::new(spec.clone(), &data, self.device).map_err(|e| e.to_string())?;
             tracing::info!("partition {} configured: {} halo rows per layer, {} parameters", spec.way, p.halo_rows(), p.parameters());
             Engine::Graph(Box::new(p))
@@ -402,6 +412,7 @@ impl Net<'_> {
     fn run(&mut self, engine: &mut Engine, req: &EpochRequest) -> Result<EpochReply, String> {
         match engine {
             Engine::Pipe(stage) => self.run_stage(stage, req),
+            Engine::Forward(stage) => self.run_forward(stage, req),
             Engine::Graph(part) => {
                 let mut reply = EpochReply::default();
                 if req.train {
@@ -412,6 +423,42 @@ impl Net<'_> {
                 Ok(reply)
             }
         }
+    }
+
+    /// Forward-only: chunks flow up the stages and nothing comes back; each stage steps its own
+    /// layers at the end of the epoch.
+    fn run_forward(&mut self, stage: &mut ForwardStage, req: &EpochRequest) -> Result<EpochReply, String> {
+        let ctx = self.ctx;
+        let (first, last) = (ctx.spec.is_first(), ctx.spec.stage + 1 == ctx.stages());
+        let (prev, next) = (ctx.rank.wrapping_sub(1), ctx.rank + 1);
+        let mut reply = EpochReply::default();
+        let epoch = req.epoch;
+        if req.train {
+            let k = stage.num_chunks();
+            let mut seen = vec![false; k];
+            if req.order.len() != k || req.order.iter().any(|&c| (c as usize) >= k || std::mem::replace(&mut seen[c as usize], true)) {
+                return Err(format!("chunk order {:?} is not a permutation of 0..{k}", req.order));
+            }
+            stage.begin_epoch();
+            for &c in &req.order {
+                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c, true, &ctx.describe(prev))?) };
+                let out = stage.train_chunk(c as usize, input);
+                if !last {
+                    reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, c, &out);
+                }
+            }
+            stage.end_epoch();
+            reply.loss = stage.last_loss;
+        } else {
+            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, true, &ctx.describe(prev))?) };
+            let out = stage.infer(input);
+            if last {
+                [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(out.h0.as_ref().expect("class distributions"));
+            } else {
+                reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, FULL_GRAPH, &out);
+            }
+        }
+        Ok(reply)
     }
 
     fn run_stage(&mut self, stage: &mut Stage, req: &EpochRequest) -> Result<EpochReply, String> {

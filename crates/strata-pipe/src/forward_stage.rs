@@ -1,0 +1,253 @@
+//! A forward-only pipeline stage: ForwardGNN's single-forward (SF) layers split over workers.
+//! Every layer is trained by its own loss, so the pipeline has a forward wavefront only — no
+//! gradient crosses a stage (or a layer), and the backward wavefront and its bytes disappear.
+//!
+//! The graph gets one virtual node per class (ids `N..N+C`, random N(0,1) features), linked both
+//! ways to the training nodes of its class. Layer slot ℓ computes
+//! `h_ℓ = ReLU(Â·(h_{ℓ−1}/‖h_{ℓ−1}‖)·W_ℓ + b_ℓ)` over that graph; slot 0 reads the raw
+//! features, the convolution slots 1..=L the previous slot (no classifier slot: predictions sum
+//! the layers' class distributions `softmax(h[v]·h[VN]ᵀ)`, as in SF). Chunk by chunk, a layer
+//! aggregates its input rows from a per-layer buffer holding this epoch's rows for chunks already
+//! seen and last epoch's for the others (historical embeddings; being detached, they need none of
+//! the backprop pipeline's tricks), and adds `CE(h[train ∩ chunk]·h[VN]ᵀ, y)` to its gradient;
+//! one Adam step per epoch. The virtual nodes' rows travel with every chunk's activations.
+//!
+//! All layers learn at once (each on the current output of the one below), unlike the greedy
+//! single-process trainer, which freezes a layer before training the next.
+
+use crate::layers;
+use crate::stage::{Boundary, StageSpec};
+use strata_graph::{CsrGraph, Dataset};
+use strata_nn::conv::{Init, Linear};
+use strata_nn::optim::Adam;
+use tch::{nn, Device, Kind, Tensor};
+
+struct SfLayer {
+    slot: usize,
+    lin: Linear,
+    /// This layer's normalised input rows, `[N + C, d_in]`.
+    input: Tensor,
+    /// Slot 0 reads the raw features, which never change: their aggregates per chunk, for the
+    /// virtual nodes and for all nodes are computed once (sparse).
+    fixed: Option<(Vec<Tensor>, Tensor, Tensor)>,
+}
+
+/// Which rows of the graph a layer computes.
+#[derive(Clone, Copy)]
+enum Rows {
+    Chunk(usize),
+    VirtualNodes,
+    All,
+}
+
+pub struct ForwardStage {
+    pub spec: StageSpec,
+    n: i64,
+    classes: i64,
+    vs: nn::VarStore,
+    opt: Adam,
+    layers: Vec<SfLayer>,
+    /// Normalised operator rows of each chunk, of the virtual nodes, and of every node (sparse,
+    /// columns over all `N + C` nodes).
+    chunk_ops: Vec<Tensor>,
+    vn_op: Tensor,
+    full_op: Tensor,
+    chunk_offsets: Vec<usize>,
+    /// Per chunk: training rows (chunk-local) and their labels.
+    chunk_train: Vec<(Tensor, Tensor)>,
+    labels_vec: Vec<i64>,
+    pub last_loss: f64,
+}
+
+fn l2_rows(x: &Tensor) -> Tensor {
+    x / (x.norm_scalaropt_dim(2.0, [1], true) + 1e-8)
+}
+
+/// Rows `lo..hi` of the operator given as (row, col, w) triples, as a sparse `[hi−lo, n]` matrix.
+fn rows_op(entries: &[(i64, i64, f32)], lo: i64, hi: i64, n: i64, device: Device) -> Tensor {
+    let picked: Vec<&(i64, i64, f32)> = entries.iter().filter(|e| e.0 >= lo && e.0 < hi).collect();
+    let idx: Vec<i64> = picked.iter().map(|e| e.0 - lo).chain(picked.iter().map(|e| e.1)).collect();
+    let val: Vec<f32> = picked.iter().map(|e| e.2).collect();
+    let indices = Tensor::from_slice(&idx).view([2, picked.len() as i64]);
+    Tensor::sparse_coo_tensor_indices_size(&indices, &Tensor::from_slice(&val), [hi - lo, n], (Kind::Float, Device::Cpu), false).coalesce().to(device)
+}
+
+impl ForwardStage {
+    pub fn new(spec: StageSpec, data: &Dataset, device: Device) -> Result<ForwardStage, String> {
+        let cfg = spec.config.clone();
+        let (n, c) = (data.num_nodes() as i64, data.num_classes as i64);
+        // The augmented graph and its D̃^{-1/2}(A+I)D̃^{-1/2}, self loops on every node.
+        let mut edges: Vec<(i64, i64)> = data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
+        for &i in &spec.train {
+            let vn = n + data.labels[i];
+            edges.push((i as i64, vn));
+            edges.push((vn, i as i64));
+        }
+        let g = CsrGraph::from_edges("forward pipeline graph", (n + c) as usize, &edges, None).map_err(|e| e.to_string())?.without_self_loops().with_self_loops(1.0);
+        let deg = g.weighted_degrees();
+        let dinv: Vec<f32> = deg.iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
+        let mut entries = Vec::with_capacity(g.num_entries());
+        for u in 0..g.num_nodes() {
+            let vals = g.adjacency().row_values(u);
+            for (j, &v) in g.neighbors(u).iter().enumerate() {
+                entries.push((u as i64, v, dinv[u] * vals.map_or(1.0, |x| x[j]) * dinv[v as usize]));
+            }
+        }
+        let total = n + c;
+        let offs = &spec.chunk_offsets;
+        let chunk_ops: Vec<Tensor> = (0..offs.len() - 1).map(|k| rows_op(&entries, offs[k] as i64, offs[k + 1] as i64, total, device)).collect();
+        let vn_op = rows_op(&entries, n, total, total, device);
+        let full_op = rows_op(&entries, 0, total, total, device);
+        let mut in_train = vec![false; n as usize];
+        spec.train.iter().for_each(|&i| in_train[i] = true);
+        let chunk_train = (0..offs.len() - 1)
+            .map(|k| {
+                let rows: Vec<i64> = (offs[k]..offs[k + 1]).filter(|&u| in_train[u]).map(|u| (u - offs[k]) as i64).collect();
+                let y: Vec<i64> = (offs[k]..offs[k + 1]).filter(|&u| in_train[u]).map(|u| data.labels[u]).collect();
+                (Tensor::from_slice(&rows).to(device), Tensor::from_slice(&y).to(device))
+            })
+            .collect();
+        // Slots: 0 = features → hidden, 1..=L = hidden → hidden; the classifier slot is unused.
+        let vs = nn::VarStore::new(device);
+        let mut sf_layers = Vec::new();
+        for slot in spec.first..spec.last.min(cfg.layers + 1) {
+            // Seeded per slot, so a layer's initial weights do not depend on the split.
+            tch::manual_seed(cfg.seed as i64 * 7919 + slot as i64);
+            let fan_in = if slot == 0 { spec.features } else { cfg.hidden };
+            let lin = Linear::new(&(vs.root() / format!("slot{slot}")), fan_in, cfg.hidden, true, Init::Glorot);
+            let input = if slot == 0 {
+                let x = strata_nn::Input::from_features(&data.features, device, true).to_dense();
+                tch::manual_seed(cfg.seed as i64 * 7919 - 1);
+                let vn = Tensor::randn([c, spec.features], (Kind::Float, device));
+                l2_rows(&Tensor::cat(&[x, vn], 0))
+            } else {
+                Tensor::zeros([total, cfg.hidden], (Kind::Float, device))
+            };
+            sf_layers.push(SfLayer { slot, lin, input, fixed: None });
+        }
+        if let Some(l) = sf_layers.first_mut().filter(|l| l.slot == 0) {
+            let agg = |op: &Tensor| op.mm(&l.input).to_sparse_sparse_dim(2).coalesce();
+            l.fixed = Some((chunk_ops.iter().map(agg).collect(), agg(&vn_op), agg(&full_op)));
+        }
+        if sf_layers.is_empty() {
+            return Err(format!("stage {} owns only the classifier slot, which a forward-only pipeline does not have: use fewer stages", spec.stage));
+        }
+        let opt = Adam::new(&vs, cfg.lr, &[cfg.weight_decay]);
+        Ok(ForwardStage { n, classes: c, vs, opt, layers: sf_layers, chunk_ops, vn_op, full_op, chunk_offsets: offs.clone(), chunk_train, labels_vec: data.labels.clone(), last_loss: 0.0, spec })
+    }
+
+    pub fn num_chunks(&self) -> usize {
+        self.chunk_ops.len()
+    }
+    pub fn parameters(&self) -> usize {
+        self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
+    }
+    pub fn begin_epoch(&mut self) {
+        self.opt.zero_grad();
+        self.last_loss = 0.0;
+    }
+    pub fn end_epoch(&mut self) {
+        self.opt.step();
+        self.opt.zero_grad();
+    }
+
+    /// Writes a layer's input rows: chunk `c`'s rows (or every real node's) and the virtual nodes'.
+    fn write_input(&self, i: usize, c: Option<usize>, x: &Tensor, vn: &Tensor) {
+        let buf = &self.layers[i].input;
+        tch::no_grad(|| {
+            let (lo, len) = match c {
+                Some(c) => (self.chunk_offsets[c] as i64, (self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64),
+                None => (0, self.n),
+            };
+            buf.narrow(0, lo, len).copy_(&l2_rows(x));
+            buf.narrow(0, self.n, self.classes).copy_(&l2_rows(vn));
+        });
+    }
+
+    fn layer_out(&self, i: usize, rows: Rows) -> Tensor {
+        let l = &self.layers[i];
+        let agg = match (&l.fixed, rows) {
+            (Some((chunks, _, _)), Rows::Chunk(c)) => chunks[c].shallow_clone(),
+            (Some((_, vn, _)), Rows::VirtualNodes) => vn.shallow_clone(),
+            (Some((_, _, all)), Rows::All) => all.shallow_clone(),
+            (None, Rows::Chunk(c)) => self.chunk_ops[c].mm(&l.input),
+            (None, Rows::VirtualNodes) => self.vn_op.mm(&l.input),
+            (None, Rows::All) => self.full_op.mm(&l.input),
+        };
+        // Sparse aggregates (slot 0) multiply as sparse × dense.
+        let y = if agg.is_sparse() { agg.mm(&l.lin.w) } else { agg.matmul(&l.lin.w) };
+        (y + l.lin.b.as_ref().expect("SF layers have a bias")).relu()
+    }
+
+    /// Trains on chunk `c`: `input` holds the chunk's rows and the virtual nodes' rows (as
+    /// `h0`) from the stage below (none on stage 0). Returns the same for the stage above.
+    pub fn train_chunk(&mut self, c: usize, input: Option<Boundary>) -> Boundary {
+        if let Some(b) = &input {
+            self.write_input(0, Some(c), &b.x, b.h0.as_ref().expect("virtual-node rows travel with the chunk"));
+        }
+        let total_train = self.spec.train.len().max(1) as f64;
+        let (rows, y) = (&self.chunk_train[c].0, &self.chunk_train[c].1);
+        let (mut x, mut vn) = (Tensor::new(), Tensor::new());
+        for i in 0..self.layers.len() {
+            let out = self.layer_out(i, Rows::Chunk(c));
+            let out_vn = self.layer_out(i, Rows::VirtualNodes);
+            if rows.size()[0] > 0 {
+                let logits = out.index_select(0, rows).matmul(&out_vn.tr());
+                let loss = logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Sum, -100, 0.0) / total_train;
+                self.last_loss += loss.double_value(&[]);
+                strata_nn::memory::sample();
+                loss.backward();
+            }
+            (x, vn) = (out.detach(), out_vn.detach());
+            if i + 1 < self.layers.len() {
+                self.write_input(i + 1, Some(c), &x, &vn);
+            }
+        }
+        Boundary { x, h0: Some(vn) }
+    }
+
+    /// Exact full-graph inference: `input` holds every node's rows (real then virtual) and, as
+    /// `h0`, the class distributions summed over the layers below. Returns the same.
+    pub fn infer(&mut self, input: Option<Boundary>) -> Boundary {
+        tch::no_grad(|| {
+            let mut probs = match &input {
+                Some(b) => {
+                    let (x, vn) = (b.x.narrow(0, 0, self.n), b.x.narrow(0, self.n, self.classes));
+                    self.write_input(0, None, &x, &vn);
+                    b.h0.as_ref().expect("class distributions travel with the rows").shallow_clone()
+                }
+                None => Tensor::zeros([self.n, self.classes], (Kind::Float, self.full_op.device())),
+            };
+            let mut h = Tensor::new();
+            for i in 0..self.layers.len() {
+                h = self.layer_out(i, Rows::All);
+                let (real, vn) = (h.narrow(0, 0, self.n), h.narrow(0, self.n, self.classes));
+                probs += real.matmul(&vn.tr()).softmax(-1, Kind::Float);
+                if i + 1 < self.layers.len() {
+                    self.write_input(i + 1, None, &real, &vn);
+                }
+            }
+            Boundary { x: h, h0: Some(probs) }
+        })
+    }
+
+    /// Correct predictions (summed class distributions) on the train, val and test nodes.
+    pub fn evaluate(&self, probs: &Tensor) -> [u64; 3] {
+        let pred = Vec::<i64>::try_from(probs.argmax(-1, false).to(Device::Cpu)).unwrap_or_default();
+        let correct = |ids: &[usize]| ids.iter().filter(|&&i| pred.get(i) == Some(&self.labels_vec[i])).count() as u64;
+        [correct(&self.spec.train), correct(&self.spec.val), correct(&self.spec.test)]
+    }
+
+    /// Parameters, optimizer moments and the layers' input buffers.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let extra = self.layers.iter().map(|l| (format!("history.{}.input", l.slot), l.input.to(Device::Cpu).copy())).collect();
+        layers::state(&self.vs, &self.opt, extra)
+    }
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+        layers::load_state(&self.vs, &mut self.opt, named)?;
+        for l in &self.layers {
+            layers::load_buffer(named, &format!("history.{}.input", l.slot), &l.input)?;
+        }
+        Ok(())
+    }
+}
