@@ -82,7 +82,9 @@ fn cora_public(trainer: Trainer, d: &strata_graph::Dataset) -> f64 {
 }
 
 /// Cora public split, GCN, 2 layers, 5 seeds: `sf` and `ff-la` within 3 points of `bp`.
+/// About 5 min on 2 cores (FF-LA runs 21 label streams per epoch), so it runs in `make test-full`.
 #[test]
+#[ignore = "slow: make test-full"]
 fn forward_trainers_come_within_three_points_of_backprop_on_cora() {
     if locate_or_skip("planetoid/cora.npz").is_none() {
         return;
