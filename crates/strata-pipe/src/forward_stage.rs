@@ -25,11 +25,13 @@ use tch::{nn, Device, Kind, Tensor};
 struct SfLayer {
     slot: usize,
     lin: Linear,
-    /// This layer's normalised input rows, `[N + C, d_in]`.
+    /// This layer's normalised input rows, `[N + C, d_in]` (slot 0: the features, sparse).
     input: Tensor,
-    /// Slot 0 reads the raw features, which never change: their aggregates per chunk, for the
-    /// virtual nodes and for all nodes are computed once (sparse).
-    fixed: Option<(Vec<Tensor>, Tensor, Tensor)>,
+    /// Slot 0 only: `X·W` for the epoch (W moves once per epoch), a leaf whose gradient the
+    /// chunks accumulate and `end_epoch` pushes into `W` — so the wide sparse product runs
+    /// twice per epoch, not twice per chunk. Propagating after projecting is what keeps it
+    /// cheap: `Â_c·X` would be a dense `rows × F` matrix.
+    projected: Option<Tensor>,
 }
 
 /// Which rows of the graph a layer computes.
@@ -119,15 +121,11 @@ impl ForwardStage {
                 let x = strata_nn::Input::from_features(&data.features, device, true).to_dense();
                 tch::manual_seed(cfg.seed as i64 * 7919 - 1);
                 let vn = Tensor::randn([c, spec.features], (Kind::Float, device));
-                l2_rows(&Tensor::cat(&[x, vn], 0))
+                l2_rows(&Tensor::cat(&[x, vn], 0)).to_sparse_sparse_dim(2).coalesce()
             } else {
                 Tensor::zeros([total, cfg.hidden], (Kind::Float, device))
             };
-            sf_layers.push(SfLayer { slot, lin, input, fixed: None });
-        }
-        if let Some(l) = sf_layers.first_mut().filter(|l| l.slot == 0) {
-            let agg = |op: &Tensor| op.mm(&l.input).to_sparse_sparse_dim(2).coalesce();
-            l.fixed = Some((chunk_ops.iter().map(agg).collect(), agg(&vn_op), agg(&full_op)));
+            sf_layers.push(SfLayer { slot, lin, input, projected: None });
         }
         if sf_layers.is_empty() {
             return Err(format!("stage {} owns only the classifier slot, which a forward-only pipeline does not have: use fewer stages", spec.stage));
@@ -145,8 +143,19 @@ impl ForwardStage {
     pub fn begin_epoch(&mut self) {
         self.opt.zero_grad();
         self.last_loss = 0.0;
+        if let Some(l) = self.layers.first_mut().filter(|l| l.slot == 0) {
+            l.projected = Some(tch::no_grad(|| l.input.mm(&l.lin.w)).set_requires_grad(true));
+        }
     }
     pub fn end_epoch(&mut self) {
+        if let Some(l) = self.layers.first_mut().filter(|l| l.slot == 0) {
+            if let Some(p) = l.projected.take() {
+                let g = p.grad();
+                if g.defined() {
+                    (l.input.mm(&l.lin.w) * g).sum(Kind::Float).backward();
+                }
+            }
+        }
         self.opt.step();
         self.opt.zero_grad();
     }
@@ -166,16 +175,20 @@ impl ForwardStage {
 
     fn layer_out(&self, i: usize, rows: Rows) -> Tensor {
         let l = &self.layers[i];
-        let agg = match (&l.fixed, rows) {
-            (Some((chunks, _, _)), Rows::Chunk(c)) => chunks[c].shallow_clone(),
-            (Some((_, vn, _)), Rows::VirtualNodes) => vn.shallow_clone(),
-            (Some((_, _, all)), Rows::All) => all.shallow_clone(),
-            (None, Rows::Chunk(c)) => self.chunk_ops[c].mm(&l.input),
-            (None, Rows::VirtualNodes) => self.vn_op.mm(&l.input),
-            (None, Rows::All) => self.full_op.mm(&l.input),
+        let op = match rows {
+            Rows::Chunk(c) => &self.chunk_ops[c],
+            Rows::VirtualNodes => &self.vn_op,
+            Rows::All => &self.full_op,
         };
-        // Sparse aggregates (slot 0) multiply as sparse × dense.
-        let y = if agg.is_sparse() { agg.mm(&l.lin.w) } else { agg.matmul(&l.lin.w) };
+        let y = if l.slot == 0 {
+            // Project, then propagate (inference projects afresh, without autograd).
+            match (&l.projected, rows) {
+                (Some(p), Rows::Chunk(_) | Rows::VirtualNodes) => op.mm(p),
+                _ => op.mm(&l.input.mm(&l.lin.w)),
+            }
+        } else {
+            op.mm(&l.input).matmul(&l.lin.w)
+        };
         (y + l.lin.b.as_ref().expect("SF layers have a bias")).relu()
     }
 
@@ -238,14 +251,14 @@ impl ForwardStage {
         [correct(&self.spec.train), correct(&self.spec.val), correct(&self.spec.test)]
     }
 
-    /// Parameters, optimizer moments and the layers' input buffers.
+    /// Parameters, optimizer moments and the layers' input buffers (slot 0's are the features).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let extra = self.layers.iter().map(|l| (format!("history.{}.input", l.slot), l.input.to(Device::Cpu).copy())).collect();
+        let extra = self.layers.iter().filter(|l| l.slot != 0).map(|l| (format!("history.{}.input", l.slot), l.input.to(Device::Cpu).copy())).collect();
         layers::state(&self.vs, &self.opt, extra)
     }
     pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
         layers::load_state(&self.vs, &mut self.opt, named)?;
-        for l in &self.layers {
+        for l in self.layers.iter().filter(|l| l.slot != 0) {
             layers::load_buffer(named, &format!("history.{}.input", l.slot), &l.input)?;
         }
         Ok(())
