@@ -1,12 +1,11 @@
 //! # strata-pipe
 //!
-//! Layer-level pipeline parallelism for strata, after GNNPipe (Chen et al., 2023): the gRPC
-//! wire format of the workers (`proto/strata/v1/worker.proto`) with chunked tensor streams,
-//! the min–max stage planner, and the per-epoch communication-volume model that the launcher
-//! prints beside its measurements.
-//!
-//! The worker service, coordinator and launcher are being built on these pieces (see the
-//! pipeline issue); what is here is complete and tested on its own.
+//! Distributed training for strata: layer-level pipeline parallelism after GNNPipe (Chen et al.,
+//! 2023), the graph-parallel baseline and their hybrid, and forward-only pipelines of ForwardGNN
+//! layers. The gRPC wire format (`proto/strata/v1/worker.proto`) with chunked tensor streams,
+//! the min–max stage planner, the per-epoch communication-volume model, the worker service and
+//! the launcher; checkpoints with exact resume ([`checkpoint`]), and the cluster's credentials
+//! (token, mutual TLS: [`security`]).
 
 pub mod checkpoint;
 pub mod chunks;
