@@ -526,3 +526,32 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
     flags_exist(&sargs, "launch");
     assert!(sbatch.contains("MASTER_ADDR") && sbatch.contains("MASTER_PORT") && sbatch.contains("--signal=B:TERM"));
 }
+
+/// SIGTERM to the launcher: it finishes the epoch, writes a checkpoint, stops (non-zero, saying
+/// where the checkpoint is), takes its workers down, and `--resume` continues from there.
+#[test]
+fn sigterm_checkpoints_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let args = ["launch", "--dataset", "karate", "--layers", "4", "--stages", "2", "--chunks", "4", "--checkpoint-every", "100000"];
+    let mut launcher = Procs(vec![Command::new(strata_bin())
+        .args(args)
+        .args(["--epochs", "1000000", "--checkpoint-dir", ckpt.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()]);
+    let l = &mut launcher.0[0];
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(Command::new("kill").args(["-TERM", &l.id().to_string()]).status().unwrap().success());
+    let status = l.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut l.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    let epoch: u64 = err.split("stopped by a signal after epoch ").nth(1).and_then(|r| r.split(';').next()).and_then(|e| e.trim().parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    let manifest = ckpt.join(format!("epoch-{epoch:06}")).join("manifest.json");
+    assert!(manifest.exists(), "no checkpoint for epoch {epoch}: {err}");
+    let out = Command::new(strata_bin()).args(args).args(["--epochs", &(epoch + 2).to_string(), "--resume", ckpt.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains(&format!("({epoch} epochs done)")), "{err}");
+}
