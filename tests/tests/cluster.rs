@@ -23,6 +23,17 @@ fn run(extra: &[&str]) -> (bool, String) {
     (out.status.success(), err)
 }
 
+/// The report of the run without failures (computed once per test binary).
+fn uninterrupted() -> &'static Value {
+    static WHOLE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    WHOLE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, err) = run(&["--json", dir.path().join("whole.json").to_str().unwrap()]);
+        assert!(ok, "{err}");
+        json(&dir.path().join("whole.json"))
+    })
+}
+
 /// A pseudo-random epoch in `lo..hi`, different on every test run.
 fn random_epoch(lo: u64, hi: u64) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
@@ -93,9 +104,7 @@ fn a_killed_worker_then_resume_matches_an_uninterrupted_run() {
     }
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (ok, err) = run(&["--json", dir.path().join("whole.json").to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let whole = json(&dir.path().join("whole.json"));
+    let whole = uninterrupted();
 
     let ckpt = dir.path().join("ckpt");
     let (mut launcher, pids, _lines) = start_launcher(&ckpt, &[]);
@@ -131,9 +140,7 @@ fn restart_failed_recovers_in_one_run_and_torn_checkpoints_are_skipped() {
     }
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (ok, err) = run(&["--json", dir.path().join("whole.json").to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let whole = json(&dir.path().join("whole.json"));
+    let whole = uninterrupted();
 
     let ckpt = dir.path().join("ckpt");
     let out = dir.path().join("restarted.json");
@@ -367,9 +374,7 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (ok, err) = run(&["--json", dir.path().join("whole.json").to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let whole = json(&dir.path().join("whole.json"));
+    let whole = uninterrupted();
 
     let mut workers = Procs(Vec::new());
     for i in 0..4 {

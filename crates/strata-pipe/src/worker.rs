@@ -434,11 +434,7 @@ impl Net<'_> {
         let mut reply = EpochReply::default();
         let epoch = req.epoch;
         if req.train {
-            let k = stage.num_chunks();
-            let mut seen = vec![false; k];
-            if req.order.len() != k || req.order.iter().any(|&c| (c as usize) >= k || std::mem::replace(&mut seen[c as usize], true)) {
-                return Err(format!("chunk order {:?} is not a permutation of 0..{k}", req.order));
-            }
+            check_permutation(&req.order, stage.num_chunks())?;
             stage.begin_epoch();
             for &c in &req.order {
                 let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c, true, &ctx.describe(prev))?) };
@@ -470,11 +466,7 @@ impl Net<'_> {
         let mut reply = EpochReply::default();
         let epoch = req.epoch;
         if req.train {
-            let k = stage.num_chunks();
-            let mut seen = vec![false; k];
-            if req.order.len() != k || req.order.iter().any(|&c| (c as usize) >= k || std::mem::replace(&mut seen[c as usize], true)) {
-                return Err(format!("chunk order {:?} is not a permutation of 0..{k}", req.order));
-            }
+            check_permutation(&req.order, stage.num_chunks())?;
             let own = spec.own_chunks();
             let order: Vec<usize> = req.order.iter().map(|&c| c as usize).filter(|c| own.contains(c)).collect();
             stage.begin_epoch(epoch, &order);
@@ -565,6 +557,15 @@ impl Exchange for Net<'_> {
         }
         Ok(flat)
     }
+}
+
+/// A chunk order from the network must be a permutation of `0..k`.
+fn check_permutation(order: &[u32], k: usize) -> Result<(), String> {
+    let mut seen = vec![false; k];
+    if order.len() != k || order.iter().any(|&c| (c as usize) >= k || std::mem::replace(&mut seen[c as usize], true)) {
+        return Err(format!("chunk order {order:?} is not a permutation of 0..{k}"));
+    }
+    Ok(())
 }
 
 /// Options of `strata worker`.
