@@ -34,6 +34,13 @@ fn uninterrupted() -> &'static Value {
     })
 }
 
+/// The acceptance bound: final test accuracy within 0.5 points of the uninterrupted run.
+fn assert_same_accuracy(whole: &Value, other: &Value, what: &str) {
+    let (a, b) = (whole["test_accuracy"].as_f64().unwrap(), other["test_accuracy"].as_f64().unwrap());
+    eprintln!("uninterrupted {a:.4}, {what} {b:.4}");
+    assert!((a - b).abs() <= 0.005, "{what} {b} vs uninterrupted {a}");
+}
+
 /// A pseudo-random epoch in `lo..hi`, different on every test run.
 fn random_epoch(lo: u64, hi: u64) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
@@ -120,9 +127,7 @@ fn a_killed_worker_then_resume_matches_an_uninterrupted_run() {
     assert!(ok, "{err}");
     assert!(err.contains("resumed from"), "{err}");
     let resumed = json(&dir.path().join("resumed.json"));
-    let (a, b) = (whole["test_accuracy"].as_f64().unwrap(), resumed["test_accuracy"].as_f64().unwrap());
-    eprintln!("uninterrupted {a:.4}, resumed {b:.4}");
-    assert!((a - b).abs() <= 0.005, "resumed {b} vs uninterrupted {a}");
+    assert_same_accuracy(whole, &resumed, "resumed");
     assert_eq!(whole["curve"].as_array().unwrap().len(), resumed["curve"].as_array().unwrap().len());
     // The loss curves agree epoch by epoch: the resume is exact, not merely close.
     for (x, y) in whole["curve"].as_array().unwrap().iter().zip(resumed["curve"].as_array().unwrap()) {
@@ -152,9 +157,8 @@ fn restart_failed_recovers_in_one_run_and_torn_checkpoints_are_skipped() {
     let log: Vec<String> = lines.try_iter().collect();
     assert!(status.success(), "{}", log.join("\n"));
     assert!(log.iter().any(|l| l.contains("worker 1") && l.contains("restart 1/3")), "{}", log.join("\n"));
-    let (a, b) = (whole["test_accuracy"].as_f64().unwrap(), json(&out)["test_accuracy"].as_f64().unwrap());
-    eprintln!("killed worker 1 after epoch {at}; uninterrupted {a:.4}, restarted {b:.4}");
-    assert!((a - b).abs() <= 0.005, "restarted {b} vs uninterrupted {a}");
+    eprintln!("killed worker 1 after epoch {at}");
+    assert_same_accuracy(whole, &json(&out), "restarted");
 
     // Tear the newest checkpoint (24 epochs): --resume falls back to 21 and runs 3 epochs.
     let newest = ckpt.join("epoch-000024").join("rank2.safetensors");
@@ -437,9 +441,7 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
     eprintln!("link of worker 2 cut after epoch {at}: detected in {took:?}");
     assert!(status.success(), "{}", log.join("\n"));
     assert!(log.iter().any(|l| l.contains("resumed from")), "{}", log.join("\n"));
-    let (a, b) = (whole["test_accuracy"].as_f64().unwrap(), json(&out)["test_accuracy"].as_f64().unwrap());
-    eprintln!("uninterrupted {a:.4}, across namespaces with a cut link {b:.4}");
-    assert!((a - b).abs() <= 0.005, "{b} vs {a}");
+    assert_same_accuracy(whole, &json(&out), "across namespaces with a cut link");
 }
 
 /// `cluster/k8s/*.yaml` and `cluster/slurm/strata.sbatch` against what the binary expects: every
