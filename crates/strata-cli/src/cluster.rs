@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use std::path::{Path, PathBuf};
+use strata_pipe::security::Role;
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
@@ -34,6 +35,11 @@ struct CertsArgs {
     /// Validity in days.
     #[arg(long, default_value_t = 365)]
     days: i64,
+    /// Also write one `worker.pem` / `worker-key.pem` shared by every worker (for a Kubernetes
+    /// StatefulSet, whose pods cannot each mount a Secret of their own); workers use it when
+    /// their `worker-RANK` files are absent.
+    #[arg(long)]
+    shared_worker: bool,
 }
 
 pub fn run(a: ClusterArgs) -> anyhow::Result<()> {
@@ -76,18 +82,32 @@ fn certs(a: CertsArgs) -> anyhow::Result<()> {
     write_new(&a.out, "ca.pem", &ca_cert.pem(), false)?;
     write_new(&a.out, "ca-key.pem", &ca_key.serialize_pem(), true)?;
     let issuer = Issuer::new(ca, ca_key);
-    let mut names: Vec<String> = (0..a.workers).map(|i| format!("worker-{i}")).collect();
-    names.push("launcher".into());
-    for name in &names {
-        let mut sans = vec![strata_pipe::security::SERVER_NAME.to_string(), "localhost".into(), name.clone()];
-        sans.extend(a.hosts.iter().filter(|h| h.parse::<std::net::IpAddr>().is_err()).cloned());
-        let mut p = CertificateParams::new(sans)?;
-        for ip in ["127.0.0.1".to_string()].iter().chain(&a.hosts).filter_map(|h| h.parse::<std::net::IpAddr>().ok()) {
-            p.subject_alt_names.push(SanType::IpAddress(ip));
-        }
+    let mut names: Vec<(String, Role)> = (0..a.workers).map(|i| (format!("worker-{i}"), Role::Worker)).collect();
+    if a.shared_worker {
+        names.push(("worker".into(), Role::Worker));
+    }
+    names.push(("launcher".into(), Role::Launcher));
+    for (name, role) in &names {
+        let p = if *role == Role::Worker {
+            let mut sans = vec![strata_pipe::security::SERVER_NAME.to_string(), "localhost".into(), name.clone()];
+            sans.extend(a.hosts.iter().filter(|h| h.parse::<std::net::IpAddr>().is_err()).cloned());
+            let mut p = CertificateParams::new(sans)?;
+            for ip in ["127.0.0.1".to_string()].iter().chain(&a.hosts).filter_map(|h| h.parse::<std::net::IpAddr>().ok()) {
+                p.subject_alt_names.push(SanType::IpAddress(ip));
+            }
+            // A worker serves (to the launcher and its peers) and is a client of its peers.
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            p
+        } else {
+            // The launcher is a client only: no server name, so it cannot pose as a worker.
+            let mut p = CertificateParams::new(Vec::<String>::new())?;
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            p
+        };
+        let mut p = p;
         p.distinguished_name.push(DnType::CommonName, name.as_str());
-        // Every node is a server (workers) and a client (launcher, and workers to their peers).
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        // The role a worker checks before it obeys (see strata_pipe::security::Role).
+        p.distinguished_name.push(DnType::OrganizationalUnitName, role.unit());
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         validity(&mut p, a.days);
         let key = KeyPair::generate()?;
@@ -95,7 +115,13 @@ fn certs(a: CertsArgs) -> anyhow::Result<()> {
         write_new(&a.out, &format!("{name}.pem"), &cert.pem(), false)?;
         write_new(&a.out, &format!("{name}-key.pem"), &key.serialize_pem(), true)?;
     }
-    println!("wrote a CA and {} node certificates to {} (worker-0..{}, launcher)", names.len(), a.out.display(), a.workers - 1);
+    println!(
+        "wrote a CA and {} node certificates to {} (worker-0..{}{}, launcher)",
+        names.len(),
+        a.out.display(),
+        a.workers - 1,
+        if a.shared_worker { ", worker" } else { "" }
+    );
     println!("workers: strata worker --tls-dir {} --rank N · launcher: strata launch --tls-dir {} …", a.out.display(), a.out.display());
     Ok(())
 }

@@ -17,7 +17,8 @@ use tokio::io::AsyncBufReadExt;
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// Address to serve on. Loopback by default; any other address requires --token.
+    /// Address to serve on. Loopback by default; any other address requires --tls-dir (a token
+    /// alone would cross the network in clear text).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
     /// This worker's rank (default: $RANK, then $SLURM_PROCID, then 0).
@@ -37,9 +38,21 @@ pub struct WorkerArgs {
     /// libtorch CPU threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Serve Prometheus metrics (bytes sent by kind, epochs) at http://ADDR/metrics.
-    #[arg(long)]
+    /// Serve Prometheus metrics (bytes sent by kind, epochs) at http://ADDR/metrics. A bare
+    /// port binds loopback (127.0.0.1:PORT); name an address (0.0.0.0:9100) to expose it.
+    #[arg(long, value_parser = parse_metrics_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Largest graph (bytes of the npz stream) a launcher may configure this worker with.
+    #[arg(long, default_value_t = strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES)]
+    pub max_graph_bytes: u64,
+}
+
+/// `PORT` (loopback) or `HOST:PORT`.
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| format!("`{s}` is neither a port nor HOST:PORT"))
 }
 
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
@@ -49,7 +62,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let rank = a.rank.or_else(|| env_rank("RANK")).or_else(|| env_rank("SLURM_PROCID")).unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let creds = credentials(a.token.clone(), a.tls_dir.as_deref(), &a.tls_name.clone().unwrap_or_else(|| format!("worker-{rank}")))?;
-    let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, creds, rank, device, registrations: None };
+    let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, creds, rank, device, registrations: None, max_graph_bytes: a.max_graph_bytes };
     if let Some(addr) = a.metrics_addr {
         let _guard = rt.enter();
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -168,8 +181,16 @@ struct ClusterFile {
 
 /// Token and TLS identity `name` from `tls_dir`.
 pub fn credentials(token: Option<String>, tls_dir: Option<&std::path::Path>, name: &str) -> anyhow::Result<Credentials> {
-    let tls = tls_dir.map(|d| TlsIdentity::load(d, name)).transpose().map_err(|e| anyhow::anyhow!(e))?;
-    Ok(Credentials { token, tls })
+    let tls = tls_dir
+        .map(|d| match name.strip_prefix("worker-").and_then(|r| r.parse::<u32>().ok()) {
+            Some(rank) => TlsIdentity::load_worker(d, rank),
+            None => TlsIdentity::load(d, name),
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let creds = Credentials { token, tls };
+    creds.validate().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(creds)
 }
 
 /// Starts `n` local worker processes on loopback; returns them (killed on drop) and their addresses.
@@ -312,7 +333,7 @@ fn env_worker(rank: usize, world: usize, master: String, a: &LaunchArgs, token: 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let opts = strata_pipe::worker::WorkerOptions { listen: bind, creds: creds.clone(), rank: rank as u32, device, registrations: None };
+        let opts = strata_pipe::worker::WorkerOptions { listen: bind, creds: creds.clone(), rank: rank as u32, device, registrations: None, max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES };
         let server = tokio::spawn(strata_pipe::worker::serve(opts, move |addr| {
             let _ = addr_tx.send(addr);
         }));
@@ -439,7 +460,7 @@ async fn run_once(
             workers.join(", ")
         );
         let mut launcher = Launcher::connect(workers, creds, wait).await?;
-        launcher.configure(p).await?;
+        launcher.configure(p, ckpt_root).await?;
         let mut opts = TrainOptions { checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)), resume: None, stop: Some(stop.clone()) };
         if let Some((dir, m)) = ckpt_root.and_then(strata_pipe::checkpoint::latest) {
             if m.config != config_identity(cfg) {
@@ -485,7 +506,7 @@ async fn serve_rank0(master: &str, world: usize, device: &str, creds: Credential
     let bind = if is_loopback(master) { format!("127.0.0.1:{port}") } else { format!("0.0.0.0:{port}") };
     let listen = bind.to_socket_addrs()?.next().context("bind address")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = strata_pipe::worker::WorkerOptions { listen, creds, rank: 0, device: strata_nn::parse_device(device)?, registrations: Some(tx) };
+    let opts = strata_pipe::worker::WorkerOptions { listen, creds, rank: 0, device: strata_nn::parse_device(device)?, registrations: Some(tx), max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = strata_pipe::worker::serve(opts, move |a| {

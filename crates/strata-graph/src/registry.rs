@@ -336,12 +336,21 @@ pub fn load(name: &str, attack: Option<Attack>) -> Result<Dataset> {
     Ok(d)
 }
 
+/// Whether tests must fail rather than skip when something they need is missing: under
+/// `CI=true`, and under `make test` (which sets `STRATA_REQUIRE_TEST_DATA=1`). A plain
+/// `cargo test` by hand may skip, saying so.
+#[doc(hidden)]
+pub fn tests_must_not_skip() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true") || std::env::var("STRATA_REQUIRE_TEST_DATA").is_ok_and(|v| v == "1")
+}
+
 /// For tests that need the real datasets: the file's path, or — when it is missing — a panic
-/// under `CI=true` (CI must not silently skip) and a printed skip notice elsewhere.
+/// where [`tests_must_not_skip`] and a printed skip notice elsewhere.
+#[doc(hidden)]
 pub fn locate_or_skip(rel: &str) -> Option<PathBuf> {
     match locate(rel) {
         Ok(p) => Some(p),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI=true and test data is missing: {e}"),
+        Err(e) if tests_must_not_skip() => panic!("test data is missing (CI=true or make test: a skip would hide it): {e}"),
         Err(e) => {
             eprintln!("SKIPPED (test data missing): {e}");
             None

@@ -137,6 +137,16 @@ impl ForwardStage {
     pub fn num_chunks(&self) -> usize {
         self.chunk_ops.len()
     }
+    /// The shapes received from the stage below: a chunk's rows and the virtual nodes' rows in
+    /// training; every node's and virtual node's rows and the summed class distributions in
+    /// full-graph inference.
+    pub fn boundary_shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
+        let h = self.spec.config.hidden;
+        match chunk {
+            Some(c) => vec![vec![(self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64, h], vec![self.classes, h]],
+            None => vec![vec![self.n + self.classes, h], vec![self.n, self.classes]],
+        }
+    }
     pub fn parameters(&self) -> usize {
         self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
     }

@@ -85,15 +85,18 @@ impl Launcher {
         LaunchError::Worker { rank, addr: self.workers[rank].0.clone(), msg: msg.into() }
     }
 
-    /// Ships each stage its spec and the (renumbered) graph.
-    pub async fn configure(&mut self, plan: &PipelinePlan) -> Result<(), LaunchError> {
+    /// Ships each stage its spec and the (renumbered) graph; `checkpoint_root` is the only
+    /// directory the workers may then write checkpoints to or restore from.
+    pub async fn configure(&mut self, plan: &PipelinePlan, checkpoint_root: Option<&Path>) -> Result<(), LaunchError> {
         if plan.specs.len() != self.workers.len() {
             return Err(LaunchError::Config(format!("the plan has {} workers (ways × stages) but {} are listed", plan.specs.len(), self.workers.len())));
         }
         let npz = strata_graph::formats::graph_npz(&plan.dataset).to_bytes();
         let addrs: Vec<String> = self.workers.iter().map(|w| w.0.clone()).collect();
         for (rank, spec) in plan.specs.iter().enumerate() {
-            let spec_json = serde_json::to_string(spec).expect("spec serialises");
+            let mut spec = spec.clone();
+            spec.checkpoint_root = checkpoint_root.map(|r| r.display().to_string());
+            let spec_json = serde_json::to_string(&spec).expect("spec serialises");
             let mut pieces: Vec<ConfigChunk> = npz.chunks(crate::wire::DEFAULT_CHUNK_BYTES).map(|b| ConfigChunk { npz: b.to_vec(), ..Default::default() }).collect();
             if pieces.is_empty() {
                 pieces.push(ConfigChunk::default());
@@ -101,6 +104,7 @@ impl Launcher {
             pieces[0].spec_json = spec_json;
             pieces[0].rank = rank as u32;
             pieces[0].peers = addrs.clone();
+            pieces[0].graph_bytes = npz.len() as u64;
             let mut c = self.workers[rank].1.clone();
             c.configure(tokio_stream::iter(pieces)).await.map_err(|s| self.fail(rank, format!("configure failed: {}", s.message())))?;
         }
@@ -145,6 +149,7 @@ impl Launcher {
         for (rank, (_, c)) in self.workers.iter().enumerate() {
             let mut c = c.clone();
             match tokio::time::timeout(HEALTH_TIMEOUT, c.health(HealthRequest {})).await {
+                Ok(Ok(r)) if r.get_ref().state.starts_with("failed") => return Some(self.fail(rank, format!("lost: {}", r.get_ref().state))),
                 Ok(Ok(_)) => {}
                 Ok(Err(s)) => return Some(self.fail(rank, format!("lost: {}", s.message()))),
                 Err(_) => return Some(self.fail(rank, format!("lost: no health answer within {HEALTH_TIMEOUT:?}"))),

@@ -214,6 +214,7 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
                 val: split.val.clone(),
                 test: split.test.clone(),
                 config: cfg.clone(),
+                checkpoint_root: None,
             });
         }
     }

@@ -53,6 +53,10 @@ pub struct StageSpec {
     pub test: Vec<usize>,
     /// The run's model and training settings (the same on every stage).
     pub config: PipelineConfig,
+    /// The only directory Checkpoint and Restore may touch (the launcher's checkpoint root);
+    /// `None`: this run writes no checkpoints and restores none.
+    #[serde(default)]
+    pub checkpoint_root: Option<String>,
 }
 
 fn one() -> usize {
@@ -76,6 +80,51 @@ impl StageSpec {
     }
     pub fn is_last(&self) -> bool {
         self.last == self.config.layers + 2
+    }
+    /// Checks every field against itself and against the graph received with it (`nodes`
+    /// vertices, `features` input columns, `classes` labels) and the `peers` listed, so a bad
+    /// spec is refused by name instead of panicking a stage later.
+    pub fn validate(&self, nodes: usize, features: i64, classes: i64, peers: usize) -> Result<(), String> {
+        let c = &self.config;
+        c.validate()?;
+        if c.layers == 0 || c.layers > 4096 || c.hidden < 1 || c.hidden > 1 << 16 {
+            return Err(format!("layers {} and hidden {} must be in 1..=4096 and 1..=65536", c.layers, c.hidden));
+        }
+        if ![c.dropout, c.alpha, c.theta, c.lr, c.weight_decay, c.weight_decay_conv, c.grad_scale].iter().all(|v| v.is_finite()) || !(0.0..1.0).contains(&c.dropout) {
+            return Err("hyper-parameters must be finite, and dropout in [0, 1)".into());
+        }
+        if peers != c.workers() {
+            return Err(format!("{peers} peers listed but the configuration has {} workers", c.workers()));
+        }
+        if self.ways != c.ways.max(1) || self.way >= self.ways || self.stage >= c.stages.max(1) {
+            return Err(format!("way {} of {} and stage {} do not fit {} ways × {} stages", self.way, self.ways, self.stage, c.ways, c.stages));
+        }
+        if self.first >= self.last || self.last > c.layers + 2 {
+            return Err(format!("slots {}..{} are not a range within 0..{}", self.first, self.last, c.layers + 2));
+        }
+        if features != self.features || classes != self.classes || classes < 1 {
+            return Err(format!("the spec says {} features and {} classes, the graph has {features} and {classes}", self.features, self.classes));
+        }
+        let offsets_ok = |o: &[usize], parts: usize| o.len() == parts + 1 && o[0] == 0 && o[parts] == nodes && o.windows(2).all(|w| w[0] <= w[1]);
+        if !offsets_ok(&self.chunk_offsets, c.num_chunks()) {
+            return Err(format!("chunk offsets must rise from 0 to {nodes} in {} chunks", c.num_chunks()));
+        }
+        if !self.way_offsets.is_empty() && !offsets_ok(&self.way_offsets, self.ways) {
+            return Err(format!("way offsets must rise from 0 to {nodes} in {} ways", self.ways));
+        }
+        for (name, ids) in [("train", &self.train), ("val", &self.val), ("test", &self.test)] {
+            if let Some(&bad) = ids.iter().find(|&&i| i >= nodes) {
+                return Err(format!("{name} node {bad} is out of range (the graph has {nodes} nodes)"));
+            }
+        }
+        Ok(())
+    }
+    /// The shapes of the tensors this stage receives for `chunk` (`None`: the full graph) —
+    /// activations from the stage below and gradients from the stage above alike.
+    pub fn boundary_shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
+        let n = *self.chunk_offsets.last().unwrap_or(&0) as i64;
+        let rows = chunk.map_or(n, |c| (self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64);
+        vec![vec![rows, self.config.hidden]; self.tensors_per_boundary()]
     }
     /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
     pub fn tensors_per_boundary(&self) -> usize {

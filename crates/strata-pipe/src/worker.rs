@@ -10,7 +10,7 @@ use crate::layers::Exchange;
 use crate::partition_stage::PartitionStage;
 use crate::pipeline::Mode;
 use crate::proto::{Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind};
-use crate::security::Credentials;
+use crate::security::{bearer_matches, Credentials, Role};
 use crate::forward_stage::ForwardStage;
 use crate::pipeline::PipeTrainer;
 use crate::stage::{Boundary, Stage, StageSpec};
@@ -31,8 +31,10 @@ use tonic::{Request, Response, Status, Streaming};
 pub const FULL_GRAPH: u32 = u32::MAX;
 /// Largest single gRPC message a worker decodes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
-/// Largest tensor a worker accepts from the network.
-const MAX_TENSOR_BYTES: u64 = 8 << 30;
+/// Answer to a request whose handling panicked the compute thread.
+const STAGE_FAILED: &str = "the stage failed while handling this request (Health says why); reconfigure the worker";
+/// Default cap on the graph a Configure stream may carry (`strata worker --max-graph-bytes`).
+pub const DEFAULT_MAX_GRAPH_BYTES: u64 = 32 << 30;
 /// How often a waiting compute thread checks whether its epoch was abandoned.
 const POLL: Duration = Duration::from_millis(200);
 /// How long a stage waits for a neighbour's tensor before giving up on it.
@@ -59,8 +61,11 @@ impl tonic::service::Interceptor for CheckAuth {
         match &self.0 {
             None => Ok(req),
             Some(t) => {
-                let ok = req.metadata().get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {t}"));
-                if ok { Ok(req) } else { Err(Status::unauthenticated("missing or wrong cluster token")) }
+                if bearer_matches(req.metadata().get("authorization").map(|v| v.as_bytes()), t) {
+                    Ok(req)
+                } else {
+                    Err(Status::unauthenticated("missing or wrong cluster token"))
+                }
             }
         }
     }
@@ -86,6 +91,64 @@ pub fn client(addr: &str, creds: &Credentials) -> Result<Client, tonic::transpor
 struct Received {
     key: (i32, u64, u32, String),
     tensor: Tensor,
+    bytes: u64,
+}
+
+/// What tensors this worker accepts from its peers, published by the compute thread when it is
+/// configured: nothing before, and afterwards nothing larger than a full-graph activation of
+/// the widest layer, with a bounded total waiting unclaimed.
+#[derive(Clone, Debug, Default)]
+struct TensorLimits {
+    /// Largest single tensor (bytes); 0 = not configured, refuse every tensor.
+    max_tensor: u64,
+    /// Largest total of received tensors not yet consumed by the compute thread.
+    max_unclaimed: u64,
+    /// Vertices of the graph and rows of each chunk (activations and gradients of a chunk
+    /// must have exactly those rows; full-graph ones N, or N + classes in forward-only runs).
+    nodes: i64,
+    chunk_rows: Vec<i64>,
+    classes: i64,
+}
+
+impl TensorLimits {
+    fn new(spec: &StageSpec, nodes: usize, parameters: usize) -> TensorLimits {
+        let n = nodes as i64;
+        let width = spec.config.hidden.max(spec.classes).max(1);
+        // A full-graph activation (plus the virtual nodes of forward-only runs) or, for the
+        // all-reduce, every parameter of the stage.
+        let activation = ((n + spec.classes) * width * 4) as u64;
+        let max_tensor = activation.max(parameters as u64 * 4).max(4);
+        let chunk_rows = spec.chunk_offsets.windows(2).map(|w| (w[1] - w[0]) as i64).collect();
+        // Neighbours run ahead by at most an epoch's chunks each way (activations from below,
+        // gradients from above, h0 beside x), plus one full-graph pass and halo traffic.
+        TensorLimits { max_tensor, max_unclaimed: 6 * max_tensor, nodes: n, chunk_rows, classes: spec.classes }
+    }
+    /// Checks a received tensor's kind and shape before it is queued.
+    fn check(&self, kind: TensorKind, chunk: u32, shape: &[i64]) -> Result<(), String> {
+        let rows_ok = |r: i64| match kind {
+            TensorKind::Activation | TensorKind::Gradient if chunk == FULL_GRAPH => r == self.nodes || r == self.nodes + self.classes,
+            TensorKind::Activation | TensorKind::Gradient => {
+                self.chunk_rows.get(chunk as usize).is_some_and(|&rows| r == rows || r == self.classes)
+            }
+            _ => r <= self.nodes + self.classes,
+        };
+        match (kind, shape) {
+            (TensorKind::Weight, [_]) => Ok(()),
+            (TensorKind::Activation | TensorKind::Gradient | TensorKind::Halo, [r, _]) if rows_ok(*r) => Ok(()),
+            (TensorKind::Unspecified, _) => Err("tensor kind unspecified".into()),
+            _ => Err(format!("{kind:?} tensor of shape {shape:?} does not fit chunk {chunk} of this stage")),
+        }
+    }
+}
+
+/// The worker's health as reported to anyone who asks.
+#[derive(Clone, Debug)]
+enum WorkerState {
+    /// Up, waiting for Configure.
+    Idle,
+    Serving,
+    /// The compute thread panicked: the stage's state is gone until the next Configure.
+    Failed(String),
 }
 
 enum Cmd {
@@ -97,6 +160,12 @@ enum Cmd {
 
 struct Svc {
     rank: u32,
+    /// TLS on: RPCs are authorised by the caller's certificate role.
+    roles: bool,
+    max_graph_bytes: u64,
+    limits: Arc<std::sync::RwLock<TensorLimits>>,
+    unclaimed: Arc<AtomicU64>,
+    state: Arc<std::sync::Mutex<WorkerState>>,
     cmd: mpsc::Sender<Cmd>,
     inbox: mpsc::Sender<Received>,
     shutdown: watch::Sender<bool>,
@@ -107,73 +176,139 @@ struct Svc {
     registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
 }
 
+impl Svc {
+    /// With mutual TLS, refuses a caller whose certificate does not carry `role`.
+    fn require<T>(&self, req: &Request<T>, role: Role, what: &str) -> Result<(), Status> {
+        if !self.roles {
+            return Ok(());
+        }
+        let found = req.peer_certs().and_then(|certs| certs.first().and_then(|c| Role::of_certificate(c.as_ref())));
+        if found == Some(role) {
+            return Ok(());
+        }
+        let who = found.map_or("a certificate without a strata role".to_string(), |r| format!("the {r:?} role").to_lowercase());
+        Err(Status::permission_denied(format!("{what} is for the {} role; the caller presented {who}", format!("{role:?}").to_lowercase())))
+    }
+}
+
 #[tonic::async_trait]
 impl Worker for Svc {
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
-        Ok(Response::new(HealthReply { rank: self.rank, state: "serving".into(), epoch: self.epoch.load(std::sync::atomic::Ordering::Relaxed) }))
+        let state = match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            WorkerState::Idle => "idle".to_string(),
+            WorkerState::Serving => "serving".to_string(),
+            WorkerState::Failed(why) => format!("failed: {why}"),
+        };
+        Ok(Response::new(HealthReply { rank: self.rank, state, epoch: self.epoch.load(std::sync::atomic::Ordering::Relaxed) }))
     }
 
     async fn configure(&self, req: Request<Streaming<ConfigChunk>>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "Configure")?;
         let mut stream = req.into_inner();
         let (mut spec, mut rank, mut peers, mut npz) = (String::new(), 0, Vec::new(), Vec::new());
+        let mut announced: Option<u64> = None;
         while let Some(c) = stream.message().await? {
             if !c.spec_json.is_empty() {
+                if announced.is_some() {
+                    return Err(Status::invalid_argument("the stage spec must come in the first piece only"));
+                }
+                if c.graph_bytes == 0 || c.graph_bytes > self.max_graph_bytes {
+                    return Err(Status::resource_exhausted(format!(
+                        "the graph announced is {} bytes; this worker accepts 1..={} (strata worker --max-graph-bytes)",
+                        c.graph_bytes, self.max_graph_bytes
+                    )));
+                }
+                announced = Some(c.graph_bytes);
                 spec = c.spec_json;
                 rank = c.rank as usize;
                 peers = c.peers;
             }
+            let Some(total) = announced else {
+                return Err(Status::invalid_argument("the first Configure piece must carry the stage spec and the graph's size"));
+            };
+            if npz.len() as u64 + c.npz.len() as u64 > total {
+                return Err(Status::invalid_argument(format!("the graph stream exceeds the {total} bytes announced")));
+            }
             npz.extend_from_slice(&c.npz);
+        }
+        if announced != Some(npz.len() as u64) {
+            return Err(Status::invalid_argument(format!("the graph stream ended after {} of {} bytes announced", npz.len(), announced.unwrap_or(0))));
         }
         if rank >= peers.len() {
             return Err(Status::invalid_argument(format!("rank {rank} is not among the {} peers", peers.len())));
+        }
+        if let Some(bad) = peers.iter().find(|p| !is_host_port(p)) {
+            return Err(Status::invalid_argument(format!("peer address `{bad}` is not host:port")));
         }
         let spec: StageSpec = serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
         let bytes = npz.len() as u64;
         self.generation.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::invalid_argument)?;
+        rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::invalid_argument)?;
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
 
     async fn run_epoch(&self, req: Request<EpochRequest>) -> Result<Response<EpochReply>, Status> {
+        self.require(&req, Role::Launcher, "RunEpoch")?;
         let req = req.into_inner();
         self.epoch.store(req.epoch, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Epoch { req, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        let r = rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::internal)?;
+        let r = rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::internal)?;
         Ok(Response::new(r))
     }
 
     async fn checkpoint(&self, req: Request<CheckpointRequest>) -> Result<Response<CheckpointReply>, Status> {
+        self.require(&req, Role::Launcher, "Checkpoint")?;
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Checkpoint { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        Ok(Response::new(rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::internal)?))
+        Ok(Response::new(rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::internal)?))
     }
 
     async fn restore(&self, req: Request<RestoreRequest>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "Restore")?;
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Restore { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        rx.await.map_err(|_| Status::internal("compute thread gone"))?.map_err(Status::failed_precondition)?;
+        rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::failed_precondition)?;
         Ok(Response::new(Ack { bytes_received: 0 }))
     }
 
     async fn push_tensor(&self, req: Request<Streaming<TensorChunk>>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Worker, "PushTensor")?;
+        let limits = self.limits.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if limits.max_tensor == 0 {
+            return Err(Status::failed_precondition("this worker is not configured: it accepts no tensors yet"));
+        }
         let mut stream = req.into_inner();
-        let mut asm = Assembler::new(MAX_TENSOR_BYTES);
+        let mut asm = Assembler::new(limits.max_tensor);
         let mut bytes = 0u64;
         while let Some(c) = stream.message().await? {
+            if bytes == 0 {
+                let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
+                limits.check(kind, c.chunk, &c.shape).map_err(|e| Status::invalid_argument(format!("tensor `{}`: {e}", c.name)))?;
+                // Reserve the announced size against the unclaimed budget before receiving it.
+                let queued = self.unclaimed.load(Ordering::SeqCst);
+                if queued.saturating_add(c.total_bytes) > limits.max_unclaimed {
+                    return Err(Status::resource_exhausted(format!(
+                        "{queued} bytes of tensors are waiting unclaimed; `{}` ({} bytes) would pass the limit of {}",
+                        c.name, c.total_bytes, limits.max_unclaimed
+                    )));
+                }
+            }
             bytes += c.data.len() as u64;
             asm.push(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
         let (meta, values) = asm.finish().map_err(|e| Status::invalid_argument(e.to_string()))?;
         let tensor = Tensor::from_slice(&values).view(meta.shape.as_slice());
         let key = (meta.kind as i32, meta.epoch, meta.chunk, meta.name);
-        self.inbox.send(Received { key, tensor }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.unclaimed.fetch_add(bytes, Ordering::SeqCst);
+        self.inbox.send(Received { key, tensor, bytes }).map_err(|_| Status::unavailable("compute thread gone"))?;
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
 
     async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Worker, "Register")?;
         let r = req.into_inner();
         let Some(tx) = &self.registrations else {
             return Err(Status::failed_precondition(format!("worker {} does not coordinate: register with rank 0", self.rank)));
@@ -184,6 +319,7 @@ impl Worker for Svc {
     }
 
     async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "Shutdown")?;
         tracing::info!("shutdown requested: {}", req.into_inner().reason);
         let _ = self.shutdown.send(true);
         Ok(Response::new(Ack { bytes_received: 0 }))
@@ -234,7 +370,10 @@ struct Compute {
     /// The generation the running epoch started in.
     epoch_generation: u64,
     inbox: mpsc::Receiver<Received>,
-    pending: HashMap<(i32, u64, u32, String), Tensor>,
+    pending: HashMap<(i32, u64, u32, String), (Tensor, u64)>,
+    /// Bytes received and not yet consumed (shared with the RPC side, which enforces the cap).
+    unclaimed: Arc<AtomicU64>,
+    limits: Arc<std::sync::RwLock<TensorLimits>>,
     state: Option<Runtime>,
 }
 
@@ -245,7 +384,8 @@ impl Compute {
         let key = (kind as i32, epoch, chunk, name.to_string());
         let deadline = Instant::now() + RECV_TIMEOUT;
         loop {
-            if let Some(t) = self.pending.remove(&key) {
+            if let Some((t, bytes)) = self.pending.remove(&key) {
+                self.unclaimed.fetch_sub(bytes, Ordering::SeqCst);
                 return Ok(t.to(self.device));
             }
             self.check_abandoned()?;
@@ -254,7 +394,9 @@ impl Compute {
                 return Err(format!("timed out after {RECV_TIMEOUT:?} waiting for {kind:?} `{name}` of chunk {chunk}, epoch {epoch} from {from}"));
             }
             if let Ok(r) = self.inbox.recv_timeout(left.min(POLL)) {
-                self.pending.insert(r.key, r.tensor);
+                if let Some((_, stale)) = self.pending.insert(r.key, (r.tensor, r.bytes)) {
+                    self.unclaimed.fetch_sub(stale, Ordering::SeqCst);
+                }
             }
         }
     }
@@ -267,10 +409,43 @@ impl Compute {
         Ok(())
     }
 
-    fn recv_boundary(&mut self, kind: TensorKind, epoch: u64, chunk: u32, with_h0: bool, from: &str) -> Result<Boundary, String> {
-        let x = self.recv(kind, epoch, chunk, "x", from)?;
-        let h0 = if with_h0 { Some(self.recv(kind, epoch, chunk, "h0", from)?) } else { None };
-        Ok(Boundary { x, h0 })
+    /// Receives a chunk's boundary tensors (`x`, then `h0` when `expect` has two shapes) and
+    /// refuses any whose shape is not the one expected.
+    fn recv_boundary(&mut self, kind: TensorKind, epoch: u64, chunk: u32, expect: &[Vec<i64>], from: &str) -> Result<Boundary, String> {
+        let mut got = Vec::new();
+        for (name, shape) in ["x", "h0"].into_iter().zip(expect) {
+            let t = self.recv(kind, epoch, chunk, name, from)?;
+            if t.size() != *shape {
+                return Err(format!("{kind:?} `{name}` of chunk {chunk} from {from}: expected shape {shape:?}, got {:?}", t.size()));
+            }
+            got.push(t);
+        }
+        let mut got = got.into_iter();
+        let x = got.next().ok_or("no boundary tensor expected")?;
+        Ok(Boundary { x, h0: got.next() })
+    }
+
+    /// Drops every tensor waiting unclaimed (a new run, or a failed one).
+    fn clear_pending(&mut self) {
+        while let Ok(r) = self.inbox.try_recv() {
+            self.unclaimed.fetch_sub(r.bytes, Ordering::SeqCst);
+        }
+        for (_, (_, bytes)) in self.pending.drain() {
+            self.unclaimed.fetch_sub(bytes, Ordering::SeqCst);
+        }
+    }
+
+    /// `path` (from the launcher) if it lies under this run's checkpoint root: no `..`, no
+    /// absolute path elsewhere.
+    fn confined(&self, path: &str) -> Result<std::path::PathBuf, String> {
+        let rt = self.state.as_ref().ok_or("not configured")?;
+        let root = rt.ctx.spec.checkpoint_root.as_deref().ok_or("this run was configured without a checkpoint directory")?;
+        let p = std::path::Path::new(path);
+        let escapes = p.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        if escapes || !p.starts_with(root) {
+            return Err(format!("`{path}` is outside this run's checkpoint directory `{root}`"));
+        }
+        Ok(p.to_path_buf())
     }
 
     /// Streams one tensor to a peer in the background; returns the payload bytes.
@@ -319,14 +494,17 @@ impl Compute {
             Engine::Forward(f) => f.state(),
         };
         tensors.push(("epoch".into(), Tensor::from_slice(&[req.epoch as i64])));
-        let f = crate::checkpoint::write_worker_state(std::path::Path::new(&req.dir), rt.ctx.rank, &tensors).map_err(|e| e.to_string())?;
+        let rank = rt.ctx.rank;
+        let dir = self.confined(&req.dir)?;
+        let f = crate::checkpoint::write_worker_state(&dir, rank, &tensors).map_err(|e| e.to_string())?;
         tracing::info!("checkpoint of epoch {} written: {} ({} bytes)", req.epoch, f.file, f.bytes);
         Ok(CheckpointReply { file: f.file, sha256: f.sha256, bytes: f.bytes })
     }
 
     fn restore(&mut self, req: RestoreRequest) -> Result<(), String> {
+        let path = self.confined(&req.path)?;
         let rt = self.state.as_mut().ok_or("Restore before Configure")?;
-        let named = crate::checkpoint::read_worker_state(std::path::Path::new(&req.path), &req.sha256).map_err(|e| e.to_string())?;
+        let named = crate::checkpoint::read_worker_state(&path, &req.sha256).map_err(|e| e.to_string())?;
         match &mut rt.engine {
             Engine::Pipe(s) => s.load_state(&named),
             Engine::Graph(p) => p.load_state(&named),
@@ -342,6 +520,11 @@ impl Compute {
         let path = dir.path().join("graph.npz");
         std::fs::write(&path, &npz).map_err(|e| e.to_string())?;
         let data = strata_graph::formats::read_graph_npz(&path).map_err(|e| format!("graph from launcher: {e}"))?;
+        spec.validate(data.num_nodes(), data.features.dim() as i64, data.num_classes as i64, peer_addrs.len()).map_err(|e| format!("stage spec: {e}"))?;
+        // A new run: the old one's tensors and limits go, whatever happens next.
+        self.state = None;
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::default();
+        self.clear_pending();
         // tonic channels spawn their connection task on the runtime: enter it from this thread.
         let _guard = self.rt.enter();
         let peers = peer_addrs.iter().map(|a| client(a, &self.creds).map_err(|e| format!("{a}: {e}"))).collect::<Result<Vec<_>, _>>()?;
@@ -359,8 +542,13 @@ impl Compute {
             Engine::Pipe(Box::new(st))
         };
         // Tensors of an abandoned run must not be mistaken for the new run's.
-        self.pending.clear();
-        while self.inbox.try_recv().is_ok() {}
+        self.clear_pending();
+        let parameters = match &engine {
+            Engine::Pipe(s) => s.parameters(),
+            Engine::Graph(p) => p.parameters(),
+            Engine::Forward(f) => f.parameters(),
+        };
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::new(&spec, data.num_nodes(), parameters);
         self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
     }
@@ -437,7 +625,8 @@ impl Net<'_> {
             check_permutation(&req.order, stage.num_chunks())?;
             stage.begin_epoch();
             for &c in &req.order {
-                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c, true, &ctx.describe(prev))?) };
+                let expect = stage.boundary_shapes(Some(c as usize));
+                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c, &expect, &ctx.describe(prev))?) };
                 let out = stage.train_chunk(c as usize, input);
                 if !last {
                     reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, c, &out);
@@ -446,7 +635,8 @@ impl Net<'_> {
             stage.end_epoch();
             reply.loss = stage.last_loss;
         } else {
-            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, true, &ctx.describe(prev))?) };
+            let expect = stage.boundary_shapes(None);
+            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, &expect, &ctx.describe(prev))?) };
             let out = stage.infer(input);
             if last {
                 [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(out.h0.as_ref().expect("class distributions"));
@@ -461,7 +651,6 @@ impl Net<'_> {
         let ctx = self.ctx;
         let spec = &ctx.spec;
         let (first, last) = (spec.is_first(), spec.is_last());
-        let h0 = spec.tensors_per_boundary() == 2;
         let (prev, next) = (ctx.rank.wrapping_sub(1), ctx.rank + 1);
         let mut reply = EpochReply::default();
         let epoch = req.epoch;
@@ -471,14 +660,14 @@ impl Net<'_> {
             let order: Vec<usize> = req.order.iter().map(|&c| c as usize).filter(|c| own.contains(c)).collect();
             stage.begin_epoch(epoch, &order);
             for &c in &order {
-                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c as u32, h0, &ctx.describe(prev))?) };
+                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c as u32, &spec.boundary_shapes(Some(c)), &ctx.describe(prev))?) };
                 let out = stage.forward(Some(c), input);
                 if !last {
                     reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, c as u32, &out);
                 }
             }
             for &c in order.iter().rev() {
-                let grad = if last { None } else { Some(self.c.recv_boundary(TensorKind::Gradient, epoch, c as u32, h0, &ctx.describe(next))?) };
+                let grad = if last { None } else { Some(self.c.recv_boundary(TensorKind::Gradient, epoch, c as u32, &spec.boundary_shapes(Some(c)), &ctx.describe(next))?) };
                 let back = stage.backward(c, grad);
                 if let (false, Some(g)) = (first, back) {
                     reply.gradient_bytes += self.send_boundary(prev, TensorKind::Gradient, c as u32, &g);
@@ -488,7 +677,7 @@ impl Net<'_> {
             reply.loss = stage.last_loss;
         } else if spec.way == 0 {
             // Exact inference runs down way 0's stages only: every way holds the same weights.
-            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, h0, &ctx.describe(prev))?) };
+            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, &spec.boundary_shapes(None), &ctx.describe(prev))?) };
             let out = stage.forward(None, input);
             if last {
                 [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(&out.x);
@@ -577,30 +766,58 @@ pub struct WorkerOptions {
     /// Set on the coordinating rank 0 of a torchrun/Slurm-style start: receives the other
     /// ranks' `Register` calls.
     pub registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
+    /// Largest graph a Configure stream may carry (bytes).
+    pub max_graph_bytes: u64,
+}
+
+/// `host:port` with a numeric port (peer addresses arrive from the network).
+fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && host.len() < 256 && port.parse::<u16>().is_ok() && !host.contains(['/', '@', ' ']))
+}
+
+/// The text of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
 pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Result<(), String> {
-    if !opts.listen.ip().is_loopback() && !opts.creds.authenticates() {
-        return Err(format!(
-            "refusing to listen on non-loopback address {} without authentication: set --tls-dir (mutual TLS) or --token (or STRATA_TOKEN)",
-            opts.listen
-        ));
-    }
+    opts.creds.validate()?;
+    opts.creds.check_listen(opts.listen)?;
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| format!("binding {}: {e}", opts.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     on_bound(addr);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
     let (inbox_tx, inbox_rx) = mpsc::channel::<Received>();
     let generation = Arc::new(AtomicU64::new(0));
-    let mut compute = Compute { rt: tokio::runtime::Handle::current(), creds: opts.creds.clone(), device: opts.device, generation: generation.clone(), epoch_generation: 0, inbox: inbox_rx, pending: HashMap::new(), state: None };
+    let (limits, unclaimed) = (Arc::new(std::sync::RwLock::new(TensorLimits::default())), Arc::new(AtomicU64::new(0)));
+    let state = Arc::new(std::sync::Mutex::new(WorkerState::Idle));
+    let mut compute = Compute {
+        rt: tokio::runtime::Handle::current(),
+        creds: opts.creds.clone(),
+        device: opts.device,
+        generation: generation.clone(),
+        epoch_generation: 0,
+        inbox: inbox_rx,
+        pending: HashMap::new(),
+        unclaimed: unclaimed.clone(),
+        limits: limits.clone(),
+        state: None,
+    };
+    let health = state.clone();
     std::thread::Builder::new()
         .name("strata-compute".into())
         .spawn(move || {
             while let Ok(cmd) = cmd_rx.recv() {
-                match cmd {
+                // A panic must not leave a worker that still claims to serve: catch it, drop the
+                // stage, answer the caller, and report the worker failed until reconfigured.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cmd {
                     Cmd::Configure { spec, npz, rank, peers, reply } => {
-                        let _ = reply.send(compute.configure(*spec, npz, rank, peers));
+                        let r = compute.configure(*spec, npz, rank, peers);
+                        if r.is_ok() {
+                            *health.lock().unwrap_or_else(|e| e.into_inner()) = WorkerState::Serving;
+                        }
+                        let _ = reply.send(r);
                     }
                     Cmd::Epoch { req, reply } => {
                         let _ = reply.send(compute.epoch(req));
@@ -611,12 +828,33 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
                     Cmd::Restore { req, reply } => {
                         let _ = reply.send(compute.restore(req));
                     }
+                }));
+                if let Err(p) = outcome {
+                    let why = panic_message(p.as_ref());
+                    tracing::error!("compute thread panicked: {why}; the stage is dropped until the launcher configures it again");
+                    compute.state = None;
+                    *compute.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::default();
+                    compute.clear_pending();
+                    *health.lock().unwrap_or_else(|e| e.into_inner()) = WorkerState::Failed(why);
                 }
             }
         })
         .map_err(|e| e.to_string())?;
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
-    let svc = Svc { rank: opts.rank, cmd: cmd_tx, inbox: inbox_tx, shutdown: shutdown_tx, epoch: Default::default(), generation, registrations: opts.registrations };
+    let svc = Svc {
+        rank: opts.rank,
+        roles: opts.creds.tls.is_some(),
+        max_graph_bytes: opts.max_graph_bytes,
+        limits,
+        unclaimed,
+        state,
+        cmd: cmd_tx,
+        inbox: inbox_tx,
+        shutdown: shutdown_tx,
+        epoch: Default::default(),
+        generation,
+        registrations: opts.registrations,
+    };
     // Messages over 4 MiB are refused with RESOURCE_EXHAUSTED before they are decoded (tensors
     // arrive in smaller pieces), so garbage cannot make a worker allocate without bound.
     let server = InterceptedService::new(WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES), CheckAuth(opts.creds.token.clone()));

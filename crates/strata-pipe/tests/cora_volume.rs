@@ -1,11 +1,13 @@
-//! The volume model on real Cora: graph-parallel vs pipeline bytes per epoch for L=32, P=4.
+//! Boundary vertices on real Cora, the quantity the graph-parallel volume model is driven by:
+//! the multilevel partitioner cuts fewer than contiguous ids, and renumbering keeps the cut.
+//! (That measured bytes equal the model is checked by the multi-process tests in `tests/`.)
 
 use strata_graph::registry::locate_or_skip;
 use strata_graph::{partition, ContiguousOrder};
 use strata_pipe::{boundary_count, VolumeModel};
 
 #[test]
-fn cora_graph_parallel_moves_several_times_the_pipeline_volume() {
+fn multilevel_partition_cuts_fewer_boundary_vertices_than_contiguous_ids() {
     let Some(_) = locate_or_skip("planetoid/cora.npz") else { return };
     let d = strata_graph::load("cora", None).unwrap();
     let g = d.graph.symmetrized();
@@ -28,9 +30,5 @@ fn cora_graph_parallel_moves_several_times_the_pipeline_volume() {
         eprintln!(
             "Cora P=4 L=32 {name}: B = {b_contiguous} (contiguous ids), {b_multilevel} (multilevel); graph-parallel / pipeline = {ratio:.2}"
         );
-        // The notes predict ≈ 6 for contiguous partitions with T = 1 (L·B / ((P−1)·N·T)).
-        let expected = 32.0 * b_contiguous as f64 / (3.0 * n as f64 * t as f64);
-        assert!((ratio - expected).abs() < 1e-9);
-        assert!(ratio > 1.0);
     }
 }

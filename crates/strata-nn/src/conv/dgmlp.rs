@@ -1,5 +1,5 @@
 use crate::message_passing::Adjacency;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Node-adaptive multi-hop propagation of DGMLP, Zhang et al., "Evaluating Deep Graph Neural
 /// Networks" (2021), as in the authors' `src/train.py`:
@@ -24,7 +24,7 @@ pub fn dgmlp_features(adj: &Adjacency, x: &Tensor, hops: usize, component: &Tens
         shape[0] = num_components;
         let stationary = Tensor::zeros(&shape, (x.kind(), x.device())).index_add(0, component, &weighted).index_select(0, component);
         let cos = |a: &Tensor, b: &Tensor| {
-            let dot = (a * b).sum_dim_intlist(-1, false, Kind::Float);
+            let dot = (a * b).sum_dim_intlist(-1, false, a.kind());
             dot / (a.norm_scalaropt_dim(2, [-1], false) * b.norm_scalaropt_dim(2, [-1], false) + 1e-12)
         };
         let mut scores = Vec::with_capacity(hops + 1);
