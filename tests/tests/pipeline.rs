@@ -179,13 +179,14 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let mut workers = Vec::new();
     let mut addrs = Vec::new();
-    // Worker 0 also serves Prometheus metrics, on a port picked free here.
+    // Worker 0 also serves Prometheus metrics, on a port picked free here; a bare port binds
+    // loopback.
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     for rank in 0..4 {
         let mut cmd = Command::new(strata_bin());
         cmd.args(["worker", "--listen", "127.0.0.1:0", "--threads", "1", "--rank", &rank.to_string()]);
         if rank == 0 {
-            cmd.args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
+            cmd.args(["--metrics-addr", &metrics_port.to_string()]);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -281,23 +282,35 @@ fn http_get(port: u16, path: &str) -> String {
     body
 }
 
+/// Exposure and tokens: beyond loopback a worker needs TLS (no credentials, or a token alone
+/// that would cross the network in clear text, are refused); a short token is refused; a worker
+/// with a token rejects a launcher without it or with a wrong one, and serves the right one.
 #[test]
-fn workers_refuse_exposure_without_a_token_and_calls_without_it() {
-    // Binding beyond loopback without a token is refused outright.
-    let out = Command::new(strata_bin()).args(["worker", "--listen", "0.0.0.0:0"]).env_remove("STRATA_TOKEN").output().unwrap();
+fn workers_refuse_exposure_without_tls_and_calls_without_the_token() {
+    const TOKEN: &str = "s3cret-cluster-token-0001";
+    for (token, expect) in [(None, "without authentication"), (Some(TOKEN), "clear text")] {
+        let mut cmd = Command::new(strata_bin());
+        cmd.args(["worker", "--listen", "0.0.0.0:0"]).env_remove("STRATA_TOKEN");
+        if let Some(t) = token {
+            cmd.env("STRATA_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("refusing to listen on non-loopback") && err.contains(expect), "{token:?}: {err}");
+    }
+    let out = Command::new(strata_bin()).args(["worker", "--listen", "127.0.0.1:0"]).env("STRATA_TOKEN", "s3cret").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("refusing to listen on non-loopback"), "{err}");
-    // A worker with a token rejects a launcher without it (and with a wrong one).
+    assert!(!out.status.success() && err.contains("at least 16"), "{err}");
     let mut w = Command::new(strata_bin())
         .args(["worker", "--listen", "127.0.0.1:0", "--threads", "1"])
-        .env("STRATA_TOKEN", "s3cret")
+        .env("STRATA_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(w.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-    for token in [None, Some("wrong")] {
+    for token in [None, Some("s3cret-cluster-token-0002")] {
         let mut cmd = Command::new(strata_bin());
         cmd.args(["launch", "--dataset", "karate", "--layers", "2", "--stages", "1", "--chunks", "2", "--epochs", "1", "--workers", &addr]);
         cmd.env_remove("STRATA_TOKEN");
@@ -310,7 +323,7 @@ fn workers_refuse_exposure_without_a_token_and_calls_without_it() {
     }
     let out = Command::new(strata_bin())
         .args(["launch", "--dataset", "karate", "--layers", "2", "--stages", "1", "--chunks", "2", "--epochs", "2", "--workers", &addr])
-        .env("STRATA_TOKEN", "s3cret")
+        .env("STRATA_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

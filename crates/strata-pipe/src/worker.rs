@@ -287,6 +287,9 @@ impl Worker for Svc {
             if bytes == 0 {
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
                 limits.check(kind, c.chunk, &c.shape).map_err(|e| Status::invalid_argument(format!("tensor `{}`: {e}", c.name)))?;
+                if c.total_bytes > limits.max_tensor {
+                    return Err(Status::invalid_argument(format!("tensor `{}`: {} bytes exceeds this worker's limit of {}", c.name, c.total_bytes, limits.max_tensor)));
+                }
                 // Reserve the announced size against the unclaimed budget before receiving it.
                 let queued = self.unclaimed.load(Ordering::SeqCst);
                 if queued.saturating_add(c.total_bytes) > limits.max_unclaimed {
@@ -469,6 +472,10 @@ impl Compute {
     }
 
     fn epoch(&mut self, req: EpochRequest) -> Result<EpochReply, String> {
+        // Fail point for the tests: a stage that panics mid-epoch must report itself failed.
+        if std::env::var("STRATA_FAILPOINT").is_ok_and(|f| f == "epoch-panic") {
+            panic!("fail point epoch-panic");
+        }
         let t0 = Instant::now();
         self.epoch_generation = self.generation.load(Ordering::SeqCst);
         let mut rt = self.state.take().ok_or("RunEpoch before Configure")?;
