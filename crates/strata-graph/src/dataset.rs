@@ -130,8 +130,8 @@ impl Dataset {
         if labels.len() != n {
             return Err(GraphError::invalid(&name, format!("{} labels for {n} nodes", labels.len())));
         }
-        if let Some(&bad) = labels.iter().find(|&&l| l < -1) {
-            return Err(GraphError::invalid(&name, format!("label {bad}: labels must be >= 0, or -1 for unlabelled")));
+        if let Some(&bad) = labels.iter().find(|&&l| l < -1 || l >= crate::limits::MAX_CLASSES as i64) {
+            return Err(GraphError::invalid(&name, crate::limits::label(bad).unwrap_err()));
         }
         features.check_finite(&name)?;
         for s in &splits {

@@ -18,6 +18,7 @@ mod dataset;
 mod error;
 pub mod formats;
 mod graph;
+pub mod limits;
 pub mod npz;
 mod partition;
 mod prognn;

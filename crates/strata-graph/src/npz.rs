@@ -107,16 +107,18 @@ impl NpyArray {
         }
         let mut data = bytes;
         data.drain(..start + hlen);
-        let count: usize = shape.iter().product();
-        if dtype != DType::Other && data.len() < count * dtype.size() {
-            return Err(err(format!(
-                "data truncated: shape {:?} of {descr} needs {} bytes, found {}",
-                shape,
-                count * dtype.size(),
-                data.len()
-            )));
+        // A forged shape must not overflow: the element count and byte size are checked products.
+        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let needed = count.and_then(|c| c.checked_mul(dtype.size()));
+        let (Some(_), Some(needed)) = (count, needed) else {
+            return Err(err(format!("shape {shape:?} of {descr} is too large to address")));
+        };
+        if dtype != DType::Other && data.len() < needed {
+            return Err(err(format!("data truncated: shape {shape:?} of {descr} needs {needed} bytes, found {}", data.len())));
         }
-        data.truncate(if dtype == DType::Other { data.len() } else { count * dtype.size() });
+        if dtype != DType::Other {
+            data.truncate(needed);
+        }
         Ok(NpyArray { shape, dtype, descr, data })
     }
 
@@ -208,7 +210,8 @@ impl Npz {
         };
         let path = self.path.clone();
         let mut entry = self.archive.by_name(&name).map_err(|source| GraphError::Zip { path: path.clone(), source })?;
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        // Grow with the bytes actually inflated, never by the size the zip header declares.
+        let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).map_err(|e| GraphError::Npy {
             path: path.clone(),
             key: key.into(),

@@ -1,6 +1,7 @@
 use super::{fields, lines, parse_field};
 use crate::error::{GraphError, Result};
 use crate::graph::CsrGraph;
+use crate::limits;
 use std::path::Path;
 
 /// A parsed edge list: 0-based ids and optional weights (third column).
@@ -65,8 +66,8 @@ pub fn read_edge_list(path: impl AsRef<Path>) -> Result<EdgeList> {
         }
         let u: i64 = parse_field(path, no, f[0], "an integer node id")?;
         let v: i64 = parse_field(path, no, f[1], "an integer node id")?;
-        if u < 0 || v < 0 {
-            return Err(GraphError::Parse { path: path.into(), line: no, msg: "node ids must be >= 0".into() });
+        for id in [u, v] {
+            limits::node_id(id).map_err(|msg| GraphError::Parse { path: path.into(), line: no, msg })?;
         }
         edges.push((u, v));
         if f.len() == 3 {

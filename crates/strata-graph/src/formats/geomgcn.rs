@@ -3,6 +3,7 @@ use crate::csr::CsrMatrix;
 use crate::dataset::{Dataset, Features};
 use crate::error::{GraphError, Result};
 use crate::graph::CsrGraph;
+use crate::limits;
 use crate::npz::Npz;
 use crate::split::Split;
 use std::path::Path;
@@ -25,7 +26,15 @@ pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
             if let Some(at) = line.find("feature_amount:") {
                 let rest = &line[at + "feature_amount:".len()..];
                 let num: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-                sparse_dim = Some(parse_field::<usize>(&feat_path, no, &num, "a feature count")? + 1);
+                let amount: usize = parse_field(&feat_path, no, &num, "a feature count")?;
+                if amount >= limits::MAX_FEATURE_DIM {
+                    return Err(GraphError::Parse {
+                        path: feat_path.clone(),
+                        line: no,
+                        msg: format!("feature_amount {amount} exceeds {} (strata_graph::limits::MAX_FEATURE_DIM)", limits::MAX_FEATURE_DIM),
+                    });
+                }
+                sparse_dim = Some(amount + 1);
             }
             continue;
         }
@@ -42,6 +51,7 @@ pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
         }
         let id: usize = parse_field(&feat_path, no, parts[0].trim(), "an integer node id")?;
         let label: i64 = parse_field(&feat_path, no, parts[2].trim(), "an integer label")?;
+        limits::label(label).map_err(|msg| GraphError::Parse { path: feat_path.clone(), line: no, msg })?;
         let vals = parts[1].split(',').map(str::trim).filter(|s| !s.is_empty());
         if let Some(dim) = sparse_dim {
             let idx: Vec<i64> =
@@ -109,7 +119,8 @@ pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
         }
         edges.push((parse_field(&edge_path, no, f[0], "a node id")?, parse_field(&edge_path, no, f[1], "a node id")?));
     }
-    let graph = CsrGraph::from_edges(&edge_path.display().to_string(), n, &edges, None)?;
+    let context = format!("{} (nodes are the rows of {})", edge_path.display(), feat_path.display());
+    let graph = CsrGraph::from_edges(&context, n, &edges, None)?;
 
     let mut splits = Vec::new();
     let split_dir = dir.join("splits");
@@ -135,7 +146,9 @@ pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
                 Ok(m.into_iter().map(|v| v != 0).collect())
             };
             let (tr, va, te) = (mask("train_mask")?, mask("val_mask")?, mask("test_mask")?);
-            splits.push(Split::from_masks(&tr, &va, &te));
+            let split = Split::from_masks(&tr, &va, &te);
+            split.check(&f.display().to_string(), n)?;
+            splits.push(split);
         }
     }
     let mut d = Dataset::new(feat_path.display().to_string(), graph, features, labels, splits)?;

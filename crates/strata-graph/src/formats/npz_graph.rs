@@ -53,11 +53,17 @@ pub fn read_graph_npz(path: impl AsRef<Path>) -> Result<Dataset> {
     };
     let mut splits = Vec::new();
     if npz.contains("idx_train") {
-        let to_usize = |v: Vec<i64>| v.into_iter().map(|i| i.max(0) as usize).collect();
+        let mut ids = |key: &str, what: &str| -> Result<Vec<usize>> {
+            let v = npz.i64s(key, what)?;
+            match v.iter().find(|&&i| i < 0 || i as u64 >= n as u64) {
+                Some(&bad) => Err(GraphError::Npy { path: path.into(), key: key.into(), msg: format!("node id {bad} outside 0..{n}") }),
+                None => Ok(v.into_iter().map(|i| i as usize).collect()),
+            }
+        };
         splits.push(Split {
-            train: to_usize(npz.i64s("idx_train", "training node ids")?),
-            val: to_usize(npz.i64s("idx_val", "validation node ids")?),
-            test: to_usize(npz.i64s("idx_test", "test node ids")?),
+            train: ids("idx_train", "training node ids")?,
+            val: ids("idx_val", "validation node ids")?,
+            test: ids("idx_test", "test node ids")?,
         });
     }
     // Validate under the file's path so errors name it, then use the short name.

@@ -2,6 +2,7 @@ use super::{fields, lines, parse_field};
 use crate::dataset::{Dataset, Features};
 use crate::error::{GraphError, Result};
 use crate::graph::CsrGraph;
+use crate::limits;
 use crate::split::Split;
 use std::path::{Path, PathBuf};
 
@@ -76,15 +77,22 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
         }
         rows += 1;
     }
-    let n = match find(&raw, "num-node-list") {
+    let count_path = find(&raw, "num-node-list");
+    let n = match &count_path {
         Some(p) => {
-            let ids = lines(&p)?.next().transpose()?.map(|(_, l)| l).unwrap_or_default();
-            parse_field(&p, 1, ids.trim(), "the node count")?
+            let ids = lines(p)?.next().transpose()?.map(|(_, l)| l).unwrap_or_default();
+            let n: usize = parse_field(p, 1, ids.trim(), "the node count")?;
+            if n > limits::MAX_NODES {
+                let msg = format!("node count {n} exceeds {} (strata_graph::limits::MAX_NODES)", limits::MAX_NODES);
+                return Err(GraphError::Parse { path: p.clone(), line: 1, msg });
+            }
+            n
         }
         None => rows,
     };
     if rows != n {
-        return Err(GraphError::invalid(feat_path.display(), format!("{rows} feature rows for {n} nodes")));
+        let source = count_path.as_ref().map_or(String::new(), |p| format!(" ({} says {n})", p.display()));
+        return Err(GraphError::invalid(feat_path.display(), format!("{rows} feature rows for {n} nodes{source}")));
     }
     let label_path = need("node-label")?;
     let mut labels = Vec::with_capacity(n);
@@ -95,7 +103,19 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
             continue;
         }
         let first = fields(t)[0];
-        labels.push(if first.eq_ignore_ascii_case("nan") { -1 } else { parse_field::<f64>(&label_path, no, first, "an integer label")? as i64 });
+        let label = if first.eq_ignore_ascii_case("nan") {
+            -1
+        } else {
+            let x = parse_field::<f64>(&label_path, no, first, "an integer label")?;
+            if x.fract() != 0.0 || !x.is_finite() {
+                return Err(GraphError::Parse { path: label_path.clone(), line: no, msg: format!("expected an integer label, found `{first}`") });
+            }
+            limits::label(x as i64).map_err(|msg| GraphError::Parse { path: label_path.clone(), line: no, msg })?
+        };
+        labels.push(label);
+    }
+    if labels.len() != n {
+        return Err(GraphError::invalid(label_path.display(), format!("{} labels for {n} nodes", labels.len())));
     }
     let graph = CsrGraph::from_edges(&edge_path.display().to_string(), n, &edges, None)?;
     let mut splits = Vec::new();
@@ -111,11 +131,9 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
             let part = |stem: &str| {
                 find(&s, stem).ok_or_else(|| GraphError::invalid(s.display(), format!("missing {stem}.csv.gz")))
             };
-            splits.push(Split {
-                train: read_ids(&part("train")?, n)?,
-                val: read_ids(&part("valid")?, n)?,
-                test: read_ids(&part("test")?, n)?,
-            });
+            let split = Split { train: read_ids(&part("train")?, n)?, val: read_ids(&part("valid")?, n)?, test: read_ids(&part("test")?, n)? };
+            split.check(&s.display().to_string(), n)?;
+            splits.push(split);
         }
     }
     let mut d = Dataset::new(dir.display().to_string(), graph, Features::dense(n, dim.unwrap_or(0), data), labels, splits)?;
