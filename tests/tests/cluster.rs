@@ -710,13 +710,20 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
     let sargs: Vec<String> = line.split_whitespace().map(|s| s.trim_end_matches('\\').to_string()).filter(|s| s.starts_with("--")).collect();
     assert!(sargs.len() >= 5, "{line}");
     flags_exist(&sargs, "launch");
-    assert!(sbatch.contains("MASTER_ADDR") && sbatch.contains("MASTER_PORT") && sbatch.contains("--signal=B:TERM"));
+    assert!(sbatch.contains("MASTER_ADDR") && sbatch.contains("MASTER_PORT"));
+    // The time-limit signal must reach the srun tasks (launcher and workers), not only the
+    // batch shell, which does not forward it to a foreground srun.
+    assert!(sbatch.contains("#SBATCH --signal=TERM@") && !sbatch.contains("--signal=B:"), "{sbatch}");
 }
 
-/// SIGTERM to the launcher: it finishes the epoch, writes a checkpoint, stops (non-zero, saying
-/// where the checkpoint is), takes its workers down, and `--resume` continues from there.
+/// Slurm at the time limit (`--signal=TERM@120`) and Ctrl-C signal every process of the job at
+/// once. Here SIGTERM goes to the launcher and both local workers together: the workers finish
+/// the step and keep serving, the launcher finishes the epoch, writes a checkpoint, stops
+/// (non-zero, saying where the checkpoint is) and takes its workers down. Starting again with
+/// the same `--checkpoint-dir` but no `--resume` is refused naming `--resume`; `--resume`
+/// continues from the checkpoint.
 #[test]
-fn sigterm_checkpoints_and_stops() {
+fn sigterm_to_every_process_checkpoints_and_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");
     let args = ["launch", "--dataset", "karate", "--layers", "4", "--stages", "2", "--chunks", "4", "--checkpoint-every", "100000"];
@@ -728,15 +735,39 @@ fn sigterm_checkpoints_and_stops() {
         .spawn()
         .unwrap()]);
     let l = &mut launcher.0[0];
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(Command::new("kill").args(["-TERM", &l.id().to_string()]).status().unwrap().success());
-    let status = l.wait().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = l.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut l.stderr.take().unwrap(), &mut err).unwrap();
+    let mut pids = vec![l.id().to_string()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !err.contains("workers ") && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Some(pid) = line.split(" pid ").nth(1) {
+                pids.push(pid.trim().to_string());
+            }
+            err.push_str(&line);
+            err.push('\n');
+        }
+    }
+    assert_eq!(pids.len(), 3, "launcher and two worker pids: {err}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(Command::new("kill").arg("-TERM").args(&pids).status().unwrap().success());
+    let status = l.wait().unwrap();
+    err.extend(rx.iter().map(|l| l + "\n"));
     assert!(!status.success(), "{err}");
     let epoch: u64 = err.split("stopped by a signal after epoch ").nth(1).and_then(|r| r.split(';').next()).and_then(|e| e.trim().parse().ok()).unwrap_or_else(|| panic!("{err}"));
     let manifest = ckpt.join(format!("epoch-{epoch:06}")).join("manifest.json");
     assert!(manifest.exists(), "no checkpoint for epoch {epoch}: {err}");
+
+    let again = Command::new(strata_bin()).args(args).args(["--epochs", "3", "--checkpoint-dir", ckpt.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && text.contains("--resume") && text.contains(&format!("{epoch} epochs done")), "{text}");
+
     let out = Command::new(strata_bin()).args(args).args(["--epochs", &(epoch + 2).to_string(), "--resume", ckpt.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains(&format!("({epoch} epochs done)")), "{err}");

@@ -381,6 +381,18 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
         if !r.is_dir() {
             bail!("--resume {}: no such checkpoint directory", r.display());
         }
+    } else if let Some(dir) = &a.checkpoint_dir {
+        // Continuing an earlier run must be asked for: otherwise a finished run would be
+        // silently "resumed" and its old result printed as if it were new.
+        if let Some((found, m)) = strata_pipe::checkpoint::latest(dir) {
+            bail!(
+                "--checkpoint-dir {}: already holds a run's checkpoint ({}, {} epochs done). Continue that run with --resume {}, or give an empty directory for a new run",
+                dir.display(),
+                found.display(),
+                m.epoch,
+                dir.display()
+            );
+        }
     }
     let data = crate::train::load_dataset(&a.dataset, None, None)?;
     let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));

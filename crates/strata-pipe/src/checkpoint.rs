@@ -73,27 +73,54 @@ pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Te
     let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
     let got = sha256_hex(&bytes);
     if got != sha256 {
-        return Err(file_err(path, format!("checksum mismatch (SHA-256 {}…, the manifest says {}…): torn or altered", &got[..12], &sha256[..sha256.len().min(12)])));
+        // The expected value comes from a file on disk: cut it by characters, not bytes.
+        let said: String = sha256.chars().take(12).collect();
+        return Err(file_err(path, format!("checksum mismatch (SHA-256 {}…, the manifest says {said}…): torn or altered", &got[..12])));
     }
     let tensors = Tensor::read_safetensors(path).map_err(|e| file_err(path, e))?;
     Ok(tensors.into_iter().collect())
 }
 
-/// Writes the manifest (atomically, last) and deletes all but the newest [`KEEP`] checkpoints.
+/// Writes the manifest (atomically, last), then prunes: the newest [`KEEP`] checkpoints that
+/// *verify* (every checksum) are kept, and any other checkpoint older than the newest good one
+/// is deleted with the temporary files a crashed writer left behind. A torn checkpoint is
+/// never counted as good, so it cannot push the last good one out.
 pub fn commit(root: &Path, manifest: &Manifest) -> Result<PathBuf, CheckpointError> {
     let dir = dir_for(root, manifest.epoch);
     let path = dir.join("manifest.json");
     let text = serde_json::to_string_pretty(manifest).map_err(|e| file_err(&path, e))?;
     strata_nn::checkpoint::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
-    let mut complete: Vec<(u64, PathBuf)> = list(root).into_iter().filter(|(_, d)| d.join("manifest.json").exists()).collect();
-    complete.sort();
-    let drop_count = complete.len().saturating_sub(KEEP);
-    for (_, d) in complete.into_iter().take(drop_count) {
-        if let Err(e) = std::fs::remove_dir_all(&d) {
-            tracing::warn!("could not delete old checkpoint {}: {e}", d.display());
+    let mut all = list(root);
+    all.sort();
+    let good: Vec<u64> = all.iter().filter(|(_, d)| verify(d).is_ok()).map(|(e, _)| *e).collect();
+    let keep: Vec<u64> = good.iter().rev().take(KEEP).copied().collect();
+    let newest_good = keep.first().copied();
+    for (epoch, d) in &all {
+        if keep.contains(epoch) {
+            remove_temp_files(d);
+        } else if newest_good.is_some_and(|g| *epoch < g) {
+            if let Err(e) = std::fs::remove_dir_all(d) {
+                tracing::warn!("could not delete old checkpoint {}: {e}", d.display());
+            }
         }
     }
+    remove_temp_files(root);
     Ok(dir)
+}
+
+/// Deletes what an interrupted atomic write leaves: `.tmp*` (tempfile's names) and
+/// `*.tmp.safetensors` files.
+fn remove_temp_files(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().to_string();
+        let temp = name.starts_with(".tmp") || name.ends_with(".tmp.safetensors");
+        if temp && e.file_type().is_ok_and(|t| t.is_file()) {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!("could not delete leftover temporary file {}: {err}", e.path().display());
+            }
+        }
+    }
 }
 
 fn list(root: &Path) -> Vec<(u64, PathBuf)> {
@@ -171,5 +198,39 @@ mod tests {
         // A directory without a manifest (a checkpoint cut short) is skipped too.
         write_worker_state(&dir_for(root.path(), 20), 0, &[("w".into(), Tensor::from_slice(&[1f32]))]).unwrap();
         assert_eq!(latest(root.path()).unwrap().1.epoch, 10);
+        // A non-ASCII checksum in a manifest is an error, not a slicing panic.
+        let e = read_worker_state(&torn, "ééééééééééééé").unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch"), "{e}");
+    }
+
+    /// Pruning counts only checkpoints whose checksums hold: committing a torn checkpoint (its
+    /// file altered after writing) keeps the last two good ones; a good commit then prunes the
+    /// torn one and the oldest, and removes leftover temporary files.
+    #[test]
+    fn a_torn_checkpoint_never_pushes_out_the_last_good_one() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |epoch: u64, tear: bool| {
+            let f = write_worker_state(&dir_for(root.path(), epoch), 0, &[("w".into(), Tensor::from_slice(&[epoch as f32; 8]))]).unwrap();
+            if tear {
+                let p = dir_for(root.path(), epoch).join(&f.file);
+                let bytes = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+            }
+            commit(root.path(), &manifest(epoch, vec![f])).unwrap();
+        };
+        write(5, false);
+        write(10, false);
+        std::fs::write(dir_for(root.path(), 10).join(".rank1.safetensors.99.tmp.safetensors"), b"half").unwrap();
+        std::fs::write(root.path().join(".tmpAbC123"), b"half").unwrap();
+        write(15, true);
+        write(20, true);
+        assert!(dir_for(root.path(), 5).exists() && dir_for(root.path(), 10).exists(), "a torn checkpoint pushed out a good one");
+        assert_eq!(latest(root.path()).unwrap().1.epoch, 10);
+        write(25, false);
+        let mut left: Vec<u64> = list(root.path()).into_iter().map(|(e, _)| e).collect();
+        left.sort();
+        assert_eq!(left, vec![10, 25], "kept: the two newest good checkpoints");
+        assert!(!dir_for(root.path(), 10).join(".rank1.safetensors.99.tmp.safetensors").exists());
+        assert!(!root.path().join(".tmpAbC123").exists());
     }
 }

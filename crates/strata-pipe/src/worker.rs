@@ -782,6 +782,22 @@ fn is_host_port(addr: &str) -> bool {
     addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && host.len() < 256 && port.parse::<u16>().is_ok() && !host.contains(['/', '@', ' ']))
 }
 
+/// How long a signalled worker keeps serving for the launcher's final checkpoint:
+/// `STRATA_TERM_GRACE_SECS`, default 100 s (Slurm's `--signal=TERM@120` leaves 120 s).
+fn term_grace() -> Duration {
+    Duration::from_secs(std::env::var("STRATA_TERM_GRACE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(100))
+}
+
+/// The next SIGTERM, or never when the handler could not be installed.
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(t) => {
+            t.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The text of a caught panic.
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
@@ -848,6 +864,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         })
         .map_err(|e| e.to_string())?;
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let state_for_stop = state.clone();
     let svc = Svc {
         rank: opts.rank,
         roles: opts.creds.tls.is_some(),
@@ -865,10 +882,29 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     // Messages over 4 MiB are refused with RESOURCE_EXHAUSTED before they are decoded (tensors
     // arrive in smaller pieces), so garbage cannot make a worker allocate without bound.
     let server = InterceptedService::new(WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES), CheckAuth(opts.creds.token.clone()));
+    let stopping = state_for_stop;
     let stop = async move {
+        // Slurm's time limit and Ctrl-C signal every process of the job at once. A configured
+        // worker then finishes the step in flight and keeps serving, so the launcher can write
+        // its checkpoint and send Shutdown; it stops by itself after the grace period, or at a
+        // second signal. An idle worker has nothing to save and stops at once.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = shutdown_rx.wait_for(|s| *s) => return,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = next_signal(&mut term) => {}
+        }
+        if matches!(*stopping.lock().unwrap_or_else(|e| e.into_inner()), WorkerState::Idle) {
+            return;
+        }
+        let grace = term_grace();
+        tracing::warn!("signalled: finishing the step and waiting up to {grace:?} for the launcher's checkpoint and Shutdown");
+        eprintln!("strata worker: signalled; serving until the launcher checkpoints and shuts this worker down (at most {} s)", grace.as_secs());
         tokio::select! {
             _ = shutdown_rx.wait_for(|s| *s) => {}
+            _ = tokio::time::sleep(grace) => tracing::warn!("no Shutdown within {grace:?} of the signal; stopping"),
             _ = tokio::signal::ctrl_c() => {}
+            _ = next_signal(&mut term) => {}
         }
     };
     let mut builder = tonic::transport::Server::builder();
