@@ -685,24 +685,30 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
     assert_eq!(arg("--tls-dir").unwrap(), mount(jspec, "tls"));
     assert!(arg("--checkpoint-dir").unwrap().starts_with(&mount(jspec, "checkpoints")), "checkpoints must live on the shared volume");
     assert!(largs.iter().any(|a| a == "--restart-failed"));
-    assert_eq!(secret_name(pod), secret_name(jspec));
+    assert_ne!(secret_name(pod), secret_name(jspec), "workers and launcher must not share a Secret");
     let claim = |spec: &serde_yaml::Value| spec["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "checkpoints").unwrap()["persistentVolumeClaim"]["claimName"].as_str().unwrap().to_string();
     assert_eq!(claim(pod), claim(jspec));
     let pvc = &docs("checkpoints-pvc.yaml")[0];
     assert_eq!(pvc["metadata"]["name"].as_str().unwrap(), claim(pod));
     assert!(strs(&pvc["spec"]["accessModes"]).contains(&"ReadWriteMany".to_string()));
 
-    // The Secret's keys are what `strata cluster certs` writes, less the CA key.
-    let secret = &docs("secret.yaml")[0];
-    assert_eq!(secret["metadata"]["name"].as_str().unwrap(), secret_name(pod));
-    let mut keys: Vec<String> = secret["stringData"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
-    keys.sort();
+    // One Secret per role, each holding what `strata cluster certs --shared-worker` writes for
+    // that role: worker pods never get the launcher's key, nor the launcher a worker's.
+    let secrets = docs("secret.yaml");
+    let keys_of = |name: &str| -> Vec<String> {
+        let s = secrets.iter().find(|d| d["metadata"]["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no Secret {name}"));
+        let mut k: Vec<String> = s["stringData"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys_of(&secret_name(pod)), ["ca.pem", "worker-key.pem", "worker.pem"]);
+    assert_eq!(keys_of(&secret_name(jspec)), ["ca.pem", "launcher-key.pem", "launcher.pem"]);
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(strata_bin()).args(["cluster", "certs", "--out", dir.path().join("t").to_str().unwrap(), "--workers", &replicas.to_string()]).output().unwrap();
+    let out = Command::new(strata_bin()).args(["cluster", "certs", "--out", dir.path().join("t").to_str().unwrap(), "--workers", &replicas.to_string(), "--shared-worker"]).output().unwrap();
     assert!(out.status.success());
-    let mut made: Vec<String> = std::fs::read_dir(dir.path().join("t")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|f| f != "ca-key.pem").collect();
-    made.sort();
-    assert_eq!(keys, made);
+    for k in keys_of(&secret_name(pod)).iter().chain(&keys_of(&secret_name(jspec))) {
+        assert!(dir.path().join("t").join(k).exists(), "`strata cluster certs` does not write {k}");
+    }
 
     // Slurm: the same `strata launch` on every task, with flags that exist.
     let sbatch = std::fs::read_to_string(root.join("slurm/strata.sbatch")).unwrap();
