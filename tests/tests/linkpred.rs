@@ -155,6 +155,62 @@ fn edge_list_inputs_are_normalised_or_refused() {
     assert!(!ok && e.contains("not the graph this model was trained on"), "{e}");
 }
 
+/// A model directory lists the SHA-256 of every file in its manifest (written last): `eval`
+/// refuses an altered file by name. Retraining into an existing model replaces it whole (a new
+/// directory renamed into place; a failed run leaves the old model untouched and no partial
+/// directory), and an `--out` that is not a model directory is never replaced.
+#[test]
+fn model_directories_are_checksummed_and_replaced_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let mut text = String::new();
+    for i in 0..30 {
+        text.push_str(&format!("{} {}\n{} {}\n", i, (i + 1) % 30, i, (i + 7) % 30));
+    }
+    std::fs::write(p("g.txt"), &text).unwrap();
+    let (graph, model) = (p("g.txt"), p("m"));
+    let train = |seed: &str, extra: &[&str]| {
+        let mut args = vec!["linkpred", "train", "--edges", &graph, "--epochs", "3", "--seed", seed, "--out", &model];
+        args.extend_from_slice(extra);
+        strata(&args)
+    };
+    let (ok, _, e) = train("1", &[]);
+    assert!(ok, "{e}");
+    let m = read_json(&dir.path().join("m/manifest.json"));
+    for f in ["model.safetensors", "split.npz", "embeddings.safetensors"] {
+        assert_eq!(m["files"][f].as_str().map(str::len), Some(64), "no SHA-256 for {f}: {m}");
+    }
+    let (ok, _, e) = strata(&["linkpred", "eval", &p("m")]);
+    assert!(ok, "{e}");
+    // One byte changed: refused, naming the file.
+    let emb = dir.path().join("m/embeddings.safetensors");
+    let mut bytes = std::fs::read(&emb).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&emb, &bytes).unwrap();
+    let (ok, _, e) = strata(&["linkpred", "eval", &p("m")]);
+    assert!(!ok && e.contains("embeddings.safetensors") && e.contains("SHA-256"), "{e}");
+    // Retraining replaces the model whole.
+    let (ok, _, e) = train("2", &[]);
+    assert!(ok, "{e}");
+    assert_eq!(read_json(&dir.path().join("m/manifest.json"))["seed"], 2);
+    let (ok, _, e) = strata(&["linkpred", "eval", &p("m")]);
+    assert!(ok, "{e}");
+    // A failed retraining leaves the model as it was, and nothing partial beside it.
+    let missing = p("missing.csv");
+    let (ok, _, _) = train("3", &["--features", &missing]);
+    assert!(!ok);
+    assert_eq!(read_json(&dir.path().join("m/manifest.json"))["seed"], 2);
+    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
+    // A directory that is not a model is not replaced.
+    std::fs::create_dir(p("notes")).unwrap();
+    std::fs::write(dir.path().join("notes/todo.txt"), "keep me").unwrap();
+    let (ok, _, e) = strata(&["linkpred", "train", "--edges", &p("g.txt"), "--epochs", "1", "--out", &p("notes")]);
+    assert!(!ok && e.contains("not a linkpred model directory"), "{e}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("notes/todo.txt")).unwrap(), "keep me");
+}
+
 /// `linkpred train --trainer sf|ff` (ForwardGNN: GCN layers trained one at a time) on Cora's
 /// 85/5/10 split: the held-out edges rank well above random pairs (sf ROC-AUC ≥ 0.88, ff ≥ 0.75
 /// after 300 epochs per layer), the JSON report has one AUC per depth and a peak memory, and

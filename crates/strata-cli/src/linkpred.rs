@@ -75,8 +75,13 @@ struct TrainLinkArgs {
     split: Vec<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The model directory. Written as a new directory beside it and renamed into place once
+    /// complete, so an existing model there is replaced whole or not at all.
     #[arg(long)]
     out: PathBuf,
+    /// Where this run writes before the rename (set by `train`).
+    #[arg(skip)]
+    staging: PathBuf,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -157,7 +162,12 @@ struct Manifest {
     epochs_run: usize,
     val: LinkMetrics,
     test: LinkMetrics,
+    /// SHA-256 of every other file of the directory; `eval` and `predict` refuse a mismatch.
+    files: std::collections::BTreeMap<String, String>,
 }
+
+/// The files of a model directory besides the manifest.
+const MODEL_FILES: [&str; 3] = ["model.safetensors", "split.npz", "embeddings.safetensors"];
 
 /// What a NetInfoF_Act model needs besides its weights.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -323,8 +333,14 @@ fn save_split(dir: &Path, s: &LinkSplit) -> anyhow::Result<()> {
 
 /// Prints the metrics, writes the manifest (last, so a directory with one is complete) and the
 /// JSON report.
-fn finish_training(a: &TrainLinkArgs, manifest: &Manifest, extra: serde_json::Value) -> anyhow::Result<()> {
-    strata_nn::checkpoint::write_atomic(&a.out.join("manifest.json"), serde_json::to_string_pretty(manifest)?.as_bytes())?;
+fn finish_training(a: &TrainLinkArgs, manifest: &mut Manifest, extra: serde_json::Value) -> anyhow::Result<()> {
+    for f in MODEL_FILES {
+        let p = a.staging.join(f);
+        let bytes = std::fs::read(&p).with_context(|| format!("reading back {}", p.display()))?;
+        manifest.files.insert(f.to_string(), strata_pipe::checkpoint::sha256_hex(&bytes));
+    }
+    strata_nn::checkpoint::write_atomic(&a.staging.join("manifest.json"), serde_json::to_string_pretty(manifest)?.as_bytes())?;
+    replace_dir(&a.staging, &a.out)?;
     print!("{}", metrics_table(&[("val", &manifest.val), ("test", &manifest.test)]));
     eprintln!("saved to {}", a.out.display());
     if let Some(p) = &a.json {
@@ -338,9 +354,56 @@ fn finish_training(a: &TrainLinkArgs, manifest: &Manifest, extra: serde_json::Va
     Ok(())
 }
 
-fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
+/// Refuses an `--out` that holds something other than a linkpred model (replacing it would
+/// destroy it); returns the staging directory beside it.
+fn staging_for(out: &Path) -> anyhow::Result<PathBuf> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out).with_context(|| format!("--out {}", out.display()))?.next().is_none();
+        let is_model = std::fs::read_to_string(out.join("manifest.json")).is_ok_and(|t| t.contains(FORMAT));
+        if !empty && !is_model {
+            bail!("--out {}: exists and is not a linkpred model directory (no {FORMAT} manifest.json); refusing to replace it", out.display());
+        }
+    }
+    let name = out.file_name().with_context(|| format!("--out {}: not a directory name", out.display()))?.to_string_lossy();
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    Ok(parent.join(format!(".{name}.partial-{}", std::process::id())))
+}
+
+/// Moves the complete `staging` directory to `out`: the old model (if any) is renamed aside
+/// first and deleted after, so `out` holds the old model or the new one, never a mix.
+fn replace_dir(staging: &Path, out: &Path) -> anyhow::Result<()> {
+    let sync_parent = || {
+        if let Some(d) = out.parent().and_then(|p| std::fs::File::open(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok()) {
+            let _ = d.sync_all();
+        }
+    };
+    let old = staging.with_file_name(format!("{}.old", staging.file_name().unwrap_or_default().to_string_lossy()));
+    let had_old = out.exists();
+    if had_old {
+        std::fs::rename(out, &old).with_context(|| format!("moving the previous model {} aside", out.display()))?;
+    }
+    std::fs::rename(staging, out).with_context(|| format!("moving the new model into {}", out.display()))?;
+    sync_parent();
+    if had_old {
+        std::fs::remove_dir_all(&old).with_context(|| format!("deleting the previous model (now at {})", old.display()))?;
+    }
+    Ok(())
+}
+
+fn train(mut a: TrainLinkArgs) -> anyhow::Result<()> {
     strata_nn::set_threads(a.threads);
     check_split(&a)?;
+    a.staging = staging_for(&a.out)?;
+    let staging = a.staging.clone();
+    let result = train_into_staging(a);
+    if staging.exists() {
+        let _ = std::fs::remove_dir_all(&staging); // a failed run leaves nothing behind
+    }
+    result
+}
+
+fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
     if a.encoder == "netinfof" {
         return train_netinfof(a);
     }
@@ -376,12 +439,12 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
         pb.set_message(format!("loss {:.4} val hits@{} {:.3}", e.loss, cfg.hits_k, e.val_hits));
     })?;
     pb.finish_and_clear();
-    save_split(&a.out, &task.split)?;
-    strata_nn::checkpoint::save_checkpoint(model.vs(), &a.out.join("model.safetensors"), &json!({"format": FORMAT}))?;
+    save_split(&a.staging, &task.split)?;
+    strata_nn::checkpoint::save_checkpoint(model.vs(), &a.staging.join("model.safetensors"), &json!({"format": FORMAT}))?;
     // Final embeddings, so `predict` answers without running the encoder again.
     let z = tch::no_grad(|| model.embed(&task.input, false)).to(Device::Cpu);
-    strata_nn::checkpoint::save_tensors(&a.out.join("embeddings.safetensors"), &[("z", &z)])?;
-    let manifest = Manifest {
+    strata_nn::checkpoint::save_tensors(&a.staging.join("embeddings.safetensors"), &[("z", &z)])?;
+    let mut manifest = Manifest {
         format: FORMAT.into(),
         encoder: cfg.encoder.name().into(),
         config: Some(cfg.clone()),
@@ -395,10 +458,11 @@ fn train(a: TrainLinkArgs) -> anyhow::Result<()> {
         epochs_run: report.epochs_run,
         val: report.val,
         test: report.test,
+        files: Default::default(),
     };
     eprintln!("best epoch {} of {}", report.best_epoch + 1, report.epochs_run);
     let step_ms: Vec<f64> = report.curve.iter().map(|e| e.step_ms).collect();
-    finish_training(&a, &manifest, json!({"epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "curve": report.curve}))
+    finish_training(&a, &mut manifest, json!({"epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "curve": report.curve}))
 }
 
 /// `--trainer sf|ff`: ForwardGNN layers trained one at a time on the training graph.
@@ -423,11 +487,11 @@ fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::Result<()> {
     announce(&rec, &split, &format!("{} layers trained by {} (ForwardGNN)", cfg.conv.name(), trainer.name()));
     let task = LinkTask::new(split, &features, device, true, Kernel::EdgeList);
     let (model, run) = train_links(&task, trainer, &cfg, a.seed)?;
-    save_split(&a.out, &task.split)?;
-    model.save(&a.out.join("model.safetensors"))?;
+    save_split(&a.staging, &task.split)?;
+    model.save(&a.staging.join("model.safetensors"))?;
     let z = model.embed(&task.input.to_dense()).to(Device::Cpu);
-    strata_nn::checkpoint::save_tensors(&a.out.join("embeddings.safetensors"), &[("z", &z)])?;
-    let manifest = Manifest {
+    strata_nn::checkpoint::save_tensors(&a.staging.join("embeddings.safetensors"), &[("z", &z)])?;
+    let mut manifest = Manifest {
         format: FORMAT.into(),
         encoder: cfg.conv.name().into(),
         config: None,
@@ -441,11 +505,12 @@ fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::Result<()> {
         epochs_run: run.epochs.iter().sum(),
         val: run.val.clone(),
         test: run.test.clone(),
+        files: Default::default(),
     };
     eprintln!("layer epochs {:?}, test ROC-AUC by depth {:.4?}, peak memory {:.1} MiB", run.epochs, run.per_layer_auc, run.peak_memory_bytes as f64 / 1048576.0);
     finish_training(
         &a,
-        &manifest,
+        &mut manifest,
         json!({"trainer": trainer.name(), "per_layer_auc": run.per_layer_auc, "peak_memory_bytes": run.peak_memory_bytes, "epoch_ms": run.epoch_ms, "train_seconds": run.train_seconds, "config": cfg}),
     )
 }
@@ -480,11 +545,11 @@ fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
     };
     let (val, test) = (metrics(&split.val_pos, &split.val_neg), metrics(&split.test_pos, &split.test_neg));
     let Scorer::NetInfoF { feats, act } = &scorer else { unreachable!() };
-    save_split(&a.out, &split)?;
-    strata_nn::checkpoint::save_tensors(&a.out.join("model.safetensors"), &[("params", &act.params.to(Device::Cpu))])?;
+    save_split(&a.staging, &split)?;
+    strata_nn::checkpoint::save_tensors(&a.staging.join("model.safetensors"), &[("params", &act.params.to(Device::Cpu))])?;
     let (plain, adjusted) = feats.tensors();
-    strata_nn::checkpoint::save_tensors(&a.out.join("embeddings.safetensors"), &[("plain", &plain.to(Device::Cpu)), ("adjusted", &adjusted.to(Device::Cpu))])?;
-    let manifest = Manifest {
+    strata_nn::checkpoint::save_tensors(&a.staging.join("embeddings.safetensors"), &[("plain", &plain.to(Device::Cpu)), ("adjusted", &adjusted.to(Device::Cpu))])?;
+    let mut manifest = Manifest {
         format: FORMAT.into(),
         encoder: "netinfof".into(),
         config: None,
@@ -504,9 +569,11 @@ fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
         epochs_run: report.steps,
         val,
         test,
+        files: Default::default(),
     };
     eprintln!("NetInfoF_Act: {} L-BFGS steps over the penalty grid, best λ1 {} λ2 {}, {:.1} s", report.steps, report.lambda1, report.lambda2, t0.elapsed().as_secs_f64());
-    finish_training(&a, &manifest, json!({"seconds": t0.elapsed().as_secs_f64(), "netinfof": manifest.netinfof, "component_norms": act.component_norms()}))
+    let extra = json!({"seconds": t0.elapsed().as_secs_f64(), "netinfof": manifest.netinfof, "component_norms": act.component_norms()});
+    finish_training(&a, &mut manifest, extra)
 }
 
 fn metrics_table(rows: &[(&str, &LinkMetrics)]) -> String {
@@ -569,6 +636,14 @@ fn load_model(dir: &Path, graph_args: &GraphArgs, device: &str, cached: bool) ->
     let manifest: Manifest = serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", mpath.display()))?;
     if manifest.format != FORMAT {
         bail!("{}: format `{}`, expected `{FORMAT}`", mpath.display(), manifest.format);
+    }
+    for f in MODEL_FILES {
+        let p = dir.join(f);
+        let expected = manifest.files.get(f).with_context(|| format!("{}: no checksum for {f}", mpath.display()))?;
+        let bytes = std::fs::read(&p).with_context(|| format!("{}: missing or unreadable", p.display()))?;
+        if &strata_pipe::checkpoint::sha256_hex(&bytes) != expected {
+            bail!("{}: SHA-256 differs from the manifest's: the file was altered or torn. Retrain with `strata linkpred train`.", p.display());
+        }
     }
     // The graph: as given on the command line, else where the manifest says it came from.
     let given = graph_args.dataset.is_some() || graph_args.edges.is_some();
