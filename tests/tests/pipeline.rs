@@ -62,7 +62,9 @@ fn distributed_run_matches_the_in_process_schedule() {
         let loss = strata_pipe::train_epoch_in_process(&mut stages, epoch, &order);
         let (_, val, _) = strata_pipe::evaluate_in_process(&mut stages);
         let remote = &r["curve"][epoch as usize];
-        assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 1e-4, "epoch {epoch}: loss {} vs {loss}", remote["loss"]);
+        // The same f32 computation, chunk by chunk in the same order; only the f64 sum of the
+        // per-chunk losses may round differently (measured: 0 to 2.2e-16).
+        assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 1e-12, "epoch {epoch}: loss {} vs {loss}", remote["loss"]);
         assert!((remote["val_accuracy"].as_f64().unwrap() - val).abs() < 1e-9, "epoch {epoch}: val {} vs {val}", remote["val_accuracy"]);
     }
 }
@@ -120,7 +122,10 @@ fn graph_parallel_equals_full_graph_training() {
         let loss = strata_pipe::train_epoch_in_process(&mut whole, epoch, &[0]);
         let (_, val, test) = strata_pipe::evaluate_in_process(&mut whole);
         let remote = &r["curve"][epoch as usize];
-        assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 1e-4, "epoch {epoch}: loss {} vs {loss}", remote["loss"]);
+        // Each partition sums its rows' messages in f32 in another order than one process
+        // does: the loss (about 1.9, f32 spacing 1.2e-7 to 2.4e-7) may differ by a few units
+        // in the last place (measured: up to 1.8e-7 over 5 epochs); 2e-6 allows 8 of them.
+        assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 2e-6, "epoch {epoch}: loss {} vs {loss}", remote["loss"]);
         assert!((remote["val_accuracy"].as_f64().unwrap() - val).abs() <= 0.002, "epoch {epoch}: val {} vs {val}", remote["val_accuracy"]);
         assert!((remote["test_accuracy"].as_f64().unwrap() - test).abs() <= 0.002, "epoch {epoch}: test {} vs {test}", remote["test_accuracy"]);
     }
@@ -268,8 +273,8 @@ fn gcnii_32_distributed_matches_single_process_accuracy() {
     let (g, _) = strata_nn::metrics::mean_std(&graph);
     let (s, _) = strata_nn::metrics::mean_std(&single);
     eprintln!("GCNII-32 Cora, {epochs} epochs: pipeline P=4 {p:.2} {pipe:.1?} · graph-parallel P=4 {g:.2} {graph:.1?} · single-process {s:.2} {single:.1?}");
-    assert!((p - s).abs() <= 1.5 || p > s, "pipeline {p:.2} vs single process {s:.2}");
-    assert!((g - s).abs() <= 1.5 || g > s, "graph-parallel {g:.2} vs single process {s:.2}");
+    assert!((p - s).abs() <= 1.5, "pipeline {p:.2} vs single process {s:.2}: more than 1.5 points apart");
+    assert!((g - s).abs() <= 1.5, "graph-parallel {g:.2} vs single process {s:.2}: more than 1.5 points apart");
 }
 
 fn http_get(port: u16, path: &str) -> String {

@@ -366,8 +366,8 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
         if *world != cfg.workers() {
             bail!("world size {world} but --mode {} needs {} workers ({} ways × {} stages)", a.mode, cfg.workers(), cfg.ways, cfg.stages);
         }
-        if !is_loopback(master) && token.is_none() && a.tls_dir.is_none() {
-            bail!("rank 0 would listen on {master}, which is not loopback: set --tls-dir or --token (or STRATA_TOKEN) on every rank");
+        if !is_loopback(master) && a.tls_dir.is_none() {
+            bail!("rank 0 would listen on {master}, which is not loopback: set --tls-dir (mutual TLS, `strata cluster certs`) on every rank; a token alone would cross the network in clear text");
         }
     }
     if !workers.is_empty() && workers.len() != cfg.workers() {
