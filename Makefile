@@ -26,8 +26,12 @@ demo: build
 
 # The e2e tests run the `strata` binary, so it is built first.
 # Tests that need ../shared/graphs (or network namespaces) fail here instead of skipping.
+# The fuzz tests run last, on their own, so their case counts are printed.
+FUZZ := survive_mutated_files fuzzed_streams
 test: build
-	STRATA_REQUIRE_TEST_DATA=1 $(CARGO) test --release --workspace
+	STRATA_REQUIRE_TEST_DATA=1 $(CARGO) test --release --workspace -- $(addprefix --skip ,$(FUZZ))
+	STRATA_REQUIRE_TEST_DATA=1 $(CARGO) test --release -p strata-graph --test fuzz_readers -- --nocapture
+	$(CARGO) test --release -p strata-pipe --lib -- fuzzed_streams --nocapture
 
 test-full: build
 	STRATA_REQUIRE_TEST_DATA=1 STRATA_FULL=1 $(CARGO) test --release --workspace -- --include-ignored --nocapture
