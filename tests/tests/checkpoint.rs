@@ -10,7 +10,7 @@ fn saved_weights_reload_exactly() {
     let mut cfg = ModelConfig::defaults(ModelKind::Gcnii);
     cfg.layers = 4;
     cfg.epochs = 30;
-    let task = NodeTask::new(&d, tch::Device::Cpu, true, Kernel::EdgeList);
+    let task = NodeTask::new(&d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, Kernel::EdgeList);
     let (model, _) = train_node_classifier(&task, &cfg, &d.splits[0], 0, |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");

@@ -50,7 +50,7 @@ fn bp_gcn_on_cora_ml_matches_the_paper() {
     let d = strata_graph::load("cora-ml", None).unwrap();
     strata_nn::set_threads(0);
     let cfg = strata_forward::bp_config(strata_nn::ModelKind::Gcn, 2);
-    let task = strata_nn::NodeTask::new(&d, tch::Device::Cpu, true, strata_nn::Kernel::EdgeList);
+    let task = strata_nn::NodeTask::new(&d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
     let accs: Vec<f64> = d
         .splits
         .iter()

@@ -13,7 +13,7 @@ fn runs(encoder: ModelKind, val: f64, test: f64, seeds: u64) -> Vec<strata_nn::L
     let mut xs = Vec::new();
     for seed in 0..seeds {
         let split = LinkSplit::new(&d.graph, val, test, seed).unwrap();
-        let task = LinkTask::new(split, &d.features, tch::Device::Cpu, true, Kernel::EdgeList);
+        let task = LinkTask::new(split, &d.features, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, Kernel::EdgeList);
         let cfg = LinkConfig::defaults(encoder);
         let (_, r) = train_link_predictor(&task, &cfg, seed, |_| {}).unwrap();
         eprintln!("{} seed {seed}: best epoch {} of {}: test {:?}", encoder.name(), r.best_epoch, r.epochs_run, r.test);

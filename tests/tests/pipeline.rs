@@ -265,7 +265,7 @@ fn gcnii_32_distributed_matches_single_process_accuracy() {
         cfg.epochs = epochs;
         cfg.patience = 0;
         strata_nn::set_threads(0);
-        let task = strata_nn::NodeTask::new(&d, tch::Device::Cpu, true, strata_nn::Kernel::EdgeList);
+        let task = strata_nn::NodeTask::new(&d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
         let (_, rep) = strata_nn::train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap();
         single.push(rep.test_accuracy * 100.0);
     }

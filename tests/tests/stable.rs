@@ -7,7 +7,7 @@ use strata_tests::HEAVY;
 
 fn gcn_on(d: &strata_graph::Dataset, runs: u64) -> f64 {
     let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
-    let task = strata_nn::NodeTask::new(d, tch::Device::Cpu, true, strata_nn::Kernel::EdgeList);
+    let task = strata_nn::NodeTask::new(d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
     let accs: Vec<f64> = (0..runs).map(|s| strata_nn::train_node_classifier(&task, &cfg, &d.splits[0], s, |_| {}).unwrap().1.test_accuracy * 100.0).collect();
     strata_nn::metrics::mean_std(&accs).0
 }

@@ -61,6 +61,10 @@ pub struct TrainArgs {
     /// CPU threads for libtorch (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Input feature normalisation: auto (row-sum when no feature is negative, as for
+    /// bag-of-words; none for real-valued features), none, row-sum or standardize.
+    #[arg(long, value_name = "HOW")]
+    pub normalize_features: Option<strata_graph::FeatureNorm>,
     /// Sparse kernel: edge-list or csr.
     #[arg(long, default_value = "edge-list")]
     pub kernel: String,
@@ -118,6 +122,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         dropout: a.dropout,
         weight_decay: a.weight_decay,
         patience: a.patience,
+        normalize_features: a.normalize_features,
         ..Default::default()
     });
     cfg.validate()?;
@@ -146,6 +151,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         a.seeds
     );
     let task = NodeTask::new(&dataset, device, cfg.normalize_features, kernel);
+    let why = match cfg.normalize_features {
+        strata_graph::FeatureNorm::Auto => if task.feature_norm == strata_graph::FeatureNorm::RowSum { " (auto: no feature is negative)" } else { " (auto: real-valued features)" },
+        _ => "",
+    };
+    eprintln!("strata train: feature normalisation {}{why}", task.feature_norm);
     let pb = progress(a.seeds * cfg.epochs as u64, "train");
     let mut runs = Vec::new();
     let mut last_model = None;
@@ -196,6 +206,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             "trainer": "bp",
             "per_layer_accuracy": [tm],
             "peak_memory_bytes": peak_memory,
+            "feature_normalization": task.feature_norm.name(),
             "seeds": a.seeds,
             "device": strata_nn::device_name(device),
             "test_accuracy": {"mean": tm, "std": ts, "values": tests},

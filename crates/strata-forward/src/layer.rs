@@ -193,7 +193,7 @@ pub(crate) fn with_virtual_nodes(data: &Dataset, links: impl IntoIterator<Item =
 
 /// Row-normalised (PyG `NormalizeFeatures`) features, dense, on `device`.
 pub(crate) fn dense_features(data: &Dataset, device: Device) -> Tensor {
-    match Input::from_features(&data.features, device, true) {
+    match Input::from_features(&data.features, device, strata_graph::FeatureNorm::Auto) {
         Input::Dense(t) => t,
         sparse => sparse.to_dense(),
     }

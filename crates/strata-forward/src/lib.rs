@@ -213,7 +213,7 @@ pub fn bp_config(conv: ModelKind, layers: usize) -> strata_nn::ModelConfig {
     c.weight_decay_secondary = 5e-4;
     c.epochs = 1000;
     c.patience = 200;
-    c.normalize_features = true;
+    c.normalize_features = strata_graph::FeatureNorm::Auto;
     c
 }
 
@@ -225,7 +225,7 @@ fn bp(data: &Dataset, split: &Split, cfg: &ForwardConfig, seed: u64, device: Dev
     mc.weight_decay_secondary = cfg.weight_decay;
     mc.epochs = cfg.epochs;
     mc.patience = cfg.patience * cfg.val_every;
-    let task = strata_nn::NodeTask::new(data, device, true, strata_nn::Kernel::EdgeList);
+    let task = strata_nn::NodeTask::new(data, device, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
     let (_, r) = strata_nn::train_node_classifier(&task, &mc, split, seed, |_| {})?;
     let steps: Vec<f64> = r.curve.iter().skip(3).map(|e| e.step_ms).collect();
     Ok(NodeRun { per_layer_accuracy: vec![r.test_accuracy], val_accuracy: r.val_accuracy, epochs: vec![r.epochs_run], epoch_ms: strata_nn::metrics::median(&steps) })

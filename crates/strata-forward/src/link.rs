@@ -213,7 +213,7 @@ mod tests {
         spec.nodes = 600;
         let d = synthetic(&spec);
         let split = LinkSplit::new(&d.graph, 0.1, 0.2, 0).unwrap();
-        let task = LinkTask::new(split, &d.features, Device::Cpu, true, strata_nn::Kernel::EdgeList);
+        let task = LinkTask::new(split, &d.features, Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
         let cfg = ForwardConfig { layers: 2, hidden: 32, epochs: 300, patience: 100, lr: 1e-2, ..Default::default() };
         for trainer in [LinkTrainer::Sf, LinkTrainer::Ff] {
             let (model, run) = train_links(&task, trainer, &cfg, 0).unwrap();

@@ -67,6 +67,45 @@ impl Features {
             Features::Sparse(m) => Features::Sparse(m.select_rows(ids)),
         }
     }
+    /// Whether no value is negative (stored values, for sparse features).
+    pub fn all_non_negative(&self) -> bool {
+        match self {
+            Features::Dense { data, .. } => data.iter().all(|&v| v >= 0.0),
+            Features::Sparse(m) => m.values().is_none_or(|v| v.iter().all(|&x| x >= 0.0)),
+        }
+    }
+    /// The features under `norm` (resolved against these features first), and what was applied.
+    pub fn normalized(&self, norm: FeatureNorm) -> (Features, FeatureNorm) {
+        let applied = norm.resolve(self);
+        let out = match applied {
+            FeatureNorm::RowSum => self.row_normalized(),
+            FeatureNorm::Standardize => self.standardized(),
+            FeatureNorm::None | FeatureNorm::Auto => self.clone(),
+        };
+        (out, applied)
+    }
+    /// Column-wise zero mean and unit variance (population statistics, accumulated in f64).
+    pub fn standardized(&self) -> Features {
+        let (rows, cols) = (self.num_nodes(), self.dim());
+        let mut data = self.to_dense();
+        let n = rows.max(1) as f64;
+        let mut mean = vec![0f64; cols];
+        for row in data.chunks(cols.max(1)) {
+            mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x as f64);
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; cols];
+        for row in data.chunks(cols.max(1)) {
+            var.iter_mut().zip(row.iter().zip(&mean)).for_each(|(v, (&x, m))| *v += (x as f64 - m) * (x as f64 - m));
+        }
+        let scale: Vec<f64> = var.iter().map(|v| if *v > 0.0 { (n / v).sqrt() } else { 1.0 }).collect();
+        for row in data.chunks_mut(cols.max(1)) {
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = ((*x as f64 - mean[c]) * scale[c]) as f32;
+            }
+        }
+        Features::Dense { rows, cols, data }
+    }
     /// Divides each row by its sum (rows summing to 0 stay 0), as PyG's `NormalizeFeatures`.
     pub fn row_normalized(&self) -> Features {
         match self {
@@ -94,6 +133,83 @@ impl Features {
                         .unwrap(),
                 )
             }
+        }
+    }
+}
+
+/// How input features are normalised before training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FeatureNorm {
+    /// Row-sum where every value is non-negative (bag-of-words, counts, indicators: what PyG's
+    /// `NormalizeFeatures` is for), none otherwise: dividing a real-valued row by a sum near
+    /// zero, or negative, destroys it.
+    #[default]
+    Auto,
+    None,
+    /// Each row divided by its sum (rows summing to 0 stay as they are).
+    RowSum,
+    /// Each column shifted to mean 0 and scaled to variance 1 (constant columns: mean 0). Sparse
+    /// features become dense.
+    Standardize,
+}
+
+impl FeatureNorm {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureNorm::Auto => "auto",
+            FeatureNorm::None => "none",
+            FeatureNorm::RowSum => "row-sum",
+            FeatureNorm::Standardize => "standardize",
+        }
+    }
+    /// What `self` means for `f`: `Auto` becomes `RowSum` or `None`; the others stay.
+    pub fn resolve(self, f: &Features) -> FeatureNorm {
+        match self {
+            FeatureNorm::Auto if f.all_non_negative() => FeatureNorm::RowSum,
+            FeatureNorm::Auto => FeatureNorm::None,
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Display for FeatureNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FeatureNorm {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(FeatureNorm::Auto),
+            "none" => Ok(FeatureNorm::None),
+            "row-sum" => Ok(FeatureNorm::RowSum),
+            "standardize" => Ok(FeatureNorm::Standardize),
+            _ => Err(format!("feature normalisation `{s}`: expected auto, none, row-sum or standardize")),
+        }
+    }
+}
+
+impl serde::Serialize for FeatureNorm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Accepts the names, and the booleans of older configuration files (`true` = row-sum).
+impl<'de> serde::Deserialize<'de> for FeatureNorm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Bool(bool),
+            Name(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Bool(true) => Ok(FeatureNorm::RowSum),
+            Repr::Bool(false) => Ok(FeatureNorm::None),
+            Repr::Name(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
 }
@@ -163,5 +279,28 @@ impl Dataset {
         let mut d = self.induced(order);
         d.splits = self.splits.iter().map(|s| s.remapped(&inverse)).collect();
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_normalisation_is_row_sum_only_for_non_negative_features() {
+        let counts = Features::dense(2, 3, vec![1.0, 0.0, 3.0, 0.0, 2.0, 2.0]);
+        assert_eq!(FeatureNorm::Auto.resolve(&counts), FeatureNorm::RowSum);
+        let (f, applied) = counts.normalized(FeatureNorm::Auto);
+        assert_eq!((f.to_dense(), applied), (vec![0.25, 0.0, 0.75, 0.0, 0.5, 0.5], FeatureNorm::RowSum));
+        let real = Features::dense(2, 2, vec![0.3, -0.29, -1.0, 2.0]);
+        let (f, applied) = real.normalized(FeatureNorm::Auto);
+        assert_eq!((f.to_dense(), applied), (real.to_dense(), FeatureNorm::None));
+        assert_eq!(FeatureNorm::Auto.resolve(&Features::identity(3)), FeatureNorm::RowSum);
+        let (z, _) = real.normalized(FeatureNorm::Standardize);
+        assert_eq!(z.to_dense(), vec![1.0, -1.0, -1.0, 1.0]);
+        let json: FeatureNorm = serde_json::from_str("false").unwrap();
+        assert_eq!(json, FeatureNorm::None);
+        assert_eq!(serde_json::from_str::<FeatureNorm>("\"standardize\"").unwrap(), FeatureNorm::Standardize);
+        assert!("sum".parse::<FeatureNorm>().unwrap_err().contains("row-sum"));
     }
 }

@@ -27,7 +27,7 @@ mod split;
 pub mod synthetic;
 
 pub use csr::CsrMatrix;
-pub use dataset::{Dataset, Features};
+pub use dataset::{Dataset, FeatureNorm, Features};
 pub use error::{GraphError, Result};
 pub use graph::CsrGraph;
 pub use partition::{edge_cut, partition, random_partition, ContiguousOrder};

@@ -5,7 +5,7 @@
 
 use crate::message_passing::scatter_sum;
 use crate::ops::FastDropout;
-use strata_graph::Features;
+use strata_graph::{FeatureNorm, Features};
 use tch::{Device, Kind, Tensor};
 
 pub enum Input {
@@ -16,10 +16,11 @@ pub enum Input {
 }
 
 impl Input {
-    /// Moves features to `device`; `row_normalize` divides each row by its sum (PyG's
-    /// `NormalizeFeatures`).
-    pub fn from_features(f: &Features, device: Device, row_normalize: bool) -> Input {
-        let f = if row_normalize { f.row_normalized() } else { f.clone() };
+    /// Normalises features as `norm` says (`Auto`: row-sum for non-negative features, else
+    /// none) and moves them to `device`. Callers that split features into pieces resolve `Auto`
+    /// on the whole matrix first, so every piece is treated alike.
+    pub fn from_features(f: &Features, device: Device, norm: FeatureNorm) -> Input {
+        let (f, _) = f.normalized(norm);
         match &f {
             Features::Dense { rows, cols, data } => {
                 Input::Dense(Tensor::from_slice(data).view([*rows as i64, *cols as i64]).to(device))

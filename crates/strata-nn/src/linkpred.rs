@@ -194,11 +194,11 @@ pub struct LinkTask {
 }
 
 impl LinkTask {
-    pub fn new(split: LinkSplit, features: &strata_graph::Features, device: Device, normalize_features: bool, kernel: crate::Kernel) -> LinkTask {
+    pub fn new(split: LinkSplit, features: &strata_graph::Features, device: Device, feature_norm: strata_graph::FeatureNorm, kernel: crate::Kernel) -> LinkTask {
         let graph = GraphTensors::new(&split.train_graph, device, kernel);
         let train = pair_tensors(&split.train_pos, device);
         let train_set = split.train_pos.iter().copied().collect();
-        LinkTask { graph, input: Input::from_features(features, device, normalize_features), nodes: split.train_graph.num_nodes(), train, train_set, split, device }
+        LinkTask { graph, input: Input::from_features(features, device, feature_norm), nodes: split.train_graph.num_nodes(), train, train_set, split, device }
     }
 
     /// `count` uniform pairs that are neither self loops nor training edges.
@@ -334,7 +334,7 @@ mod tests {
         edges.push((0, 20));
         let g = CsrGraph::from_edges("t", 40, &edges, None).unwrap().symmetrized();
         let split = LinkSplit::new(&g, 0.1, 0.2, 0).unwrap();
-        let task = LinkTask::new(split, &Features::identity(40), Device::Cpu, false, crate::Kernel::EdgeList);
+        let task = LinkTask::new(split, &Features::identity(40), Device::Cpu, strata_graph::FeatureNorm::None, crate::Kernel::EdgeList);
         let mut cfg = LinkConfig::defaults(ModelKind::Gcn);
         cfg.epochs = 100;
         cfg.hidden = 32;

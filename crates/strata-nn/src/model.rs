@@ -6,6 +6,7 @@ use crate::error::{NnError, Result};
 use crate::input::Input;
 use crate::message_passing::{GraphTensors, Norm};
 use serde::{Deserialize, Serialize};
+use strata_graph::FeatureNorm;
 use tch::{nn, Tensor};
 
 /// The architectures `strata train --model` offers.
@@ -89,8 +90,9 @@ pub struct ModelConfig {
     pub epochs: usize,
     /// Stop after this many epochs without a better validation result (0 = never).
     pub patience: usize,
-    /// Row-normalise input features (PyG's `NormalizeFeatures`).
-    pub normalize_features: bool,
+    /// Input feature normalisation: `auto` (row-sum for non-negative features such as
+    /// bag-of-words, none for real-valued ones), `none`, `row-sum` or `standardize`.
+    pub normalize_features: FeatureNorm,
 }
 
 /// Partial settings, from a TOML file or the command line: unknown keys are an error.
@@ -111,7 +113,7 @@ pub struct ModelOverrides {
     pub weight_decay_secondary: Option<f64>,
     pub epochs: Option<usize>,
     pub patience: Option<usize>,
-    pub normalize_features: Option<bool>,
+    pub normalize_features: Option<FeatureNorm>,
 }
 
 impl ModelConfig {
@@ -131,7 +133,7 @@ impl ModelConfig {
             weight_decay_secondary: 5e-4,
             epochs: 200,
             patience: 0,
-            normalize_features: true,
+            normalize_features: FeatureNorm::Auto,
         };
         match model {
             ModelKind::Gcn => ModelConfig { hidden: 16, weight_decay_secondary: 0.0, ..base },

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::input::Input;
 use crate::message_passing::{GraphTensors, Kernel};
+use strata_graph::FeatureNorm;
 use crate::metrics::accuracy;
 use crate::model::{Model, ModelConfig};
 use serde::Serialize;
@@ -18,16 +19,20 @@ pub struct NodeTask {
     pub labels: Vec<i64>,
     labels_t: Tensor,
     pub classes: i64,
+    /// The feature normalisation applied (never `Auto`).
+    pub feature_norm: FeatureNorm,
 }
 
 impl NodeTask {
     /// Prepares `dataset` on `device`. Directed graphs are symmetrised (the usual treatment of
     /// citation graphs), self loops are handled by the layers.
-    pub fn new(dataset: &Dataset, device: Device, normalize_features: bool, kernel: Kernel) -> NodeTask {
+    pub fn new(dataset: &Dataset, device: Device, feature_norm: FeatureNorm, kernel: Kernel) -> NodeTask {
         let g = if dataset.graph.is_symmetric() { dataset.graph.clone() } else { dataset.graph.symmetrized() };
+        let feature_norm = feature_norm.resolve(&dataset.features);
         NodeTask {
             graph: GraphTensors::new(&g, device, kernel),
-            input: Input::from_features(&dataset.features, device, normalize_features),
+            input: Input::from_features(&dataset.features, device, feature_norm),
+            feature_norm,
             labels_t: Tensor::from_slice(&dataset.labels).to(device),
             labels: dataset.labels.clone(),
             classes: dataset.num_classes as i64,

@@ -118,7 +118,7 @@ impl ForwardStage {
             let fan_in = if slot == 0 { spec.features } else { cfg.hidden };
             let lin = Linear::new(&(vs.root() / format!("slot{slot}")), fan_in, cfg.hidden, true, Init::Glorot);
             let input = if slot == 0 {
-                let x = strata_nn::Input::from_features(&data.features, device, true).to_dense();
+                let x = strata_nn::Input::from_features(&data.features, device, strata_graph::FeatureNorm::Auto).to_dense();
                 tch::manual_seed(cfg.seed as i64 * 7919 - 1);
                 let vn = Tensor::randn([c, spec.features], (Kind::Float, device));
                 l2_rows(&Tensor::cat(&[x, vn], 0)).to_sparse_sparse_dim(2).coalesce()

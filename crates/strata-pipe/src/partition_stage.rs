@@ -79,7 +79,7 @@ impl PartitionStage {
         let rows: Vec<usize> = (lo..hi).collect();
         let labels_vec = data.labels[lo..hi].to_vec();
         Ok(PartitionStage {
-            features: Input::from_features(&data.features.select_rows(&rows), device, true),
+            features: Input::from_features(&data.features.select_rows(&rows), device, strata_graph::FeatureNorm::Auto.resolve(&data.features)),
             vs,
             opt,
             layers,

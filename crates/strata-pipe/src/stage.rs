@@ -177,11 +177,13 @@ impl Stage {
         let cfg = &spec.config;
         let layers = layers::build(cfg, spec.features, spec.classes, spec.first..spec.last, &vs, device);
         let k = spec.chunk_offsets.len() - 1;
+        // Resolved on the whole matrix, so every chunk is normalised alike.
+        let norm = strata_graph::FeatureNorm::Auto.resolve(&data.features);
         let input = layers.input.map(|lin| {
             let per_chunk = (0..k)
-                .map(|c| Input::from_features(&data.features.select_rows(&(spec.chunk_offsets[c]..spec.chunk_offsets[c + 1]).collect::<Vec<_>>()), device, true))
+                .map(|c| Input::from_features(&data.features.select_rows(&(spec.chunk_offsets[c]..spec.chunk_offsets[c + 1]).collect::<Vec<_>>()), device, norm))
                 .collect();
-            (lin, per_chunk, Input::from_features(&data.features, device, true))
+            (lin, per_chunk, Input::from_features(&data.features, device, norm))
         });
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
         let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: z(), epoch_start: z(), snapshot: z(), grad: z() }).collect();
