@@ -47,6 +47,18 @@ fn random_epoch(lo: u64, hi: u64) -> u64 {
     lo + nanos % (hi - lo)
 }
 
+/// The child's stderr, line by line, read on a thread so the child never blocks on a full pipe.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// Starts a launcher with local workers and checkpoints under `ckpt`; returns it and the
 /// worker pids it announces.
 fn start_launcher(ckpt: &std::path::Path, extra: &[&str]) -> (Child, Vec<u32>, std::sync::mpsc::Receiver<String>) {
@@ -58,13 +70,7 @@ fn start_launcher(ckpt: &std::path::Path, extra: &[&str]) -> (Child, Vec<u32>, s
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let mut pids = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while pids.len() < 4 && Instant::now() < deadline {
@@ -745,13 +751,7 @@ fn sigterm_to_every_process_checkpoints_and_resume_continues() {
         .spawn()
         .unwrap()]);
     let l = &mut launcher.0[0];
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = l.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(l);
     let mut err = String::new();
     let mut pids = vec![l.id().to_string()];
     let deadline = Instant::now() + Duration::from_secs(60);

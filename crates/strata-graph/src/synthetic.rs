@@ -107,9 +107,7 @@ pub fn synthetic(spec: &SyntheticSpec) -> Dataset {
             edges.insert((u.min(v), u.max(v)));
         }
     }
-    let mut list: Vec<(i64, i64)> = edges.into_iter().flat_map(|(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
-    list.sort_unstable();
-    let graph = CsrGraph::from_edges("synthetic", n, &list, None).expect("ids are in range");
+    let graph = undirected_graph("synthetic", n, edges);
     let f = spec.features.max(1);
     let informative = matches!(spec.signal, Signal::Features | Signal::Both);
     let prototypes: Vec<Vec<f32>> = (0..groups).map(|_| (0..f).map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 }).collect()).collect();
@@ -130,6 +128,13 @@ pub fn synthetic(spec: &SyntheticSpec) -> Dataset {
     let labels: Vec<i64> = (0..n).map(|u| (group(u) % 4) as i64).collect();
     let split = Split::random_stratified(&labels, 0.1, 0.1, spec.seed);
     Dataset::new(spec.name(), graph, Features::dense(n, f, data), labels, vec![split]).expect("consistent synthetic dataset")
+}
+
+/// Both directions of each undirected edge `(u, v)`, `u < v`, as a graph on `n` nodes.
+fn undirected_graph(context: &str, n: usize, edges: HashSet<(usize, usize)>) -> CsrGraph {
+    let mut list: Vec<(i64, i64)> = edges.into_iter().flat_map(|(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
+    list.sort_unstable();
+    CsrGraph::from_edges(context, n, &list, None).expect("generated ids are in range")
 }
 
 /// Settings of [`planted_partition`].
@@ -155,8 +160,8 @@ impl Default for PlantedSpec {
 }
 
 /// A planted-partition graph (the stochastic block model with equal classes) with Gaussian
-/// features and a 10/10/80 stratified split: the scale-test graph of the benchmarks, and data
-/// whose features are not bag-of-words.
+/// features and a 10/10/80 stratified split: data whose features are not bag-of-words, at any
+/// size.
 pub fn planted_partition(spec: &PlantedSpec) -> Dataset {
     use rand_distr::{Distribution, StandardNormal};
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
@@ -176,9 +181,7 @@ pub fn planted_partition(spec: &PlantedSpec) -> Dataset {
             edges.insert((u.min(v), u.max(v)));
         }
     }
-    let mut list: Vec<(i64, i64)> = edges.into_iter().flat_map(|(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
-    list.sort_unstable();
-    let graph = CsrGraph::from_edges("planted partition", n, &list, None).expect("ids are in range");
+    let graph = undirected_graph("planted partition", n, edges);
     let f = spec.features.max(1);
     let mut normal = move || -> f32 { StandardNormal.sample(&mut rng) };
     let means: Vec<f32> = (0..k * f).map(|_| spec.signal * normal()).collect();

@@ -91,9 +91,17 @@ pub fn commit(root: &Path, manifest: &Manifest) -> Result<PathBuf, CheckpointErr
     let text = serde_json::to_string_pretty(manifest).map_err(|e| file_err(&path, e))?;
     strata_nn::checkpoint::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
     let mut all = list(root);
-    all.sort();
-    let good: Vec<u64> = all.iter().filter(|(_, d)| verify(d).is_ok()).map(|(e, _)| *e).collect();
-    let keep: Vec<u64> = good.iter().rev().take(KEEP).copied().collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    // Newest first, hashing only until KEEP good ones are found: older ones go regardless.
+    let mut keep: Vec<u64> = Vec::with_capacity(KEEP);
+    for (epoch, d) in &all {
+        if keep.len() == KEEP {
+            break;
+        }
+        if verify(d).is_ok() {
+            keep.push(*epoch);
+        }
+    }
     let newest_good = keep.first().copied();
     for (epoch, d) in &all {
         if keep.contains(epoch) {
