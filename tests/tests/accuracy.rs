@@ -78,11 +78,11 @@ fn every_model_learns_cora() {
 /// — scrambles them, and GCN-2 falls at least 10 points below.
 #[test]
 fn real_valued_features_keep_their_information_by_default() {
-    use strata_graph::synthetic::{planted_partition, PlantedSpec};
+    use strata_graph::planted::{planted_partition, PlantedSpec};
     use strata_graph::FeatureNorm;
     let _guard = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     strata_nn::set_threads(0);
-    let d = planted_partition(&PlantedSpec { nodes: 3000, classes: 5, degree: 10.0, homophily: 0.8, features: 32, signal: 0.3, seed: 1 });
+    let d = planted_partition(&PlantedSpec { nodes: 3000, classes: 5, degree: 10.0, homophily: 0.8, features: 32, signal: 0.3, seed: 1 }).unwrap();
     let accuracy = |kind: ModelKind, norm: FeatureNorm| {
         let mut cfg = ModelConfig::defaults(kind);
         cfg.normalize_features = norm;

@@ -378,7 +378,7 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
 
         // Configure: bad specs, sizes and streams.
-        let npz = strata_graph::formats::graph_npz(&plan.dataset).to_bytes();
+        let npz = strata_pipe::StageData::for_stage(&plan.dataset, &plan.specs[0]).to_npz().to_bytes();
         let spec = serde_json::to_value(&plan.specs[0]).unwrap();
         let configure = |spec: serde_json::Value, rank: u32, peers: Vec<String>, announced: u64, npz: Vec<u8>| {
             let mut c = c.clone();
@@ -405,6 +405,13 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         cases.push(("graph over --max-graph-bytes", configure(spec.clone(), 0, me.clone(), 1 << 50, npz.clone()).await));
         cases.push(("more bytes than announced", configure(spec.clone(), 0, me.clone(), 10, npz.clone()).await));
         cases.push(("fewer bytes than announced", configure(spec.clone(), 0, me.clone(), n + 1, npz.clone()).await));
+        let whole = strata_graph::formats::graph_npz(&plan.dataset).to_bytes();
+        cases.push(("a whole-graph npz, not a stage's share", configure(spec.clone(), 0, me.clone(), whole.len() as u64, whole).await));
+        let mut without = strata_pipe::StageData::for_stage(&plan.dataset, &plan.specs[0]);
+        without.features = strata_graph::Features::dense(0, 1, vec![]);
+        without.feature_rows = 0..0;
+        let without = without.to_npz().to_bytes();
+        cases.push(("features withheld from the input stage", configure(spec.clone(), 0, me.clone(), without.len() as u64, without).await));
         cases.push(("npz garbage", configure(spec.clone(), 0, me.clone(), 4096, garbage[..4096].to_vec()).await));
         for (what, e) in &cases {
             eprintln!("configure, {what}: {e}");

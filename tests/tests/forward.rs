@@ -23,25 +23,35 @@ fn sf_runs(layers: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Cora-ML, GCN, mean over the 5 official splits: SF with 2 layers ≥ 86.5 (paper 87.95) and
-/// with 4 layers ≥ 87.0 (paper 88.48).
-#[test]
-fn sf_gcn_on_cora_ml_matches_the_paper() {
+/// Mean SF-GCN test accuracy over the 5 official Cora-ML splits with `layers` layers, at least `min`.
+fn sf_gcn_on_cora_ml(layers: usize, min: f64) {
     if locate_or_skip("forwardgnn/cora_ml/split0.json").is_none() {
         return;
     }
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    for (layers, min) in [(2, 86.5), (4, 87.0)] {
-        let accs = sf_runs(layers);
-        let (m, s) = strata_nn::metrics::mean_std(&accs);
-        eprintln!("SF-GCN {layers} layers on Cora-ML: {m:.2} ± {s:.2} {accs:.2?}");
-        assert!(m >= min, "{layers} layers: {m} < {min}");
-    }
+    let accs = sf_runs(layers);
+    let (m, s) = strata_nn::metrics::mean_std(&accs);
+    eprintln!("SF-GCN {layers} layers on Cora-ML: {m:.2} ± {s:.2} {accs:.2?}");
+    assert!(m >= min, "{layers} layers: {m} < {min}");
+}
+
+/// Cora-ML, GCN, 2 layers, mean over the 5 official splits: SF ≥ 86.5 (paper 87.95).
+#[test]
+fn sf_gcn_2_layers_on_cora_ml_matches_the_paper() {
+    sf_gcn_on_cora_ml(2, 86.5);
+}
+
+/// Cora-ML, GCN, 4 layers, 5 splits: SF ≥ 87.0 (paper 88.48). About 3 min on 2 cores.
+#[test]
+#[ignore = "slow: make test-full"]
+fn sf_gcn_4_layers_on_cora_ml_matches_the_paper() {
+    sf_gcn_on_cora_ml(4, 87.0);
 }
 
 /// The backprop baseline with the paper's settings, 2 GCN layers, same splits: ≥ 85.5 (paper 86.84).
-/// About 2 min on 2 cores (up to 1000 epochs per split).
+/// About 2 min on 2 cores (up to 1000 epochs per split), so it runs in `make test-full`.
 #[test]
+#[ignore = "slow: make test-full"]
 fn bp_gcn_on_cora_ml_matches_the_paper() {
     if locate_or_skip("forwardgnn/cora_ml/split0.json").is_none() {
         return;

@@ -56,7 +56,7 @@ fn distributed_run_matches_the_in_process_schedule() {
     let mut cfg = strata_pipe::PipelineConfig::gcnii(6, 3);
     cfg.seed = 5;
     let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
-    let mut stages: Vec<_> = p.specs.iter().map(|s| strata_pipe::Stage::new(s.clone(), &p.dataset, tch::Device::Cpu).unwrap()).collect();
+    let mut stages: Vec<_> = p.specs.iter().map(|s| strata_pipe::Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
     for epoch in 0..4u64 {
         let order = strata_pipe::chunk_order(stages[0].num_chunks(), 5, epoch, true);
         let loss = strata_pipe::train_epoch_in_process(&mut stages, epoch, &order);
@@ -117,7 +117,7 @@ fn graph_parallel_equals_full_graph_training() {
     cfg.dropout = 0.0;
     cfg.seed = 2;
     let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
-    let mut whole = vec![strata_pipe::Stage::new(p.specs[0].clone(), &p.dataset, tch::Device::Cpu).unwrap()];
+    let mut whole = vec![strata_pipe::Stage::new(p.specs[0].clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()];
     for epoch in 0..5u64 {
         let loss = strata_pipe::train_epoch_in_process(&mut whole, epoch, &[0]);
         let (_, val, test) = strata_pipe::evaluate_in_process(&mut whole);

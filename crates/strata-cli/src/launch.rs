@@ -82,8 +82,9 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
 
 #[derive(Args, Debug)]
 pub struct LaunchArgs {
-    #[arg(long, default_value = "cora")]
-    pub dataset: String,
+    /// The graph (default: the registered `cora`).
+    #[command(flatten)]
+    pub graph: crate::source::GraphSource,
     /// gcnii or gcn.
     #[arg(long, default_value = "gcnii")]
     pub model: String,
@@ -394,7 +395,7 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let data = crate::train::load_dataset(&a.dataset, None, None)?;
+    let data = a.graph.load("cora", None)?;
     let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
     let p = plan(&data, &split, &cfg);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -560,8 +561,16 @@ fn summarize(a: &LaunchArgs, cfg: &PipelineConfig, data: &strata_graph::Dataset,
     let measured = med(&|e| e.bytes);
     let mib = |b: f64| format!("{:.3}", b / (1 << 20) as f64);
     let pred = &report.predicted;
+    let wire = med(&|e| e.wire_bytes);
+    // Each worker's peak over the run (a resumed run's earlier epochs may not carry it).
+    let per_worker = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> &Vec<u64>| -> Vec<u64> {
+        (0..cfg.workers()).map(|r| report.epochs.iter().filter_map(|e| f(e).get(r).copied()).max().unwrap_or(0)).collect()
+    };
+    let memory = per_worker(&|e| &e.memory_bytes_per_worker);
+    let cuda = per_worker(&|e| &e.cuda_peak_bytes_per_worker);
+    let mem_text = memory.iter().map(|b| format!("{:.0}", *b as f64 / 1048576.0)).collect::<Vec<_>>().join(" / ");
     let rows = vec![
-        vec!["mode".to_string(), "ways×stages".into(), "chunks".into(), "epochs".into(), "test acc (best val)".into(), "epoch ms (median)".into(), "MiB/epoch measured".into(), "MiB/epoch predicted".into()],
+        vec!["mode".to_string(), "ways×stages".into(), "chunks".into(), "epochs".into(), "test acc (best val)".into(), "epoch ms (median)".into(), "MiB/epoch measured".into(), "MiB/epoch predicted".into(), "wire MiB/epoch".into(), "peak RSS MiB per worker".into()],
         vec![
             cfg.mode.name().into(),
             format!("{}×{}", cfg.ways, cfg.stages),
@@ -571,6 +580,8 @@ fn summarize(a: &LaunchArgs, cfg: &PipelineConfig, data: &strata_graph::Dataset,
             format!("{:.1}", median(&ms)),
             format!("{} (layer {} · halo {} · weights {})", mib(measured), mib(med(&|e| e.layer_bytes)), mib(med(&|e| e.halo_bytes)), mib(med(&|e| e.weight_bytes))),
             format!("{} (layer {} · halo {} · weights {})", mib(pred.total), mib(pred.layer), mib(pred.halo), mib(pred.weight)),
+            format!("{} (×{:.3})", mib(wire), if measured > 0.0 { wire / measured } else { 0.0 }),
+            mem_text,
         ],
     ];
     print!("{}", table(&rows));
@@ -596,7 +607,11 @@ fn summarize(a: &LaunchArgs, cfg: &PipelineConfig, data: &strata_graph::Dataset,
                 "predicted_by_kind": {"layer": pred.layer, "halo": pred.halo, "weight": pred.weight},
                 "boundary_vertices": pred.boundary,
                 "parameters": pred.parameters,
+                "wire": wire,
+                "wire_overhead_ratio": if measured > 0.0 { wire / measured } else { 0.0 },
             },
+            "memory_bytes_per_worker": memory,
+            "cuda_peak_bytes_per_worker": cuda,
             "config": cfg,
             "curve": report.epochs,
         }))?;

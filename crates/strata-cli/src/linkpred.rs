@@ -11,6 +11,7 @@
 //! side by side; a pair's score averages the layers' probabilities.
 
 use crate::report::{progress, table, write_json};
+use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -39,25 +40,10 @@ enum LinkCommand {
     Predict(PredictArgs),
 }
 
-/// Where the graph comes from: a registered dataset or an edge list (plus optional features).
-#[derive(Args, Debug, Clone, Default)]
-struct GraphArgs {
-    /// A registered dataset (`strata data list`).
-    #[arg(long, conflicts_with = "edges")]
-    dataset: Option<String>,
-    /// An edge list: `src dst` per line (0-based ids; `#` comments; .gz allowed).
-    #[arg(long)]
-    edges: Option<PathBuf>,
-    /// Node features for --edges: .npy (2-D) or text rows (comma/whitespace separated), one
-    /// row per node. Without it every node gets a one-hot feature.
-    #[arg(long, requires = "edges")]
-    features: Option<PathBuf>,
-}
-
 #[derive(Args, Debug)]
 struct TrainLinkArgs {
     #[command(flatten)]
-    graph: GraphArgs,
+    graph: GraphSource,
     /// gcn, sage, gat, or netinfof (NetInfoF_Act: closed-form embeddings and a linear model
     /// trained by L-BFGS; the GNN options do not apply).
     #[arg(long, default_value = "gcn")]
@@ -112,7 +98,7 @@ struct TrainLinkArgs {
 struct EvalArgs {
     model_dir: PathBuf,
     #[command(flatten)]
-    graph: GraphArgs,
+    graph: GraphSource,
     #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long)]
@@ -134,7 +120,7 @@ struct PredictArgs {
     #[arg(long)]
     recompute: bool,
     #[command(flatten)]
-    graph: GraphArgs,
+    graph: GraphSource,
     #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long)]
@@ -189,9 +175,9 @@ struct ForwardRecord {
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct GraphRecord {
-    dataset: Option<String>,
-    edges: Option<PathBuf>,
-    features: Option<PathBuf>,
+    /// Where the graph was read from (older manifests: `dataset`, `edges`, `features`).
+    #[serde(flatten)]
+    source: GraphSource,
     nodes: usize,
     undirected_edges: usize,
     fingerprint: String,
@@ -199,101 +185,16 @@ struct GraphRecord {
 
 const FORMAT: &str = "strata-linkpred/1";
 
-/// Reads a feature matrix: `.npy` (2-D, numeric) or text rows.
-fn read_features(path: &Path) -> anyhow::Result<Features> {
-    if path.extension().is_some_and(|e| e == "npy") {
-        let bytes = std::fs::read(path).with_context(|| format!("reading features {}", path.display()))?;
-        let a = strata_graph::npz::NpyArray::parse(bytes, path, "features")?;
-        if a.shape.len() != 2 {
-            bail!("{}: features must be a 2-D array (nodes × features), found shape {:?}", path.display(), a.shape);
-        }
-        let data = a.f32_values().with_context(|| format!("{}: features must be numeric", path.display()))?;
-        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-            bail!("{}: feature {} of row {} is not finite", path.display(), i % a.shape[1], i / a.shape[1]);
-        }
-        return Ok(Features::dense(a.shape[0], a.shape[1], data));
+/// Loads the graph as undirected and simple (self loops dropped, reversed edges merged) with
+/// its features.
+fn load_graph(g: &GraphSource) -> anyhow::Result<(CsrGraph, Features, GraphRecord)> {
+    if !g.is_given() {
+        bail!("give the graph with --dataset NAME, --npz FILE, --edges FILE or --ogb DIR");
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading features {}", path.display()))?;
-    let (mut data, mut cols) = (Vec::new(), None);
-    let mut rows = 0;
-    for (no, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let vals: Vec<&str> = t.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).collect();
-        match cols {
-            None => cols = Some(vals.len()),
-            Some(c) if c != vals.len() => bail!("{} line {}: {} values where earlier rows have {c}", path.display(), no + 1, vals.len()),
-            _ => {}
-        }
-        for v in vals {
-            let x: f32 = v.parse().ok().filter(|x: &f32| x.is_finite()).with_context(|| format!("{} line {}: `{v}` is not a finite number", path.display(), no + 1))?;
-            data.push(x);
-        }
-        rows += 1;
-    }
-    let cols = cols.with_context(|| format!("{}: no feature rows", path.display()))?;
-    Ok(Features::dense(rows, cols, data))
-}
-
-/// Loads the graph and its features; edge lists are normalised (self loops dropped, duplicate
-/// and reversed edges merged, both logged) and their ids checked against the feature rows.
-fn load_graph(g: &GraphArgs) -> anyhow::Result<(CsrGraph, Features, GraphRecord)> {
-    let (graph, features, dataset) = match (&g.dataset, &g.edges) {
-        (Some(name), _) => {
-            let d = strata_graph::load(name, None)?;
-            (d.graph.symmetrized().without_self_loops(), d.features, Some(name.clone()))
-        }
-        (None, Some(path)) => {
-            let list = strata_graph::formats::read_edge_list(path)?;
-            if list.edges.is_empty() {
-                bail!("{}: no edges", path.display());
-            }
-            let features = g.features.as_deref().map(read_features).transpose()?;
-            let n = match &features {
-                Some(f) => {
-                    let rows = f.num_nodes();
-                    if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= rows) {
-                        bail!(
-                            "{}: edge #{} ({u}, {v}) names node {}, but {} has {rows} rows (ids 0..{})",
-                            path.display(),
-                            i + 1,
-                            u.max(v),
-                            g.features.as_ref().unwrap().display(),
-                            rows - 1
-                        );
-                    }
-                    rows
-                }
-                None => list.implied_nodes(),
-            };
-            let loops = list.edges.iter().filter(|(u, v)| u == v).count();
-            let mut pairs: Vec<(i64, i64)> = list.edges.iter().filter(|(u, v)| u != v).map(|&(u, v)| (u.min(v), u.max(v))).collect();
-            pairs.sort_unstable();
-            let before = pairs.len();
-            pairs.dedup();
-            if loops > 0 {
-                tracing::warn!("{}: dropped {loops} self loop(s)", path.display());
-            }
-            if before > pairs.len() {
-                tracing::warn!("{}: merged {} duplicate edge(s) (the graph is undirected: (u, v) and (v, u) are one edge)", path.display(), before - pairs.len());
-            }
-            let both: Vec<(i64, i64)> = pairs.iter().flat_map(|&(u, v)| [(u, v), (v, u)]).collect();
-            let graph = CsrGraph::from_edges(&path.display().to_string(), n, &both, None)?;
-            (graph, features.unwrap_or_else(|| Features::identity(n)), None)
-        }
-        (None, None) => bail!("give the graph with --dataset NAME or --edges FILE"),
-    };
-    let rec = GraphRecord {
-        dataset,
-        edges: g.edges.clone(),
-        features: g.features.clone(),
-        nodes: graph.num_nodes(),
-        undirected_edges: graph.num_undirected_edges(),
-        fingerprint: graph.fingerprint(),
-    };
-    Ok((graph, features, rec))
+    let d = g.load("", None)?;
+    let graph = d.graph.symmetrized().without_self_loops();
+    let rec = GraphRecord { source: g.clone(), nodes: graph.num_nodes(), undirected_edges: graph.num_undirected_edges(), fingerprint: graph.fingerprint() };
+    Ok((graph, d.features, rec))
 }
 
 fn pairs_array(w: &mut NpzWriter, key: &str, pairs: &[(usize, usize)]) {
@@ -629,7 +530,7 @@ struct Loaded {
 
 /// Loads MODEL_DIR. `cached`: use the embeddings saved at training time instead of running the
 /// encoder (GNN models; NetInfoF's pair features are always the saved ones).
-fn load_model(dir: &Path, graph_args: &GraphArgs, device: &str, cached: bool) -> anyhow::Result<Loaded> {
+fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) -> anyhow::Result<Loaded> {
     let device = strata_nn::parse_device(device)?;
     let mpath = dir.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).with_context(|| format!("{} is not a linkpred model directory (no readable manifest.json)", dir.display()))?;
@@ -646,15 +547,10 @@ fn load_model(dir: &Path, graph_args: &GraphArgs, device: &str, cached: bool) ->
         }
     }
     // The graph: as given on the command line, else where the manifest says it came from.
-    let given = graph_args.dataset.is_some() || graph_args.edges.is_some();
-    let args = if given {
-        graph_args.clone()
-    } else {
-        GraphArgs { dataset: manifest.graph.dataset.clone(), edges: manifest.graph.edges.clone(), features: manifest.graph.features.clone() }
-    };
+    let args = if graph_args.is_given() { graph_args.clone() } else { manifest.graph.source.clone() };
     let (graph, features, rec) = load_graph(&args)?;
     if rec.fingerprint != manifest.graph.fingerprint {
-        let what = args.dataset.clone().or(args.edges.as_ref().map(|p| p.display().to_string())).unwrap_or_default();
+        let what = args.describe("");
         bail!(
             "{what} is not the graph this model was trained on: it has {} nodes and {} edges (fingerprint {}), the model's graph had {} nodes and {} edges (fingerprint {}). Refusing to score a different graph; retrain with `strata linkpred train`.",
             rec.nodes,

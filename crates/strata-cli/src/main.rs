@@ -8,6 +8,7 @@ mod plot;
 mod probe;
 mod refine;
 mod report;
+mod source;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -65,5 +66,16 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every subcommand's flags are consistent (no two flags share a name), which clap would
+    /// otherwise only report by panicking when that subcommand is run.
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

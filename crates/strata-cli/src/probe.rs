@@ -7,21 +7,19 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
+use crate::source::GraphSource;
 use strata_graph::synthetic::{synthetic, SyntheticSpec};
 use strata_graph::{Dataset, LinkSplit, Split};
 use strata_netinfo::{act_on_probe, probe_links, probe_nodes, verdict, ActConfig, EmbedConfig};
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
-    /// A registered dataset (`strata data list`).
-    #[arg(long, default_value = "cora", conflicts_with_all = ["npz", "synthetic"])]
-    dataset: String,
-    /// A graph npz (gnn-benchmark layout) instead.
-    #[arg(long)]
-    npz: Option<PathBuf>,
+    /// The graph (default: the registered `cora`).
+    #[command(flatten)]
+    graph: GraphSource,
     /// A generated graph with known information: structure|features|both|neither, optionally
     /// suffixed -homophilous / -heterophilous.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["dataset", "npz", "edges", "ogb"])]
     synthetic: Option<String>,
     /// Nodes of the synthetic graph.
     #[arg(long, default_value_t = 2000)]
@@ -59,7 +57,7 @@ fn load(a: &ProbeArgs) -> anyhow::Result<Dataset> {
         spec.seed = a.seed;
         return Ok(synthetic(&spec));
     }
-    crate::train::load_dataset(&a.dataset, a.npz.as_ref(), None)
+    a.graph.load("cora", None)
 }
 
 pub fn run(a: ProbeArgs) -> anyhow::Result<()> {

@@ -7,19 +7,20 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use strata_graph::{Attack, Split};
+use crate::source::GraphSource;
 use strata_stable::{advanced_gcn_runs, refine, StableConfig};
+
+/// The graph refined when none is named.
+const DEFAULT: &str = "cora-lcc";
 
 #[derive(Args, Debug)]
 pub struct RefineArgs {
-    /// A registered dataset (`strata data list`); the Pro-GNN graphs take --attack.
-    #[arg(long, default_value = "cora-lcc", conflicts_with = "npz")]
-    dataset: String,
+    /// The graph (default: the registered `cora-lcc`); the Pro-GNN graphs take --attack.
+    #[command(flatten)]
+    graph: GraphSource,
     /// Poisoned adjacency: meta:0.05..0.25 or nettack:1..5 (Pro-GNN graphs).
     #[arg(long)]
     attack: Option<String>,
-    /// A graph npz (gnn-benchmark layout) instead of a registered dataset.
-    #[arg(long)]
-    npz: Option<PathBuf>,
     /// auto (the reference's tuned values for this dataset and perturbation rate), or default.
     #[arg(long, default_value = "auto")]
     preset: String,
@@ -70,33 +71,24 @@ fn one_hot_rows(f: &strata_graph::Features) -> bool {
     }
 }
 
-/// Peak resident memory of this process (Linux), bytes.
-fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
-}
-
 pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     strata_nn::set_threads(a.threads);
     let device = strata_nn::parse_device(&a.device)?;
     let attack: Option<Attack> = a.attack.as_deref().map(str::parse).transpose()?;
-    let data = crate::train::load_dataset(&a.dataset, a.npz.as_ref(), a.attack.as_deref())?;
+    let data = a.graph.load(DEFAULT, a.attack.as_deref())?;
+    let registered = a.graph.registered(DEFAULT);
     let rate = match attack {
         Some(Attack::Meta(r)) => r,
         _ => 0.0,
     };
     let mut cfg = match a.preset.as_str() {
-        "auto" => StableConfig::preset(&a.dataset, rate).unwrap_or_else(|| {
-            tracing::warn!("no tuned STABLE values for `{}`: using the reference defaults", a.dataset);
+        "auto" => registered.and_then(|name| StableConfig::preset(name, rate)).unwrap_or_else(|| {
+            tracing::warn!("no tuned STABLE values for `{}`: using the reference defaults", a.graph.describe(DEFAULT));
             StableConfig::default()
         }),
         "default" => StableConfig::default(),
         p => bail!("--preset {p}: expected auto or default"),
     };
-    if a.npz.is_some() && a.preset == "auto" {
-        cfg = StableConfig::default();
-    }
     cfg.alpha = a.alpha.unwrap_or(cfg.alpha);
     cfg.beta = a.beta.unwrap_or(cfg.beta);
     cfg.k = a.k.unwrap_or(cfg.k);
@@ -115,8 +107,8 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     );
     let r = refine(&data, &cfg, a.seed, device);
     // Which removed edges were adversarial: known when the clean graph is (a Pro-GNN attack).
-    let clean = match (&attack, &a.npz) {
-        (Some(_), None) => Some(strata_graph::load(&a.dataset, None).context("loading the clean graph")?),
+    let clean = match (&attack, registered) {
+        (Some(_), Some(name)) => Some(strata_graph::load(name, None).context("loading the clean graph")?),
         _ => None,
     };
     let adversarial = clean.as_ref().map(|c| r.report.removed.iter().filter(|&&(u, v, _)| !c.graph.has_edge(u, v)).count());
@@ -172,7 +164,7 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let peak = peak_rss();
+    let peak = strata_nn::memory::peak_rss_bytes();
     if let Some(p) = &a.json {
         write_json(p, &json!({
             "dataset": data.name, "attack": a.attack, "config": cfg,

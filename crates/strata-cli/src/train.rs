@@ -6,19 +6,17 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use strata_graph::{Attack, Dataset, Split};
+use crate::source::GraphSource;
+use strata_graph::{Dataset, Split};
 use strata_nn::metrics::{mean_std, median};
 use strata_forward::{ForwardConfig, Trainer};
 use strata_nn::{Kernel, ModelConfig, ModelKind, ModelOverrides, NodeTask};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// A registered dataset (see `strata data list`).
-    #[arg(long, default_value = "cora")]
-    pub dataset: String,
-    /// A graph npz to train on instead (gnn-benchmark layout, e.g. a `strata refine` output).
-    #[arg(long, conflicts_with = "dataset")]
-    pub npz: Option<PathBuf>,
+    /// The graph (default: the registered `cora`).
+    #[command(flatten)]
+    pub graph: GraphSource,
     /// Poisoned adjacency for Pro-GNN datasets: meta:0.05..0.25 or nettack:1..5.
     #[arg(long)]
     pub attack: Option<String>,
@@ -79,14 +77,6 @@ pub struct TrainArgs {
     pub save: Option<PathBuf>,
 }
 
-pub fn load_dataset(name: &str, npz: Option<&PathBuf>, attack: Option<&str>) -> anyhow::Result<Dataset> {
-    if let Some(p) = npz {
-        return Ok(strata_graph::formats::read_graph_npz(p)?);
-    }
-    let attack: Option<Attack> = attack.map(str::parse).transpose()?;
-    Ok(strata_graph::load(name, attack)?)
-}
-
 fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
     match how {
         "public" if !d.splits.is_empty() => Ok(d.splits[(seed as usize) % d.splits.len()].clone()),
@@ -134,7 +124,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let dataset = load_dataset(&a.dataset, a.npz.as_ref(), a.attack.as_deref())?;
+    let dataset = a.graph.load("cora", a.attack.as_deref())?;
     if dataset.num_classes < 2 {
         bail!("{}: node classification needs labels with at least two classes", dataset.name);
     }
@@ -241,7 +231,7 @@ fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::De
         ..d
     };
     cfg.validate()?;
-    let dataset = load_dataset(&a.dataset, a.npz.as_ref(), a.attack.as_deref())?;
+    let dataset = a.graph.load("cora", a.attack.as_deref())?;
     eprintln!(
         "strata train: {} ({} nodes, {} classes) · {} trainer, {} ({} layers, hidden {}) · {} · {} seed(s)",
         dataset.name,

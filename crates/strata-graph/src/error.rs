@@ -52,7 +52,7 @@ impl GraphError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         GraphError::Io { path: path.into(), source }
     }
-    pub(crate) fn invalid(context: impl std::fmt::Display, msg: impl Into<String>) -> Self {
+    pub fn invalid(context: impl std::fmt::Display, msg: impl Into<String>) -> Self {
         GraphError::Invalid { context: context.to_string(), msg: msg.into() }
     }
 }

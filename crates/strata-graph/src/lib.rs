@@ -24,6 +24,7 @@ mod partition;
 mod prognn;
 pub mod registry;
 mod split;
+pub mod planted;
 pub mod synthetic;
 
 pub use csr::CsrMatrix;

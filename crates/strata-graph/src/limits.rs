@@ -24,7 +24,7 @@ pub(crate) fn node_id(id: i64) -> Result<usize, String> {
 }
 
 /// Checks a class label (−1 = unlabelled) against [`MAX_CLASSES`].
-pub(crate) fn label(label: i64) -> Result<i64, String> {
+pub fn label(label: i64) -> Result<i64, String> {
     if label < -1 || label >= MAX_CLASSES as i64 {
         return Err(format!("label {label} is outside -1..{MAX_CLASSES} (-1 = unlabelled; strata_graph::limits::MAX_CLASSES)"));
     }

@@ -326,6 +326,56 @@ impl NpzWriter {
     }
 }
 
+/// Writes an `.npz` archive to disk one array at a time, each streamed in pieces, so arrays
+/// larger than memory can be written; atomically (a temporary file in the same directory,
+/// fsync, rename in [`NpzFileWriter::finish`]; dropped unfinished, nothing is left behind).
+pub struct NpzFileWriter {
+    zip: zip::ZipWriter<std::io::BufWriter<tempfile::NamedTempFile>>,
+    path: std::path::PathBuf,
+}
+
+impl NpzFileWriter {
+    pub fn create(path: &Path) -> Result<NpzFileWriter> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GraphError::io(dir, e))?;
+        Ok(NpzFileWriter { zip: zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp)), path: path.to_path_buf() })
+    }
+
+    /// Adds `key` with numpy type `descr` and `shape`, made of `count` records: `record(i, out)`
+    /// appends record i's little-endian bytes to `out`.
+    pub fn array_from(&mut self, key: &str, descr: &str, shape: &[usize], count: usize, mut record: impl FnMut(usize, &mut Vec<u8>)) -> Result<()> {
+        let io = |e: std::io::Error| GraphError::io(&self.path, e);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true);
+        self.zip.start_file(format!("{key}.npy"), opts).map_err(|e| GraphError::invalid(self.path.display(), format!("writing `{key}`: {e}")))?;
+        let header = npy_bytes(descr, shape, &[]);
+        let mut buf = Vec::with_capacity(1 << 20);
+        buf.extend_from_slice(&header);
+        for i in 0..count {
+            record(i, &mut buf);
+            if buf.len() >= 1 << 20 {
+                std::io::Write::write_all(&mut self.zip, &buf).map_err(io)?;
+                buf.clear();
+            }
+        }
+        std::io::Write::write_all(&mut self.zip, &buf).map_err(io)
+    }
+
+    /// Completes the archive, makes it durable and moves it into place; returns its size.
+    pub fn finish(self) -> Result<u64> {
+        let path = self.path;
+        let buffered = self.zip.finish().map_err(|e| GraphError::invalid(path.display(), format!("finishing the archive: {e}")))?;
+        let tmp = buffered.into_inner().map_err(|e| GraphError::io(&path, e.into_error()))?;
+        tmp.as_file().sync_all().map_err(|e| GraphError::io(tmp.path(), e))?;
+        let bytes = tmp.as_file().metadata().map_err(|e| GraphError::io(tmp.path(), e))?.len();
+        tmp.persist(&path).map_err(|e| GraphError::io(&path, e.error))?;
+        if let Some(d) = path.parent().and_then(|d| std::fs::File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok()) {
+            let _ = d.sync_all();
+        }
+        Ok(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,77 +137,9 @@ fn undirected_graph(context: &str, n: usize, edges: HashSet<(usize, usize)>) -> 
     CsrGraph::from_edges(context, n, &list, None).expect("generated ids are in range")
 }
 
-/// Settings of [`planted_partition`].
-#[derive(Clone, Debug)]
-pub struct PlantedSpec {
-    pub nodes: usize,
-    pub classes: usize,
-    /// Average degree (undirected edges ≈ nodes · degree / 2).
-    pub degree: f64,
-    /// Fraction of edges that join two nodes of the same class.
-    pub homophily: f64,
-    /// Dense real-valued features: class mean (standard normal, scaled by `signal`) plus
-    /// standard normal noise, so rows have sums near zero and of either sign.
-    pub features: usize,
-    pub signal: f32,
-    pub seed: u64,
-}
-
-impl Default for PlantedSpec {
-    fn default() -> Self {
-        PlantedSpec { nodes: 2000, classes: 10, degree: 20.0, homophily: 0.8, features: 128, signal: 0.3, seed: 0 }
-    }
-}
-
-/// A planted-partition graph (the stochastic block model with equal classes) with Gaussian
-/// features and a 10/10/80 stratified split: data whose features are not bag-of-words, at any
-/// size.
-pub fn planted_partition(spec: &PlantedSpec) -> Dataset {
-    use rand_distr::{Distribution, StandardNormal};
-    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let (n, k) = (spec.nodes.max(2), spec.classes.clamp(2, spec.nodes.max(2)));
-    let labels: Vec<i64> = (0..n).map(|u| (u % k) as i64).collect();
-    // Node u of class c is c + k·j: members of a class are drawn without a lookup table.
-    let per_class = |c: usize| (n - c).div_ceil(k);
-    let target = (n as f64 * spec.degree / 2.0).round() as usize;
-    let mut edges: HashSet<(usize, usize)> = HashSet::with_capacity(target);
-    let mut tries = 0;
-    while edges.len() < target && tries < target * 20 {
-        tries += 1;
-        let u = rng.random_range(0..n);
-        let c = if rng.random_bool(spec.homophily.clamp(0.0, 1.0)) { u % k } else { (u % k + rng.random_range(1..k)) % k };
-        let v = c + k * rng.random_range(0..per_class(c));
-        if u != v {
-            edges.insert((u.min(v), u.max(v)));
-        }
-    }
-    let graph = undirected_graph("planted partition", n, edges);
-    let f = spec.features.max(1);
-    let mut normal = move || -> f32 { StandardNormal.sample(&mut rng) };
-    let means: Vec<f32> = (0..k * f).map(|_| spec.signal * normal()).collect();
-    // Row u is node u, of class u % k.
-    let data: Vec<f32> = (0..n * f).map(|i| means[(i / f) % k * f + i % f] + normal()).collect();
-    let split = Split::random_stratified(&labels, 0.1, 0.1, spec.seed);
-    let name = format!("planted-{n}-{k}c-h{}", spec.homophily);
-    Dataset::new(name, graph, Features::dense(n, f, data), labels, vec![split]).expect("consistent generated dataset")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn planted_partition_has_its_homophily_and_real_valued_features() {
-        let d = planted_partition(&PlantedSpec { nodes: 3000, ..Default::default() });
-        let undirected = d.graph.num_undirected_edges();
-        assert!((29_000..=30_000).contains(&undirected), "{undirected}");
-        let edges = d.graph.edges();
-        let same = edges.iter().filter(|&&(u, v)| d.labels[u] == d.labels[v]).count() as f64 / edges.len() as f64;
-        assert!((same - 0.8).abs() < 0.02, "homophily {same}");
-        let Features::Dense { data, .. } = &d.features else { panic!("dense features") };
-        assert!(data.iter().any(|&x| x < 0.0), "real-valued, not bag-of-words");
-        assert_eq!(d.num_classes, 10);
-    }
 
     #[test]
     fn scenarios_have_their_shape() {

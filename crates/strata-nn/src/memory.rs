@@ -37,6 +37,23 @@ fn cuda_allocated(index: usize) -> Option<(u64, u64)> {
     (unsafe { strata_cuda_allocated(index as i32, &mut current, &mut peak) } == 0).then_some((current, peak))
 }
 
+/// This process's peak resident set size (`VmHWM`): everything it ever held at once, libtorch
+/// and the data included. `None` where `/proc` is not available.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// The CUDA caching allocator's peak bytes on `device` since the process started (or the
+/// last [`MemoryMeter::start`]); 0 on CPU.
+pub fn cuda_peak_bytes(device: Device) -> u64 {
+    match device {
+        Device::Cuda(i) => cuda_allocated(i).map_or(0, |(_, peak)| peak),
+        _ => 0,
+    }
+}
+
 /// Measures one training run's peak memory on `device`.
 pub struct MemoryMeter {
     device: Device,
@@ -97,5 +114,7 @@ mod tests {
         let peak = meter.peak_bytes();
         assert!(peak >= 64 << 20, "{peak}");
         assert!(peak < 96 << 20, "{peak}");
+        let rss = peak_rss_bytes().unwrap();
+        assert!(rss >= 64 << 20, "the process held the tensor: {rss}");
     }
 }

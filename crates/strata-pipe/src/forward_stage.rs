@@ -17,7 +17,8 @@
 
 use crate::layers;
 use crate::stage::{Boundary, StageSpec};
-use strata_graph::{CsrGraph, Dataset};
+use crate::StageData;
+use strata_graph::CsrGraph;
 use strata_nn::conv::{Init, Linear};
 use strata_nn::optim::Adam;
 use tch::{nn, Device, Kind, Tensor};
@@ -75,9 +76,9 @@ fn rows_op(entries: &[(i64, i64, f32)], lo: i64, hi: i64, n: i64, device: Device
 }
 
 impl ForwardStage {
-    pub fn new(spec: StageSpec, data: &Dataset, device: Device) -> Result<ForwardStage, String> {
+    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<ForwardStage, String> {
         let cfg = spec.config.clone();
-        let (n, c) = (data.num_nodes() as i64, data.num_classes as i64);
+        let (n, c) = (data.num_nodes() as i64, spec.classes);
         // The augmented graph and its D̃^{-1/2}(A+I)D̃^{-1/2}, self loops on every node.
         let mut edges: Vec<(i64, i64)> = data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
         for &i in &spec.train {
@@ -118,7 +119,7 @@ impl ForwardStage {
             let fan_in = if slot == 0 { spec.features } else { cfg.hidden };
             let lin = Linear::new(&(vs.root() / format!("slot{slot}")), fan_in, cfg.hidden, true, Init::Glorot);
             let input = if slot == 0 {
-                let x = strata_nn::Input::from_features(&data.features, device, strata_graph::FeatureNorm::Auto).to_dense();
+                let x = strata_nn::Input::from_features(&data.rows(0..data.num_nodes()), device, strata_graph::FeatureNorm::None).to_dense();
                 tch::manual_seed(cfg.seed as i64 * 7919 - 1);
                 let vn = Tensor::randn([c, spec.features], (Kind::Float, device));
                 l2_rows(&Tensor::cat(&[x, vn], 0)).to_sparse_sparse_dim(2).coalesce()

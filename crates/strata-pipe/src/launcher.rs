@@ -43,6 +43,15 @@ pub struct LaunchEpoch {
     pub layer_bytes: u64,
     pub halo_bytes: u64,
     pub weight_bytes: u64,
+    /// What those sends put on the wire: protobuf encoding plus gRPC's length prefixes.
+    #[serde(default)]
+    pub wire_bytes: u64,
+    /// Each worker's (rank order) peak resident memory so far, and on CUDA its caching
+    /// allocator's peak.
+    #[serde(default)]
+    pub memory_bytes_per_worker: Vec<u64>,
+    #[serde(default)]
+    pub cuda_peak_bytes_per_worker: Vec<u64>,
     pub val_accuracy: Option<f64>,
     pub test_accuracy: Option<f64>,
 }
@@ -91,9 +100,10 @@ impl Launcher {
         if plan.specs.len() != self.workers.len() {
             return Err(LaunchError::Config(format!("the plan has {} workers (ways × stages) but {} are listed", plan.specs.len(), self.workers.len())));
         }
-        let npz = strata_graph::formats::graph_npz(&plan.dataset).to_bytes();
         let addrs: Vec<String> = self.workers.iter().map(|w| w.0.clone()).collect();
         for (rank, spec) in plan.specs.iter().enumerate() {
+            // Each worker gets what its role uses: no features without the input projection.
+            let npz = crate::StageData::for_stage(&plan.dataset, spec).to_npz().to_bytes();
             let mut spec = spec.clone();
             spec.checkpoint_root = checkpoint_root.map(|r| r.display().to_string());
             let spec_json = serde_json::to_string(&spec).expect("spec serialises");
@@ -323,6 +333,9 @@ pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfi
             layer_bytes,
             halo_bytes,
             weight_bytes,
+            wire_bytes: replies.iter().map(|r| r.wire_bytes).sum(),
+            memory_bytes_per_worker: replies.iter().map(|r| r.peak_rss_bytes).collect(),
+            cuda_peak_bytes_per_worker: replies.iter().map(|r| r.cuda_peak_bytes).collect(),
             val_accuracy: None,
             test_accuracy: None,
         };
@@ -330,6 +343,10 @@ pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfi
             let r = launcher.epoch(EpochRequest { epoch, order: vec![], train: false }).await?;
             let val = frac(r.iter().map(|x| x.val_correct).sum(), spec.val.len());
             let test = frac(r.iter().map(|x| x.test_correct).sum(), spec.test.len());
+            // Evaluation can raise a worker's peak (the full-graph forward pass).
+            for (m, x) in e.memory_bytes_per_worker.iter_mut().zip(&r) {
+                *m = (*m).max(x.peak_rss_bytes);
+            }
             e.val_accuracy = Some(val);
             e.test_accuracy = Some(test);
             // Without validation nodes (e.g. karate) the latest evaluation is the one reported.

@@ -12,7 +12,7 @@
 use crate::chunks::{Chunk, ChunkedGraph};
 use crate::layers::{self, ConvParams, Exchange, Layers};
 use crate::stage::{history_lists, StageSpec};
-use strata_graph::Dataset;
+use crate::StageData;
 use strata_nn::ops::dropout;
 use strata_nn::optim::Adam;
 use strata_nn::Input;
@@ -53,7 +53,7 @@ fn grad_or_zeros(t: &Tensor) -> Tensor {
 }
 
 impl PartitionStage {
-    pub fn new(spec: StageSpec, data: &Dataset, device: Device) -> Result<PartitionStage, tch::TchError> {
+    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<PartitionStage, tch::TchError> {
         let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
         let cfg = &spec.config;
         let vs = nn::VarStore::new(device);
@@ -76,10 +76,9 @@ impl PartitionStage {
         let halo_col = Tensor::from_slice(&cols.iter().map(|c| position[c]).collect::<Vec<_>>()).to(device);
         let local = |ids: &[usize]| ids.iter().filter(|&&i| i >= lo && i < hi).map(|&i| (i - lo) as i64).collect::<Vec<_>>();
         let local_split = [local(&spec.train), local(&spec.val), local(&spec.test)];
-        let rows: Vec<usize> = (lo..hi).collect();
         let labels_vec = data.labels[lo..hi].to_vec();
         Ok(PartitionStage {
-            features: Input::from_features(&data.features.select_rows(&rows), device, strata_graph::FeatureNorm::Auto.resolve(&data.features)),
+            features: Input::from_features(&data.rows(lo..hi), device, strata_graph::FeatureNorm::None),
             vs,
             opt,
             layers,

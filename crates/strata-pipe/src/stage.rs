@@ -14,8 +14,9 @@
 
 use crate::chunks::{Chunk, ChunkedGraph};
 use crate::pipeline::PipelineConfig;
+use crate::stage_data::StageData;
 use crate::layers::{self, ConvParams, Exchange};
-use strata_graph::{CsrGraph, Dataset};
+use strata_graph::CsrGraph;
 use strata_nn::conv::Linear;
 use strata_nn::ops::dropout;
 use strata_nn::optim::Adam;
@@ -81,10 +82,11 @@ impl StageSpec {
     pub fn is_last(&self) -> bool {
         self.last == self.config.layers + 2
     }
-    /// Checks every field against itself and against the graph received with it (`nodes`
-    /// vertices, `features` input columns, `classes` labels) and the `peers` listed, so a bad
-    /// spec is refused by name instead of panicking a stage later.
-    pub fn validate(&self, nodes: usize, features: i64, classes: i64, peers: usize) -> Result<(), String> {
+    /// Checks every field against itself and against the graph received with it (its vertices,
+    /// the feature rows and columns this stage's role needs, labels below `classes`) and the
+    /// `peers` listed, so a bad spec is refused by name instead of panicking a stage later.
+    pub fn validate(&self, data: &StageData, peers: usize) -> Result<(), String> {
+        let nodes = data.num_nodes();
         let c = &self.config;
         c.validate()?;
         if c.layers == 0 || c.layers > 4096 || c.hidden < 1 || c.hidden > 1 << 16 {
@@ -102,9 +104,6 @@ impl StageSpec {
         if self.first >= self.last || self.last > c.layers + 2 {
             return Err(format!("slots {}..{} are not a range within 0..{}", self.first, self.last, c.layers + 2));
         }
-        if features != self.features || classes != self.classes || classes < 1 {
-            return Err(format!("the spec says {} features and {} classes, the graph has {features} and {classes}", self.features, self.classes));
-        }
         let offsets_ok = |o: &[usize], parts: usize| o.len() == parts + 1 && o[0] == 0 && o[parts] == nodes && o.windows(2).all(|w| w[0] <= w[1]);
         if !offsets_ok(&self.chunk_offsets, c.num_chunks()) {
             return Err(format!("chunk offsets must rise from 0 to {nodes} in {} chunks", c.num_chunks()));
@@ -116,6 +115,19 @@ impl StageSpec {
             if let Some(&bad) = ids.iter().find(|&&i| i >= nodes) {
                 return Err(format!("{name} node {bad} is out of range (the graph has {nodes} nodes)"));
             }
+        }
+        let (rows, _) = StageData::needed(self, nodes);
+        if data.feature_rows != rows {
+            return Err(format!("this stage needs feature rows {rows:?}, the launcher sent {:?}", data.feature_rows));
+        }
+        let max_label = data.labels.iter().copied().max().unwrap_or(-1);
+        if self.classes < 1 || max_label >= self.classes || (!rows.is_empty() && data.features.dim() as i64 != self.features) {
+            return Err(format!(
+                "the spec says {} features and {} classes, the graph has {} features and labels up to {max_label}",
+                self.features,
+                self.classes,
+                data.features.dim()
+            ));
         }
         Ok(())
     }
@@ -170,20 +182,27 @@ pub struct Stage {
 }
 
 impl Stage {
-    pub fn new(spec: StageSpec, data: &Dataset, device: Device) -> Result<Stage, tch::TchError> {
+    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<Stage, tch::TchError> {
         let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
         let n = graph.n;
         let vs = nn::VarStore::new(device);
         let cfg = &spec.config;
         let layers = layers::build(cfg, spec.features, spec.classes, spec.first..spec.last, &vs, device);
         let k = spec.chunk_offsets.len() - 1;
-        // Resolved on the whole matrix, so every chunk is normalised alike.
-        let norm = strata_graph::FeatureNorm::Auto.resolve(&data.features);
+        // The features arrive normalised (StageData); dense chunks are views of the whole.
+        let none = strata_graph::FeatureNorm::None;
         let input = layers.input.map(|lin| {
+            let all = Input::from_features(&data.rows(0..data.num_nodes()), device, none);
             let per_chunk = (0..k)
-                .map(|c| Input::from_features(&data.features.select_rows(&(spec.chunk_offsets[c]..spec.chunk_offsets[c + 1]).collect::<Vec<_>>()), device, norm))
+                .map(|c| {
+                    let (lo, hi) = (spec.chunk_offsets[c], spec.chunk_offsets[c + 1]);
+                    match &all {
+                        Input::Dense(x) => Input::Dense(x.narrow(0, lo as i64, (hi - lo) as i64)),
+                        Input::Sparse { .. } => Input::from_features(&data.rows(lo..hi), device, none),
+                    }
+                })
                 .collect();
-            (lin, per_chunk, Input::from_features(&data.features, device, norm))
+            (lin, per_chunk, all)
         });
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
         let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: z(), epoch_start: z(), snapshot: z(), grad: z() }).collect();

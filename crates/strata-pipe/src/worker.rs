@@ -32,7 +32,6 @@ pub const FULL_GRAPH: u32 = u32::MAX;
 /// Largest single gRPC message a worker decodes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// Answer to a request whose handling panicked the compute thread.
-const STAGE_FAILED: &str = "the stage failed while handling this request (Health says why); reconfigure the worker";
 /// Default cap on the graph a Configure stream may carry (`strata worker --max-graph-bytes`).
 pub const DEFAULT_MAX_GRAPH_BYTES: u64 = 32 << 30;
 /// How often a waiting compute thread checks whether its epoch was abandoned.
@@ -191,6 +190,28 @@ impl Svc {
     }
 }
 
+impl Svc {
+    /// The error for a request whose compute-thread reply was dropped by a panic. The thread
+    /// records why only after unwinding, so wait (briefly) for that and say it here.
+    async fn stage_failed(&self) -> Status {
+        for _ in 0..200 {
+            if let WorkerState::Failed(why) = &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+                return Status::internal(format!("the stage failed: {why}; reconfigure the worker"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Status::internal("the stage failed while handling this request (Health says why); reconfigure the worker")
+    }
+
+    /// The compute thread's answer, or [`Self::stage_failed`] when it panicked instead.
+    async fn reply<T>(&self, rx: oneshot::Receiver<T>) -> Result<T, Status> {
+        match rx.await {
+            Ok(r) => Ok(r),
+            Err(_) => Err(self.stage_failed().await),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Worker for Svc {
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
@@ -245,7 +266,7 @@ impl Worker for Svc {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::invalid_argument)?;
+        self.reply(rx).await?.map_err(Status::invalid_argument)?;
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
 
@@ -255,7 +276,7 @@ impl Worker for Svc {
         self.epoch.store(req.epoch, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Epoch { req, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        let r = rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::internal)?;
+        let r = self.reply(rx).await?.map_err(Status::internal)?;
         Ok(Response::new(r))
     }
 
@@ -263,14 +284,14 @@ impl Worker for Svc {
         self.require(&req, Role::Launcher, "Checkpoint")?;
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Checkpoint { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        Ok(Response::new(rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::internal)?))
+        Ok(Response::new(self.reply(rx).await?.map_err(Status::internal)?))
     }
 
     async fn restore(&self, req: Request<RestoreRequest>) -> Result<Response<Ack>, Status> {
         self.require(&req, Role::Launcher, "Restore")?;
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Restore { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
-        rx.await.map_err(|_| Status::internal(STAGE_FAILED))?.map_err(Status::failed_precondition)?;
+        self.reply(rx).await?.map_err(Status::failed_precondition)?;
         Ok(Response::new(Ack { bytes_received: 0 }))
     }
 
@@ -378,6 +399,8 @@ struct Compute {
     unclaimed: Arc<AtomicU64>,
     limits: Arc<std::sync::RwLock<TensorLimits>>,
     state: Option<Runtime>,
+    /// Encoded bytes of this epoch's tensor sends (protobuf + gRPC length prefix).
+    wire_bytes: AtomicU64,
 }
 
 type SendTask = tokio::task::JoinHandle<Result<(), (String, Status)>>;
@@ -458,6 +481,10 @@ impl Compute {
         let kind = meta.kind;
         let msgs = encode(&meta, &values, DEFAULT_CHUNK_BYTES);
         let bytes = (values.len() * 4) as u64;
+        // gRPC frames each message as 1 flag byte + 4 length bytes + the protobuf encoding.
+        let wire: u64 = msgs.iter().map(|m| prost::Message::encoded_len(m) as u64 + 5).sum();
+        self.wire_bytes.fetch_add(wire, Ordering::Relaxed);
+        metrics::counter!("strata_wire_bytes_sent_total").increment(wire);
         let label = match kind {
             TensorKind::Gradient => "gradient",
             TensorKind::Halo => "halo",
@@ -480,6 +507,7 @@ impl Compute {
         self.epoch_generation = self.generation.load(Ordering::SeqCst);
         let mut rt = self.state.take().ok_or("RunEpoch before Configure")?;
         metrics::counter!("strata_epochs_total", "mode" => if req.train { "train" } else { "eval" }).increment(1);
+        self.wire_bytes.store(0, Ordering::Relaxed);
         let mut net = Net { c: self, ctx: &rt.ctx, epoch: req.epoch, halo_bytes: 0, weight_bytes: 0, tasks: Vec::new() };
         let result = net.run(&mut rt.engine, &req).and_then(|mut reply| {
             reply.halo_bytes += net.halo_bytes;
@@ -490,6 +518,13 @@ impl Compute {
         self.state = Some(rt);
         let mut reply = result?;
         reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
+        reply.wire_bytes = self.wire_bytes.load(Ordering::Relaxed);
+        reply.peak_rss_bytes = strata_nn::memory::peak_rss_bytes().unwrap_or(0);
+        reply.cuda_peak_bytes = strata_nn::memory::cuda_peak_bytes(self.device);
+        metrics::gauge!("strata_peak_rss_bytes").set(reply.peak_rss_bytes as f64);
+        if reply.cuda_peak_bytes > 0 {
+            metrics::gauge!("strata_cuda_peak_bytes").set(reply.cuda_peak_bytes as f64);
+        }
         Ok(reply)
     }
 
@@ -526,8 +561,9 @@ impl Compute {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let path = dir.path().join("graph.npz");
         std::fs::write(&path, &npz).map_err(|e| e.to_string())?;
-        let data = strata_graph::formats::read_graph_npz(&path).map_err(|e| format!("graph from launcher: {e}"))?;
-        spec.validate(data.num_nodes(), data.features.dim() as i64, data.num_classes as i64, peer_addrs.len()).map_err(|e| format!("stage spec: {e}"))?;
+        drop(npz);
+        let data = crate::StageData::from_npz(&path).map_err(|e| format!("graph from launcher: {e}"))?;
+        spec.validate(&data, peer_addrs.len()).map_err(|e| format!("stage spec: {e}"))?;
         // A new run: the old one's tensors and limits go, whatever happens next.
         self.state = None;
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::default();
@@ -826,6 +862,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         unclaimed: unclaimed.clone(),
         limits: limits.clone(),
         state: None,
+        wire_bytes: AtomicU64::new(0),
     };
     let health = state.clone();
     std::thread::Builder::new()

@@ -7,7 +7,7 @@ use strata_pipe::{chunk_order, evaluate_in_process, plan, train_epoch_in_process
 fn pipeline_accuracy(cfg: &PipelineConfig) -> (f64, f64) {
     let d = strata_graph::load("cora", None).unwrap();
     let p = plan(&d, &d.splits[0], cfg);
-    let mut stages: Vec<Stage> = p.specs.iter().map(|s| Stage::new(s.clone(), &p.dataset, tch::Device::Cpu).unwrap()).collect();
+    let mut stages: Vec<Stage> = p.specs.iter().map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
     let (mut best_val, mut test_at_best) = (-1.0, 0.0);
     for epoch in 0..cfg.epochs as u64 {
         let order = chunk_order(stages[0].num_chunks(), cfg.seed, epoch, cfg.shuffle);

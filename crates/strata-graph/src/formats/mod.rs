@@ -8,7 +8,7 @@ mod ogb;
 
 pub use edgelist::{read_edge_list, EdgeList};
 pub use geomgcn::read_geom_gcn;
-pub use npz_graph::{graph_npz, read_graph_npz, read_scipy_sparse};
+pub use npz_graph::{graph_npz, read_csr, read_graph_npz, read_scipy_sparse};
 pub use ogb::read_ogb_raw;
 
 use crate::error::{GraphError, Result};

@@ -6,7 +6,8 @@ use crate::npz::Npz;
 use crate::split::Split;
 use std::path::Path;
 
-fn read_csr(npz: &mut Npz, prefix: &str, context: &str) -> Result<CsrMatrix> {
+/// Reads the CSR matrix stored under `prefix` (`{prefix}shape`, `indptr`, `indices`, `data`).
+pub fn read_csr(npz: &mut Npz, prefix: &str, context: &str) -> Result<CsrMatrix> {
     let key = |k: &str| format!("{prefix}{k}");
     let shape = npz.i64s(&key("shape"), "the matrix shape, int64[2]")?;
     if shape.len() != 2 || shape.iter().any(|&s| s < 0) {

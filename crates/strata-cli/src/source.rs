@@ -1,0 +1,294 @@
+//! Where a command's graph comes from: the one argument group and the one loader that `train`,
+//! `launch`, `probe`, `refine` and `linkpred` share.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use strata_graph::{Attack, CsrGraph, Dataset, Features, Split};
+
+/// A registered dataset, a graph npz, an edge list (with feature, label and split files) or an
+/// OGB raw directory. Without any of them the command's default dataset is used.
+#[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GraphSource {
+    /// A registered dataset (`strata data list`).
+    #[arg(long, conflicts_with_all = ["npz", "edges", "ogb"])]
+    pub dataset: Option<String>,
+    /// A graph npz (gnn-benchmark layout: `strata data synth`, `strata refine --out`).
+    #[arg(long, conflicts_with_all = ["edges", "ogb"])]
+    pub npz: Option<PathBuf>,
+    /// An edge list: `src dst` per line (0-based ids; `#` comments; .gz allowed). Self loops
+    /// are dropped and (u, v), (v, u) merged into one undirected edge, both logged.
+    #[arg(long, conflicts_with = "ogb")]
+    pub edges: Option<PathBuf>,
+    /// Node features for --edges: .npy (2-D) or text rows (comma/whitespace separated), one row
+    /// per node. Without it every node gets a one-hot feature.
+    #[arg(long, requires = "edges")]
+    pub features: Option<PathBuf>,
+    /// Node labels for --edges: .npy (1-D integers) or one integer per line; -1, `nan` or an
+    /// empty line mark an unlabelled node.
+    #[arg(long, requires = "edges")]
+    pub labels: Option<PathBuf>,
+    /// A split for --labels: JSON `{"train": [ids], "val": [ids], "test": [ids]}`. Without it
+    /// each seed draws a stratified 10/10/80 split.
+    #[arg(long, requires = "labels")]
+    pub split_file: Option<PathBuf>,
+    /// An OGB node-property dataset root (holding `raw/` and `split/`, as downloaded).
+    #[arg(long)]
+    pub ogb: Option<PathBuf>,
+}
+
+impl GraphSource {
+    /// Whether any source flag was given.
+    pub fn is_given(&self) -> bool {
+        self.dataset.is_some() || self.npz.is_some() || self.edges.is_some() || self.ogb.is_some()
+    }
+
+    /// The registered name this source resolves to, if it is one.
+    pub fn registered<'a>(&'a self, default: &'a str) -> Option<&'a str> {
+        match (&self.npz, &self.edges, &self.ogb) {
+            (None, None, None) => Some(self.dataset.as_deref().unwrap_or(default)),
+            _ => None,
+        }
+    }
+
+    /// What the reports call this graph: the dataset name or the path it was read from.
+    pub fn describe(&self, default: &str) -> String {
+        match (&self.npz, &self.edges, &self.ogb) {
+            (Some(p), _, _) | (_, Some(p), _) | (_, _, Some(p)) => p.display().to_string(),
+            _ => self.dataset.clone().unwrap_or_else(|| default.to_string()),
+        }
+    }
+
+    /// Loads the graph; `attack` picks a poisoned adjacency of a registered Pro-GNN dataset.
+    pub fn load(&self, default: &str, attack: Option<&str>) -> anyhow::Result<Dataset> {
+        if attack.is_some() && self.registered(default).is_none() {
+            bail!("--attack applies to a registered Pro-GNN dataset, not to a graph read from a file");
+        }
+        if let Some(p) = &self.npz {
+            return Ok(strata_graph::formats::read_graph_npz(p)?);
+        }
+        if let Some(dir) = &self.ogb {
+            return Ok(strata_graph::formats::read_ogb_raw(dir)?);
+        }
+        if let Some(edges) = &self.edges {
+            return self.load_edge_list(edges);
+        }
+        let attack: Option<Attack> = attack.map(str::parse).transpose()?;
+        Ok(strata_graph::load(self.dataset.as_deref().unwrap_or(default), attack)?)
+    }
+
+    fn load_edge_list(&self, path: &Path) -> anyhow::Result<Dataset> {
+        let features = self.features.as_deref().map(read_features).transpose()?;
+        let labels = self.labels.as_deref().map(read_labels).transpose()?;
+        // The node count comes from the per-node files when given; they must agree.
+        let rows = match (&features, &labels) {
+            (Some(f), Some(l)) if f.num_nodes() != l.len() => bail!(
+                "{} has {} rows but {} has {} labels: both give one entry per node",
+                self.features.as_ref().unwrap().display(),
+                f.num_nodes(),
+                self.labels.as_ref().unwrap().display(),
+                l.len()
+            ),
+            (Some(f), _) => Some((f.num_nodes(), self.features.as_ref().unwrap())),
+            (None, Some(l)) => Some((l.len(), self.labels.as_ref().unwrap())),
+            (None, None) => None,
+        };
+        let graph = undirected_edge_list(path, rows)?;
+        let n = graph.num_nodes();
+        let labels = labels.unwrap_or_else(|| vec![-1; n]);
+        let splits = match &self.split_file {
+            Some(p) => vec![read_split(p)?],
+            None => Vec::new(),
+        };
+        let name = path.file_stem().map_or("graph".into(), |s| s.to_string_lossy().trim_end_matches(".txt").to_string());
+        let mut d = Dataset::new(path.display().to_string(), graph, features.unwrap_or_else(|| Features::identity(n)), labels, splits)?;
+        d.name = name;
+        Ok(d)
+    }
+}
+
+/// Reads an edge list as an undirected simple graph: self loops dropped, duplicate and reversed
+/// edges merged (both logged). `rows` (count, file) bounds the ids when a per-node file is given.
+pub fn undirected_edge_list(path: &Path, rows: Option<(usize, &PathBuf)>) -> anyhow::Result<CsrGraph> {
+    let list = strata_graph::formats::read_edge_list(path)?;
+    if list.edges.is_empty() {
+        bail!("{}: no edges", path.display());
+    }
+    let n = match rows {
+        Some((rows, file)) => {
+            if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= rows) {
+                bail!("{}: edge #{} ({u}, {v}) names node {}, but {} has {rows} rows (ids 0..{})", path.display(), i + 1, u.max(v), file.display(), rows.saturating_sub(1));
+            }
+            rows
+        }
+        None => list.implied_nodes(),
+    };
+    let loops = list.edges.iter().filter(|(u, v)| u == v).count();
+    let mut pairs: Vec<(i64, i64)> = list.edges.iter().filter(|(u, v)| u != v).map(|&(u, v)| (u.min(v), u.max(v))).collect();
+    drop(list);
+    pairs.sort_unstable();
+    let before = pairs.len();
+    pairs.dedup();
+    if loops > 0 {
+        tracing::warn!("{}: dropped {loops} self loop(s)", path.display());
+    }
+    if before > pairs.len() {
+        tracing::warn!("{}: merged {} duplicate edge(s) (the graph is undirected: (u, v) and (v, u) are one edge)", path.display(), before - pairs.len());
+    }
+    let both: Vec<(i64, i64)> = pairs.iter().flat_map(|&(u, v)| [(u, v), (v, u)]).collect();
+    drop(pairs);
+    Ok(CsrGraph::from_edges(&path.display().to_string(), n, &both, None)?)
+}
+
+/// Reads a feature matrix: `.npy` (2-D, numeric) or text rows.
+pub fn read_features(path: &Path) -> anyhow::Result<Features> {
+    if path.extension().is_some_and(|e| e == "npy") {
+        let a = read_npy(path, "features")?;
+        if a.shape.len() != 2 {
+            bail!("{}: features must be a 2-D array (nodes × features), found shape {:?}", path.display(), a.shape);
+        }
+        let data = a.f32_values().with_context(|| format!("{}: features must be numeric", path.display()))?;
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            bail!("{}: feature {} of row {} is not finite", path.display(), i % a.shape[1], i / a.shape[1]);
+        }
+        return Ok(Features::dense(a.shape[0], a.shape[1], data));
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading features {}", path.display()))?;
+    let (mut data, mut cols) = (Vec::new(), None);
+    let mut rows = 0;
+    for (no, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let vals: Vec<&str> = t.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).collect();
+        match cols {
+            None => cols = Some(vals.len()),
+            Some(c) if c != vals.len() => bail!("{} line {}: {} values where earlier rows have {c}", path.display(), no + 1, vals.len()),
+            _ => {}
+        }
+        for v in vals {
+            let x: f32 = v.parse().ok().filter(|x: &f32| x.is_finite()).with_context(|| format!("{} line {}: `{v}` is not a finite number", path.display(), no + 1))?;
+            data.push(x);
+        }
+        rows += 1;
+    }
+    let cols = cols.with_context(|| format!("{}: no feature rows", path.display()))?;
+    Ok(Features::dense(rows, cols, data))
+}
+
+fn read_npy(path: &Path, what: &str) -> anyhow::Result<strata_graph::npz::NpyArray> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    Ok(strata_graph::npz::NpyArray::parse(bytes, path, what)?)
+}
+
+/// Reads node labels: `.npy` (1-D integers) or one label per line (-1, `nan` or empty:
+/// unlabelled).
+pub fn read_labels(path: &Path) -> anyhow::Result<Vec<i64>> {
+    let check = |i: usize, l: i64| -> anyhow::Result<i64> {
+        if l < -1 || l >= strata_graph::limits::MAX_CLASSES as i64 {
+            bail!("{}: label {l} of node {i} is outside -1..{} (-1 = unlabelled)", path.display(), strata_graph::limits::MAX_CLASSES);
+        }
+        Ok(l)
+    };
+    if path.extension().is_some_and(|e| e == "npy") {
+        let a = read_npy(path, "labels")?;
+        if a.shape.len() != 1 {
+            bail!("{}: labels must be a 1-D array (one per node), found shape {:?}", path.display(), a.shape);
+        }
+        let v = a.f32_values().with_context(|| format!("{}: labels must be numeric", path.display()))?;
+        return v
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                if x.is_nan() {
+                    return Ok(-1);
+                }
+                if x.fract() != 0.0 {
+                    bail!("{}: label {x} of node {i} is not an integer", path.display());
+                }
+                check(i, x as i64)
+            })
+            .collect();
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading labels {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with('#'))
+        .enumerate()
+        .map(|(i, (no, line))| {
+            let t = line.trim();
+            if t.is_empty() || t.eq_ignore_ascii_case("nan") {
+                return Ok(-1);
+            }
+            let l: i64 = t.parse().with_context(|| format!("{} line {}: `{t}` is not an integer label", path.display(), no + 1))?;
+            check(i, l).with_context(|| format!("{} line {}", path.display(), no + 1))
+        })
+        .collect()
+}
+
+/// Reads a split file: JSON with `train`, `val` (or `valid`) and `test` node-id arrays.
+pub fn read_split(path: &Path) -> anyhow::Result<Split> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading split {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let ids = |keys: &[&str]| -> anyhow::Result<Vec<usize>> {
+        let (key, arr) = keys
+            .iter()
+            .find_map(|k| v.get(*k).map(|a| (*k, a)))
+            .with_context(|| format!("{}: missing key `{}` (expected {{\"train\": [...], \"val\": [...], \"test\": [...]}})", path.display(), keys[0]))?;
+        let arr = arr.as_array().with_context(|| format!("{}: `{key}` must be an array of node ids", path.display()))?;
+        arr.iter()
+            .enumerate()
+            .map(|(i, x)| x.as_u64().map(|x| x as usize).with_context(|| format!("{}: `{key}`[{i}] = {x} is not a node id", path.display())))
+            .collect()
+    };
+    Ok(Split { train: ids(&["train"])?, val: ids(&["val", "valid"])?, test: ids(&["test"])? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn edge_list_with_labels_and_split_loads_and_bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let edges = write(dir.path(), "g.txt", "0 1\n1 0\n1 2\n2 2\n2 3\n");
+        let labels = write(dir.path(), "y.txt", "0\n1\n\n1\n");
+        let split = write(dir.path(), "s.json", r#"{"train": [0, 1], "val": [3], "test": [2]}"#);
+        let src = GraphSource { edges: Some(edges.clone()), labels: Some(labels.clone()), split_file: Some(split), ..Default::default() };
+        let d = src.load("cora", None).unwrap();
+        assert_eq!((d.num_nodes(), d.graph.num_undirected_edges(), d.num_classes), (4, 3, 2));
+        assert_eq!(d.labels, vec![0, 1, -1, 1]);
+        assert_eq!(d.splits[0].test, vec![2]);
+        assert_eq!(src.describe("cora"), edges.display().to_string());
+        // An id past the label rows, a ragged label file, a bad split and --attack on a file.
+        let far = write(dir.path(), "far.txt", "0 1\n1 9\n");
+        let e = GraphSource { edges: Some(far), labels: Some(labels.clone()), ..Default::default() }.load("cora", None).unwrap_err().to_string();
+        assert!(e.contains("far.txt") && e.contains("edge #2") && e.contains("y.txt has 4 rows"), "{e}");
+        let bad = write(dir.path(), "bad.txt", "0\nzero\n");
+        let e = format!("{:#}", GraphSource { edges: Some(edges.clone()), labels: Some(bad), ..Default::default() }.load("cora", None).unwrap_err());
+        assert!(e.contains("bad.txt line 2") && e.contains("`zero`"), "{e}");
+        let s = write(dir.path(), "s2.json", r#"{"train": [0], "test": [1]}"#);
+        let e = GraphSource { edges: Some(edges.clone()), labels: Some(labels), split_file: Some(s), ..Default::default() }.load("cora", None).unwrap_err().to_string();
+        assert!(e.contains("s2.json") && e.contains("`val`"), "{e}");
+        let e = GraphSource { edges: Some(edges), ..Default::default() }.load("cora", Some("meta:0.05")).unwrap_err().to_string();
+        assert!(e.contains("--attack"), "{e}");
+    }
+
+    #[test]
+    fn split_ids_past_the_graph_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let edges = write(dir.path(), "g.txt", "0 1\n1 2\n");
+        let labels = write(dir.path(), "y.txt", "0\n1\n0\n");
+        let split = write(dir.path(), "s.json", r#"{"train": [0], "val": [1], "test": [7]}"#);
+        let e = GraphSource { edges: Some(edges), labels: Some(labels), split_file: Some(split), ..Default::default() }.load("cora", None).unwrap_err().to_string();
+        assert!(e.contains('7'), "{e}");
+    }
+}

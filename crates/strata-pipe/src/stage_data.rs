@@ -1,0 +1,125 @@
+//! What one worker receives of the graph: the structure for every vertex (each stage aggregates
+//! over all chunks), the input features only for the rows its role projects (none on a stage
+//! without the input projection, the partition's rows on a graph-parallel way), and labels
+//! only where a loss is computed. Features arrive normalised: `auto` is resolved on the whole
+//! matrix by the launcher, so every worker's rows are scaled alike.
+
+use crate::pipeline::{Mode, PipeTrainer};
+use crate::stage::StageSpec;
+use std::ops::Range;
+use std::path::Path;
+use strata_graph::npz::{Npz, NpzWriter};
+use strata_graph::{CsrGraph, Dataset, FeatureNorm, Features, GraphError};
+
+/// One stage's share of a dataset.
+#[derive(Clone, Debug)]
+pub struct StageData {
+    pub graph: CsrGraph,
+    /// Normalised feature rows `feature_rows` (row i here is vertex `feature_rows.start + i`).
+    pub features: Features,
+    pub feature_rows: Range<usize>,
+    /// One per vertex; −1 where this stage was not sent the label.
+    pub labels: Vec<i64>,
+}
+
+impl StageData {
+    /// Everything, normalised (in-process training and tests).
+    pub fn whole(data: &Dataset) -> StageData {
+        let (features, _) = data.features.normalized(FeatureNorm::Auto);
+        StageData { graph: data.graph.clone(), features, feature_rows: 0..data.num_nodes(), labels: data.labels.clone() }
+    }
+
+    /// The feature rows and the labelled rows `spec`'s role uses, on a graph of `n` vertices.
+    pub fn needed(spec: &StageSpec, n: usize) -> (Range<usize>, Range<usize>) {
+        let cfg = &spec.config;
+        if cfg.trainer != PipeTrainer::Sf && cfg.mode == Mode::Graph {
+            let (lo, hi) = (spec.chunk_offsets.get(spec.way).copied().unwrap_or(0), spec.chunk_offsets.get(spec.way + 1).copied().unwrap_or(0));
+            return (lo..hi.max(lo), lo..hi.max(lo));
+        }
+        let rows = if spec.first == 0 { 0..n } else { 0..0 };
+        // Forward-only layers each train on the labels; backprop only at the classifier.
+        let labels = if cfg.trainer == PipeTrainer::Sf || spec.last == cfg.layers + 2 { 0..n } else { 0..0 };
+        (rows, labels)
+    }
+
+    /// What `spec`'s role needs of `data` (already renumbered by the plan).
+    pub fn for_stage(data: &Dataset, spec: &StageSpec) -> StageData {
+        let n = data.num_nodes();
+        let (rows, labels_needed) = Self::needed(spec, n);
+        // `auto` is decided on the whole matrix; rows are then normalised one by one.
+        let norm = FeatureNorm::Auto.resolve(&data.features);
+        let (features, _) = data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm);
+        let mut labels = vec![-1; n];
+        labels[labels_needed.clone()].copy_from_slice(&data.labels[labels_needed]);
+        StageData { graph: data.graph.clone(), features, feature_rows: rows, labels }
+    }
+
+    pub fn num_nodes(&self) -> usize {
+        self.graph.num_nodes()
+    }
+
+    /// Feature rows `r` (which must lie within what this stage was sent).
+    pub fn rows(&self, r: Range<usize>) -> Features {
+        assert!(r.start >= self.feature_rows.start && r.end <= self.feature_rows.end, "rows {r:?} outside the {:?} this stage holds", self.feature_rows);
+        let off = self.feature_rows.start;
+        if r == self.feature_rows {
+            return self.features.clone();
+        }
+        self.features.select_rows(&(r.start - off..r.end - off).collect::<Vec<_>>())
+    }
+
+    /// The npz a launcher streams to a worker.
+    pub fn to_npz(&self) -> NpzWriter {
+        let mut w = NpzWriter::new();
+        w.csr("adj_", self.graph.adjacency());
+        match &self.features {
+            Features::Sparse(m) => {
+                w.csr("attr_", m);
+            }
+            Features::Dense { rows, cols, data } => {
+                w.f32s("attr_matrix", &[*rows, *cols], data);
+            }
+        }
+        w.i64s("attr_rows", &[2], &[self.feature_rows.start as i64, self.feature_rows.end as i64]);
+        w.i64s("labels", &[self.labels.len()], &self.labels);
+        w
+    }
+
+    /// Reads [`StageData::to_npz`]'s layout, checking every size against the graph.
+    pub fn from_npz(path: &Path) -> Result<StageData, GraphError> {
+        let ctx = path.display().to_string();
+        let mut npz = Npz::open(path)?;
+        let adj = strata_graph::formats::read_csr(&mut npz, "adj_", &format!("{ctx}: adjacency"))?;
+        let graph = CsrGraph::from_adjacency(&ctx, adj)?;
+        let n = graph.num_nodes();
+        let r = npz.i64s("attr_rows", "the feature row range, int64[2]")?;
+        let bad = |msg: String| GraphError::Npy { path: path.into(), key: "attr_rows".into(), msg };
+        if r.len() != 2 || r[0] < 0 || r[0] > r[1] || r[1] as u64 > n as u64 {
+            return Err(bad(format!("expected a row range within 0..{n}, found {r:?}")));
+        }
+        let rows = r[0] as usize..r[1] as usize;
+        let features = if npz.contains("attr_data") {
+            Features::Sparse(strata_graph::formats::read_csr(&mut npz, "attr_", &format!("{ctx}: features"))?)
+        } else {
+            let a = npz.array("attr_matrix", "dense features, float32[rows, features]")?;
+            let cols = if a.shape.len() == 2 { a.shape[1] } else { usize::MAX };
+            if a.shape.len() != 2 || a.shape[0] != rows.len() {
+                return Err(bad(format!("attr_matrix has shape {:?}, expected {} rows", a.shape, rows.len())));
+            }
+            let data = a.f32_values().ok_or_else(|| bad("attr_matrix must be float".into()))?;
+            Features::dense(rows.len(), cols, data)
+        };
+        if features.num_nodes() != rows.len() {
+            return Err(bad(format!("{} feature rows for the range {rows:?}", features.num_nodes())));
+        }
+        features.check_finite(&ctx)?;
+        let labels = npz.i64s("labels", "integer class labels")?;
+        if labels.len() != n {
+            return Err(GraphError::invalid(&ctx, format!("{} labels for {n} nodes", labels.len())));
+        }
+        if let Some(&l) = labels.iter().find(|&&l| l < -1 || l >= strata_graph::limits::MAX_CLASSES as i64) {
+            return Err(GraphError::invalid(&ctx, strata_graph::limits::label(l).unwrap_err()));
+        }
+        Ok(StageData { graph, features, feature_rows: rows, labels })
+    }
+}
