@@ -379,7 +379,11 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
 
         // Configure: bad specs, sizes and streams.
         let npz = strata_pipe::StageData::for_stage(&plan.dataset, &plan.specs[0]).to_npz().to_bytes();
-        let spec = serde_json::to_value(&plan.specs[0]).unwrap();
+        let mut spec = serde_json::to_value(&plan.specs[0]).unwrap();
+        // As the launcher sends it: the split's ids travel in the npz.
+        for k in ["train", "val", "test"] {
+            spec[k] = serde_json::json!([]);
+        }
         let configure = |spec: serde_json::Value, rank: u32, peers: Vec<String>, announced: u64, npz: Vec<u8>| {
             let mut c = c.clone();
             async move {
@@ -397,8 +401,12 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         s["last"] = 1.into();
         cases.push(("slots reversed", configure(s, 0, me.clone(), n, npz.clone()).await));
         let mut s = spec.clone();
-        s["train"] = serde_json::json!([1_000_000_000u64]);
-        cases.push(("train id 1e9", configure(s, 0, me.clone(), n, npz.clone()).await));
+        s["train"] = serde_json::json!([0]);
+        cases.push(("split ids in the spec", configure(s, 0, me.clone(), n, npz.clone()).await));
+        let mut far = strata_pipe::StageData::for_stage(&plan.dataset, &plan.specs[0]);
+        far.split[0] = vec![1_000_000_000];
+        let far = far.to_npz().to_bytes();
+        cases.push(("train id 1e9", configure(spec.clone(), 0, me.clone(), far.len() as u64, far).await));
         let mut s = spec.clone();
         s["chunk_offsets"] = serde_json::json!([0, 5]);
         cases.push(("chunk offsets", configure(s, 0, me.clone(), n, npz.clone()).await));

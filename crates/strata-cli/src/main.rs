@@ -50,15 +50,27 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Train(a) => train::run(*a),
-        Command::Data(a) => data::run(a),
-        Command::Launch(a) => launch::launch(*a),
-        Command::Worker(a) => launch::worker(a),
-        Command::Cluster(a) => cluster::run(a),
-        Command::Linkpred(a) => linkpred::run(a),
-        Command::Probe(a) => probe::run(*a),
-        Command::Refine(a) => refine::run(*a),
+    // libtorch reports a failed allocation as an error that tch turns into a panic: say it
+    // plainly instead of printing a panic and a backtrace.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !out_of_memory(&panic_text(info.payload())) {
+            default_hook(info);
+        }
+    }));
+    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command))) {
+        Ok(r) => r,
+        Err(payload) => {
+            let text = panic_text(payload.as_ref());
+            if !out_of_memory(&text) {
+                std::panic::resume_unwind(payload);
+            }
+            let what = allocation_failure(&text);
+            let peak = strata_nn::memory::peak_rss_bytes().map_or(String::new(), |b| format!(" after a peak of {} MiB resident", b >> 20));
+            Err(anyhow::anyhow!(
+                "out of memory{peak}: {what}. This graph and model need more memory than this process may use; spread it over workers with `strata launch` (each holds only its share), or lower --hidden / --layers"
+            ))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -69,10 +81,48 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Train(a) => train::run(*a),
+        Command::Data(a) => data::run(a),
+        Command::Launch(a) => launch::launch(*a),
+        Command::Worker(a) => launch::worker(a),
+        Command::Cluster(a) => cluster::run(a),
+        Command::Linkpred(a) => linkpred::run(a),
+        Command::Probe(a) => probe::run(*a),
+        Command::Refine(a) => refine::run(*a),
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+/// The allocator's own sentence from a libtorch error (which goes on with a C++ backtrace).
+fn allocation_failure(text: &str) -> &str {
+    let start = ["DefaultCPUAllocator", "CUDA out of memory", "std::bad_alloc", "OutOfMemoryError"].iter().filter_map(|m| text.find(m)).min().unwrap_or(0);
+    let rest = &text[start..];
+    let end = ["\\n", "\n", "\"", " Error code"].iter().filter_map(|m| rest.find(m)).min().unwrap_or(rest.len());
+    rest[..end].trim_end_matches(['.', ' '])
+}
+
+/// Whether a panic message is libtorch failing to allocate (CPU or CUDA).
+fn out_of_memory(text: &str) -> bool {
+    ["can't allocate memory", "CUDA out of memory", "std::bad_alloc", "OutOfMemoryError"].iter().any(|m| text.contains(m))
+}
+
 #[cfg(test)]
 mod tests {
     /// Every subcommand's flags are consistent (no two flags share a name), which clap would
     /// otherwise only report by panicking when that subcommand is run.
+    #[test]
+    fn allocation_failures_are_cut_to_their_sentence() {
+        let t = r#"called `Result::unwrap()` on an `Err` value: Torch("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 7680000 bytes. Error code 12 (Cannot allocate memory)\nframe #0: c10::ThrowEnforceNotMet"#;
+        assert!(super::out_of_memory(t));
+        assert_eq!(super::allocation_failure(t), "DefaultCPUAllocator: can't allocate memory: you tried to allocate 7680000 bytes");
+        assert!(!super::out_of_memory("index out of range"));
+    }
+
     #[test]
     fn every_subcommand_is_well_formed() {
         use clap::CommandFactory;

@@ -63,8 +63,9 @@ pub struct TrainArgs {
     /// bag-of-words; none for real-valued features), none, row-sum or standardize.
     #[arg(long, value_name = "HOW")]
     pub normalize_features: Option<strata_graph::FeatureNorm>,
-    /// Sparse kernel: edge-list or csr.
-    #[arg(long, default_value = "edge-list")]
+    /// Sparse kernel: auto (csr from 100k edges, where the edge list's per-edge messages
+    /// dominate memory; edge-list below), edge-list or csr.
+    #[arg(long, default_value = "auto")]
     pub kernel: String,
     /// Write a JSON report here.
     #[arg(long)]
@@ -116,11 +117,6 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         ..Default::default()
     });
     cfg.validate()?;
-    let kernel = match a.kernel.as_str() {
-        "csr" => Kernel::Csr,
-        "edge-list" => Kernel::EdgeList,
-        k => bail!("--kernel {k}: expected csr or edge-list"),
-    };
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -140,6 +136,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         strata_nn::device_name(device),
         a.seeds
     );
+    let kernel = match a.kernel.as_str() {
+        "csr" => Kernel::Csr,
+        "edge-list" => Kernel::EdgeList,
+        // Self loops are added by most layers: count them.
+        "auto" => Kernel::for_edges(dataset.graph.adjacency().nnz() + dataset.num_nodes()),
+        k => bail!("--kernel {k}: expected auto, csr or edge-list"),
+    };
+    eprintln!("strata train: {} kernel{}", kernel.name(), if a.kernel == "auto" { " (auto)" } else { "" });
     let task = NodeTask::new(&dataset, device, cfg.normalize_features, kernel);
     let why = match cfg.normalize_features {
         strata_graph::FeatureNorm::Auto => if task.feature_norm == strata_graph::FeatureNorm::RowSum { " (auto: no feature is negative)" } else { " (auto: real-valued features)" },
@@ -196,6 +200,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             "trainer": "bp",
             "per_layer_accuracy": [tm],
             "peak_memory_bytes": peak_memory,
+            "peak_rss_bytes": strata_nn::memory::peak_rss_bytes(),
+            "kernel": kernel.name(),
             "feature_normalization": task.feature_norm.name(),
             "seeds": a.seeds,
             "device": strata_nn::device_name(device),

@@ -19,6 +19,9 @@ pub struct Chunk {
     pub inter_w: Tensor,
     /// The chunk each inter edge's source lies in.
     pub inter_src_chunk: Vec<usize>,
+    /// The intra edges as a CSR operator, built when there are enough of them that the edge
+    /// list's E × d message tensors would dominate memory (`Kernel::for_edges`).
+    pub intra_csr: Option<Tensor>,
 }
 
 impl Chunk {
@@ -27,6 +30,14 @@ impl Chunk {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `Σ_{intra e} w_e · x[col_e]` into the chunk's rows (`x`: the chunk's own rows).
+    pub fn aggregate_intra(&self, x: &Tensor) -> Tensor {
+        match &self.intra_csr {
+            Some(a) => a.matmul(x),
+            None => crate::layers::gather_add(Tensor::zeros_like(x), &self.intra_row, x, &self.intra_col, &self.intra_w),
+        }
     }
 }
 
@@ -67,6 +78,16 @@ impl ChunkedGraph {
             }
             let t = |v: &[i64]| Tensor::from_slice(v).to(device);
             let f = |v: &[f32]| Tensor::from_slice(v).to(device);
+            let rows = (end - start) as i64;
+            let intra_csr = (strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr).then(|| {
+                // `ir` is sorted (rows are visited in order): row pointers from the counts.
+                let mut crow = vec![0i64; end - start + 1];
+                ir.iter().for_each(|&r| crow[r as usize + 1] += 1);
+                for i in 0..end - start {
+                    crow[i + 1] += crow[i];
+                }
+                Tensor::sparse_csr_tensor_crow_col_value_size(&t(&crow), &t(&ic), &f(&iw), [rows, rows], (tch::Kind::Float, device))
+            });
             Chunk {
                 start: start as i64,
                 end: end as i64,
@@ -77,6 +98,7 @@ impl ChunkedGraph {
                 inter_col: t(&ec),
                 inter_w: f(&ew),
                 inter_src_chunk: es,
+                intra_csr,
             }
         };
         let chunks = (0..k).map(|c| build(offsets[c], offsets[c + 1], false)).collect();

@@ -105,6 +105,10 @@ impl Launcher {
             // Each worker gets what its role uses: no features without the input projection.
             let npz = crate::StageData::for_stage(&plan.dataset, spec).to_npz().to_bytes();
             let mut spec = spec.clone();
+            // The split's ids travel in the npz (a million of them do not fit one message).
+            for ids in [&mut spec.train, &mut spec.val, &mut spec.test] {
+                ids.clear();
+            }
             spec.checkpoint_root = checkpoint_root.map(|r| r.display().to_string());
             let spec_json = serde_json::to_string(&spec).expect("spec serialises");
             let mut pieces: Vec<ConfigChunk> = npz.chunks(crate::wire::DEFAULT_CHUNK_BYTES).map(|b| ConfigChunk { npz: b.to_vec(), ..Default::default() }).collect();

@@ -119,7 +119,7 @@ impl PartitionStage {
     /// Â·xd over this partition's rows, with the halo rows appended after the local ones.
     fn aggregate(&self, xd: &Tensor, halo: &Tensor) -> Tensor {
         let p = &self.part;
-        let out = layers::gather_add(Tensor::zeros_like(xd), &p.intra_row, xd, &p.intra_col, &p.intra_w);
+        let out = p.aggregate_intra(xd);
         layers::gather_add(out, &p.inter_row, halo, &self.halo_col, &p.inter_w)
     }
 

@@ -154,7 +154,9 @@ pub struct Boundary {
 struct ConvSlot {
     p: ConvParams,
     live: Tensor,
-    epoch_start: Tensor,
+    /// The rows as they were when the epoch began (trick 3 restores `live` from it, and a
+    /// refresh epoch begins right after it was re-taken), so the stale reads of the backward
+    /// recomputation come from here; no separate epoch-start copy is kept.
     snapshot: Tensor,
     grad: Tensor,
 }
@@ -205,7 +207,7 @@ impl Stage {
             (lin, per_chunk, all)
         });
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
-        let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: z(), epoch_start: z(), snapshot: z(), grad: z() }).collect();
+        let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: z(), snapshot: z(), grad: z() }).collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
         layers::define_grads(&vs);
@@ -276,7 +278,6 @@ impl Stage {
                 if !epoch.is_multiple_of(refresh) {
                     s.live.copy_(&s.snapshot);
                 }
-                s.epoch_start.copy_(&s.live);
                 let _ = s.grad.zero_();
             }
         });
@@ -351,7 +352,7 @@ impl Stage {
     /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
     /// `inter` the aggregated inter-chunk messages.
     fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
-        let intra = layers::gather_add(Tensor::zeros_like(xd), &ch.intra_row, xd, &ch.intra_col, &ch.intra_w);
+        let intra = ch.aggregate_intra(xd);
         layers::conv_update(&self.spec.config, &s.p, intra + inter, h0)
     }
 
@@ -390,7 +391,7 @@ impl Stage {
                 let inter = match &inter_parts {
                     Some(parts) => {
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1), &s.epoch_start.index_select(0, &parts[1].1), parts)
+                        aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1), &s.snapshot.index_select(0, &parts[1].1), parts)
                     }
                     None => Tensor::zeros_like(&xd),
                 };
@@ -432,7 +433,7 @@ impl Stage {
             let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
             surrogate += (&xd * injected).sum(Kind::Float);
             let fresh = s.live.index_select(0, fc).detach().set_requires_grad(true);
-            let inter = aggregate_inter(&xd, &fresh, &s.epoch_start.index_select(0, &parts[1].1), &parts);
+            let inter = aggregate_inter(&xd, &fresh, &s.snapshot.index_select(0, &parts[1].1), &parts);
             fresh_leaves.push((i, fresh));
             let ch = &self.graph.chunks[c];
             x = self.conv_update(s, ch, &xd, inter, h0.as_ref());

@@ -11,6 +11,8 @@ use std::path::Path;
 use strata_graph::npz::{Npz, NpzWriter};
 use strata_graph::{CsrGraph, Dataset, FeatureNorm, Features, GraphError};
 
+const SPLIT_KEYS: [&str; 3] = ["idx_train", "idx_val", "idx_test"];
+
 /// One stage's share of a dataset.
 #[derive(Clone, Debug)]
 pub struct StageData {
@@ -20,13 +22,17 @@ pub struct StageData {
     pub feature_rows: Range<usize>,
     /// One per vertex; −1 where this stage was not sent the label.
     pub labels: Vec<i64>,
+    /// The split's node ids (train, val, test): they travel here rather than in the stage
+    /// spec, whose JSON must fit one gRPC message.
+    pub split: [Vec<usize>; 3],
 }
 
 impl StageData {
     /// Everything, normalised (in-process training and tests).
     pub fn whole(data: &Dataset) -> StageData {
         let (features, _) = data.features.normalized(FeatureNorm::Auto);
-        StageData { graph: data.graph.clone(), features, feature_rows: 0..data.num_nodes(), labels: data.labels.clone() }
+        let split = data.splits.first().map_or_else(Default::default, |s| [s.train.clone(), s.val.clone(), s.test.clone()]);
+        StageData { graph: data.graph.clone(), features, feature_rows: 0..data.num_nodes(), labels: data.labels.clone(), split }
     }
 
     /// The feature rows and the labelled rows `spec`'s role uses, on a graph of `n` vertices.
@@ -51,7 +57,7 @@ impl StageData {
         let (features, _) = data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm);
         let mut labels = vec![-1; n];
         labels[labels_needed.clone()].copy_from_slice(&data.labels[labels_needed]);
-        StageData { graph: data.graph.clone(), features, feature_rows: rows, labels }
+        StageData { graph: data.graph.clone(), features, feature_rows: rows, labels, split: [spec.train.clone(), spec.val.clone(), spec.test.clone()] }
     }
 
     pub fn num_nodes(&self) -> usize {
@@ -82,6 +88,9 @@ impl StageData {
         }
         w.i64s("attr_rows", &[2], &[self.feature_rows.start as i64, self.feature_rows.end as i64]);
         w.i64s("labels", &[self.labels.len()], &self.labels);
+        for (key, ids) in SPLIT_KEYS.iter().zip(&self.split) {
+            w.i64s(key, &[ids.len()], &ids.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        }
         w
     }
 
@@ -120,6 +129,14 @@ impl StageData {
         if let Some(&l) = labels.iter().find(|&&l| l < -1 || l >= strata_graph::limits::MAX_CLASSES as i64) {
             return Err(GraphError::invalid(&ctx, strata_graph::limits::label(l).unwrap_err()));
         }
-        Ok(StageData { graph, features, feature_rows: rows, labels })
+        let mut split: [Vec<usize>; 3] = Default::default();
+        for (key, ids) in SPLIT_KEYS.iter().zip(&mut split) {
+            let v = npz.i64s(key, "node ids")?;
+            if let Some(&bad) = v.iter().find(|&&i| i < 0 || i as u64 >= n as u64) {
+                return Err(GraphError::Npy { path: path.into(), key: key.to_string(), msg: format!("node id {bad} outside 0..{n}") });
+            }
+            *ids = v.into_iter().map(|i| i as usize).collect();
+        }
+        Ok(StageData { graph, features, feature_rows: rows, labels, split })
     }
 }

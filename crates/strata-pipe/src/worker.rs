@@ -563,6 +563,11 @@ impl Compute {
         std::fs::write(&path, &npz).map_err(|e| e.to_string())?;
         drop(npz);
         let data = crate::StageData::from_npz(&path).map_err(|e| format!("graph from launcher: {e}"))?;
+        let mut spec = spec;
+        if !(spec.train.is_empty() && spec.val.is_empty() && spec.test.is_empty()) {
+            return Err("stage spec: the split's node ids come in the graph stream, not in the spec".into());
+        }
+        [spec.train, spec.val, spec.test] = data.split.clone();
         spec.validate(&data, peer_addrs.len()).map_err(|e| format!("stage spec: {e}"))?;
         // A new run: the old one's tensors and limits go, whatever happens next.
         self.state = None;
@@ -592,6 +597,7 @@ impl Compute {
             Engine::Forward(f) => f.parameters(),
         };
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::new(&spec, data.num_nodes(), parameters);
+        tracing::info!("stage data: {} feature rows, {} labelled; peak RSS after configuring {} MiB", data.feature_rows.len(), data.labels.iter().filter(|&&l| l >= 0).count(), strata_nn::memory::peak_rss_bytes().unwrap_or(0) >> 20);
         self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
     }
