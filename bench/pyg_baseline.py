@@ -20,11 +20,14 @@ def load(path):
     ei = torch.cat([ei, ei.flip(0)], 1)
     ei = torch.unique(ei, dim=1)
     ei = ei[:, ei[0] != ei[1]]
-    fs = tuple(int(s) for s in z["attr_shape"])
-    fptr, fidx, fdat = z["attr_indptr"], z["attr_indices"], z["attr_data"]
-    x = torch.zeros(fs)
-    x[torch.tensor(np.repeat(np.arange(fs[0]), np.diff(fptr))), torch.tensor(fidx.astype(np.int64))] = torch.tensor(fdat, dtype=torch.float32)
-    x = x / x.sum(1, keepdim=True).clamp(min=1e-12)  # NormalizeFeatures
+    if "attr_matrix" in z:  # dense real-valued features (strata data synth): used as they are
+        x = torch.tensor(z["attr_matrix"], dtype=torch.float32)
+    else:
+        fs = tuple(int(s) for s in z["attr_shape"])
+        fptr, fidx, fdat = z["attr_indptr"], z["attr_indices"], z["attr_data"]
+        x = torch.zeros(fs)
+        x[torch.tensor(np.repeat(np.arange(fs[0]), np.diff(fptr))), torch.tensor(fidx.astype(np.int64))] = torch.tensor(fdat, dtype=torch.float32)
+        x = x / x.sum(1, keepdim=True).clamp(min=1e-12)  # NormalizeFeatures
     y = torch.tensor(z["labels"].astype(np.int64))
     return Data(x=x, edge_index=ei, y=y, train=torch.tensor(z["idx_train"]), val=torch.tensor(z["idx_val"]), test=torch.tensor(z["idx_test"]))
 
@@ -90,7 +93,8 @@ def run(data, model_name, layers, epochs, cached, seed):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir")
+    p.add_argument("--npz", help="one graph npz instead of the Planetoid datasets")
     p.add_argument("--datasets", default="cora,citeseer")
     p.add_argument("--models", default="gcn:2,gcnii:64")
     p.add_argument("--epochs", type=int, default=200)
@@ -98,9 +102,12 @@ if __name__ == "__main__":
     p.add_argument("--cached", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    for ds in a.datasets.split(","):
-        data = load(os.path.join(a.data_dir, "planetoid", f"{ds}.npz"))
+    paths = [(os.path.basename(a.npz), a.npz)] if a.npz else [(ds, os.path.join(a.data_dir, "planetoid", f"{ds}.npz")) for ds in a.datasets.split(",")]
+    for ds, path in paths:
+        data = load(path)
         for spec in a.models.split(","):
             m, layers = spec.split(":")
             ms, acc = run(data, m, int(layers), a.epochs, bool(a.cached), 0)
-            print(json.dumps({"impl": "pyg", "dataset": ds, "model": m, "layers": int(layers), "epoch_ms_median": ms, "test_accuracy": acc, "cached": bool(a.cached), "threads": a.threads}), flush=True)
+            import resource
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            print(json.dumps({"impl": "pyg", "dataset": ds, "model": m, "layers": int(layers), "epoch_ms_median": ms, "test_accuracy": acc, "cached": bool(a.cached), "threads": a.threads, "peak_rss_bytes": peak}), flush=True)

@@ -11,3 +11,4 @@ PY="${STRATA_PYTHON:?run through make bench}"
 "$PY" bench/netinfo.py
 "$PY" bench/stable.py
 "$PY" bench/forward.py
+"$PY" bench/scale.py

@@ -126,6 +126,10 @@ pub struct LaunchArgs {
     /// each trained by its own loss, so no gradient crosses a stage; needs --model gcn).
     #[arg(long, default_value = "bp")]
     pub trainer: String,
+    /// Storage of the historical embeddings: f32, bf16 or f16 (half the memory of each conv
+    /// slot's live and snapshot rows; gradients and the network stay f32).
+    #[arg(long, default_value = "f32")]
+    pub history_dtype: strata_pipe::HistoryDtype,
     /// Exact full-graph evaluation every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
@@ -255,6 +259,7 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.grad_scale = a.grad_scale;
     cfg.refresh = a.refresh;
     cfg.eval_every = a.eval_every;
+    cfg.history_dtype = a.history_dtype;
     cfg.trainer = match a.trainer.as_str() {
         "bp" => strata_pipe::PipeTrainer::Bp,
         "sf" => strata_pipe::PipeTrainer::Sf,

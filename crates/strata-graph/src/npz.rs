@@ -307,6 +307,14 @@ impl NpzWriter {
         self.i32s(&format!("{prefix}indptr"), &[m.rows() + 1], &ptr);
         self.i64s(&format!("{prefix}shape"), &[2], &[m.rows() as i64, m.cols() as i64])
     }
+    /// Node features as the gnn-benchmark files hold them: sparse as `attr_*` CSR, dense as
+    /// `attr_matrix`.
+    pub fn features(&mut self, f: &crate::Features) -> &mut Self {
+        match f {
+            crate::Features::Sparse(m) => self.csr("attr_", m),
+            crate::Features::Dense { rows, cols, data } => self.f32s("attr_matrix", &[*rows, *cols], data),
+        }
+    }
     /// The archive bytes (entries stored uncompressed, as `np.savez` does).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = std::io::Cursor::new(Vec::new());

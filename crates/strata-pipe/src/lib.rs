@@ -28,7 +28,7 @@ pub mod proto {
     tonic::include_proto!("strata.v1");
 }
 
-pub use pipeline::{plan, PipeTrainer, PipelineConfig, PipelinePlan};
+pub use pipeline::{plan, HistoryDtype, PipeTrainer, PipelineConfig, PipelinePlan};
 pub use plan::{bottleneck, flop_costs, min_max_split};
 pub use schedule::{chunk_order, evaluate_in_process, train_epoch_in_process, EpochReport};
 pub use stage::{Boundary, PipeModel, Stage, StageSpec};

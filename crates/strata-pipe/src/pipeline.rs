@@ -63,6 +63,49 @@ pub struct PipelineConfig {
     /// its own loss; see [`crate::forward_stage`]).
     #[serde(default)]
     pub trainer: PipeTrainer,
+    /// Element type of the historical embeddings (live rows and snapshot); their gradient
+    /// accumulators and everything that crosses the network stay f32.
+    #[serde(default)]
+    pub history_dtype: HistoryDtype,
+}
+
+/// Storage type of the historical embeddings: bf16/f16 halve the N × d buffers each conv
+/// slot keeps, at the cost of rounding the stale neighbour rows a chunk reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryDtype {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl HistoryDtype {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            HistoryDtype::F32 => tch::Kind::Float,
+            HistoryDtype::Bf16 => tch::Kind::BFloat16,
+            HistoryDtype::F16 => tch::Kind::Half,
+        }
+    }
+    pub fn bytes(self) -> usize {
+        match self {
+            HistoryDtype::F32 => 4,
+            _ => 2,
+        }
+    }
+}
+
+impl std::str::FromStr for HistoryDtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(HistoryDtype::F32),
+            "bf16" => Ok(HistoryDtype::Bf16),
+            "f16" => Ok(HistoryDtype::F16),
+            o => Err(format!("`{o}`: expected f32, bf16 or f16")),
+        }
+    }
 }
 
 /// How the pipeline's layers learn.
@@ -102,6 +145,7 @@ impl PipelineConfig {
             refresh: 23,
             eval_every: 1,
             trainer: PipeTrainer::Bp,
+            history_dtype: HistoryDtype::F32,
         }
     }
     /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.

@@ -207,7 +207,8 @@ impl Stage {
             (lin, per_chunk, all)
         });
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
-        let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: z(), snapshot: z(), grad: z() }).collect();
+        let hist = || Tensor::zeros([n, cfg.hidden], (cfg.history_dtype.kind(), device));
+        let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
         layers::define_grads(&vs);
@@ -249,7 +250,7 @@ impl Stage {
 
     /// Parameters, optimizer moments and historical buffers (live rows and snapshot).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let extra = self.convs.iter().flat_map(|s| [(format!("history.{}.live", s.p.slot), s.live.to(Device::Cpu).copy()), (format!("history.{}.snapshot", s.p.slot), s.snapshot.to(Device::Cpu).copy())]).collect();
+        let extra = self.convs.iter().flat_map(|s| [(format!("history.{}.live", s.p.slot), s.live.to_device(Device::Cpu).to_kind(Kind::Float).copy()), (format!("history.{}.snapshot", s.p.slot), s.snapshot.to_device(Device::Cpu).to_kind(Kind::Float).copy())]).collect();
         layers::state(&self.vs, &self.opt, extra)
     }
 
@@ -311,11 +312,11 @@ impl Stage {
         let incoming: Vec<usize> = self.history_recv.iter().map(|r| r.0).collect();
         for i in 0..self.convs.len() {
             let s = &self.convs[i];
-            let out: Vec<(usize, Tensor)> = self.history_send.iter().map(|(q, rows)| (*q, s.live.index_select(0, rows))).collect();
+            let out: Vec<(usize, Tensor)> = self.history_send.iter().map(|(q, rows)| (*q, s.live.index_select(0, rows).to_kind(Kind::Float))).collect();
             let got = ex.halo("history", s.p.slot, &out, &incoming)?;
             tch::no_grad(|| {
                 for ((_, rows), t) in self.history_recv.iter().zip(got) {
-                    let t = t.to_device(s.live.device());
+                    let t = t.to_device(s.live.device()).to_kind(s.live.kind());
                     let _ = s.live.shallow_clone().index_copy_(0, rows, &t);
                     let _ = s.snapshot.shallow_clone().index_copy_(0, rows, &t);
                 }
@@ -391,7 +392,7 @@ impl Stage {
                 let inter = match &inter_parts {
                     Some(parts) => {
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1), &s.snapshot.index_select(0, &parts[1].1), parts)
+                        aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1).to_kind(Kind::Float), &s.snapshot.index_select(0, &parts[1].1).to_kind(Kind::Float), parts)
                     }
                     None => Tensor::zeros_like(&xd),
                 };
@@ -432,8 +433,8 @@ impl Stage {
             // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
             let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
             surrogate += (&xd * injected).sum(Kind::Float);
-            let fresh = s.live.index_select(0, fc).detach().set_requires_grad(true);
-            let inter = aggregate_inter(&xd, &fresh, &s.snapshot.index_select(0, &parts[1].1), &parts);
+            let fresh = s.live.index_select(0, fc).to_kind(Kind::Float).detach().set_requires_grad(true);
+            let inter = aggregate_inter(&xd, &fresh, &s.snapshot.index_select(0, &parts[1].1).to_kind(Kind::Float), &parts);
             fresh_leaves.push((i, fresh));
             let ch = &self.graph.chunks[c];
             x = self.conv_update(s, ch, &xd, inter, h0.as_ref());

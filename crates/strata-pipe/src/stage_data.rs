@@ -78,14 +78,7 @@ impl StageData {
     pub fn to_npz(&self) -> NpzWriter {
         let mut w = NpzWriter::new();
         w.csr("adj_", self.graph.adjacency());
-        match &self.features {
-            Features::Sparse(m) => {
-                w.csr("attr_", m);
-            }
-            Features::Dense { rows, cols, data } => {
-                w.f32s("attr_matrix", &[*rows, *cols], data);
-            }
-        }
+        w.features(&self.features);
         w.i64s("attr_rows", &[2], &[self.feature_rows.start as i64, self.feature_rows.end as i64]);
         w.i64s("labels", &[self.labels.len()], &self.labels);
         for (key, ids) in SPLIT_KEYS.iter().zip(&self.split) {
@@ -138,5 +131,48 @@ impl StageData {
             *ids = v.into_iter().map(|i| i as usize).collect();
         }
         Ok(StageData { graph, features, feature_rows: rows, labels, split })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{plan, Mode, PipelineConfig};
+
+    fn graph() -> Dataset {
+        strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec { nodes: 400, degree: 6.0, features: 5, classes: 3, ..Default::default() }).unwrap()
+    }
+
+    /// Each role gets only what it uses, and the share survives the npz round trip.
+    #[test]
+    fn each_stage_receives_only_its_share() {
+        let d = graph();
+        let split = d.splits[0].clone();
+        let cfg = PipelineConfig { epochs: 1, ..PipelineConfig::gcnii(4, 3) };
+        let p = plan(&d, &split, &cfg);
+        let dir = tempfile::tempdir().unwrap();
+        for (s, spec) in p.specs.iter().enumerate() {
+            let share = StageData::for_stage(&p.dataset, spec);
+            let path = dir.path().join(format!("s{s}.npz"));
+            share.to_npz().write(&path).unwrap();
+            let back = StageData::from_npz(&path).unwrap();
+            let input = spec.first == 0;
+            let head = spec.last == cfg.layers + 2;
+            assert_eq!(back.feature_rows, if input { 0..400 } else { 0..0 }, "stage {s}");
+            assert_eq!(back.features.num_nodes(), back.feature_rows.len());
+            assert_eq!(back.labels.iter().any(|&l| l >= 0), head, "stage {s}");
+            assert_eq!(back.graph.fingerprint(), p.dataset.graph.fingerprint());
+            assert_eq!(back.split, [spec.train.clone(), spec.val.clone(), spec.test.clone()]);
+            spec.validate(&back, cfg.workers()).unwrap();
+        }
+        // A graph-parallel way: its partition's rows and labels only.
+        let cfg = PipelineConfig { mode: Mode::Graph, ways: 2, stages: 1, ..PipelineConfig::gcnii(2, 1) };
+        let p = plan(&d, &split, &cfg);
+        let spec = &p.specs[1];
+        let share = StageData::for_stage(&p.dataset, spec);
+        let rows = spec.chunk_offsets[1]..spec.chunk_offsets[2];
+        assert_eq!(share.feature_rows, rows);
+        assert!(share.labels.iter().enumerate().all(|(i, &l)| (l >= 0) == rows.contains(&i)));
+        assert_eq!(share.rows(rows.clone()).to_dense(), p.dataset.features.select_rows(&rows.collect::<Vec<_>>()).normalized(FeatureNorm::Auto).0.to_dense());
     }
 }

@@ -94,14 +94,7 @@ pub fn read_scipy_sparse(path: impl AsRef<Path>) -> Result<CsrMatrix> {
 pub fn graph_npz(d: &Dataset) -> crate::npz::NpzWriter {
     let mut w = crate::npz::NpzWriter::new();
     w.csr("adj_", d.graph.adjacency());
-    match &d.features {
-        Features::Sparse(m) => {
-            w.csr("attr_", m);
-        }
-        Features::Dense { rows, cols, data } => {
-            w.f32s("attr_matrix", &[*rows, *cols], data);
-        }
-    }
+    w.features(&d.features);
     w.i64s("labels", &[d.labels.len()], &d.labels);
     if let Some(s) = d.splits.first() {
         let ids = |v: &[usize]| v.iter().map(|&i| i as i64).collect::<Vec<_>>();
