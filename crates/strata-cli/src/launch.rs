@@ -403,6 +403,8 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let data = a.graph.load("cora", None)?;
     let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
     let p = plan(&data, &split, &cfg);
+    // The plan holds the renumbered copy; the graph as read is not needed again.
+    drop((data, split));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let stop = Arc::new(AtomicBool::new(false));
     rt.block_on(async move {
@@ -436,7 +438,7 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             // After a failure, listed workers get time to come back (restarted by their supervisor).
             let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
             let creds = credentials(token.clone(), a.tls_dir.as_deref(), &a.tls_name)?;
-            match run_once(&a, &cfg, &p, &data, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
+            match run_once(&a, &cfg, &p, &p.dataset, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
                 Err(e) if a.restart_failed && restarts < a.max_restarts && e.downcast_ref::<LaunchError>().is_some_and(LaunchError::is_worker_failure) => {
                     restarts += 1;
                     eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);
