@@ -31,7 +31,6 @@ use tonic::{Request, Response, Status, Streaming};
 pub const FULL_GRAPH: u32 = u32::MAX;
 /// Largest single gRPC message a worker decodes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
-/// Answer to a request whose handling panicked the compute thread.
 /// Default cap on the graph a Configure stream may carry (`strata worker --max-graph-bytes`).
 pub const DEFAULT_MAX_GRAPH_BYTES: u64 = 32 << 30;
 /// How often a waiting compute thread checks whether its epoch was abandoned.
