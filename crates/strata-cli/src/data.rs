@@ -107,7 +107,7 @@ pub fn run(a: DataArgs) -> anyhow::Result<()> {
                 t0.elapsed().as_secs_f64()
             );
             if let Some(j) = &s.json {
-                crate::report::write_json(j, &serde_json::json!({"out": s.out, "spec": format!("{spec:?}"), "summary": r, "seconds": t0.elapsed().as_secs_f64()}))?;
+                crate::report::write_json(j, &serde_json::json!({"out": s.out, "spec": spec, "summary": r, "seconds": t0.elapsed().as_secs_f64()}))?;
             }
         }
         DataCmd::List => {

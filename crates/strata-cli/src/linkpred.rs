@@ -185,11 +185,6 @@ struct GraphRecord {
 
 const FORMAT: &str = "strata-linkpred/1";
 
-/// The sparse kernel for the message-passing graph (CSR on large graphs; see `Kernel::for_edges`).
-fn auto_kernel(g: &CsrGraph) -> Kernel {
-    Kernel::for_edges(g.num_entries() + g.num_nodes())
-}
-
 /// Loads the graph as undirected and simple (self loops dropped, reversed edges merged) with
 /// its features.
 fn load_graph(g: &GraphSource) -> anyhow::Result<(CsrGraph, Features, GraphRecord)> {
@@ -338,7 +333,7 @@ fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
     let (graph, features, rec) = load_graph(&a.graph)?;
     let split = LinkSplit::new(&graph, a.split[1], a.split[2], a.seed)?;
     announce(&rec, &split, &format!("{} + {:?}", cfg.encoder.name(), cfg.decoder));
-    let kernel = auto_kernel(&split.train_graph);
+    let kernel = Kernel::for_graph(&split.train_graph);
     let task = LinkTask::new(split, &features, device, strata_graph::FeatureNorm::Auto, kernel);
     let pb = progress(cfg.epochs as u64, "linkpred");
     let (model, report) = train_link_predictor(&task, &cfg, a.seed, |e| {
@@ -392,7 +387,7 @@ fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::Result<()> {
     let (graph, features, rec) = load_graph(&a.graph)?;
     let split = LinkSplit::new(&graph, a.split[1], a.split[2], a.seed)?;
     announce(&rec, &split, &format!("{} layers trained by {} (ForwardGNN)", cfg.conv.name(), trainer.name()));
-    let kernel = auto_kernel(&split.train_graph);
+    let kernel = Kernel::for_graph(&split.train_graph);
     let task = LinkTask::new(split, &features, device, strata_graph::FeatureNorm::Auto, kernel);
     let (model, run) = train_links(&task, trainer, &cfg, a.seed)?;
     save_split(&a.staging, &task.split)?;
@@ -593,7 +588,7 @@ fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) 
     let scorer = match (&manifest.config, &manifest.netinfof) {
         (None, None) if manifest.forward.is_some() => {
             let fw = manifest.forward.as_ref().expect("checked");
-            let task = LinkTask::new(split.clone(), &features, device, strata_graph::FeatureNorm::Auto, auto_kernel(&split.train_graph));
+            let task = LinkTask::new(split.clone(), &features, device, strata_graph::FeatureNorm::Auto, Kernel::for_graph(&split.train_graph));
             let mut model = ForwardLinkModel::new(fw.trainer, &fw.config, &task.graph, task.input.dim())?;
             model.load(&dir.join("model.safetensors"))?;
             let width = fw.config.layers as i64 * fw.config.hidden;
@@ -609,7 +604,7 @@ fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) 
             Scorer::Forward { task: Box::new(task), model: Box::new(model), z }
         }
         (Some(cfg), _) => {
-            let task = LinkTask::new(split.clone(), &features, device, strata_graph::FeatureNorm::Auto, auto_kernel(&split.train_graph));
+            let task = LinkTask::new(split.clone(), &features, device, strata_graph::FeatureNorm::Auto, Kernel::for_graph(&split.train_graph));
             let mut model = LinkModel::new(cfg, &task.graph, &task.input)?;
             strata_nn::checkpoint::load_checkpoint(model.vs_mut(), &dir.join("model.safetensors"))?;
             let z = if cached && emb_path.exists() {

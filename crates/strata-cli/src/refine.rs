@@ -144,7 +144,7 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     let baselines = if a.baselines && a.runs > 0 {
         let gcn = |d: &strata_graph::Dataset| -> anyhow::Result<serde_json::Value> {
             let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
-            let task = strata_nn::NodeTask::new(d, device, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::for_edges(d.graph.num_entries() + d.num_nodes()));
+            let task = strata_nn::NodeTask::new(d, device, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::for_graph(&d.graph));
             let accs = (0..a.runs as u64).map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, &split, a.seed + s, |_| {})?.1.test_accuracy)).collect::<anyhow::Result<Vec<f64>>>()?;
             let (m, sd) = strata_nn::metrics::mean_std(&accs);
             Ok(json!({"mean": m, "std": sd}))

@@ -139,8 +139,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let kernel = match a.kernel.as_str() {
         "csr" => Kernel::Csr,
         "edge-list" => Kernel::EdgeList,
-        // Self loops are added by most layers: count them.
-        "auto" => Kernel::for_edges(dataset.graph.adjacency().nnz() + dataset.num_nodes()),
+        "auto" => Kernel::for_graph(&dataset.graph),
         k => bail!("--kernel {k}: expected auto, csr or edge-list"),
     };
     eprintln!("strata train: {} kernel{}", kernel.name(), if a.kernel == "auto" { " (auto)" } else { "" });

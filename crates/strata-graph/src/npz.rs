@@ -374,7 +374,6 @@ impl NpzFileWriter {
         let path = self.path;
         let buffered = self.zip.finish().map_err(|e| GraphError::invalid(path.display(), format!("finishing the archive: {e}")))?;
         let tmp = buffered.into_inner().map_err(|e| GraphError::io(&path, e.into_error()))?;
-        tmp.as_file().sync_all().map_err(|e| GraphError::io(tmp.path(), e))?;
         let bytes = tmp.as_file().metadata().map_err(|e| GraphError::io(tmp.path(), e))?.len();
         // A dataset is for others to read (workers on a shared volume): not the temp file's 0600.
         #[cfg(unix)]
@@ -382,10 +381,7 @@ impl NpzFileWriter {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(|e| GraphError::io(tmp.path(), e))?;
         }
-        tmp.persist(&path).map_err(|e| GraphError::io(&path, e.error))?;
-        if let Some(d) = path.parent().and_then(|d| std::fs::File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok()) {
-            let _ = d.sync_all();
-        }
+        crate::registry::persist_atomic(tmp, &path)?;
         Ok(bytes)
     }
 }

@@ -19,7 +19,7 @@ use rand_distr::{Distribution, StandardNormal};
 use std::path::Path;
 
 /// Settings of [`planted_partition`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct PlantedSpec {
     pub nodes: usize,
     pub classes: usize,

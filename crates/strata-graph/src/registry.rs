@@ -248,10 +248,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GraphError::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| GraphError::io(tmp.path(), e))?;
+    persist_atomic(tmp, path)
+}
+
+/// Makes a temporary file beside `path` durable (fsync) and renames it over `path`, then
+/// fsyncs the directory so the rename itself survives a crash where the filesystem allows.
+pub(crate) fn persist_atomic(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     tmp.as_file().sync_all().map_err(|e| GraphError::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| GraphError::io(path, e.error))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all(); // make the rename durable where the filesystem allows it
+        let _ = d.sync_all();
     }
     Ok(())
 }

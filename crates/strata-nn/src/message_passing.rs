@@ -81,6 +81,11 @@ impl Kernel {
         if edges >= Self::CSR_FROM_EDGES { Kernel::Csr } else { Kernel::EdgeList }
     }
 
+    /// [`Kernel::for_edges`] for `g` with the self loops most layers add.
+    pub fn for_graph(g: &strata_graph::CsrGraph) -> Kernel {
+        Self::for_edges(g.num_entries() + g.num_nodes())
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Csr => "csr",

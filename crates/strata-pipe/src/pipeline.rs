@@ -88,12 +88,6 @@ impl HistoryDtype {
             HistoryDtype::F16 => tch::Kind::Half,
         }
     }
-    pub fn bytes(self) -> usize {
-        match self {
-            HistoryDtype::F32 => 4,
-            _ => 2,
-        }
-    }
 }
 
 impl std::str::FromStr for HistoryDtype {

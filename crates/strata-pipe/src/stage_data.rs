@@ -54,7 +54,8 @@ impl StageData {
         let (rows, labels_needed) = Self::needed(spec, n);
         // `auto` is decided on the whole matrix; rows are then normalised one by one.
         let norm = FeatureNorm::Auto.resolve(&data.features);
-        let (features, _) = data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm);
+        // The input stage takes every row: no copy before normalising.
+        let (features, _) = if rows == (0..n) { data.features.normalized(norm) } else { data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm) };
         let mut labels = vec![-1; n];
         labels[labels_needed.clone()].copy_from_slice(&data.labels[labels_needed]);
         StageData { graph: data.graph.clone(), features, feature_rows: rows, labels, split: [spec.train.clone(), spec.val.clone(), spec.test.clone()] }
@@ -65,13 +66,13 @@ impl StageData {
     }
 
     /// Feature rows `r` (which must lie within what this stage was sent).
-    pub fn rows(&self, r: Range<usize>) -> Features {
+    pub fn rows(&self, r: Range<usize>) -> std::borrow::Cow<'_, Features> {
         assert!(r.start >= self.feature_rows.start && r.end <= self.feature_rows.end, "rows {r:?} outside the {:?} this stage holds", self.feature_rows);
         let off = self.feature_rows.start;
         if r == self.feature_rows {
-            return self.features.clone();
+            return std::borrow::Cow::Borrowed(&self.features);
         }
-        self.features.select_rows(&(r.start - off..r.end - off).collect::<Vec<_>>())
+        std::borrow::Cow::Owned(self.features.select_rows(&(r.start - off..r.end - off).collect::<Vec<_>>()))
     }
 
     /// The npz a launcher streams to a worker.
