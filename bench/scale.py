@@ -5,7 +5,7 @@ for it), GCNII with 16 layers and hidden 64: epoch time, peak resident memory of
 worker and MiB/epoch (payload and wire) for `strata train` (one process) and `strata launch` at
 P = 2 and 4 in the pipeline, graph-parallel and hybrid modes; then the log-log slope of epoch
 time and per-worker memory against the number of edges, and PyG 2.8 side by side with
-`strata train` on the 300k graph (GCN-2, GCNII-16). A run that fails (out of memory on this
+`strata train` on the largest graph of at least 200k nodes (GCN-2, GCNII-16). A run that fails (out of memory on this
 host) is printed as failed with its reason; nothing is estimated."""
 import json, math, os, subprocess, sys, tempfile
 
@@ -43,9 +43,10 @@ for n in SIZES:
     if r:
         row.update(epoch_ms=r["epoch_ms_median"], memory=r["peak_rss_bytes"], payload=0, wire=0, acc=r["test_accuracy"]["mean"])
     rows.append(row | dict(error=err))
-    for mode, shape in [("pipeline", ["--stages", "2"]), ("pipeline", ["--stages", "4"]), ("graph", ["--ways", "2"]), ("graph", ["--ways", "4"]), ("hybrid", ["--ways", "2", "--stages", "2"])]:
+    for mode, shape in [("pipeline", ["--stages", "2"]), ("pipeline", ["--stages", "4"]), ("pipeline", ["--stages", "4", "--balance", "memory", "--history-dtype", "bf16"]),
+                        ("graph", ["--ways", "2"]), ("graph", ["--ways", "4"]), ("hybrid", ["--ways", "2", "--stages", "2"])]:
         r, err = strata(["launch", "--npz", path, *MODEL, "--mode", mode, *shape, "--eval-every", str(EPOCHS)])
-        p = int(shape[1]) * (int(shape[3]) if len(shape) > 2 else 1)
+        p = math.prod(int(shape[i + 1]) for i in range(0, len(shape), 2) if shape[i] in ("--stages", "--ways"))
         row = dict(nodes=n, edges=edges, run=f"launch {mode} {' '.join(shape)}", workers=p, error=err)
         if r:
             b = r["bytes_per_epoch"]
@@ -70,16 +71,20 @@ for run in dict.fromkeys(x["run"] for x in rows):
         lx = math.log(b["edges"] / a["edges"])
         print(f"  {run:28} epoch time {math.log(b['epoch_ms']/a['epoch_ms'])/lx:5.2f}   memory {math.log(b['memory']/a['memory'])/lx:5.2f}")
 
-big = [n for n in SIZES if n >= 300000][:1]
+# PyG side by side on one size (BENCH_PYG_NODES, default the largest above 200k): PyG's
+# GCNII-16 takes about a minute per epoch at 200k nodes on 2 cores, so BENCH_PYG_EPOCHS
+# (default 8) epochs, the median over those after the first two.
+PYG_EPOCHS = os.environ.get("BENCH_PYG_EPOCHS", "8")
+big = [int(os.environ["BENCH_PYG_NODES"])] if os.environ.get("BENCH_PYG_NODES") else [n for n in SIZES if n >= 200000][-1:]
 if big:
     path, _ = graph(big[0])
     py = os.environ.get("STRATA_PYTHON", sys.executable)
-    print(f"\nSingle process on {big[0]:,} nodes, strata vs PyG 2.8 (same torch, {THREADS} threads, 30 epochs):")
+    print(f"\nSingle process on {big[0]:,} nodes, strata vs PyG 2.8 (same torch, {THREADS} threads, {PYG_EPOCHS} epochs):")
     print("| model | strata ms/epoch | PyG ms/epoch | ratio | strata test % | PyG test % | strata peak MiB | PyG peak MiB |")
     print("|---|---|---|---|---|---|---|---|")
     for model, layers, hidden in [("gcn", 2, 16), ("gcnii", 16, 64)]:
-        r, err = strata(["train", "--npz", path, "--model", model, "--layers", str(layers), "--hidden", str(hidden), "--epochs", "30", "--patience", "30", "--seeds", "1", "--threads", THREADS])
-        out = subprocess.run([py, "bench/pyg_baseline.py", "--npz", path, "--models", f"{model}:{layers}", "--epochs", "30", "--threads", THREADS], capture_output=True, text=True)
+        r, err = strata(["train", "--npz", path, "--model", model, "--layers", str(layers), "--hidden", str(hidden), "--epochs", PYG_EPOCHS, "--patience", PYG_EPOCHS, "--seeds", "1", "--threads", THREADS])
+        out = subprocess.run([py, "bench/pyg_baseline.py", "--npz", path, "--models", f"{model}:{layers}", "--epochs", PYG_EPOCHS, "--warmup", "2", "--threads", THREADS], capture_output=True, text=True)
         q = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
         if r and q:
             print(f"| {model}-{layers} | {r['epoch_ms_median']:.0f} | {q['epoch_ms_median']:.0f} | {r['epoch_ms_median']/q['epoch_ms_median']:.2f} | "

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use strata_pipe::launcher::{config_identity, train, LaunchError, LaunchReport, Launcher, TrainOptions};
 use strata_pipe::pipeline::Mode;
 use strata_pipe::security::{Credentials, TlsIdentity};
-use strata_pipe::{plan, PipeModel, PipelineConfig};
+use strata_pipe::{PipeModel, PipelineConfig};
 use tokio::io::AsyncBufReadExt;
 
 #[derive(Args, Debug)]
@@ -130,6 +130,10 @@ pub struct LaunchArgs {
     /// slot's live and snapshot rows; gradients and the network stay f32).
     #[arg(long, default_value = "f32")]
     pub history_dtype: strata_pipe::HistoryDtype,
+    /// What the stage split equalises: compute (per-layer FLOPs, GNNPipe's planner) or memory
+    /// (per-layer resident bytes: the largest worker as small as possible).
+    #[arg(long, default_value = "compute")]
+    pub balance: strata_pipe::Balance,
     /// Exact full-graph evaluation every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
@@ -260,6 +264,7 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.refresh = a.refresh;
     cfg.eval_every = a.eval_every;
     cfg.history_dtype = a.history_dtype;
+    cfg.balance = a.balance;
     cfg.trainer = match a.trainer.as_str() {
         "bp" => strata_pipe::PipeTrainer::Bp,
         "sf" => strata_pipe::PipeTrainer::Sf,
@@ -402,9 +407,12 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     }
     let data = a.graph.load("cora", None)?;
     let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
-    let p = plan(&data, &split, &cfg);
     // The plan holds the renumbered copy; the graph as read is not needed again.
-    drop((data, split));
+    let mut p = strata_pipe::plan_owned(data, &split, &cfg);
+    drop(split);
+    // Each worker's share goes to disk now; the launcher keeps only the structure.
+    p.stage_to_disk(None).context("writing the stage data")?;
+    strata_nn::memory::release_free_heap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let stop = Arc::new(AtomicBool::new(false));
     rt.block_on(async move {
@@ -563,7 +571,8 @@ async fn serve_rank0(master: &str, world: usize, device: &str, creds: Credential
 }
 
 fn summarize(a: &LaunchArgs, cfg: &PipelineConfig, data: &strata_graph::Dataset, report: &strata_pipe::launcher::LaunchReport, split_desc: Vec<String>) -> anyhow::Result<()> {
-    let ms: Vec<f64> = report.epochs.iter().skip(2).map(|e| e.epoch_ms).collect();
+    // Warm-up epochs are left out, but never all of them (a short run at scale has two epochs).
+    let ms: Vec<f64> = report.epochs.iter().skip(2.min(report.epochs.len().saturating_sub(1))).map(|e| e.epoch_ms).collect();
     let med = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> u64| median(&report.epochs.iter().map(|e| f(e) as f64).collect::<Vec<_>>());
     let measured = med(&|e| e.bytes);
     let mib = |b: f64| format!("{:.3}", b / (1 << 20) as f64);

@@ -170,7 +170,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
 
     let tests: Vec<f64> = runs.iter().map(|r| r.test_accuracy * 100.0).collect();
     let vals: Vec<f64> = runs.iter().map(|r| r.val_accuracy * 100.0).collect();
-    let step_ms: Vec<f64> = runs.iter().flat_map(|r| r.curve.iter().skip(3).map(|e| e.step_ms)).collect();
+    let step_ms: Vec<f64> = runs.iter().flat_map(|r| r.curve.iter().skip(3.min(r.curve.len().saturating_sub(1))).map(|e| e.step_ms)).collect();
     let (tm, ts) = mean_std(&tests);
     let (vm, vs) = mean_std(&vals);
     let epoch_ms = median(&step_ms);

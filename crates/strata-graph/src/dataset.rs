@@ -111,12 +111,7 @@ impl Features {
         match self {
             Features::Dense { rows, cols, data } => {
                 let mut out = data.clone();
-                for r in out.chunks_mut(*cols) {
-                    let s: f32 = r.iter().sum();
-                    if s != 0.0 {
-                        r.iter_mut().for_each(|v| *v /= s);
-                    }
-                }
+                out.chunks_mut(*cols).for_each(row_sum_normalize);
                 Features::Dense { rows: *rows, cols: *cols, data: out }
             }
             Features::Sparse(m) => {
@@ -134,6 +129,14 @@ impl Features {
                 )
             }
         }
+    }
+}
+
+/// Divides `row` by its sum; a row summing to 0 stays as it is.
+pub fn row_sum_normalize(row: &mut [f32]) {
+    let s: f32 = row.iter().sum();
+    if s != 0.0 {
+        row.iter_mut().for_each(|v| *v /= s);
     }
 }
 

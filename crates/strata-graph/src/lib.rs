@@ -28,7 +28,7 @@ pub mod planted;
 pub mod synthetic;
 
 pub use csr::CsrMatrix;
-pub use dataset::{Dataset, FeatureNorm, Features};
+pub use dataset::{row_sum_normalize, Dataset, FeatureNorm, Features};
 pub use error::{GraphError, Result};
 pub use graph::CsrGraph;
 pub use partition::{edge_cut, partition, random_partition, ContiguousOrder};

@@ -369,6 +369,22 @@ impl NpzFileWriter {
         std::io::Write::write_all(&mut self.zip, &buf).map_err(io)
     }
 
+    /// `v` as int64 `key` (a 1-D array).
+    pub fn i64s(&mut self, key: &str, v: &[i64]) -> Result<()> {
+        self.array_from(key, "<i8", &[v.len()], v.len(), |i, out| out.extend_from_slice(&v[i].to_le_bytes()))
+    }
+
+    /// A CSR matrix in [`NpzWriter::csr`]'s layout, streamed from `m` without a copy.
+    pub fn csr(&mut self, prefix: &str, m: &crate::CsrMatrix) -> Result<()> {
+        let values = m.values();
+        self.array_from(&format!("{prefix}data"), "<f4", &[m.nnz()], m.nnz(), |i, out| out.extend_from_slice(&values.map_or(1.0, |v| v[i]).to_le_bytes()))?;
+        let idx = m.indices();
+        self.array_from(&format!("{prefix}indices"), "<i4", &[m.nnz()], m.nnz(), |i, out| out.extend_from_slice(&(idx[i] as i32).to_le_bytes()))?;
+        let ptr = m.indptr();
+        self.array_from(&format!("{prefix}indptr"), "<i4", &[ptr.len()], ptr.len(), |i, out| out.extend_from_slice(&(ptr[i] as i32).to_le_bytes()))?;
+        self.i64s(&format!("{prefix}shape"), &[m.rows() as i64, m.cols() as i64])
+    }
+
     /// Completes the archive, makes it durable and moves it into place; returns its size.
     pub fn finish(self) -> Result<u64> {
         let path = self.path;

@@ -6,6 +6,9 @@
 
 extern "C" {
 
+// Gives the heap's free pages back to the system (glibc keeps them after large frees).
+void strata_release_free_heap() { malloc_trim(0); }
+
 // Bytes currently handed out by malloc (small chunks plus mmapped large blocks).
 unsigned long long strata_heap_in_use() {
   struct mallinfo2 m = mallinfo2();

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tch::Device;
 
 extern "C" {
+    fn strata_release_free_heap();
     fn strata_heap_in_use() -> u64;
     fn strata_cuda_allocated(device: i32, current: *mut u64, peak: *mut u64) -> i32;
     fn strata_cuda_reset_peak(device: i32) -> i32;
@@ -24,6 +25,13 @@ static HEAP_PEAK: AtomicU64 = AtomicU64::new(0);
 pub fn heap_in_use() -> u64 {
     // SAFETY: reads glibc's allocator counters; no arguments.
     unsafe { strata_heap_in_use() }
+}
+
+/// Returns the C heap's free pages to the system (`malloc_trim`), so that what a process let
+/// go of after a large transient (a launcher's planning) no longer counts as resident.
+pub fn release_free_heap() {
+    // SAFETY: glibc's malloc_trim has no preconditions.
+    unsafe { strata_release_free_heap() }
 }
 
 /// Records the current heap use into the CPU high-water mark. Cheap (one `mallinfo2`).

@@ -3,9 +3,9 @@
 //!
 //! Convention: an edge `(row[e], col[e])` carries a message from `col[e]` (source) to `row[e]`
 //! (target); node `i` aggregates over row `i` of the adjacency. Two interchangeable kernels
-//! implement `Â·X`: a CSR sparse × dense product (libtorch's sparse kernels) and an edge-list
-//! gather / scatter-add. Both are differentiable through libtorch's autograd; tests check they
-//! agree.
+//! implement `Â·X`: a CSR sparse × dense product (libtorch's sparse kernels; its backward
+//! multiplies by `Âᵀ` built once per operator, [`crate::ops::spmm`]) and an edge-list gather /
+//! scatter-add (libtorch's autograd). Tests check that both agree, values and gradients.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -114,8 +114,11 @@ pub struct Adjacency {
     pub weight: Option<Tensor>,
     values: Tensor,
     crow: Tensor,
-    /// Built on first use by the CSR kernel only.
-    csr: std::cell::OnceCell<Tensor>,
+    /// `(A, Aᵀ)` as CSR tensors, built on first use by the CSR kernel only; `Aᵀ` is `A` itself
+    /// when the operator is symmetric to the bit.
+    csr: std::cell::OnceCell<(Tensor, Tensor)>,
+    /// The operator's transpose on the host when it is not symmetric.
+    transpose: Option<strata_graph::CsrMatrix>,
     kernel: Kernel,
 }
 
@@ -130,12 +133,30 @@ impl Adjacency {
         let crow = Tensor::from_slice(adj.indptr()).to(device);
         let unweighted = w.iter().all(|&x| x == 1.0);
         let weight = (!unweighted).then(|| values.shallow_clone());
-        Adjacency { n, row, col, weight, values, crow, csr: std::cell::OnceCell::new(), kernel }
+        // Only the CSR kernel's backward reads the transpose.
+        let transpose = (kernel == Kernel::Csr)
+            .then(|| {
+                let m = strata_graph::CsrMatrix::from_parts("operator", adj.rows(), adj.cols(), adj.indptr().to_vec(), adj.indices().to_vec(), Some(w.clone())).expect("the graph's own CSR layout");
+                let t = m.transpose();
+                (t != m).then_some(t)
+            })
+            .flatten();
+        Adjacency { n, row, col, weight, values, crow, csr: std::cell::OnceCell::new(), transpose, kernel }
     }
-    fn csr(&self) -> &Tensor {
+    fn csr(&self) -> &(Tensor, Tensor) {
         self.csr.get_or_init(|| {
             let (n, device) = (self.n, self.values.device());
-            Tensor::sparse_csr_tensor_crow_col_value_size(&self.crow, &self.col, &self.values, [n, n], (Kind::Float, device))
+            let a = Tensor::sparse_csr_tensor_crow_col_value_size(&self.crow, &self.col, &self.values, [n, n], (Kind::Float, device));
+            let a_t = match &self.transpose {
+                None => a.shallow_clone(),
+                Some(t) => {
+                    let crow = Tensor::from_slice(t.indptr()).to(device);
+                    let col = Tensor::from_slice(t.indices()).to(device);
+                    let val = Tensor::from_slice(&t.values_or_ones()).to(device);
+                    Tensor::sparse_csr_tensor_crow_col_value_size(&crow, &col, &val, [n, n], (Kind::Float, device))
+                }
+            };
+            (a, a_t)
         })
     }
     /// `Â · x` with this operator's kernel.
@@ -145,8 +166,14 @@ impl Adjacency {
     /// `Â · x` with an explicit kernel (tests compare the two).
     pub fn propagate_with(&self, x: &Tensor, kernel: Kernel) -> Tensor {
         match kernel {
-            Kernel::Csr if x.kind() == Kind::Float => self.csr().matmul(x),
-            Kernel::Csr => self.csr().to_kind(x.kind()).matmul(x),
+            Kernel::Csr if x.kind() == Kind::Float => {
+                let (a, a_t) = self.csr();
+                crate::ops::spmm(a, a_t, x)
+            }
+            Kernel::Csr => {
+                let (a, a_t) = self.csr();
+                crate::ops::spmm(&a.to_kind(x.kind()), &a_t.to_kind(x.kind()), x)
+            }
             Kernel::EdgeList => {
                 let msg = x.index_select(0, &self.col);
                 let msg = match &self.weight {
@@ -191,7 +218,9 @@ impl GraphTensors {
                 let g = self.graph.without_self_loops().with_self_loops(1.0);
                 let deg = g.weighted_degrees();
                 let dinv: Vec<f32> = deg.iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
-                let w: Vec<f32> = g.adjacency().iter().map(|(r, c, v)| dinv[r] * v * dinv[c]).collect();
+                // `v · (d_r · d_c)`: the same bits for (r, c) and (c, r), so a symmetric graph's
+                // operator is its own transpose and the CSR backward needs no second copy.
+                let w: Vec<f32> = g.adjacency().iter().map(|(r, c, v)| v * (dinv[r] * dinv[c])).collect();
                 Adjacency::build(&g, Some(w), self.device, self.kernel)
             }
             Norm::Mean => {

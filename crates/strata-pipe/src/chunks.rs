@@ -9,19 +9,22 @@ use tch::{Device, Tensor};
 pub struct Chunk {
     pub start: i64,
     pub end: i64,
-    /// Intra edges, both ends as chunk-local ids.
-    pub intra_row: Tensor,
-    pub intra_col: Tensor,
-    pub intra_w: Tensor,
+    /// Intra edges, both ends as chunk-local ids: an edge list, or a CSR operator when there
+    /// are enough of them that the list's E × d message tensors would dominate memory
+    /// (`Kernel::for_edges`); never both.
+    pub intra: Intra,
     /// Inter edges: target chunk-local, source global.
     pub inter_row: Tensor,
     pub inter_col: Tensor,
     pub inter_w: Tensor,
     /// The chunk each inter edge's source lies in.
     pub inter_src_chunk: Vec<usize>,
-    /// The intra edges as a CSR operator, built when there are enough of them that the edge
-    /// list's E × d message tensors would dominate memory (`Kernel::for_edges`).
-    pub intra_csr: Option<Tensor>,
+}
+
+/// A chunk's intra-chunk operator.
+pub enum Intra {
+    Edges { row: Tensor, col: Tensor, w: Tensor },
+    Csr(Tensor),
 }
 
 impl Chunk {
@@ -34,9 +37,11 @@ impl Chunk {
 
     /// `Σ_{intra e} w_e · x[col_e]` into the chunk's rows (`x`: the chunk's own rows).
     pub fn aggregate_intra(&self, x: &Tensor) -> Tensor {
-        match &self.intra_csr {
-            Some(a) => a.matmul(x),
-            None => crate::layers::gather_add(Tensor::zeros_like(x), &self.intra_row, x, &self.intra_col, &self.intra_w),
+        match &self.intra {
+            // The block of a symmetric operator on the chunk's own rows is symmetric (the
+            // weights are built bit-symmetric below): it is its own transpose in backward.
+            Intra::Csr(a) => strata_nn::ops::spmm(a, a, x),
+            Intra::Edges { row, col, w } => crate::layers::gather_add(Tensor::zeros_like(x), row, x, col, w),
         }
     }
 }
@@ -62,7 +67,7 @@ impl ChunkedGraph {
             for u in start..end {
                 let vals = g.adjacency().row_values(u);
                 for (j, &v) in g.neighbors(u).iter().enumerate() {
-                    let w = dinv[u] * vals.map_or(1.0, |x| x[j]) * dinv[v as usize];
+                    let w = vals.map_or(1.0, |x| x[j]) * (dinv[u] * dinv[v as usize]);
                     let local = (u - start) as i64;
                     if whole || (v as usize >= start && (v as usize) < end) {
                         ir.push(local);
@@ -79,26 +84,26 @@ impl ChunkedGraph {
             let t = |v: &[i64]| Tensor::from_slice(v).to(device);
             let f = |v: &[f32]| Tensor::from_slice(v).to(device);
             let rows = (end - start) as i64;
-            let intra_csr = (strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr).then(|| {
+            let intra = if strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr {
                 // `ir` is sorted (rows are visited in order): row pointers from the counts.
                 let mut crow = vec![0i64; end - start + 1];
                 ir.iter().for_each(|&r| crow[r as usize + 1] += 1);
                 for i in 0..end - start {
                     crow[i + 1] += crow[i];
                 }
-                Tensor::sparse_csr_tensor_crow_col_value_size(&t(&crow), &t(&ic), &f(&iw), [rows, rows], (tch::Kind::Float, device))
-            });
+                drop(ir);
+                Intra::Csr(Tensor::sparse_csr_tensor_crow_col_value_size(&t(&crow), &t(&ic), &f(&iw), [rows, rows], (tch::Kind::Float, device)))
+            } else {
+                Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
+            };
             Chunk {
                 start: start as i64,
                 end: end as i64,
-                intra_row: t(&ir),
-                intra_col: t(&ic),
-                intra_w: f(&iw),
+                intra,
                 inter_row: t(&er),
                 inter_col: t(&ec),
                 inter_w: f(&ew),
                 inter_src_chunk: es,
-                intra_csr,
             }
         };
         let chunks = (0..k).map(|c| build(offsets[c], offsets[c + 1], false)).collect();

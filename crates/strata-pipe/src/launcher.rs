@@ -56,6 +56,35 @@ pub struct LaunchEpoch {
     pub test_accuracy: Option<f64>,
 }
 
+/// A file as `Configure` pieces of at most [`crate::wire::DEFAULT_CHUNK_BYTES`], read as the
+/// stream is polled. A read error ends the stream early; the worker then refuses the graph as
+/// shorter than announced.
+struct FilePieces {
+    file: std::fs::File,
+    left: u64,
+}
+
+impl Iterator for FilePieces {
+    type Item = ConfigChunk;
+    fn next(&mut self) -> Option<ConfigChunk> {
+        if self.left == 0 {
+            return None;
+        }
+        let mut npz = vec![0u8; self.left.min(crate::wire::DEFAULT_CHUNK_BYTES as u64) as usize];
+        match std::io::Read::read_exact(&mut self.file, &mut npz) {
+            Ok(()) => {
+                self.left -= npz.len() as u64;
+                Some(ConfigChunk { npz, ..Default::default() })
+            }
+            Err(e) => {
+                tracing::error!("reading the stage data back: {e}");
+                self.left = 0;
+                None
+            }
+        }
+    }
+}
+
 pub struct Launcher {
     workers: Vec<(String, Client)>,
 }
@@ -103,7 +132,19 @@ impl Launcher {
         let addrs: Vec<String> = self.workers.iter().map(|w| w.0.clone()).collect();
         for (rank, spec) in plan.specs.iter().enumerate() {
             // Each worker gets what its role uses: no features without the input projection.
-            let npz = crate::StageData::for_stage(&plan.dataset, spec).to_npz().to_bytes();
+            // Its share goes through a temporary file read back one piece at a time, so the
+            // launcher holds the plan's graph and one piece, never a second copy.
+            let dir = tempfile::tempdir().map_err(|e| LaunchError::Config(format!("a temporary directory for the stage data: {e}")))?;
+            let path = match &plan.staged {
+                Some((_, paths)) => paths[rank].clone(),
+                None => {
+                    let path = dir.path().join(format!("stage-{rank}.npz"));
+                    crate::StageData::write_stage_npz(&plan.dataset, spec, &path).map_err(|e| LaunchError::Config(format!("writing stage {rank}'s data: {e}")))?;
+                    path
+                }
+            };
+            let file = std::fs::File::open(&path).map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?;
+            let size = file.metadata().map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?.len();
             let mut spec = spec.clone();
             // The split's ids travel in the npz (a million of them do not fit one message).
             for ids in [&mut spec.train, &mut spec.val, &mut spec.test] {
@@ -111,14 +152,8 @@ impl Launcher {
             }
             spec.checkpoint_root = checkpoint_root.map(|r| r.display().to_string());
             let spec_json = serde_json::to_string(&spec).expect("spec serialises");
-            let mut pieces: Vec<ConfigChunk> = npz.chunks(crate::wire::DEFAULT_CHUNK_BYTES).map(|b| ConfigChunk { npz: b.to_vec(), ..Default::default() }).collect();
-            if pieces.is_empty() {
-                pieces.push(ConfigChunk::default());
-            }
-            pieces[0].spec_json = spec_json;
-            pieces[0].rank = rank as u32;
-            pieces[0].peers = addrs.clone();
-            pieces[0].graph_bytes = npz.len() as u64;
+            let first = ConfigChunk { spec_json, rank: rank as u32, peers: addrs.clone(), graph_bytes: size, npz: Vec::new() };
+            let pieces = std::iter::once(first).chain(FilePieces { file, left: size });
             let mut c = self.workers[rank].1.clone();
             c.configure(tokio_stream::iter(pieces)).await.map_err(|s| self.fail(rank, format!("configure failed: {}", s.message())))?;
         }

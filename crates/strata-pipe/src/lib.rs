@@ -28,8 +28,8 @@ pub mod proto {
     tonic::include_proto!("strata.v1");
 }
 
-pub use pipeline::{plan, HistoryDtype, PipeTrainer, PipelineConfig, PipelinePlan};
-pub use plan::{bottleneck, flop_costs, min_max_split};
+pub use pipeline::{plan, plan_owned, Balance, HistoryDtype, PipeTrainer, PipelineConfig, PipelinePlan};
+pub use plan::{bottleneck, flop_costs, memory_costs, min_max_split, min_max_split_with_entry};
 pub use schedule::{chunk_order, evaluate_in_process, train_epoch_in_process, EpochReport};
 pub use stage::{Boundary, PipeModel, Stage, StageSpec};
 pub use stage_data::StageData;

@@ -5,7 +5,7 @@
 //! - hybrid: W ways × S stages — the vertices cut into W ways, each way cut into K/W chunks and
 //!   pipelined over S stages, weights all-reduced across the ways.
 
-use crate::plan::{flop_costs, min_max_split};
+use crate::plan::{flop_costs, memory_costs, min_max_split_with_entry};
 use crate::stage::{PipeModel, StageSpec};
 use strata_graph::{partition, ContiguousOrder, Dataset, Split};
 
@@ -67,6 +67,32 @@ pub struct PipelineConfig {
     /// accumulators and everything that crosses the network stay f32.
     #[serde(default)]
     pub history_dtype: HistoryDtype,
+    /// What the stage split balances: compute (GNNPipe's FLOP costs) or memory.
+    #[serde(default)]
+    pub balance: Balance,
+}
+
+/// What the min–max stage split equalises across the pipeline's workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Per-slot FLOPs (GNNPipe): the slowest stage as fast as possible.
+    #[default]
+    Compute,
+    /// Per-slot resident bytes ([`crate::plan::memory_costs`]): the largest worker as small as
+    /// possible, for graphs whose workers are memory-bound.
+    Memory,
+}
+
+impl std::str::FromStr for Balance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "compute" => Ok(Balance::Compute),
+            "memory" => Ok(Balance::Memory),
+            o => Err(format!("`{o}`: expected compute or memory")),
+        }
+    }
 }
 
 /// Storage type of the historical embeddings: bf16/f16 halve the N × d buffers each conv
@@ -86,6 +112,16 @@ impl HistoryDtype {
             HistoryDtype::F32 => tch::Kind::Float,
             HistoryDtype::Bf16 => tch::Kind::BFloat16,
             HistoryDtype::F16 => tch::Kind::Half,
+        }
+    }
+}
+
+impl HistoryDtype {
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        match self {
+            HistoryDtype::F32 => 4,
+            HistoryDtype::Bf16 | HistoryDtype::F16 => 2,
         }
     }
 }
@@ -140,6 +176,7 @@ impl PipelineConfig {
             eval_every: 1,
             trainer: PipeTrainer::Bp,
             history_dtype: HistoryDtype::F32,
+            balance: Balance::Compute,
         }
     }
     /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.
@@ -187,11 +224,45 @@ pub struct PipelinePlan {
     pub offsets: Vec<usize>,
     /// Vertex range of each way.
     pub way_offsets: Vec<usize>,
+    /// Each stage's share as written by [`PipelinePlan::stage_to_disk`] (rank order), kept in
+    /// a directory removed with the plan.
+    pub staged: Option<(tempfile::TempDir, Vec<std::path::PathBuf>)>,
+}
+
+impl PipelinePlan {
+    /// Writes every stage's share ([`crate::StageData::write_stage_npz`]) into a temporary
+    /// directory under `dir` (the system's when `None`) and then drops the feature matrix and
+    /// labels from memory: the launcher streams the files to the workers (again after a restart)
+    /// and keeps only the structure, which the volume model reads.
+    pub fn stage_to_disk(&mut self, dir: Option<&std::path::Path>) -> Result<(), strata_graph::GraphError> {
+        let tmp = match dir {
+            Some(d) => tempfile::tempdir_in(d).map_err(|e| strata_graph::GraphError::Io { path: d.into(), source: e })?,
+            None => tempfile::tempdir().map_err(|e| strata_graph::GraphError::Io { path: std::env::temp_dir(), source: e })?,
+        };
+        let mut paths = Vec::with_capacity(self.specs.len());
+        for (rank, spec) in self.specs.iter().enumerate() {
+            let path = tmp.path().join(format!("stage-{rank}.npz"));
+            crate::StageData::write_stage_npz(&self.dataset, spec, &path)?;
+            paths.push(path);
+        }
+        // The width stays known (the volume model counts parameters from it).
+        let cols = self.dataset.features.dim();
+        self.dataset.features = strata_graph::Features::Dense { rows: 0, cols, data: Vec::new() };
+        self.dataset.labels = Vec::new();
+        self.staged = Some((tmp, paths));
+        Ok(())
+    }
 }
 
 /// Plans a run: renumbers the vertices so chunks (and ways) are contiguous id ranges and writes
 /// one spec per worker, in rank order (rank = way·S + stage).
 pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan {
+    plan_owned(data.clone(), split, cfg)
+}
+
+/// [`plan`], consuming `data` so that its renumbered copy is the only other one made (a
+/// launcher drops the graph as read anyway).
+pub fn plan_owned(data: Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan {
     let k = cfg.num_chunks();
     let ways = cfg.ways.max(1);
     let sym = data.graph.symmetrized();
@@ -210,10 +281,11 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
         chunk
     };
     let order = ContiguousOrder::new(&parts, k);
-    let mut d = data.clone();
+    let mut d = data;
     d.graph = sym;
     d.splits = vec![split.clone()];
-    let d = d.permuted(&order.order);
+    // The graph as given is freed here, not at the end of the function.
+    let d = { d }.permuted(&order.order);
     let split = d.splits[0].clone();
     let nnz_x = match &d.features {
         strata_graph::Features::Sparse(m) => m.nnz(),
@@ -222,16 +294,22 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
     let ranges = if cfg.mode == Mode::Graph {
         std::iter::once(0..cfg.layers + 2).collect()
     } else {
-        let costs = flop_costs(d.num_nodes(), d.graph.num_entries() + d.num_nodes(), nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers);
+        let (costs, entry) = match cfg.balance {
+            Balance::Compute => (flop_costs(d.num_nodes(), d.graph.num_entries() + d.num_nodes(), nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers), 0.0),
+            Balance::Memory => {
+                let boundary = if cfg.model == PipeModel::Gcnii { 2 } else { 1 };
+                memory_costs(d.num_nodes(), nnz_x, cfg.hidden as usize, cfg.layers, cfg.history_dtype.bytes(), boundary)
+            }
+        };
         if cfg.trainer == PipeTrainer::Sf {
             // No classifier slot: split the layers, and let the last stage hold the unused slot.
-            let mut r = min_max_split(&costs[..cfg.layers + 1], cfg.stages);
+            let mut r = min_max_split_with_entry(&costs[..cfg.layers + 1], cfg.stages, entry);
             if let Some(last) = r.last_mut() {
                 last.end = cfg.layers + 2;
             }
             r
         } else {
-            min_max_split(&costs, cfg.stages)
+            min_max_split_with_entry(&costs, cfg.stages, entry)
         }
     };
     let way_offsets: Vec<usize> = (0..=ways).map(|w| order.offsets[w * k / ways]).collect();
@@ -256,5 +334,5 @@ pub fn plan(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan
             });
         }
     }
-    PipelinePlan { dataset: d, specs, offsets: order.offsets, way_offsets }
+    PipelinePlan { dataset: d, specs, offsets: order.offsets, way_offsets, staged: None }
 }

@@ -352,9 +352,14 @@ impl Stage {
 
     /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
     /// `inter` the aggregated inter-chunk messages.
-    fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
+    /// `inter` is `None` for the whole graph (every edge is intra): no N × d zeros to add.
+    fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Option<Tensor>, h0: Option<&Tensor>) -> Tensor {
         let intra = ch.aggregate_intra(xd);
-        layers::conv_update(&self.spec.config, &s.p, intra + inter, h0)
+        let agg = match inter {
+            Some(inter) => intra + inter,
+            None => intra,
+        };
+        layers::conv_update(&self.spec.config, &s.p, agg, h0)
     }
 
     /// Stage 0's input projection of chunk `c` (`None` = all nodes): `relu(dropout(X)·W)`,
@@ -392,9 +397,9 @@ impl Stage {
                 let inter = match &inter_parts {
                     Some(parts) => {
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1).to_kind(Kind::Float), &s.snapshot.index_select(0, &parts[1].1).to_kind(Kind::Float), parts)
+                        Some(aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1).to_kind(Kind::Float), &s.snapshot.index_select(0, &parts[1].1).to_kind(Kind::Float), parts))
                     }
-                    None => Tensor::zeros_like(&xd),
+                    None => None,
                 };
                 x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
             }
@@ -437,7 +442,7 @@ impl Stage {
             let inter = aggregate_inter(&xd, &fresh, &s.snapshot.index_select(0, &parts[1].1).to_kind(Kind::Float), &parts);
             fresh_leaves.push((i, fresh));
             let ch = &self.graph.chunks[c];
-            x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
+            x = self.conv_update(s, ch, &xd, Some(inter), h0.as_ref());
         }
         if let Some(head) = &self.head {
             tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));

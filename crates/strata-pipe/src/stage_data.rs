@@ -8,7 +8,7 @@ use crate::pipeline::{Mode, PipeTrainer};
 use crate::stage::StageSpec;
 use std::ops::Range;
 use std::path::Path;
-use strata_graph::npz::{Npz, NpzWriter};
+use strata_graph::npz::{Npz, NpzFileWriter, NpzWriter};
 use strata_graph::{CsrGraph, Dataset, FeatureNorm, Features, GraphError};
 
 const SPLIT_KEYS: [&str; 3] = ["idx_train", "idx_val", "idx_test"];
@@ -59,6 +59,47 @@ impl StageData {
         let mut labels = vec![-1; n];
         labels[labels_needed.clone()].copy_from_slice(&data.labels[labels_needed]);
         StageData { graph: data.graph.clone(), features, feature_rows: rows, labels, split: [spec.train.clone(), spec.val.clone(), spec.test.clone()] }
+    }
+
+    /// [`StageData::for_stage`]`.to_npz()` written to `path` piece by piece: the structure,
+    /// labels and split straight from `data`, dense feature rows normalised one at a time, so
+    /// the launcher never holds a second copy of the graph (sparse features, small by nature,
+    /// are selected and normalised as a whole). Returns the file's size.
+    pub fn write_stage_npz(data: &Dataset, spec: &StageSpec, path: &Path) -> Result<u64, GraphError> {
+        let n = data.num_nodes();
+        let (rows, labels_needed) = Self::needed(spec, n);
+        let norm = FeatureNorm::Auto.resolve(&data.features);
+        let mut w = NpzFileWriter::create(path)?;
+        w.csr("adj_", data.graph.adjacency())?;
+        match &data.features {
+            Features::Dense { cols, data: x, .. } => {
+                let cols = *cols;
+                let rows = rows.clone();
+                let mut row = vec![0f32; cols];
+                w.array_from("attr_matrix", "<f4", &[rows.len(), cols], rows.len(), |i, out| {
+                    let u = rows.start + i;
+                    row.copy_from_slice(&x[u * cols..(u + 1) * cols]);
+                    match norm {
+                        FeatureNorm::RowSum => strata_graph::row_sum_normalize(&mut row),
+                        FeatureNorm::None | FeatureNorm::Auto => {}
+                        FeatureNorm::Standardize => unreachable!("auto never resolves to standardize"),
+                    }
+                    row.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                })?;
+            }
+            Features::Sparse(_) => {
+                let picked = if rows == (0..n) { data.features.normalized(norm).0 } else { data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm).0 };
+                let Features::Sparse(m) = &picked else { unreachable!("row-sum and none keep sparse features sparse") };
+                w.csr("attr_", m)?;
+            }
+        }
+        w.i64s("attr_rows", &[rows.start as i64, rows.end as i64])?;
+        let labels = &data.labels;
+        w.array_from("labels", "<i8", &[n], n, |i, out| out.extend_from_slice(&(if labels_needed.contains(&i) { labels[i] } else { -1 }).to_le_bytes()))?;
+        for (key, ids) in SPLIT_KEYS.iter().zip([&spec.train, &spec.val, &spec.test]) {
+            w.i64s(key, &ids.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
+        }
+        w.finish()
     }
 
     pub fn num_nodes(&self) -> usize {
@@ -157,6 +198,11 @@ mod tests {
             let path = dir.path().join(format!("s{s}.npz"));
             share.to_npz().write(&path).unwrap();
             let back = StageData::from_npz(&path).unwrap();
+            // What the launcher streams from disk reads back as the same share.
+            let streamed = dir.path().join(format!("streamed{s}.npz"));
+            let size = StageData::write_stage_npz(&p.dataset, spec, &streamed).unwrap();
+            assert_eq!(size, std::fs::metadata(&streamed).unwrap().len());
+            same_share(&StageData::from_npz(&streamed).unwrap(), &back);
             let input = spec.first == 0;
             let head = spec.last == cfg.layers + 2;
             assert_eq!(back.feature_rows, if input { 0..400 } else { 0..0 }, "stage {s}");
@@ -175,5 +221,41 @@ mod tests {
         assert_eq!(share.feature_rows, rows);
         assert!(share.labels.iter().enumerate().all(|(i, &l)| (l >= 0) == rows.contains(&i)));
         assert_eq!(share.rows(rows.clone()).to_dense(), p.dataset.features.select_rows(&rows.collect::<Vec<_>>()).normalized(FeatureNorm::Auto).0.to_dense());
+        let streamed = dir.path().join("way1.npz");
+        StageData::write_stage_npz(&p.dataset, spec, &streamed).unwrap();
+        let in_memory = dir.path().join("way1-in-memory.npz");
+        share.to_npz().write(&in_memory).unwrap();
+        same_share(&StageData::from_npz(&streamed).unwrap(), &StageData::from_npz(&in_memory).unwrap());
+    }
+
+    fn same_share(a: &StageData, b: &StageData) {
+        assert_eq!(a.graph.adjacency(), b.graph.adjacency());
+        assert_eq!(a.features, b.features);
+        assert_eq!((&a.feature_rows, &a.labels, &a.split), (&b.feature_rows, &b.labels, &b.split));
+    }
+
+    /// Non-negative dense rows are divided by their sums on the way to disk, as in memory;
+    /// sparse features take the in-memory path.
+    #[test]
+    fn streamed_shares_normalise_like_in_memory_ones() {
+        let mut d = graph();
+        let strata_graph::Features::Dense { data, .. } = &mut d.features else { panic!("planted features are dense") };
+        data.iter_mut().for_each(|v| *v = v.abs());
+        let cfg = PipelineConfig { epochs: 1, ..PipelineConfig::gcnii(4, 3) };
+        let split = d.splits[0].clone();
+        let dir = tempfile::tempdir().unwrap();
+        for features in [d.features.clone(), strata_graph::Features::identity(d.num_nodes())] {
+            let mut d = d.clone();
+            d.features = features;
+            let p = plan(&d, &split, &cfg);
+            let spec = &p.specs[0];
+            let path = dir.path().join("s0.npz");
+            StageData::write_stage_npz(&p.dataset, spec, &path).unwrap();
+            let back = StageData::from_npz(&path).unwrap();
+            let in_memory = dir.path().join("in-memory.npz");
+            StageData::for_stage(&p.dataset, spec).to_npz().write(&in_memory).unwrap();
+            same_share(&back, &StageData::from_npz(&in_memory).unwrap());
+            assert_eq!(back.features.to_dense(), p.dataset.features.row_normalized().to_dense());
+        }
     }
 }

@@ -150,7 +150,7 @@ enum WorkerState {
 }
 
 enum Cmd {
-    Configure { spec: Box<StageSpec>, npz: Vec<u8>, rank: usize, peers: Vec<String>, reply: oneshot::Sender<Result<(), String>> },
+    Configure { spec: Box<StageSpec>, npz: tempfile::NamedTempFile, rank: usize, peers: Vec<String>, reply: oneshot::Sender<Result<(), String>> },
     Epoch { req: EpochRequest, reply: oneshot::Sender<Result<EpochReply, String>> },
     Checkpoint { req: CheckpointRequest, reply: oneshot::Sender<Result<CheckpointReply, String>> },
     Restore { req: RestoreRequest, reply: oneshot::Sender<Result<(), String>> },
@@ -225,7 +225,11 @@ impl Worker for Svc {
     async fn configure(&self, req: Request<Streaming<ConfigChunk>>) -> Result<Response<Ack>, Status> {
         self.require(&req, Role::Launcher, "Configure")?;
         let mut stream = req.into_inner();
-        let (mut spec, mut rank, mut peers, mut npz) = (String::new(), 0, Vec::new(), Vec::new());
+        let (mut spec, mut rank, mut peers) = (String::new(), 0, Vec::new());
+        // The graph goes to disk as it arrives: a worker never holds the archive and its
+        // parsed arrays at once.
+        let mut npz = tempfile::NamedTempFile::new().map_err(|e| Status::internal(format!("a temporary file for the graph: {e}")))?;
+        let mut received = 0u64;
         let mut announced: Option<u64> = None;
         while let Some(c) = stream.message().await? {
             if !c.spec_json.is_empty() {
@@ -246,13 +250,14 @@ impl Worker for Svc {
             let Some(total) = announced else {
                 return Err(Status::invalid_argument("the first Configure piece must carry the stage spec and the graph's size"));
             };
-            if npz.len() as u64 + c.npz.len() as u64 > total {
+            if received + c.npz.len() as u64 > total {
                 return Err(Status::invalid_argument(format!("the graph stream exceeds the {total} bytes announced")));
             }
-            npz.extend_from_slice(&c.npz);
+            std::io::Write::write_all(&mut npz, &c.npz).map_err(|e| Status::internal(format!("writing the graph to {}: {e}", npz.path().display())))?;
+            received += c.npz.len() as u64;
         }
-        if announced != Some(npz.len() as u64) {
-            return Err(Status::invalid_argument(format!("the graph stream ended after {} of {} bytes announced", npz.len(), announced.unwrap_or(0))));
+        if announced != Some(received) {
+            return Err(Status::invalid_argument(format!("the graph stream ended after {received} of {} bytes announced", announced.unwrap_or(0))));
         }
         if rank >= peers.len() {
             return Err(Status::invalid_argument(format!("rank {rank} is not among the {} peers", peers.len())));
@@ -261,7 +266,7 @@ impl Worker for Svc {
             return Err(Status::invalid_argument(format!("peer address `{bad}` is not host:port")));
         }
         let spec: StageSpec = serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
-        let bytes = npz.len() as u64;
+        let bytes = received;
         self.generation.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
@@ -556,12 +561,9 @@ impl Compute {
         Ok(())
     }
 
-    fn configure(&mut self, spec: StageSpec, npz: Vec<u8>, rank: usize, peer_addrs: Vec<String>) -> Result<(), String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let path = dir.path().join("graph.npz");
-        std::fs::write(&path, &npz).map_err(|e| e.to_string())?;
+    fn configure(&mut self, spec: StageSpec, npz: tempfile::NamedTempFile, rank: usize, peer_addrs: Vec<String>) -> Result<(), String> {
+        let data = crate::StageData::from_npz(npz.path()).map_err(|e| format!("graph from launcher: {e}"))?;
         drop(npz);
-        let data = crate::StageData::from_npz(&path).map_err(|e| format!("graph from launcher: {e}"))?;
         let mut spec = spec;
         if !(spec.train.is_empty() && spec.val.is_empty() && spec.test.is_empty()) {
             return Err("stage spec: the split's node ids come in the graph stream, not in the spec".into());
