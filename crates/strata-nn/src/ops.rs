@@ -51,8 +51,11 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
         .narrow(0, 0, n)
         .view(x.size().as_slice());
     let threshold = (-32768.0 + (p * 65536.0).round()) as i64;
-    let keep = bits.ge(threshold).to_kind(x.kind()) * (1.0 / (1.0 - p));
-    x * keep
+    // The mask stays boolean: autograd keeps it for the backward pass, one byte per entry
+    // instead of four (3 × N × d bytes less per layer of a deep model). `(x · keep) · s` has the
+    // same bits as `x · (keep · s)`: the kept entries are `x · s` either way.
+    let keep = bits.ge(threshold);
+    (x * keep) * (1.0 / (1.0 - p))
 }
 
 /// Method form of [`dropout`], so layer code reads like libtorch's.

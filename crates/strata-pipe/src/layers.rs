@@ -113,6 +113,30 @@ pub fn conv_update(cfg: &PipelineConfig, p: &ConvParams, agg: Tensor, h0: Option
     }
 }
 
+/// [`conv_update`] without autograd, in place where it can be: exact full-graph inference
+/// keeps the aggregate, one output and h⁰ (three N × d tensors), not the six that the
+/// out-of-place form holds at once. GCNII's mix is `lerp`, `(1−α)·agg + α·h⁰` up to rounding.
+pub fn conv_update_inference(cfg: &PipelineConfig, p: &ConvParams, mut agg: Tensor, h0: Option<&Tensor>) -> Tensor {
+    tch::no_grad(|| match cfg.model {
+        PipeModel::Gcnii => {
+            let _ = agg.lerp_(h0.expect("GCNII carries h0"), cfg.alpha);
+            let d = p.weight.size()[0];
+            let mix = Tensor::eye(d, (p.weight.kind(), p.weight.device())) * (1.0 - p.beta) + &p.weight * p.beta;
+            let mut out = agg.matmul(&mix);
+            drop(agg);
+            let _ = out.relu_();
+            out
+        }
+        PipeModel::Gcn => {
+            let mut out = agg.matmul(&p.weight);
+            drop(agg);
+            let _ = out.g_add_(p.bias.as_ref().expect("GCN has a bias"));
+            let _ = out.relu_();
+            out
+        }
+    })
+}
+
 /// `Σ_e w_e · src[col_e]` into `rows` output rows shaped like `like`.
 pub fn gather_add(out: Tensor, row: &Tensor, src: &Tensor, col: &Tensor, w: &Tensor) -> Tensor {
     out.index_add(0, row, &(src.index_select(0, col) * w.unsqueeze(-1)))

@@ -352,14 +352,14 @@ impl Stage {
 
     /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
     /// `inter` the aggregated inter-chunk messages.
-    /// `inter` is `None` for the whole graph (every edge is intra): no N × d zeros to add.
+    /// `inter` is `None` for the whole graph (every edge is intra, no autograd): no N × d zeros
+    /// to add, and the update runs in place.
     fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Option<Tensor>, h0: Option<&Tensor>) -> Tensor {
         let intra = ch.aggregate_intra(xd);
-        let agg = match inter {
-            Some(inter) => intra + inter,
-            None => intra,
-        };
-        layers::conv_update(&self.spec.config, &s.p, agg, h0)
+        match inter {
+            Some(inter) => layers::conv_update(&self.spec.config, &s.p, intra + inter, h0),
+            None => layers::conv_update_inference(&self.spec.config, &s.p, intra, h0),
+        }
     }
 
     /// Stage 0's input projection of chunk `c` (`None` = all nodes): `relu(dropout(X)·W)`,
