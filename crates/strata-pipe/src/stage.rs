@@ -397,7 +397,7 @@ impl Stage {
                 let inter = match &inter_parts {
                     Some(parts) => {
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        Some(aggregate_inter(&xd, &s.live.index_select(0, &parts[0].1).to_kind(Kind::Float), &s.snapshot.index_select(0, &parts[1].1).to_kind(Kind::Float), parts))
+                        Some(aggregate_inter(&xd, &s.live, &s.snapshot, parts))
                     }
                     None => None,
                 };
@@ -430,17 +430,18 @@ impl Stage {
             (None, _) => self.project(Some(c), true),
         };
         let parts = self.split_inter(c);
-        let fc = &parts[0].1;
-        let mut fresh_leaves = Vec::new();
+        // The inter-chunk aggregate of each slot is a leaf: its gradient, spread back over the
+        // fresh edges below, is what autograd would give the gathered fresh rows, without
+        // keeping an E × d copy of them (and its gradient) per slot until the backward pass.
+        let mut inter_leaves = Vec::new();
         for (i, s) in self.convs.iter().enumerate() {
             tch::manual_seed(self.seed_for(c, s.p.slot));
             let xd = dropout(&x, self.spec.config.dropout, true);
             // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
             let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
             surrogate += (&xd * injected).sum(Kind::Float);
-            let fresh = s.live.index_select(0, fc).to_kind(Kind::Float).detach().set_requires_grad(true);
-            let inter = aggregate_inter(&xd, &fresh, &s.snapshot.index_select(0, &parts[1].1).to_kind(Kind::Float), &parts);
-            fresh_leaves.push((i, fresh));
+            let inter = tch::no_grad(|| aggregate_inter(&xd, &s.live, &s.snapshot, &parts)).set_requires_grad(true);
+            inter_leaves.push((i, inter.shallow_clone()));
             let ch = &self.graph.chunks[c];
             x = self.conv_update(s, ch, &xd, Some(inter), h0.as_ref());
         }
@@ -467,11 +468,16 @@ impl Stage {
             surrogate.backward();
         }
         tch::no_grad(|| {
-            for (i, leaf) in fresh_leaves {
+            let (fr, fc, fw) = &parts[0];
+            for (i, leaf) in inter_leaves {
                 let g = leaf.grad();
                 if g.defined() {
+                    // d loss / d fresh[e] = w_e · d loss / d inter[row_e], scaled (trick 2).
                     let mut acc = self.convs[i].grad.shallow_clone();
-                    let _ = acc.index_add_(0, fc, &(g * self.spec.config.grad_scale));
+                    for (start, len) in slices(fr.size()[0]) {
+                        let msg = g.index_select(0, &fr.narrow(0, start, len)) * fw.narrow(0, start, len).unsqueeze(-1);
+                        let _ = acc.index_add_(0, &fc.narrow(0, start, len), &(msg * self.spec.config.grad_scale));
+                    }
                 }
             }
         });
@@ -492,11 +498,27 @@ impl Stage {
     }
 }
 
-/// Σ over chunk `c`'s inter edges of weighted source rows: `fresh` / `stale` are the gathered
-/// source rows of the two edge groups of [`Stage::split_inter`]; `like` gives the output shape.
-fn aggregate_inter(like: &Tensor, fresh: &Tensor, stale: &Tensor, parts: &[(Tensor, Tensor, Tensor); 2]) -> Tensor {
-    let [(fr, _, fw), (sr, _, sw)] = parts;
-    Tensor::zeros_like(like).index_add(0, fr, &(fresh * fw.unsqueeze(-1))).index_add(0, sr, &(stale * sw.unsqueeze(-1)))
+/// Edges gathered at once by the inter-chunk aggregation: bounds its transient E × d tensors
+/// (64 MiB at d = 64) on graphs whose chunks have millions of inter edges.
+const INTER_SLICE: i64 = 1 << 18;
+
+/// `(start, len)` pieces of `0..n`, each at most [`INTER_SLICE`] long.
+fn slices(n: i64) -> impl Iterator<Item = (i64, i64)> {
+    (0..n).step_by(INTER_SLICE as usize).map(move |s| (s, INTER_SLICE.min(n - s)))
+}
+
+/// Σ over chunk `c`'s inter edges of weighted source rows: fresh edges (the first group of
+/// [`Stage::split_inter`]) read `live`, stale ones `snapshot`, in slices and in edge order (the
+/// same sums, bit for bit, as one gather per group); `like` gives the output shape.
+fn aggregate_inter(like: &Tensor, live: &Tensor, snapshot: &Tensor, parts: &[(Tensor, Tensor, Tensor); 2]) -> Tensor {
+    let mut out = Tensor::zeros_like(like);
+    for ((rows, cols, w), source) in parts.iter().zip([live, snapshot]) {
+        for (start, len) in slices(rows.size()[0]) {
+            let msg = source.index_select(0, &cols.narrow(0, start, len)).to_kind(Kind::Float) * w.narrow(0, start, len).unsqueeze(-1);
+            let _ = out.index_add_(0, &rows.narrow(0, start, len), &msg);
+        }
+    }
+    out
 }
 
 /// Row lists per other way: `(way, global row ids)`.
