@@ -117,8 +117,8 @@ pub struct Adjacency {
     /// `(A, Aᵀ)` as CSR tensors, built on first use by the CSR kernel only; `Aᵀ` is `A` itself
     /// when the operator is symmetric to the bit.
     csr: std::cell::OnceCell<(Tensor, Tensor)>,
-    /// The operator's transpose on the host when it is not symmetric.
-    transpose: Option<strata_graph::CsrMatrix>,
+    /// `Aᵀ` as (row pointers, columns, values) on the device, when it is not `A` itself.
+    transpose: Option<(Tensor, Tensor, Tensor)>,
     kernel: Kernel,
 }
 
@@ -138,7 +138,7 @@ impl Adjacency {
             .then(|| {
                 let m = strata_graph::CsrMatrix::from_parts("operator", adj.rows(), adj.cols(), adj.indptr().to_vec(), adj.indices().to_vec(), Some(w.clone())).expect("the graph's own CSR layout");
                 let t = m.transpose();
-                (t != m).then_some(t)
+                (t != m).then(|| (Tensor::from_slice(t.indptr()).to(device), Tensor::from_slice(t.indices()).to(device), Tensor::from_slice(&t.values_or_ones()).to(device)))
             })
             .flatten();
         Adjacency { n, row, col, weight, values, crow, csr: std::cell::OnceCell::new(), transpose, kernel }
@@ -149,12 +149,7 @@ impl Adjacency {
             let a = Tensor::sparse_csr_tensor_crow_col_value_size(&self.crow, &self.col, &self.values, [n, n], (Kind::Float, device));
             let a_t = match &self.transpose {
                 None => a.shallow_clone(),
-                Some(t) => {
-                    let crow = Tensor::from_slice(t.indptr()).to(device);
-                    let col = Tensor::from_slice(t.indices()).to(device);
-                    let val = Tensor::from_slice(&t.values_or_ones()).to(device);
-                    Tensor::sparse_csr_tensor_crow_col_value_size(&crow, &col, &val, [n, n], (Kind::Float, device))
-                }
+                Some((crow, col, val)) => Tensor::sparse_csr_tensor_crow_col_value_size(crow, col, val, [n, n], (Kind::Float, device)),
             };
             (a, a_t)
         })

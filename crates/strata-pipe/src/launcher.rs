@@ -134,13 +134,14 @@ impl Launcher {
             // Each worker gets what its role uses: no features without the input projection.
             // Its share goes through a temporary file read back one piece at a time, so the
             // launcher holds the plan's graph and one piece, never a second copy.
-            let dir = tempfile::tempdir().map_err(|e| LaunchError::Config(format!("a temporary directory for the stage data: {e}")))?;
-            let path = match &plan.staged {
-                Some((_, paths)) => paths[rank].clone(),
+            // A plan not staged by `stage_to_disk` (in-process callers) writes this share now.
+            let (_written, path) = match &plan.staged {
+                Some((_, paths)) => (None, paths[rank].clone()),
                 None => {
+                    let dir = tempfile::tempdir().map_err(|e| LaunchError::Config(format!("a temporary directory for the stage data: {e}")))?;
                     let path = dir.path().join(format!("stage-{rank}.npz"));
                     crate::StageData::write_stage_npz(&plan.dataset, spec, &path).map_err(|e| LaunchError::Config(format!("writing stage {rank}'s data: {e}")))?;
-                    path
+                    (Some(dir), path)
                 }
             };
             let file = std::fs::File::open(&path).map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?;

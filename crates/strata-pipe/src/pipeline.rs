@@ -114,9 +114,6 @@ impl HistoryDtype {
             HistoryDtype::F16 => tch::Kind::Half,
         }
     }
-}
-
-impl HistoryDtype {
     /// Bytes per stored value.
     pub fn bytes(self) -> usize {
         match self {
