@@ -31,7 +31,7 @@ pub use csr::CsrMatrix;
 pub use dataset::{row_sum_normalize, Dataset, FeatureNorm, Features};
 pub use error::{GraphError, Result};
 pub use graph::CsrGraph;
-pub use partition::{edge_cut, partition, random_partition, ContiguousOrder};
+pub use partition::{edge_cut, locality_order, partition, random_partition, ContiguousOrder, Reorder, LOCALITY_PART_NODES};
 pub use prognn::{edge_difference, prognn_clean, with_poisoned_adjacency};
 pub use registry::{load, write_atomic, Attack};
 pub use split::{LinkSplit, Split};

@@ -154,6 +154,14 @@ impl Adjacency {
             (a, a_t)
         })
     }
+    /// `(A, Aᵀ)` as CSR tensors when this operator uses the CSR kernel (fused layers call the
+    /// sparse product themselves), else `None`.
+    pub fn csr_pair(&self) -> Option<(&Tensor, &Tensor)> {
+        (self.kernel == Kernel::Csr).then(|| {
+            let (a, a_t) = self.csr();
+            (a, a_t)
+        })
+    }
     /// `Â · x` with this operator's kernel.
     pub fn propagate(&self, x: &Tensor) -> Tensor {
         self.propagate_with(x, self.kernel)

@@ -93,6 +93,10 @@ pub struct ModelConfig {
     /// Input feature normalisation: `auto` (row-sum for non-negative features such as
     /// bag-of-words, none for real-valued ones), `none`, `row-sum` or `standardize`.
     pub normalize_features: FeatureNorm,
+    /// Recompute each layer's aggregation in the backward pass instead of keeping it (GCNII on
+    /// the CSR kernel: N×d×4 bytes less per layer, one sparse product more).
+    #[serde(default)]
+    pub checkpoint_activations: bool,
 }
 
 /// Partial settings, from a TOML file or the command line: unknown keys are an error.
@@ -114,6 +118,7 @@ pub struct ModelOverrides {
     pub epochs: Option<usize>,
     pub patience: Option<usize>,
     pub normalize_features: Option<FeatureNorm>,
+    pub checkpoint_activations: Option<bool>,
 }
 
 impl ModelConfig {
@@ -134,6 +139,7 @@ impl ModelConfig {
             epochs: 200,
             patience: 0,
             normalize_features: FeatureNorm::Auto,
+            checkpoint_activations: false,
         };
         match model {
             ModelKind::Gcn => ModelConfig { hidden: 16, weight_decay_secondary: 0.0, ..base },
@@ -174,7 +180,7 @@ impl ModelConfig {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { self.$f = v; } )* };
         }
-        set!(layers, transform_layers, hidden, heads, dropout, att_dropout, alpha, theta, lr, weight_decay, weight_decay_secondary, epochs, patience, normalize_features);
+        set!(layers, transform_layers, hidden, heads, dropout, att_dropout, alpha, theta, lr, weight_decay, weight_decay_secondary, epochs, patience, normalize_features, checkpoint_activations);
         self
     }
     pub fn validate(&self) -> Result<()> {
@@ -372,9 +378,10 @@ impl Model {
             Net::Sgc(lin, propagated) => lin.forward(&propagated.to_kind(lin.w.kind()).fast_dropout(dp, train)),
             Net::Gcnii { input, convs, output } => {
                 let h0 = input.forward_input(x, dp, train).relu();
+                let h0_scaled = convs.first().map(|c| c.scaled_initial(&h0));
                 let mut h = h0.shallow_clone();
                 for conv in convs {
-                    h = conv.forward(&h.fast_dropout(dp, train), &h0).relu();
+                    h = conv.forward(&h, h0_scaled.as_ref().unwrap(), dp, train, self.config.checkpoint_activations).relu();
                 }
                 output.forward(&h.fast_dropout(dp, train))
             }

@@ -5,6 +5,30 @@ use tch::{Device, Kind, Tensor};
 
 extern "C" {
     fn strata_spmm_cached_t(a: *const torch_sys::C_tensor, a_t: *const torch_sys::C_tensor, x: *const torch_sys::C_tensor, err: *mut std::ffi::c_char, len: std::ffi::c_ulong) -> *mut torch_sys::C_tensor;
+    #[allow(clippy::too_many_arguments)]
+    fn strata_gcn2_layer(
+        x: *const torch_sys::C_tensor,
+        h0a: *const torch_sys::C_tensor,
+        m: *const torch_sys::C_tensor,
+        keep: *const torch_sys::C_tensor,
+        a: *const torch_sys::C_tensor,
+        a_t: *const torch_sys::C_tensor,
+        c: f64,
+        recompute: std::ffi::c_int,
+        err: *mut std::ffi::c_char,
+        len: std::ffi::c_ulong,
+    ) -> *mut torch_sys::C_tensor;
+}
+
+/// Turns a shim's result (a new tensor, or null with a message in `err`) into a `Result`.
+fn from_shim(out: *mut torch_sys::C_tensor, err: &[std::ffi::c_char]) -> Result<Tensor, tch::TchError> {
+    if out.is_null() {
+        // SAFETY: `err` is NUL-terminated by the shim (zero-initialised otherwise).
+        let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+        return Err(tch::TchError::Torch(msg));
+    }
+    // SAFETY: a fresh heap tensor whose ownership passes to the returned value.
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// `a · x` for a sparse CSR `a`, differentiable in `x` with the gradient `a_t · g`: `a_t` is
@@ -17,18 +41,42 @@ pub fn f_spmm(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchEr
     // SAFETY: the three pointers are live tensors borrowed for the call; the shim copies at most
     // `err.len()` bytes (NUL-terminated) into `err` and returns a new owned tensor or null.
     let out = unsafe { strata_spmm_cached_t(a.as_ptr(), a_t.as_ptr(), x.as_ptr(), err.as_mut_ptr(), err.len() as std::ffi::c_ulong) };
-    if out.is_null() {
-        // SAFETY: `err` is NUL-terminated by the shim (zero-initialised otherwise).
-        let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-        return Err(tch::TchError::Torch(msg));
-    }
-    // SAFETY: a fresh heap tensor whose ownership passes to the returned value.
-    Ok(unsafe { Tensor::from_ptr(out) })
+    from_shim(out, &err)
 }
 
 /// [`f_spmm`], panicking on a libtorch error as tch's own operators do.
 pub fn spmm(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Tensor {
     f_spmm(a, a_t, x).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One GCNII layer before its activation, as a single autograd node (`csrc/gcnii.cpp`):
+/// `(c·A·(x ⊙ keep) + h0a) · m` for a CSR `a` (float32) with cached transpose `a_t`, where the
+/// caller folds (1 − α) and the dropout scale into `c` and passes `h0a = α·H⁰` (formed once per
+/// forward). Differentiable in `x`, `h0a` and `m`. With `recompute` only `x` is kept for the
+/// backward pass, which rebuilds the support (one more sparse product, N×d×4 bytes less).
+#[allow(clippy::too_many_arguments)]
+pub fn f_gcn2_layer(x: &Tensor, h0a: &Tensor, m: &Tensor, keep: Option<&Tensor>, a: &Tensor, a_t: &Tensor, c: f64, recompute: bool) -> Result<Tensor, tch::TchError> {
+    let mut err = [0 as std::ffi::c_char; 1024];
+    let keep = keep.map_or(std::ptr::null(), |k| k.as_ptr());
+    // SAFETY: every pointer is a live tensor borrowed for the call (or null for `keep`); the
+    // shim writes at most `err.len()` bytes into `err` and returns a new tensor or null.
+    let out = unsafe { strata_gcn2_layer(x.as_ptr(), h0a.as_ptr(), m.as_ptr(), keep, a.as_ptr(), a_t.as_ptr(), c, recompute as std::ffi::c_int, err.as_mut_ptr(), err.len() as std::ffi::c_ulong) };
+    from_shim(out, &err)
+}
+
+/// The keep mask of [`dropout`] (true = kept), drawn from the same generator with the same bits:
+/// `x ⊙ keep / (1 − p)` is `dropout(x, p, true)`.
+pub fn dropout_mask(x: &Tensor, p: f64) -> Tensor {
+    if x.device() != Device::Cpu {
+        return x.rand_like().ge(p);
+    }
+    let n = x.numel() as i64;
+    let bits = Tensor::randint_low(i32::MIN as i64, i32::MAX as i64, [(n + 1) / 2], (Kind::Int, Device::Cpu))
+        .view_dtype(Kind::Int16)
+        .narrow(0, 0, n)
+        .view(x.size().as_slice());
+    let threshold = (-32768.0 + (p * 65536.0).round()) as i64;
+    bits.ge(threshold)
 }
 
 /// Inverted dropout: zeroes each entry with probability `p` and scales the rest by 1/(1−p).
@@ -45,16 +93,10 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     if x.device() != Device::Cpu {
         return x.dropout(p, true);
     }
-    let n = x.numel() as i64;
-    let bits = Tensor::randint_low(i32::MIN as i64, i32::MAX as i64, [(n + 1) / 2], (Kind::Int, Device::Cpu))
-        .view_dtype(Kind::Int16)
-        .narrow(0, 0, n)
-        .view(x.size().as_slice());
-    let threshold = (-32768.0 + (p * 65536.0).round()) as i64;
     // The mask stays boolean: autograd keeps it for the backward pass, one byte per entry
     // instead of four (3 × N × d bytes less per layer of a deep model). `(x · keep) · s` has the
     // same bits as `x · (keep · s)`: the kept entries are `x · s` either way.
-    let keep = bits.ge(threshold);
+    let keep = dropout_mask(x, p);
     (x * keep) * (1.0 / (1.0 - p))
 }
 

@@ -1,6 +1,6 @@
 use crate::message_passing::Adjacency;
 use std::rc::Rc;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// GCNII layer, Chen et al., "Simple and Deep Graph Convolutional Networks" (ICML 2020):
 ///
@@ -26,10 +26,32 @@ impl Gcn2Conv {
             beta: (theta / layer as f64 + 1.0).ln(),
         }
     }
-    /// Pre-activation output; the caller applies σ.
-    pub fn forward(&self, h: &Tensor, h0: &Tensor) -> Tensor {
-        let support = self.adj.propagate(h) * (1.0 - self.alpha) + h0 * self.alpha;
-        support.matmul(&self.mixing())
+    /// `α·H⁽⁰⁾`, formed once per forward and shared by every layer's [`Gcn2Conv::forward`].
+    pub fn scaled_initial(&self, h0: &Tensor) -> Tensor {
+        h0 * self.alpha
+    }
+    /// Pre-activation output on `dropout(h, p)` (the caller applies σ); `h0_scaled` is
+    /// [`Gcn2Conv::scaled_initial`]. On the CSR kernel the layer is one fused autograd node
+    /// ([`crate::ops::f_gcn2_layer`]: the dropout scale and 1 − α ride on the sparse product, the
+    /// residual is its accumulator); `recompute` (`--checkpoint-activations`) keeps only `h` for
+    /// the backward pass and rebuilds the support there. The edge-list kernel (small graphs)
+    /// composes the same sum from libtorch operators and keeps its intermediates.
+    pub fn forward(&self, h: &Tensor, h0_scaled: &Tensor, p: f64, train: bool, recompute: bool) -> Tensor {
+        let keep = (train && p > 0.0).then(|| crate::ops::dropout_mask(h, p));
+        let c = (1.0 - self.alpha) / if keep.is_some() { 1.0 - p } else { 1.0 };
+        let m = self.mixing();
+        match self.adj.csr_pair() {
+            Some((a, a_t)) if h.kind() == Kind::Float => {
+                crate::ops::f_gcn2_layer(h, h0_scaled, &m, keep.as_ref(), a, a_t, c, recompute).unwrap_or_else(|e| panic!("{e}"))
+            }
+            _ => {
+                let x = match &keep {
+                    Some(k) => h * k,
+                    None => h.shallow_clone(),
+                };
+                (self.adj.propagate(&x) * c + h0_scaled).matmul(&m)
+            }
+        }
     }
     /// `(1 − β) I + β W`.
     fn mixing(&self) -> Tensor {
