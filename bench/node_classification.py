@@ -13,7 +13,7 @@ p.add_argument("--out", default=".bench/node_classification.json")
 a = p.parse_args()
 
 # (dataset, model, layers, epochs): epochs fixed (no early stopping) so both sides do equal work.
-CASES = [("cora", "gcn", 2, 200), ("citeseer", "gcn", 2, 200), ("cora", "gcnii", 64, 100), ("citeseer", "gcnii", 64, 100)]
+CASES = [("cora", "gcn", 2, 200), ("citeseer", "gcn", 2, 200), ("cora", "gcnii", 64, 100), ("citeseer", "gcnii", 64, 100), ("cora", "gat", 2, 200)]
 here = os.path.dirname(os.path.abspath(__file__))
 rows = []
 for ds, model, layers, epochs in CASES:

@@ -7,7 +7,7 @@ import argparse, json, os, sys, time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch_geometric.nn import GCNConv, GCN2Conv
+from torch_geometric.nn import GATConv, GCNConv, GCN2Conv, SAGEConv
 from torch_geometric.data import Data
 
 
@@ -44,6 +44,33 @@ class GCN(torch.nn.Module):
         return self.c2(x, ei)
 
 
+class SAGE(torch.nn.Module):
+    """Mean aggregation with a root weight (PyG's default), as strata's SageConv."""
+    def __init__(self, i, h, o):
+        super().__init__()
+        self.c1, self.c2 = SAGEConv(i, h), SAGEConv(h, o)
+
+    def forward(self, x, ei):
+        x = F.dropout(x, 0.5, self.training)
+        x = F.relu(self.c1(x, ei))
+        x = F.dropout(x, 0.5, self.training)
+        return self.c2(x, ei)
+
+
+class GAT(torch.nn.Module):
+    """The GAT paper's Cora model: 8 heads of 8, ELU, one averaged output head, dropout 0.6."""
+    def __init__(self, i, o, hidden=8, heads=8):
+        super().__init__()
+        self.c1 = GATConv(i, hidden, heads=heads, dropout=0.6)
+        self.c2 = GATConv(hidden * heads, o, heads=1, concat=False, dropout=0.6)
+
+    def forward(self, x, ei):
+        x = F.dropout(x, 0.6, self.training)
+        x = F.elu(self.c1(x, ei))
+        x = F.dropout(x, 0.6, self.training)
+        return self.c2(x, ei)
+
+
 class GCNII(torch.nn.Module):
     def __init__(self, i, h, o, layers, cached, alpha=0.1, theta=0.5, dropout=0.6):
         super().__init__()
@@ -67,6 +94,12 @@ def run(data, model_name, layers, epochs, cached, seed, warmup=5):
     if model_name == "gcn":
         model = GCN(data.num_features, 16, c, cached)
         opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
+    elif model_name == "sage":
+        model = SAGE(data.num_features, 64, c)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
+    elif model_name == "gat":
+        model = GAT(data.num_features, c)
+        opt = torch.optim.Adam(model.parameters(), lr=0.005, weight_decay=5e-4)
     else:
         model = GCNII(data.num_features, 64, c, layers, cached)
         opt = torch.optim.Adam([

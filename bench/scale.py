@@ -4,13 +4,14 @@
 for it), GCNII with 16 layers and hidden 64: epoch time, peak resident memory of the largest
 worker and MiB/epoch (payload and wire) for `strata train` (one process) and `strata launch` at
 P = 2 and 4 in the pipeline, graph-parallel and hybrid modes; then the log-log slope of epoch
-time and per-worker memory against the number of edges, and PyG 2.8 side by side with
-`strata train` on the largest graph of at least 200k nodes (GCN-2, GCNII-16). A run that fails (out of memory on this
-host) is printed as failed with its reason; nothing is estimated."""
+time and per-worker memory against the number of edges. Then single-process training side by
+side with PyG 2.8 on 50k and 200k nodes (BENCH_SINGLE_SIZES): GCN-2, GCNII-16, SAGE-2, GAT-2,
+each with its kernel-only floor. A run that fails (out of memory on this host) is printed as
+failed with its reason; nothing is estimated."""
 import json, math, os, subprocess, sys, tempfile
 
 STRATA = "target/release/strata"
-SIZES = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100000,300000").split(",")]
+SIZES = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100000,300000").split(",") if s]
 EPOCHS = int(os.environ.get("BENCH_SCALE_EPOCHS", "6"))
 THREADS = os.environ.get("BENCH_THREADS", "2")
 GRAPHS = ".bench/graphs"
@@ -71,25 +72,50 @@ for run in dict.fromkeys(x["run"] for x in rows):
         lx = math.log(b["edges"] / a["edges"])
         print(f"  {run:28} epoch time {math.log(b['epoch_ms']/a['epoch_ms'])/lx:5.2f}   memory {math.log(b['memory']/a['memory'])/lx:5.2f}")
 
-# PyG side by side on one size (BENCH_PYG_NODES, default the largest above 200k): PyG's
-# GCNII-16 takes about a minute per epoch at 200k nodes on 2 cores, so BENCH_PYG_EPOCHS
-# (default 8) epochs, the median over those after the first two.
-PYG_EPOCHS = os.environ.get("BENCH_PYG_EPOCHS", "8")
-big = [int(os.environ["BENCH_PYG_NODES"])] if os.environ.get("BENCH_PYG_NODES") else [n for n in SIZES if n >= 200000][-1:]
-if big:
-    path, _ = graph(big[0])
-    py = os.environ.get("STRATA_PYTHON", sys.executable)
-    print(f"\nSingle process on {big[0]:,} nodes, strata vs PyG 2.8 (same torch, {THREADS} threads, {PYG_EPOCHS} epochs):")
-    print("| model | strata ms/epoch | PyG ms/epoch | ratio | strata test % | PyG test % | strata peak MiB | PyG peak MiB |")
-    print("|---|---|---|---|---|---|---|---|")
-    for model, layers, hidden in [("gcn", 2, 16), ("gcnii", 16, 64)]:
-        r, err = strata(["train", "--npz", path, "--model", model, "--layers", str(layers), "--hidden", str(hidden), "--epochs", PYG_EPOCHS, "--patience", PYG_EPOCHS, "--seeds", "1", "--threads", THREADS])
-        out = subprocess.run([py, "bench/pyg_baseline.py", "--npz", path, "--models", f"{model}:{layers}", "--epochs", PYG_EPOCHS, "--warmup", "2", "--threads", THREADS], capture_output=True, text=True)
-        q = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
-        if r and q:
-            print(f"| {model}-{layers} | {r['epoch_ms_median']:.0f} | {q['epoch_ms_median']:.0f} | {r['epoch_ms_median']/q['epoch_ms_median']:.2f} | "
-                  f"{r['test_accuracy']['mean']:.1f} | {q['test_accuracy']*100:.1f} | {r['peak_rss_bytes']/MiB:.0f} | {q['peak_rss_bytes']/MiB:.0f} |")
+# Single process, strata vs PyG side by side (issue 16): BENCH_SINGLE_SIZES (default 50k and
+# 200k nodes; add 1000000 where the memory is), GCN-2, GCNII-16, SAGE-2 and GAT-2 (the last two
+# up to 200k), the same epochs on both sides (the median over those after the first two), and
+# each row's kernel-only floor (bench/kernel_floor.py). PyG is not run above 200k nodes: its
+# GCNII-16 peak at 200k (7.2 GB) grows linearly, past this 23 GiB host at 1M.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kernel_floor import floor_ms
+SINGLE = [int(s) for s in os.environ.get("BENCH_SINGLE_SIZES", "50000,200000").split(",") if s]
+# (model, layers, hidden, epochs): GCNII-16 takes about a minute per PyG epoch at 200k.
+MODELS = [("gcn", 2, 16, 30), ("gcnii", 16, 64, int(os.environ.get("BENCH_PYG_EPOCHS", "8"))), ("sage", 2, 64, 30), ("gat", 2, 8, 30)]
+py = os.environ.get("STRATA_PYTHON", sys.executable)
+single = []
+for n in SINGLE:
+    path, edges = graph(n)
+    models = [m for m in MODELS if n <= 200000 or m[0] in ("gcn", "gcnii")]
+    floors = floor_ms(path, [(m, l, h) for m, l, h, _ in models], int(THREADS))
+    for model, layers, hidden, epochs in models:
+        row = dict(nodes=n, edges=edges, model=f"{model}-{layers}", floor_ms=floors[f"{model}-{layers}"])
+        r, err = strata(["train", "--npz", path, "--model", model, "--layers", str(layers), "--hidden", str(hidden), "--epochs", str(epochs), "--patience", str(epochs), "--seeds", "1", "--threads", THREADS])
+        if r:
+            row.update(strata_ms=r["epoch_ms_median"], strata_acc=r["test_accuracy"]["mean"], strata_peak=r["peak_rss_bytes"])
         else:
-            print(f"| {model}-{layers} | failed: {err or out.stderr.strip().splitlines()[-1:]} | | | | | | |")
+            row["strata_error"] = err
+        if n <= 200000:
+            out = subprocess.run([py, "bench/pyg_baseline.py", "--npz", path, "--models", f"{model}:{layers}", "--epochs", str(epochs), "--warmup", "2", "--threads", THREADS], capture_output=True, text=True)
+            if out.returncode == 0:
+                q = json.loads(out.stdout.strip().splitlines()[-1])
+                row.update(pyg_ms=q["epoch_ms_median"], pyg_acc=q["test_accuracy"] * 100, pyg_peak=q["peak_rss_bytes"])
+            else:
+                row["pyg_error"] = (out.stderr.strip().splitlines() or ["exit %d" % out.returncode])[-1][:120]
+        single.append(row)
+        print(row, file=sys.stderr, flush=True)
+
+print(f"\nSingle process, strata vs PyG 2.8 (same torch, {THREADS} threads; planted partition, degree 20, 128 features):")
+print("| nodes | model | strata ms/epoch | PyG ms/epoch | ratio | strata test % | PyG test % | strata peak MiB | PyG peak MiB | kernel floor ms | strata / floor |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for x in single:
+    f = lambda k, fmt: (fmt % x[k]) if k in x else ""
+    ratio = f"{x['strata_ms'] / x['pyg_ms']:.2f}" if "strata_ms" in x and "pyg_ms" in x else ""
+    pyg_ms = f("pyg_ms", "%.0f") or ("not run" if x["nodes"] > 200000 else "failed: " + x.get("pyg_error", ""))
+    over = f"{x['strata_ms'] / x['floor_ms']:.2f}" if "strata_ms" in x else ""
+    strata_ms = f("strata_ms", "%.0f") or "failed: " + x.get("strata_error", "")
+    print(f"| {x['nodes']:,} | {x['model']} | {strata_ms} | {pyg_ms} | {ratio} | {f('strata_acc', '%.1f')} | {f('pyg_acc', '%.1f')} | "
+          f"{(x['strata_peak'] / MiB) if 'strata_peak' in x else 0:.0f} | {(x['pyg_peak'] / MiB) if 'pyg_peak' in x else 0:.0f} | {x['floor_ms']:.0f} | {over} |")
+json.dump(single, open(".bench/scale_single.json", "w"), indent=1)
 os.makedirs(".bench", exist_ok=True)
 json.dump(rows, open(".bench/scale.json", "w"), indent=1)

@@ -207,8 +207,16 @@ impl PipelineConfig {
         if self.trainer == PipeTrainer::Sf && s > self.layers + 1 {
             return Err(format!("a forward-only pipeline has layers + 1 = {} slots (no classifier): at most that many stages, got {s}", self.layers + 1));
         }
-                if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
+        if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
             return Err(format!("hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}", self.num_chunks()));
+        }
+        for (name, v) in [("learning rate", self.lr), ("weight decay", self.weight_decay), ("conv weight decay", self.weight_decay_conv), ("dropout", self.dropout)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{name} must be a finite non-negative number, got {v}"));
+            }
+        }
+        if self.dropout >= 1.0 || self.hidden < 1 {
+            return Err(format!("dropout must be below 1 and hidden at least 1, got {} and {}", self.dropout, self.hidden));
         }
         Ok(())
     }
