@@ -3,7 +3,8 @@
 //!
 //! Layer ℓ computes `z_ℓ = ReLU(conv_ℓ(‖z_{ℓ−1}‖₂-normalised rows))` on the training graph and is
 //! trained alone on the training edges and as many negatives (drawn once) with, per pair
-//! `p = z_u ⊙ z_v`:
+//! `p = z_u ⊙ z_v`, the mean loss over the positives plus the mean over the negatives (the
+//! reference's sum of the two terms):
 //! - `sf`: `BCEWithLogits(Σ_d p_d, label)`;
 //! - `ff`: `BCEWithLogits(Σ_d p_d² − θ, label)` (the forward-forward goodness).
 //!
@@ -166,7 +167,13 @@ pub fn train_links(task: &LinkTask, trainer: LinkTrainer, cfg: &ForwardConfig, s
         let fit: Fit = fit_block(
             &mut block,
             cfg,
-            |b| logit(&b.forward(&input), &(src.shallow_clone(), dst.shallow_clone())).binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::Mean),
+            |b| {
+                // The reference sums the positive and the negative term (each a mean), which
+                // weighs the data twice against the weight decay compared with one mean.
+                let per_pair = logit(&b.forward(&input), &(src.shallow_clone(), dst.shallow_clone())).binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::None);
+                let (p, n) = (s.train_pos.len() as i64, neg_s.size()[0]);
+                per_pair.narrow(0, 0, p).mean(Kind::Float) + per_pair.narrow(0, p, n).mean(Kind::Float)
+            },
             |b| {
                 let z = b.forward(&input);
                 let (p, n) = &sets[0];

@@ -5,8 +5,10 @@
 //! loss. Full-batch L-BFGS (lr 0.1, 20 iterations per step) for graphs up to `minibatch_above`
 //! training edges, mini-batch Adam (lr 0.01, 65,536 positives per batch) beyond; early stopping
 //! on validation Hits@K (patience 5 steps, 100 with Adam). The reference's penalty grid
-//! λ₁ ∈ {1e-4, 1e-5} × λ₂ ∈ {1e-3, 1e-4, 1e-5, 1e-6} is walked with warm starts and the grid
-//! point with the best validation Hits@K is kept.
+//! λ₁ ∈ {1e-4, 1e-5} × λ₂ ∈ {1e-3, 1e-4, 1e-5, 1e-6} is walked with warm starts (each point
+//! from the previous point's best weights), a point stops early when the validation loss
+//! diverges (non-finite or above 1000), and the grid point with the best validation Hits@K is
+//! kept.
 
 use crate::lbfgs::Lbfgs;
 use rand::{Rng, SeedableRng};
@@ -138,8 +140,21 @@ pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, 
     let minibatch = train.len() > cfg.minibatch_above;
     let mut best = (f64::NEG_INFINITY, params.copy(), ActReport { val_hits: 0.0, lambda1: 0.0, lambda2: 0.0, steps: 0 });
     let mut steps = 0;
+    // Validation loss (BCE of the validation positives and negatives), the divergence guard.
+    let val_loss = |p: &Tensor| {
+        tch::no_grad(|| {
+            let act = Act { params: p.shallow_clone(), components: c, dim: d };
+            let (lp, ln) = (act.logits(&zvp), act.logits(&zvn));
+            let logits = Tensor::cat(&[&lp, &ln], 0);
+            let y = Tensor::cat(&[lp.ones_like(), ln.zeros_like()], 0);
+            logits.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean).double_value(&[])
+        })
+    };
     for &l1 in &cfg.lambda1 {
         for &l2 in &cfg.lambda2 {
+            // Each grid point starts from the best weights of the one before (the reference
+            // reloads them when a point ends), not from where that point stopped.
+            let mut point_best = (f64::NEG_INFINITY, params.copy());
             let mut since = 0;
             let mut lbfgs = Lbfgs::new(cfg.lr, 20, 100);
             let mut adam = AdamState::new(&params);
@@ -168,10 +183,16 @@ pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, 
                         (loss.double_value(&[]), p.grad().detach())
                     })
                 };
-                if !loss.is_finite() || loss > 1000.0 {
+                // The reference's guard is on the validation loss (a diverged step also makes
+                // the training loss non-finite).
+                let vl = val_loss(&params);
+                if !loss.is_finite() || !vl.is_finite() || vl > 1000.0 {
                     break;
                 }
                 let h = val_hits(&params);
+                if h > point_best.0 {
+                    point_best = (h, params.copy());
+                }
                 if h > best.0 {
                     best = (h, params.copy(), ActReport { val_hits: h, lambda1: l1, lambda2: l2, steps });
                     since = 0;
@@ -182,6 +203,7 @@ pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, 
                     }
                 }
             }
+            params = point_best.1;
         }
     }
     let mut report = best.2;

@@ -10,7 +10,7 @@
 //! uniform pairs). `M` is never formed: `M·h = Σ x_u ⊙ (H·x_v)` and `Mᵀ·r = triu(G + Gᵀ)` with
 //! `G = X_uᵀ·diag(r)·X_v`.
 
-use crate::linalg::{lsqr, LsqrInfo, VecOp};
+use crate::linalg::{lsqr, LsqrInfo, LsqrOptions, VecOp};
 use rand::{Rng, SeedableRng};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -119,11 +119,11 @@ pub fn compatibility(x: &Tensor, g: &CsrGraph, pairs: &PairSet) -> Compatibility
     let keep = flat_idx.masked_select(&keep_mask);
     let h0_kept = h.masked_select(&keep_mask);
     let design = PairDesign { xu: x.index_select(0, &pairs.src), xv: x.index_select(0, &pairs.dst), keep, d };
-    // min ‖M(h₀+δ) − y‖² + ‖δ‖²: LSQR on δ with b = y − M·h₀.
-    let b = pairs.y.to_kind(Kind::Double) - design.apply(&h0_kept);
+    // scipy's lsqr(M, y, damp=1, atol=btol=1e-2, x0=h₀): min ‖M(h₀+δ) − y‖² + ‖δ‖², its
+    // stopping tests relative to ‖y‖, conlim 1e8, iter_lim 2·p.
     let p = h0_kept.size()[0] as usize;
-    let (delta, info) = lsqr(&design, &b, 1.0, 1e-2, 1e-2, 2 * p);
-    let h_star = h0_kept + delta;
+    let opts = LsqrOptions { damp: 1.0, atol: 1e-2, btol: 1e-2, conlim: 1e8, iter_lim: 2 * p };
+    let (h_star, info) = lsqr(&design, &pairs.y, Some(&h0_kept), &opts);
     Compatibility { h: design.matrix(&h_star), kept: p as i64, lsqr: info }
 }
 

@@ -112,21 +112,44 @@ pub trait VecOp {
 #[derive(Clone, Copy, Debug)]
 pub struct LsqrInfo {
     pub iterations: usize,
-    /// 1: ‖r‖ small enough, 2: ‖Aᵀr‖ small enough (least-squares solution), 0: iteration limit.
+    /// scipy's `istop`: 1 ‖r‖ small enough, 2 ‖Aᵀr‖ small enough (least-squares solution),
+    /// 3 the condition estimate passed `conlim`, 4–6 the same tests at machine precision,
+    /// 7 the iteration limit.
     pub stop: u8,
 }
 
-/// Damped LSQR: `argmin_x ‖A·x − b‖² + damp²·‖x‖²`, with scipy's stopping rules (`atol`, `btol`,
-/// `iter_lim`). Double precision throughout.
-pub fn lsqr(a: &dyn VecOp, b: &Tensor, damp: f64, atol: f64, btol: f64, iter_lim: usize) -> (Tensor, LsqrInfo) {
+/// Settings of [`lsqr`], scipy's names and meanings.
+#[derive(Clone, Copy, Debug)]
+pub struct LsqrOptions {
+    pub damp: f64,
+    pub atol: f64,
+    pub btol: f64,
+    /// Stop when the estimated condition number of `A` exceeds this (scipy: 1e8).
+    pub conlim: f64,
+    pub iter_lim: usize,
+}
+
+/// Damped LSQR as `scipy.sparse.linalg.lsqr`: from `x0` (zeros when `None`) it minimises
+/// `‖A·(x0 + δ) − b‖² + damp²·‖δ‖²` over the correction `δ` and returns `x0 + δ`. The stopping
+/// tests are scipy's: relative to `‖b‖` (not to the initial residual), with `conlim`, and the
+/// machine-precision variants. Double precision throughout.
+pub fn lsqr(a: &dyn VecOp, b: &Tensor, x0: Option<&Tensor>, o: &LsqrOptions) -> (Tensor, LsqrInfo) {
     let norm = |t: &Tensor| t.norm().double_value(&[]);
+    let b = b.to_kind(Kind::Double);
+    let bnorm = norm(&b);
     let mut x = Tensor::zeros([a.len_in()], (Kind::Double, b.device()));
     // A copy: `to_kind` of a double tensor shares storage, and `u` is scaled in place.
-    let mut u = b.to_kind(Kind::Double).copy();
+    let mut u = match x0 {
+        Some(x0) => &b - a.apply(&x0.to_kind(Kind::Double)),
+        None => b.copy(),
+    };
+    let finish = |dx: Tensor| match x0 {
+        Some(x0) => x0.to_kind(Kind::Double) + dx,
+        None => dx,
+    };
     let mut beta = norm(&u);
-    let bnorm = beta;
-    if beta == 0.0 {
-        return (x, LsqrInfo { iterations: 0, stop: 1 });
+    if beta == 0.0 || bnorm == 0.0 {
+        return (finish(x), LsqrInfo { iterations: 0, stop: 1 });
     }
     u /= beta;
     let mut v = a.apply_t(&u);
@@ -136,17 +159,18 @@ pub fn lsqr(a: &dyn VecOp, b: &Tensor, damp: f64, atol: f64, btol: f64, iter_lim
     }
     let mut w = v.copy();
     let (mut phibar, mut rhobar) = (beta, alpha);
-    let mut anorm = 0.0f64;
-    let mut res2 = 0.0f64;
+    let (mut anorm, mut ddnorm, mut res2) = (0.0f64, 0.0f64, 0.0f64);
+    let ctol = if o.conlim > 0.0 { 1.0 / o.conlim } else { 0.0 };
+    let eps = f64::EPSILON;
     let mut info = LsqrInfo { iterations: 0, stop: 0 };
-    for it in 1..=iter_lim {
+    for it in 1..=o.iter_lim {
         info.iterations = it;
         // Bidiagonalisation.
         u = a.apply(&v) - &u * alpha;
         beta = norm(&u);
         if beta > 0.0 {
             u /= beta;
-            anorm = (anorm * anorm + alpha * alpha + beta * beta + damp * damp).sqrt();
+            anorm = (anorm * anorm + alpha * alpha + beta * beta + o.damp * o.damp).sqrt();
             v = a.apply_t(&u) - &v * beta;
             alpha = norm(&v);
             if alpha > 0.0 {
@@ -154,9 +178,9 @@ pub fn lsqr(a: &dyn VecOp, b: &Tensor, damp: f64, atol: f64, btol: f64, iter_lim
             }
         }
         // Eliminate the damping term.
-        let rhobar1 = (rhobar * rhobar + damp * damp).sqrt();
+        let rhobar1 = (rhobar * rhobar + o.damp * o.damp).sqrt();
         let cs1 = rhobar / rhobar1;
-        let sn1 = damp / rhobar1;
+        let sn1 = o.damp / rhobar1;
         let psi = sn1 * phibar;
         phibar *= cs1;
         // Plane rotation.
@@ -168,25 +192,32 @@ pub fn lsqr(a: &dyn VecOp, b: &Tensor, damp: f64, atol: f64, btol: f64, iter_lim
         let phi = cs * phibar;
         phibar *= sn;
         let tau = sn * phi;
+        ddnorm += (norm(&w) / rho).powi(2);
         x += &w * (phi / rho);
         w = &v - &w * (theta / rho);
         let xnorm = norm(&x);
         res2 += psi * psi;
         let rnorm = (phibar * phibar + res2).sqrt();
         let arnorm = alpha * tau.abs();
+        let acond = anorm * ddnorm.sqrt();
         let test1 = rnorm / bnorm;
-        let test2 = if anorm * rnorm > 0.0 { arnorm / (anorm * rnorm) } else { 0.0 };
-        let rtol = btol + atol * anorm * xnorm / bnorm;
-        if test1 <= rtol {
-            info.stop = 1;
-            break;
+        let test2 = arnorm / (anorm * rnorm + eps);
+        let test3 = 1.0 / (acond + eps);
+        let t1 = test1 / (1.0 + anorm * xnorm / bnorm);
+        let rtol = o.btol + o.atol * anorm * xnorm / bnorm;
+        // scipy's order: a later test overrides an earlier one.
+        let mut stop = if it >= o.iter_lim { 7 } else { 0 };
+        for (hit, code) in [(1.0 + test3 <= 1.0, 6), (1.0 + test2 <= 1.0, 5), (1.0 + t1 <= 1.0, 4), (test3 <= ctol, 3), (test2 <= o.atol, 2), (test1 <= rtol, 1)] {
+            if hit {
+                stop = code;
+            }
         }
-        if test2 <= atol {
-            info.stop = 2;
+        if stop != 0 {
+            info.stop = stop;
             break;
         }
     }
-    (x, info)
+    (finish(x), info)
 }
 
 #[cfg(test)]
@@ -239,12 +270,31 @@ mod tests {
         let a = Tensor::randn([60, 12], (Kind::Double, Device::Cpu));
         let b = Tensor::randn([60], (Kind::Double, Device::Cpu));
         for damp in [0.0, 1.0] {
-            let (x, info) = lsqr(&Dense(a.shallow_clone()), &b, damp, 1e-12, 1e-12, 500);
+            let o = LsqrOptions { damp, atol: 1e-12, btol: 1e-12, conlim: 1e8, iter_lim: 500 };
+            let (x, info) = lsqr(&Dense(a.shallow_clone()), &b, None, &o);
             // Normal equations: (AᵀA + damp²I)x = Aᵀb.
             let lhs = a.tr().matmul(&a) + Tensor::eye(12, (Kind::Double, Device::Cpu)) * (damp * damp);
             let exact = Tensor::linalg_solve(&lhs, &a.tr().mv(&b), true);
             let err = (&x - &exact).norm().double_value(&[]);
             assert!(err < 1e-8, "damp {damp}: error {err}, {info:?}");
         }
+    }
+
+    /// From `x0`, scipy's LSQR damps the correction: `(AᵀA + damp²I)δ = Aᵀ(b − A·x0)`.
+    #[test]
+    fn lsqr_from_x0_damps_the_correction() {
+        tch::manual_seed(4);
+        let a = Tensor::randn([50, 8], (Kind::Double, Device::Cpu));
+        let b = Tensor::randn([50], (Kind::Double, Device::Cpu));
+        let x0 = Tensor::randn([8], (Kind::Double, Device::Cpu));
+        let o = LsqrOptions { damp: 1.0, atol: 1e-12, btol: 1e-12, conlim: 1e8, iter_lim: 500 };
+        let (x, info) = lsqr(&Dense(a.shallow_clone()), &b, Some(&x0), &o);
+        let lhs = a.tr().matmul(&a) + Tensor::eye(8, (Kind::Double, Device::Cpu));
+        let delta = Tensor::linalg_solve(&lhs, &a.tr().mv(&(&b - a.mv(&x0))), true);
+        let err = (&x - (&x0 + delta)).norm().double_value(&[]);
+        assert!(err < 1e-8, "error {err}, {info:?}");
+        // A tight condition limit stops early with istop 3.
+        let (_, info) = lsqr(&Dense(a.shallow_clone()), &b, Some(&x0), &LsqrOptions { conlim: 1.5, ..o });
+        assert_eq!(info.stop, 3, "{info:?}");
     }
 }

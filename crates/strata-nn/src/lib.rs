@@ -29,5 +29,5 @@ pub use error::{NnError, Result};
 pub use input::Input;
 pub use linkpred::{train_link_predictor, Decoder, LinkConfig, LinkMetrics, LinkModel, LinkReport, LinkTask};
 pub use message_passing::{GraphTensors, Kernel, Norm};
-pub use model::{Model, ModelConfig, ModelKind, ModelOverrides};
+pub use model::{Model, ModelConfig, ModelKind, ModelOverrides, StopOn};
 pub use trainer::{train_node_classifier, EpochStats, NodeTask, Patience, Progress, RunReport};

@@ -97,6 +97,27 @@ pub struct ModelConfig {
     /// the CSR kernel: N×d×4 bytes less per layer, one sparse product more).
     #[serde(default)]
     pub checkpoint_activations: bool,
+    /// What early stopping watches: the validation loss (GCNII's and APPNP's reference code)
+    /// or the validation accuracy (ForwardGNN's BP baselines). The weights kept are those of
+    /// the best validation accuracy either way.
+    #[serde(default)]
+    pub stop_on: StopOn,
+    /// Validate every this many epochs; `patience` counts validations (default 1: every epoch).
+    #[serde(default = "one")]
+    pub val_every: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The validation score early stopping follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopOn {
+    #[default]
+    ValLoss,
+    ValAccuracy,
 }
 
 /// Partial settings, from a TOML file or the command line: unknown keys are an error.
@@ -119,6 +140,8 @@ pub struct ModelOverrides {
     pub patience: Option<usize>,
     pub normalize_features: Option<FeatureNorm>,
     pub checkpoint_activations: Option<bool>,
+    pub stop_on: Option<StopOn>,
+    pub val_every: Option<usize>,
 }
 
 impl ModelConfig {
@@ -140,6 +163,8 @@ impl ModelConfig {
             patience: 0,
             normalize_features: FeatureNorm::Auto,
             checkpoint_activations: false,
+            stop_on: StopOn::ValLoss,
+            val_every: 1,
         };
         match model {
             ModelKind::Gcn => ModelConfig { hidden: 16, weight_decay_secondary: 0.0, ..base },
@@ -180,7 +205,7 @@ impl ModelConfig {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { self.$f = v; } )* };
         }
-        set!(layers, transform_layers, hidden, heads, dropout, att_dropout, alpha, theta, lr, weight_decay, weight_decay_secondary, epochs, patience, normalize_features, checkpoint_activations);
+        set!(layers, transform_layers, hidden, heads, dropout, att_dropout, alpha, theta, lr, weight_decay, weight_decay_secondary, epochs, patience, normalize_features, checkpoint_activations, stop_on, val_every);
         self
     }
     pub fn validate(&self) -> Result<()> {
@@ -193,6 +218,9 @@ impl ModelConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.att_dropout) {
             return bad("dropout must be in [0, 1)".into());
+        }
+        if self.val_every == 0 {
+            return bad("val_every must be at least 1".into());
         }
         if self.lr <= 0.0 || self.epochs == 0 {
             return bad("lr and epochs must be positive".into());

@@ -66,8 +66,9 @@ pub struct RunReport {
 }
 
 /// Trains a fresh model on `split` and restores the weights of its best validation epoch
-/// (highest accuracy; ties go to the lower validation loss); stops after `patience` epochs
-/// without a lower validation loss. Without validation nodes it
+/// (highest accuracy; ties go to the lower validation loss); validates every `val_every`
+/// epochs (and at the last) and stops after `patience` validations without a better
+/// `stop_on` score (lower loss, or higher accuracy). Without validation nodes it
 /// trains for all epochs and keeps the last weights. `on_epoch` sees every epoch.
 pub fn train_node_classifier(
     task: &NodeTask,
@@ -95,8 +96,10 @@ pub fn train_node_classifier(
 
     let mut curve = Vec::with_capacity(config.epochs);
     let mut best: Option<(f64, f64, usize, Vec<Tensor>)> = None; // (val acc, val loss, epoch, weights)
-    let mut since_best = 0;
-    let mut best_loss = f64::INFINITY;
+    let mut stopper = match config.stop_on {
+        crate::StopOn::ValLoss => Patience::minimising(config.patience),
+        crate::StopOn::ValAccuracy => Patience::maximising(config.patience),
+    };
     let vars = model.vs.trainable_variables();
     for epoch in 1..=config.epochs {
         let t0 = Instant::now();
@@ -110,7 +113,13 @@ pub fn train_node_classifier(
             tch::Cuda::synchronize(i as i64);
         }
         let step_ms = t0.elapsed().as_secs_f64() * 1e3;
-
+        if epoch % config.val_every.max(1) != 0 && epoch != config.epochs {
+            let nan = f64::NAN;
+            let stats = EpochStats { epoch, train_loss: loss.double_value(&[]), val_loss: nan, train_accuracy: nan, val_accuracy: nan, test_accuracy: nan, step_ms };
+            on_epoch(&stats);
+            curve.push(stats);
+            continue;
+        }
         let (pred, val_loss) = tch::no_grad(|| {
             let logits = model.forward(&task.input, false);
             let vl = if has_val { logits.index_select(0, &val_idx).cross_entropy_for_logits(&val_y).double_value(&[]) } else { f64::NAN };
@@ -131,16 +140,14 @@ pub fn train_node_classifier(
             let snapshot = tch::no_grad(|| vars.iter().map(|v| v.copy()).collect());
             best = Some((stats.val_accuracy, val_loss, epoch, snapshot));
         }
-        // Patience counts epochs without a new lowest validation loss (as GCNII's and APPNP's
-        // reference code stop); the weights kept are still those of the best accuracy.
-        if val_loss < best_loss {
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        best_loss = best_loss.min(val_loss);
+        // Patience counts validations without a better `stop_on` score; the weights kept are
+        // still those of the best accuracy.
+        let score = match config.stop_on {
+            crate::StopOn::ValLoss => val_loss,
+            crate::StopOn::ValAccuracy => stats.val_accuracy,
+        };
         curve.push(stats);
-        if has_val && config.patience > 0 && since_best >= config.patience {
+        if has_val && config.patience > 0 && stopper.record(score) == Progress::Stop {
             break;
         }
     }

@@ -42,7 +42,8 @@ fn accuracy(logits: &Tensor, labels: &Tensor, idx: &Tensor) -> f64 {
 }
 
 /// Trains the advanced GCN `runs` times (fresh initialisation each, seeds `seed..seed+runs`) and
-/// returns the test accuracies of the weights kept by validation (lower loss or higher accuracy).
+/// returns the test accuracies of the weights kept by validation (lower training-mode loss
+/// before the step, or higher eval-mode accuracy after it, keeping the post-step weights).
 #[allow(clippy::too_many_arguments)]
 pub fn advanced_gcn_runs(g: &CsrGraph, z: &Tensor, labels: &[i64], split: &Split, alpha: f64, runs: usize, seed: u64, device: Device) -> AdvancedGcnReport {
     let adj = advanced_norm(g, alpha, device);
@@ -75,14 +76,17 @@ pub fn advanced_gcn_runs(g: &CsrGraph, z: &Tensor, labels: &[i64], split: &Split
         for _ in 0..200 {
             let out = forward(true);
             let loss = out.index_select(0, &tr).cross_entropy_for_logits(&y.index_select(0, &tr));
-            // As in the reference: validation from the same (training-mode) forward pass.
-            let (vl, vacc) = tch::no_grad(|| (out.index_select(0, &va).cross_entropy_for_logits(&y.index_select(0, &va)).double_value(&[]), accuracy(&out, &y, &va)));
+            // As in the reference (`main.py: train`): the validation loss comes from this
+            // training-mode forward, the validation accuracy from an eval-mode forward after the
+            // step, and either improving keeps the post-step weights.
+            let vl = tch::no_grad(|| out.index_select(0, &va).cross_entropy_for_logits(&y.index_select(0, &va)).double_value(&[]));
+            opt.backward_step(&loss);
+            let vacc = tch::no_grad(|| accuracy(&forward(false), &y, &va));
             if vl < best_loss || vacc > best_acc {
                 best_loss = best_loss.min(vl);
                 best_acc = best_acc.max(vacc);
                 saved = strata_nn::checkpoint::snapshot(&vs);
             }
-            opt.backward_step(&loss);
         }
         strata_nn::checkpoint::restore(&vs, &saved);
         let out = tch::no_grad(|| forward(false));

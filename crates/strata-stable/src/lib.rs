@@ -23,7 +23,7 @@ mod refine;
 
 pub use classifier::{advanced_gcn_runs, AdvancedGcnReport};
 pub use encoder::{train_encoder, EncoderReport};
-pub use refine::{add_reliable_neighbours, augmented_views, cosine_prune, edge_cosines, jaccard_prune};
+pub use refine::{add_reliable_neighbours, augmented_views, cosine_prune, edge_cosines, is_featureless, jaccard_prune};
 
 use serde::Serialize;
 use std::time::Instant;
@@ -79,6 +79,8 @@ impl Default for StableConfig {
 pub struct Refinement {
     /// Undirected edges the Jaccard step removed (used for the augmented views only).
     pub jaccard_pruned: usize,
+    /// The features are the identity or constant, so the Jaccard step was skipped.
+    pub jaccard_skipped_featureless: bool,
     /// Undirected edges of the input graph removed by the cosine step.
     pub edges_removed: usize,
     /// Directed edges added by the reliable-neighbour step.
@@ -105,7 +107,12 @@ pub struct Refined {
 pub fn refine(data: &Dataset, cfg: &StableConfig, seed: u64, device: Device) -> Refined {
     let t0 = Instant::now();
     let graph = data.graph.symmetrized().without_self_loops();
-    let (pre, pruned) = jaccard_prune(&graph, &data.features, cfg.jt);
+    // Jaccard similarity of featureless nodes (identity or constant features) says nothing.
+    let featureless = cfg.jt > 0.0 && refine::is_featureless(&data.features);
+    if featureless {
+        tracing::info!("{}: featureless (identity or constant features): Jaccard pre-pruning skipped", data.name);
+    }
+    let (pre, pruned) = jaccard_prune(&graph, &data.features, if featureless { 0.0 } else { cfg.jt });
     let views = augmented_views(&pre, &pruned, cfg.recover, seed);
     let (z, encoder) = train_encoder(&pre, &views, &data.features, cfg, seed, device);
     let cosines = edge_cosines(&graph, &z);
@@ -114,6 +121,7 @@ pub fn refine(data: &Dataset, cfg: &StableConfig, seed: u64, device: Device) -> 
     let kept_cosines = cosines.iter().copied().filter(|&(_, _, c)| c as f64 > cfg.cos).collect();
     let report = Refinement {
         jaccard_pruned: pruned.len(),
+        jaccard_skipped_featureless: featureless,
         edges_removed: removed.len(),
         edges_added: added,
         encoder,

@@ -23,6 +23,16 @@ fn nonzero_sets(f: &Features) -> Vec<Vec<u32>> {
     }
 }
 
+/// Whether the features carry no information for Jaccard similarity: the identity (one-hot of
+/// the node id, as PolBlogs gets) or the same non-zero pattern on every row. Pre-pruning such a
+/// graph would remove every edge (identity) or none, so STABLE skips it there, as the reference
+/// does for PolBlogs.
+pub fn is_featureless(f: &Features) -> bool {
+    let sets = nonzero_sets(f);
+    let identity = sets.iter().enumerate().all(|(i, s)| s.len() == 1 && s[0] as usize == i);
+    identity || sets.windows(2).all(|w| w[0] == w[1])
+}
+
 fn intersection(a: &[u32], b: &[u32]) -> usize {
     let (mut i, mut j, mut n) = (0, 0, 0);
     while i < a.len() && j < b.len() {
@@ -143,6 +153,13 @@ pub fn add_reliable_neighbours(g: &CsrGraph, z: &Tensor, k: usize) -> (CsrGraph,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn featureless_inputs_are_detected() {
+        assert!(is_featureless(&Features::identity(5)));
+        assert!(is_featureless(&Features::dense(3, 2, vec![1.0, 0.0, 2.0, 0.0, 0.5, 0.0])));
+        assert!(!is_featureless(&Features::dense(3, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0])));
+    }
 
     #[test]
     fn jaccard_prunes_dissimilar_endpoints() {
