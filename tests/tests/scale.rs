@@ -171,7 +171,12 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
     let worker_mib = json(&launch_report)["memory_bytes_per_worker"].as_array().unwrap().iter().map(|m| m.as_u64().unwrap() >> 20).max().unwrap();
     eprintln!("{nodes} nodes: single process {single_mib} MiB (test {single_acc:.3}), largest worker {worker_mib} MiB");
     assert!(worker_mib * 10 < single_mib * 7, "a worker ({worker_mib} MiB) should need well under a single process ({single_mib} MiB)");
-    let cap = (worker_mib + single_mib) / 2;
+    // `ulimit -d` counts writable address space, which runs a few hundred MiB above the resident
+    // peak (address space libtorch and the allocator's per-thread arenas reserve but never touch):
+    // a capped `strata train` failed at 477 MiB resident under a 722 MiB cap. So the cap sits a
+    // quarter of the gap above the single process's resident peak; that capped `strata train`
+    // fails below is what shows the cap is under what one process needs.
+    let cap = single_mib + (single_mib - worker_mib) / 4;
     let report = dir.path().join("capped-single.json");
     let mut args = vec!["train", "--npz", npz.to_str().unwrap(), "--json", report.to_str().unwrap()];
     args.extend(&single_args);
