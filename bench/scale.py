@@ -5,8 +5,8 @@ for it), GCNII with 16 layers and hidden 64: epoch time, peak resident memory of
 worker and MiB/epoch (payload and wire) for `strata train` (one process) and `strata launch` at
 P = 2 and 4 in the pipeline, graph-parallel and hybrid modes; then the log-log slope of epoch
 time and per-worker memory against the number of edges. Then single-process training side by
-side with PyG 2.8 on 50k and 200k nodes (BENCH_SINGLE_SIZES): GCN-2, GCNII-16, SAGE-2, GAT-2,
-each with its kernel-only floor. A run that fails (out of memory on this host) is printed as
+side with PyG 2.8 on 50k, 200k and 300k nodes (BENCH_SINGLE_SIZES; add 1000000 for strata alone):
+GCN-2, GCNII-16, SAGE-2, GAT-2 (the last two up to 200k), each with its kernel-only floor. A run that fails (out of memory on this host) is printed as
 failed with its reason; nothing is estimated."""
 import json, math, os, subprocess, sys, tempfile
 
@@ -72,16 +72,18 @@ for run in dict.fromkeys(x["run"] for x in rows):
         lx = math.log(b["edges"] / a["edges"])
         print(f"  {run:28} epoch time {math.log(b['epoch_ms']/a['epoch_ms'])/lx:5.2f}   memory {math.log(b['memory']/a['memory'])/lx:5.2f}")
 
-# Single process, strata vs PyG side by side (issue 16): BENCH_SINGLE_SIZES (default 50k and
-# 200k nodes; add 1000000 where the memory is), GCN-2, GCNII-16, SAGE-2 and GAT-2 (the last two
-# up to 200k), the same epochs on both sides (the median over those after the first two), and
-# each row's kernel-only floor (bench/kernel_floor.py). PyG is not run above 200k nodes: its
-# GCNII-16 peak at 200k (7.2 GB) grows linearly, past this 23 GiB host at 1M.
+# Single process, strata vs PyG side by side (issues 16 and 13): BENCH_SINGLE_SIZES (default 50k,
+# 200k and 300k nodes; add 1000000 where the memory is), GCN-2, GCNII-16, SAGE-2 and GAT-2 (the
+# last two up to 200k), the same epochs on both sides (the median over those after the first two),
+# and each row's kernel-only floor (bench/kernel_floor.py). PyG is not run above
+# BENCH_PYG_MAX_NODES (300k): its GCNII-16 peak at 200k (7.2 GB) grows linearly, past this 23 GiB
+# host at 1M.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kernel_floor import floor_ms
-SINGLE = [int(s) for s in os.environ.get("BENCH_SINGLE_SIZES", "50000,200000").split(",") if s]
+SINGLE = [int(s) for s in os.environ.get("BENCH_SINGLE_SIZES", "50000,200000,300000").split(",") if s]
 # (model, layers, hidden, epochs): GCNII-16 takes about a minute per PyG epoch at 200k.
 MODELS = [("gcn", 2, 16, 30), ("gcnii", 16, 64, int(os.environ.get("BENCH_PYG_EPOCHS", "8"))), ("sage", 2, 64, 30), ("gat", 2, 8, 30)]
+PYG_MAX = int(os.environ.get("BENCH_PYG_MAX_NODES", "300000"))
 py = os.environ.get("STRATA_PYTHON", sys.executable)
 single = []
 for n in SINGLE:
@@ -95,7 +97,7 @@ for n in SINGLE:
             row.update(strata_ms=r["epoch_ms_median"], strata_acc=r["test_accuracy"]["mean"], strata_peak=r["peak_rss_bytes"])
         else:
             row["strata_error"] = err
-        if n <= 200000:
+        if n <= PYG_MAX:
             out = subprocess.run([py, "bench/pyg_baseline.py", "--npz", path, "--models", f"{model}:{layers}", "--epochs", str(epochs), "--warmup", "2", "--threads", THREADS], capture_output=True, text=True)
             if out.returncode == 0:
                 q = json.loads(out.stdout.strip().splitlines()[-1])
@@ -111,7 +113,7 @@ print("|---|---|---|---|---|---|---|---|---|---|---|")
 for x in single:
     f = lambda k, fmt: (fmt % x[k]) if k in x else ""
     ratio = f"{x['strata_ms'] / x['pyg_ms']:.2f}" if "strata_ms" in x and "pyg_ms" in x else ""
-    pyg_ms = f("pyg_ms", "%.0f") or ("not run" if x["nodes"] > 200000 else "failed: " + x.get("pyg_error", ""))
+    pyg_ms = f("pyg_ms", "%.0f") or ("not run" if x["nodes"] > PYG_MAX else "failed: " + x.get("pyg_error", ""))
     over = f"{x['strata_ms'] / x['floor_ms']:.2f}" if "strata_ms" in x else ""
     strata_ms = f("strata_ms", "%.0f") or "failed: " + x.get("strata_error", "")
     print(f"| {x['nodes']:,} | {x['model']} | {strata_ms} | {pyg_ms} | {ratio} | {f('strata_acc', '%.1f')} | {f('pyg_acc', '%.1f')} | "

@@ -41,31 +41,42 @@ fn pipeline_reports_and_bytes_match_the_model() {
     let (ok, r, e) = launch(&["--dataset", "cora", "--model", "gcn", "--layers", "4", "--stages", "2", "--epochs", "3"]);
     assert!(ok, "{e}");
     assert_eq!(r["bytes_per_epoch"]["measured"].as_f64().unwrap(), 2.0 * 4.0 * 1.0 * 2708.0 * 64.0);
+    // bf16 history: activations travel in 16 bits, gradients in 32: (2 + 4)·(P−1)·N·d, model
+    // and measurement alike.
+    let (ok, r, e) = launch(&["--dataset", "cora", "--model", "gcn", "--layers", "4", "--stages", "2", "--epochs", "3", "--history-dtype", "bf16"]);
+    assert!(ok, "{e}");
+    assert_eq!(r["bytes_per_epoch"]["measured"].as_f64().unwrap(), (2.0 + 4.0) * 1.0 * 2708.0 * 64.0);
+    assert_eq!(r["bytes_per_epoch"]["predicted"].as_f64().unwrap(), (2.0 + 4.0) * 1.0 * 2708.0 * 64.0);
 }
 
-/// The distributed run computes exactly what the in-process schedule computes.
+/// The distributed run computes exactly what the in-process schedule computes, with f32
+/// history and with bf16 (activations rounded to 16 bits on the wire, kept for the backward
+/// recomputation in 16 bits: exact, since they arrived so).
 #[test]
 fn distributed_run_matches_the_in_process_schedule() {
     if locate_or_skip("planetoid/cora.npz").is_none() {
         return;
     }
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let (ok, r, e) = launch(&["--dataset", "cora", "--layers", "6", "--stages", "3", "--epochs", "4", "--seed", "5"]);
-    assert!(ok, "{e}");
     let d = strata_graph::load("cora", None).unwrap();
-    let mut cfg = strata_pipe::PipelineConfig::gcnii(6, 3);
-    cfg.seed = 5;
-    let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
-    let mut stages: Vec<_> = p.specs.iter().map(|s| strata_pipe::Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
-    for epoch in 0..4u64 {
-        let order = strata_pipe::chunk_order(stages[0].num_chunks(), 5, epoch, true);
-        let loss = strata_pipe::train_epoch_in_process(&mut stages, epoch, &order);
-        let (_, val, _) = strata_pipe::evaluate_in_process(&mut stages);
-        let remote = &r["curve"][epoch as usize];
-        // The same f32 computation, chunk by chunk in the same order; only the f64 sum of the
-        // per-chunk losses may round differently (measured: 0 to 2.2e-16).
-        assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 1e-12, "epoch {epoch}: loss {} vs {loss}", remote["loss"]);
-        assert!((remote["val_accuracy"].as_f64().unwrap() - val).abs() < 1e-9, "epoch {epoch}: val {} vs {val}", remote["val_accuracy"]);
+    for dtype in ["f32", "bf16"] {
+        let (ok, r, e) = launch(&["--dataset", "cora", "--layers", "6", "--stages", "3", "--epochs", "4", "--seed", "5", "--history-dtype", dtype]);
+        assert!(ok, "{e}");
+        let mut cfg = strata_pipe::PipelineConfig::gcnii(6, 3);
+        cfg.seed = 5;
+        cfg.history_dtype = dtype.parse().unwrap();
+        let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
+        let mut stages: Vec<_> = p.specs.iter().map(|s| strata_pipe::Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
+        for epoch in 0..4u64 {
+            let order = strata_pipe::chunk_order(stages[0].num_chunks(), 5, epoch, true);
+            let loss = strata_pipe::train_epoch_in_process(&mut stages, epoch, &order);
+            let (_, val, _) = strata_pipe::evaluate_in_process(&mut stages);
+            let remote = &r["curve"][epoch as usize];
+            // The same f32 computation, chunk by chunk in the same order; only the f64 sum of the
+            // per-chunk losses may round differently (measured: 0 to 2.2e-16).
+            assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 1e-12, "{dtype} epoch {epoch}: loss {} vs {loss}", remote["loss"]);
+            assert!((remote["val_accuracy"].as_f64().unwrap() - val).abs() < 1e-9, "{dtype} epoch {epoch}: val {} vs {val}", remote["val_accuracy"]);
+        }
     }
 }
 

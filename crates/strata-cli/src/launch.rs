@@ -127,9 +127,14 @@ pub struct LaunchArgs {
     /// Turn off trick 1 (per-epoch chunk shuffling).
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Trick 2: scale of cross-chunk gradients (1 = off).
+    /// Trick 2: scale of cross-chunk gradients (1 = no scaling; gradients reaching stale rows
+    /// are still dropped).
     #[arg(long, default_value_t = 2.0)]
     pub grad_scale: f64,
+    /// Trick 2 off as GNNPipe's ablation ran it: no ×2 scaling, and gradients that reach stale
+    /// historical rows are kept and injected when their chunk's backward runs next epoch.
+    #[arg(long, conflicts_with = "grad_scale")]
+    pub no_trick2: bool,
     /// Trick 3: refresh the historical snapshot every R epochs (1 = one-epoch staleness).
     #[arg(long, default_value_t = 23)]
     pub refresh: usize,
@@ -271,7 +276,8 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.epochs = a.epochs;
     cfg.seed = a.seed;
     cfg.shuffle = !a.no_shuffle;
-    cfg.grad_scale = a.grad_scale;
+    cfg.grad_scale = if a.no_trick2 { 1.0 } else { a.grad_scale };
+    cfg.carry_stale_grads = a.no_trick2;
     cfg.refresh = a.refresh;
     cfg.eval_every = a.eval_every;
     cfg.history_dtype = a.history_dtype;
@@ -691,5 +697,18 @@ mod tests {
         let e = cfg(&["--weight-decay=-1"]).unwrap_err().to_string();
         assert!(e.contains("weight decay"), "{e}");
         assert!(cfg(&["--preset", "pyg"]).is_err());
+    }
+
+    #[test]
+    fn trick_flags_map_to_the_paper_ablations() {
+        let d = cfg(&[]).unwrap();
+        assert_eq!((d.shuffle, d.grad_scale, d.carry_stale_grads, d.refresh), (true, 2.0, false, 23));
+        let t = cfg(&["--no-trick2"]).unwrap();
+        assert_eq!((t.grad_scale, t.carry_stale_grads), (1.0, true));
+        let g = cfg(&["--grad-scale", "1"]).unwrap();
+        assert_eq!((g.grad_scale, g.carry_stale_grads), (1.0, false));
+        let all_off = cfg(&["--no-shuffle", "--no-trick2", "--refresh", "1"]).unwrap();
+        assert_eq!((all_off.shuffle, all_off.carry_stale_grads, all_off.refresh), (false, true, 1));
+        assert!(cfg(&["--no-trick2", "--grad-scale", "3"]).is_err(), "--no-trick2 sets the scale itself");
     }
 }

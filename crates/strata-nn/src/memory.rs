@@ -48,8 +48,22 @@ fn cuda_allocated(index: usize) -> Option<(u64, u64)> {
 /// This process's peak resident set size (`VmHWM`): everything it ever held at once, libtorch
 /// and the data included. `None` where `/proc` is not available.
 pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// This process's resident set size now (`VmRSS`).
+pub fn rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// "resident R MiB, peak P MiB", for logs that follow where memory goes phase by phase.
+pub fn rss_summary() -> String {
+    format!("resident {} MiB, peak {} MiB", rss_bytes().unwrap_or(0) >> 20, peak_rss_bytes().unwrap_or(0) >> 20)
+}
+
+fn proc_status_bytes(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 

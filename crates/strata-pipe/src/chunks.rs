@@ -3,7 +3,7 @@
 //! edges (source elsewhere: read from the historical embeddings).
 
 use strata_graph::CsrGraph;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// One chunk's rows of the normalised operator `D̃^{-1/2}(A+I)D̃^{-1/2}`.
 pub struct Chunk {
@@ -13,12 +13,12 @@ pub struct Chunk {
     /// are enough of them that the list's E × d message tensors would dominate memory
     /// (`Kernel::for_edges`); never both.
     pub intra: Intra,
-    /// Inter edges: target chunk-local, source global.
+    /// Inter edges: target chunk-local, source global (32-bit ids below 2³¹ vertices).
     pub inter_row: Tensor,
     pub inter_col: Tensor,
     pub inter_w: Tensor,
     /// The chunk each inter edge's source lies in.
-    pub inter_src_chunk: Vec<usize>,
+    pub inter_src_chunk: Vec<u32>,
 }
 
 /// A chunk's intra-chunk operator.
@@ -44,69 +44,106 @@ impl Chunk {
             Intra::Edges { row, col, w } => crate::layers::gather_add(Tensor::zeros_like(x), row, x, col, w),
         }
     }
+
+    /// A whole-operator block's rows of `A·x` (`x`: every vertex's rows), without autograd.
+    pub fn aggregate_block(&self, x: &Tensor) -> Tensor {
+        match &self.intra {
+            // Inference only: the transpose the backward pass would need is never used.
+            Intra::Csr(a) => strata_nn::ops::spmm(a, a, x),
+            Intra::Edges { row, col, w } => crate::layers::gather_add(x.new_zeros([self.len(), x.size()[1]], (x.kind(), x.device())), row, x, col, w),
+        }
+    }
 }
 
-/// All chunks plus the whole graph as one chunk (for exact full-graph inference).
+/// All chunks plus the whole operator cut into the same row blocks (for exact full-graph
+/// inference).
 pub struct ChunkedGraph {
     pub n: i64,
     pub offsets: Vec<usize>,
     pub chunks: Vec<Chunk>,
-    pub full: Chunk,
+    /// Chunk k's rows of the whole operator, every edge kept (columns global; no inter part):
+    /// inference aggregates one block at a time, so a layer holds its input, its output and
+    /// one block's aggregate, not a third whole-graph tensor.
+    pub full_blocks: Vec<Chunk>,
 }
 
 impl ChunkedGraph {
     /// `graph` must already be renumbered so chunk `k` is `offsets[k]..offsets[k+1]`.
     pub fn new(graph: &CsrGraph, offsets: &[usize], device: Device) -> ChunkedGraph {
-        let g = graph.symmetrized().without_self_loops().with_self_loops(1.0);
-        let deg = g.weighted_degrees();
-        let dinv: Vec<f32> = deg.iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
+        let op = Operator::new(graph);
         let k = offsets.len() - 1;
-        let chunk_of = |u: usize| offsets.partition_point(|&o| o <= u) - 1;
-        let build = |start: usize, end: usize, whole: bool| {
-            let (mut ir, mut ic, mut iw, mut er, mut ec, mut ew, mut es) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-            for u in start..end {
-                let vals = g.adjacency().row_values(u);
-                for (j, &v) in g.neighbors(u).iter().enumerate() {
-                    let w = vals.map_or(1.0, |x| x[j]) * (dinv[u] * dinv[v as usize]);
-                    let local = (u - start) as i64;
-                    if whole || (v as usize >= start && (v as usize) < end) {
-                        ir.push(local);
-                        ic.push(v - start as i64);
-                        iw.push(w);
-                    } else {
-                        er.push(local);
-                        ec.push(v);
-                        ew.push(w);
-                        es.push(chunk_of(v as usize));
-                    }
+        let chunks = (0..k).map(|c| op.block(offsets, c, false, device)).collect();
+        let full_blocks = (0..k).map(|c| op.block(offsets, c, true, device)).collect();
+        ChunkedGraph { n: op.g.num_nodes() as i64, offsets: offsets.to_vec(), chunks, full_blocks }
+    }
+
+    /// Chunk `c` alone (a graph-parallel way keeps only its own partition).
+    pub fn one_chunk(graph: &CsrGraph, offsets: &[usize], c: usize, device: Device) -> Chunk {
+        Operator::new(graph).block(offsets, c, false, device)
+    }
+}
+
+/// The normalised operator's graph and degrees, from which chunks are cut.
+struct Operator {
+    g: CsrGraph,
+    dinv: Vec<f32>,
+}
+
+impl Operator {
+    fn new(graph: &CsrGraph) -> Operator {
+        let g = graph.symmetrized().without_self_loops().with_self_loops(1.0);
+        let dinv = g.weighted_degrees().iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
+        Operator { g, dinv }
+    }
+
+    /// Chunk `c`'s rows: split into intra and inter edges, or (`whole`) every edge as one
+    /// operator with global columns.
+    fn block(&self, offsets: &[usize], c: usize, whole: bool, device: Device) -> Chunk {
+        let (g, dinv) = (&self.g, &self.dinv);
+        let (start, end) = (offsets[c], offsets[c + 1]);
+        let chunk_of = |u: usize| (offsets.partition_point(|&o| o <= u) - 1) as u32;
+        let (mut ir, mut ic, mut iw, mut er, mut ec, mut ew, mut es) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for u in start..end {
+            let vals = g.adjacency().row_values(u);
+            for (j, &v) in g.neighbors(u).iter().enumerate() {
+                let w = vals.map_or(1.0, |x| x[j]) * (dinv[u] * dinv[v as usize]);
+                let local = (u - start) as i64;
+                if whole {
+                    ir.push(local);
+                    ic.push(v);
+                    iw.push(w);
+                } else if v as usize >= start && (v as usize) < end {
+                    ir.push(local);
+                    ic.push(v - start as i64);
+                    iw.push(w);
+                } else {
+                    er.push(local);
+                    ec.push(v);
+                    ew.push(w);
+                    es.push(chunk_of(v as usize));
                 }
             }
-            let t = |v: &[i64]| Tensor::from_slice(v).to(device);
-            let f = |v: &[f32]| Tensor::from_slice(v).to(device);
-            let rows = (end - start) as i64;
-            let intra = if strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr {
-                // `ir` is sorted (rows are visited in order): row pointers from the counts.
-                let mut crow = vec![0i64; end - start + 1];
-                ir.iter().for_each(|&r| crow[r as usize + 1] += 1);
-                for i in 0..end - start {
-                    crow[i + 1] += crow[i];
-                }
-                drop(ir);
-                Intra::Csr(Tensor::sparse_csr_tensor_crow_col_value_size(&t(&crow), &t(&ic), &f(&iw), [rows, rows], (tch::Kind::Float, device)))
-            } else {
-                Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
-            };
-            Chunk {
-                start: start as i64,
-                end: end as i64,
-                intra,
-                inter_row: t(&er),
-                inter_col: t(&ec),
-                inter_w: f(&ew),
-                inter_src_chunk: es,
+        }
+        let t = |v: &[i64]| Tensor::from_slice(v).to(device);
+        let f = |v: &[f32]| Tensor::from_slice(v).to(device);
+        // Inter edges keep 32-bit ids, half the bytes of the largest structure a stage keeps;
+        // they are widened per chunk where used (`Stage::split_inter`).
+        let id_kind = if g.num_nodes() <= i32::MAX as usize { Kind::Int } else { Kind::Int64 };
+        let ids = |v: &[i64]| Tensor::from_slice(v).to_kind(id_kind).to(device);
+        let rows = (end - start) as i64;
+        let cols = if whole { g.num_nodes() as i64 } else { rows };
+        let intra = if strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr {
+            // `ir` is sorted (rows are visited in order): row pointers from the counts.
+            let mut crow = vec![0i64; end - start + 1];
+            ir.iter().for_each(|&r| crow[r as usize + 1] += 1);
+            for i in 0..end - start {
+                crow[i + 1] += crow[i];
             }
+            drop(ir);
+            Intra::Csr(Tensor::sparse_csr_tensor_crow_col_value_size(&t(&crow), &t(&ic), &f(&iw), [rows, cols], (Kind::Float, device)))
+        } else {
+            Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
         };
-        let chunks = (0..k).map(|c| build(offsets[c], offsets[c + 1], false)).collect();
-        ChunkedGraph { n: g.num_nodes() as i64, offsets: offsets.to_vec(), chunks, full: build(0, g.num_nodes(), true) }
+        Chunk { start: start as i64, end: end as i64, intra, inter_row: ids(&er), inter_col: ids(&ec), inter_w: f(&ew), inter_src_chunk: es }
     }
 }

@@ -300,6 +300,7 @@ pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
         width: cfg.hidden as usize,
         tensors_per_boundary: plan.specs[0].tensors_per_boundary(),
         parameters,
+        activation_bytes: cfg.history_dtype.bytes(),
     };
     let boundary = if cfg.ways > 1 {
         let offs = &plan.way_offsets;
@@ -313,7 +314,7 @@ pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
         // Forward-only: activations up only, plus the C virtual-node rows with every chunk.
         Mode::Pipeline if cfg.trainer == crate::pipeline::PipeTrainer::Sf => {
             let rows = d.num_nodes() + cfg.num_chunks() * d.num_classes;
-            p.layer = 4.0 * (cfg.stages - 1) as f64 * rows as f64 * cfg.hidden as f64;
+            p.layer = cfg.history_dtype.bytes() as f64 * (cfg.stages - 1) as f64 * rows as f64 * cfg.hidden as f64;
         }
         Mode::Pipeline => p.layer = model.pipeline(cfg.stages),
         Mode::Graph => (p.halo, p.weight) = model.graph_parallel(boundary, cfg.ways),

@@ -34,4 +34,4 @@ pub use schedule::{chunk_order, evaluate_in_process, train_epoch_in_process, Epo
 pub use stage::{Boundary, PipeModel, Stage, StageSpec};
 pub use stage_data::StageData;
 pub use volume::{boundary_count, VolumeModel};
-pub use wire::{encode, Assembler, TensorMeta, WireError, DEFAULT_CHUNK_BYTES};
+pub use wire::{encode, f32_bytes, Assembler, Pieces, TensorMeta, WireError, DEFAULT_CHUNK_BYTES};

@@ -54,13 +54,14 @@ fn grad_or_zeros(t: &Tensor) -> Tensor {
 
 impl PartitionStage {
     pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<PartitionStage, tch::TchError> {
-        let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
         let cfg = &spec.config;
         let vs = nn::VarStore::new(device);
         let layers = layers::build(cfg, spec.features, spec.classes, 0..cfg.layers + 2, &vs, device);
         let opt = layers::optimizer(cfg, &vs);
         layers::define_grads(&vs);
-        let part = graph.chunks.into_iter().nth(spec.way).expect("one chunk per way");
+        let mut part = ChunkedGraph::one_chunk(&data.graph, &spec.chunk_offsets, spec.way, device);
+        // Scattered into every layer: 64-bit ids, which libtorch's index_add_ is faster with.
+        part.inter_row = part.inter_row.to_kind(tch::Kind::Int64);
         let (lo, hi) = (part.start as usize, part.end as usize);
         let sym = data.graph.symmetrized();
         let (send, recv) = history_lists(&sym, &spec, device);
@@ -72,7 +73,7 @@ impl PartitionStage {
         for (i, v) in recv.iter().flat_map(|(_, r)| Vec::<i64>::try_from(r.to(Device::Cpu)).unwrap_or_default()).enumerate() {
             position.insert(v, i as i64);
         }
-        let cols = Vec::<i64>::try_from(part.inter_col.to(Device::Cpu)).unwrap_or_default();
+        let cols = Vec::<i64>::try_from(part.inter_col.to(Device::Cpu).to_kind(tch::Kind::Int64)).unwrap_or_default();
         let halo_col = Tensor::from_slice(&cols.iter().map(|c| position[c]).collect::<Vec<_>>()).to(device);
         let local = |ids: &[usize]| ids.iter().filter(|&&i| i >= lo && i < hi).map(|&i| (i - lo) as i64).collect::<Vec<_>>();
         let local_split = [local(&spec.train), local(&spec.val), local(&spec.test)];

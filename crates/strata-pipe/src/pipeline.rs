@@ -55,6 +55,12 @@ pub struct PipelineConfig {
     pub shuffle: bool,
     /// Trick 2: scale of cross-chunk gradients (1 = off).
     pub grad_scale: f64,
+    /// GNNPipe with trick 2 off (`DISABLE_TRICK_2`): gradients that reach stale historical
+    /// rows are kept rather than dropped — their chunk's backward has already run this epoch,
+    /// so they are injected when it runs next epoch — because the reference then also skips
+    /// `clear_historical_grad()`. Off: such gradients are dropped (trick 2's clearing).
+    #[serde(default)]
+    pub carry_stale_grads: bool,
     /// Trick 3: snapshot period of historical embeddings (1 = one-epoch staleness).
     pub refresh: usize,
     /// Exact full-graph inference every this many epochs.
@@ -107,6 +113,14 @@ pub enum HistoryDtype {
 }
 
 impl HistoryDtype {
+    /// How activations crossing stages travel: in the same type.
+    pub fn value_type(self) -> crate::proto::ValueType {
+        match self {
+            HistoryDtype::F32 => crate::proto::ValueType::F32,
+            HistoryDtype::Bf16 => crate::proto::ValueType::Bf16,
+            HistoryDtype::F16 => crate::proto::ValueType::F16,
+        }
+    }
     pub fn kind(self) -> tch::Kind {
         match self {
             HistoryDtype::F32 => tch::Kind::Float,
@@ -169,6 +183,7 @@ impl PipelineConfig {
             seed: 0,
             shuffle: true,
             grad_scale: 2.0,
+            carry_stale_grads: false,
             refresh: 23,
             eval_every: 1,
             trainer: PipeTrainer::Bp,

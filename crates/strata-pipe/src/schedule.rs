@@ -34,7 +34,8 @@ pub fn train_epoch_in_process(stages: &mut [Stage], epoch: u64, order: &[usize])
     for &c in order {
         let mut b: Option<Boundary> = None;
         for s in stages.iter_mut() {
-            b = Some(s.forward(Some(c), b));
+            let dtype = s.spec.config.history_dtype;
+            b = Some(s.forward(Some(c), b.map(|b| b.as_sent(dtype))));
         }
     }
     for &c in order.iter().rev() {
@@ -53,7 +54,8 @@ pub fn train_epoch_in_process(stages: &mut [Stage], epoch: u64, order: &[usize])
 pub fn evaluate_in_process(stages: &mut [Stage]) -> (f64, f64, f64) {
     let mut b: Option<Boundary> = None;
     for s in stages.iter_mut() {
-        b = Some(s.forward(None, b));
+        let dtype = s.spec.config.history_dtype;
+        b = Some(s.forward(None, b.map(|b| b.as_sent(dtype))));
     }
     let last = stages.last().unwrap();
     let [tr, va, te] = last.evaluate(&b.unwrap().x);

@@ -151,6 +151,27 @@ pub struct Boundary {
     pub h0: Option<Tensor>,
 }
 
+impl Boundary {
+    /// Activations as the next stage receives them: rounded to the 16-bit type they travel in
+    /// (`HistoryDtype::value_type`), back in f32. The in-process schedule calls it so that it
+    /// computes what the workers compute.
+    pub fn as_sent(self, dtype: crate::pipeline::HistoryDtype) -> Boundary {
+        let kind = dtype.kind();
+        if kind == Kind::Float {
+            return self;
+        }
+        let round = |t: Tensor| t.to_kind(kind).to_kind(Kind::Float);
+        Boundary { x: round(self.x), h0: self.h0.map(round) }
+    }
+
+    /// Copies to keep for the backward recomputation, in the activations' wire type (exact:
+    /// the values arrived in it).
+    fn kept(&self, dtype: crate::pipeline::HistoryDtype) -> Boundary {
+        let keep = |t: &Tensor| if dtype.kind() == Kind::Float { t.shallow_clone() } else { t.to_kind(dtype.kind()) };
+        Boundary { x: keep(&self.x), h0: self.h0.as_ref().map(keep) }
+    }
+}
+
 struct ConvSlot {
     p: ConvParams,
     live: Tensor,
@@ -186,6 +207,7 @@ pub struct Stage {
 impl Stage {
     pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<Stage, tch::TchError> {
         let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
+        tracing::debug!("chunk operators built: {}", strata_nn::memory::rss_summary());
         let n = graph.n;
         let vs = nn::VarStore::new(device);
         let cfg = &spec.config;
@@ -206,6 +228,7 @@ impl Stage {
                 .collect();
             (lin, per_chunk, all)
         });
+        tracing::debug!("input projection built: {}", strata_nn::memory::rss_summary());
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
         let hist = || Tensor::zeros([n, cfg.hidden], (cfg.history_dtype.kind(), device));
         let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
@@ -248,18 +271,31 @@ impl Stage {
         self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
     }
 
-    /// Parameters, optimizer moments and historical buffers (live rows and snapshot).
+    /// The per-slot buffers a checkpoint carries: live rows and snapshot, plus the cross-chunk
+    /// gradients where they outlive the epoch ([`PipelineConfig::carry_stale_grads`]).
+    fn buffers(&self) -> Vec<(String, &Tensor)> {
+        let carry = self.spec.config.carry_stale_grads;
+        self.convs
+            .iter()
+            .flat_map(|s| {
+                let slot = s.p.slot;
+                let grad = carry.then(|| (format!("history.{slot}.grad"), &s.grad));
+                [(format!("history.{slot}.live"), &s.live), (format!("history.{slot}.snapshot"), &s.snapshot)].into_iter().chain(grad)
+            })
+            .collect()
+    }
+
+    /// Parameters, optimizer moments and historical buffers.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let extra = self.convs.iter().flat_map(|s| [(format!("history.{}.live", s.p.slot), s.live.to_device(Device::Cpu).to_kind(Kind::Float).copy()), (format!("history.{}.snapshot", s.p.slot), s.snapshot.to_device(Device::Cpu).to_kind(Kind::Float).copy())]).collect();
+        let extra = self.buffers().into_iter().map(|(k, t)| (k, t.to_device(Device::Cpu).to_kind(Kind::Float).copy())).collect();
         layers::state(&self.vs, &self.opt, extra)
     }
 
     /// Restores [`Stage::state`].
     pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
         layers::load_state(&self.vs, &mut self.opt, named)?;
-        for s in &self.convs {
-            layers::load_buffer(named, &format!("history.{}.live", s.p.slot), &s.live)?;
-            layers::load_buffer(named, &format!("history.{}.snapshot", s.p.slot), &s.snapshot)?;
+        for (key, t) in self.buffers() {
+            layers::load_buffer(named, &key, t)?;
         }
         Ok(())
     }
@@ -279,7 +315,14 @@ impl Stage {
                 if !epoch.is_multiple_of(refresh) {
                     s.live.copy_(&s.snapshot);
                 }
-                let _ = s.grad.zero_();
+                if !self.spec.config.carry_stale_grads {
+                    let _ = s.grad.zero_();
+                } else {
+                    // Rows of other ways' chunks are never consumed here: nothing to carry.
+                    for (ch, _) in self.graph.chunks.iter().zip(&self.pos).filter(|(_, &p)| p == usize::MAX) {
+                        let _ = s.grad.narrow(0, ch.start, ch.len()).zero_();
+                    }
+                }
             }
         });
         self.opt.zero_grad();
@@ -341,25 +384,34 @@ impl Stage {
         let ch = &self.graph.chunks[c];
         let (mut fresh, mut stale) = (Vec::new(), Vec::new());
         for (e, &src) in ch.inter_src_chunk.iter().enumerate() {
-            if self.pos[src] < self.pos[c] { fresh.push(e as i64) } else { stale.push(e as i64) }
+            if self.pos[src as usize] < self.pos[c] { fresh.push(e as i64) } else { stale.push(e as i64) }
         }
         let pick = |idx: Vec<i64>| {
             let i = Tensor::from_slice(&idx).to(ch.inter_row.device());
-            (ch.inter_row.index_select(0, &i), ch.inter_col.index_select(0, &i), ch.inter_w.index_select(0, &i))
+            // Stored in 32 bits, used in 64: libtorch's index_add_ takes 1.6× as long with
+            // 32-bit ids (measured on this host), and a chunk's picks are transient.
+            let id = |t: &Tensor| t.index_select(0, &i).to_kind(Kind::Int64);
+            (id(&ch.inter_row), id(&ch.inter_col), ch.inter_w.index_select(0, &i))
         };
         [pick(fresh), pick(stale)]
     }
 
     /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
     /// `inter` the aggregated inter-chunk messages.
-    /// `inter` is `None` for the whole graph (every edge is intra, no autograd): no N × d zeros
-    /// to add, and the update runs in place.
-    fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Option<Tensor>, h0: Option<&Tensor>) -> Tensor {
-        let intra = ch.aggregate_intra(xd);
-        match inter {
-            Some(inter) => layers::conv_update(&self.spec.config, &s.p, intra + inter, h0),
-            None => layers::conv_update_inference(&self.spec.config, &s.p, intra, h0),
+    fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
+        layers::conv_update(&self.spec.config, &s.p, ch.aggregate_intra(xd) + inter, h0)
+    }
+
+    /// One conv slot on the whole graph without autograd, one row block at a time: the layer
+    /// holds its input, its output and one block's aggregate (in place where it can be).
+    fn infer_conv(&self, s: &ConvSlot, x: &Tensor, h0: Option<&Tensor>) -> Tensor {
+        let out = x.empty_like();
+        for b in &self.graph.full_blocks {
+            let h0b = h0.map(|h| h.narrow(0, b.start, b.len()));
+            let y = layers::conv_update_inference(&self.spec.config, &s.p, b.aggregate_block(x), h0b.as_ref());
+            out.narrow(0, b.start, b.len()).copy_(&y);
         }
+        out
     }
 
     /// Stage 0's input projection of chunk `c` (`None` = all nodes): `relu(dropout(X)·W)`,
@@ -380,28 +432,28 @@ impl Stage {
     pub fn forward(&mut self, c: Option<usize>, input: Option<Boundary>) -> Boundary {
         let train = c.is_some();
         if let (Some(c), Some(b)) = (c, input.as_ref()) {
-            self.saved_inputs[c] = Some(Boundary { x: b.x.shallow_clone(), h0: b.h0.as_ref().map(|t| t.shallow_clone()) });
+            self.saved_inputs[c] = Some(b.kept(self.spec.config.history_dtype));
         }
         tch::no_grad(|| {
             let (mut x, mut h0) = match input {
                 Some(b) => (b.x, b.h0),
                 None => self.project(c, train),
             };
-            let ch = c.map_or(&self.graph.full, |c| &self.graph.chunks[c]);
-            let inter_parts = c.map(|c| self.split_inter(c));
+            let inter_parts = c.map(|c| (c, self.split_inter(c)));
             for s in &self.convs {
                 if let Some(c) = c {
                     tch::manual_seed(self.seed_for(c, s.p.slot));
                 }
                 let xd = dropout(&x, self.spec.config.dropout, train);
-                let inter = match &inter_parts {
-                    Some(parts) => {
+                x = match &inter_parts {
+                    Some((c, parts)) => {
+                        let ch = &self.graph.chunks[*c];
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        Some(aggregate_inter(&xd, &s.live, &s.snapshot, parts))
+                        let inter = aggregate_inter(&xd, &s.live, &s.snapshot, parts);
+                        self.conv_update(s, ch, &xd, inter, h0.as_ref())
                     }
-                    None => None,
+                    None => self.infer_conv(s, &xd, h0.as_ref()),
                 };
-                x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
             }
             if let Some(head) = &self.head {
                 if let Some(c) = c {
@@ -421,7 +473,7 @@ impl Stage {
         let ch_start = self.graph.chunks[c].start;
         let saved = self.saved_inputs[c].take();
         let (x_leaf, h0_leaf) = match &saved {
-            Some(b) => (Some(b.x.detach().set_requires_grad(true)), b.h0.as_ref().map(|h| h.detach().set_requires_grad(true))),
+            Some(b) => (Some(b.x.to_kind(Kind::Float).detach().set_requires_grad(true)), b.h0.as_ref().map(|h| h.to_kind(Kind::Float).detach().set_requires_grad(true))),
             None => (None, None),
         };
         let mut surrogate = Tensor::zeros([], (Kind::Float, self.labels.device()));
@@ -443,7 +495,7 @@ impl Stage {
             let inter = tch::no_grad(|| aggregate_inter(&xd, &s.live, &s.snapshot, &parts)).set_requires_grad(true);
             inter_leaves.push((i, inter.shallow_clone()));
             let ch = &self.graph.chunks[c];
-            x = self.conv_update(s, ch, &xd, Some(inter), h0.as_ref());
+            x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
         }
         if let Some(head) = &self.head {
             tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
@@ -467,16 +519,28 @@ impl Stage {
         if surrogate.requires_grad() {
             surrogate.backward();
         }
+        let carry = self.spec.config.carry_stale_grads;
         tch::no_grad(|| {
-            let (fr, fc, fw) = &parts[0];
+            if carry {
+                // Consumed: what stays in these rows now comes from the stale edges below and
+                // is injected next epoch.
+                for s in &self.convs {
+                    let _ = s.grad.narrow(0, ch_start, self.graph.chunks[c].len()).zero_();
+                }
+            }
+            // Fresh edges always; stale ones too when their gradients are carried over.
+            let groups = if carry { &parts[..] } else { &parts[..1] };
             for (i, leaf) in inter_leaves {
                 let g = leaf.grad();
-                if g.defined() {
-                    // d loss / d fresh[e] = w_e · d loss / d inter[row_e], scaled (trick 2).
-                    let mut acc = self.convs[i].grad.shallow_clone();
-                    for (start, len) in slices(fr.size()[0]) {
-                        let msg = g.index_select(0, &fr.narrow(0, start, len)) * fw.narrow(0, start, len).unsqueeze(-1);
-                        let _ = acc.index_add_(0, &fc.narrow(0, start, len), &(msg * self.spec.config.grad_scale));
+                if !g.defined() {
+                    continue;
+                }
+                let mut acc = self.convs[i].grad.shallow_clone();
+                for (rows, cols, w) in groups {
+                    // d loss / d source[e] = w_e · d loss / d inter[row_e], scaled (trick 2).
+                    for (start, len) in slices(rows.size()[0]) {
+                        let msg = g.index_select(0, &rows.narrow(0, start, len)) * w.narrow(0, start, len).unsqueeze(-1);
+                        let _ = acc.index_add_(0, &cols.narrow(0, start, len), &(msg * self.spec.config.grad_scale));
                     }
                 }
             }

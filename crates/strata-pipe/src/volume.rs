@@ -33,6 +33,9 @@ pub struct VolumeModel {
     pub tensors_per_boundary: usize,
     /// Trainable parameters W (for the weight all-reduce).
     pub parameters: usize,
+    /// Bytes per activation value crossing a stage boundary (4; 2 when activations travel in
+    /// the historical embeddings' 16-bit type). Gradients always take 4.
+    pub activation_bytes: usize,
 }
 
 const S: f64 = 4.0;
@@ -45,9 +48,11 @@ impl VolumeModel {
         let weights = 2.0 * (parts as f64 - 1.0) * self.parameters as f64 * S;
         (halo, weights)
     }
-    /// Layer-level pipeline over P stages: 2·s·(P−1)·N·d·T, independent of L and of the chunk count.
+    /// Layer-level pipeline over P stages: (a + s)·(P−1)·N·d·T (activations up at `a` bytes a
+    /// value, gradients down at s; 2·s·(P−1)·N·d·T in f32), independent of L and of the chunk
+    /// count.
     pub fn pipeline(&self, stages: usize) -> f64 {
-        2.0 * S * (stages as f64 - 1.0) * self.nodes as f64 * self.width as f64 * self.tensors_per_boundary as f64
+        (self.activation_bytes as f64 + S) * (stages as f64 - 1.0) * self.nodes as f64 * self.width as f64 * self.tensors_per_boundary as f64
     }
 }
 
@@ -69,7 +74,7 @@ mod tests {
     #[test]
     fn matches_the_reference_numbers() {
         // GNNPipe logs, reddit GCN (notes §4.3): graph 14.48 GiB, pipeline 1.215 GiB.
-        let m = VolumeModel { nodes: 232_965, layers: 32, width: 100, tensors_per_boundary: 1, parameters: 0 };
+        let m = VolumeModel { nodes: 232_965, layers: 32, width: 100, tensors_per_boundary: 1, parameters: 0, activation_bytes: 4 };
         let gib = (1u64 << 30) as f64;
         assert!((m.graph_parallel(607_420, 8).0 / gib - 14.48).abs() < 0.01);
         assert!((m.pipeline(8) / gib - 1.215).abs() < 0.001);

@@ -1,8 +1,9 @@
-//! Tensors on the wire: splitting a row-major f32 tensor into [`TensorChunk`] messages of
+//! Tensors on the wire: splitting a row-major tensor (f32, or bf16/f16 activations) into
+//! [`TensorChunk`] messages of
 //! bounded size, and reassembling them with every invariant checked (a worker must never
 //! trust the network: wrong sizes, gaps, overlaps and mixed tensors are errors, not panics).
 
-use crate::proto::{TensorChunk, TensorKind};
+use crate::proto::{TensorChunk, TensorKind, ValueType};
 
 /// Default payload per message: well under tonic's 4 MiB decoding limit.
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
@@ -15,6 +16,25 @@ pub struct TensorMeta {
     pub epoch: u64,
     pub chunk: u32,
     pub shape: Vec<i64>,
+    pub value_type: ValueType,
+}
+
+impl ValueType {
+    /// Bytes per value.
+    pub fn size(self) -> u64 {
+        match self {
+            ValueType::F32 => 4,
+            ValueType::Bf16 | ValueType::F16 => 2,
+        }
+    }
+    /// The libtorch element type.
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            ValueType::F32 => tch::Kind::Float,
+            ValueType::Bf16 => tch::Kind::BFloat16,
+            ValueType::F16 => tch::Kind::Half,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,38 +53,128 @@ pub enum WireError {
     Empty,
     #[error("tensor `{name}`: {bytes} bytes exceeds this worker's limit of {limit}")]
     TooLarge { name: String, bytes: u64, limit: u64 },
+    #[error("tensor `{name}`: unknown value type {value_type}")]
+    BadValueType { name: String, value_type: i32 },
     #[error("tensor `{name}`: invalid shape {shape:?}")]
     BadShape { name: String, shape: Vec<i64> },
 }
 
-fn shape_bytes(shape: &[i64]) -> Option<u64> {
-    shape.iter().try_fold(4u64, |acc, &d| if d < 0 { None } else { acc.checked_mul(d as u64) })
+fn shape_bytes(shape: &[i64], value_type: ValueType) -> Option<u64> {
+    shape.iter().try_fold(value_type.size(), |acc, &d| if d < 0 { None } else { acc.checked_mul(d as u64) })
+}
+
+/// The wire carries f32 values little-endian, as they lie in memory here.
+#[cfg(target_endian = "big")]
+compile_error!("strata's tensor wire format is little-endian f32; big-endian hosts would need a byte swap");
+
+/// The bytes of `values` as they go on the wire (no copy).
+pub fn f32_bytes(values: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(values)
+}
+
+/// A tensor's bytes for [`Pieces`]: a contiguous CPU tensor of the value type sent (a shallow
+/// alias of the caller's when it already is one) read in place.
+pub struct TensorBytes(tch::Tensor);
+
+impl TensorBytes {
+    pub fn new(t: &tch::Tensor, value_type: ValueType) -> TensorBytes {
+        TensorBytes(t.to(tch::Device::Cpu).to_kind(value_type.kind()).contiguous())
+    }
+}
+
+impl AsRef<[u8]> for TensorBytes {
+    fn as_ref(&self) -> &[u8] {
+        let n = self.0.numel();
+        if n == 0 {
+            return &[];
+        }
+        // SAFETY: the tensor is contiguous and on the CPU (`new`), so its n values are
+        // n·element-size initialised bytes from data_ptr; the Tensor we hold keeps the storage
+        // alive for as long as the slice is borrowed from us.
+        unsafe { std::slice::from_raw_parts(self.0.data_ptr() as *const u8, n * self.0.kind().elt_size_in_bytes()) }
+    }
+}
+
+/// The messages of one tensor, made one at a time as the stream is polled: a tensor of any size
+/// goes out holding at most one message's payload beside its own memory (a whole-graph
+/// activation at 1M nodes is 256 MiB; collecting its messages first would double that, and the
+/// byte conversion before it would triple it).
+pub struct Pieces<B> {
+    meta: TensorMeta,
+    data: B,
+    step: usize,
+    offset: usize,
+    done: bool,
+}
+
+/// Field 8 of `TensorChunk`, the payload.
+const DATA_TAG: u32 = 8;
+
+impl<B: AsRef<[u8]>> Pieces<B> {
+    /// `data`: the tensor's row-major bytes (`meta.shape`, `meta.value_type`), split into
+    /// pieces of at most `max_bytes` (rounded down to whole values).
+    pub fn new(meta: TensorMeta, data: B, max_bytes: usize) -> Pieces<B> {
+        let size = meta.value_type.size() as usize;
+        Pieces { meta, data, step: max_bytes.max(size) / size * size, offset: 0, done: false }
+    }
+
+    fn message(&self, offset: usize, data: Vec<u8>) -> TensorChunk {
+        TensorChunk {
+            name: self.meta.name.clone(),
+            kind: self.meta.kind as i32,
+            epoch: self.meta.epoch,
+            chunk: self.meta.chunk,
+            shape: self.meta.shape.clone(),
+            total_bytes: self.data.as_ref().len() as u64,
+            offset: offset as u64,
+            data,
+            value_type: self.meta.value_type as i32,
+        }
+    }
+
+    /// The tensor's bytes (the payload the volume model counts).
+    pub fn payload_bytes(&self) -> u64 {
+        self.data.as_ref().len() as u64
+    }
+
+    /// Bytes every message will take on the wire (protobuf encoding plus gRPC's 1 flag byte and
+    /// 4 length bytes), computed without building them.
+    pub fn wire_bytes(&self) -> u64 {
+        use prost::Message;
+        let total = self.data.as_ref().len();
+        let (mut sum, mut offset) = (0usize, 0usize);
+        loop {
+            let len = self.step.min(total - offset);
+            let header = self.message(offset, Vec::new()).encoded_len();
+            let payload = if len > 0 { prost::encoding::key_len(DATA_TAG) + prost::encoding::encoded_len_varint(len as u64) + len } else { 0 };
+            sum += header + payload + 5;
+            offset += len;
+            if offset >= total {
+                return sum as u64;
+            }
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> Iterator for Pieces<B> {
+    type Item = TensorChunk;
+    fn next(&mut self) -> Option<TensorChunk> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.data.as_ref();
+        let len = self.step.min(bytes.len() - self.offset);
+        let msg = self.message(self.offset, bytes[self.offset..self.offset + len].to_vec());
+        self.offset += len;
+        // An empty tensor still sends one message: its header.
+        self.done = self.offset >= bytes.len();
+        Some(msg)
+    }
 }
 
 /// Splits `values` (row-major, `meta.shape`) into messages of at most `max_bytes` payload.
 pub fn encode(meta: &TensorMeta, values: &[f32], max_bytes: usize) -> Vec<TensorChunk> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let total = bytes.len() as u64;
-    let step = max_bytes.max(4) / 4 * 4;
-    let pieces: Vec<&[u8]> = if bytes.is_empty() { vec![&[][..]] } else { bytes.chunks(step).collect() };
-    let mut offset = 0u64;
-    pieces
-        .into_iter()
-        .map(|piece| {
-            let msg = TensorChunk {
-                name: meta.name.clone(),
-                kind: meta.kind as i32,
-                epoch: meta.epoch,
-                chunk: meta.chunk,
-                shape: meta.shape.clone(),
-                total_bytes: total,
-                offset,
-                data: piece.to_vec(),
-            };
-            offset += piece.len() as u64;
-            msg
-        })
-        .collect()
+    Pieces::new(meta.clone(), f32_bytes(values), max_bytes).collect()
 }
 
 /// Reassembles one tensor from its pieces, in order.
@@ -82,7 +192,8 @@ impl Assembler {
     pub fn push(&mut self, c: TensorChunk) -> Result<(), WireError> {
         match &self.meta {
             None => {
-                let expected = shape_bytes(&c.shape).ok_or_else(|| WireError::BadShape { name: c.name.clone(), shape: c.shape.clone() })?;
+                let value_type = ValueType::try_from(c.value_type).map_err(|_| WireError::BadValueType { name: c.name.clone(), value_type: c.value_type })?;
+                let expected = shape_bytes(&c.shape, value_type).ok_or_else(|| WireError::BadShape { name: c.name.clone(), shape: c.shape.clone() })?;
                 if expected != c.total_bytes {
                     return Err(WireError::ShapeMismatch { name: c.name, shape: c.shape, expected, found: c.total_bytes });
                 }
@@ -90,13 +201,13 @@ impl Assembler {
                     return Err(WireError::TooLarge { name: c.name, bytes: c.total_bytes, limit: self.limit });
                 }
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
-                let meta = TensorMeta { name: c.name.clone(), kind, epoch: c.epoch, chunk: c.chunk, shape: c.shape.clone() };
+                let meta = TensorMeta { name: c.name.clone(), kind, epoch: c.epoch, chunk: c.chunk, shape: c.shape.clone(), value_type };
                 // No reservation from the header: the buffer grows with the bytes that arrive, so a
                 // forged total_bytes cannot make the worker allocate.
                 self.meta = Some((meta, c.total_bytes));
             }
             Some((m, total)) => {
-                if c.name != m.name || c.epoch != m.epoch || c.chunk != m.chunk || c.shape != m.shape || c.total_bytes != *total {
+                if c.name != m.name || c.epoch != m.epoch || c.chunk != m.chunk || c.shape != m.shape || c.total_bytes != *total || c.value_type != m.value_type as i32 {
                     return Err(WireError::Mixed { name: m.name.clone(), other: c.name });
                 }
             }
@@ -112,14 +223,22 @@ impl Assembler {
         self.buf.extend_from_slice(&c.data);
         Ok(())
     }
-    /// The tensor, once every byte has arrived.
-    pub fn finish(self) -> Result<(TensorMeta, Vec<f32>), WireError> {
+    /// The tensor's bytes (row-major little-endian `meta.value_type`, `meta.shape`), once every
+    /// byte has arrived.
+    pub fn finish(self) -> Result<(TensorMeta, Vec<u8>), WireError> {
         let (meta, total) = self.meta.ok_or(WireError::Empty)?;
         if self.buf.len() as u64 != total {
             return Err(WireError::Incomplete { name: meta.name, received: self.buf.len() as u64, total });
         }
-        let values = self.buf.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        Ok((meta, values))
+        Ok((meta, self.buf))
+    }
+
+    /// [`Assembler::finish`] as a CPU tensor of the value type sent: one copy, the bytes freed
+    /// right after.
+    pub fn finish_tensor(self) -> Result<(TensorMeta, tch::Tensor), WireError> {
+        let (meta, bytes) = self.finish()?;
+        let tensor = tch::Tensor::from_data_size(&bytes, &meta.shape, meta.value_type.kind());
+        Ok((meta, tensor))
     }
 }
 
@@ -129,7 +248,7 @@ mod tests {
     use prost::Message;
 
     fn meta(shape: Vec<i64>) -> TensorMeta {
-        TensorMeta { name: "h".into(), kind: TensorKind::Activation, epoch: 3, chunk: 1, shape }
+        TensorMeta { name: "h".into(), kind: TensorKind::Activation, epoch: 3, chunk: 1, shape, value_type: ValueType::F32 }
     }
 
     #[test]
@@ -145,7 +264,52 @@ mod tests {
         }
         let (m, back) = a.finish().unwrap();
         assert_eq!(m.shape, vec![rows as i64, 64]);
-        assert_eq!(back, values);
+        assert_eq!(back, f32_bytes(&values));
+    }
+
+    #[test]
+    fn sixteen_bit_activations_round_trip_at_half_the_bytes() {
+        let values: Vec<f32> = (0..3000).map(|i| (i as f32 * 0.37).sin() * 100.0).collect();
+        let t = tch::Tensor::from_slice(&values).view([1000, 3]);
+        for vt in [ValueType::Bf16, ValueType::F16] {
+            let m = TensorMeta { value_type: vt, ..meta(vec![1000, 3]) };
+            let pieces = Pieces::new(m, TensorBytes::new(&t, vt), 1001);
+            assert_eq!(pieces.payload_bytes(), 6000);
+            let mut a = Assembler::new(1 << 20);
+            pieces.for_each(|x| a.push(x).unwrap());
+            let (m, back) = a.finish_tensor().unwrap();
+            assert_eq!(m.value_type, vt);
+            assert_eq!(back.kind(), vt.kind());
+            // Exactly the sender's rounding: nothing else changed on the way.
+            assert!(back.equal(&t.to_kind(vt.kind())));
+        }
+        // A piece claiming another value type than the tensor's first is refused.
+        let mut msgs = encode(&meta(vec![1000, 3]), &values, 4000);
+        msgs[1].value_type = ValueType::Bf16 as i32;
+        let mut a = Assembler::new(1 << 20);
+        a.push(msgs[0].clone()).unwrap();
+        assert!(matches!(a.push(msgs[1].clone()), Err(WireError::Mixed { .. })));
+        msgs[0].value_type = 7;
+        assert!(matches!(Assembler::new(1 << 20).push(msgs[0].clone()), Err(WireError::BadValueType { .. })));
+    }
+
+    #[test]
+    fn wire_bytes_are_counted_before_the_messages_exist() {
+        use prost::Message;
+        for (len, piece) in [(0usize, 64usize), (1, 64), (16, 64), (17, 64), (300_000, 1 << 20), (1 << 20, 1 << 20), (5, 4)] {
+            let values: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let m = meta(vec![len as i64]);
+            let pieces = Pieces::new(m.clone(), f32_bytes(&values), piece);
+            let predicted = pieces.wire_bytes();
+            let msgs: Vec<TensorChunk> = pieces.collect();
+            let actual: u64 = msgs.iter().map(|x| x.encoded_len() as u64 + 5).sum();
+            assert_eq!(predicted, actual, "{len} values in pieces of {piece} bytes");
+            assert_eq!(msgs.iter().map(|x| x.data.len()).sum::<usize>(), len * 4);
+            let mut a = Assembler::new(1 << 30);
+            msgs.into_iter().for_each(|x| a.push(x).unwrap());
+            let (_, t) = a.finish_tensor().unwrap();
+            assert_eq!(Vec::<f32>::try_from(t.view(-1)).unwrap(), values);
+        }
     }
 
     #[test]
@@ -190,6 +354,7 @@ mod tests {
             total_bytes: 512 << 20,
             offset: 0,
             data: vec![0; 8],
+            value_type: 0,
         };
         let mut a = Assembler::new(1 << 30);
         a.push(header).unwrap();
@@ -279,9 +444,9 @@ mod tests {
             let outcome = msgs.into_iter().try_for_each(|m| a.push(m)).and_then(|_| a.finish());
             match outcome {
                 Ok((m, back)) => {
-                    // Whatever was accepted is self-consistent: the shape holds exactly the values.
-                    let expected = shape_bytes(&m.shape).unwrap();
-                    prop_assert_eq!(back.len() as u64 * 4, expected);
+                    // Whatever was accepted is self-consistent: the shape holds exactly the bytes.
+                    let expected = shape_bytes(&m.shape, m.value_type).unwrap();
+                    prop_assert_eq!(back.len() as u64, expected);
                 }
                 Err(_) => refused.set(refused.get() + 1),
             }

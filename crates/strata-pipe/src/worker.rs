@@ -9,19 +9,19 @@ use crate::proto::worker_server::{Worker, WorkerServer};
 use crate::layers::Exchange;
 use crate::partition_stage::PartitionStage;
 use crate::pipeline::Mode;
-use crate::proto::{Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind};
+use crate::proto::{Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind, ValueType};
 use crate::security::{bearer_matches, Credentials, Role};
 use crate::forward_stage::ForwardStage;
 use crate::pipeline::PipeTrainer;
 use crate::stage::{Boundary, Stage, StageSpec};
-use crate::wire::{encode, Assembler, TensorMeta, DEFAULT_CHUNK_BYTES};
+use crate::wire::{Assembler, Pieces, TensorBytes, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 use tokio::sync::{oneshot, watch};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -327,8 +327,7 @@ impl Worker for Svc {
             bytes += c.data.len() as u64;
             asm.push(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
-        let (meta, values) = asm.finish().map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let tensor = Tensor::from_slice(&values).view(meta.shape.as_slice());
+        let (meta, tensor) = asm.finish_tensor().map_err(|e| Status::invalid_argument(e.to_string()))?;
         let key = (meta.kind as i32, meta.epoch, meta.chunk, meta.name);
         self.unclaimed.fetch_add(bytes, Ordering::SeqCst);
         self.inbox.send(Received { key, tensor, bytes }).map_err(|_| Status::unavailable("compute thread gone"))?;
@@ -416,7 +415,8 @@ impl Compute {
         loop {
             if let Some((t, bytes)) = self.pending.remove(&key) {
                 self.unclaimed.fetch_sub(bytes, Ordering::SeqCst);
-                return Ok(t.to(self.device));
+                // 16-bit activations are computed with in f32 (the values are exact in both).
+                return Ok(t.to(self.device).to_kind(Kind::Float));
             }
             self.check_abandoned()?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -478,15 +478,16 @@ impl Compute {
         Ok(p.to_path_buf())
     }
 
-    /// Streams one tensor to a peer in the background; returns the payload bytes.
+    /// Streams one tensor to a peer in the background, its messages cut from the tensor's own
+    /// memory as the stream is polled; returns the payload bytes. The tensor must not be
+    /// written in place until the epoch's sends are flushed (callers that reuse a buffer send
+    /// a copy).
     fn send_tensor(&self, to: &Client, to_addr: &str, meta: TensorMeta, t: &Tensor, tasks: &mut Vec<SendTask>) -> u64 {
-        let t = t.to(Device::Cpu).contiguous();
-        let values = Vec::<f32>::try_from(t.view(-1)).unwrap_or_default();
         let kind = meta.kind;
-        let msgs = encode(&meta, &values, DEFAULT_CHUNK_BYTES);
-        let bytes = (values.len() * 4) as u64;
-        // gRPC frames each message as 1 flag byte + 4 length bytes + the protobuf encoding.
-        let wire: u64 = msgs.iter().map(|m| prost::Message::encoded_len(m) as u64 + 5).sum();
+        let data = TensorBytes::new(t, meta.value_type);
+        let msgs = Pieces::new(meta, data, DEFAULT_CHUNK_BYTES);
+        let bytes = msgs.payload_bytes();
+        let wire = msgs.wire_bytes();
         self.wire_bytes.fetch_add(wire, Ordering::Relaxed);
         metrics::counter!("strata_wire_bytes_sent_total").increment(wire);
         let label = match kind {
@@ -524,6 +525,7 @@ impl Compute {
         reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
         reply.wire_bytes = self.wire_bytes.load(Ordering::Relaxed);
         reply.peak_rss_bytes = strata_nn::memory::peak_rss_bytes().unwrap_or(0);
+        tracing::info!("epoch {} ({}) done in {:.0} ms: {}", req.epoch, if req.train { "train" } else { "eval" }, reply.compute_ms, strata_nn::memory::rss_summary());
         reply.cuda_peak_bytes = strata_nn::memory::cuda_peak_bytes(self.device);
         metrics::gauge!("strata_peak_rss_bytes").set(reply.peak_rss_bytes as f64);
         if reply.cuda_peak_bytes > 0 {
@@ -564,6 +566,7 @@ impl Compute {
     fn configure(&mut self, spec: StageSpec, npz: tempfile::NamedTempFile, rank: usize, peer_addrs: Vec<String>) -> Result<(), String> {
         let data = crate::StageData::from_npz(npz.path()).map_err(|e| format!("graph from launcher: {e}"))?;
         drop(npz);
+        tracing::info!("graph from launcher parsed: {}", strata_nn::memory::rss_summary());
         let mut spec = spec;
         if !(spec.train.is_empty() && spec.val.is_empty() && spec.test.is_empty()) {
             return Err("stage spec: the split's node ids come in the graph stream, not in the spec".into());
@@ -598,7 +601,8 @@ impl Compute {
             Engine::Forward(f) => f.parameters(),
         };
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::new(&spec, data.num_nodes(), parameters);
-        tracing::info!("stage data: {} feature rows, {} labelled; peak RSS after configuring {} MiB", data.feature_rows.len(), data.labels.iter().filter(|&&l| l >= 0).count(), strata_nn::memory::peak_rss_bytes().unwrap_or(0) >> 20);
+        tracing::info!("stage data: {} feature rows, {} labelled; configured: {}", data.feature_rows.len(), data.labels.iter().filter(|&&l| l >= 0).count(), strata_nn::memory::rss_summary());
+        drop(data);
         self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
     }
@@ -620,7 +624,10 @@ impl Net<'_> {
         let mut bytes = 0;
         for (name, t) in [("x", Some(&b.x)), ("h0", b.h0.as_ref())] {
             let Some(t) = t else { continue };
-            let meta = TensorMeta { name: name.into(), kind, epoch: self.epoch, chunk, shape: t.size() };
+            // Activations travel in the historical embeddings' type (a 16-bit one halves the
+            // bytes); gradients stay f32.
+            let value_type = if kind == TensorKind::Activation { self.ctx.spec.config.history_dtype.value_type() } else { ValueType::F32 };
+            let meta = TensorMeta { name: name.into(), kind, epoch: self.epoch, chunk, shape: t.size(), value_type };
             bytes += self.c.send_tensor(&self.ctx.peers[to_rank], &self.ctx.peer_addrs[to_rank], meta, t, &mut self.tasks);
         }
         bytes
@@ -745,7 +752,7 @@ impl Exchange for Net<'_> {
         let me = ctx.spec.way;
         for (q, t) in outgoing {
             let to = ctx.rank_of(*q, ctx.spec.stage);
-            let meta = TensorMeta { name: format!("{tag}:{me}"), kind: TensorKind::Halo, epoch: self.epoch, chunk: slot as u32, shape: t.size() };
+            let meta = TensorMeta { name: format!("{tag}:{me}"), kind: TensorKind::Halo, epoch: self.epoch, chunk: slot as u32, shape: t.size(), value_type: ValueType::F32 };
             self.halo_bytes += self.c.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, t, &mut self.tasks);
         }
         incoming
@@ -779,8 +786,9 @@ impl Exchange for Net<'_> {
                 let send_seg = (me + w * 2 + shift - step) % w;
                 let recv_seg = (me + w * 2 + shift - step - 1) % w;
                 let (off, len) = seg(send_seg);
-                let meta = TensorMeta { name: format!("{phase}:{step}"), kind: TensorKind::Weight, epoch: self.epoch, chunk: ctx.spec.stage as u32, shape: vec![len] };
-                self.weight_bytes += self.c.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, &flat.narrow(0, off, len), &mut self.tasks);
+                let meta = TensorMeta { name: format!("{phase}:{step}"), kind: TensorKind::Weight, epoch: self.epoch, chunk: ctx.spec.stage as u32, shape: vec![len], value_type: ValueType::F32 };
+                // A copy: `flat` is summed into in place while the segment may still be in flight.
+                self.weight_bytes += self.c.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, &flat.narrow(0, off, len).copy(), &mut self.tasks);
                 let got = self.c.recv(TensorKind::Weight, self.epoch, ctx.spec.stage as u32, &format!("{phase}:{step}"), &ctx.describe(from))?.to(Device::Cpu);
                 let (off, len) = seg(recv_seg);
                 if got.size() != [len] {

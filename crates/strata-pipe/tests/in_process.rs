@@ -4,7 +4,12 @@
 use strata_graph::registry::locate_or_skip;
 use strata_pipe::{chunk_order, evaluate_in_process, plan, train_epoch_in_process, PipelineConfig, Stage};
 
+/// libtorch's generator is process-wide and the stages reseed it per chunk: tests in this file
+/// run one at a time, or they would draw each other's dropout masks.
+static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn pipeline_accuracy(cfg: &PipelineConfig) -> (f64, f64) {
+    let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let d = strata_graph::load("cora", None).unwrap();
     let p = plan(&d, &d.splits[0], cfg);
     let mut stages: Vec<Stage> = p.specs.iter().map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
@@ -34,4 +39,41 @@ fn gcnii_pipeline_learns_cora() {
     let (val, test) = pipeline_accuracy(&cfg);
     eprintln!("in-process pipeline GCNII-8, P=4, K=16: val {val:.3} test {test:.3}");
     assert!(test > 0.75, "test accuracy {test}");
+}
+
+/// Losses of the first epochs of an in-process GCNII-4 pipeline (P = 2, K = 8) on a generated
+/// graph, and the checkpoint keys of its first stage.
+fn first_losses(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<String>) {
+    let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let d = strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec { nodes: 1200, degree: 8.0, features: 16, classes: 4, ..Default::default() }).unwrap();
+    let p = plan(&d, &d.splits[0], cfg);
+    let mut stages: Vec<Stage> = p.specs.iter().map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
+    let losses = (0..epochs)
+        .map(|epoch| {
+            let order = chunk_order(stages[0].num_chunks(), cfg.seed, epoch, cfg.shuffle);
+            train_epoch_in_process(&mut stages, epoch, &order)
+        })
+        .collect();
+    (losses, stages[0].state().into_iter().map(|(k, _)| k).filter(|k| k.starts_with("history.")).collect())
+}
+
+#[test]
+fn trick_2_off_carries_stale_gradients_into_the_next_epoch() {
+    let mut base = PipelineConfig::gcnii(4, 2);
+    base.chunks = 8;
+    base.hidden = 16;
+    base.grad_scale = 1.0;
+    base.refresh = 1;
+    let mut carry = base.clone();
+    carry.carry_stale_grads = true;
+    let (dropped, dropped_keys) = first_losses(&base, 6);
+    let (carried, carried_keys) = first_losses(&carry, 6);
+    eprintln!("grad scale 1, stale gradients dropped: {dropped:?}\ntrick 2 off as GNNPipe ran it: {carried:?}");
+    // Epoch 0's step and epoch 1's forward see the same gradients: what reaches stale rows is
+    // injected only when their chunk's backward runs again, in epoch 1.
+    assert_eq!(dropped[..2], carried[..2], "the first two losses must agree bit for bit");
+    assert!(carried[2..].iter().zip(&dropped[2..]).any(|(a, b)| a != b), "carried gradients changed nothing: {carried:?}");
+    assert!(carried[5] < carried[0], "trick-2-off training does not descend: {carried:?}");
+    // An exact resume needs the carried gradients: they are checkpointed, and only then.
+    assert!(carried_keys.iter().any(|k| k.ends_with(".grad")) && !dropped_keys.iter().any(|k| k.ends_with(".grad")), "{carried_keys:?} / {dropped_keys:?}");
 }
