@@ -1,7 +1,7 @@
 //! Tensors on the wire: splitting a row-major tensor (f32, or bf16/f16 activations) into
-//! [`TensorChunk`] messages of
-//! bounded size, and reassembling them with every invariant checked (a worker must never
-//! trust the network: wrong sizes, gaps, overlaps and mixed tensors are errors, not panics).
+//! [`TensorChunk`] messages of bounded size, and reassembling them with every invariant checked
+//! (a worker must never trust the network: wrong sizes, gaps, overlaps and mixed tensors are
+//! errors, not panics).
 
 use crate::proto::{TensorChunk, TensorKind, ValueType};
 
@@ -63,9 +63,9 @@ fn shape_bytes(shape: &[i64], value_type: ValueType) -> Option<u64> {
     shape.iter().try_fold(value_type.size(), |acc, &d| if d < 0 { None } else { acc.checked_mul(d as u64) })
 }
 
-/// The wire carries f32 values little-endian, as they lie in memory here.
+/// The wire carries values little-endian, as they lie in memory here.
 #[cfg(target_endian = "big")]
-compile_error!("strata's tensor wire format is little-endian f32; big-endian hosts would need a byte swap");
+compile_error!("strata's tensor wire format is little-endian; big-endian hosts would need a byte swap");
 
 /// The bytes of `values` as they go on the wire (no copy).
 pub fn f32_bytes(values: &[f32]) -> &[u8] {
