@@ -353,7 +353,7 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
     let rows0 = (plan.offsets[1] - plan.offsets[0]) as i64;
     rt.block_on(async {
         let mut c = strata_pipe::worker::client(&addr, &creds).unwrap();
-        let chunk = |name: &str, shape: Vec<i64>, total: u64, offset: u64, data: Vec<u8>| TensorChunk { name: name.into(), kind: TensorKind::Activation as i32, epoch: 0, chunk: 0, shape, total_bytes: total, offset, data };
+        let chunk = |name: &str, shape: Vec<i64>, total: u64, offset: u64, data: Vec<u8>| TensorChunk { name: name.into(), kind: TensorKind::Activation as i32, epoch: 0, chunk: 0, shape, total_bytes: total, offset, data, value_type: 0 };
         let big = c.push_tensor(iter(vec![chunk("x", vec![(10 << 20) / 4], 10 << 20, 0, garbage.clone())])).await.unwrap_err();
         eprintln!("10 MiB message: {big}");
         assert!(matches!(big.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange), "{big}");
