@@ -100,14 +100,18 @@ pub fn load_buffer(named: &std::collections::HashMap<String, Tensor>, key: &str,
     Ok(())
 }
 
+/// GCNII's identity mapping `(1 − β_l)·I + β_l·W`, one d × d matrix.
+pub fn gcnii_mix(p: &ConvParams) -> Tensor {
+    let d = p.weight.size()[0];
+    Tensor::eye(d, (p.weight.kind(), p.weight.device())) * (1.0 - p.beta) + &p.weight * p.beta
+}
+
 /// One convolution given its aggregated input `agg = Â·dropout(h)` (rows of the caller's vertices).
 pub fn conv_update(cfg: &PipelineConfig, p: &ConvParams, agg: Tensor, h0: Option<&Tensor>) -> Tensor {
     match cfg.model {
         PipeModel::Gcnii => {
             let support = agg * (1.0 - cfg.alpha) + h0.expect("GCNII carries h0") * cfg.alpha;
-            let d = p.weight.size()[0];
-            let mix = Tensor::eye(d, (p.weight.kind(), p.weight.device())) * (1.0 - p.beta) + &p.weight * p.beta;
-            support.matmul(&mix).relu()
+            support.matmul(&gcnii_mix(p)).relu()
         }
         PipeModel::Gcn => (agg.matmul(&p.weight) + p.bias.as_ref().expect("GCN has a bias")).relu(),
     }
@@ -120,9 +124,7 @@ pub fn conv_update_inference(cfg: &PipelineConfig, p: &ConvParams, mut agg: Tens
     tch::no_grad(|| match cfg.model {
         PipeModel::Gcnii => {
             let _ = agg.lerp_(h0.expect("GCNII carries h0"), cfg.alpha);
-            let d = p.weight.size()[0];
-            let mix = Tensor::eye(d, (p.weight.kind(), p.weight.device())) * (1.0 - p.beta) + &p.weight * p.beta;
-            let mut out = agg.matmul(&mix);
+            let mut out = agg.matmul(&gcnii_mix(p));
             drop(agg);
             let _ = out.relu_();
             out

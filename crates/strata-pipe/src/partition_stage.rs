@@ -9,11 +9,12 @@
 //! before the owner can back-propagate through the layer below: each layer is a separate
 //! autograd segment between detached leaves.
 
-use crate::chunks::{Chunk, ChunkedGraph};
-use crate::layers::{self, ConvParams, Exchange, Layers};
+use crate::chunks::{Chunk, ChunkedGraph, Intra};
+use crate::layers::{self, Exchange, Layers};
 use crate::stage::{history_lists, StageSpec};
 use crate::StageData;
-use strata_nn::ops::dropout;
+use strata_graph::CsrMatrix;
+use strata_nn::ops::{dropout, dropout_mask, f_gcn2_layer, spmm};
 use strata_nn::optim::Adam;
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
@@ -24,9 +25,8 @@ pub struct PartitionStage {
     opt: Adam,
     layers: Layers,
     features: Input,
-    /// This partition's rows; inter edges' sources index the halo buffer.
-    part: Chunk,
-    halo_col: Tensor,
+    /// This partition's rows of the normalised operator, split by where the source lives.
+    op: PartitionOperator,
     send: Vec<(usize, Tensor)>,
     recv: Vec<usize>,
     recv_rows: Vec<i64>,
@@ -37,11 +37,64 @@ pub struct PartitionStage {
     pub last_loss: f64,
 }
 
-/// What one layer's forward keeps for its backward segment.
+/// A partition's rows of `Â` as CSR tensors: `intra` (n × n, its own columns; symmetric to the
+/// bit, so its own transpose) and `halo` (n × h, the received halo rows' columns) with its
+/// cached transpose. Both halves are sparse products whose backward needs only the operator,
+/// so a layer's forward keeps neither its input rows nor an edge-sized message tensor for the
+/// backward pass (libtorch's `index_add` would keep its E × d source).
+struct PartitionOperator {
+    intra: Tensor,
+    halo: Option<(Tensor, Tensor)>,
+}
+
+impl PartitionOperator {
+    fn new(part: &Chunk, halo_col: Vec<i64>, halo_rows: usize, device: Device) -> Result<PartitionOperator, String> {
+        let n = part.len() as usize;
+        let cpu_i64 = |t: &Tensor| Vec::<i64>::try_from(t.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string());
+        let cpu_f32 = |t: &Tensor| Vec::<f32>::try_from(t.to(Device::Cpu)).map_err(|e| e.to_string());
+        let intra = match &part.intra {
+            Intra::Csr(a) => a.shallow_clone(),
+            Intra::Edges { row, col, w } => to_tensor(&sorted_rows_csr("partition operator", n, n, &cpu_i64(row)?, cpu_i64(col)?, cpu_f32(w)?)?, device),
+        };
+        let halo = if halo_rows == 0 {
+            None
+        } else {
+            let m = sorted_rows_csr("partition halo operator", n, halo_rows, &cpu_i64(&part.inter_row)?, halo_col, cpu_f32(&part.inter_w)?)?;
+            Some((to_tensor(&m, device), to_tensor(&m.transpose(), device)))
+        };
+        Ok(PartitionOperator { intra, halo })
+    }
+
+    /// `Â_halo · halo` (zeros without halo rows).
+    fn halo_part(&self, halo: &Tensor, like: &Tensor) -> Tensor {
+        match &self.halo {
+            Some((a, a_t)) => spmm(a, a_t, halo),
+            None => like.zeros_like(),
+        }
+    }
+}
+
+/// A CSR matrix from COO arrays whose rows are already in ascending order.
+fn sorted_rows_csr(ctx: &str, rows: usize, cols: usize, row: &[i64], col: Vec<i64>, w: Vec<f32>) -> Result<CsrMatrix, String> {
+    let mut indptr = vec![0i64; rows + 1];
+    row.iter().for_each(|&r| indptr[r as usize + 1] += 1);
+    for i in 0..rows {
+        indptr[i + 1] += indptr[i];
+    }
+    CsrMatrix::from_parts(ctx, rows, cols, indptr, col, Some(w)).map_err(|e| e.to_string())
+}
+
+fn to_tensor(m: &CsrMatrix, device: Device) -> Tensor {
+    let t = |v: &[i64]| Tensor::from_slice(v).to(device);
+    let values = Tensor::from_slice(&m.values_or_ones()).to(device);
+    Tensor::sparse_csr_tensor_crow_col_value_size(&t(m.indptr()), &t(m.indices()), &values, [m.rows() as i64, m.cols() as i64], (Kind::Float, device))
+}
+
+/// What one layer's forward keeps for its backward segment: the dropout mask (one byte per
+/// entry), the received halo rows (the leaf their gradient is read from) and the output; the
+/// sparse products and the fused GCNII node keep the rest themselves.
 struct Saved {
-    /// `dropout(x_in)` with its autograd link to the layer input leaf.
-    xd: Tensor,
-    xd_leaf: Tensor,
+    keep: Option<Tensor>,
     halo_leaf: Tensor,
     out: Tensor,
     next_leaf: Tensor,
@@ -53,18 +106,15 @@ fn grad_or_zeros(t: &Tensor) -> Tensor {
 }
 
 impl PartitionStage {
-    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<PartitionStage, tch::TchError> {
+    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<PartitionStage, String> {
         let cfg = &spec.config;
         let vs = nn::VarStore::new(device);
         let layers = layers::build(cfg, spec.features, spec.classes, 0..cfg.layers + 2, &vs, device);
         let opt = layers::optimizer(cfg, &vs);
         layers::define_grads(&vs);
-        let mut part = ChunkedGraph::one_chunk(&data.graph, &spec.chunk_offsets, spec.way, device);
-        // Scattered into every layer: 64-bit ids, which libtorch's index_add_ is faster with.
-        part.inter_row = part.inter_row.to_kind(tch::Kind::Int64);
+        let part = ChunkedGraph::one_chunk(&data.graph, &spec.chunk_offsets, spec.way, device);
         let (lo, hi) = (part.start as usize, part.end as usize);
-        let sym = data.graph.symmetrized();
-        let (send, recv) = history_lists(&sym, &spec, device);
+        let (send, recv) = history_lists(&data.graph.symmetrized(), &spec, device);
         // Our rows are local here (the partition's tensors start at row `lo`).
         let send: Vec<(usize, Tensor)> = send.into_iter().map(|(q, rows)| (q, rows - lo as i64)).collect();
         // Halo buffer = the received rows of each way, concatenated in `recv` order.
@@ -73,8 +123,10 @@ impl PartitionStage {
         for (i, v) in recv.iter().flat_map(|(_, r)| Vec::<i64>::try_from(r.to(Device::Cpu)).unwrap_or_default()).enumerate() {
             position.insert(v, i as i64);
         }
-        let cols = Vec::<i64>::try_from(part.inter_col.to(Device::Cpu).to_kind(tch::Kind::Int64)).unwrap_or_default();
-        let halo_col = Tensor::from_slice(&cols.iter().map(|c| position[c]).collect::<Vec<_>>()).to(device);
+        let cols = Vec::<i64>::try_from(part.inter_col.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string())?;
+        let halo_col = cols.iter().map(|c| position.get(c).copied().ok_or_else(|| format!("inter edge source {c} is in no halo list"))).collect::<Result<Vec<_>, _>>()?;
+        let op = PartitionOperator::new(&part, halo_col, position.len(), device)?;
+        drop(part);
         let local = |ids: &[usize]| ids.iter().filter(|&&i| i >= lo && i < hi).map(|&i| (i - lo) as i64).collect::<Vec<_>>();
         let local_split = [local(&spec.train), local(&spec.val), local(&spec.test)];
         let labels_vec = data.labels[lo..hi].to_vec();
@@ -83,8 +135,7 @@ impl PartitionStage {
             vs,
             opt,
             layers,
-            part,
-            halo_col,
+            op,
             send,
             recv: recv.into_iter().map(|(q, _)| q).collect(),
             recv_rows,
@@ -117,53 +168,84 @@ impl PartitionStage {
         tch::manual_seed(s as i64);
     }
 
-    /// Â·xd over this partition's rows, with the halo rows appended after the local ones.
-    fn aggregate(&self, xd: &Tensor, halo: &Tensor) -> Tensor {
-        let p = &self.part;
-        let out = p.aggregate_intra(xd);
-        layers::gather_add(out, &p.inter_row, halo, &self.halo_col, &p.inter_w)
-    }
-
-    fn exchange_rows(&self, ex: &mut dyn Exchange, tag: &str, slot: usize, xd: &Tensor) -> Result<Tensor, String> {
-        let out: Vec<(usize, Tensor)> = self.send.iter().map(|(q, rows)| (*q, xd.index_select(0, rows))).collect();
-        let got = ex.halo(tag, slot, &out, &self.recv)?;
-        let d = xd.size()[1];
+    /// Sends `out[i].1` to way `out[i].0` and returns the halo buffer (the received rows of
+    /// every way in `recv` order), each way's block checked against its expected shape.
+    fn exchange(&self, ex: &mut dyn Exchange, tag: &str, slot: usize, out: &[(usize, Tensor)], like: &Tensor) -> Result<Tensor, String> {
+        let got = ex.halo(tag, slot, out, &self.recv)?;
+        let d = like.size()[1];
         for (t, &n) in got.iter().zip(&self.recv_rows) {
             if t.size() != [n, d] {
                 return Err(format!("halo `{tag}` of slot {slot}: expected {n}×{d} rows, got {:?}", t.size()));
             }
         }
-        let got: Vec<Tensor> = got.into_iter().map(|t| t.to_device(xd.device())).collect();
-        Ok(if got.is_empty() { Tensor::zeros([0, d], (Kind::Float, xd.device())) } else { Tensor::cat(&got, 0) })
+        let got: Vec<Tensor> = got.into_iter().map(|t| t.to_device(like.device())).collect();
+        Ok(if got.is_empty() { Tensor::zeros([0, d], (Kind::Float, like.device())) } else { Tensor::cat(&got, 0) })
     }
 
-    fn conv(&self, p: &ConvParams, xd: &Tensor, halo: &Tensor, h0: Option<&Tensor>) -> Tensor {
-        layers::conv_update(&self.spec.config, p, self.aggregate(xd, halo), h0)
+    /// The rows of `x ⊙ keep · scale` (the layer's dropped-out input) that each other way aggregates.
+    fn outgoing_rows(&self, x: &Tensor, keep: Option<&Tensor>, scale: f64) -> Vec<(usize, Tensor)> {
+        tch::no_grad(|| {
+            self.send
+                .iter()
+                .map(|(q, rows)| {
+                    let r = x.index_select(0, rows);
+                    (*q, match keep {
+                        Some(k) => (r * k.index_select(0, rows)) * scale,
+                        None => r,
+                    })
+                })
+                .collect()
+        })
     }
 
     /// One training epoch: forward with halo exchange per layer, loss over this partition's
     /// training nodes (divided by the global count, so partitions add up to the mean), backward
     /// one layer at a time with halo gradients returned to their owners, all-reduce, step.
+    ///
+    /// Each layer is `relu(((1−α)·(Â_intra·(x ⊙ keep)/(1−p) + Â_halo·halo) + α·h⁰)·M)` for GCNII
+    /// (strata-nn's fused layer: the support is its only saved activation) and
+    /// `relu((Â_intra·(x ⊙ keep)/(1−p) + Â_halo·halo)·W + b)` for GCN, where `halo` holds the
+    /// other ways' dropped-out rows as they sent them.
     pub fn train_epoch(&mut self, epoch: u64, ex: &mut dyn Exchange) -> Result<f64, String> {
         let cfg = self.spec.config.clone();
         let gcnii = cfg.model == crate::stage::PipeModel::Gcnii;
+        let scale = if cfg.dropout > 0.0 { 1.0 / (1.0 - cfg.dropout) } else { 1.0 };
         self.opt.zero_grad();
         self.seed(epoch, 0);
         let input = self.layers.input.as_ref().expect("graph-parallel workers own every slot");
         let h = input.forward_input(&self.features, cfg.dropout, true).relu();
         let x0 = h.detach().set_requires_grad(true);
+        let h0a = gcnii.then(|| &x0 * cfg.alpha);
         let mut saved: Vec<Saved> = Vec::new();
         let mut x_in = x0.shallow_clone();
         for p in &self.layers.convs {
             self.seed(epoch, p.slot);
-            let xd = dropout(&x_in, cfg.dropout, true);
-            let xd_leaf = xd.detach().set_requires_grad(true);
-            let halo_leaf = self.exchange_rows(ex, "fwd", p.slot, &xd_leaf.detach())?.set_requires_grad(true);
-            let out = self.conv(p, &xd_leaf, &halo_leaf, gcnii.then_some(&x0));
+            let keep = (cfg.dropout > 0.0).then(|| dropout_mask(&x_in, cfg.dropout));
+            let outgoing = self.outgoing_rows(&x_in, keep.as_ref(), scale);
+            let halo_leaf = self.exchange(ex, "fwd", p.slot, &outgoing, &x_in)?.set_requires_grad(true);
+            drop(outgoing);
+            let from_halo = self.op.halo_part(&halo_leaf, &x_in);
+            let pre = match &h0a {
+                Some(h0a) => {
+                    let residual = from_halo * (1.0 - cfg.alpha) + h0a;
+                    let m = layers::gcnii_mix(p);
+                    f_gcn2_layer(&x_in, &residual, &m, keep.as_ref(), &self.op.intra, &self.op.intra, (1.0 - cfg.alpha) * scale, false).map_err(|e| e.to_string())?
+                }
+                None => {
+                    let xd = match &keep {
+                        Some(k) => (&x_in * k) * scale,
+                        None => x_in.shallow_clone(),
+                    };
+                    let agg = spmm(&self.op.intra, &self.op.intra, &xd) + from_halo;
+                    agg.matmul(&p.weight) + p.bias.as_ref().expect("GCN has a bias")
+                }
+            };
+            let out = pre.relu();
             let next_leaf = out.detach().set_requires_grad(true);
-            saved.push(Saved { xd, xd_leaf, halo_leaf, out, next_leaf: next_leaf.shallow_clone() });
+            saved.push(Saved { keep, halo_leaf, out, next_leaf: next_leaf.shallow_clone() });
             x_in = next_leaf;
         }
+        tracing::debug!("partition {} forward done: heap in use {} MiB, {}", self.spec.way, strata_nn::memory::heap_in_use() >> 20, strata_nn::memory::rss_summary());
         self.seed(epoch, cfg.layers + 1);
         let head = self.layers.head.as_ref().expect("graph-parallel workers own every slot");
         let logits = head.forward(&dropout(&x_in, cfg.dropout, true));
@@ -176,9 +258,24 @@ impl PartitionStage {
             self.last_loss = loss.double_value(&[]);
             loss.backward();
         }
-        for (i, s) in saved.iter().enumerate().rev() {
-            let slot = self.layers.convs[i].slot;
-            (&s.out * grad_or_zeros(&s.next_leaf)).sum(Kind::Float).backward();
+        drop((logits, x_in));
+        // The gradient the ways we sent to return for our rows of the layer above's input,
+        // w.r.t. the dropped-out rows they received: through the dropout it lands on that
+        // input, which is this layer's output.
+        let mut returned: Vec<(Tensor, Tensor)> = Vec::new();
+        let add_returned = |g: &mut Tensor, returned: &mut Vec<(Tensor, Tensor)>| {
+            tch::no_grad(|| {
+                for (rows, t) in returned.drain(..) {
+                    let _ = g.index_add_(0, &rows, &t);
+                }
+            })
+        };
+        let senders: Vec<usize> = self.send.iter().map(|(q, _)| *q).collect();
+        while let Some(s) = saved.pop() {
+            let slot = self.layers.convs[saved.len()].slot;
+            let mut g = grad_or_zeros(&s.next_leaf);
+            add_returned(&mut g, &mut returned);
+            (&s.out * g).sum(Kind::Float).backward();
             // Halo gradients go back to the rows' owners; ours come back from the ways we sent to.
             let halo_grad = grad_or_zeros(&s.halo_leaf);
             let mut back = Vec::new();
@@ -187,18 +284,23 @@ impl PartitionStage {
                 back.push((q, halo_grad.narrow(0, off, n)));
                 off += n;
             }
-            let senders: Vec<usize> = self.send.iter().map(|(q, _)| *q).collect();
             let got = ex.halo("bwd", slot, &back, &senders)?;
-            let mut g = grad_or_zeros(&s.xd_leaf);
+            drop((back, halo_grad));
             for ((_, rows), t) in self.send.iter().zip(got) {
-                if t.size() != [rows.size()[0], g.size()[1]] {
-                    return Err(format!("halo gradient of slot {slot}: expected {:?} rows, got {:?}", rows.size(), t.size()));
+                if t.size() != [rows.size()[0], self.spec.config.hidden] {
+                    return Err(format!("halo gradient of slot {slot}: expected {} rows, got {:?}", rows.size()[0], t.size()));
                 }
-                g = g.index_add(0, rows, &t.to_device(g.device()));
+                let t = t.to_device(rows.device());
+                let t = match &s.keep {
+                    Some(k) => tch::no_grad(|| (t * k.index_select(0, rows)) * scale),
+                    None => t,
+                };
+                returned.push((rows.shallow_clone(), t));
             }
-            (&s.xd * g).sum(Kind::Float).backward();
         }
-        (&h * grad_or_zeros(&x0)).sum(Kind::Float).backward();
+        let mut g0 = grad_or_zeros(&x0);
+        add_returned(&mut g0, &mut returned);
+        (&h * g0).sum(Kind::Float).backward();
         let summed = ex.all_reduce(layers::flat_grads(&self.vs))?;
         layers::set_flat_grads(&self.vs, &summed);
         self.opt.step();
@@ -215,8 +317,12 @@ impl PartitionStage {
         let x0 = input.forward_input(&self.features, 0.0, false).relu();
         let mut x = x0.shallow_clone();
         for p in &self.layers.convs {
-            let halo = self.exchange_rows(ex, "eval", p.slot, &x)?;
-            x = self.conv(p, &x, &halo, gcnii.then_some(&x0));
+            let outgoing = self.outgoing_rows(&x, None, 1.0);
+            let halo = self.exchange(ex, "eval", p.slot, &outgoing, &x)?;
+            drop(outgoing);
+            let mut agg = spmm(&self.op.intra, &self.op.intra, &x);
+            let _ = agg.g_add_(&self.op.halo_part(&halo, &x));
+            x = layers::conv_update_inference(cfg, p, agg, gcnii.then_some(&x0));
         }
         let logits = self.layers.head.as_ref().expect("graph-parallel workers own every slot").forward(&x);
         let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu)).unwrap_or_default();
@@ -224,4 +330,3 @@ impl PartitionStage {
         Ok([correct(&self.local_split[0]), correct(&self.local_split[1]), correct(&self.local_split[2])])
     }
 }
-

@@ -585,7 +585,7 @@ impl Compute {
             tracing::info!("forward-only stage {} configured: slots {}..{}, {} parameters", spec.stage, spec.first, spec.last, f.parameters());
             Engine::Forward(Box::new(f))
         } else if spec.config.mode == Mode::Graph {
-            let p = PartitionStage::new(spec.clone(), &data, self.device).map_err(|e| e.to_string())?;
+            let p = PartitionStage::new(spec.clone(), &data, self.device)?;
             tracing::info!("partition {} configured: {} halo rows per layer, {} parameters", spec.way, p.halo_rows(), p.parameters());
             Engine::Graph(Box::new(p))
         } else {
