@@ -163,7 +163,9 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
     single_args.extend(["--seeds", "1", "--patience", &e, "--lr", "0.01"]);
     let (single_mib, single_acc) = single_process(&npz, dir.path(), &single_args);
     let launch_report = dir.path().join("launch.json");
-    let mut launch = vec!["launch", "--npz", npz.to_str().unwrap(), "--stages", "4", "--lr", "0.01", "--json", launch_report.to_str().unwrap()];
+    // `--trim-heap`: the workers return freed heap pages after every chunk, the setting for a
+    // memory-bound cluster.
+    let mut launch = vec!["launch", "--npz", npz.to_str().unwrap(), "--stages", "4", "--lr", "0.01", "--trim-heap", "--json", launch_report.to_str().unwrap()];
     launch.extend(model);
     // Uncapped first, to know what a worker needs.
     let (ok, err) = capped(1 << 20, &launch);

@@ -143,13 +143,19 @@ pub struct LaunchArgs {
     #[arg(long, default_value = "bp")]
     pub trainer: String,
     /// Storage of the historical embeddings: f32, bf16 or f16 (half the memory of each conv
-    /// slot's live and snapshot rows; gradients and the network stay f32).
+    /// slot's live and snapshot rows); the activations that cross stages travel in the same
+    /// type, gradients stay f32.
     #[arg(long, default_value = "f32")]
     pub history_dtype: strata_pipe::HistoryDtype,
     /// What the stage split equalises: compute (per-layer FLOPs, GNNPipe's planner) or memory
     /// (per-layer resident bytes: the largest worker as small as possible).
     #[arg(long, default_value = "compute")]
     pub balance: strata_pipe::Balance,
+    /// Return freed heap pages to the system after every chunk (pipeline) or layer
+    /// (graph-parallel): a smaller resident peak for slower epochs (measured: −12 % and −17 % peak,
+    /// +23 % and +37 % epoch time).
+    #[arg(long)]
+    pub trim_heap: bool,
     /// Exact full-graph evaluation every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
@@ -281,6 +287,7 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.refresh = a.refresh;
     cfg.eval_every = a.eval_every;
     cfg.history_dtype = a.history_dtype;
+    cfg.trim_heap = a.trim_heap;
     cfg.balance = a.balance;
     cfg.trainer = match a.trainer.as_str() {
         "bp" => strata_pipe::PipeTrainer::Bp,
@@ -710,5 +717,11 @@ mod tests {
         let all_off = cfg(&["--no-shuffle", "--no-trick2", "--refresh", "1"]).unwrap();
         assert_eq!((all_off.shuffle, all_off.carry_stale_grads, all_off.refresh), (false, true, 1));
         assert!(cfg(&["--no-trick2", "--grad-scale", "3"]).is_err(), "--no-trick2 sets the scale itself");
+    }
+
+    #[test]
+    fn heap_trimming_is_off_unless_asked_for() {
+        assert!(!cfg(&[]).unwrap().trim_heap);
+        assert!(cfg(&["--trim-heap"]).unwrap().trim_heap);
     }
 }

@@ -244,6 +244,9 @@ impl PartitionStage {
             let next_leaf = out.detach().set_requires_grad(true);
             saved.push(Saved { keep, halo_leaf, out, next_leaf: next_leaf.shallow_clone() });
             x_in = next_leaf;
+            if cfg.trim_heap {
+                strata_nn::memory::release_free_heap();
+            }
         }
         tracing::debug!("partition {} forward done: heap in use {} MiB, {}", self.spec.way, strata_nn::memory::heap_in_use() >> 20, strata_nn::memory::rss_summary());
         self.seed(epoch, cfg.layers + 1);
@@ -296,6 +299,9 @@ impl PartitionStage {
                     None => t,
                 };
                 returned.push((rows.shallow_clone(), t));
+            }
+            if cfg.trim_heap {
+                strata_nn::memory::release_free_heap();
             }
         }
         let mut g0 = grad_or_zeros(&x0);

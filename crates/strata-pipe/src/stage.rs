@@ -547,8 +547,10 @@ impl Stage {
         });
         // The chunk's autograd graph is gone: hand its freed pages back, so that freed
         // chunk-sized blocks (below glibc's mmap threshold) do not pile up in the heap from chunk
-        // to chunk and epoch to epoch.
-        strata_nn::memory::release_free_heap();
+        // to chunk (`--trim-heap`: less memory, slower epochs).
+        if self.spec.config.trim_heap {
+            strata_nn::memory::release_free_heap();
+        }
         // A chunk whose outputs reach no loss (e.g. a classifier-only stage on a chunk without
         // training nodes) sends zeros, not an undefined gradient.
         let grad_of = |t: Tensor| {
