@@ -58,13 +58,13 @@ for n in SIZES:
         print(row, file=sys.stderr, flush=True)
 
 print(f"\nGCNII-16, hidden 64, planted partition (degree 20, 128 features), {EPOCHS} epochs, all processes on this host:")
-print("| nodes | edges | run | P | ms/epoch | peak RSS, largest process (MiB) | MiB/epoch payload | MiB/epoch wire |")
-print("|---|---|---|---|---|---|---|---|")
+print("| nodes | edges | run | P | ms/epoch | peak RSS, largest process (MiB) | MiB/epoch payload | MiB/epoch wire | test % |")
+print("|---|---|---|---|---|---|---|---|---|")
 for x in rows:
     if x.get("error"):
-        print(f"| {x['nodes']:,} | {x['edges']:,} | {x['run']} | {x['workers']} | failed: {x['error']} | | | |")
+        print(f"| {x['nodes']:,} | {x['edges']:,} | {x['run']} | {x['workers']} | failed: {x['error']} | | | | |")
     else:
-        print(f"| {x['nodes']:,} | {x['edges']:,} | {x['run']} | {x['workers']} | {x['epoch_ms']:.0f} | {x['memory']/MiB:.0f} | {x['payload']/MiB:.1f} | {x['wire']/MiB:.1f} |")
+        print(f"| {x['nodes']:,} | {x['edges']:,} | {x['run']} | {x['workers']} | {x['epoch_ms']:.0f} | {x['memory']/MiB:.0f} | {x['payload']/MiB:.1f} | {x['wire']/MiB:.1f} | {x['acc']:.2f} |")
 
 print("\nLog-log slope against edges (1 = linear):")
 for run in dict.fromkeys(x["run"] for x in rows):
