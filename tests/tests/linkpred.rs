@@ -212,7 +212,7 @@ fn model_directories_are_checksummed_and_replaced_whole() {
 }
 
 /// `linkpred train --trainer sf|ff` (ForwardGNN: GCN layers trained one at a time) on Cora's
-/// 85/5/10 split: the held-out edges rank well above random pairs (sf ROC-AUC ≥ 0.88, ff ≥ 0.75
+/// 64/16/20 split (their default), test messages over train + val edges: the held-out edges rank well above random pairs (sf ROC-AUC ≥ 0.88, ff ≥ 0.75
 /// after 300 epochs per layer), the JSON report has one AUC per depth and a peak memory, and
 /// eval / predict --recompute reproduce the saved model's answers.
 #[test]

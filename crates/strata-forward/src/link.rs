@@ -10,7 +10,9 @@
 //!
 //! It early-stops on validation ROC-AUC, then is frozen. A pair's score is the mean over layers
 //! of `σ(Σ_d p_d)` (sf) or `σ(Σ_d p_d² − θ)` (ff). (The reference also averages in zeros for
-//! its normalisation layers, which only halves every score.)
+//! its normalisation layers, which only halves every score.) Training and validation pass
+//! messages over the training edges; test pairs are scored on embeddings whose messages pass
+//! over the training and validation edges, as PyG's `RandomLinkSplit` gives the reference.
 
 use crate::layer::{fit_block, Block, Fit};
 use crate::ForwardConfig;
@@ -77,6 +79,20 @@ impl ForwardLinkModel {
             let mut out = Vec::with_capacity(self.blocks.len());
             for b in &self.blocks {
                 h = b.forward(&b.prepare(&h));
+                out.push(h.shallow_clone());
+            }
+            Tensor::cat(&out, 1)
+        })
+    }
+
+    /// [`ForwardLinkModel::embed`] with every layer's messages passing over `graph` instead of
+    /// the one the layers were built on (the training + validation edges for test pairs).
+    pub fn embed_on(&self, x: &Tensor, graph: &GraphTensors) -> Tensor {
+        tch::no_grad(|| {
+            let mut h = x.shallow_clone();
+            let mut out = Vec::with_capacity(self.blocks.len());
+            for b in &self.blocks {
+                h = b.conv.on(graph).forward(&b.prepare(&h)).relu();
                 out.push(h.shallow_clone());
             }
             Tensor::cat(&out, 1)
@@ -158,6 +174,8 @@ pub fn train_links(task: &LinkTask, trainer: LinkTrainer, cfg: &ForwardConfig, s
     // Σ over frozen layers of σ(layer logit), per evaluation set: [val pos, val neg], [test pos, test neg].
     let mut sums: Vec<[Tensor; 2]> = sets.iter().map(|(p, n)| [p.0.zeros_like().to_kind(Kind::Float), n.0.zeros_like().to_kind(Kind::Float)]).collect();
     let metrics = |sum: &[Tensor; 2], layers: usize| LinkMetrics::of(&scores_vec(&(&sum[0] / layers as f64)), &scores_vec(&(&sum[1] / layers as f64)));
+    let train_val = GraphTensors::new(&s.train_val_graph()?, device, task.graph.kernel);
+    let mut h_test = x.shallow_clone();
     let mut h = x;
     let (mut per_layer_auc, mut epochs, mut epoch_ms) = (Vec::new(), Vec::new(), 0.0);
     let blocks = std::mem::take(&mut model.blocks);
@@ -182,9 +200,11 @@ pub fn train_links(task: &LinkTask, trainer: LinkTrainer, cfg: &ForwardConfig, s
             },
         );
         h = tch::no_grad(|| block.forward(&input));
-        for (sum, (p, n)) in sums.iter_mut().zip(&sets) {
-            sum[0] += logit(&h, p).sigmoid();
-            sum[1] += logit(&h, n).sigmoid();
+        h_test = tch::no_grad(|| block.conv.on(&train_val).forward(&block.prepare(&h_test)).relu());
+        for (i, z) in [&h, &h_test].into_iter().enumerate() {
+            let (p, n) = &sets[i];
+            sums[i][0] += logit(z, p).sigmoid();
+            sums[i][1] += logit(z, n).sigmoid();
         }
         per_layer_auc.push(metrics(&sums[1], l + 1).roc_auc);
         epochs.push(fit.epochs);

@@ -115,6 +115,14 @@ pub struct LinkSplit {
 }
 
 impl LinkSplit {
+    /// The training edges plus the validation positives, both directions: the graph test-time
+    /// messages pass over under PyG's `RandomLinkSplit` semantics (ForwardGNN's protocol).
+    pub fn train_val_graph(&self) -> Result<CsrGraph> {
+        let mut edges: Vec<(i64, i64)> = (0..self.train_graph.num_nodes()).flat_map(|u| self.train_graph.neighbors(u).iter().map(move |&v| (u as i64, v))).collect();
+        edges.extend(self.val_pos.iter().flat_map(|&(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]));
+        CsrGraph::from_edges("link split: train + val edges", self.train_graph.num_nodes(), &edges, None)
+    }
+
     /// Splits the undirected edges (self loops dropped) of `graph` into fractions
     /// `val_frac` / `test_frac` / rest for training, seeded.
     pub fn new(graph: &CsrGraph, val_frac: f64, test_frac: f64, seed: u64) -> Result<LinkSplit> {
@@ -194,5 +202,12 @@ mod tests {
             assert!(!g.has_edge(u, v));
         }
         assert_eq!(s.train_graph.num_undirected_edges(), 70);
+        // Test-time message passing: the training edges and the validation positives, both
+        // directions, and no test edge.
+        let tv = s.train_val_graph().unwrap();
+        assert_eq!(tv.num_undirected_edges(), 80);
+        assert!(tv.is_symmetric());
+        assert!(s.val_pos.iter().all(|&(u, v)| tv.has_edge(u, v) && tv.has_edge(v, u)));
+        assert!(s.test_pos.iter().all(|&(u, v)| !tv.has_edge(u, v) && !tv.has_edge(v, u)));
     }
 }
