@@ -3,7 +3,6 @@
 //! unpickled: asking for one is an error, and loaders simply do not ask.
 
 use crate::error::{GraphError, Result};
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -248,10 +247,6 @@ impl Npz {
             });
         }
         Ok((0..a.len()).map(|i| a.element_f64(i) as f32).collect())
-    }
-    /// Reads several keys at once into a map (convenience for tests and tools).
-    pub fn i64_map(&mut self, keys: &[&str]) -> Result<BTreeMap<String, Vec<i64>>> {
-        keys.iter().map(|k| Ok((k.to_string(), self.i64s(k, "integers")?))).collect()
     }
 }
 

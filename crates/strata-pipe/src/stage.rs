@@ -261,9 +261,6 @@ impl Stage {
     pub fn num_chunks(&self) -> usize {
         self.graph.chunks.len()
     }
-    pub fn chunk_rows(&self, c: usize) -> i64 {
-        self.graph.chunks[c].len()
-    }
     pub fn num_nodes(&self) -> i64 {
         self.graph.n
     }
@@ -366,11 +363,6 @@ impl Stage {
             });
         }
         Ok(())
-    }
-
-    /// Values this stage sends to other ways per epoch (hybrid mode), for the volume model.
-    pub fn history_rows(&self) -> usize {
-        self.history_send.iter().map(|(_, r)| r.size()[0] as usize).sum()
     }
 
     fn seed_for(&self, chunk: usize, slot: usize) -> i64 {
