@@ -65,12 +65,9 @@ impl PartitionOperator {
         Ok(PartitionOperator { intra, halo })
     }
 
-    /// `Â_halo · halo` (zeros without halo rows).
-    fn halo_part(&self, halo: &Tensor, like: &Tensor) -> Tensor {
-        match &self.halo {
-            Some((a, a_t)) => spmm(a, a_t, halo),
-            None => like.zeros_like(),
-        }
+    /// `Â_halo · halo`, or `None` for a partition that receives no halo rows.
+    fn halo_part(&self, halo: &Tensor) -> Option<Tensor> {
+        self.halo.as_ref().map(|(a, a_t)| spmm(a, a_t, halo))
     }
 }
 
@@ -224,23 +221,28 @@ impl PartitionStage {
             let outgoing = self.outgoing_rows(&x_in, keep.as_ref(), scale);
             let halo_leaf = self.exchange(ex, "fwd", p.slot, &outgoing, &x_in)?.set_requires_grad(true);
             drop(outgoing);
-            let from_halo = self.op.halo_part(&halo_leaf, &x_in);
-            let pre = match &h0a {
+            let from_halo = self.op.halo_part(&halo_leaf);
+            let out = match &h0a {
                 Some(h0a) => {
-                    let residual = from_halo * (1.0 - cfg.alpha) + h0a;
+                    let residual = match from_halo {
+                        Some(f) => f * (1.0 - cfg.alpha) + h0a,
+                        None => h0a.shallow_clone(),
+                    };
                     let m = layers::gcnii_mix(p);
-                    f_gcn2_layer(&x_in, &residual, &m, keep.as_ref(), &self.op.intra, &self.op.intra, (1.0 - cfg.alpha) * scale, false).map_err(|e| e.to_string())?
+                    f_gcn2_layer(&x_in, &residual, &m, keep.as_ref(), &self.op.intra, &self.op.intra, (1.0 - cfg.alpha) * scale, false).map_err(|e| e.to_string())?.relu()
                 }
                 None => {
                     let xd = match &keep {
                         Some(k) => (&x_in * k) * scale,
                         None => x_in.shallow_clone(),
                     };
-                    let agg = spmm(&self.op.intra, &self.op.intra, &xd) + from_halo;
-                    agg.matmul(&p.weight) + p.bias.as_ref().expect("GCN has a bias")
+                    let agg = spmm(&self.op.intra, &self.op.intra, &xd);
+                    layers::conv_update(&cfg, p, match from_halo {
+                        Some(f) => agg + f,
+                        None => agg,
+                    }, None)
                 }
             };
-            let out = pre.relu();
             let next_leaf = out.detach().set_requires_grad(true);
             saved.push(Saved { keep, halo_leaf, out, next_leaf: next_leaf.shallow_clone() });
             x_in = next_leaf;
@@ -327,7 +329,9 @@ impl PartitionStage {
             let halo = self.exchange(ex, "eval", p.slot, &outgoing, &x)?;
             drop(outgoing);
             let mut agg = spmm(&self.op.intra, &self.op.intra, &x);
-            let _ = agg.g_add_(&self.op.halo_part(&halo, &x));
+            if let Some(f) = self.op.halo_part(&halo) {
+                let _ = agg.g_add_(&f);
+            }
             x = layers::conv_update_inference(cfg, p, agg, gcnii.then_some(&x0));
         }
         let logits = self.layers.head.as_ref().expect("graph-parallel workers own every slot").forward(&x);
