@@ -152,8 +152,8 @@ pub struct LaunchArgs {
     #[arg(long, default_value = "compute")]
     pub balance: strata_pipe::Balance,
     /// Return freed heap pages to the system after every chunk (pipeline) or layer
-    /// (graph-parallel): a smaller resident peak for slower epochs (measured: −12 % and −17 % peak,
-    /// +23 % and +37 % epoch time).
+    /// (graph-parallel): a smaller resident peak, usually for slower epochs (measured once each:
+    /// pipeline P = 4 at 300k −12 % peak, +23 % epoch time; graph-parallel P = 4 at 100k −31 %, +2 %).
     #[arg(long)]
     pub trim_heap: bool,
     /// Exact full-graph evaluation every N epochs.

@@ -81,8 +81,8 @@ pub struct PipelineConfig {
     /// holes that a layer's transients leave between the tensors saved for the backward pass,
     /// so resident memory runs above what is live; trimming costs page faults when the pages
     /// are used again. Measured here: pipeline P = 4 at 300k nodes, largest worker 2,013 →
-    /// 1,779 MiB, epoch 47.4 → 58.4 s; graph-parallel P = 4 at 100k, 1,577 → 1,307 MiB,
-    /// 11.6 → 15.9 s.
+    /// 1,779 MiB, epoch 47.4 → 58.4 s; graph-parallel P = 4 at 100k, 1,573 → 1,079 MiB,
+    /// 10.7 → 10.9 s (2 epochs, one run each).
     #[serde(default)]
     pub trim_heap: bool,
 }
