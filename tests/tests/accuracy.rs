@@ -20,7 +20,11 @@ fn mean_accuracy(dataset: &str, kind: ModelKind, seeds: u64, adjust: impl Fn(&mu
         .map(|seed| train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap().1.test_accuracy * 100.0)
         .collect();
     let (m, s) = mean_std(&accs);
-    eprintln!("{dataset} {} ({} layers): test accuracy {m:.2} ± {s:.2} over {seeds} seeds: {accs:.1?}", kind.name(), cfg.layers);
+    eprintln!(
+        "{dataset} {} ({} layers): test accuracy {m:.2} ± {s:.2} over {seeds} seeds: {accs:.1?}",
+        kind.name(),
+        cfg.layers
+    );
     Some((m, s))
 }
 
@@ -65,7 +69,13 @@ fn dgmlp_cora_at_least_83() {
 /// Every other architecture trains to a sensible accuracy (a smoke check on real data, 2 seeds).
 #[test]
 fn every_model_learns_cora() {
-    for (kind, floor) in [(ModelKind::Mlp, 50.0), (ModelKind::Sage, 75.0), (ModelKind::Gin, 70.0), (ModelKind::Appnp, 80.0), (ModelKind::Sgc, 78.0)] {
+    for (kind, floor) in [
+        (ModelKind::Mlp, 50.0),
+        (ModelKind::Sage, 75.0),
+        (ModelKind::Gin, 70.0),
+        (ModelKind::Appnp, 80.0),
+        (ModelKind::Sgc, 78.0),
+    ] {
         let Some((m, _)) = mean_accuracy("cora", kind, 2, |c| c.epochs = c.epochs.min(200)) else { return };
         assert!(m >= floor, "{}: {m:.2} < {floor}", kind.name());
     }
@@ -82,12 +92,23 @@ fn real_valued_features_keep_their_information_by_default() {
     use strata_graph::FeatureNorm;
     let _guard = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     strata_nn::set_threads(0);
-    let d = planted_partition(&PlantedSpec { nodes: 3000, classes: 5, degree: 10.0, homophily: 0.8, features: 32, signal: 0.3, seed: 1 }).unwrap();
+    let d = planted_partition(&PlantedSpec {
+        nodes: 3000,
+        classes: 5,
+        degree: 10.0,
+        homophily: 0.8,
+        features: 32,
+        signal: 0.3,
+        seed: 1,
+    })
+    .unwrap();
     let accuracy = |kind: ModelKind, norm: FeatureNorm| {
         let mut cfg = ModelConfig::defaults(kind);
         cfg.normalize_features = norm;
         let task = NodeTask::new(&d, tch::Device::Cpu, cfg.normalize_features, Kernel::EdgeList);
-        let accs: Vec<f64> = (0..3).map(|seed| train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap().1.test_accuracy * 100.0).collect();
+        let accs: Vec<f64> = (0..3)
+            .map(|seed| train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap().1.test_accuracy * 100.0)
+            .collect();
         (mean_std(&accs).0, task.feature_norm)
     };
     let (gcn, applied) = accuracy(ModelKind::Gcn, FeatureNorm::Auto);
@@ -96,5 +117,8 @@ fn real_valued_features_keep_their_information_by_default() {
     eprintln!("planted partition, Gaussian features: GCN-2 {gcn:.2} (auto = {applied}) · MLP {mlp:.2} · GCN-2 with row-sum {row_sum:.2}");
     assert_eq!(applied, FeatureNorm::None, "auto must not row-normalise real-valued features");
     assert!(gcn >= mlp, "GCN-2 {gcn:.2} below an MLP on the raw features ({mlp:.2})");
-    assert!(gcn >= row_sum + 10.0, "row-sum normalisation no longer hurts ({row_sum:.2} vs {gcn:.2}): is this test still testing anything?");
+    assert!(
+        gcn >= row_sum + 10.0,
+        "row-sum normalisation no longer hurts ({row_sum:.2} vs {gcn:.2}): is this test still testing anything?"
+    );
 }

@@ -22,5 +22,8 @@ fn saved_weights_reload_exactly() {
     let b = fresh.forward(&task.input, false);
     assert!(a.equal(&b), "reloaded model differs");
     assert!(!before.equal(&b), "loading changed nothing");
-    assert!(load_checkpoint(&mut fresh.vs, &dir.path().join("missing.safetensors")).unwrap_err().to_string().contains("missing.safetensors"));
+    assert!(load_checkpoint(&mut fresh.vs, &dir.path().join("missing.safetensors"))
+        .unwrap_err()
+        .to_string()
+        .contains("missing.safetensors"));
 }

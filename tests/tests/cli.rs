@@ -19,8 +19,21 @@ fn train_writes_json_report_plot_and_checkpoint() {
     let svg = dir.path().join("curves.svg");
     let ckpt = dir.path().join("model.safetensors");
     let (ok, stdout, stderr) = run(&[
-        "train", "--dataset", "karate", "--model", "gcn", "--epochs", "60", "--seeds", "2",
-        "--json", json.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--save", ckpt.to_str().unwrap(),
+        "train",
+        "--dataset",
+        "karate",
+        "--model",
+        "gcn",
+        "--epochs",
+        "60",
+        "--seeds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+        "--save",
+        ckpt.to_str().unwrap(),
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("test acc") && stdout.contains("mean"), "{stdout}");
@@ -36,7 +49,8 @@ fn train_writes_json_report_plot_and_checkpoint() {
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     assert!(ckpt.exists() && ckpt.with_extension("json").exists());
     // No temporary files left behind by the atomic writes.
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
 }
 
@@ -46,7 +60,17 @@ fn toml_config_sets_hyperparameters_and_rejects_unknown_keys() {
     let cfg = dir.path().join("m.toml");
     std::fs::write(&cfg, "hidden = 24\ndropout = 0.3\nepochs = 20\n").unwrap();
     let json = dir.path().join("r.json");
-    let (ok, _, stderr) = run(&["train", "--dataset", "karate", "--model", "sage", "--config", cfg.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    let (ok, _, stderr) = run(&[
+        "train",
+        "--dataset",
+        "karate",
+        "--model",
+        "sage",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["config"]["hidden"], 24);

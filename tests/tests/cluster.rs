@@ -10,7 +10,21 @@ use strata_tests::{strata_bin, HEAVY};
 
 const EPOCHS: &str = "24";
 /// GCNII-32 on Cora over 4 pipeline stages, 24 epochs, checkpoints every 3.
-const RUN: &[&str] = &["launch", "--dataset", "cora", "--model", "gcnii", "--layers", "32", "--stages", "4", "--epochs", EPOCHS, "--seed", "7"];
+const RUN: &[&str] = &[
+    "launch",
+    "--dataset",
+    "cora",
+    "--model",
+    "gcnii",
+    "--layers",
+    "32",
+    "--stages",
+    "4",
+    "--epochs",
+    EPOCHS,
+    "--seed",
+    "7",
+];
 
 fn json(p: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
@@ -91,7 +105,8 @@ fn wait_for_checkpoint(ckpt: &std::path::Path, epoch: u64, launcher: &mut Child)
     loop {
         let done = std::fs::read_dir(ckpt).into_iter().flatten().flatten().any(|e| {
             let n = e.file_name().to_string_lossy().to_string();
-            n.strip_prefix("epoch-").and_then(|x| x.parse::<u64>().ok()).is_some_and(|x| x >= epoch) && e.path().join("manifest.json").exists()
+            n.strip_prefix("epoch-").and_then(|x| x.parse::<u64>().ok()).is_some_and(|x| x >= epoch)
+                && e.path().join("manifest.json").exists()
         });
         if done {
             std::thread::sleep(Duration::from_millis(150));
@@ -129,7 +144,8 @@ fn a_killed_worker_then_resume_matches_an_uninterrupted_run() {
     assert!(!status.success(), "the launcher finished although worker {victim} was killed");
     eprintln!("killed worker {victim} after epoch {at}");
 
-    let (ok, err) = run(&["--resume", ckpt.to_str().unwrap(), "--json", dir.path().join("resumed.json").to_str().unwrap()]);
+    let (ok, err) =
+        run(&["--resume", ckpt.to_str().unwrap(), "--json", dir.path().join("resumed.json").to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(err.contains("resumed from"), "{err}");
     let resumed = json(&dir.path().join("resumed.json"));
@@ -138,7 +154,14 @@ fn a_killed_worker_then_resume_matches_an_uninterrupted_run() {
     // The loss curves agree epoch by epoch, bit for bit: parameters, Adam moments, historical
     // rows and the epoch's RNG streams are restored exactly, on the same threads.
     for (x, y) in whole["curve"].as_array().unwrap().iter().zip(resumed["curve"].as_array().unwrap()) {
-        assert_eq!(x["loss"].as_f64().unwrap().to_bits(), y["loss"].as_f64().unwrap().to_bits(), "epoch {}: {} vs {}", x["epoch"], x["loss"], y["loss"]);
+        assert_eq!(
+            x["loss"].as_f64().unwrap().to_bits(),
+            y["loss"].as_f64().unwrap().to_bits(),
+            "epoch {}: {} vs {}",
+            x["epoch"],
+            x["loss"],
+            y["loss"]
+        );
     }
 }
 
@@ -173,7 +196,13 @@ fn restart_failed_recovers_in_one_run_and_torn_checkpoints_are_skipped() {
     std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
     let (ok, err) = run(&["--resume", ckpt.to_str().unwrap()]);
     assert!(ok, "{err}");
-    assert!(err.contains("epoch-000024") && err.contains("checksum") && err.contains("resumed from") && err.contains("epoch-000021"), "{err}");
+    assert!(
+        err.contains("epoch-000024")
+            && err.contains("checksum")
+            && err.contains("resumed from")
+            && err.contains("epoch-000021"),
+        "{err}"
+    );
 }
 
 /// Checkpoint options that cannot work are refused up front, naming the flag.
@@ -188,7 +217,11 @@ fn impossible_checkpoint_options_are_refused() {
 /// A worker started with `args`; returns it and its address.
 fn start_worker(args: &[&str], envs: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = Command::new(strata_bin());
-    cmd.args(["worker", "--threads", "1"]).args(args).env_remove("STRATA_TOKEN").stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(["worker", "--threads", "1"])
+        .args(args)
+        .env_remove("STRATA_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -203,7 +236,10 @@ fn health(addr: &str, creds: &strata_pipe::security::Credentials) -> Result<(), 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut c = strata_pipe::worker::client(addr, creds).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        tokio::time::timeout(Duration::from_secs(10), c.health(strata_pipe::proto::HealthRequest {})).await.map_err(|_| tonic::Status::deadline_exceeded("no answer"))?.map(|_| ())
+        tokio::time::timeout(Duration::from_secs(10), c.health(strata_pipe::proto::HealthRequest {}))
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("no answer"))?
+            .map(|_| ())
     })
 }
 
@@ -217,19 +253,29 @@ fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, other) = (dir.path().join("cluster"), dir.path().join("other"));
     for d in [&cluster, &other] {
-        let out = Command::new(strata_bin()).args(["cluster", "certs", "--out", d.to_str().unwrap(), "--workers", "2"]).output().unwrap();
+        let out = Command::new(strata_bin())
+            .args(["cluster", "certs", "--out", d.to_str().unwrap(), "--workers", "2"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    for f in ["ca.pem", "ca-key.pem", "worker-0.pem", "worker-0-key.pem", "worker-1.pem", "launcher.pem", "launcher-key.pem"] {
+    for f in
+        ["ca.pem", "ca-key.pem", "worker-0.pem", "worker-0-key.pem", "worker-1.pem", "launcher.pem", "launcher-key.pem"]
+    {
         assert!(cluster.join(f).exists(), "{f}");
     }
-    let again = Command::new(strata_bin()).args(["cluster", "certs", "--out", cluster.to_str().unwrap()]).output().unwrap();
+    let again =
+        Command::new(strata_bin()).args(["cluster", "certs", "--out", cluster.to_str().unwrap()]).output().unwrap();
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
 
     // Beyond loopback with TLS and no token: allowed.
-    let (mut w, addr) = start_worker(&["--listen", "0.0.0.0:0", "--rank", "0", "--tls-dir", cluster.to_str().unwrap()], &[]);
+    let (mut w, addr) =
+        start_worker(&["--listen", "0.0.0.0:0", "--rank", "0", "--tls-dir", cluster.to_str().unwrap()], &[]);
     let addr = format!("127.0.0.1:{}", addr.rsplit(':').next().unwrap());
-    let creds = |d: &std::path::Path| strata_pipe::security::Credentials { token: None, tls: Some(strata_pipe::security::TlsIdentity::load(d, "launcher").unwrap()) };
+    let creds = |d: &std::path::Path| strata_pipe::security::Credentials {
+        token: None,
+        tls: Some(strata_pipe::security::TlsIdentity::load(d, "launcher").unwrap()),
+    };
     assert!(health(&addr, &creds(&cluster)).is_ok(), "the cluster's own launcher certificate is refused");
     // Each refusal happens in the TLS handshake: the call never reaches the service, so the
     // client sees a transport failure, not an answer from the worker. Its code depends on which
@@ -238,8 +284,10 @@ fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
     // lets the client finish its side and send the request before the server's refusal of its
     // certificate closes the connection.
     let handshake_failed = |e: &tonic::Status| {
-        matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled)
-            && format!("{e:?}").contains("tonic::transport::Error")
+        matches!(
+            e.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled
+        ) && format!("{e:?}").contains("tonic::transport::Error")
     };
     let e = health(&addr, &creds(&other)).unwrap_err();
     eprintln!("another cluster's launcher: {e}");
@@ -255,12 +303,19 @@ fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
     assert!(handshake_failed(&e), "{e}");
 
     // Roles: orders only from the launcher's certificate, tensors only from workers'.
-    let as_worker = strata_pipe::security::Credentials { token: None, tls: Some(strata_pipe::security::TlsIdentity::load(&cluster, "worker-1").unwrap()) };
+    let as_worker = strata_pipe::security::Credentials {
+        token: None,
+        tls: Some(strata_pipe::security::TlsIdentity::load(&cluster, "worker-1").unwrap()),
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let configure = |c: &strata_pipe::security::Credentials| {
         rt.block_on(async {
             let mut client = strata_pipe::worker::client(&addr, c).unwrap();
-            client.configure(tokio_stream::iter(vec![strata_pipe::proto::ConfigChunk::default()])).await.map(|_| ()).unwrap_err()
+            client
+                .configure(tokio_stream::iter(vec![strata_pipe::proto::ConfigChunk::default()]))
+                .await
+                .map(|_| ())
+                .unwrap_err()
         })
     };
     let e = configure(&as_worker);
@@ -271,26 +326,40 @@ fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
     let push = |c: &strata_pipe::security::Credentials| {
         rt.block_on(async {
             let mut client = strata_pipe::worker::client(&addr, c).unwrap();
-            client.push_tensor(tokio_stream::iter(vec![strata_pipe::proto::TensorChunk::default()])).await.map(|_| ()).unwrap_err()
+            client
+                .push_tensor(tokio_stream::iter(vec![strata_pipe::proto::TensorChunk::default()]))
+                .await
+                .map(|_| ())
+                .unwrap_err()
         })
     };
     let e = push(&creds(&cluster));
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "the launcher pushed a tensor: {e}");
     let e = push(&as_worker);
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "a worker peer was not let through to the tensor checks: {e}");
+    assert_eq!(
+        e.code(),
+        tonic::Code::FailedPrecondition,
+        "a worker peer was not let through to the tensor checks: {e}"
+    );
     // Still serving its own cluster afterwards.
     assert!(health(&addr, &creds(&cluster)).is_ok());
     let _ = w.kill();
     let _ = w.wait();
     // The launcher's certificate cannot pose as a worker: it names no server.
-    let (mut fake, fake_addr) = start_worker(&["--listen", "127.0.0.1:0", "--tls-dir", cluster.to_str().unwrap(), "--tls-name", "launcher"], &[]);
+    let (mut fake, fake_addr) = start_worker(
+        &["--listen", "127.0.0.1:0", "--tls-dir", cluster.to_str().unwrap(), "--tls-name", "launcher"],
+        &[],
+    );
     let e = health(&fake_addr, &creds(&cluster)).unwrap_err();
     eprintln!("launcher certificate serving: {e}");
     assert!(handshake_failed(&e), "{e}");
     let _ = fake.kill();
     let _ = fake.wait();
     // A --tls-dir without the worker's files is a clear error.
-    let out = Command::new(strata_bin()).args(["worker", "--rank", "7", "--tls-dir", cluster.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(strata_bin())
+        .args(["worker", "--rank", "7", "--tls-dir", cluster.to_str().unwrap()])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("worker-7.pem"), "{err}");
 }
@@ -300,19 +369,29 @@ const TOKEN: &str = "garbage-test-t0ken-0001";
 /// A worker on loopback with a token, configured by an in-process launcher as the single stage
 /// of a GCNII-2 run on the karate club (2 chunks), checkpoints confined to `root`.
 /// The launcher's channels live on the returned runtime.
-fn configured_worker(root: &std::path::Path, envs: &[(&str, &str)]) -> (Child, String, strata_pipe::PipelinePlan, strata_pipe::launcher::Launcher, tokio::runtime::Runtime) {
+fn configured_worker(
+    root: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (Child, String, strata_pipe::PipelinePlan, strata_pipe::launcher::Launcher, tokio::runtime::Runtime) {
     let mut e = vec![("STRATA_TOKEN", TOKEN)];
     e.extend_from_slice(envs);
     let (w, addr) = start_worker(&["--listen", "127.0.0.1:0"], &e);
     let data = strata_graph::load("karate", None).unwrap();
-    let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.2, 0.2, 0));
+    let split = data
+        .splits
+        .first()
+        .cloned()
+        .unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.2, 0.2, 0));
     let mut cfg = strata_pipe::PipelineConfig::gcnii(2, 1);
     cfg.chunks = 2;
     let plan = strata_pipe::plan(&data, &split, &cfg);
     let creds = strata_pipe::security::Credentials::token(Some(TOKEN.into()));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let launcher = rt.block_on(async {
-        let mut l = strata_pipe::launcher::Launcher::connect(std::slice::from_ref(&addr), &creds, Duration::from_secs(10)).await.unwrap();
+        let mut l =
+            strata_pipe::launcher::Launcher::connect(std::slice::from_ref(&addr), &creds, Duration::from_secs(10))
+                .await
+                .unwrap();
         l.configure(&plan, Some(root)).await.unwrap();
         l
     });
@@ -322,7 +401,8 @@ fn configured_worker(root: &std::path::Path, envs: &[(&str, &str)]) -> (Child, S
 fn health_state(addr: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut c = strata_pipe::worker::client(addr, &strata_pipe::security::Credentials::token(Some(TOKEN.into()))).unwrap();
+        let mut c =
+            strata_pipe::worker::client(addr, &strata_pipe::security::Credentials::token(Some(TOKEN.into()))).unwrap();
         c.health(strata_pipe::proto::HealthRequest {}).await.unwrap().into_inner().state
     })
 }
@@ -353,25 +433,56 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
     let rows0 = (plan.offsets[1] - plan.offsets[0]) as i64;
     rt.block_on(async {
         let mut c = strata_pipe::worker::client(&addr, &creds).unwrap();
-        let chunk = |name: &str, shape: Vec<i64>, total: u64, offset: u64, data: Vec<u8>| TensorChunk { name: name.into(), kind: TensorKind::Activation as i32, epoch: 0, chunk: 0, shape, total_bytes: total, offset, data, value_type: 0 };
-        let big = c.push_tensor(iter(vec![chunk("x", vec![(10 << 20) / 4], 10 << 20, 0, garbage.clone())])).await.unwrap_err();
+        let chunk = |name: &str, shape: Vec<i64>, total: u64, offset: u64, data: Vec<u8>| TensorChunk {
+            name: name.into(),
+            kind: TensorKind::Activation as i32,
+            epoch: 0,
+            chunk: 0,
+            shape,
+            total_bytes: total,
+            offset,
+            data,
+            value_type: 0,
+        };
+        let big = c
+            .push_tensor(iter(vec![chunk("x", vec![(10 << 20) / 4], 10 << 20, 0, garbage.clone())]))
+            .await
+            .unwrap_err();
         eprintln!("10 MiB message: {big}");
         assert!(matches!(big.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange), "{big}");
-        let forged = c.push_tensor(iter(vec![chunk("x", vec![rows0, 1 << 28], (rows0 as u64) << 30, 0, vec![1, 2, 3, 4])])).await.unwrap_err();
+        let forged = c
+            .push_tensor(iter(vec![chunk("x", vec![rows0, 1 << 28], (rows0 as u64) << 30, 0, vec![1, 2, 3, 4])]))
+            .await
+            .unwrap_err();
         eprintln!("forged header: {forged}");
         assert_eq!(forged.code(), tonic::Code::InvalidArgument, "{forged}");
         assert!(forged.message().contains("exceeds this worker's limit"), "{forged}");
-        let wrong_rows = c.push_tensor(iter(vec![chunk("x", vec![rows0 + 1, 64], ((rows0 + 1) * 256) as u64, 0, vec![0; ((rows0 + 1) * 256) as usize])])).await.unwrap_err();
+        let wrong_rows = c
+            .push_tensor(iter(vec![chunk(
+                "x",
+                vec![rows0 + 1, 64],
+                ((rows0 + 1) * 256) as u64,
+                0,
+                vec![0; ((rows0 + 1) * 256) as usize],
+            )]))
+            .await
+            .unwrap_err();
         eprintln!("wrong rows: {wrong_rows}");
         assert_eq!(wrong_rows.code(), tonic::Code::InvalidArgument, "{wrong_rows}");
-        let disorder = c.push_tensor(iter(vec![chunk("x", vec![rows0, 4], (rows0 * 16) as u64, 8, vec![0; 8])])).await.unwrap_err();
+        let disorder = c
+            .push_tensor(iter(vec![chunk("x", vec![rows0, 4], (rows0 * 16) as u64, 8, vec![0; 8])]))
+            .await
+            .unwrap_err();
         eprintln!("out of order: {disorder}");
         assert_eq!(disorder.code(), tonic::Code::InvalidArgument);
         // Valid tensors nobody claims: refused once the unclaimed budget is spent.
         let bytes = (rows0 * 64 * 4) as usize;
         let mut refused = None;
         for i in 0..1000 {
-            if let Err(e) = c.push_tensor(iter(vec![chunk(&format!("pile{i}"), vec![rows0, 64], bytes as u64, 0, vec![0; bytes])])).await {
+            if let Err(e) = c
+                .push_tensor(iter(vec![chunk(&format!("pile{i}"), vec![rows0, 64], bytes as u64, 0, vec![0; bytes])]))
+                .await
+            {
                 refused = Some((i, e));
                 break;
             }
@@ -398,7 +509,10 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         let n = npz.len() as u64;
         let mut cases: Vec<(&str, tonic::Status)> = Vec::new();
         cases.push(("rank beyond peers", configure(spec.clone(), 3, me.clone(), n, npz.clone()).await));
-        cases.push(("peer not host:port", configure(spec.clone(), 0, vec!["no port here".into()], n, npz.clone()).await));
+        cases.push((
+            "peer not host:port",
+            configure(spec.clone(), 0, vec!["no port here".into()], n, npz.clone()).await,
+        ));
         let mut s = spec.clone();
         s["first"] = 3.into();
         s["last"] = 1.into();
@@ -413,16 +527,23 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         let mut s = spec.clone();
         s["chunk_offsets"] = serde_json::json!([0, 5]);
         cases.push(("chunk offsets", configure(s, 0, me.clone(), n, npz.clone()).await));
-        cases.push(("graph over --max-graph-bytes", configure(spec.clone(), 0, me.clone(), 1 << 50, npz.clone()).await));
+        cases
+            .push(("graph over --max-graph-bytes", configure(spec.clone(), 0, me.clone(), 1 << 50, npz.clone()).await));
         cases.push(("more bytes than announced", configure(spec.clone(), 0, me.clone(), 10, npz.clone()).await));
         cases.push(("fewer bytes than announced", configure(spec.clone(), 0, me.clone(), n + 1, npz.clone()).await));
         let whole = strata_graph::formats::graph_npz(&plan.dataset).to_bytes();
-        cases.push(("a whole-graph npz, not a stage's share", configure(spec.clone(), 0, me.clone(), whole.len() as u64, whole).await));
+        cases.push((
+            "a whole-graph npz, not a stage's share",
+            configure(spec.clone(), 0, me.clone(), whole.len() as u64, whole).await,
+        ));
         let mut without = strata_pipe::StageData::for_stage(&plan.dataset, &plan.specs[0]);
         without.features = strata_graph::Features::dense(0, 1, vec![]);
         without.feature_rows = 0..0;
         let without = without.to_npz().to_bytes();
-        cases.push(("features withheld from the input stage", configure(spec.clone(), 0, me.clone(), without.len() as u64, without).await));
+        cases.push((
+            "features withheld from the input stage",
+            configure(spec.clone(), 0, me.clone(), without.len() as u64, without).await,
+        ));
         cases.push(("npz garbage", configure(spec.clone(), 0, me.clone(), 4096, garbage[..4096].to_vec()).await));
         for (what, e) in &cases {
             eprintln!("configure, {what}: {e}");
@@ -432,7 +553,10 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
     // Configure again, as a recovering launcher would (this also drops the unclaimed pile).
     let rt2 = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let launcher = rt2.block_on(async {
-        let mut l = strata_pipe::launcher::Launcher::connect(std::slice::from_ref(&addr), &creds, Duration::from_secs(10)).await.unwrap();
+        let mut l =
+            strata_pipe::launcher::Launcher::connect(std::slice::from_ref(&addr), &creds, Duration::from_secs(10))
+                .await
+                .unwrap();
         l.configure(&plan, Some(root.path())).await.unwrap();
         l
     });
@@ -444,12 +568,19 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
             let e = c.checkpoint(CheckpointRequest { dir: dir.clone(), epoch: 1 }).await.unwrap_err();
             eprintln!("checkpoint to {dir}: {e}");
             assert!(e.message().contains("outside this run's checkpoint directory"), "{e}");
-            let e = c.restore(RestoreRequest { path: format!("{dir}/rank0.safetensors"), sha256: "00".into() }).await.unwrap_err();
+            let e = c
+                .restore(RestoreRequest { path: format!("{dir}/rank0.safetensors"), sha256: "00".into() })
+                .await
+                .unwrap_err();
             assert!(e.message().contains("outside this run's checkpoint directory"), "{e}");
         }
         assert!(!outside.exists() && !root.path().join("..").join("escape").exists());
         // A real checkpoint, then a Restore of it with a non-ASCII checksum: refused, no panic.
-        let good = c.checkpoint(CheckpointRequest { dir: root.path().join("epoch-000001").display().to_string(), epoch: 1 }).await.unwrap().into_inner();
+        let good = c
+            .checkpoint(CheckpointRequest { dir: root.path().join("epoch-000001").display().to_string(), epoch: 1 })
+            .await
+            .unwrap()
+            .into_inner();
         let path = root.path().join("epoch-000001").join(&good.file).display().to_string();
         let e = c.restore(RestoreRequest { path: path.clone(), sha256: "ééééééééééééé".into() }).await.unwrap_err();
         eprintln!("non-ASCII checksum: {e}");
@@ -475,7 +606,10 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
 fn a_panicking_stage_reports_itself_failed_and_the_launcher_names_it() {
     let root = tempfile::tempdir().unwrap();
     let (mut w, addr, _plan, launcher, rt) = configured_worker(root.path(), &[("STRATA_FAILPOINT", "epoch-panic")]);
-    let e = rt.block_on(launcher.epoch(strata_pipe::proto::EpochRequest { epoch: 0, order: vec![0, 1], train: true })).unwrap_err().to_string();
+    let e = rt
+        .block_on(launcher.epoch(strata_pipe::proto::EpochRequest { epoch: 0, order: vec![0, 1], train: true }))
+        .unwrap_err()
+        .to_string();
     eprintln!("launcher: {e}");
     assert!(e.contains("worker 0") && e.contains(&addr) && e.contains("failed: fail point epoch-panic"), "{e}");
     assert_eq!(health_state(&addr), "failed: fail point epoch-panic");
@@ -504,7 +638,12 @@ struct Netns {
 
 impl Netns {
     fn sh(args: &[&str]) -> bool {
-        Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        Command::new(args[0])
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
     fn ns(&self, i: usize) -> String {
         format!("st{}w{i}", self.tag)
@@ -527,7 +666,8 @@ impl Netns {
         if !Self::sh(&["ip", "link", "add", &br, "type", "bridge"]) {
             return None;
         }
-        let mut ok = Self::sh(&["ip", "addr", "add", &format!("10.231.{}.1/24", Self::subnet()), "dev", &br]) && Self::sh(&["ip", "link", "set", &br, "up"]);
+        let mut ok = Self::sh(&["ip", "addr", "add", &format!("10.231.{}.1/24", Self::subnet()), "dev", &br])
+            && Self::sh(&["ip", "link", "set", &br, "up"]);
         for i in 0..workers {
             let (ns, veth, addr) = (n.ns(i), n.veth(i), format!("{}/24", Self::addr(i)));
             ok = ok
@@ -576,14 +716,20 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
         if strata_graph::registry::tests_must_not_skip() && why.is_empty() {
             panic!("cannot create network namespaces here (needs root and CAP_NET_ADMIN); set STRATA_NO_NETNS=<reason> to skip this test knowingly");
         }
-        eprintln!("SKIPPED: cannot create network namespaces here (needs root and CAP_NET_ADMIN){}", if why.is_empty() { String::new() } else { format!(": {why}") });
+        eprintln!(
+            "SKIPPED: cannot create network namespaces here (needs root and CAP_NET_ADMIN){}",
+            if why.is_empty() { String::new() } else { format!(": {why}") }
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let whole = uninterrupted();
     // Beyond loopback a token alone is refused (clear text): mutual TLS, with the token on top.
     let tls = dir.path().join("tls");
-    let certs = Command::new(strata_bin()).args(["cluster", "certs", "--out", tls.to_str().unwrap(), "--workers", "4"]).output().unwrap();
+    let certs = Command::new(strata_bin())
+        .args(["cluster", "certs", "--out", tls.to_str().unwrap(), "--workers", "4"])
+        .output()
+        .unwrap();
     assert!(certs.status.success(), "{}", String::from_utf8_lossy(&certs.stderr));
 
     let mut workers = Procs(Vec::new());
@@ -591,7 +737,17 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &net.ns(i)])
             .arg(strata_bin())
-            .args(["worker", "--listen", &format!("{}:50051", Netns::addr(i)), "--rank", &i.to_string(), "--threads", "1", "--tls-dir", tls.to_str().unwrap()])
+            .args([
+                "worker",
+                "--listen",
+                &format!("{}:50051", Netns::addr(i)),
+                "--rank",
+                &i.to_string(),
+                "--threads",
+                "1",
+                "--tls-dir",
+                tls.to_str().unwrap(),
+            ])
             .env("STRATA_TOKEN", "netns-cluster-t0ken-0001")
             .stdout(Stdio::piped())
             .spawn()
@@ -606,7 +762,17 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
     let out = dir.path().join("netns.json");
     let mut launcher = Procs(vec![Command::new(strata_bin())
         .args(RUN)
-        .args(["--workers", &addrs.join(","), "--checkpoint-dir", ckpt.to_str().unwrap(), "--checkpoint-every", "3", "--restart-failed", "--json", out.to_str().unwrap()])
+        .args([
+            "--workers",
+            &addrs.join(","),
+            "--checkpoint-dir",
+            ckpt.to_str().unwrap(),
+            "--checkpoint-every",
+            "3",
+            "--restart-failed",
+            "--json",
+            out.to_str().unwrap(),
+        ])
         .args(["--tls-dir", tls.to_str().unwrap()])
         .env("STRATA_TOKEN", "netns-cluster-t0ken-0001")
         .stdout(Stdio::null())
@@ -644,7 +810,11 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
     log.extend(lines.try_iter());
     drop(workers);
     assert!(detected, "the cut link was not detected within 30 s: {}", log.join("\n"));
-    assert!(log.iter().any(|l| l.contains("restart 1/3") && l.contains(&format!("worker 2 ({}:50051)", Netns::addr(2)))), "{}", log.join("\n"));
+    assert!(
+        log.iter().any(|l| l.contains("restart 1/3") && l.contains(&format!("worker 2 ({}:50051)", Netns::addr(2)))),
+        "{}",
+        log.join("\n")
+    );
     eprintln!("link of worker 2 cut after epoch {at}: detected in {took:?}");
     assert!(status.success(), "{}", log.join("\n"));
     assert!(log.iter().any(|l| l.contains("resumed from")), "{}", log.join("\n"));
@@ -662,22 +832,31 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
         let text = std::fs::read_to_string(root.join("k8s").join(f)).unwrap();
         serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
     };
-    let help = |cmd: &str| String::from_utf8(Command::new(strata_bin()).args([cmd, "--help"]).output().unwrap().stdout).unwrap();
+    let help = |cmd: &str| {
+        String::from_utf8(Command::new(strata_bin()).args([cmd, "--help"]).output().unwrap().stdout).unwrap()
+    };
     let flags_exist = |args: &[String], cmd: &str| {
         let h = help(cmd);
         for a in args.iter().filter(|a| a.starts_with("--")) {
             let flag = a.split('=').next().unwrap();
-            assert!(h.contains(&format!("{flag} ")) || h.contains(&format!("{flag}\n")) || h.contains(&format!("{flag} <")), "`strata {cmd}` has no flag {flag}");
+            assert!(
+                h.contains(&format!("{flag} ")) || h.contains(&format!("{flag}\n")) || h.contains(&format!("{flag} <")),
+                "`strata {cmd}` has no flag {flag}"
+            );
         }
     };
-    let strs = |v: &serde_yaml::Value| v.as_sequence().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let strs = |v: &serde_yaml::Value| {
+        v.as_sequence().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
 
     let workers = docs("workers.yaml");
     let svc = workers.iter().find(|d| d["kind"] == "Service").unwrap();
     let sts = workers.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
     assert_eq!(svc["spec"]["clusterIP"], "None", "the Service must be headless");
     assert_eq!(sts["spec"]["serviceName"], svc["metadata"]["name"]);
-    let grpc_port = svc["spec"]["ports"].as_sequence().unwrap().iter().find(|p| p["name"] == "grpc").unwrap()["port"].as_u64().unwrap();
+    let grpc_port = svc["spec"]["ports"].as_sequence().unwrap().iter().find(|p| p["name"] == "grpc").unwrap()["port"]
+        .as_u64()
+        .unwrap();
     let pod = &sts["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     assert_eq!(strs(&c["command"]), ["strata", "worker"]);
@@ -685,7 +864,11 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
     flags_exist(&wargs, "worker");
     let listen = &wargs[wargs.iter().position(|a| a == "--listen").unwrap() + 1];
     assert_eq!(listen, &format!("0.0.0.0:{grpc_port}"));
-    assert!(c["ports"].as_sequence().unwrap().iter().any(|p| p["name"] == "grpc" && p["containerPort"].as_u64() == Some(grpc_port)));
+    assert!(c["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "grpc" && p["containerPort"].as_u64() == Some(grpc_port)));
     let rank_env = c["env"].as_sequence().unwrap().iter().find(|e| e["name"] == "RANK").expect("RANK env");
     assert!(rank_env["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap().contains("pod-index"));
     for r in ["requests", "limits"] {
@@ -693,9 +876,20 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
     }
     assert!(c["resources"]["limits"]["nvidia.com/gpu"].as_u64().is_some(), "GPU limit");
     let tls_dir = &wargs[wargs.iter().position(|a| a == "--tls-dir").unwrap() + 1];
-    let mount = |spec: &serde_yaml::Value, vol: &str| spec["containers"][0]["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["name"] == vol).unwrap()["mountPath"].as_str().unwrap().to_string();
+    let mount = |spec: &serde_yaml::Value, vol: &str| {
+        spec["containers"][0]["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["name"] == vol).unwrap()
+            ["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(&mount(pod, "tls"), tls_dir);
-    let secret_name = |spec: &serde_yaml::Value| spec["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "tls").unwrap()["secret"]["secretName"].as_str().unwrap().to_string();
+    let secret_name = |spec: &serde_yaml::Value| {
+        spec["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "tls").unwrap()["secret"]["secretName"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
 
     let job = &docs("launcher-job.yaml")[0];
     assert_eq!(job["kind"], "Job");
@@ -706,15 +900,33 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
     flags_exist(&largs, "launch");
     let arg = |k: &str| largs.iter().find_map(|a| a.strip_prefix(&format!("{k}="))).map(str::to_string);
     let replicas = sts["spec"]["replicas"].as_u64().unwrap() as usize;
-    let (stages, ways) = (arg("--stages").map_or(4, |s| s.parse().unwrap()), arg("--ways").map_or(1, |s| s.parse().unwrap()));
+    let (stages, ways) =
+        (arg("--stages").map_or(4, |s| s.parse().unwrap()), arg("--ways").map_or(1, |s| s.parse().unwrap()));
     assert_eq!(stages * ways, replicas, "stages × ways must equal the StatefulSet's replicas");
-    let expected: Vec<String> = (0..replicas).map(|i| format!("{}-{i}.{}:{grpc_port}", sts["metadata"]["name"].as_str().unwrap(), svc["metadata"]["name"].as_str().unwrap())).collect();
+    let expected: Vec<String> = (0..replicas)
+        .map(|i| {
+            format!(
+                "{}-{i}.{}:{grpc_port}",
+                sts["metadata"]["name"].as_str().unwrap(),
+                svc["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(arg("--workers").unwrap().split(',').map(str::to_string).collect::<Vec<_>>(), expected);
     assert_eq!(arg("--tls-dir").unwrap(), mount(jspec, "tls"));
-    assert!(arg("--checkpoint-dir").unwrap().starts_with(&mount(jspec, "checkpoints")), "checkpoints must live on the shared volume");
+    assert!(
+        arg("--checkpoint-dir").unwrap().starts_with(&mount(jspec, "checkpoints")),
+        "checkpoints must live on the shared volume"
+    );
     assert!(largs.iter().any(|a| a == "--restart-failed"));
     assert_ne!(secret_name(pod), secret_name(jspec), "workers and launcher must not share a Secret");
-    let claim = |spec: &serde_yaml::Value| spec["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "checkpoints").unwrap()["persistentVolumeClaim"]["claimName"].as_str().unwrap().to_string();
+    let claim = |spec: &serde_yaml::Value| {
+        spec["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "checkpoints").unwrap()
+            ["persistentVolumeClaim"]["claimName"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(claim(pod), claim(jspec));
     let pvc = &docs("checkpoints-pvc.yaml")[0];
     assert_eq!(pvc["metadata"]["name"].as_str().unwrap(), claim(pod));
@@ -724,15 +936,30 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
     // that role: worker pods never get the launcher's key, nor the launcher a worker's.
     let secrets = docs("secret.yaml");
     let keys_of = |name: &str| -> Vec<String> {
-        let s = secrets.iter().find(|d| d["metadata"]["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no Secret {name}"));
-        let mut k: Vec<String> = s["stringData"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+        let s = secrets
+            .iter()
+            .find(|d| d["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no Secret {name}"));
+        let mut k: Vec<String> =
+            s["stringData"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
         k.sort();
         k
     };
     assert_eq!(keys_of(&secret_name(pod)), ["ca.pem", "worker-key.pem", "worker.pem"]);
     assert_eq!(keys_of(&secret_name(jspec)), ["ca.pem", "launcher-key.pem", "launcher.pem"]);
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(strata_bin()).args(["cluster", "certs", "--out", dir.path().join("t").to_str().unwrap(), "--workers", &replicas.to_string(), "--shared-worker"]).output().unwrap();
+    let out = Command::new(strata_bin())
+        .args([
+            "cluster",
+            "certs",
+            "--out",
+            dir.path().join("t").to_str().unwrap(),
+            "--workers",
+            &replicas.to_string(),
+            "--shared-worker",
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     for k in keys_of(&secret_name(pod)).iter().chain(&keys_of(&secret_name(jspec))) {
         assert!(dir.path().join("t").join(k).exists(), "`strata cluster certs` does not write {k}");
@@ -740,8 +967,14 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
 
     // Slurm: the same `strata launch` on every task, with flags that exist.
     let sbatch = std::fs::read_to_string(root.join("slurm/strata.sbatch")).unwrap();
-    let line = sbatch.lines().skip_while(|l| !l.starts_with("srun strata launch")).take_while(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-    let sargs: Vec<String> = line.split_whitespace().map(|s| s.trim_end_matches('\\').to_string()).filter(|s| s.starts_with("--")).collect();
+    let line = sbatch
+        .lines()
+        .skip_while(|l| !l.starts_with("srun strata launch"))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let sargs: Vec<String> =
+        line.split_whitespace().map(|s| s.trim_end_matches('\\').to_string()).filter(|s| s.starts_with("--")).collect();
     assert!(sargs.len() >= 5, "{line}");
     flags_exist(&sargs, "launch");
     assert!(sbatch.contains("MASTER_ADDR") && sbatch.contains("MASTER_PORT"));
@@ -760,7 +993,19 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
 fn sigterm_to_every_process_checkpoints_and_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");
-    let args = ["launch", "--dataset", "karate", "--layers", "4", "--stages", "2", "--chunks", "4", "--checkpoint-every", "100000"];
+    let args = [
+        "launch",
+        "--dataset",
+        "karate",
+        "--layers",
+        "4",
+        "--stages",
+        "2",
+        "--chunks",
+        "4",
+        "--checkpoint-every",
+        "100000",
+    ];
     let mut launcher = Procs(vec![Command::new(strata_bin())
         .args(args)
         .args(["--epochs", "1000000", "--checkpoint-dir", ckpt.to_str().unwrap()])
@@ -788,15 +1033,31 @@ fn sigterm_to_every_process_checkpoints_and_resume_continues() {
     let status = l.wait().unwrap();
     err.extend(rx.iter().map(|l| l + "\n"));
     assert!(!status.success(), "{err}");
-    let epoch: u64 = err.split("stopped by a signal after epoch ").nth(1).and_then(|r| r.split(';').next()).and_then(|e| e.trim().parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    let epoch: u64 = err
+        .split("stopped by a signal after epoch ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|e| e.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
     let manifest = ckpt.join(format!("epoch-{epoch:06}")).join("manifest.json");
     assert!(manifest.exists(), "no checkpoint for epoch {epoch}: {err}");
 
-    let again = Command::new(strata_bin()).args(args).args(["--epochs", "3", "--checkpoint-dir", ckpt.to_str().unwrap()]).output().unwrap();
+    let again = Command::new(strata_bin())
+        .args(args)
+        .args(["--epochs", "3", "--checkpoint-dir", ckpt.to_str().unwrap()])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&again.stderr);
-    assert!(!again.status.success() && text.contains("--resume") && text.contains(&format!("{epoch} epochs done")), "{text}");
+    assert!(
+        !again.status.success() && text.contains("--resume") && text.contains(&format!("{epoch} epochs done")),
+        "{text}"
+    );
 
-    let out = Command::new(strata_bin()).args(args).args(["--epochs", &(epoch + 2).to_string(), "--resume", ckpt.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(strata_bin())
+        .args(args)
+        .args(["--epochs", &(epoch + 2).to_string(), "--resume", ckpt.to_str().unwrap()])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains(&format!("({epoch} epochs done)")), "{err}");
 }

@@ -17,7 +17,13 @@ fn sf_runs(layers: usize) -> Vec<f64> {
         .map(|(i, s)| {
             let t0 = std::time::Instant::now();
             let r = train_node(&d, s, Trainer::Sf, &cfg, 10100 + 3 * i as u64, tch::Device::Cpu).unwrap();
-            eprintln!("SF-GCN {layers} layers, split {i}: {:.2} (per layer {:.3?}, epochs {:?}, {:.1} s)", r.test_accuracy * 100.0, r.per_layer_accuracy, r.epochs, t0.elapsed().as_secs_f64());
+            eprintln!(
+                "SF-GCN {layers} layers, split {i}: {:.2} (per layer {:.3?}, epochs {:?}, {:.1} s)",
+                r.test_accuracy * 100.0,
+                r.per_layer_accuracy,
+                r.epochs,
+                t0.elapsed().as_secs_f64()
+            );
             r.test_accuracy * 100.0
         })
         .collect()
@@ -60,12 +66,16 @@ fn bp_gcn_on_cora_ml_matches_the_paper() {
     let d = strata_graph::load("cora-ml", None).unwrap();
     strata_nn::set_threads(0);
     let cfg = strata_forward::bp_config(strata_nn::ModelKind::Gcn, 2);
-    let task = strata_nn::NodeTask::new(&d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
+    let task =
+        strata_nn::NodeTask::new(&d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
     let accs: Vec<f64> = d
         .splits
         .iter()
         .enumerate()
-        .map(|(i, s)| strata_nn::train_node_classifier(&task, &cfg, s, 10100 + 3 * i as u64, |_| {}).unwrap().1.test_accuracy * 100.0)
+        .map(|(i, s)| {
+            strata_nn::train_node_classifier(&task, &cfg, s, 10100 + 3 * i as u64, |_| {}).unwrap().1.test_accuracy
+                * 100.0
+        })
         .collect();
     let (m, sd) = strata_nn::metrics::mean_std(&accs);
     eprintln!("BP-GCN 2 layers on Cora-ML: {m:.2} ± {sd:.2} {accs:.2?}");
@@ -82,7 +92,15 @@ fn cora_public(trainer: Trainer, d: &strata_graph::Dataset) -> f64 {
         .map(|seed| {
             let t0 = std::time::Instant::now();
             let r = train_node(d, &d.splits[0], trainer, &cfg, seed, tch::Device::Cpu).unwrap();
-            eprintln!("{} seed {seed}: {:.2} (per layer {:.3?}, epochs {:?}, {:.1} s, peak {:.1} MiB)", trainer.name(), r.test_accuracy * 100.0, r.per_layer_accuracy, r.epochs, t0.elapsed().as_secs_f64(), r.peak_memory_bytes as f64 / 1048576.0);
+            eprintln!(
+                "{} seed {seed}: {:.2} (per layer {:.3?}, epochs {:?}, {:.1} s, peak {:.1} MiB)",
+                trainer.name(),
+                r.test_accuracy * 100.0,
+                r.per_layer_accuracy,
+                r.epochs,
+                t0.elapsed().as_secs_f64(),
+                r.peak_memory_bytes as f64 / 1048576.0
+            );
             r.test_accuracy * 100.0
         })
         .collect();
@@ -116,7 +134,21 @@ fn train_cli_reports_forward_trainers() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     for trainer in ["sf", "ff-la", "bp"] {
-        let (ok, out, err) = strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", trainer, "--layers", "2", "--epochs", "60", "--seeds", "2", "--json", json.to_str().unwrap()]);
+        let (ok, out, err) = strata_tests::run_strata(&[
+            "train",
+            "--dataset",
+            "karate",
+            "--trainer",
+            trainer,
+            "--layers",
+            "2",
+            "--epochs",
+            "60",
+            "--seeds",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ]);
         assert!(ok, "{trainer}: {err}");
         assert!(out.contains("mean"), "{out}");
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -129,6 +161,7 @@ fn train_cli_reports_forward_trainers() {
     }
     let (ok, _, err) = strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", "ff"]);
     assert!(!ok && err.contains("unknown trainer `ff`") && err.contains("sf-topdown-loss"), "{err}");
-    let (ok, _, err) = strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", "sf", "--model", "gcnii"]);
+    let (ok, _, err) =
+        strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", "sf", "--model", "gcnii"]);
     assert!(!ok && err.contains("gcnii"), "{err}");
 }

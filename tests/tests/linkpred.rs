@@ -13,7 +13,8 @@ fn runs(encoder: ModelKind, val: f64, test: f64, seeds: u64) -> Vec<strata_nn::L
     let mut xs = Vec::new();
     for seed in 0..seeds {
         let split = LinkSplit::new(&d.graph, val, test, seed).unwrap();
-        let task = LinkTask::new(split, &d.features, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, Kernel::EdgeList);
+        let task =
+            LinkTask::new(split, &d.features, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, Kernel::EdgeList);
         let cfg = LinkConfig::defaults(encoder);
         let (_, r) = train_link_predictor(&task, &cfg, seed, |_| {}).unwrap();
         eprintln!("{} seed {seed}: best epoch {} of {}: test {:?}", encoder.name(), r.best_epoch, r.epochs_run, r.test);
@@ -71,7 +72,20 @@ fn cli_trains_evaluates_and_predicts() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
-    let (ok, _, e) = strata(&["linkpred", "train", "--dataset", "cora", "--epochs", "40", "--seed", "3", "--out", &p("m"), "--json", &p("train.json")]);
+    let (ok, _, e) = strata(&[
+        "linkpred",
+        "train",
+        "--dataset",
+        "cora",
+        "--epochs",
+        "40",
+        "--seed",
+        "3",
+        "--out",
+        &p("m"),
+        "--json",
+        &p("train.json"),
+    ]);
     assert!(ok, "{e}");
     for f in ["model.safetensors", "split.npz", "manifest.json", "embeddings.safetensors"] {
         assert!(dir.path().join("m").join(f).exists(), "{f} missing");
@@ -87,7 +101,19 @@ fn cli_trains_evaluates_and_predicts() {
     }
     assert!(ev["roc_auc"].as_f64().unwrap() > 0.8, "{ev}");
     // Top 5 candidates of node 42: non-neighbours, best first, also as CSV.
-    let (ok, out, e) = strata(&["linkpred", "predict", &p("m"), "--node", "42", "--top", "5", "--json", &p("pred.json"), "--csv", &p("pred.csv")]);
+    let (ok, out, e) = strata(&[
+        "linkpred",
+        "predict",
+        &p("m"),
+        "--node",
+        "42",
+        "--top",
+        "5",
+        "--json",
+        &p("pred.json"),
+        "--csv",
+        &p("pred.csv"),
+    ]);
     assert!(ok, "{e}");
     let pr = read_json(&dir.path().join("pred.json"));
     let items = pr["predictions"].as_array().unwrap();
@@ -101,7 +127,18 @@ fn cli_trains_evaluates_and_predicts() {
     }
     assert_eq!(std::fs::read_to_string(p("pred.csv")).unwrap().lines().count(), 6);
     // The cached embeddings give the encoder's answer.
-    let (ok, _, e) = strata(&["linkpred", "predict", &p("m"), "--node", "42", "--top", "5", "--recompute", "--json", &p("pred2.json")]);
+    let (ok, _, e) = strata(&[
+        "linkpred",
+        "predict",
+        &p("m"),
+        "--node",
+        "42",
+        "--top",
+        "5",
+        "--recompute",
+        "--json",
+        &p("pred2.json"),
+    ]);
     assert!(ok, "{e}");
     let again = read_json(&dir.path().join("pred2.json"));
     for (x, y) in items.iter().zip(again["predictions"].as_array().unwrap()) {
@@ -110,7 +147,8 @@ fn cli_trains_evaluates_and_predicts() {
     }
     // Scoring given pairs.
     std::fs::write(p("pairs.txt"), "0 633\n42 7\n").unwrap();
-    let (ok, out, e) = strata(&["linkpred", "predict", &p("m"), "--pairs", &p("pairs.txt"), "--json", &p("pairs.json")]);
+    let (ok, out, e) =
+        strata(&["linkpred", "predict", &p("m"), "--pairs", &p("pairs.txt"), "--json", &p("pairs.json")]);
     assert!(ok, "{e}");
     assert_eq!(read_json(&dir.path().join("pairs.json"))["predictions"].as_array().unwrap().len(), 2, "{out}");
     // Another graph is refused, by name.
@@ -130,24 +168,44 @@ fn edge_list_inputs_are_normalised_or_refused() {
     let mut text = String::from("# src dst\n");
     for c in 0..2 {
         for i in 0..12 {
-            text.push_str(&format!("{} {}\n{} {}\n", c * 12 + i, c * 12 + (i + 1) % 12, c * 12 + i, c * 12 + (i + 3) % 12));
+            text.push_str(&format!(
+                "{} {}\n{} {}\n",
+                c * 12 + i,
+                c * 12 + (i + 1) % 12,
+                c * 12 + i,
+                c * 12 + (i + 3) % 12
+            ));
         }
     }
     text.push_str("5 5\n0 1\n1 0\n");
     std::fs::write(p("g.txt"), &text).unwrap();
-    let (ok, _, e) = strata(&["linkpred", "train", "--edges", &p("g.txt"), "--epochs", "5", "--split", "0.7,0.1,0.2", "--out", &p("m")]);
+    let (ok, _, e) = strata(&[
+        "linkpred",
+        "train",
+        "--edges",
+        &p("g.txt"),
+        "--epochs",
+        "5",
+        "--split",
+        "0.7,0.1,0.2",
+        "--out",
+        &p("m"),
+    ]);
     assert!(ok, "{e}");
     assert!(e.contains("dropped 1 self loop") && e.contains("merged 2 duplicate edge"), "{e}");
     let m = read_json(&dir.path().join("m/manifest.json"));
     assert_eq!(m["graph"]["undirected_edges"], 48);
     // Features with fewer rows than the ids used.
     std::fs::write(p("f.csv"), "1,0\n0,1\n1,1\n").unwrap();
-    let (ok, _, e) = strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("f.csv"), "--out", &p("m2")]);
+    let (ok, _, e) =
+        strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("f.csv"), "--out", &p("m2")]);
     assert!(!ok && e.contains("g.txt") && e.contains("f.csv has 3 rows"), "{e}");
-    let (ok, _, e) = strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("nope.npy"), "--out", &p("m3")]);
+    let (ok, _, e) =
+        strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("nope.npy"), "--out", &p("m3")]);
     assert!(!ok && e.contains("nope.npy"), "{e}");
     std::fs::write(p("bad.csv"), "1,0\n0,x\n").unwrap();
-    let (ok, _, e) = strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("bad.csv"), "--out", &p("m4")]);
+    let (ok, _, e) =
+        strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("bad.csv"), "--out", &p("m4")]);
     assert!(!ok && e.contains("bad.csv line 2") && e.contains("`x`"), "{e}");
     // The edge list changed after training: refused.
     std::fs::write(p("g.txt"), text.replace("0 1\n1 0\n", "0 6\n")).unwrap();
@@ -201,7 +259,8 @@ fn model_directories_are_checksummed_and_replaced_whole() {
     let (ok, _, _) = train("3", &["--features", &missing]);
     assert!(!ok);
     assert_eq!(read_json(&dir.path().join("m/manifest.json"))["seed"], 2);
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
     // A directory that is not a model is not replaced.
     std::fs::create_dir(p("notes")).unwrap();
@@ -224,7 +283,22 @@ fn forward_link_trainers_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
     for (trainer, min_auc) in [("sf", 0.88), ("ff", 0.75)] {
-        let (ok, _, e) = strata(&["linkpred", "train", "--dataset", "cora", "--trainer", trainer, "--layers", "2", "--epochs", "300", "--out", &p(trainer), "--json", &p("t.json")]);
+        let (ok, _, e) = strata(&[
+            "linkpred",
+            "train",
+            "--dataset",
+            "cora",
+            "--trainer",
+            trainer,
+            "--layers",
+            "2",
+            "--epochs",
+            "300",
+            "--out",
+            &p(trainer),
+            "--json",
+            &p("t.json"),
+        ]);
         assert!(ok, "{e}");
         let t = read_json(&dir.path().join("t.json"));
         let auc = t["test"]["roc_auc"].as_f64().unwrap();
@@ -235,9 +309,21 @@ fn forward_link_trainers_through_the_cli() {
         let (ok, _, e) = strata(&["linkpred", "eval", &p(trainer), "--json", &p("e.json")]);
         assert!(ok, "{e}");
         assert!((read_json(&dir.path().join("e.json"))["roc_auc"].as_f64().unwrap() - auc).abs() < 1e-6);
-        let (ok, _, e) = strata(&["linkpred", "predict", &p(trainer), "--node", "42", "--top", "3", "--json", &p("a.json")]);
+        let (ok, _, e) =
+            strata(&["linkpred", "predict", &p(trainer), "--node", "42", "--top", "3", "--json", &p("a.json")]);
         assert!(ok, "{e}");
-        let (ok, _, e) = strata(&["linkpred", "predict", &p(trainer), "--node", "42", "--top", "3", "--recompute", "--json", &p("b.json")]);
+        let (ok, _, e) = strata(&[
+            "linkpred",
+            "predict",
+            &p(trainer),
+            "--node",
+            "42",
+            "--top",
+            "3",
+            "--recompute",
+            "--json",
+            &p("b.json"),
+        ]);
         assert!(ok, "{e}");
         let (a, b) = (read_json(&dir.path().join("a.json")), read_json(&dir.path().join("b.json")));
         for (x, y) in a["predictions"].as_array().unwrap().iter().zip(b["predictions"].as_array().unwrap()) {

@@ -13,10 +13,16 @@ fn act_hits(dataset: &str, seeds: u64) -> Vec<f64> {
     for seed in 0..seeds {
         let split = LinkSplit::new(&d.graph, 0.10, 0.20, seed).unwrap();
         let t0 = std::time::Instant::now();
-        let probe = probe_links(&split, &d.features, &EmbedConfig { seed, ..Default::default() }, 100, tch::Device::Cpu);
+        let probe =
+            probe_links(&split, &d.features, &EmbedConfig { seed, ..Default::default() }, 100, tch::Device::Cpu);
         let tp = t0.elapsed().as_secs_f64();
-        let (act, rep, hits) = act_on_probe(&probe, &split, &ActConfig { seed, ..Default::default() }, tch::Device::Cpu);
-        let scores: Vec<String> = probe.components.iter().map(|c| format!("{} {:.3} (alone {:.3})", c.name, c.score, c.test_hits.unwrap_or(f64::NAN))).collect();
+        let (act, rep, hits) =
+            act_on_probe(&probe, &split, &ActConfig { seed, ..Default::default() }, tch::Device::Cpu);
+        let scores: Vec<String> = probe
+            .components
+            .iter()
+            .map(|c| format!("{} {:.3} (alone {:.3})", c.name, c.score, c.test_hits.unwrap_or(f64::NAN)))
+            .collect();
         eprintln!(
             "{dataset} seed {seed}: Act Hits@100 {hits:.4} (val {:.4}, λ1 {}, λ2 {}, {} steps, |w_c| {:.2?}); probe {tp:.1} s: {}; total {:.1} s",
             rep.val_hits,
@@ -67,7 +73,11 @@ fn probe_ranks_the_informative_components_first_on_synthetic_graphs() {
             let all: Vec<String> = p.components.iter().map(|c| format!("{} {:.3}", c.name, c.score)).collect();
             eprintln!("{}: {}", spec.name(), all.join(", "));
             match signal {
-                Signal::Structure => assert!(structure > 0.65 && structure > features + 0.1 && features < 0.56, "{}: {all:?}", spec.name()),
+                Signal::Structure => assert!(
+                    structure > 0.65 && structure > features + 0.1 && features < 0.56,
+                    "{}: {all:?}",
+                    spec.name()
+                ),
                 Signal::Features => assert!(features > 0.65 && features > structure + 0.1, "{}: {all:?}", spec.name()),
                 Signal::Both => assert!(structure > 0.65 && features > 0.65, "{}: {all:?}", spec.name()),
                 Signal::Neither => assert!(p.components.iter().all(|c| c.score < 0.56), "{}: {all:?}", spec.name()),
@@ -106,7 +116,20 @@ fn probe_and_netinfof_encoder_through_the_cli() {
     // Node form: propagated features classify Cora far better than chance (1/7) and than raw features.
     let s = |c: &str| v["scores"][c].as_f64().unwrap();
     assert!(s("P").max(s("S")) > 0.35 && s("P").min(s("S")) > s("F"), "{out}");
-    let (ok, _, e) = strata(&["linkpred", "train", "--dataset", "cora", "--encoder", "netinfof", "--split", "0.7,0.1,0.2", "--out", &p("m"), "--json", &p("t.json")]);
+    let (ok, _, e) = strata(&[
+        "linkpred",
+        "train",
+        "--dataset",
+        "cora",
+        "--encoder",
+        "netinfof",
+        "--split",
+        "0.7,0.1,0.2",
+        "--out",
+        &p("m"),
+        "--json",
+        &p("t.json"),
+    ]);
     assert!(ok, "{e}");
     let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("t.json")).unwrap()).unwrap();
     assert!(t["test"]["hits@100"].as_f64().unwrap() > 0.7, "{t}");

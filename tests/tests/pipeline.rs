@@ -38,12 +38,26 @@ fn pipeline_reports_and_bytes_match_the_model() {
     assert_eq!(predicted, 2.0 * 4.0 * 3.0 * 2708.0 * 64.0 * 2.0);
     assert!((measured - predicted).abs() <= 0.05 * predicted, "measured {measured} vs predicted {predicted}");
     // GCN ships only x: half the volume.
-    let (ok, r, e) = launch(&["--dataset", "cora", "--model", "gcn", "--layers", "4", "--stages", "2", "--epochs", "3"]);
+    let (ok, r, e) =
+        launch(&["--dataset", "cora", "--model", "gcn", "--layers", "4", "--stages", "2", "--epochs", "3"]);
     assert!(ok, "{e}");
     assert_eq!(r["bytes_per_epoch"]["measured"].as_f64().unwrap(), 2.0 * 4.0 * 1.0 * 2708.0 * 64.0);
     // bf16 history: activations travel in 16 bits, gradients in 32: (2 + 4)·(P−1)·N·d, model
     // and measurement alike.
-    let (ok, r, e) = launch(&["--dataset", "cora", "--model", "gcn", "--layers", "4", "--stages", "2", "--epochs", "3", "--history-dtype", "bf16"]);
+    let (ok, r, e) = launch(&[
+        "--dataset",
+        "cora",
+        "--model",
+        "gcn",
+        "--layers",
+        "4",
+        "--stages",
+        "2",
+        "--epochs",
+        "3",
+        "--history-dtype",
+        "bf16",
+    ]);
     assert!(ok, "{e}");
     assert_eq!(r["bytes_per_epoch"]["measured"].as_f64().unwrap(), (2.0 + 4.0) * 1.0 * 2708.0 * 64.0);
     assert_eq!(r["bytes_per_epoch"]["predicted"].as_f64().unwrap(), (2.0 + 4.0) * 1.0 * 2708.0 * 64.0);
@@ -60,13 +74,33 @@ fn distributed_run_matches_the_in_process_schedule() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let d = strata_graph::load("cora", None).unwrap();
     for dtype in ["f32", "bf16"] {
-        let (ok, r, e) = launch(&["--dataset", "cora", "--layers", "6", "--stages", "3", "--epochs", "4", "--seed", "5", "--history-dtype", dtype]);
+        let (ok, r, e) = launch(&[
+            "--dataset",
+            "cora",
+            "--layers",
+            "6",
+            "--stages",
+            "3",
+            "--epochs",
+            "4",
+            "--seed",
+            "5",
+            "--history-dtype",
+            dtype,
+        ]);
         assert!(ok, "{e}");
         let mut cfg = strata_pipe::PipelineConfig::gcnii(6, 3);
         cfg.seed = 5;
         cfg.history_dtype = dtype.parse().unwrap();
         let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
-        let mut stages: Vec<_> = p.specs.iter().map(|s| strata_pipe::Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
+        let mut stages: Vec<_> = p
+            .specs
+            .iter()
+            .map(|s| {
+                strata_pipe::Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu)
+                    .unwrap()
+            })
+            .collect();
         for epoch in 0..4u64 {
             let order = strata_pipe::chunk_order(stages[0].num_chunks(), 5, epoch, true);
             let loss = strata_pipe::train_epoch_in_process(&mut stages, epoch, &order);
@@ -74,8 +108,16 @@ fn distributed_run_matches_the_in_process_schedule() {
             let remote = &r["curve"][epoch as usize];
             // The same f32 computation, chunk by chunk in the same order; only the f64 sum of the
             // per-chunk losses may round differently (measured: 0 to 2.2e-16).
-            assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 1e-12, "{dtype} epoch {epoch}: loss {} vs {loss}", remote["loss"]);
-            assert!((remote["val_accuracy"].as_f64().unwrap() - val).abs() < 1e-9, "{dtype} epoch {epoch}: val {} vs {val}", remote["val_accuracy"]);
+            assert!(
+                (remote["loss"].as_f64().unwrap() - loss).abs() < 1e-12,
+                "{dtype} epoch {epoch}: loss {} vs {loss}",
+                remote["loss"]
+            );
+            assert!(
+                (remote["val_accuracy"].as_f64().unwrap() - val).abs() < 1e-9,
+                "{dtype} epoch {epoch}: val {} vs {val}",
+                remote["val_accuracy"]
+            );
         }
     }
 }
@@ -88,7 +130,10 @@ fn graph_parallel_and_hybrid_bytes_match_the_model() {
     }
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let (l, d) = (4.0, 64.0);
-    for (args, ways, stages) in [(vec!["--mode", "graph", "--ways", "3"], 3.0, 1.0), (vec!["--mode", "hybrid", "--ways", "2", "--stages", "2"], 2.0, 2.0)] {
+    for (args, ways, stages) in [
+        (vec!["--mode", "graph", "--ways", "3"], 3.0, 1.0),
+        (vec!["--mode", "hybrid", "--ways", "2", "--stages", "2"], 2.0, 2.0),
+    ] {
         let mut all = vec!["--dataset", "cora", "--layers", "4", "--epochs", "3"];
         all.extend(args);
         let (ok, r, e) = launch(&all);
@@ -120,7 +165,22 @@ fn graph_parallel_equals_full_graph_training() {
         return;
     }
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let (ok, r, e) = launch(&["--dataset", "cora", "--mode", "graph", "--ways", "3", "--layers", "6", "--epochs", "5", "--dropout", "0", "--seed", "2"]);
+    let (ok, r, e) = launch(&[
+        "--dataset",
+        "cora",
+        "--mode",
+        "graph",
+        "--ways",
+        "3",
+        "--layers",
+        "6",
+        "--epochs",
+        "5",
+        "--dropout",
+        "0",
+        "--seed",
+        "2",
+    ]);
     assert!(ok, "{e}");
     let d = strata_graph::load("cora", None).unwrap();
     let mut cfg = strata_pipe::PipelineConfig::gcnii(6, 1);
@@ -128,7 +188,9 @@ fn graph_parallel_equals_full_graph_training() {
     cfg.dropout = 0.0;
     cfg.seed = 2;
     let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
-    let mut whole = vec![strata_pipe::Stage::new(p.specs[0].clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()];
+    let mut whole =
+        vec![strata_pipe::Stage::new(p.specs[0].clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu)
+            .unwrap()];
     for epoch in 0..5u64 {
         let loss = strata_pipe::train_epoch_in_process(&mut whole, epoch, &[0]);
         let (_, val, test) = strata_pipe::evaluate_in_process(&mut whole);
@@ -136,9 +198,21 @@ fn graph_parallel_equals_full_graph_training() {
         // Each partition sums its rows' messages in f32 in another order than one process
         // does: the loss (about 1.9, f32 spacing 1.2e-7 to 2.4e-7) may differ by a few units
         // in the last place (measured: up to 1.8e-7 over 5 epochs); 2e-6 allows 8 of them.
-        assert!((remote["loss"].as_f64().unwrap() - loss).abs() < 2e-6, "epoch {epoch}: loss {} vs {loss}", remote["loss"]);
-        assert!((remote["val_accuracy"].as_f64().unwrap() - val).abs() <= 0.002, "epoch {epoch}: val {} vs {val}", remote["val_accuracy"]);
-        assert!((remote["test_accuracy"].as_f64().unwrap() - test).abs() <= 0.002, "epoch {epoch}: test {} vs {test}", remote["test_accuracy"]);
+        assert!(
+            (remote["loss"].as_f64().unwrap() - loss).abs() < 2e-6,
+            "epoch {epoch}: loss {} vs {loss}",
+            remote["loss"]
+        );
+        assert!(
+            (remote["val_accuracy"].as_f64().unwrap() - val).abs() <= 0.002,
+            "epoch {epoch}: val {} vs {val}",
+            remote["val_accuracy"]
+        );
+        assert!(
+            (remote["test_accuracy"].as_f64().unwrap() - test).abs() <= 0.002,
+            "epoch {epoch}: test {} vs {test}",
+            remote["test_accuracy"]
+        );
     }
 }
 
@@ -157,12 +231,29 @@ fn launch_starts_under_torchrun_and_slurm_environments() {
         let mut ranks = Vec::new();
         for rank in 0..3 {
             let mut cmd = Command::new(strata_bin());
-            cmd.args(["launch", "--dataset", "cora", "--mode", "pipeline", "--stages", "3", "--layers", "4", "--epochs", "2", "--json"]).arg(&json);
+            cmd.args([
+                "launch",
+                "--dataset",
+                "cora",
+                "--mode",
+                "pipeline",
+                "--stages",
+                "3",
+                "--layers",
+                "4",
+                "--epochs",
+                "2",
+                "--json",
+            ])
+            .arg(&json);
             for k in ["RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "STRATA_TOKEN"] {
                 cmd.env_remove(k);
             }
             let (r, w) = if slurm { ("SLURM_PROCID", "SLURM_NTASKS") } else { ("RANK", "WORLD_SIZE") };
-            cmd.env(r, rank.to_string()).env(w, "3").env("MASTER_ADDR", "127.0.0.1").env("MASTER_PORT", port.to_string());
+            cmd.env(r, rank.to_string())
+                .env(w, "3")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string());
             ranks.push(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
         }
         for (rank, child) in ranks.into_iter().enumerate() {
@@ -204,17 +295,26 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
         if rank == 0 {
             cmd.args(["--metrics-addr", &metrics_port.to_string()]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         addrs.push(line.trim().rsplit(' ').next().unwrap().to_string());
         workers.push(child);
     }
     let mut launcher = Command::new(strata_bin())
-        .args(["launch", "--dataset", "cora", "--layers", "8", "--stages", "4", "--epochs", "100000", "--workers", &addrs.join(",")])
+        .args([
+            "launch",
+            "--dataset",
+            "cora",
+            "--layers",
+            "8",
+            "--stages",
+            "4",
+            "--epochs",
+            "100000",
+            "--workers",
+            &addrs.join(","),
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -265,10 +365,24 @@ fn gcnii_32_distributed_matches_single_process_accuracy() {
     let (mut pipe, mut graph, mut single) = (Vec::new(), Vec::new(), Vec::new());
     for seed in 0..3u64 {
         let (s, e) = (seed.to_string(), epochs.to_string());
-        let (ok, r, err) = launch(&["--dataset", "cora", "--layers", "32", "--stages", "4", "--epochs", &e, "--seed", &s]);
+        let (ok, r, err) =
+            launch(&["--dataset", "cora", "--layers", "32", "--stages", "4", "--epochs", &e, "--seed", &s]);
         assert!(ok, "{err}");
         pipe.push(r["test_accuracy"].as_f64().unwrap() * 100.0);
-        let (ok, r, err) = launch(&["--dataset", "cora", "--layers", "32", "--mode", "graph", "--ways", "4", "--epochs", &e, "--seed", &s]);
+        let (ok, r, err) = launch(&[
+            "--dataset",
+            "cora",
+            "--layers",
+            "32",
+            "--mode",
+            "graph",
+            "--ways",
+            "4",
+            "--epochs",
+            &e,
+            "--seed",
+            &s,
+        ]);
         assert!(ok, "{err}");
         graph.push(r["test_accuracy"].as_f64().unwrap() * 100.0);
         let mut cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcnii);
@@ -276,7 +390,12 @@ fn gcnii_32_distributed_matches_single_process_accuracy() {
         cfg.epochs = epochs;
         cfg.patience = 0;
         strata_nn::set_threads(0);
-        let task = strata_nn::NodeTask::new(&d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
+        let task = strata_nn::NodeTask::new(
+            &d,
+            tch::Device::Cpu,
+            strata_graph::FeatureNorm::Auto,
+            strata_nn::Kernel::EdgeList,
+        );
         let (_, rep) = strata_nn::train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap();
         single.push(rep.test_accuracy * 100.0);
     }
@@ -312,9 +431,16 @@ fn workers_refuse_exposure_without_tls_and_calls_without_the_token() {
         }
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains("refusing to listen on non-loopback") && err.contains(expect), "{token:?}: {err}");
+        assert!(
+            !out.status.success() && err.contains("refusing to listen on non-loopback") && err.contains(expect),
+            "{token:?}: {err}"
+        );
     }
-    let out = Command::new(strata_bin()).args(["worker", "--listen", "127.0.0.1:0"]).env("STRATA_TOKEN", "s3cret").output().unwrap();
+    let out = Command::new(strata_bin())
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .env("STRATA_TOKEN", "s3cret")
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("at least 16"), "{err}");
     let mut w = Command::new(strata_bin())
@@ -328,7 +454,21 @@ fn workers_refuse_exposure_without_tls_and_calls_without_the_token() {
     let addr = line.trim().rsplit(' ').next().unwrap().to_string();
     for token in [None, Some("s3cret-cluster-token-0002")] {
         let mut cmd = Command::new(strata_bin());
-        cmd.args(["launch", "--dataset", "karate", "--layers", "2", "--stages", "1", "--chunks", "2", "--epochs", "1", "--workers", &addr]);
+        cmd.args([
+            "launch",
+            "--dataset",
+            "karate",
+            "--layers",
+            "2",
+            "--stages",
+            "1",
+            "--chunks",
+            "2",
+            "--epochs",
+            "1",
+            "--workers",
+            &addr,
+        ]);
         cmd.env_remove("STRATA_TOKEN");
         if let Some(t) = token {
             cmd.env("STRATA_TOKEN", t);
@@ -338,7 +478,21 @@ fn workers_refuse_exposure_without_tls_and_calls_without_the_token() {
         assert!(!out.status.success() && err.contains("missing or wrong cluster token"), "{token:?}: {err}");
     }
     let out = Command::new(strata_bin())
-        .args(["launch", "--dataset", "karate", "--layers", "2", "--stages", "1", "--chunks", "2", "--epochs", "2", "--workers", &addr])
+        .args([
+            "launch",
+            "--dataset",
+            "karate",
+            "--layers",
+            "2",
+            "--stages",
+            "1",
+            "--chunks",
+            "2",
+            "--epochs",
+            "2",
+            "--workers",
+            &addr,
+        ])
         .env("STRATA_TOKEN", TOKEN)
         .output()
         .unwrap();
@@ -378,15 +532,23 @@ fn forward_only_pipeline_matches_single_process_sf_with_half_the_bytes() {
     assert_eq!(bytes(&sf, "measured"), bytes(&sf, "predicted"), "{}", sf["bytes_per_epoch"]);
     assert_eq!(sf["bytes_per_epoch"]["measured_by_kind"]["layer"].as_f64(), Some(bytes(&sf, "measured")));
     let ratio = bytes(&sf, "measured") / bytes(&bp, "measured");
-    eprintln!("bytes per epoch: forward-only {:.0}, backprop {:.0}, ratio {ratio:.3}", bytes(&sf, "measured"), bytes(&bp, "measured"));
+    eprintln!(
+        "bytes per epoch: forward-only {:.0}, backprop {:.0}, ratio {ratio:.3}",
+        bytes(&sf, "measured"),
+        bytes(&bp, "measured")
+    );
     assert!((0.45..0.6).contains(&ratio), "{ratio}");
 
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("sf.json");
-    let out = Command::new(strata_bin()).args(["train", "--dataset", "cora-ml", "--trainer", "sf", "--layers", "4", "--json", json.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(strata_bin())
+        .args(["train", "--dataset", "cora-ml", "--trainer", "sf", "--layers", "4", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let single: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let (pipe_acc, single_acc) = (sf["test_accuracy"].as_f64().unwrap() * 100.0, single["test_accuracy"]["mean"].as_f64().unwrap());
+    let (pipe_acc, single_acc) =
+        (sf["test_accuracy"].as_f64().unwrap() * 100.0, single["test_accuracy"]["mean"].as_f64().unwrap());
     eprintln!("Cora-ML split 0: forward-only pipeline {pipe_acc:.2}, single-process SF {single_acc:.2}");
     assert!((pipe_acc - single_acc).abs() <= 2.0, "{pipe_acc} vs {single_acc}");
 }

@@ -10,7 +10,22 @@ use strata_tests::{run_strata, HEAVY};
 
 fn synth(dir: &Path, nodes: usize) -> PathBuf {
     let out = dir.join(format!("planted-{nodes}.npz"));
-    let (ok, so, se) = run_strata(&["data", "synth", "--nodes", &nodes.to_string(), "--degree", "10", "--features", "16", "--classes", "4", "--seed", "3", "--out", out.to_str().unwrap()]);
+    let (ok, so, se) = run_strata(&[
+        "data",
+        "synth",
+        "--nodes",
+        &nodes.to_string(),
+        "--degree",
+        "10",
+        "--features",
+        "16",
+        "--classes",
+        "4",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok && so.contains(&format!("{nodes} nodes")), "{se}");
     out
 }
@@ -30,7 +45,8 @@ fn write_text_files(dir: &Path, spec: &PlantedSpec) -> (PathBuf, PathBuf, PathBu
     }
     drop(f);
     let Features::Dense { cols, data, .. } = &d.features else { unreachable!() };
-    let rows: Vec<String> = data.chunks(*cols).map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")).collect();
+    let rows: Vec<String> =
+        data.chunks(*cols).map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")).collect();
     std::fs::write(&x, rows.join("\n")).unwrap();
     std::fs::write(&y, d.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")).unwrap();
     (e, x, y)
@@ -42,16 +58,26 @@ fn write_ogb(dir: &Path, spec: &PlantedSpec) -> PathBuf {
     let root = dir.join("ogbn-planted");
     std::fs::create_dir_all(root.join("raw")).unwrap();
     std::fs::create_dir_all(root.join("split/random")).unwrap();
-    let edges: Vec<String> = d.graph.edges().into_iter().filter(|&(u, v)| u < v).map(|(u, v)| format!("{u},{v}")).collect();
+    let edges: Vec<String> =
+        d.graph.edges().into_iter().filter(|&(u, v)| u < v).map(|(u, v)| format!("{u},{v}")).collect();
     std::fs::write(root.join("raw/edge.csv"), edges.join("\n")).unwrap();
     let Features::Dense { cols, data, .. } = &d.features else { unreachable!() };
-    let rows: Vec<String> = data.chunks(*cols).map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")).collect();
+    let rows: Vec<String> =
+        data.chunks(*cols).map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")).collect();
     std::fs::write(root.join("raw/node-feat.csv"), rows.join("\n")).unwrap();
-    std::fs::write(root.join("raw/node-label.csv"), d.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")).unwrap();
+    std::fs::write(
+        root.join("raw/node-label.csv"),
+        d.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
     std::fs::write(root.join("raw/num-node-list.csv"), d.num_nodes().to_string()).unwrap();
     let s = &d.splits[0];
     for (name, ids) in [("train", &s.train), ("valid", &s.val), ("test", &s.test)] {
-        std::fs::write(root.join(format!("split/random/{name}.csv")), ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")).unwrap();
+        std::fs::write(
+            root.join(format!("split/random/{name}.csv")),
+            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"),
+        )
+        .unwrap();
     }
     root
 }
@@ -68,7 +94,17 @@ fn launch_trains_any_graph_source_and_reports_memory_per_worker() {
     let common = ["--model", "gcn", "--layers", "4", "--stages", "2", "--epochs", "30"];
     let sources: Vec<(&str, Vec<String>)> = vec![
         ("npz", vec!["--npz".into(), npz.display().to_string()]),
-        ("edge list", vec!["--edges".into(), e.display().to_string(), "--features".into(), x.display().to_string(), "--labels".into(), y.display().to_string()]),
+        (
+            "edge list",
+            vec![
+                "--edges".into(),
+                e.display().to_string(),
+                "--features".into(),
+                x.display().to_string(),
+                "--labels".into(),
+                y.display().to_string(),
+            ],
+        ),
         ("ogb", vec!["--ogb".into(), ogb.display().to_string()]),
     ];
     for (what, source) in sources {
@@ -115,7 +151,13 @@ fn bad_graph_files_are_refused_by_every_command() {
         (vec!["--edges", &e, "--features", &r], "ragged.csv line 3"),
         (vec!["--edges", &e, "--labels", &l], "edge #3"),
     ];
-    let commands: [&[&str]; 5] = [&["train", "--epochs", "1"], &["launch", "--epochs", "1", "--stages", "2"], &["probe"], &["refine", "--runs", "0"], &["linkpred", "train", "--epochs", "1", "--out", "/nonexistent/never-written"]];
+    let commands: [&[&str]; 5] = [
+        &["train", "--epochs", "1"],
+        &["launch", "--epochs", "1", "--stages", "2"],
+        &["probe"],
+        &["refine", "--runs", "0"],
+        &["linkpred", "train", "--epochs", "1", "--out", "/nonexistent/never-written"],
+    ];
     for cmd in commands {
         for (source, expect) in &cases {
             let mut args: Vec<&str> = cmd.to_vec();
@@ -142,7 +184,13 @@ fn single_process(npz: &Path, dir: &Path, extra: &[&str]) -> (u64, f64) {
 fn capped(cap_mib: u64, args: &[&str]) -> (bool, String) {
     // Fewer malloc arenas: the cap is on address space, which idle per-thread arenas reserve.
     let line = format!("ulimit -d {} && MALLOC_ARENA_MAX=2 exec \"$0\" \"$@\"", cap_mib * 1024);
-    let out = std::process::Command::new("bash").arg("-c").arg(line).arg(strata_tests::strata_bin()).args(args).output().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(line)
+        .arg(strata_tests::strata_bin())
+        .args(args)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     (out.status.success(), err)
 }
@@ -155,7 +203,20 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let npz = dir.path().join("g.npz");
-    let (ok, _, err) = run_strata(&["data", "synth", "--nodes", &nodes.to_string(), "--signal", "0.15", "--homophily", "0.6", "--seed", "1", "--out", npz.to_str().unwrap()]);
+    let (ok, _, err) = run_strata(&[
+        "data",
+        "synth",
+        "--nodes",
+        &nodes.to_string(),
+        "--signal",
+        "0.15",
+        "--homophily",
+        "0.6",
+        "--seed",
+        "1",
+        "--out",
+        npz.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let e = epochs.to_string();
     let model = ["--model", "gcnii", "--layers", "16", "--epochs", &e];
@@ -165,14 +226,34 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
     let launch_report = dir.path().join("launch.json");
     // `--trim-heap`: the workers return freed heap pages after every chunk, the setting for a
     // memory-bound cluster.
-    let mut launch = vec!["launch", "--npz", npz.to_str().unwrap(), "--stages", "4", "--lr", "0.01", "--trim-heap", "--json", launch_report.to_str().unwrap()];
+    let mut launch = vec![
+        "launch",
+        "--npz",
+        npz.to_str().unwrap(),
+        "--stages",
+        "4",
+        "--lr",
+        "0.01",
+        "--trim-heap",
+        "--json",
+        launch_report.to_str().unwrap(),
+    ];
     launch.extend(model);
     // Uncapped first, to know what a worker needs.
     let (ok, err) = capped(1 << 20, &launch);
     assert!(ok, "{err}");
-    let worker_mib = json(&launch_report)["memory_bytes_per_worker"].as_array().unwrap().iter().map(|m| m.as_u64().unwrap() >> 20).max().unwrap();
+    let worker_mib = json(&launch_report)["memory_bytes_per_worker"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_u64().unwrap() >> 20)
+        .max()
+        .unwrap();
     eprintln!("{nodes} nodes: single process {single_mib} MiB (test {single_acc:.3}), largest worker {worker_mib} MiB");
-    assert!(worker_mib * 10 < single_mib * 7, "a worker ({worker_mib} MiB) should need well under a single process ({single_mib} MiB)");
+    assert!(
+        worker_mib * 10 < single_mib * 7,
+        "a worker ({worker_mib} MiB) should need well under a single process ({single_mib} MiB)"
+    );
     // `ulimit -d` counts writable address space, which runs a few hundred MiB above the resident
     // peak (address space libtorch and the allocator's per-thread arenas reserve but never touch):
     // a capped `strata train` failed at 477 MiB resident under a 722 MiB cap. So the cap sits a
@@ -184,14 +265,20 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
     args.extend(&single_args);
     let (ok, err) = capped(cap, &args);
     eprintln!("train capped at {cap} MiB: {err}");
-    assert!(!ok && err.contains("out of memory") && err.contains("strata launch") && !err.contains("panicked"), "{err}");
+    assert!(
+        !ok && err.contains("out of memory") && err.contains("strata launch") && !err.contains("panicked"),
+        "{err}"
+    );
     assert!(!report.exists(), "no partial report");
     std::fs::remove_file(&launch_report).unwrap();
     let (ok, err) = capped(cap, &launch);
     assert!(ok, "launch with every process capped at {cap} MiB: {err}");
     let r = json(&launch_report);
     let acc = r["test_accuracy"].as_f64().unwrap();
-    eprintln!("launch capped at {cap} MiB: test {acc:.3} vs single process {single_acc:.3}; memory per worker {}", r["memory_bytes_per_worker"]);
+    eprintln!(
+        "launch capped at {cap} MiB: test {acc:.3} vs single process {single_acc:.3}; memory per worker {}",
+        r["memory_bytes_per_worker"]
+    );
     assert!(acc * 100.0 >= single_acc - 1.0, "capped pipeline {acc} vs single process {single_acc}");
 }
 

@@ -7,8 +7,13 @@ use strata_tests::HEAVY;
 
 fn gcn_on(d: &strata_graph::Dataset, runs: u64) -> f64 {
     let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
-    let task = strata_nn::NodeTask::new(d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
-    let accs: Vec<f64> = (0..runs).map(|s| strata_nn::train_node_classifier(&task, &cfg, &d.splits[0], s, |_| {}).unwrap().1.test_accuracy * 100.0).collect();
+    let task =
+        strata_nn::NodeTask::new(d, tch::Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
+    let accs: Vec<f64> = (0..runs)
+        .map(|s| {
+            strata_nn::train_node_classifier(&task, &cfg, &d.splits[0], s, |_| {}).unwrap().1.test_accuracy * 100.0
+        })
+        .collect();
     strata_nn::metrics::mean_std(&accs).0
 }
 
@@ -57,7 +62,21 @@ fn refine_cli_reports_and_writes_a_trainable_graph() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
-    let (ok, out, e) = strata(&["refine", "--dataset", "cora-lcc", "--attack", "meta:0.2", "--runs", "2", "--out", &p("r.npz"), "--json", &p("r.json"), "--plot", &p("cos.svg")]);
+    let (ok, out, e) = strata(&[
+        "refine",
+        "--dataset",
+        "cora-lcc",
+        "--attack",
+        "meta:0.2",
+        "--runs",
+        "2",
+        "--out",
+        &p("r.npz"),
+        "--json",
+        &p("r.json"),
+        "--plot",
+        &p("cos.svg"),
+    ]);
     assert!(ok, "{e}");
     assert!(out.contains("of which adversarial"), "{out}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("r.json")).unwrap()).unwrap();
@@ -88,7 +107,11 @@ fn pubmed_sized_graph_refines_under_3_gib() {
     while edges.len() < m {
         let u = rng.random_range(0..n);
         // Mostly within the class, as in a citation graph.
-        let v = if rng.random_bool(0.8) { (rng.random_range(0..n / classes) * classes + u % classes).min(n - 1) } else { rng.random_range(0..n) };
+        let v = if rng.random_bool(0.8) {
+            (rng.random_range(0..n / classes) * classes + u % classes).min(n - 1)
+        } else {
+            rng.random_range(0..n)
+        };
         if u != v {
             edges.insert((u.min(v) as i64, u.max(v) as i64));
         }
@@ -108,16 +131,25 @@ fn pubmed_sized_graph_refines_under_3_gib() {
     }
     let feats = strata_graph::CsrMatrix::from_coo("features", n, f, &r, &c, None).unwrap();
     let split = strata_graph::Split::random_stratified(&labels, 0.1, 0.1, 0);
-    let d = strata_graph::Dataset::new("pubmed-sized", graph, strata_graph::Features::Sparse(feats), labels, vec![split]).unwrap();
+    let d =
+        strata_graph::Dataset::new("pubmed-sized", graph, strata_graph::Features::Sparse(feats), labels, vec![split])
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let npz = dir.path().join("g.npz");
     strata_graph::formats::graph_npz(&d).write(&npz).unwrap();
     let json = dir.path().join("r.json");
-    let (ok, _, e) = strata(&["refine", "--npz", npz.to_str().unwrap(), "--runs", "1", "--json", json.to_str().unwrap()]);
+    let (ok, _, e) =
+        strata(&["refine", "--npz", npz.to_str().unwrap(), "--runs", "1", "--json", json.to_str().unwrap()]);
     assert!(ok, "{e}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let peak = v["peak_rss_bytes"].as_f64().unwrap();
-    eprintln!("PubMed-sized refinement: {:.1} s, peak RSS {:.2} GiB, removed {}, added {}", v["refine_seconds"], peak / (1u64 << 30) as f64, v["edges_removed"], v["edges_added"]);
+    eprintln!(
+        "PubMed-sized refinement: {:.1} s, peak RSS {:.2} GiB, removed {}, added {}",
+        v["refine_seconds"],
+        peak / (1u64 << 30) as f64,
+        v["edges_removed"],
+        v["edges_added"]
+    );
     assert!(peak < 3.0 * (1u64 << 30) as f64, "peak RSS {peak}");
     assert!(v["edges_added"].as_u64().unwrap() > 0);
 }

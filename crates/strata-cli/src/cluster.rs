@@ -3,7 +3,10 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
 use std::path::{Path, PathBuf};
 use strata_pipe::security::Role;
 
@@ -62,7 +65,8 @@ fn write_new(dir: &Path, name: &str, text: &str, private: bool) -> anyhow::Resul
     strata_nn::checkpoint::write_atomic(&path, text.as_bytes())?;
     if private {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).with_context(|| format!("restricting {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
     }
     Ok(())
 }
@@ -92,7 +96,9 @@ fn certs(a: CertsArgs) -> anyhow::Result<()> {
             let mut sans = vec![strata_pipe::security::SERVER_NAME.to_string(), "localhost".into(), name.clone()];
             sans.extend(a.hosts.iter().filter(|h| h.parse::<std::net::IpAddr>().is_err()).cloned());
             let mut p = CertificateParams::new(sans)?;
-            for ip in ["127.0.0.1".to_string()].iter().chain(&a.hosts).filter_map(|h| h.parse::<std::net::IpAddr>().ok()) {
+            for ip in
+                ["127.0.0.1".to_string()].iter().chain(&a.hosts).filter_map(|h| h.parse::<std::net::IpAddr>().ok())
+            {
                 p.subject_alt_names.push(SanType::IpAddress(ip));
             }
             // A worker serves (to the launcher and its peers) and is a client of its peers.
@@ -122,6 +128,10 @@ fn certs(a: CertsArgs) -> anyhow::Result<()> {
         a.workers - 1,
         if a.shared_worker { ", worker" } else { "" }
     );
-    println!("workers: strata worker --tls-dir {} --rank N · launcher: strata launch --tls-dir {} …", a.out.display(), a.out.display());
+    println!(
+        "workers: strata worker --tls-dir {} --rank N · launcher: strata launch --tls-dir {} …",
+        a.out.display(),
+        a.out.display()
+    );
     Ok(())
 }

@@ -107,7 +107,10 @@ pub fn run(a: DataArgs) -> anyhow::Result<()> {
                 t0.elapsed().as_secs_f64()
             );
             if let Some(j) = &s.json {
-                crate::report::write_json(j, &serde_json::json!({"out": s.out, "spec": spec, "summary": r, "seconds": t0.elapsed().as_secs_f64()}))?;
+                crate::report::write_json(
+                    j,
+                    &serde_json::json!({"out": s.out, "spec": spec, "summary": r, "seconds": t0.elapsed().as_secs_f64()}),
+                )?;
             }
         }
         DataCmd::List => {
@@ -118,7 +121,10 @@ pub fn run(a: DataArgs) -> anyhow::Result<()> {
                 rows.push(vec![d.name.into(), if present { "yes" } else { "no" }.into(), d.description.into()]);
             }
             print!("{}", table(&rows));
-            println!("data directories searched: {}", registry::data_dirs().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+            println!(
+                "data directories searched: {}",
+                registry::data_dirs().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
         }
         DataCmd::Path { name, attack: att } => {
             let files = registry::files(&name, attack(&att)?)?;
@@ -132,7 +138,15 @@ pub fn run(a: DataArgs) -> anyhow::Result<()> {
         DataCmd::Info { name, attack: att } => {
             let d = strata_graph::load(&name, attack(&att)?)?;
             let rows = vec![
-                vec!["dataset".to_string(), "nodes".into(), "edges".into(), "self loops".into(), "features".into(), "classes".into(), "splits".into()],
+                vec![
+                    "dataset".to_string(),
+                    "nodes".into(),
+                    "edges".into(),
+                    "self loops".into(),
+                    "features".into(),
+                    "classes".into(),
+                    "splits".into(),
+                ],
                 vec![
                     d.name.clone(),
                     d.num_nodes().to_string(),

@@ -5,10 +5,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Duration;
-use strata_nn::metrics::median;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use strata_nn::metrics::median;
 use strata_pipe::launcher::{config_identity, train, LaunchError, LaunchReport, Launcher, TrainOptions};
 use strata_pipe::pipeline::Mode;
 use strata_pipe::security::{Credentials, TlsIdentity};
@@ -61,8 +61,19 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let env_rank = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
     let rank = a.rank.or_else(|| env_rank("RANK")).or_else(|| env_rank("SLURM_PROCID")).unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let creds = credentials(a.token.clone(), a.tls_dir.as_deref(), &a.tls_name.clone().unwrap_or_else(|| format!("worker-{rank}")))?;
-    let opts = strata_pipe::worker::WorkerOptions { listen: a.listen, creds, rank, device, registrations: None, max_graph_bytes: a.max_graph_bytes };
+    let creds = credentials(
+        a.token.clone(),
+        a.tls_dir.as_deref(),
+        &a.tls_name.clone().unwrap_or_else(|| format!("worker-{rank}")),
+    )?;
+    let opts = strata_pipe::worker::WorkerOptions {
+        listen: a.listen,
+        creds,
+        rank,
+        device,
+        registrations: None,
+        max_graph_bytes: a.max_graph_bytes,
+    };
     if let Some(addr) = a.metrics_addr {
         let _guard = rt.enter();
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -211,7 +222,11 @@ struct ClusterFile {
 }
 
 /// Token and TLS identity `name` from `tls_dir`.
-pub fn credentials(token: Option<String>, tls_dir: Option<&std::path::Path>, name: &str) -> anyhow::Result<Credentials> {
+pub fn credentials(
+    token: Option<String>,
+    tls_dir: Option<&std::path::Path>,
+    name: &str,
+) -> anyhow::Result<Credentials> {
     let tls = tls_dir
         .map(|d| match name.strip_prefix("worker-").and_then(|r| r.parse::<u32>().ok()) {
             Some(rank) => TlsIdentity::load_worker(d, rank),
@@ -225,16 +240,31 @@ pub fn credentials(token: Option<String>, tls_dir: Option<&std::path::Path>, nam
 }
 
 /// Starts `n` local worker processes on loopback; returns them (killed on drop) and their addresses.
-async fn spawn_local(n: usize, device: &str, token: Option<&str>, tls_dir: Option<&std::path::Path>) -> anyhow::Result<(Vec<tokio::process::Child>, Vec<String>)> {
+async fn spawn_local(
+    n: usize,
+    device: &str,
+    token: Option<&str>,
+    tls_dir: Option<&std::path::Path>,
+) -> anyhow::Result<(Vec<tokio::process::Child>, Vec<String>)> {
     let exe = std::env::current_exe()?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let threads = (cores / n).max(1);
     let (mut children, mut addrs) = (Vec::new(), Vec::new());
     for rank in 0..n {
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args(["worker", "--listen", "127.0.0.1:0", "--rank", &rank.to_string(), "--device", device, "--threads", &threads.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args([
+            "worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--rank",
+            &rank.to_string(),
+            "--device",
+            device,
+            "--threads",
+            &threads.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
         if let Some(t) = token {
             cmd.env("STRATA_TOKEN", t);
         }
@@ -321,7 +351,8 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     if let Some(w) = a.weight_decay_conv {
         cfg.weight_decay_conv = w;
     }
-    cfg.validate().map_err(|e| anyhow::anyhow!("--mode {} --model {} --trainer {}: {e}", a.mode, a.model, a.trainer))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("--mode {} --model {} --trainer {}: {e}", a.mode, a.model, a.trainer))?;
     Ok(cfg)
 }
 
@@ -330,7 +361,9 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
 pub fn rendezvous_env() -> anyhow::Result<Option<(usize, usize, String)>> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let parse = |k: &str| -> anyhow::Result<Option<usize>> {
-        var(k).map(|v| v.parse::<usize>().with_context(|| format!("${k}={v}: expected a non-negative integer"))).transpose()
+        var(k)
+            .map(|v| v.parse::<usize>().with_context(|| format!("${k}={v}: expected a non-negative integer")))
+            .transpose()
     };
     let world = match parse("WORLD_SIZE")? {
         Some(w) => w,
@@ -370,7 +403,11 @@ fn advertised_host(master: &str) -> anyhow::Result<String> {
         return Ok("127.0.0.1".into());
     }
     use std::net::ToSocketAddrs;
-    let target = master.to_socket_addrs().with_context(|| format!("resolving MASTER_ADDR {master}"))?.next().context("MASTER_ADDR resolves to nothing")?;
+    let target = master
+        .to_socket_addrs()
+        .with_context(|| format!("resolving MASTER_ADDR {master}"))?
+        .next()
+        .context("MASTER_ADDR resolves to nothing")?;
     let sock = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
     sock.connect(target)?;
     Ok(sock.local_addr()?.ip().to_string())
@@ -385,14 +422,23 @@ fn env_worker(rank: usize, world: usize, master: String, a: &LaunchArgs, token: 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let opts = strata_pipe::worker::WorkerOptions { listen: bind, creds: creds.clone(), rank: rank as u32, device, registrations: None, max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES };
+        let opts = strata_pipe::worker::WorkerOptions {
+            listen: bind,
+            creds: creds.clone(),
+            rank: rank as u32,
+            device,
+            registrations: None,
+            max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES,
+        };
         let server = tokio::spawn(strata_pipe::worker::serve(opts, move |addr| {
             let _ = addr_tx.send(addr);
         }));
         let port = addr_rx.await.context("worker failed to bind")?.port();
         let me = format!("{host}:{port}");
         eprintln!("strata launch: rank {rank}/{world} serving at {me}, registering with {master}");
-        strata_pipe::worker::register(&master, rank as u32, &me, world as u32, &creds, RENDEZVOUS_WAIT).await.map_err(|e| anyhow::anyhow!(e))?;
+        strata_pipe::worker::register(&master, rank as u32, &me, world as u32, &creds, RENDEZVOUS_WAIT)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         server.await?.map_err(|e| anyhow::anyhow!(e))
     })
 }
@@ -404,7 +450,8 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let (mut workers, mut token) = (a.workers.clone(), a.token.clone());
     if let Some(path) = &a.cluster {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let c: ClusterFile = toml::from_str(&text).with_context(|| format!("{}: invalid cluster file", path.display()))?;
+        let c: ClusterFile =
+            toml::from_str(&text).with_context(|| format!("{}: invalid cluster file", path.display()))?;
         workers = c.workers;
         if let Some(var) = c.token_env {
             token = token.or_else(|| std::env::var(&var).ok());
@@ -416,14 +463,27 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             return env_worker(*rank, *world, master.clone(), &a, token);
         }
         if *world != cfg.workers() {
-            bail!("world size {world} but --mode {} needs {} workers ({} ways × {} stages)", a.mode, cfg.workers(), cfg.ways, cfg.stages);
+            bail!(
+                "world size {world} but --mode {} needs {} workers ({} ways × {} stages)",
+                a.mode,
+                cfg.workers(),
+                cfg.ways,
+                cfg.stages
+            );
         }
         if !is_loopback(master) && a.tls_dir.is_none() {
             bail!("rank 0 would listen on {master}, which is not loopback: set --tls-dir (mutual TLS, `strata cluster certs`) on every rank; a token alone would cross the network in clear text");
         }
     }
     if !workers.is_empty() && workers.len() != cfg.workers() {
-        bail!("{} workers listed but --mode {} needs {} ({} ways × {} stages), in rank order way·S + stage", workers.len(), a.mode, cfg.workers(), cfg.ways, cfg.stages);
+        bail!(
+            "{} workers listed but --mode {} needs {} ({} ways × {} stages), in rank order way·S + stage",
+            workers.len(),
+            a.mode,
+            cfg.workers(),
+            cfg.ways,
+            cfg.stages
+        );
     }
     let ckpt_root = a.resume.clone().or_else(|| a.checkpoint_dir.clone());
     if a.restart_failed && ckpt_root.is_none() {
@@ -447,7 +507,11 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
         }
     }
     let data = a.graph.load("cora", None)?;
-    let split = data.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
+    let split = data
+        .splits
+        .first()
+        .cloned()
+        .unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
     // The plan holds the renumbered copy; the graph as read is not needed again.
     let mut p = strata_pipe::plan_owned(data, &split, &cfg);
     drop(split);
@@ -477,7 +541,13 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             let mut children = Vec::new();
             if let Some((_, world, master)) = &env {
                 if restarts == 0 {
-                    workers = serve_rank0(master, *world, &a.device, credentials(token.clone(), a.tls_dir.as_deref(), "worker-0")?).await?;
+                    workers = serve_rank0(
+                        master,
+                        *world,
+                        &a.device,
+                        credentials(token.clone(), a.tls_dir.as_deref(), "worker-0")?,
+                    )
+                    .await?;
                 }
             } else if given.is_empty() {
                 let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref(), a.tls_dir.as_deref()).await?;
@@ -488,7 +558,11 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
             let creds = credentials(token.clone(), a.tls_dir.as_deref(), &a.tls_name)?;
             match run_once(&a, &cfg, &p, &p.dataset, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
-                Err(e) if a.restart_failed && restarts < a.max_restarts && e.downcast_ref::<LaunchError>().is_some_and(LaunchError::is_worker_failure) => {
+                Err(e)
+                    if a.restart_failed
+                        && restarts < a.max_restarts
+                        && e.downcast_ref::<LaunchError>().is_some_and(LaunchError::is_worker_failure) =>
+                {
                     restarts += 1;
                     eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);
                     drop(children);
@@ -514,7 +588,8 @@ async fn run_once(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     {
-        let split_desc: Vec<String> = p.specs.iter().take(cfg.stages).map(|s| format!("{}..{}", s.first, s.last)).collect();
+        let split_desc: Vec<String> =
+            p.specs.iter().take(cfg.stages).map(|s| format!("{}..{}", s.first, s.last)).collect();
         eprintln!(
             "strata launch: {} ({} nodes) · {} with {} layers · {} mode: {} way(s) × {} stage(s) (slots {}) · {} chunks · workers {}",
             data.name,
@@ -530,17 +605,25 @@ async fn run_once(
         );
         let mut launcher = Launcher::connect(workers, creds, wait).await?;
         launcher.configure(p, ckpt_root).await?;
-        let mut opts = TrainOptions { checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)), resume: None, stop: Some(stop.clone()) };
+        let mut opts = TrainOptions {
+            checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)),
+            resume: None,
+            stop: Some(stop.clone()),
+        };
         if let Some((dir, m)) = ckpt_root.and_then(strata_pipe::checkpoint::latest) {
             if m.config != config_identity(cfg) {
                 bail!("{}: the checkpoint was written by a run with a different configuration (model, mode, split or hyper-parameters); refusing to resume it", dir.display());
             }
             launcher.restore(&dir, &m).await?;
-            let report: LaunchReport = serde_json::from_value(m.launcher.clone()).with_context(|| format!("{}: launcher state", dir.display()))?;
+            let report: LaunchReport = serde_json::from_value(m.launcher.clone())
+                .with_context(|| format!("{}: launcher state", dir.display()))?;
             eprintln!("strata launch: resumed from {} ({} epochs done)", dir.display(), m.epoch);
             opts.resume = Some((m.epoch, report));
         } else if a.resume.is_some() {
-            bail!("--resume {}: no complete checkpoint there", ckpt_root.map(|r| r.display().to_string()).unwrap_or_default());
+            bail!(
+                "--resume {}: no complete checkpoint there",
+                ckpt_root.map(|r| r.display().to_string()).unwrap_or_default()
+            );
         }
         let pb = progress(cfg.epochs as u64, cfg.mode.name());
         pb.inc(opts.resume.as_ref().map_or(0, |r| r.0));
@@ -575,7 +658,14 @@ async fn serve_rank0(master: &str, world: usize, device: &str, creds: Credential
     let bind = if is_loopback(master) { format!("127.0.0.1:{port}") } else { format!("0.0.0.0:{port}") };
     let listen = bind.to_socket_addrs()?.next().context("bind address")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let opts = strata_pipe::worker::WorkerOptions { listen, creds, rank: 0, device: strata_nn::parse_device(device)?, registrations: Some(tx), max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES };
+    let opts = strata_pipe::worker::WorkerOptions {
+        listen,
+        creds,
+        rank: 0,
+        device: strata_nn::parse_device(device)?,
+        registrations: Some(tx),
+        max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES,
+    };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = strata_pipe::worker::serve(opts, move |a| {
@@ -595,7 +685,8 @@ async fn serve_rank0(master: &str, world: usize, device: &str, creds: Credential
         let (rank, addr) = tokio::time::timeout(RENDEZVOUS_WAIT, rx.recv())
             .await
             .map_err(|_| {
-                let absent: Vec<String> = addrs.iter().enumerate().filter(|(_, a)| a.is_empty()).map(|(r, _)| r.to_string()).collect();
+                let absent: Vec<String> =
+                    addrs.iter().enumerate().filter(|(_, a)| a.is_empty()).map(|(r, _)| r.to_string()).collect();
                 anyhow::anyhow!("ranks {} did not register within {RENDEZVOUS_WAIT:?}", absent.join(", "))
             })?
             .context("registration channel closed")?;
@@ -611,23 +702,45 @@ async fn serve_rank0(master: &str, world: usize, device: &str, creds: Credential
     Ok(addrs)
 }
 
-fn summarize(a: &LaunchArgs, cfg: &PipelineConfig, data: &strata_graph::Dataset, report: &strata_pipe::launcher::LaunchReport, split_desc: Vec<String>) -> anyhow::Result<()> {
+fn summarize(
+    a: &LaunchArgs,
+    cfg: &PipelineConfig,
+    data: &strata_graph::Dataset,
+    report: &strata_pipe::launcher::LaunchReport,
+    split_desc: Vec<String>,
+) -> anyhow::Result<()> {
     // Warm-up epochs are left out, but never all of them (a short run at scale has two epochs).
-    let ms: Vec<f64> = report.epochs.iter().skip(2.min(report.epochs.len().saturating_sub(1))).map(|e| e.epoch_ms).collect();
-    let med = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> u64| median(&report.epochs.iter().map(|e| f(e) as f64).collect::<Vec<_>>());
+    let ms: Vec<f64> =
+        report.epochs.iter().skip(2.min(report.epochs.len().saturating_sub(1))).map(|e| e.epoch_ms).collect();
+    let med = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> u64| {
+        median(&report.epochs.iter().map(|e| f(e) as f64).collect::<Vec<_>>())
+    };
     let measured = med(&|e| e.bytes);
     let mib = |b: f64| format!("{:.3}", b / (1 << 20) as f64);
     let pred = &report.predicted;
     let wire = med(&|e| e.wire_bytes);
     // Each worker's peak over the run (a resumed run's earlier epochs may not carry it).
     let per_worker = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> &Vec<u64>| -> Vec<u64> {
-        (0..cfg.workers()).map(|r| report.epochs.iter().filter_map(|e| f(e).get(r).copied()).max().unwrap_or(0)).collect()
+        (0..cfg.workers())
+            .map(|r| report.epochs.iter().filter_map(|e| f(e).get(r).copied()).max().unwrap_or(0))
+            .collect()
     };
     let memory = per_worker(&|e| &e.memory_bytes_per_worker);
     let cuda = per_worker(&|e| &e.cuda_peak_bytes_per_worker);
     let mem_text = memory.iter().map(|b| format!("{:.0}", *b as f64 / 1048576.0)).collect::<Vec<_>>().join(" / ");
     let rows = vec![
-        vec!["mode".to_string(), "ways×stages".into(), "chunks".into(), "epochs".into(), "test acc (best val)".into(), "epoch ms (median)".into(), "MiB/epoch measured".into(), "MiB/epoch predicted".into(), "wire MiB/epoch".into(), "peak RSS MiB per worker".into()],
+        vec![
+            "mode".to_string(),
+            "ways×stages".into(),
+            "chunks".into(),
+            "epochs".into(),
+            "test acc (best val)".into(),
+            "epoch ms (median)".into(),
+            "MiB/epoch measured".into(),
+            "MiB/epoch predicted".into(),
+            "wire MiB/epoch".into(),
+            "peak RSS MiB per worker".into(),
+        ],
         vec![
             cfg.mode.name().into(),
             format!("{}×{}", cfg.ways, cfg.stages),
@@ -635,43 +748,58 @@ fn summarize(a: &LaunchArgs, cfg: &PipelineConfig, data: &strata_graph::Dataset,
             cfg.epochs.to_string(),
             format!("{:.2} (epoch {})", report.test_accuracy * 100.0, report.best_epoch + 1),
             format!("{:.1}", median(&ms)),
-            format!("{} (layer {} · halo {} · weights {})", mib(measured), mib(med(&|e| e.layer_bytes)), mib(med(&|e| e.halo_bytes)), mib(med(&|e| e.weight_bytes))),
-            format!("{} (layer {} · halo {} · weights {})", mib(pred.total), mib(pred.layer), mib(pred.halo), mib(pred.weight)),
+            format!(
+                "{} (layer {} · halo {} · weights {})",
+                mib(measured),
+                mib(med(&|e| e.layer_bytes)),
+                mib(med(&|e| e.halo_bytes)),
+                mib(med(&|e| e.weight_bytes))
+            ),
+            format!(
+                "{} (layer {} · halo {} · weights {})",
+                mib(pred.total),
+                mib(pred.layer),
+                mib(pred.halo),
+                mib(pred.weight)
+            ),
             format!("{} (×{:.3})", mib(wire), if measured > 0.0 { wire / measured } else { 0.0 }),
             mem_text,
         ],
     ];
     print!("{}", table(&rows));
     if let Some(path) = &a.json {
-        write_json(path, &json!({
-            "mode": cfg.mode.name(),
-            "dataset": data.name,
-            "model": a.model,
-            "layers": a.layers,
-            "stages": cfg.stages,
-            "ways": cfg.ways,
-            "workers": cfg.workers(),
-            "stage_slots": split_desc,
-            "chunks": cfg.num_chunks(),
-            "epochs": cfg.epochs,
-            "test_accuracy": report.test_accuracy,
-            "best_val_accuracy": report.best_val_accuracy,
-            "epoch_ms_median": median(&ms),
-            "bytes_per_epoch": {
-                "measured": measured,
-                "predicted": pred.total,
-                "measured_by_kind": {"layer": med(&|e| e.layer_bytes), "halo": med(&|e| e.halo_bytes), "weight": med(&|e| e.weight_bytes)},
-                "predicted_by_kind": {"layer": pred.layer, "halo": pred.halo, "weight": pred.weight},
-                "boundary_vertices": pred.boundary,
-                "parameters": pred.parameters,
-                "wire": wire,
-                "wire_overhead_ratio": if measured > 0.0 { wire / measured } else { 0.0 },
-            },
-            "memory_bytes_per_worker": memory,
-            "cuda_peak_bytes_per_worker": cuda,
-            "config": cfg,
-            "curve": report.epochs,
-        }))?;
+        write_json(
+            path,
+            &json!({
+                "mode": cfg.mode.name(),
+                "dataset": data.name,
+                "model": a.model,
+                "layers": a.layers,
+                "stages": cfg.stages,
+                "ways": cfg.ways,
+                "workers": cfg.workers(),
+                "stage_slots": split_desc,
+                "chunks": cfg.num_chunks(),
+                "epochs": cfg.epochs,
+                "test_accuracy": report.test_accuracy,
+                "best_val_accuracy": report.best_val_accuracy,
+                "epoch_ms_median": median(&ms),
+                "bytes_per_epoch": {
+                    "measured": measured,
+                    "predicted": pred.total,
+                    "measured_by_kind": {"layer": med(&|e| e.layer_bytes), "halo": med(&|e| e.halo_bytes), "weight": med(&|e| e.weight_bytes)},
+                    "predicted_by_kind": {"layer": pred.layer, "halo": pred.halo, "weight": pred.weight},
+                    "boundary_vertices": pred.boundary,
+                    "parameters": pred.parameters,
+                    "wire": wire,
+                    "wire_overhead_ratio": if measured > 0.0 { wire / measured } else { 0.0 },
+                },
+                "memory_bytes_per_worker": memory,
+                "cuda_peak_bytes_per_worker": cuda,
+                "config": cfg,
+                "curve": report.epochs,
+            }),
+        )?;
     }
     Ok(())
 }
@@ -699,7 +827,9 @@ mod tests {
         assert_eq!((d.hidden, d.lr, d.weight_decay, d.weight_decay_conv), (64, 0.01, 5e-4, 0.01));
         let p = cfg(&["--preset", "gnnpipe"]).unwrap();
         assert_eq!((p.hidden, p.dropout, p.lr, p.weight_decay, p.weight_decay_conv), (100, 0.5, 1e-3, 0.0, 0.0));
-        let o = cfg(&["--preset", "gnnpipe", "--hidden", "32", "--weight-decay", "1e-3", "--weight-decay-conv", "2e-3"]).unwrap();
+        let o =
+            cfg(&["--preset", "gnnpipe", "--hidden", "32", "--weight-decay", "1e-3", "--weight-decay-conv", "2e-3"])
+                .unwrap();
         assert_eq!((o.hidden, o.lr, o.weight_decay, o.weight_decay_conv), (32, 1e-3, 1e-3, 2e-3));
         let e = cfg(&["--weight-decay=-1"]).unwrap_err().to_string();
         assert!(e.contains("weight decay"), "{e}");

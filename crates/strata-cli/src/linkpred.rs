@@ -17,10 +17,10 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use strata_forward::{train_links, ForwardConfig, ForwardLinkModel, LinkTrainer};
 use strata_graph::npz::{Npz, NpzWriter};
 use strata_graph::{CsrGraph, Features, LinkSplit};
 use strata_netinfo::{probe_links, train_act, Act, ActConfig, EmbedConfig, PairFeatures};
-use strata_forward::{train_links, ForwardConfig, ForwardLinkModel, LinkTrainer};
 use strata_nn::{train_link_predictor, Kernel, LinkConfig, LinkMetrics, LinkModel, LinkTask, ModelKind};
 use tch::{Device, Kind};
 
@@ -194,7 +194,12 @@ fn load_graph(g: &GraphSource) -> anyhow::Result<(CsrGraph, Features, GraphRecor
     }
     let d = g.load("", None)?;
     let graph = d.graph.symmetrized().without_self_loops();
-    let rec = GraphRecord { source: g.clone(), nodes: graph.num_nodes(), undirected_edges: graph.num_undirected_edges(), fingerprint: graph.fingerprint() };
+    let rec = GraphRecord {
+        source: g.clone(),
+        nodes: graph.num_nodes(),
+        undirected_edges: graph.num_undirected_edges(),
+        fingerprint: graph.fingerprint(),
+    };
     Ok((graph, d.features, rec))
 }
 
@@ -217,7 +222,10 @@ pub fn run(a: LinkpredArgs) -> anyhow::Result<()> {
 }
 
 fn check_split(a: &TrainLinkArgs) -> anyhow::Result<()> {
-    if a.split.len() != 3 || a.split.iter().any(|&f| !(0.0..1.0).contains(&f)) || (a.split.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+    if a.split.len() != 3
+        || a.split.iter().any(|&f| !(0.0..1.0).contains(&f))
+        || (a.split.iter().sum::<f64>() - 1.0).abs() > 1e-6
+    {
         bail!("--split {:?}: expected three fractions train,val,test in [0, 1) summing to 1", a.split);
     }
     Ok(())
@@ -226,7 +234,13 @@ fn check_split(a: &TrainLinkArgs) -> anyhow::Result<()> {
 fn save_split(dir: &Path, s: &LinkSplit) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut w = NpzWriter::new();
-    for (k, p) in [("train_pos", &s.train_pos), ("val_pos", &s.val_pos), ("val_neg", &s.val_neg), ("test_pos", &s.test_pos), ("test_neg", &s.test_neg)] {
+    for (k, p) in [
+        ("train_pos", &s.train_pos),
+        ("val_pos", &s.val_pos),
+        ("val_neg", &s.val_neg),
+        ("test_pos", &s.test_pos),
+        ("test_neg", &s.test_neg),
+    ] {
         pairs_array(&mut w, k, p);
     }
     strata_nn::checkpoint::write_atomic(&dir.join("split.npz"), &w.to_bytes())?;
@@ -241,7 +255,10 @@ fn finish_training(a: &TrainLinkArgs, manifest: &mut Manifest, extra: serde_json
         let bytes = std::fs::read(&p).with_context(|| format!("reading back {}", p.display()))?;
         manifest.files.insert(f.to_string(), strata_pipe::checkpoint::sha256_hex(&bytes));
     }
-    strata_nn::checkpoint::write_atomic(&a.staging.join("manifest.json"), serde_json::to_string_pretty(manifest)?.as_bytes())?;
+    strata_nn::checkpoint::write_atomic(
+        &a.staging.join("manifest.json"),
+        serde_json::to_string_pretty(manifest)?.as_bytes(),
+    )?;
     replace_dir(&a.staging, &a.out)?;
     print!("{}", metrics_table(&[("val", &manifest.val), ("test", &manifest.test)]));
     eprintln!("saved to {}", a.out.display());
@@ -266,7 +283,8 @@ fn staging_for(out: &Path) -> anyhow::Result<PathBuf> {
             bail!("--out {}: exists and is not a linkpred model directory (no {FORMAT} manifest.json); refusing to replace it", out.display());
         }
     }
-    let name = out.file_name().with_context(|| format!("--out {}: not a directory name", out.display()))?.to_string_lossy();
+    let name =
+        out.file_name().with_context(|| format!("--out {}: not a directory name", out.display()))?.to_string_lossy();
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     Ok(parent.join(format!(".{name}.partial-{}", std::process::id())))
@@ -276,7 +294,10 @@ fn staging_for(out: &Path) -> anyhow::Result<PathBuf> {
 /// first and deleted after, so `out` holds the old model or the new one, never a mix.
 fn replace_dir(staging: &Path, out: &Path) -> anyhow::Result<()> {
     let sync_parent = || {
-        if let Some(d) = out.parent().and_then(|p| std::fs::File::open(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok()) {
+        if let Some(d) = out
+            .parent()
+            .and_then(|p| std::fs::File::open(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok())
+        {
             let _ = d.sync_all();
         }
     };
@@ -288,7 +309,8 @@ fn replace_dir(staging: &Path, out: &Path) -> anyhow::Result<()> {
     std::fs::rename(staging, out).with_context(|| format!("moving the new model into {}", out.display()))?;
     sync_parent();
     if had_old {
-        std::fs::remove_dir_all(&old).with_context(|| format!("deleting the previous model (now at {})", old.display()))?;
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("deleting the previous model (now at {})", old.display()))?;
     }
     Ok(())
 }
@@ -346,7 +368,11 @@ fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
     })?;
     pb.finish_and_clear();
     save_split(&a.staging, &task.split)?;
-    strata_nn::checkpoint::save_checkpoint(model.vs(), &a.staging.join("model.safetensors"), &json!({"format": FORMAT}))?;
+    strata_nn::checkpoint::save_checkpoint(
+        model.vs(),
+        &a.staging.join("model.safetensors"),
+        &json!({"format": FORMAT}),
+    )?;
     // Final embeddings, so `predict` answers without running the encoder again.
     let z = tch::no_grad(|| model.embed(&task.input, false)).to(Device::Cpu);
     strata_nn::checkpoint::save_tensors(&a.staging.join("embeddings.safetensors"), &[("z", &z)])?;
@@ -368,7 +394,11 @@ fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
     };
     eprintln!("best epoch {} of {}", report.best_epoch + 1, report.epochs_run);
     let step_ms: Vec<f64> = report.curve.iter().map(|e| e.step_ms).collect();
-    finish_training(&a, &mut manifest, json!({"epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "curve": report.curve}))
+    finish_training(
+        &a,
+        &mut manifest,
+        json!({"epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "curve": report.curve}),
+    )
 }
 
 /// The training + validation edges of `task`'s split on its device and kernel.
@@ -421,7 +451,12 @@ fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::Result<()> {
         test: run.test.clone(),
         files: Default::default(),
     };
-    eprintln!("layer epochs {:?}, test ROC-AUC by depth {:.4?}, peak memory {:.1} MiB", run.epochs, run.per_layer_auc, run.peak_memory_bytes as f64 / 1048576.0);
+    eprintln!(
+        "layer epochs {:?}, test ROC-AUC by depth {:.4?}, peak memory {:.1} MiB",
+        run.epochs,
+        run.per_layer_auc,
+        run.peak_memory_bytes as f64 / 1048576.0
+    );
     finish_training(
         &a,
         &mut manifest,
@@ -451,7 +486,8 @@ fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
     let probe = probe_links(&split, &features, &EmbedConfig { seed: a.seed, ..Default::default() }, hits_k, device);
     let feats = PairFeatures::new(&probe.parts);
     let cfg = ActConfig { seed: a.seed, hits_k, ..Default::default() };
-    let (act, report) = train_act(&feats, graph.num_nodes(), &split.train_pos, (&split.val_pos, &split.val_neg), &cfg, device);
+    let (act, report) =
+        train_act(&feats, graph.num_nodes(), &split.train_pos, (&split.val_pos, &split.val_neg), &cfg, device);
     let scorer = Scorer::NetInfoF { feats, act };
     let metrics = |pos: &[(usize, usize)], neg: &[(usize, usize)]| {
         let f = |p: &[(usize, usize)]| scorer.score(p).into_iter().map(|x| x as f32).collect::<Vec<_>>();
@@ -460,9 +496,15 @@ fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
     let (val, test) = (metrics(&split.val_pos, &split.val_neg), metrics(&split.test_pos, &split.test_neg));
     let Scorer::NetInfoF { feats, act } = &scorer else { unreachable!() };
     save_split(&a.staging, &split)?;
-    strata_nn::checkpoint::save_tensors(&a.staging.join("model.safetensors"), &[("params", &act.params.to(Device::Cpu))])?;
+    strata_nn::checkpoint::save_tensors(
+        &a.staging.join("model.safetensors"),
+        &[("params", &act.params.to(Device::Cpu))],
+    )?;
     let (plain, adjusted) = feats.tensors();
-    strata_nn::checkpoint::save_tensors(&a.staging.join("embeddings.safetensors"), &[("plain", &plain.to(Device::Cpu)), ("adjusted", &adjusted.to(Device::Cpu))])?;
+    strata_nn::checkpoint::save_tensors(
+        &a.staging.join("embeddings.safetensors"),
+        &[("plain", &plain.to(Device::Cpu)), ("adjusted", &adjusted.to(Device::Cpu))],
+    )?;
     let mut manifest = Manifest {
         format: FORMAT.into(),
         encoder: "netinfof".into(),
@@ -485,7 +527,13 @@ fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
         test,
         files: Default::default(),
     };
-    eprintln!("NetInfoF_Act: {} L-BFGS steps over the penalty grid, best λ1 {} λ2 {}, {:.1} s", report.steps, report.lambda1, report.lambda2, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "NetInfoF_Act: {} L-BFGS steps over the penalty grid, best λ1 {} λ2 {}, {:.1} s",
+        report.steps,
+        report.lambda1,
+        report.lambda2,
+        t0.elapsed().as_secs_f64()
+    );
     let extra = json!({"seconds": t0.elapsed().as_secs_f64(), "netinfof": manifest.netinfof, "component_norms": act.component_norms()});
     finish_training(&a, &mut manifest, extra)
 }
@@ -546,8 +594,10 @@ struct Loaded {
 fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) -> anyhow::Result<Loaded> {
     let device = strata_nn::parse_device(device)?;
     let mpath = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&mpath).with_context(|| format!("{} is not a linkpred model directory (no readable manifest.json)", dir.display()))?;
-    let manifest: Manifest = serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", mpath.display()))?;
+    let text = std::fs::read_to_string(&mpath)
+        .with_context(|| format!("{} is not a linkpred model directory (no readable manifest.json)", dir.display()))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", mpath.display()))?;
     if manifest.format != FORMAT {
         bail!("{}: format `{}`, expected `{FORMAT}`", mpath.display(), manifest.format);
     }
@@ -581,7 +631,8 @@ fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) 
     let mut npz = Npz::open(&spath)?;
     let train_pos = read_pairs(&mut npz, "train_pos")?;
     let n = graph.num_nodes();
-    let both: Vec<(i64, i64)> = train_pos.iter().flat_map(|&(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
+    let both: Vec<(i64, i64)> =
+        train_pos.iter().flat_map(|&(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
     let split = LinkSplit {
         train_graph: CsrGraph::from_edges(&spath.display().to_string(), n, &both, None)?,
         val_pos: read_pairs(&mut npz, "val_pos")?,
@@ -590,7 +641,12 @@ fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) 
         test_neg: read_pairs(&mut npz, "test_neg")?,
         train_pos,
     };
-    for (k, p) in [("val_pos", &split.val_pos), ("val_neg", &split.val_neg), ("test_pos", &split.test_pos), ("test_neg", &split.test_neg)] {
+    for (k, p) in [
+        ("val_pos", &split.val_pos),
+        ("val_neg", &split.val_neg),
+        ("test_pos", &split.test_pos),
+        ("test_neg", &split.test_neg),
+    ] {
         if let Some(&(u, v)) = p.iter().find(|&&(u, v)| u >= n || v >= n) {
             bail!("{}: {k} holds pair ({u}, {v}) outside the graph's {n} nodes", spath.display());
         }
@@ -599,14 +655,24 @@ fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) 
     let scorer = match (&manifest.config, &manifest.netinfof) {
         (None, None) if manifest.forward.is_some() => {
             let fw = manifest.forward.as_ref().expect("checked");
-            let task = LinkTask::new(split.clone(), &features, device, strata_graph::FeatureNorm::Auto, Kernel::for_graph(&split.train_graph));
+            let task = LinkTask::new(
+                split.clone(),
+                &features,
+                device,
+                strata_graph::FeatureNorm::Auto,
+                Kernel::for_graph(&split.train_graph),
+            );
             let mut model = ForwardLinkModel::new(fw.trainer, &fw.config, &task.graph, task.input.dim())?;
             model.load(&dir.join("model.safetensors"))?;
             let width = fw.config.layers as i64 * fw.config.hidden;
             let z = if cached && emb_path.exists() {
                 let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
                 if z.size() != [n as i64, width] {
-                    bail!("{}: embeddings of shape {:?}, expected [{n}, {width}]; rerun with --recompute", emb_path.display(), z.size());
+                    bail!(
+                        "{}: embeddings of shape {:?}, expected [{n}, {width}]; rerun with --recompute",
+                        emb_path.display(),
+                        z.size()
+                    );
                 }
                 z
             } else {
@@ -615,13 +681,24 @@ fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) 
             Scorer::Forward { task: Box::new(task), model: Box::new(model), z }
         }
         (Some(cfg), _) => {
-            let task = LinkTask::new(split.clone(), &features, device, strata_graph::FeatureNorm::Auto, Kernel::for_graph(&split.train_graph));
+            let task = LinkTask::new(
+                split.clone(),
+                &features,
+                device,
+                strata_graph::FeatureNorm::Auto,
+                Kernel::for_graph(&split.train_graph),
+            );
             let mut model = LinkModel::new(cfg, &task.graph, &task.input)?;
             strata_nn::checkpoint::load_checkpoint(model.vs_mut(), &dir.join("model.safetensors"))?;
             let z = if cached && emb_path.exists() {
                 let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
                 if z.size() != [n as i64, cfg.out] {
-                    bail!("{}: embeddings of shape {:?}, expected [{n}, {}]; rerun with --recompute", emb_path.display(), z.size(), cfg.out);
+                    bail!(
+                        "{}: embeddings of shape {:?}, expected [{n}, {}]; rerun with --recompute",
+                        emb_path.display(),
+                        z.size(),
+                        cfg.out
+                    );
                 }
                 z
             } else {
@@ -634,12 +711,25 @@ fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) 
             let plain = strata_nn::checkpoint::load_tensor(&emb_path, "plain")?.to(device);
             let adjusted = strata_nn::checkpoint::load_tensor(&emb_path, "adjusted")?.to(device);
             let width = ni.components as i64 * ni.dim;
-            if plain.size() != [n as i64, width] || adjusted.size() != plain.size() || params.size() != [width + ni.components as i64] {
-                bail!("{}: saved NetInfoF tensors do not match the manifest ({} components × {})", dir.display(), ni.components, ni.dim);
+            if plain.size() != [n as i64, width]
+                || adjusted.size() != plain.size()
+                || params.size() != [width + ni.components as i64]
+            {
+                bail!(
+                    "{}: saved NetInfoF tensors do not match the manifest ({} components × {})",
+                    dir.display(),
+                    ni.components,
+                    ni.dim
+                );
             }
-            Scorer::NetInfoF { feats: PairFeatures::from_tensors(plain, adjusted, ni.components, ni.dim), act: Act { params, components: ni.components, dim: ni.dim } }
+            Scorer::NetInfoF {
+                feats: PairFeatures::from_tensors(plain, adjusted, ni.components, ni.dim),
+                act: Act { params, components: ni.components, dim: ni.dim },
+            }
         }
-        (None, None) => bail!("{}: the manifest has neither a GNN configuration nor a NetInfoF record", mpath.display()),
+        (None, None) => {
+            bail!("{}: the manifest has neither a GNN configuration nor a NetInfoF record", mpath.display())
+        }
     };
     Ok(Loaded { manifest, split, scorer, graph })
 }
@@ -650,8 +740,11 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let test = LinkMetrics::of(&f(&l.split.test_pos), &f(&l.split.test_neg));
     print!("{}", metrics_table(&[("test", &test)]));
     if let Some(p) = &a.json {
-        write_json(p, &json!({"roc_auc": test.roc_auc, "ap": test.ap, "hits@20": test.hits_20, "hits@50": test.hits_50, "hits@100": test.hits_100, "mrr": test.mrr,
-            "test_edges": l.split.test_pos.len(), "model_dir": a.model_dir, "encoder": l.manifest.encoder}))?;
+        write_json(
+            p,
+            &json!({"roc_auc": test.roc_auc, "ap": test.ap, "hits@20": test.hits_20, "hits@50": test.hits_50, "hits@100": test.hits_100, "mrr": test.mrr,
+            "test_edges": l.split.test_pos.len(), "model_dir": a.model_dir, "encoder": l.manifest.encoder}),
+        )?;
     }
     Ok(())
 }
@@ -663,7 +756,9 @@ fn predict(a: PredictArgs) -> anyhow::Result<()> {
     // So the reported latency includes the encoder (loading ran it once already).
     match (a.recompute, &l.scorer) {
         (true, Scorer::Gnn { task, model, .. }) => drop(tch::no_grad(|| model.embed(&task.input, false))),
-        (true, Scorer::Forward { task, model, .. }) => drop(model.embed_on(&task.input.to_dense(), &train_val_tensors(task)?)),
+        (true, Scorer::Forward { task, model, .. }) => {
+            drop(model.embed_on(&task.input.to_dense(), &train_val_tensors(task)?))
+        }
         _ => {}
     }
     let pairs: Vec<(usize, usize)> = match (a.node, &a.pairs) {
@@ -677,13 +772,19 @@ fn predict(a: PredictArgs) -> anyhow::Result<()> {
         (None, Some(path)) => {
             let list = strata_graph::formats::read_edge_list(path)?;
             if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= n) {
-                bail!("{}: pair #{} ({u}, {v}) names node {}, but the graph has {n} nodes", path.display(), i + 1, u.max(v));
+                bail!(
+                    "{}: pair #{} ({u}, {v}) names node {}, but the graph has {n} nodes",
+                    path.display(),
+                    i + 1,
+                    u.max(v)
+                );
             }
             list.edges.iter().map(|&(u, v)| (u as usize, v as usize)).collect()
         }
         (None, None) => bail!("give --node N or --pairs FILE"),
     };
-    let mut rows: Vec<(usize, usize, f64)> = pairs.iter().zip(l.scorer.score(&pairs)).map(|(&(u, v), s)| (u, v, s)).collect();
+    let mut rows: Vec<(usize, usize, f64)> =
+        pairs.iter().zip(l.scorer.score(&pairs)).map(|(&(u, v), s)| (u, v, s)).collect();
     if a.node.is_some() {
         rows.sort_by(|x, y| y.2.total_cmp(&x.2));
         rows.truncate(a.top);
@@ -698,8 +799,12 @@ fn predict(a: PredictArgs) -> anyhow::Result<()> {
     }
     print!("{}", table(&t));
     if let Some(p) = &a.json {
-        let items: Vec<_> = rows.iter().map(|&(u, v, s)| json!({"src": u, "dst": v, "score": s, "probability": prob(s)})).collect();
-        write_json(p, &json!({"node": a.node, "top": a.node.map(|_| a.top), "latency_ms": latency_ms, "encoder": l.manifest.encoder, "predictions": items}))?;
+        let items: Vec<_> =
+            rows.iter().map(|&(u, v, s)| json!({"src": u, "dst": v, "score": s, "probability": prob(s)})).collect();
+        write_json(
+            p,
+            &json!({"node": a.node, "top": a.node.map(|_| a.top), "latency_ms": latency_ms, "encoder": l.manifest.encoder, "predictions": items}),
+        )?;
     }
     if let Some(p) = &a.csv {
         let mut text = String::from("src,dst,score,probability\n");

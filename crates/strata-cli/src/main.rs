@@ -66,7 +66,8 @@ fn main() -> std::process::ExitCode {
                 std::panic::resume_unwind(payload);
             }
             let what = allocation_failure(&text);
-            let peak = strata_nn::memory::peak_rss_bytes().map_or(String::new(), |b| format!(" after a peak of {} MiB resident", b >> 20));
+            let peak = strata_nn::memory::peak_rss_bytes()
+                .map_or(String::new(), |b| format!(" after a peak of {} MiB resident", b >> 20));
             Err(anyhow::anyhow!(
                 "out of memory{peak}: {what}. This graph and model need more memory than this process may use; spread it over workers with `strata launch` (each holds only its share), or lower --hidden / --layers"
             ))
@@ -95,12 +96,20 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// The allocator's own sentence from a libtorch error (which goes on with a C++ backtrace).
 fn allocation_failure(text: &str) -> &str {
-    let start = ["DefaultCPUAllocator", "CUDA out of memory", "std::bad_alloc", "OutOfMemoryError"].iter().filter_map(|m| text.find(m)).min().unwrap_or(0);
+    let start = ["DefaultCPUAllocator", "CUDA out of memory", "std::bad_alloc", "OutOfMemoryError"]
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min()
+        .unwrap_or(0);
     let rest = &text[start..];
     let end = ["\\n", "\n", "\"", " Error code"].iter().filter_map(|m| rest.find(m)).min().unwrap_or(rest.len());
     rest[..end].trim_end_matches(['.', ' '])
@@ -108,7 +117,9 @@ fn allocation_failure(text: &str) -> &str {
 
 /// Whether a panic message is libtorch failing to allocate (CPU or CUDA).
 fn out_of_memory(text: &str) -> bool {
-    ["can't allocate memory", "CUDA out of memory", "std::bad_alloc", "OutOfMemoryError"].iter().any(|m| text.contains(m))
+    ["can't allocate memory", "CUDA out of memory", "std::bad_alloc", "OutOfMemoryError"]
+        .iter()
+        .any(|m| text.contains(m))
 }
 
 #[cfg(test)]
@@ -119,7 +130,10 @@ mod tests {
     fn allocation_failures_are_cut_to_their_sentence() {
         let t = r#"called `Result::unwrap()` on an `Err` value: Torch("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 7680000 bytes. Error code 12 (Cannot allocate memory)\nframe #0: c10::ThrowEnforceNotMet"#;
         assert!(super::out_of_memory(t));
-        assert_eq!(super::allocation_failure(t), "DefaultCPUAllocator: can't allocate memory: you tried to allocate 7680000 bytes");
+        assert_eq!(
+            super::allocation_failure(t),
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 7680000 bytes"
+        );
         assert!(!super::out_of_memory("index out of range"));
     }
 

@@ -13,7 +13,11 @@ pub fn training_curves(path: &Path, title: &str, runs: &[(u64, Vec<EpochStats>)]
         let root = root.titled(title, ("sans-serif", 20))?;
         let (left, right) = root.split_horizontally(550);
         let max_epoch = runs.iter().map(|r| r.1.len()).max().unwrap_or(1) as f64;
-        let max_loss = runs.iter().flat_map(|r| r.1.iter().flat_map(|e| [e.train_loss, e.val_loss])).fold(0.0f64, f64::max).max(1e-3);
+        let max_loss = runs
+            .iter()
+            .flat_map(|r| r.1.iter().flat_map(|e| [e.train_loss, e.val_loss]))
+            .fold(0.0f64, f64::max)
+            .max(1e-3);
         let palette = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
         for (area, is_acc) in [(left, true), (right, false)] {
             let mut chart = ChartBuilder::on(&area)
@@ -32,11 +36,19 @@ pub fn training_curves(path: &Path, title: &str, runs: &[(u64, Vec<EpochStats>)]
                     (false, false) => e.val_loss,
                 };
                 chart
-                    .draw_series(LineSeries::new(curve.iter().map(|e| (e.epoch as f64, pick(e, true))), color.stroke_width(1)))?
+                    .draw_series(LineSeries::new(
+                        curve.iter().map(|e| (e.epoch as f64, pick(e, true))),
+                        color.stroke_width(1),
+                    ))?
                     .label(format!("seed {seed} train"))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(1)));
                 chart
-                    .draw_series(DashedLineSeries::new(curve.iter().map(|e| (e.epoch as f64, pick(e, false))), 4, 3, color.stroke_width(2)))?
+                    .draw_series(DashedLineSeries::new(
+                        curve.iter().map(|e| (e.epoch as f64, pick(e, false))),
+                        4,
+                        3,
+                        color.stroke_width(2),
+                    ))?
                     .label(format!("seed {seed} val"))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
             }
@@ -69,14 +81,19 @@ pub fn score_bars(path: &Path, title: &str, bars: &[(String, f64)], lo: f64) -> 
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(bars.len())
-            .x_label_formatter(&|x| names.get(x.floor() as usize).filter(|_| (x.fract() - 0.5).abs() < 1e-9).cloned().unwrap_or_default())
+            .x_label_formatter(&|x| {
+                names.get(x.floor() as usize).filter(|_| (x.fract() - 0.5).abs() < 1e-9).cloned().unwrap_or_default()
+            })
             .y_desc("NetInfoF score")
             .draw()?;
         chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
             let v = if v.is_finite() { *v } else { floor };
             Rectangle::new([(i as f64 + 0.15, floor), (i as f64 + 0.85, v)], BLUE.mix(0.7).filled())
         }))?;
-        chart.draw_series(DashedLineSeries::new([(0.0, lo), (n, lo)], 5, 4, RED.stroke_width(1)))?.label("chance").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+        chart
+            .draw_series(DashedLineSeries::new([(0.0, lo), (n, lo)], 5, 4, RED.stroke_width(1)))?
+            .label("chance")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
         root.present()?;
     }
@@ -103,17 +120,34 @@ pub fn histograms(path: &Path, title: &str, samples: &[(&str, Vec<f64>)], marker
             })
             .collect();
         let top = hist.iter().flatten().fold(0.0f64, |a, &b| a.max(b)).max(1e-3) * 1.1;
-        let mut chart = ChartBuilder::on(&root).margin(14).caption(title, ("sans-serif", 18)).x_label_area_size(30).y_label_area_size(50).build_cartesian_2d(lo..hi, 0f64..top)?;
-        chart.configure_mesh().x_desc("cosine similarity of the endpoints' embeddings").y_desc("fraction of edges").draw()?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(14)
+            .caption(title, ("sans-serif", 18))
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(lo..hi, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("cosine similarity of the endpoints' embeddings")
+            .y_desc("fraction of edges")
+            .draw()?;
         let palette = [&BLUE, &RED, &GREEN];
         for (i, ((name, xs), h)) in samples.iter().zip(&hist).enumerate() {
             let color = palette[i % palette.len()];
             chart
-                .draw_series(h.iter().enumerate().map(|(b, &v)| Rectangle::new([(lo + b as f64 * width, 0.0), (lo + (b + 1) as f64 * width, v)], color.mix(0.35).filled())))?
+                .draw_series(h.iter().enumerate().map(|(b, &v)| {
+                    Rectangle::new(
+                        [(lo + b as f64 * width, 0.0), (lo + (b + 1) as f64 * width, v)],
+                        color.mix(0.35).filled(),
+                    )
+                }))?
                 .label(format!("{name} ({})", xs.len()))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.mix(0.5).filled()));
         }
-        chart.draw_series(DashedLineSeries::new([(marker, 0.0), (marker, top)], 5, 4, BLACK.stroke_width(1)))?.label("pruning threshold").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK));
+        chart
+            .draw_series(DashedLineSeries::new([(marker, 0.0), (marker, top)], 5, 4, BLACK.stroke_width(1)))?
+            .label("pruning threshold")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK));
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
         root.present()?;
     }

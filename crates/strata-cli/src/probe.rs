@@ -2,12 +2,12 @@
 //! before any GNN is trained.
 
 use crate::report::{table, write_json};
+use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
-use crate::source::GraphSource;
 use strata_graph::synthetic::{synthetic, SyntheticSpec};
 use strata_graph::{Dataset, LinkSplit, Split};
 use strata_netinfo::{act_on_probe, probe_links, probe_nodes, verdict, ActConfig, EmbedConfig};
@@ -51,7 +51,9 @@ pub struct ProbeArgs {
 
 fn load(a: &ProbeArgs) -> anyhow::Result<Dataset> {
     if let Some(name) = &a.synthetic {
-        let mut spec = SyntheticSpec::parse(name).with_context(|| format!("--synthetic {name}: expected structure|features|both|neither[-homophilous|-heterophilous]"))?;
+        let mut spec = SyntheticSpec::parse(name).with_context(|| {
+            format!("--synthetic {name}: expected structure|features|both|neither[-homophilous|-heterophilous]")
+        })?;
         spec.nodes = a.nodes;
         spec.degree = a.degree;
         spec.seed = a.seed;
@@ -71,11 +73,20 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
         "link" => {
             let split = LinkSplit::new(&graph, 0.10, 0.20, a.seed)?;
             let probe = probe_links(&split, &d.features, &cfg, a.hits_k, device);
-            let act = a.act.then(|| act_on_probe(&probe, &split, &ActConfig { seed: a.seed, hits_k: a.hits_k, ..Default::default() }, device).2);
+            let act = a.act.then(|| {
+                act_on_probe(
+                    &probe,
+                    &split,
+                    &ActConfig { seed: a.seed, hits_k: a.hits_k, ..Default::default() },
+                    device,
+                )
+                .2
+            });
             (probe.components, 0.5, act)
         }
         "node" => {
-            let split = d.splits.first().cloned().unwrap_or_else(|| Split::random_stratified(&d.labels, 0.1, 0.1, a.seed));
+            let split =
+                d.splits.first().cloned().unwrap_or_else(|| Split::random_stratified(&d.labels, 0.1, 0.1, a.seed));
             let floor = 1.0 / d.num_classes.max(1) as f64;
             (probe_nodes(&graph, &d.features, &d.labels, &split.train, &split.val, &cfg, device), floor, None)
         }
@@ -103,7 +114,14 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
         r.push(format!("{:.2}", c.seconds));
         rows.push(r);
     }
-    println!("{} · {} nodes · {} edges · task {} (chance {:.2})", d.name, graph.num_nodes(), graph.num_undirected_edges(), a.task, floor);
+    println!(
+        "{} · {} nodes · {} edges · task {} (chance {:.2})",
+        d.name,
+        graph.num_nodes(),
+        graph.num_undirected_edges(),
+        a.task,
+        floor
+    );
     print!("{}", table(&rows));
     if let Some(h) = act {
         println!("NetInfoF_Act (all components): test hits@{} {h:.3}", a.hits_k);
@@ -115,12 +133,16 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
         crate::plot::score_bars(p, &format!("NetInfoF scores · {} · {} task", d.name, a.task), &bars, floor)?;
     }
     if let Some(p) = &a.json {
-        let scores: serde_json::Map<String, serde_json::Value> = components.iter().map(|c| (c.name.to_string(), json!(c.score))).collect();
-        write_json(p, &json!({
-            "dataset": d.name, "task": a.task, "scores": scores, "verdict": text, "seconds": seconds,
-            "chance": floor, "components": components, "act_test_hits": act, "hits_k": a.hits_k,
-            "nodes": graph.num_nodes(), "edges": graph.num_undirected_edges(),
-        }))?;
+        let scores: serde_json::Map<String, serde_json::Value> =
+            components.iter().map(|c| (c.name.to_string(), json!(c.score))).collect();
+        write_json(
+            p,
+            &json!({
+                "dataset": d.name, "task": a.task, "scores": scores, "verdict": text, "seconds": seconds,
+                "chance": floor, "components": components, "act_test_hits": act, "hits_k": a.hits_k,
+                "nodes": graph.num_nodes(), "edges": graph.num_undirected_edges(),
+            }),
+        )?;
     }
     Ok(())
 }

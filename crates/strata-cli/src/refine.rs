@@ -2,12 +2,12 @@
 //! write the refined graph for `strata train --npz`.
 
 use crate::report::{table, write_json};
+use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use strata_graph::{Attack, Split};
-use crate::source::GraphSource;
 use strata_stable::{advanced_gcn_runs, refine, StableConfig};
 
 /// The graph refined when none is named.
@@ -111,7 +111,8 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
         (Some(_), Some(name)) => Some(strata_graph::load(name, None).context("loading the clean graph")?),
         _ => None,
     };
-    let adversarial = clean.as_ref().map(|c| r.report.removed.iter().filter(|&&(u, v, _)| !c.graph.has_edge(u, v)).count());
+    let adversarial =
+        clean.as_ref().map(|c| r.report.removed.iter().filter(|&&(u, v, _)| !c.graph.has_edge(u, v)).count());
     let mut rows = vec![vec!["step".to_string(), "edges".into()]];
     rows.push(vec!["Jaccard pre-pruning (views only)".into(), r.report.jaccard_pruned.to_string()]);
     rows.push(vec![format!("removed (cosine ≤ {})", cfg.cos), r.report.edges_removed.to_string()]);
@@ -121,31 +122,56 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     }
     rows.push(vec![format!("added (top-{} neighbours, directed)", cfg.k), r.report.edges_added.to_string()]);
     print!("{}", table(&rows));
-    eprintln!("encoder: {} epochs (best {}), refinement {:.1} s", r.report.encoder.epochs, r.report.encoder.best_epoch, r.report.seconds);
-    let split = data.splits.first().cloned().unwrap_or_else(|| Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
-    let acc = (a.runs > 0).then(|| advanced_gcn_runs(&r.graph, &r.embeddings, &data.labels, &split, cfg.alpha, a.runs, a.seed, device));
+    eprintln!(
+        "encoder: {} epochs (best {}), refinement {:.1} s",
+        r.report.encoder.epochs, r.report.encoder.best_epoch, r.report.seconds
+    );
+    let split =
+        data.splits.first().cloned().unwrap_or_else(|| Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
+    let acc = (a.runs > 0)
+        .then(|| advanced_gcn_runs(&r.graph, &r.embeddings, &data.labels, &split, cfg.alpha, a.runs, a.seed, device));
     if let Some(acc) = &acc {
-        println!("advanced GCN on the refined graph, {} runs: test accuracy {:.2} ± {:.2}", a.runs, acc.mean * 100.0, acc.std * 100.0);
+        println!(
+            "advanced GCN on the refined graph, {} runs: test accuracy {:.2} ± {:.2}",
+            a.runs,
+            acc.mean * 100.0,
+            acc.std * 100.0
+        );
     }
     if let Some(out) = &a.out {
         let mut d = data.clone();
         d.graph = r.graph.clone();
         d.splits = vec![split.clone()];
-        strata_graph::write_atomic(out, &strata_graph::formats::graph_npz(&d).to_bytes()).with_context(|| format!("writing {}", out.display()))?;
+        strata_graph::write_atomic(out, &strata_graph::formats::graph_npz(&d).to_bytes())
+            .with_context(|| format!("writing {}", out.display()))?;
         eprintln!("refined graph written to {}", out.display());
     }
     if let (Some(p), Some(c)) = (&a.plot, &clean) {
-        let split_cos = |edges: &[(usize, usize, f32)], adversarial: bool| -> Vec<f64> { edges.iter().filter(|&&(u, v, _)| c.graph.has_edge(u, v) != adversarial).map(|e| e.2 as f64).collect() };
+        let split_cos = |edges: &[(usize, usize, f32)], adversarial: bool| -> Vec<f64> {
+            edges.iter().filter(|&&(u, v, _)| c.graph.has_edge(u, v) != adversarial).map(|e| e.2 as f64).collect()
+        };
         let all: Vec<(usize, usize, f32)> = r.report.removed.iter().chain(&r.report.kept_cosines).copied().collect();
-        crate::plot::histograms(p, &format!("{}: embedding cosine of edges", data.name), &[("normal edges", split_cos(&all, false)), ("adversarial edges", split_cos(&all, true))], cfg.cos)?;
+        crate::plot::histograms(
+            p,
+            &format!("{}: embedding cosine of edges", data.name),
+            &[("normal edges", split_cos(&all, false)), ("adversarial edges", split_cos(&all, true))],
+            cfg.cos,
+        )?;
     } else if a.plot.is_some() {
         tracing::warn!("--plot needs a known clean graph (--attack on a Pro-GNN dataset): skipped");
     }
     let baselines = if a.baselines && a.runs > 0 {
         let gcn = |d: &strata_graph::Dataset| -> anyhow::Result<serde_json::Value> {
             let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
-            let task = strata_nn::NodeTask::new(d, device, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::for_graph(&d.graph));
-            let accs = (0..a.runs as u64).map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, &split, a.seed + s, |_| {})?.1.test_accuracy)).collect::<anyhow::Result<Vec<f64>>>()?;
+            let task = strata_nn::NodeTask::new(
+                d,
+                device,
+                strata_graph::FeatureNorm::Auto,
+                strata_nn::Kernel::for_graph(&d.graph),
+            );
+            let accs = (0..a.runs as u64)
+                .map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, &split, a.seed + s, |_| {})?.1.test_accuracy))
+                .collect::<anyhow::Result<Vec<f64>>>()?;
             let (m, sd) = strata_nn::metrics::mean_std(&accs);
             Ok(json!({"mean": m, "std": sd}))
         };
@@ -156,24 +182,32 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
             serde_json::Value::Null
         } else {
             let mut pruned = data.clone();
-            pruned.graph = strata_stable::jaccard_prune(&data.graph.symmetrized().without_self_loops(), &data.features, 0.01).0;
+            pruned.graph =
+                strata_stable::jaccard_prune(&data.graph.symmetrized().without_self_loops(), &data.features, 0.01).0;
             gcn(&pruned)?
         };
-        println!("plain GCN {:.2} · Jaccard-GCN {}", plain["mean"].as_f64().unwrap_or(0.0) * 100.0, jaccard["mean"].as_f64().map_or("n/a".into(), |m| format!("{:.2}", m * 100.0)));
+        println!(
+            "plain GCN {:.2} · Jaccard-GCN {}",
+            plain["mean"].as_f64().unwrap_or(0.0) * 100.0,
+            jaccard["mean"].as_f64().map_or("n/a".into(), |m| format!("{:.2}", m * 100.0))
+        );
         Some(json!({"gcn": plain, "jaccard_gcn": jaccard}))
     } else {
         None
     };
     let peak = strata_nn::memory::peak_rss_bytes();
     if let Some(p) = &a.json {
-        write_json(p, &json!({
-            "dataset": data.name, "attack": a.attack, "config": cfg,
-            "edges_removed": r.report.edges_removed, "edges_added": r.report.edges_added, "adversarial_removed": adversarial,
-            "jaccard_pruned": r.report.jaccard_pruned,
-            "test_accuracy": acc.as_ref().map(|x| json!({"mean": x.mean, "std": x.std, "runs": x.accuracies})),
-            "encoder": r.report.encoder, "refine_seconds": r.report.seconds, "peak_rss_bytes": peak,
-            "nodes": data.num_nodes(), "baselines": baselines,
-        }))?;
+        write_json(
+            p,
+            &json!({
+                "dataset": data.name, "attack": a.attack, "config": cfg,
+                "edges_removed": r.report.edges_removed, "edges_added": r.report.edges_added, "adversarial_removed": adversarial,
+                "jaccard_pruned": r.report.jaccard_pruned,
+                "test_accuracy": acc.as_ref().map(|x| json!({"mean": x.mean, "std": x.std, "runs": x.accuracies})),
+                "encoder": r.report.encoder, "refine_seconds": r.report.seconds, "peak_rss_bytes": peak,
+                "nodes": data.num_nodes(), "baselines": baselines,
+            }),
+        )?;
     }
     Ok(())
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 /// Renders rows as an aligned text table (first row = header).
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {
         let line: Vec<String> = r.iter().enumerate().map(|(c, s)| format!("{s:>w$}", w = widths[c])).collect();
@@ -23,7 +24,8 @@ pub fn table(rows: &[Vec<String>]) -> String {
 /// Writes a JSON report atomically.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    strata_nn::checkpoint::write_atomic(path, text.as_bytes()).with_context(|| format!("writing report {}", path.display()))
+    strata_nn::checkpoint::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing report {}", path.display()))
 }
 
 /// A progress bar on stderr; hidden when stderr is not a terminal.

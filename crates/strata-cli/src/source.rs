@@ -101,8 +101,15 @@ impl GraphSource {
             Some(p) => vec![read_split(p)?],
             None => Vec::new(),
         };
-        let name = path.file_stem().map_or("graph".into(), |s| s.to_string_lossy().trim_end_matches(".txt").to_string());
-        let mut d = Dataset::new(path.display().to_string(), graph, features.unwrap_or_else(|| Features::identity(n)), labels, splits)?;
+        let name =
+            path.file_stem().map_or("graph".into(), |s| s.to_string_lossy().trim_end_matches(".txt").to_string());
+        let mut d = Dataset::new(
+            path.display().to_string(),
+            graph,
+            features.unwrap_or_else(|| Features::identity(n)),
+            labels,
+            splits,
+        )?;
         d.name = name;
         Ok(d)
     }
@@ -118,14 +125,22 @@ pub fn undirected_edge_list(path: &Path, rows: Option<(usize, &PathBuf)>) -> any
     let n = match rows {
         Some((rows, file)) => {
             if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= rows) {
-                bail!("{}: edge #{} ({u}, {v}) names node {}, but {} has {rows} rows (ids 0..{})", path.display(), i + 1, u.max(v), file.display(), rows.saturating_sub(1));
+                bail!(
+                    "{}: edge #{} ({u}, {v}) names node {}, but {} has {rows} rows (ids 0..{})",
+                    path.display(),
+                    i + 1,
+                    u.max(v),
+                    file.display(),
+                    rows.saturating_sub(1)
+                );
             }
             rows
         }
         None => list.implied_nodes(),
     };
     let loops = list.edges.iter().filter(|(u, v)| u == v).count();
-    let mut pairs: Vec<(i64, i64)> = list.edges.iter().filter(|(u, v)| u != v).map(|&(u, v)| (u.min(v), u.max(v))).collect();
+    let mut pairs: Vec<(i64, i64)> =
+        list.edges.iter().filter(|(u, v)| u != v).map(|&(u, v)| (u.min(v), u.max(v))).collect();
     drop(list);
     pairs.sort_unstable();
     let before = pairs.len();
@@ -134,7 +149,11 @@ pub fn undirected_edge_list(path: &Path, rows: Option<(usize, &PathBuf)>) -> any
         tracing::warn!("{}: dropped {loops} self loop(s)", path.display());
     }
     if before > pairs.len() {
-        tracing::warn!("{}: merged {} duplicate edge(s) (the graph is undirected: (u, v) and (v, u) are one edge)", path.display(), before - pairs.len());
+        tracing::warn!(
+            "{}: merged {} duplicate edge(s) (the graph is undirected: (u, v) and (v, u) are one edge)",
+            path.display(),
+            before - pairs.len()
+        );
     }
     let both: Vec<(i64, i64)> = pairs.iter().flat_map(|&(u, v)| [(u, v), (v, u)]).collect();
     drop(pairs);
@@ -165,11 +184,17 @@ pub fn read_features(path: &Path) -> anyhow::Result<Features> {
         let vals: Vec<&str> = t.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).collect();
         match cols {
             None => cols = Some(vals.len()),
-            Some(c) if c != vals.len() => bail!("{} line {}: {} values where earlier rows have {c}", path.display(), no + 1, vals.len()),
+            Some(c) if c != vals.len() => {
+                bail!("{} line {}: {} values where earlier rows have {c}", path.display(), no + 1, vals.len())
+            }
             _ => {}
         }
         for v in vals {
-            let x: f32 = v.parse().ok().filter(|x: &f32| x.is_finite()).with_context(|| format!("{} line {}: `{v}` is not a finite number", path.display(), no + 1))?;
+            let x: f32 = v
+                .parse()
+                .ok()
+                .filter(|x: &f32| x.is_finite())
+                .with_context(|| format!("{} line {}: `{v}` is not a finite number", path.display(), no + 1))?;
             data.push(x);
         }
         rows += 1;
@@ -188,7 +213,11 @@ fn read_npy(path: &Path, what: &str) -> anyhow::Result<strata_graph::npz::NpyArr
 pub fn read_labels(path: &Path) -> anyhow::Result<Vec<i64>> {
     let check = |i: usize, l: i64| -> anyhow::Result<i64> {
         if l < -1 || l >= strata_graph::limits::MAX_CLASSES as i64 {
-            bail!("{}: label {l} of node {i} is outside -1..{} (-1 = unlabelled)", path.display(), strata_graph::limits::MAX_CLASSES);
+            bail!(
+                "{}: label {l} of node {i} is outside -1..{} (-1 = unlabelled)",
+                path.display(),
+                strata_graph::limits::MAX_CLASSES
+            );
         }
         Ok(l)
     };
@@ -222,7 +251,9 @@ pub fn read_labels(path: &Path) -> anyhow::Result<Vec<i64>> {
             if t.is_empty() || t.eq_ignore_ascii_case("nan") {
                 return Ok(-1);
             }
-            let l: i64 = t.parse().with_context(|| format!("{} line {}: `{t}` is not an integer label", path.display(), no + 1))?;
+            let l: i64 = t
+                .parse()
+                .with_context(|| format!("{} line {}: `{t}` is not an integer label", path.display(), no + 1))?;
             check(i, l).with_context(|| format!("{} line {}", path.display(), no + 1))
         })
         .collect()
@@ -233,14 +264,22 @@ pub fn read_split(path: &Path) -> anyhow::Result<Split> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading split {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let ids = |keys: &[&str]| -> anyhow::Result<Vec<usize>> {
-        let (key, arr) = keys
-            .iter()
-            .find_map(|k| v.get(*k).map(|a| (*k, a)))
-            .with_context(|| format!("{}: missing key `{}` (expected {{\"train\": [...], \"val\": [...], \"test\": [...]}})", path.display(), keys[0]))?;
-        let arr = arr.as_array().with_context(|| format!("{}: `{key}` must be an array of node ids", path.display()))?;
+        let (key, arr) = keys.iter().find_map(|k| v.get(*k).map(|a| (*k, a))).with_context(|| {
+            format!(
+                "{}: missing key `{}` (expected {{\"train\": [...], \"val\": [...], \"test\": [...]}})",
+                path.display(),
+                keys[0]
+            )
+        })?;
+        let arr =
+            arr.as_array().with_context(|| format!("{}: `{key}` must be an array of node ids", path.display()))?;
         arr.iter()
             .enumerate()
-            .map(|(i, x)| x.as_u64().map(|x| x as usize).with_context(|| format!("{}: `{key}`[{i}] = {x} is not a node id", path.display())))
+            .map(|(i, x)| {
+                x.as_u64()
+                    .map(|x| x as usize)
+                    .with_context(|| format!("{}: `{key}`[{i}] = {x} is not a node id", path.display()))
+            })
             .collect()
     };
     Ok(Split { train: ids(&["train"])?, val: ids(&["val", "valid"])?, test: ids(&["test"])? })
@@ -262,7 +301,12 @@ mod tests {
         let edges = write(dir.path(), "g.txt", "0 1\n1 0\n1 2\n2 2\n2 3\n");
         let labels = write(dir.path(), "y.txt", "0\n1\n\n1\n");
         let split = write(dir.path(), "s.json", r#"{"train": [0, 1], "val": [3], "test": [2]}"#);
-        let src = GraphSource { edges: Some(edges.clone()), labels: Some(labels.clone()), split_file: Some(split), ..Default::default() };
+        let src = GraphSource {
+            edges: Some(edges.clone()),
+            labels: Some(labels.clone()),
+            split_file: Some(split),
+            ..Default::default()
+        };
         let d = src.load("cora", None).unwrap();
         assert_eq!((d.num_nodes(), d.graph.num_undirected_edges(), d.num_classes), (4, 3, 2));
         assert_eq!(d.labels, vec![0, 1, -1, 1]);
@@ -270,15 +314,30 @@ mod tests {
         assert_eq!(src.describe("cora"), edges.display().to_string());
         // An id past the label rows, a ragged label file, a bad split and --attack on a file.
         let far = write(dir.path(), "far.txt", "0 1\n1 9\n");
-        let e = GraphSource { edges: Some(far), labels: Some(labels.clone()), ..Default::default() }.load("cora", None).unwrap_err().to_string();
+        let e = GraphSource { edges: Some(far), labels: Some(labels.clone()), ..Default::default() }
+            .load("cora", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("far.txt") && e.contains("edge #2") && e.contains("y.txt has 4 rows"), "{e}");
         let bad = write(dir.path(), "bad.txt", "0\nzero\n");
-        let e = format!("{:#}", GraphSource { edges: Some(edges.clone()), labels: Some(bad), ..Default::default() }.load("cora", None).unwrap_err());
+        let e = format!(
+            "{:#}",
+            GraphSource { edges: Some(edges.clone()), labels: Some(bad), ..Default::default() }
+                .load("cora", None)
+                .unwrap_err()
+        );
         assert!(e.contains("bad.txt line 2") && e.contains("`zero`"), "{e}");
         let s = write(dir.path(), "s2.json", r#"{"train": [0], "test": [1]}"#);
-        let e = GraphSource { edges: Some(edges.clone()), labels: Some(labels), split_file: Some(s), ..Default::default() }.load("cora", None).unwrap_err().to_string();
+        let e =
+            GraphSource { edges: Some(edges.clone()), labels: Some(labels), split_file: Some(s), ..Default::default() }
+                .load("cora", None)
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("s2.json") && e.contains("`val`"), "{e}");
-        let e = GraphSource { edges: Some(edges), ..Default::default() }.load("cora", Some("meta:0.05")).unwrap_err().to_string();
+        let e = GraphSource { edges: Some(edges), ..Default::default() }
+            .load("cora", Some("meta:0.05"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--attack"), "{e}");
     }
 
@@ -288,7 +347,10 @@ mod tests {
         let edges = write(dir.path(), "g.txt", "0 1\n1 2\n");
         let labels = write(dir.path(), "y.txt", "0\n1\n0\n");
         let split = write(dir.path(), "s.json", r#"{"train": [0], "val": [1], "test": [7]}"#);
-        let e = GraphSource { edges: Some(edges), labels: Some(labels), split_file: Some(split), ..Default::default() }.load("cora", None).unwrap_err().to_string();
+        let e = GraphSource { edges: Some(edges), labels: Some(labels), split_file: Some(split), ..Default::default() }
+            .load("cora", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains('7'), "{e}");
     }
 }

@@ -2,14 +2,14 @@
 //! backprop or by a ForwardGNN trainer (`--trainer sf|ff-la|ff-vn|sf-topdown-loss|sf-topdown-input`).
 
 use crate::report::{progress, table, write_json};
+use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use crate::source::GraphSource;
+use strata_forward::{ForwardConfig, Trainer};
 use strata_graph::{Dataset, Split};
 use strata_nn::metrics::{mean_std, median};
-use strata_forward::{ForwardConfig, Trainer};
 use strata_nn::{Kernel, ModelConfig, ModelKind, ModelOverrides, NodeTask};
 
 #[derive(Args, Debug)]
@@ -110,7 +110,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let mut cfg = ModelConfig::defaults(kind);
     if let Some(path) = &a.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let o: ModelOverrides = toml::from_str(&text).with_context(|| format!("{}: invalid model configuration", path.display()))?;
+        let o: ModelOverrides =
+            toml::from_str(&text).with_context(|| format!("{}: invalid model configuration", path.display()))?;
         cfg = cfg.with(&o);
     }
     cfg = cfg.with(&ModelOverrides {
@@ -158,7 +159,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     eprintln!("strata train: {} kernel{}", kernel.name(), if a.kernel == "auto" { " (auto)" } else { "" });
     let task = NodeTask::new(&dataset, device, cfg.normalize_features, kernel);
     let why = match cfg.normalize_features {
-        strata_graph::FeatureNorm::Auto => if task.feature_norm == strata_graph::FeatureNorm::RowSum { " (auto: no feature is negative)" } else { " (auto: real-valued features)" },
+        strata_graph::FeatureNorm::Auto => {
+            if task.feature_norm == strata_graph::FeatureNorm::RowSum {
+                " (auto: no feature is negative)"
+            } else {
+                " (auto: real-valued features)"
+            }
+        }
         _ => "",
     };
     eprintln!("strata train: feature normalisation {}{why}", task.feature_norm);
@@ -183,17 +190,30 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
 
     let tests: Vec<f64> = runs.iter().map(|r| r.test_accuracy * 100.0).collect();
     let vals: Vec<f64> = runs.iter().map(|r| r.val_accuracy * 100.0).collect();
-    let step_ms: Vec<f64> = runs.iter().flat_map(|r| r.curve.iter().skip(3.min(r.curve.len().saturating_sub(1))).map(|e| e.step_ms)).collect();
+    let step_ms: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| r.curve.iter().skip(3.min(r.curve.len().saturating_sub(1))).map(|e| e.step_ms))
+        .collect();
     let (tm, ts) = mean_std(&tests);
     let (vm, vs) = mean_std(&vals);
     let epoch_ms = median(&step_ms);
-    let mut rows = vec![vec!["seed".to_string(), "epochs".into(), "best epoch".into(), "val acc".into(), "test acc".into()]];
+    let mut rows =
+        vec![vec!["seed".to_string(), "epochs".into(), "best epoch".into(), "val acc".into(), "test acc".into()]];
     for r in &runs {
-        rows.push(vec![r.seed.to_string(), r.epochs_run.to_string(), r.best_epoch.to_string(), format!("{:.2}", r.val_accuracy * 100.0), format!("{:.2}", r.test_accuracy * 100.0)]);
+        rows.push(vec![
+            r.seed.to_string(),
+            r.epochs_run.to_string(),
+            r.best_epoch.to_string(),
+            format!("{:.2}", r.val_accuracy * 100.0),
+            format!("{:.2}", r.test_accuracy * 100.0),
+        ]);
     }
     rows.push(vec!["mean".into(), "".into(), "".into(), format!("{vm:.2} ± {vs:.2}"), format!("{tm:.2} ± {ts:.2}")]);
     print!("{}", table(&rows));
-    println!("epoch time (train step, median): {epoch_ms:.2} ms · parameters: {}", last_model.as_ref().map_or(0, |m| m.num_parameters()));
+    println!(
+        "epoch time (train step, median): {epoch_ms:.2} ms · parameters: {}",
+        last_model.as_ref().map_or(0, |m| m.num_parameters())
+    );
 
     if let Some(path) = &a.save {
         let m = last_model.as_ref().unwrap();
@@ -202,7 +222,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &a.plot {
         let curves: Vec<_> = runs.iter().map(|r| (r.seed, r.curve.clone())).collect();
-        crate::plot::training_curves(path, &format!("{} · {} ({} layers)", dataset.name, kind.name(), cfg.layers), &curves)?;
+        crate::plot::training_curves(
+            path,
+            &format!("{} · {} ({} layers)", dataset.name, kind.name(), cfg.layers),
+            &curves,
+        )?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &a.json {
@@ -231,7 +255,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
 
 /// Renumbers the vertices for locality when `how` says so (the dataset and every seed's split
 /// move together); returns what was done, for the log and the JSON report.
-fn reorder_for_locality(dataset: Dataset, splits: Vec<Split>, how: strata_graph::Reorder) -> (Dataset, Vec<Split>, serde_json::Value) {
+fn reorder_for_locality(
+    dataset: Dataset,
+    splits: Vec<Split>,
+    how: strata_graph::Reorder,
+) -> (Dataset, Vec<Split>, serde_json::Value) {
     let resolved = how.resolve(dataset.num_nodes());
     if resolved != strata_graph::Reorder::Partition {
         return (dataset, splits, json!({"how": resolved.name(), "requested": how.name()}));
@@ -254,7 +282,10 @@ fn reorder_for_locality(dataset: Dataset, splits: Vec<Split>, how: strata_graph:
 /// flags that apply (layers, hidden, epochs, lr, weight decay, patience in validations).
 fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::Device) -> anyhow::Result<()> {
     if a.config.is_some() || a.dropout.is_some() || a.heads.is_some() || a.plot.is_some() || a.save.is_some() {
-        bail!("--trainer {}: --config, --dropout, --heads, --plot and --save apply to backprop training only", trainer.name());
+        bail!(
+            "--trainer {}: --config, --dropout, --heads, --plot and --save apply to backprop training only",
+            trainer.name()
+        );
     }
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
@@ -298,10 +329,18 @@ fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::De
     let (tm, ts) = mean_std(&tests);
     let (vm, vs) = mean_std(&vals);
     let layers = runs[0].per_layer_accuracy.len();
-    let per_layer: Vec<f64> = (0..layers).map(|l| runs.iter().map(|r| r.per_layer_accuracy[l]).sum::<f64>() / runs.len() as f64).collect();
+    let per_layer: Vec<f64> =
+        (0..layers).map(|l| runs.iter().map(|r| r.per_layer_accuracy[l]).sum::<f64>() / runs.len() as f64).collect();
     let peak = runs.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0);
     let epoch_ms = median(&runs.iter().map(|r| r.epoch_ms).collect::<Vec<_>>());
-    let mut rows = vec![vec!["seed".to_string(), "epochs".into(), "val acc".into(), "test acc".into(), "per layer (test)".into(), "peak MiB".into()]];
+    let mut rows = vec![vec![
+        "seed".to_string(),
+        "epochs".into(),
+        "val acc".into(),
+        "test acc".into(),
+        "per layer (test)".into(),
+        "peak MiB".into(),
+    ]];
     for r in &runs {
         rows.push(vec![
             r.seed.to_string(),
@@ -312,9 +351,20 @@ fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::De
             format!("{:.1}", r.peak_memory_bytes as f64 / 1048576.0),
         ]);
     }
-    rows.push(vec!["mean".into(), "".into(), format!("{vm:.2} ± {vs:.2}"), format!("{tm:.2} ± {ts:.2}"), per_layer.iter().map(|x| format!("{:.1}", x * 100.0)).collect::<Vec<_>>().join(" "), format!("{:.1}", peak as f64 / 1048576.0)]);
+    rows.push(vec![
+        "mean".into(),
+        "".into(),
+        format!("{vm:.2} ± {vs:.2}"),
+        format!("{tm:.2} ± {ts:.2}"),
+        per_layer.iter().map(|x| format!("{:.1}", x * 100.0)).collect::<Vec<_>>().join(" "),
+        format!("{:.1}", peak as f64 / 1048576.0),
+    ]);
     print!("{}", table(&rows));
-    println!("epoch time (one step of every layer, median over seeds): {epoch_ms:.2} ms · peak memory {:.1} MiB ({})", peak as f64 / 1048576.0, runs[0].memory_method);
+    println!(
+        "epoch time (one step of every layer, median over seeds): {epoch_ms:.2} ms · peak memory {:.1} MiB ({})",
+        peak as f64 / 1048576.0,
+        runs[0].memory_method
+    );
     if let Some(path) = &a.json {
         write_json(
             path,

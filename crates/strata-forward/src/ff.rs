@@ -16,7 +16,10 @@
 //!   next layer's input is the positive graph's output. At evaluation the evaluated nodes are
 //!   linked to the candidate class's virtual node.
 
-use crate::layer::{accuracy, dense_features, fit_block, index_tensor, l2_rows, sparse_if_worth, with_virtual_nodes, wrong_class_permutations, Block, Conv};
+use crate::layer::{
+    accuracy, dense_features, fit_block, index_tensor, l2_rows, sparse_if_worth, with_virtual_nodes,
+    wrong_class_permutations, Block, Conv,
+};
 use crate::{ForwardConfig, NodeRun};
 use strata_graph::{Dataset, Split};
 use strata_nn::{GraphTensors, Kernel};
@@ -34,8 +37,11 @@ fn goodness_mean(y: &Tensor, nodes: &Tensor, theta: f64) -> Tensor {
 
 /// `BCE(g⁺, 1) + mean_k BCE(g⁻_k, 0)`.
 fn ff_loss(pos: &Tensor, negs: &[Tensor]) -> Tensor {
-    let bce = |g: &Tensor, target: f64| g.binary_cross_entropy_with_logits::<Tensor>(&g.full_like(target), None, None, Reduction::Mean);
-    let neg: Tensor = negs.iter().map(|g| bce(g, 0.0)).fold(Tensor::zeros([], (Kind::Float, pos.device())), |a, b| a + b);
+    let bce = |g: &Tensor, target: f64| {
+        g.binary_cross_entropy_with_logits::<Tensor>(&g.full_like(target), None, None, Reduction::Mean)
+    };
+    let neg: Tensor =
+        negs.iter().map(|g| bce(g, 0.0)).fold(Tensor::zeros([], (Kind::Float, pos.device())), |a, b| a + b);
     bce(pos, 1.0) + neg / negs.len().max(1) as f64
 }
 
@@ -81,12 +87,18 @@ struct Candidates {
 
 impl Candidates {
     fn new(streams: Vec<Tensor>, nodes: &Tensor) -> Candidates {
-        let goodness = streams.iter().map(|_| Tensor::zeros([nodes.size()[0]], (Kind::Float, nodes.device()))).collect();
+        let goodness =
+            streams.iter().map(|_| Tensor::zeros([nodes.size()[0]], (Kind::Float, nodes.device()))).collect();
         Candidates { streams, goodness }
     }
     /// Goodness with the block being trained added (one conv per candidate: FF+VN's graphs differ).
     fn score(&self, convs: &[&Conv], block: &Block, nodes: &Tensor, theta: f64, layer: usize) -> Vec<Tensor> {
-        self.streams.iter().zip(&self.goodness).zip(convs).map(|((s, g), conv)| g + goodness_mean(&conv.forward(&input_of(block, s, layer)).relu(), nodes, theta)).collect()
+        self.streams
+            .iter()
+            .zip(&self.goodness)
+            .zip(convs)
+            .map(|((s, g), conv)| g + goodness_mean(&conv.forward(&input_of(block, s, layer)).relu(), nodes, theta))
+            .collect()
     }
     /// Freezes the block: streams advance, goodness accumulates.
     fn advance(&mut self, convs: &[&Conv], block: &Block, nodes: &Tensor, theta: f64, layer: usize) {
@@ -101,23 +113,39 @@ impl Candidates {
 /// A stream as layer `layer` consumes it: label-appended first-layer streams are normalised
 /// when built (and kept sparse), hidden ones are normalised here.
 fn input_of(block: &Block, stream: &Tensor, layer: usize) -> Tensor {
-    if layer == 0 { stream.shallow_clone() } else { block.prepare(stream) }
+    if layer == 0 {
+        stream.shallow_clone()
+    } else {
+        block.prepare(stream)
+    }
 }
 
-pub(crate) fn train_label_appending(data: &Dataset, split: &Split, cfg: &ForwardConfig, device: Device) -> strata_nn::Result<NodeRun> {
+pub(crate) fn train_label_appending(
+    data: &Dataset,
+    split: &Split,
+    cfg: &ForwardConfig,
+    device: Device,
+) -> strata_nn::Result<NodeRun> {
     let (n, c) = (data.num_nodes(), data.num_classes);
     let graph = GraphTensors::new(&data.graph.symmetrized(), device, Kernel::EdgeList);
     let x = dense_features(data, device);
     let train = index_tensor(&split.train, device);
     let y_train: Vec<i64> = split.train.iter().map(|&i| data.labels[i]).collect();
-    let perms = Vec::<Vec<i64>>::try_from(wrong_class_permutations(&Tensor::from_slice(&y_train).to(device), c as i64).to(Device::Cpu)).map_err(tch::TchError::from)?;
+    let perms = Vec::<Vec<i64>>::try_from(
+        wrong_class_permutations(&Tensor::from_slice(&y_train).to(device), c as i64).to(Device::Cpu),
+    )
+    .map_err(tch::TchError::from)?;
     // First-layer streams are built normalised and sparse (21 dense copies of [X ‖ L] would
     // dominate memory); `input_of` passes them through.
     let sparse_ok = cfg.conv != strata_nn::ModelKind::Sage;
-    let with_labels = |onehot: &[(usize, usize)]| sparse_if_worth(l2_rows(&Tensor::cat(&[&x, &label_rows(n, c, onehot, device)], 1)), sparse_ok);
+    let with_labels = |onehot: &[(usize, usize)]| {
+        sparse_if_worth(l2_rows(&Tensor::cat(&[&x, &label_rows(n, c, onehot, device)], 1)), sparse_ok)
+    };
     let truth: Vec<(usize, usize)> = split.train.iter().map(|&i| (i, data.labels[i] as usize)).collect();
     let mut pos = with_labels(&truth);
-    let mut negs: Vec<Tensor> = (0..c - 1).map(|k| with_labels(&split.train.iter().zip(&perms).map(|(&i, p)| (i, p[k] as usize)).collect::<Vec<_>>())).collect();
+    let mut negs: Vec<Tensor> = (0..c - 1)
+        .map(|k| with_labels(&split.train.iter().zip(&perms).map(|(&i, p)| (i, p[k] as usize)).collect::<Vec<_>>()))
+        .collect();
     let eval_sets = [
         EvalSet::new(data, &[&split.train], &split.val, device),
         EvalSet::new(data, &[&split.train, &split.val], &split.test, device),
@@ -125,13 +153,23 @@ pub(crate) fn train_label_appending(data: &Dataset, split: &Split, cfg: &Forward
     let mut cands: Vec<Candidates> = eval_sets
         .iter()
         .map(|e| {
-            let streams = (0..c).map(|cls| with_labels(&[e.known.clone(), e.nodes.iter().map(|&i| (i, cls)).collect()].concat())).collect();
+            let streams = (0..c)
+                .map(|cls| with_labels(&[e.known.clone(), e.nodes.iter().map(|&i| (i, cls)).collect()].concat()))
+                .collect();
             Candidates::new(streams, &e.idx)
         })
         .collect();
     let mut run = NodeRun::default();
     for layer in 0..cfg.layers {
-        let mut block = Block::new(cfg.conv, &graph, pos.size()[1], cfg.hidden, cfg.lr, cfg.weight_decay, &format!("layer{layer}"))?;
+        let mut block = Block::new(
+            cfg.conv,
+            &graph,
+            pos.size()[1],
+            cfg.hidden,
+            cfg.lr,
+            cfg.weight_decay,
+            &format!("layer{layer}"),
+        )?;
         let pos_in = input_of(&block, &pos, layer);
         let neg_in: Vec<Tensor> = negs.iter().map(|t| input_of(&block, t, layer)).collect();
         let fit = fit_block(
@@ -154,16 +192,29 @@ pub(crate) fn train_label_appending(data: &Dataset, split: &Split, cfg: &Forward
     Ok(run)
 }
 
-pub(crate) fn train_virtual_nodes(data: &Dataset, split: &Split, cfg: &ForwardConfig, device: Device) -> strata_nn::Result<NodeRun> {
+pub(crate) fn train_virtual_nodes(
+    data: &Dataset,
+    split: &Split,
+    cfg: &ForwardConfig,
+    device: Device,
+) -> strata_nn::Result<NodeRun> {
     let c = data.num_classes;
     let x = dense_features(data, device);
     // Normalised (and sparse) once: `input_of` passes first-layer streams through.
-    let mut h = sparse_if_worth(l2_rows(&Tensor::cat(&[&x, &Tensor::randn([c as i64, x.size()[1]], (Kind::Float, device))], 0)), cfg.conv != strata_nn::ModelKind::Sage);
+    let mut h = sparse_if_worth(
+        l2_rows(&Tensor::cat(&[&x, &Tensor::randn([c as i64, x.size()[1]], (Kind::Float, device))], 0)),
+        cfg.conv != strata_nn::ModelKind::Sage,
+    );
     let train = index_tensor(&split.train, device);
     let y_train: Vec<i64> = split.train.iter().map(|&i| data.labels[i]).collect();
-    let perms = Vec::<Vec<i64>>::try_from(wrong_class_permutations(&Tensor::from_slice(&y_train).to(device), c as i64).to(Device::Cpu)).map_err(tch::TchError::from)?;
+    let perms = Vec::<Vec<i64>>::try_from(
+        wrong_class_permutations(&Tensor::from_slice(&y_train).to(device), c as i64).to(Device::Cpu),
+    )
+    .map_err(tch::TchError::from)?;
     let pos_graph = with_virtual_nodes(data, split.train.iter().map(|&i| (i, data.labels[i] as usize)), device)?;
-    let neg_graphs = (0..c - 1).map(|k| with_virtual_nodes(data, split.train.iter().zip(&perms).map(|(&i, p)| (i, p[k] as usize)), device)).collect::<strata_nn::Result<Vec<_>>>()?;
+    let neg_graphs = (0..c - 1)
+        .map(|k| with_virtual_nodes(data, split.train.iter().zip(&perms).map(|(&i, p)| (i, p[k] as usize)), device))
+        .collect::<strata_nn::Result<Vec<_>>>()?;
     let eval_sets = [
         EvalSet::new(data, &[&split.train], &split.val, device),
         EvalSet::new(data, &[&split.train, &split.val], &split.test, device),
@@ -171,24 +222,51 @@ pub(crate) fn train_virtual_nodes(data: &Dataset, split: &Split, cfg: &ForwardCo
     // Per evaluation and candidate class: the graph with the evaluated nodes linked to that class.
     let eval_graphs = eval_sets
         .iter()
-        .map(|e| (0..c).map(|cls| with_virtual_nodes(data, e.known.iter().copied().chain(e.nodes.iter().map(|&i| (i, cls))), device)).collect::<strata_nn::Result<Vec<_>>>())
+        .map(|e| {
+            (0..c)
+                .map(|cls| {
+                    with_virtual_nodes(data, e.known.iter().copied().chain(e.nodes.iter().map(|&i| (i, cls))), device)
+                })
+                .collect::<strata_nn::Result<Vec<_>>>()
+        })
         .collect::<strata_nn::Result<Vec<_>>>()?;
-    let mut cands: Vec<Candidates> = eval_sets.iter().map(|e| Candidates::new((0..c).map(|_| h.shallow_clone()).collect(), &e.idx)).collect();
+    let mut cands: Vec<Candidates> =
+        eval_sets.iter().map(|e| Candidates::new((0..c).map(|_| h.shallow_clone()).collect(), &e.idx)).collect();
     let mut run = NodeRun::default();
     for layer in 0..cfg.layers {
-        let mut block = Block::new(cfg.conv, &pos_graph, h.size()[1], cfg.hidden, cfg.lr, cfg.weight_decay, &format!("layer{layer}"))?;
+        let mut block = Block::new(
+            cfg.conv,
+            &pos_graph,
+            h.size()[1],
+            cfg.hidden,
+            cfg.lr,
+            cfg.weight_decay,
+            &format!("layer{layer}"),
+        )?;
         let neg_convs: Vec<Conv> = neg_graphs.iter().map(|g| block.conv.on(g)).collect();
-        let eval_convs: Vec<Vec<Conv>> = eval_graphs.iter().map(|gs| gs.iter().map(|g| block.conv.on(g)).collect()).collect();
+        let eval_convs: Vec<Vec<Conv>> =
+            eval_graphs.iter().map(|gs| gs.iter().map(|g| block.conv.on(g)).collect()).collect();
         let input = input_of(&block, &h, layer);
         let fit = fit_block(
             &mut block,
             cfg,
             |b| {
                 let gp = goodness_sum(&b.forward(&input), &train, cfg.theta);
-                let gn: Vec<Tensor> = neg_convs.iter().map(|conv| goodness_sum(&conv.forward(&input).relu(), &train, cfg.theta)).collect();
+                let gn: Vec<Tensor> = neg_convs
+                    .iter()
+                    .map(|conv| goodness_sum(&conv.forward(&input).relu(), &train, cfg.theta))
+                    .collect();
                 ff_loss(&gp, &gn)
             },
-            |b| eval_sets[0].accuracy(&cands[0].score(&eval_convs[0].iter().collect::<Vec<_>>(), b, &eval_sets[0].idx, cfg.theta, layer)),
+            |b| {
+                eval_sets[0].accuracy(&cands[0].score(
+                    &eval_convs[0].iter().collect::<Vec<_>>(),
+                    b,
+                    &eval_sets[0].idx,
+                    cfg.theta,
+                    layer,
+                ))
+            },
         );
         h = tch::no_grad(|| block.forward(&input));
         for ((cand, e), convs) in cands.iter_mut().zip(&eval_sets).zip(&eval_convs) {

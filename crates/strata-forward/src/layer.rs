@@ -4,7 +4,7 @@
 
 use strata_graph::{CsrGraph, Dataset};
 use strata_nn::conv::{GatConv, GcnConv, SageConv};
-use strata_nn::{GraphTensors, Input, Kernel, ModelKind, Norm, NnError, Patience, Progress};
+use strata_nn::{GraphTensors, Input, Kernel, ModelKind, NnError, Norm, Patience, Progress};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -21,9 +21,15 @@ impl Conv {
         Ok(match kind {
             ModelKind::Gcn => Conv::Gcn(GcnConv::new(p, graph.adjacency(Norm::SymWithSelfLoops), fan_in, out)),
             ModelKind::Sage => Conv::Sage(SageConv::new(p, graph.adjacency(Norm::Mean), fan_in, out)),
-            ModelKind::Gat if out % 4 == 0 => Conv::Gat(GatConv::new(p, graph.edges_with_self_loops(), graph.num_nodes(), fan_in, out / 4, 4, true)),
-            ModelKind::Gat => return Err(NnError::Config(format!("GAT layers use 4 heads: the width {out} must be a multiple of 4"))),
-            other => return Err(NnError::Config(format!("ForwardGNN layers are gcn, sage or gat, not {}", other.name()))),
+            ModelKind::Gat if out % 4 == 0 => {
+                Conv::Gat(GatConv::new(p, graph.edges_with_self_loops(), graph.num_nodes(), fan_in, out / 4, 4, true))
+            }
+            ModelKind::Gat => {
+                return Err(NnError::Config(format!("GAT layers use 4 heads: the width {out} must be a multiple of 4")))
+            }
+            other => {
+                return Err(NnError::Config(format!("ForwardGNN layers are gcn, sage or gat, not {}", other.name())))
+            }
         })
     }
 
@@ -68,7 +74,9 @@ impl Conv {
         match self {
             Conv::Gcn(c) => c.propagate(&project(&c.lin.w)),
             Conv::Gat(c) => c.attend(&project(&c.lin.w), 0.0, false),
-            Conv::Sage(c) => c.forward(&Tensor::cat(&parts.iter().map(|p| p.to_dense(None, false)).collect::<Vec<_>>(), 1)),
+            Conv::Sage(c) => {
+                c.forward(&Tensor::cat(&parts.iter().map(|p| p.to_dense(None, false)).collect::<Vec<_>>(), 1))
+            }
         }
     }
 
@@ -90,7 +98,15 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub fn new(kind: ModelKind, graph: &GraphTensors, fan_in: i64, out: i64, lr: f64, weight_decay: f64, name: &str) -> strata_nn::Result<Block> {
+    pub fn new(
+        kind: ModelKind,
+        graph: &GraphTensors,
+        fan_in: i64,
+        out: i64,
+        lr: f64,
+        weight_decay: f64,
+        name: &str,
+    ) -> strata_nn::Result<Block> {
         let vs = nn::VarStore::new(graph.device);
         let conv = Conv::new(kind, &(vs.root() / name), graph, fan_in, out)?;
         let mut opt = nn::Adam::default().build(&vs, lr)?;
@@ -141,7 +157,11 @@ pub(crate) struct Fit {
 
 impl Fit {
     pub fn step_ms(&self) -> f64 {
-        if self.epochs == 0 { 0.0 } else { self.step_seconds * 1e3 / self.epochs as f64 }
+        if self.epochs == 0 {
+            0.0
+        } else {
+            self.step_seconds * 1e3 / self.epochs as f64
+        }
     }
 }
 
@@ -179,9 +199,14 @@ pub(crate) fn fit_block(
 
 /// The real graph (symmetrised) plus `C` virtual class nodes (ids `n..n+C`), each `(node, class)`
 /// in `links` joined both ways to its class's virtual node.
-pub(crate) fn with_virtual_nodes(data: &Dataset, links: impl IntoIterator<Item = (usize, usize)>, device: Device) -> strata_nn::Result<GraphTensors> {
+pub(crate) fn with_virtual_nodes(
+    data: &Dataset,
+    links: impl IntoIterator<Item = (usize, usize)>,
+    device: Device,
+) -> strata_nn::Result<GraphTensors> {
     let n = data.num_nodes();
-    let mut edges: Vec<(i64, i64)> = data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
+    let mut edges: Vec<(i64, i64)> =
+        data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
     for (i, c) in links {
         let vn = (n + c) as i64;
         edges.push((i as i64, vn));

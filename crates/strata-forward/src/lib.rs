@@ -45,7 +45,8 @@ pub enum Trainer {
 }
 
 impl Trainer {
-    pub const ALL: [Trainer; 6] = [Trainer::Bp, Trainer::Sf, Trainer::FfLa, Trainer::FfVn, Trainer::SfTopdownLoss, Trainer::SfTopdownInput];
+    pub const ALL: [Trainer; 6] =
+        [Trainer::Bp, Trainer::Sf, Trainer::FfLa, Trainer::FfVn, Trainer::SfTopdownLoss, Trainer::SfTopdownInput];
     pub fn name(self) -> &'static str {
         match self {
             Trainer::Bp => "bp",
@@ -61,10 +62,12 @@ impl Trainer {
 impl std::str::FromStr for Trainer {
     type Err = NnError;
     fn from_str(s: &str) -> Result<Trainer, NnError> {
-        Trainer::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| NnError::Config(format!("unknown trainer `{s}`: expected one of {}", Trainer::ALL.map(Trainer::name).join(", "))))
+        Trainer::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
+            NnError::Config(format!(
+                "unknown trainer `{s}`: expected one of {}",
+                Trainer::ALL.map(Trainer::name).join(", ")
+            ))
+        })
     }
 }
 
@@ -120,7 +123,10 @@ impl ForwardConfig {
             return Err(NnError::Config("layers, hidden, epochs and val_every must be positive".into()));
         }
         if self.test_time_steps < 3 {
-            return Err(NnError::Config(format!("test_time_steps {}: at least 3 (predictions average steps 2..T−1)", self.test_time_steps)));
+            return Err(NnError::Config(format!(
+                "test_time_steps {}: at least 3 (predictions average steps 2..T−1)",
+                self.test_time_steps
+            )));
         }
         Ok(())
     }
@@ -168,7 +174,14 @@ pub struct NodeReport {
 }
 
 /// Trains `trainer` on `split` with `seed`.
-pub fn train_node(data: &Dataset, split: &Split, trainer: Trainer, cfg: &ForwardConfig, seed: u64, device: Device) -> strata_nn::Result<NodeReport> {
+pub fn train_node(
+    data: &Dataset,
+    split: &Split,
+    trainer: Trainer,
+    cfg: &ForwardConfig,
+    seed: u64,
+    device: Device,
+) -> strata_nn::Result<NodeReport> {
     cfg.validate()?;
     if data.num_classes < 2 {
         return Err(NnError::Config(format!("{}: node classification needs at least two classes", data.name)));
@@ -232,7 +245,12 @@ fn bp(data: &Dataset, split: &Split, cfg: &ForwardConfig, seed: u64, device: Dev
     let task = strata_nn::NodeTask::new(data, device, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
     let (_, r) = strata_nn::train_node_classifier(&task, &mc, split, seed, |_| {})?;
     let steps: Vec<f64> = r.curve.iter().skip(3).map(|e| e.step_ms).collect();
-    Ok(NodeRun { per_layer_accuracy: vec![r.test_accuracy], val_accuracy: r.val_accuracy, epochs: vec![r.epochs_run], epoch_ms: strata_nn::metrics::median(&steps) })
+    Ok(NodeRun {
+        per_layer_accuracy: vec![r.test_accuracy],
+        val_accuracy: r.val_accuracy,
+        epochs: vec![r.epochs_run],
+        epoch_ms: strata_nn::metrics::median(&steps),
+    })
 }
 
 #[cfg(test)]

@@ -65,9 +65,24 @@ impl ForwardLinkModel {
     }
 
     /// Fresh layers for `cfg` on `graph` with `fan_in` input features (for loading weights).
-    pub fn new(trainer: LinkTrainer, cfg: &ForwardConfig, graph: &GraphTensors, fan_in: i64) -> strata_nn::Result<ForwardLinkModel> {
+    pub fn new(
+        trainer: LinkTrainer,
+        cfg: &ForwardConfig,
+        graph: &GraphTensors,
+        fan_in: i64,
+    ) -> strata_nn::Result<ForwardLinkModel> {
         let blocks = (0..cfg.layers)
-            .map(|l| Block::new(cfg.conv, graph, if l == 0 { fan_in } else { cfg.hidden }, cfg.hidden, cfg.lr, cfg.weight_decay, &format!("layer{l}")))
+            .map(|l| {
+                Block::new(
+                    cfg.conv,
+                    graph,
+                    if l == 0 { fan_in } else { cfg.hidden },
+                    cfg.hidden,
+                    cfg.lr,
+                    cfg.weight_decay,
+                    &format!("layer{l}"),
+                )
+            })
             .collect::<strata_nn::Result<Vec<_>>>()?;
         Ok(ForwardLinkModel { trainer, theta: cfg.theta, hidden: cfg.hidden, blocks })
     }
@@ -116,7 +131,12 @@ impl ForwardLinkModel {
 
     /// All layers' weights in one safetensors file (atomic).
     pub fn save(&self, path: &Path) -> strata_nn::Result<()> {
-        let vars: Vec<(String, Tensor)> = self.blocks.iter().flat_map(|b| b.vs.variables().into_iter()).map(|(k, v)| (k, v.to(Device::Cpu))).collect();
+        let vars: Vec<(String, Tensor)> = self
+            .blocks
+            .iter()
+            .flat_map(|b| b.vs.variables().into_iter())
+            .map(|(k, v)| (k, v.to(Device::Cpu)))
+            .collect();
         let named: Vec<(&str, &Tensor)> = vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
         strata_nn::checkpoint::save_tensors(path, &named)
     }
@@ -126,7 +146,12 @@ impl ForwardLinkModel {
             for (name, mut var) in b.vs.variables() {
                 let t = strata_nn::checkpoint::load_tensor(path, &name)?;
                 if t.size() != var.size() {
-                    return Err(NnError::Config(format!("{}: `{name}` has shape {:?}, the model expects {:?}", path.display(), t.size(), var.size())));
+                    return Err(NnError::Config(format!(
+                        "{}: `{name}` has shape {:?}, the model expects {:?}",
+                        path.display(),
+                        t.size(),
+                        var.size()
+                    )));
                 }
                 tch::no_grad(|| var.copy_(&t));
             }
@@ -156,7 +181,12 @@ fn scores_vec(t: &Tensor) -> Vec<f32> {
 }
 
 /// Trains `cfg.layers` forward layers on `task`'s training graph with `seed`.
-pub fn train_links(task: &LinkTask, trainer: LinkTrainer, cfg: &ForwardConfig, seed: u64) -> strata_nn::Result<(ForwardLinkModel, LinkRun)> {
+pub fn train_links(
+    task: &LinkTask,
+    trainer: LinkTrainer,
+    cfg: &ForwardConfig,
+    seed: u64,
+) -> strata_nn::Result<(ForwardLinkModel, LinkRun)> {
     cfg.validate()?;
     tch::manual_seed(seed as i64);
     let device = task.graph.device;
@@ -168,12 +198,23 @@ pub fn train_links(task: &LinkTask, trainer: LinkTrainer, cfg: &ForwardConfig, s
     let (pos_s, pos_d) = pair_tensors(&s.train_pos, device);
     let (neg_s, neg_d) = task.sample_negatives(s.train_pos.len(), seed ^ 0x5eed);
     let (src, dst) = (Tensor::cat(&[pos_s, neg_s.shallow_clone()], 0), Tensor::cat(&[pos_d, neg_d], 0));
-    let labels = Tensor::cat(&[Tensor::ones([s.train_pos.len() as i64], (Kind::Float, device)), Tensor::zeros([neg_s.size()[0]], (Kind::Float, device))], 0);
+    let labels = Tensor::cat(
+        &[
+            Tensor::ones([s.train_pos.len() as i64], (Kind::Float, device)),
+            Tensor::zeros([neg_s.size()[0]], (Kind::Float, device)),
+        ],
+        0,
+    );
     let pairs = |p: &[(usize, usize)]| pair_tensors(p, device);
     let sets = [(pairs(&s.val_pos), pairs(&s.val_neg)), (pairs(&s.test_pos), pairs(&s.test_neg))];
     // Σ over frozen layers of σ(layer logit), per evaluation set: [val pos, val neg], [test pos, test neg].
-    let mut sums: Vec<[Tensor; 2]> = sets.iter().map(|(p, n)| [p.0.zeros_like().to_kind(Kind::Float), n.0.zeros_like().to_kind(Kind::Float)]).collect();
-    let metrics = |sum: &[Tensor; 2], layers: usize| LinkMetrics::of(&scores_vec(&(&sum[0] / layers as f64)), &scores_vec(&(&sum[1] / layers as f64)));
+    let mut sums: Vec<[Tensor; 2]> = sets
+        .iter()
+        .map(|(p, n)| [p.0.zeros_like().to_kind(Kind::Float), n.0.zeros_like().to_kind(Kind::Float)])
+        .collect();
+    let metrics = |sum: &[Tensor; 2], layers: usize| {
+        LinkMetrics::of(&scores_vec(&(&sum[0] / layers as f64)), &scores_vec(&(&sum[1] / layers as f64)))
+    };
     let train_val = GraphTensors::new(&s.train_val_graph()?, device, task.graph.kernel);
     let mut h_test = x.shallow_clone();
     let mut h = x;
@@ -188,7 +229,8 @@ pub fn train_links(task: &LinkTask, trainer: LinkTrainer, cfg: &ForwardConfig, s
             |b| {
                 // The reference sums the positive and the negative term (each a mean), which
                 // weighs the data twice against the weight decay compared with one mean.
-                let per_pair = logit(&b.forward(&input), &(src.shallow_clone(), dst.shallow_clone())).binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::None);
+                let per_pair = logit(&b.forward(&input), &(src.shallow_clone(), dst.shallow_clone()))
+                    .binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, Reduction::None);
                 let (p, n) = (s.train_pos.len() as i64, neg_s.size()[0]);
                 per_pair.narrow(0, 0, p).mean(Kind::Float) + per_pair.narrow(0, p, n).mean(Kind::Float)
             },
@@ -240,7 +282,13 @@ mod tests {
         spec.nodes = 600;
         let d = synthetic(&spec);
         let split = LinkSplit::new(&d.graph, 0.1, 0.2, 0).unwrap();
-        let task = LinkTask::new(split, &d.features, Device::Cpu, strata_graph::FeatureNorm::Auto, strata_nn::Kernel::EdgeList);
+        let task = LinkTask::new(
+            split,
+            &d.features,
+            Device::Cpu,
+            strata_graph::FeatureNorm::Auto,
+            strata_nn::Kernel::EdgeList,
+        );
         let cfg = ForwardConfig { layers: 2, hidden: 32, epochs: 300, patience: 100, lr: 1e-2, ..Default::default() };
         for trainer in [LinkTrainer::Sf, LinkTrainer::Ff] {
             let (model, run) = train_links(&task, trainer, &cfg, 0).unwrap();

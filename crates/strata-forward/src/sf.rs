@@ -71,7 +71,15 @@ pub(crate) fn train(data: &Dataset, split: &Split, cfg: &ForwardConfig, device: 
     let (mut sum_val, mut sum_test) = (ctx.zeros(&ctx.val), ctx.zeros(&ctx.test));
     let mut run = NodeRun::default();
     for layer in 0..cfg.layers {
-        let mut block = Block::new(cfg.conv, &ctx.graph, h.size()[1], cfg.hidden, cfg.lr, cfg.weight_decay, &format!("layer{layer}"))?;
+        let mut block = Block::new(
+            cfg.conv,
+            &ctx.graph,
+            h.size()[1],
+            cfg.hidden,
+            cfg.lr,
+            cfg.weight_decay,
+            &format!("layer{layer}"),
+        )?;
         let input = block.prepare(&h);
         let fit = fit_block(
             &mut block,

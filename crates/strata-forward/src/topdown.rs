@@ -23,7 +23,12 @@ use tch::{Device, Tensor};
 
 /// Runs `step` once per time step, validating every `val_every` steps; keeps the best weights
 /// of all blocks.
-fn fit_stack(blocks: &mut [Block], cfg: &ForwardConfig, mut step: impl FnMut(&mut [Block]), mut validate: impl FnMut(&[Block]) -> f64) -> Fit {
+fn fit_stack(
+    blocks: &mut [Block],
+    cfg: &ForwardConfig,
+    mut step: impl FnMut(&mut [Block]),
+    mut validate: impl FnMut(&[Block]) -> f64,
+) -> Fit {
     let mut stopper = Patience::maximising(cfg.patience);
     let snapshot = |blocks: &[Block]| blocks.iter().map(|b| strata_nn::checkpoint::snapshot(&b.vs)).collect::<Vec<_>>();
     let mut saved = snapshot(blocks);
@@ -63,10 +68,19 @@ fn finish(ctx: &SfContext, per_layer: impl Fn(&Tensor) -> Vec<Tensor>, fit: Fit)
 }
 
 fn blocks(cfg: &ForwardConfig, ctx: &SfContext, fan_in: impl Fn(usize) -> i64) -> strata_nn::Result<Vec<Block>> {
-    (0..cfg.layers).map(|j| Block::new(cfg.conv, &ctx.graph, fan_in(j), cfg.hidden, cfg.lr, cfg.weight_decay, &format!("layer{j}"))).collect()
+    (0..cfg.layers)
+        .map(|j| {
+            Block::new(cfg.conv, &ctx.graph, fan_in(j), cfg.hidden, cfg.lr, cfg.weight_decay, &format!("layer{j}"))
+        })
+        .collect()
 }
 
-pub(crate) fn train_top_to_loss(data: &Dataset, split: &Split, cfg: &ForwardConfig, device: Device) -> strata_nn::Result<NodeRun> {
+pub(crate) fn train_top_to_loss(
+    data: &Dataset,
+    split: &Split,
+    cfg: &ForwardConfig,
+    device: Device,
+) -> strata_nn::Result<NodeRun> {
     let ctx = SfContext::new(data, split, device)?;
     let (tau, layers) = (cfg.temperature, cfg.layers);
     let x = sparse_if_worth(l2_rows(&ctx.x), cfg.conv != strata_nn::ModelKind::Sage);
@@ -102,7 +116,8 @@ pub(crate) fn train_top_to_loss(data: &Dataset, split: &Split, cfg: &ForwardConf
         },
         |blocks| {
             let s = bottom_up(blocks);
-            let p: Tensor = blocks.iter().enumerate().map(|(j, b)| ctx.probs(&mix(b.forward(&s[j]), &s, j), &ctx.val, tau)).sum();
+            let p: Tensor =
+                blocks.iter().enumerate().map(|(j, b)| ctx.probs(&mix(b.forward(&s[j]), &s, j), &ctx.val, tau)).sum();
             ctx.accuracy(&p, &ctx.val)
         },
     );
@@ -116,7 +131,12 @@ pub(crate) fn train_top_to_loss(data: &Dataset, split: &Split, cfg: &ForwardConf
     ))
 }
 
-pub(crate) fn train_top_to_input(data: &Dataset, split: &Split, cfg: &ForwardConfig, device: Device) -> strata_nn::Result<NodeRun> {
+pub(crate) fn train_top_to_input(
+    data: &Dataset,
+    split: &Split,
+    cfg: &ForwardConfig,
+    device: Device,
+) -> strata_nn::Result<NodeRun> {
     let ctx = SfContext::new(data, split, device)?;
     let (tau, layers, c) = (cfg.temperature, cfg.layers, ctx.classes);
     let n_total = ctx.x.size()[0];
@@ -133,7 +153,9 @@ pub(crate) fn train_top_to_input(data: &Dataset, split: &Split, cfg: &ForwardCon
         Tensor::from_slice(&rows).view([n_total, c]).to(device)
     };
     let x = sparse_if_worth(l2_rows(&ctx.x), cfg.conv != strata_nn::ModelKind::Sage);
-    let mut blocks = blocks(cfg, &ctx, |j| (if j == 0 { ctx.x.size()[1] } else { cfg.hidden }) + if j + 1 == layers { c } else { cfg.hidden })?;
+    let mut blocks = blocks(cfg, &ctx, |j| {
+        (if j == 0 { ctx.x.size()[1] } else { cfg.hidden }) + if j + 1 == layers { c } else { cfg.hidden }
+    })?;
     // Layer j's input: its normalised state below and above (s_0 = x is normalised already).
     let forward = |b: &Block, below: &Tensor, above: &Tensor, j: usize| {
         let below = if j == 0 { below.shallow_clone() } else { l2_rows(below) };

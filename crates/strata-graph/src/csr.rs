@@ -44,10 +44,7 @@ impl CsrMatrix {
         }
         if let Some(v) = &values {
             if v.len() != indices.len() {
-                return Err(GraphError::invalid(
-                    context,
-                    format!("{} values for {} indices", v.len(), indices.len()),
-                ));
+                return Err(GraphError::invalid(context, format!("{} values for {} indices", v.len(), indices.len())));
             }
         }
         if indptr.windows(2).any(|w| w[1] < w[0]) {

@@ -124,8 +124,15 @@ impl Features {
                     }
                 }
                 Features::Sparse(
-                    CsrMatrix::from_parts("normalize", m.rows(), m.cols(), m.indptr().to_vec(), m.indices().to_vec(), Some(vals))
-                        .unwrap(),
+                    CsrMatrix::from_parts(
+                        "normalize",
+                        m.rows(),
+                        m.cols(),
+                        m.indptr().to_vec(),
+                        m.indices().to_vec(),
+                        Some(vals),
+                    )
+                    .unwrap(),
                 )
             }
         }

@@ -117,7 +117,8 @@ impl CsrGraph {
     /// weights ignored): equal for the same graph however its edges were listed.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        let mut pairs: Vec<(usize, usize)> = self.adj.iter().filter(|&(r, c, _)| r != c).map(|(r, c, _)| (r.min(c), r.max(c))).collect();
+        let mut pairs: Vec<(usize, usize)> =
+            self.adj.iter().filter(|&(r, c, _)| r != c).map(|(r, c, _)| (r.min(c), r.max(c))).collect();
         pairs.sort_unstable();
         pairs.dedup();
         let mut h = Sha256::new();

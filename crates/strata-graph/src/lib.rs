@@ -21,17 +21,19 @@ mod graph;
 pub mod limits;
 pub mod npz;
 mod partition;
+pub mod planted;
 mod prognn;
 pub mod registry;
 mod split;
-pub mod planted;
 pub mod synthetic;
 
 pub use csr::CsrMatrix;
 pub use dataset::{row_sum_normalize, Dataset, FeatureNorm, Features};
 pub use error::{GraphError, Result};
 pub use graph::CsrGraph;
-pub use partition::{edge_cut, locality_order, partition, random_partition, ContiguousOrder, Reorder, LOCALITY_PART_NODES};
+pub use partition::{
+    edge_cut, locality_order, partition, random_partition, ContiguousOrder, Reorder, LOCALITY_PART_NODES,
+};
 pub use prognn::{edge_difference, prognn_clean, with_poisoned_adjacency};
 pub use registry::{load, write_atomic, Attack};
 pub use split::{LinkSplit, Split};

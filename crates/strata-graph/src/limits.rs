@@ -26,7 +26,9 @@ pub(crate) fn node_id(id: i64) -> Result<usize, String> {
 /// Checks a class label (−1 = unlabelled) against [`MAX_CLASSES`].
 pub fn label(label: i64) -> Result<i64, String> {
     if label < -1 || label >= MAX_CLASSES as i64 {
-        return Err(format!("label {label} is outside -1..{MAX_CLASSES} (-1 = unlabelled; strata_graph::limits::MAX_CLASSES)"));
+        return Err(format!(
+            "label {label} is outside -1..{MAX_CLASSES} (-1 = unlabelled; strata_graph::limits::MAX_CLASSES)"
+        ));
     }
     Ok(label)
 }

@@ -56,7 +56,10 @@ impl DType {
         }
     }
     fn is_integer(self) -> bool {
-        matches!(self, DType::Bool | DType::I8 | DType::U8 | DType::I16 | DType::I32 | DType::I64 | DType::U32 | DType::U64)
+        matches!(
+            self,
+            DType::Bool | DType::I8 | DType::U8 | DType::I16 | DType::I32 | DType::I64 | DType::U32 | DType::U64
+        )
     }
 }
 
@@ -113,7 +116,10 @@ impl NpyArray {
             return Err(err(format!("shape {shape:?} of {descr} is too large to address")));
         };
         if dtype != DType::Other && data.len() < needed {
-            return Err(err(format!("data truncated: shape {shape:?} of {descr} needs {needed} bytes, found {}", data.len())));
+            return Err(err(format!(
+                "data truncated: shape {shape:?} of {descr} needs {needed} bytes, found {}",
+                data.len()
+            )));
         }
         if dtype != DType::Other {
             data.truncate(needed);
@@ -133,7 +139,8 @@ impl NpyArray {
     }
     /// The values as f32 when the dtype is numeric (integers and floats), else `None`.
     pub fn f32_values(&self) -> Option<Vec<f32>> {
-        (!matches!(self.dtype, DType::Other | DType::Bytes(_))).then(|| (0..self.len()).map(|i| self.element_f64(i) as f32).collect())
+        (!matches!(self.dtype, DType::Other | DType::Bytes(_)))
+            .then(|| (0..self.len()).map(|i| self.element_f64(i) as f32).collect())
     }
 
     fn element_f64(&self, i: usize) -> f64 {
@@ -166,11 +173,7 @@ fn header_field(header: &str, key: &str) -> Option<String> {
     let pat = format!("'{key}':");
     let at = header.find(&pat)? + pat.len();
     let rest = header[at..].trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')')? + 1
-    } else {
-        rest.find(',').unwrap_or(rest.len())
-    };
+    let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find(',').unwrap_or(rest.len()) };
     Some(rest[..end].trim().to_string())
 }
 
@@ -342,15 +345,29 @@ impl NpzFileWriter {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GraphError::io(dir, e))?;
-        Ok(NpzFileWriter { zip: zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp)), path: path.to_path_buf() })
+        Ok(NpzFileWriter {
+            zip: zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp)),
+            path: path.to_path_buf(),
+        })
     }
 
     /// Adds `key` with numpy type `descr` and `shape`, made of `count` records: `record(i, out)`
     /// appends record i's little-endian bytes to `out`.
-    pub fn array_from(&mut self, key: &str, descr: &str, shape: &[usize], count: usize, mut record: impl FnMut(usize, &mut Vec<u8>)) -> Result<()> {
+    pub fn array_from(
+        &mut self,
+        key: &str,
+        descr: &str,
+        shape: &[usize],
+        count: usize,
+        mut record: impl FnMut(usize, &mut Vec<u8>),
+    ) -> Result<()> {
         let io = |e: std::io::Error| GraphError::io(&self.path, e);
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(true);
-        self.zip.start_file(format!("{key}.npy"), opts).map_err(|e| GraphError::invalid(self.path.display(), format!("writing `{key}`: {e}")))?;
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true);
+        self.zip
+            .start_file(format!("{key}.npy"), opts)
+            .map_err(|e| GraphError::invalid(self.path.display(), format!("writing `{key}`: {e}")))?;
         let header = npy_bytes(descr, shape, &[]);
         let mut buf = Vec::with_capacity(1 << 20);
         buf.extend_from_slice(&header);
@@ -372,25 +389,35 @@ impl NpzFileWriter {
     /// A CSR matrix in [`NpzWriter::csr`]'s layout, streamed from `m` without a copy.
     pub fn csr(&mut self, prefix: &str, m: &crate::CsrMatrix) -> Result<()> {
         let values = m.values();
-        self.array_from(&format!("{prefix}data"), "<f4", &[m.nnz()], m.nnz(), |i, out| out.extend_from_slice(&values.map_or(1.0, |v| v[i]).to_le_bytes()))?;
+        self.array_from(&format!("{prefix}data"), "<f4", &[m.nnz()], m.nnz(), |i, out| {
+            out.extend_from_slice(&values.map_or(1.0, |v| v[i]).to_le_bytes())
+        })?;
         let idx = m.indices();
-        self.array_from(&format!("{prefix}indices"), "<i4", &[m.nnz()], m.nnz(), |i, out| out.extend_from_slice(&(idx[i] as i32).to_le_bytes()))?;
+        self.array_from(&format!("{prefix}indices"), "<i4", &[m.nnz()], m.nnz(), |i, out| {
+            out.extend_from_slice(&(idx[i] as i32).to_le_bytes())
+        })?;
         let ptr = m.indptr();
-        self.array_from(&format!("{prefix}indptr"), "<i4", &[ptr.len()], ptr.len(), |i, out| out.extend_from_slice(&(ptr[i] as i32).to_le_bytes()))?;
+        self.array_from(&format!("{prefix}indptr"), "<i4", &[ptr.len()], ptr.len(), |i, out| {
+            out.extend_from_slice(&(ptr[i] as i32).to_le_bytes())
+        })?;
         self.i64s(&format!("{prefix}shape"), &[m.rows() as i64, m.cols() as i64])
     }
 
     /// Completes the archive, makes it durable and moves it into place; returns its size.
     pub fn finish(self) -> Result<u64> {
         let path = self.path;
-        let buffered = self.zip.finish().map_err(|e| GraphError::invalid(path.display(), format!("finishing the archive: {e}")))?;
+        let buffered = self
+            .zip
+            .finish()
+            .map_err(|e| GraphError::invalid(path.display(), format!("finishing the archive: {e}")))?;
         let tmp = buffered.into_inner().map_err(|e| GraphError::io(&path, e.into_error()))?;
         let bytes = tmp.as_file().metadata().map_err(|e| GraphError::io(tmp.path(), e))?.len();
         // A dataset is for others to read (workers on a shared volume): not the temp file's 0600.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(|e| GraphError::io(tmp.path(), e))?;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| GraphError::io(tmp.path(), e))?;
         }
         crate::registry::persist_atomic(tmp, &path)?;
         Ok(bytes)

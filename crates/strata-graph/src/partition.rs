@@ -86,7 +86,10 @@ impl WGraph {
         (WGraph { vwgt, adj }, cmap)
     }
     fn cut(&self, part: &[usize]) -> i64 {
-        (0..self.n()).map(|u| self.adj[u].iter().filter(|&&(v, _)| part[v] != part[u]).map(|&(_, w)| w).sum::<i64>()).sum::<i64>() / 2
+        (0..self.n())
+            .map(|u| self.adj[u].iter().filter(|&&(v, _)| part[v] != part[u]).map(|&(_, w)| w).sum::<i64>())
+            .sum::<i64>()
+            / 2
     }
     /// Greedy graph growing: parts are grown one at a time from a random seed, always adding
     /// the frontier vertex most connected to the part, until the part reaches its share.
@@ -273,7 +276,9 @@ impl ContiguousOrder {
     }
     /// The part of every renumbered node, in new-id order.
     pub fn part_ids(&self) -> Vec<usize> {
-        (0..self.offsets.len() - 1).flat_map(|p| std::iter::repeat_n(p, self.offsets[p + 1] - self.offsets[p])).collect()
+        (0..self.offsets.len() - 1)
+            .flat_map(|p| std::iter::repeat_n(p, self.offsets[p + 1] - self.offsets[p]))
+            .collect()
     }
     /// Which part a (renumbered) node belongs to: a binary search over the offsets.
     pub fn part_of(&self, new_id: usize) -> usize {
@@ -393,7 +398,10 @@ mod tests {
         let o = locality_order(&g, 0);
         assert_eq!(o.offsets, vec![0, 200, 400]);
         let inv = o.inverse();
-        let same_half = (0..n).flat_map(|u| g.neighbors(u).iter().map(move |&v| (u, v as usize))).filter(|&(u, v)| (inv[u] < 200) == (inv[v] < 200)).count();
+        let same_half = (0..n)
+            .flat_map(|u| g.neighbors(u).iter().map(move |&v| (u, v as usize)))
+            .filter(|&(u, v)| (inv[u] < 200) == (inv[v] < 200))
+            .count();
         assert_eq!(same_half, g.num_entries());
         let mut sorted = o.order.clone();
         sorted.sort_unstable();

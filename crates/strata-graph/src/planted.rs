@@ -45,10 +45,18 @@ impl PlantedSpec {
     pub fn check(&self) -> Result<()> {
         let bad = |what: &str| Err(GraphError::invalid("planted partition", what.to_string()));
         if self.nodes < 2 || self.nodes > u32::MAX as usize || self.nodes > crate::limits::MAX_NODES {
-            return bad(&format!("--nodes {}: expected 2..={}", self.nodes, crate::limits::MAX_NODES.min(u32::MAX as usize)));
+            return bad(&format!(
+                "--nodes {}: expected 2..={}",
+                self.nodes,
+                crate::limits::MAX_NODES.min(u32::MAX as usize)
+            ));
         }
         if self.classes < 2 || self.classes > self.nodes || self.classes > crate::limits::MAX_CLASSES {
-            return bad(&format!("--classes {}: expected 2..={}", self.classes, self.nodes.min(crate::limits::MAX_CLASSES)));
+            return bad(&format!(
+                "--classes {}: expected 2..={}",
+                self.classes,
+                self.nodes.min(crate::limits::MAX_CLASSES)
+            ));
         }
         if !(self.degree.is_finite() && self.degree > 0.0 && self.degree < self.nodes as f64) {
             return bad(&format!("--degree {}: expected a number in (0, nodes)", self.degree));
@@ -150,7 +158,8 @@ impl PlantedSpec {
     fn feature_rows(&self) -> impl FnMut(usize, &mut [f32]) {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x9e37_79b9_7f4a_7c15);
         let (f, k, signal) = (self.features, self.classes, self.signal);
-        let means: Vec<f32> = (0..k * f).map(|_| signal * Distribution::<f32>::sample(&StandardNormal, &mut rng)).collect();
+        let means: Vec<f32> =
+            (0..k * f).map(|_| signal * Distribution::<f32>::sample(&StandardNormal, &mut rng)).collect();
         move |u, out| {
             let centre = &means[(u % k) * f..(u % k + 1) * f];
             for (o, &c) in out.iter_mut().zip(centre) {
@@ -205,15 +214,26 @@ pub fn write_planted_partition(spec: &PlantedSpec, path: &Path) -> Result<Plante
     let n = spec.nodes;
     let nnz = indices.len();
     let k = spec.classes;
-    let same: u64 = (0..n).map(|u| indices[indptr[u] as usize..indptr[u + 1] as usize].iter().filter(|&&v| v as usize % k == u % k).count() as u64).sum();
+    let same: u64 = (0..n)
+        .map(|u| {
+            indices[indptr[u] as usize..indptr[u + 1] as usize].iter().filter(|&&v| v as usize % k == u % k).count()
+                as u64
+        })
+        .sum();
     let mut w = NpzFileWriter::create(path)?;
     w.array_from("adj_data", "<f4", &[nnz], nnz, |_, out| out.extend_from_slice(&1f32.to_le_bytes()))?;
     // int32 ids as the gnn-benchmark files have them; int64 row pointers once they pass 2^31.
-    w.array_from("adj_indices", "<i4", &[nnz], nnz, |i, out| out.extend_from_slice(&(indices[i] as i32).to_le_bytes()))?;
+    w.array_from("adj_indices", "<i4", &[nnz], nnz, |i, out| {
+        out.extend_from_slice(&(indices[i] as i32).to_le_bytes())
+    })?;
     if nnz < i32::MAX as usize {
-        w.array_from("adj_indptr", "<i4", &[n + 1], n + 1, |i, out| out.extend_from_slice(&(indptr[i] as i32).to_le_bytes()))?;
+        w.array_from("adj_indptr", "<i4", &[n + 1], n + 1, |i, out| {
+            out.extend_from_slice(&(indptr[i] as i32).to_le_bytes())
+        })?;
     } else {
-        w.array_from("adj_indptr", "<i8", &[n + 1], n + 1, |i, out| out.extend_from_slice(&(indptr[i] as i64).to_le_bytes()))?;
+        w.array_from("adj_indptr", "<i8", &[n + 1], n + 1, |i, out| {
+            out.extend_from_slice(&(indptr[i] as i64).to_le_bytes())
+        })?;
     }
     drop((indptr, indices));
     w.array_from("adj_shape", "<i8", &[2], 2, |_, out| out.extend_from_slice(&(n as i64).to_le_bytes()))?;
@@ -228,7 +248,9 @@ pub fn write_planted_partition(spec: &PlantedSpec, path: &Path) -> Result<Plante
     w.array_from("labels", "<i8", &[n], n, |u, out| out.extend_from_slice(&labels[u].to_le_bytes()))?;
     let split = spec.split(&labels);
     for (key, ids) in [("idx_train", &split.train), ("idx_val", &split.val), ("idx_test", &split.test)] {
-        w.array_from(key, "<i8", &[ids.len()], ids.len(), |i, out| out.extend_from_slice(&(ids[i] as i64).to_le_bytes()))?;
+        w.array_from(key, "<i8", &[ids.len()], ids.len(), |i, out| {
+            out.extend_from_slice(&(ids[i] as i64).to_le_bytes())
+        })?;
     }
     let bytes = w.finish()?;
     Ok(PlantedSummary {

@@ -47,18 +47,58 @@ pub struct DatasetInfo {
 }
 
 pub const DATASETS: &[DatasetInfo] = &[
-    DatasetInfo { name: "cora", source: Source::Planetoid("cora"), description: "Planetoid Cora, public split 140/500/1000" },
-    DatasetInfo { name: "citeseer", source: Source::Planetoid("citeseer"), description: "Planetoid CiteSeer, public split 120/500/1000" },
-    DatasetInfo { name: "pubmed", source: Source::Planetoid("pubmed"), description: "Planetoid PubMed graph and public split (no features in this copy)" },
-    DatasetInfo { name: "cora-lcc", source: Source::ProGnn { file: "cora", prefix: "cora" }, description: "Pro-GNN clean Cora LCC (2485 nodes); --attack meta:R / nettack:K" },
-    DatasetInfo { name: "citeseer-lcc", source: Source::ProGnn { file: "citeseer", prefix: "citeseer" }, description: "Pro-GNN clean CiteSeer LCC (2110 nodes)" },
-    DatasetInfo { name: "polblogs-lcc", source: Source::ProGnn { file: "polblogs", prefix: "polblogs" }, description: "Pro-GNN clean PolBlogs LCC (1222 nodes, identity features)" },
-    DatasetInfo { name: "cora-ml-lcc", source: Source::ProGnn { file: "cora_ml", prefix: "cora_ml" }, description: "Pro-GNN clean Cora-ML LCC (2810 nodes)" },
-    DatasetInfo { name: "cora-ml", source: Source::ForwardGnnCoraMl, description: "Cora-ML (2995 nodes) with ForwardGNN's five official splits" },
+    DatasetInfo {
+        name: "cora",
+        source: Source::Planetoid("cora"),
+        description: "Planetoid Cora, public split 140/500/1000",
+    },
+    DatasetInfo {
+        name: "citeseer",
+        source: Source::Planetoid("citeseer"),
+        description: "Planetoid CiteSeer, public split 120/500/1000",
+    },
+    DatasetInfo {
+        name: "pubmed",
+        source: Source::Planetoid("pubmed"),
+        description: "Planetoid PubMed graph and public split (no features in this copy)",
+    },
+    DatasetInfo {
+        name: "cora-lcc",
+        source: Source::ProGnn { file: "cora", prefix: "cora" },
+        description: "Pro-GNN clean Cora LCC (2485 nodes); --attack meta:R / nettack:K",
+    },
+    DatasetInfo {
+        name: "citeseer-lcc",
+        source: Source::ProGnn { file: "citeseer", prefix: "citeseer" },
+        description: "Pro-GNN clean CiteSeer LCC (2110 nodes)",
+    },
+    DatasetInfo {
+        name: "polblogs-lcc",
+        source: Source::ProGnn { file: "polblogs", prefix: "polblogs" },
+        description: "Pro-GNN clean PolBlogs LCC (1222 nodes, identity features)",
+    },
+    DatasetInfo {
+        name: "cora-ml-lcc",
+        source: Source::ProGnn { file: "cora_ml", prefix: "cora_ml" },
+        description: "Pro-GNN clean Cora-ML LCC (2810 nodes)",
+    },
+    DatasetInfo {
+        name: "cora-ml",
+        source: Source::ForwardGnnCoraMl,
+        description: "Cora-ML (2995 nodes) with ForwardGNN's five official splits",
+    },
     DatasetInfo { name: "cornell", source: Source::GeomGcn("cornell"), description: "WebKB Cornell (Geom-GCN splits)" },
     DatasetInfo { name: "texas", source: Source::GeomGcn("texas"), description: "WebKB Texas (Geom-GCN splits)" },
-    DatasetInfo { name: "wisconsin", source: Source::GeomGcn("wisconsin"), description: "WebKB Wisconsin (Geom-GCN splits)" },
-    DatasetInfo { name: "film", source: Source::GeomGcn("film"), description: "Actor co-occurrence (film), Geom-GCN splits" },
+    DatasetInfo {
+        name: "wisconsin",
+        source: Source::GeomGcn("wisconsin"),
+        description: "WebKB Wisconsin (Geom-GCN splits)",
+    },
+    DatasetInfo {
+        name: "film",
+        source: Source::GeomGcn("film"),
+        description: "Actor co-occurrence (film), Geom-GCN splits",
+    },
     DatasetInfo { name: "karate", source: Source::Embedded, description: "Zachary's karate club (embedded)" },
 ];
 
@@ -74,12 +114,17 @@ pub enum Attack {
 impl std::str::FromStr for Attack {
     type Err = GraphError;
     fn from_str(s: &str) -> Result<Attack> {
-        let bad = || GraphError::invalid("--attack", format!("`{s}`: expected meta:0.05|0.1|0.15|0.2|0.25 or nettack:1..5"));
+        let bad =
+            || GraphError::invalid("--attack", format!("`{s}`: expected meta:0.05|0.1|0.15|0.2|0.25 or nettack:1..5"));
         let (kind, val) = s.split_once(':').ok_or_else(bad)?;
         match kind {
             "meta" => {
                 let r: f64 = val.parse().map_err(|_| bad())?;
-                [0.05, 0.1, 0.15, 0.2, 0.25].iter().any(|&x| (x - r).abs() < 1e-9).then_some(Attack::Meta(r)).ok_or_else(bad)
+                [0.05, 0.1, 0.15, 0.2, 0.25]
+                    .iter()
+                    .any(|&x| (x - r).abs() < 1e-9)
+                    .then_some(Attack::Meta(r))
+                    .ok_or_else(bad)
             }
             "nettack" => {
                 let k: u32 = val.parse().map_err(|_| bad())?;
@@ -163,7 +208,8 @@ pub fn files(name: &str, attack: Option<Attack>) -> Result<Vec<String>> {
             v
         }
         Source::GeomGcn(d) => {
-            let mut v = vec![format!("webkb/{d}/out1_graph_edges.txt"), format!("webkb/{d}/out1_node_feature_label.txt")];
+            let mut v =
+                vec![format!("webkb/{d}/out1_graph_edges.txt"), format!("webkb/{d}/out1_node_feature_label.txt")];
             v.extend((0..10).map(|i| format!("webkb/{d}/splits/{d}_split_0.6_0.2_{i}.npz")));
             v
         }
@@ -223,7 +269,10 @@ pub fn download(rel: &str, mirror: Option<&str>, dest_root: &Path) -> Result<Pat
     let url = match mirror {
         Some(m) => format!("{}/{rel}", m.trim_end_matches('/')),
         None => upstream_url(rel).ok_or_else(|| {
-            GraphError::invalid(rel, "this file was converted for strata and has no upstream address; pass --mirror URL")
+            GraphError::invalid(
+                rel,
+                "this file was converted for strata and has no upstream address; pass --mirror URL",
+            )
         })?,
     };
     let dest = dest_root.join(rel);
@@ -308,7 +357,9 @@ pub fn load(name: &str, attack: Option<Attack>) -> Result<Dataset> {
             let mut d = read_graph_npz(locate("nettack/cora_ml.npz")?)?;
             let sym = d.graph.symmetrized().without_self_loops().into_adjacency().into_binary();
             d.graph = CsrGraph::from_adjacency("cora_ml", sym)?;
-            d.splits = (0..5).map(|i| Split::from_json(locate(&format!("forwardgnn/cora_ml/split{i}.json"))?)).collect::<Result<_>>()?;
+            d.splits = (0..5)
+                .map(|i| Split::from_json(locate(&format!("forwardgnn/cora_ml/split{i}.json"))?))
+                .collect::<Result<_>>()?;
             for s in &d.splits {
                 s.check("cora-ml split", d.num_nodes())?;
             }
@@ -317,9 +368,12 @@ pub fn load(name: &str, attack: Option<Attack>) -> Result<Dataset> {
         Source::ProGnn { file, prefix } => {
             let raw = read_graph_npz(locate(&format!("nettack/{file}.npz"))?)?;
             let mut d = prognn_clean(&raw);
-            let split_file = [format!("prognn/splits/{prefix}_prognn_splits.json"), format!("prognn/nettack/{prefix}_nettacked_nodes.json")]
-                .into_iter()
-                .find_map(|rel| locate(&rel).ok());
+            let split_file = [
+                format!("prognn/splits/{prefix}_prognn_splits.json"),
+                format!("prognn/nettack/{prefix}_nettacked_nodes.json"),
+            ]
+            .into_iter()
+            .find_map(|rel| locate(&rel).ok());
             let split = match split_file {
                 Some(p) => Split::from_json(p)?,
                 None => Split::random_stratified(&d.labels, 0.1, 0.1, 15),
@@ -357,7 +411,9 @@ pub fn tests_must_not_skip() -> bool {
 pub fn locate_or_skip(rel: &str) -> Option<PathBuf> {
     match locate(rel) {
         Ok(p) => Some(p),
-        Err(e) if tests_must_not_skip() => panic!("test data is missing (CI=true or make test: a skip would hide it): {e}"),
+        Err(e) if tests_must_not_skip() => {
+            panic!("test data is missing (CI=true or make test: a skip would hide it): {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED (test data missing): {e}");
             None

@@ -118,7 +118,9 @@ impl LinkSplit {
     /// The training edges plus the validation positives, both directions: the graph test-time
     /// messages pass over under PyG's `RandomLinkSplit` semantics (ForwardGNN's protocol).
     pub fn train_val_graph(&self) -> Result<CsrGraph> {
-        let mut edges: Vec<(i64, i64)> = (0..self.train_graph.num_nodes()).flat_map(|u| self.train_graph.neighbors(u).iter().map(move |&v| (u as i64, v))).collect();
+        let mut edges: Vec<(i64, i64)> = (0..self.train_graph.num_nodes())
+            .flat_map(|u| self.train_graph.neighbors(u).iter().map(move |&v| (u as i64, v)))
+            .collect();
         edges.extend(self.val_pos.iter().flat_map(|&(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]));
         CsrGraph::from_edges("link split: train + val edges", self.train_graph.num_nodes(), &edges, None)
     }

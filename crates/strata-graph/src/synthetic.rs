@@ -110,13 +110,18 @@ pub fn synthetic(spec: &SyntheticSpec) -> Dataset {
     let graph = undirected_graph("synthetic", n, edges);
     let f = spec.features.max(1);
     let informative = matches!(spec.signal, Signal::Features | Signal::Both);
-    let prototypes: Vec<Vec<f32>> = (0..groups).map(|_| (0..f).map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 }).collect()).collect();
+    let prototypes: Vec<Vec<f32>> =
+        (0..groups).map(|_| (0..f).map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 }).collect()).collect();
     let mut data = Vec::with_capacity(n * f);
     for u in 0..n {
         for &p in &prototypes[group(u)] {
             let x = if informative {
                 // The group's prototype with 10 % of its bits flipped.
-                if rng.random_bool(0.1) { 1.0 - p } else { p }
+                if rng.random_bool(0.1) {
+                    1.0 - p
+                } else {
+                    p
+                }
             } else if rng.random_bool(0.5) {
                 1.0
             } else {
@@ -127,12 +132,14 @@ pub fn synthetic(spec: &SyntheticSpec) -> Dataset {
     }
     let labels: Vec<i64> = (0..n).map(|u| (group(u) % 4) as i64).collect();
     let split = Split::random_stratified(&labels, 0.1, 0.1, spec.seed);
-    Dataset::new(spec.name(), graph, Features::dense(n, f, data), labels, vec![split]).expect("consistent synthetic dataset")
+    Dataset::new(spec.name(), graph, Features::dense(n, f, data), labels, vec![split])
+        .expect("consistent synthetic dataset")
 }
 
 /// Both directions of each undirected edge `(u, v)`, `u < v`, as a graph on `n` nodes.
 fn undirected_graph(context: &str, n: usize, edges: HashSet<(usize, usize)>) -> CsrGraph {
-    let mut list: Vec<(i64, i64)> = edges.into_iter().flat_map(|(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
+    let mut list: Vec<(i64, i64)> =
+        edges.into_iter().flat_map(|(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
     list.sort_unstable();
     CsrGraph::from_edges(context, n, &list, None).expect("generated ids are in range")
 }

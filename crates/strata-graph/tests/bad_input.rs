@@ -51,7 +51,10 @@ fn wrong_dtype_is_reported() {
     fresh.i32s("adj_indptr", &[4], &[0, 1, 3, 4]).i64s("adj_shape", &[2], &[3, 3]);
     fresh.write(&p).unwrap();
     let e = msg(read_graph_npz(&p));
-    assert!(e.contains("g.npz") && e.contains("adj_indices") && e.contains("dtype <f4") && e.contains("integer"), "{e}");
+    assert!(
+        e.contains("g.npz") && e.contains("adj_indices") && e.contains("dtype <f4") && e.contains("integer"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -92,7 +95,8 @@ fn nan_feature_is_reported() {
     let root = dir.path().join("webkb");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("out1_graph_edges.txt"), "node_id\tnode_id\n0\t1\n").unwrap();
-    std::fs::write(root.join("out1_node_feature_label.txt"), "node_id\tfeature\tlabel\n0\t1,0\t0\n1\tnan,1\t1\n").unwrap();
+    std::fs::write(root.join("out1_node_feature_label.txt"), "node_id\tfeature\tlabel\n0\t1,0\t0\n1\tnan,1\t1\n")
+        .unwrap();
     let e = msg(read_geom_gcn(&root));
     assert!(e.contains("out1_node_feature_label.txt") && e.contains("non-finite") && e.contains("row 1"), "{e}");
 
@@ -120,7 +124,8 @@ fn missing_key_is_reported() {
 #[test]
 fn edge_lists_in_every_dialect() {
     let dir = tempfile::tempdir().unwrap();
-    let cases = [("a.txt", "# comment\n0 1\n1\t2\n\n"), ("b.tsv", "0\t1\n1\t2\n"), ("c.csv", "source,target\n0,1\n1,2\n")];
+    let cases =
+        [("a.txt", "# comment\n0 1\n1\t2\n\n"), ("b.tsv", "0\t1\n1\t2\n"), ("c.csv", "source,target\n0,1\n1,2\n")];
     for (name, text) in cases {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();

@@ -66,20 +66,26 @@ fn download_verifies_checksums_and_rejects_corruption() {
     let e = registry::download(rel, Some(&format!("{base}/corrupt")), cache.path()).unwrap_err().to_string();
     assert!(e.contains("SHA-256 mismatch") && e.contains("rejected"), "{e}");
     assert!(!cache.path().join(rel).exists());
-    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("planetoid")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(cache.path().join("planetoid")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("cora.npz")], "stray files: {leftovers:?}");
 
     // A missing file is an HTTP error naming the address.
-    let e = registry::download("planetoid/pubmed.npz", Some(&format!("{base}/nowhere")), cache.path()).unwrap_err().to_string();
+    let e = registry::download("planetoid/pubmed.npz", Some(&format!("{base}/nowhere")), cache.path())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nowhere/planetoid/pubmed.npz"), "{e}");
 }
 
 #[test]
 fn converted_files_need_a_mirror_and_upstream_ones_have_an_address() {
-    let e = registry::download("planetoid/cora.npz", None, std::path::Path::new("/nonexistent")).unwrap_err().to_string();
+    let e =
+        registry::download("planetoid/cora.npz", None, std::path::Path::new("/nonexistent")).unwrap_err().to_string();
     assert!(e.contains("--mirror"), "{e}");
     assert!(registry::upstream_url("nettack/cora.npz").unwrap().ends_with("/data/cora.npz"));
-    assert!(registry::upstream_url("webkb/texas/splits/texas_split_0.6_0.2_3.npz").unwrap().ends_with("/splits/texas_split_0.6_0.2_3.npz"));
+    assert!(registry::upstream_url("webkb/texas/splits/texas_split_0.6_0.2_3.npz")
+        .unwrap()
+        .ends_with("/splits/texas_split_0.6_0.2_3.npz"));
     for d in registry::DATASETS {
         for f in registry::files(d.name, None).unwrap() {
             assert!(registry::checksum_of(&f).is_some(), "{}: no checksum for {f}", d.name);

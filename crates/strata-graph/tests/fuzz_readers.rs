@@ -74,7 +74,8 @@ fn plain_mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         any::<usize>().prop_map(Mutation::Truncate),
         (any::<usize>(), 0u8..8).prop_map(|(p, b)| Mutation::FlipBit(p, b)),
-        (any::<usize>(), prop_oneof![Just(u32::MAX), Just(0x7fff_ffff), (1u32 << 20)..u32::MAX]).prop_map(|(p, v)| Mutation::HugeU32(p, v)),
+        (any::<usize>(), prop_oneof![Just(u32::MAX), Just(0x7fff_ffff), (1u32 << 20)..u32::MAX])
+            .prop_map(|(p, v)| Mutation::HugeU32(p, v)),
         (any::<usize>(), 0..NASTY.len()).prop_map(|(p, t)| Mutation::Token(p, t)),
         any::<usize>().prop_map(Mutation::DuplicateLine),
         any::<usize>().prop_map(Mutation::DeleteLine),
@@ -138,7 +139,9 @@ fn apply(m: &Mutation, original: &[u8]) -> Vec<u8> {
                 }
             }
         }
-        Mutation::InEntry(k, ref inner) => return mutate_entry(original, k, inner).unwrap_or_else(|| apply(inner, original)),
+        Mutation::InEntry(k, ref inner) => {
+            return mutate_entry(original, k, inner).unwrap_or_else(|| apply(inner, original))
+        }
         Mutation::ZipSizes(v) => {
             for (sig, offsets) in [(&b"PK\x03\x04"[..], &[18usize, 22][..]), (&b"PK\x01\x02"[..], &[20, 24][..])] {
                 for i in find_all(original, sig) {
@@ -168,7 +171,8 @@ fn mutate_entry(archive: &[u8], k: usize, m: &Mutation) -> Option<Vec<u8>> {
         if i == target {
             bytes = apply(m, &bytes);
         }
-        dst.start_file(e.name().to_string(), zip::write::SimpleFileOptions::default().compression_method(method)).ok()?;
+        dst.start_file(e.name().to_string(), zip::write::SimpleFileOptions::default().compression_method(method))
+            .ok()?;
         dst.write_all(&bytes).ok()?;
     }
     dst.finish().ok()?;
@@ -177,7 +181,12 @@ fn mutate_entry(archive: &[u8], k: usize, m: &Mutation) -> Option<Vec<u8>> {
 
 /// Runs `cases()` mutations of `seeds` through `read`, which returns the reader's result for a
 /// file written at the path it is given. An error must name `must_name`.
-fn fuzz(what: &str, seeds: &[(PathBuf, Vec<u8>)], read: impl Fn(&Path) -> Result<(), GraphError>, must_name: &dyn Fn(&Path) -> String) {
+fn fuzz(
+    what: &str,
+    seeds: &[(PathBuf, Vec<u8>)],
+    read: impl Fn(&Path) -> Result<(), GraphError>,
+    must_name: &dyn Fn(&Path) -> String,
+) {
     assert!(!seeds.is_empty());
     // The unmutated seeds must read: otherwise every case would be an error and test nothing.
     for (p, bytes) in seeds {
@@ -207,7 +216,10 @@ fn fuzz(what: &str, seeds: &[(PathBuf, Vec<u8>)], read: impl Fn(&Path) -> Result
         Ok(())
     });
     let (ran, refused) = (ran.into_inner(), refused.into_inner());
-    println!("fuzz {what}: {ran} cases ran, {refused} refused with an error naming the file, {} read, no panic", ran - refused);
+    println!(
+        "fuzz {what}: {ran} cases ran, {refused} refused with an error naming the file, {} read, no panic",
+        ran - refused
+    );
     if let Err(e) = result {
         panic!("fuzz {what}: {e}");
     }
@@ -292,7 +304,8 @@ fn ogb_reader_survives_mutated_files() {
     std::fs::create_dir_all(root.join("split/random")).unwrap();
     let n = 12;
     let edges: String = (0..n).map(|i| format!("{},{}\n", i, (i * 5 + 1) % n)).collect();
-    let feats: String = (0..n).map(|i| format!("{:.3},{:.3},-{:.3}\n", i as f32 * 0.1, 1.0 / (i + 1) as f32, i as f32)).collect();
+    let feats: String =
+        (0..n).map(|i| format!("{:.3},{:.3},-{:.3}\n", i as f32 * 0.1, 1.0 / (i + 1) as f32, i as f32)).collect();
     let labels: String = (0..n).map(|i| if i == 3 { "nan\n".to_string() } else { format!("{}\n", i % 3) }).collect();
     let files = [
         (root.join("raw/edge.csv.gz"), gzip(edges.as_bytes())),
@@ -305,7 +318,11 @@ fn ogb_reader_survives_mutated_files() {
     ];
     // A split part's errors may name its scheme directory (overlap between train and valid).
     fuzz("OGB raw", &files, |_| read_ogb_raw(&root).map(drop), &|p: &Path| {
-        if p.parent().unwrap().parent().unwrap().ends_with("split") { p.parent().unwrap().display().to_string() } else { file_name(p) }
+        if p.parent().unwrap().parent().unwrap().ends_with("split") {
+            p.parent().unwrap().display().to_string()
+        } else {
+            file_name(p)
+        }
     });
 }
 

@@ -31,7 +31,12 @@ fn planetoid_statistics() {
 
 #[test]
 fn prognn_clean_graphs_and_metattack_budgets() {
-    let expected = [("cora-lcc", "cora", 2485, 5069), ("citeseer-lcc", "citeseer", 2110, 3668), ("polblogs-lcc", "polblogs", 1222, 16714), ("cora-ml-lcc", "cora_ml", 2810, 7981)];
+    let expected = [
+        ("cora-lcc", "cora", 2485, 5069),
+        ("citeseer-lcc", "citeseer", 2110, 3668),
+        ("polblogs-lcc", "polblogs", 1222, 16714),
+        ("cora-ml-lcc", "cora_ml", 2810, 7981),
+    ];
     for (name, prefix, n, e) in expected {
         if locate_or_skip(&format!("nettack/{prefix}.npz")).is_none() {
             return;
@@ -67,7 +72,9 @@ fn prognn_clean_graphs_and_metattack_budgets() {
 #[test]
 fn geom_gcn_graphs_with_ten_splits() {
     // (name, nodes, feature dim, classes)
-    for (name, n, f, c) in [("cornell", 183, 1703, 5), ("texas", 183, 1703, 5), ("wisconsin", 251, 1703, 5), ("film", 7600, 932, 5)] {
+    for (name, n, f, c) in
+        [("cornell", 183, 1703, 5), ("texas", 183, 1703, 5), ("wisconsin", 251, 1703, 5), ("film", 7600, 932, 5)]
+    {
         if locate_or_skip(&format!("webkb/{name}/out1_graph_edges.txt")).is_none() {
             return;
         }
@@ -113,7 +120,11 @@ fn partitioner_beats_random_on_cora() {
         p.iter().for_each(|&x| sizes[x] += 1);
         let max = *sizes.iter().max().unwrap() as f64;
         let avg = d.num_nodes() as f64 / k as f64;
-        eprintln!("cora k={k}: edge cut {ours} (multilevel) vs {random} (random), {:.1}%, max part {:.3}x avg", 100.0 * ours as f64 / random as f64, max / avg);
+        eprintln!(
+            "cora k={k}: edge cut {ours} (multilevel) vs {random} (random), {:.1}%, max part {:.3}x avg",
+            100.0 * ours as f64 / random as f64,
+            max / avg
+        );
         assert!((ours as f64) < 0.25 * random as f64, "k={k}: cut {ours} vs random {random}");
         assert!(max <= avg * 1.05, "k={k}: parts {sizes:?} unbalanced");
         let o = ContiguousOrder::new(&p, k);

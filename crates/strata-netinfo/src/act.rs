@@ -31,7 +31,16 @@ pub struct ActConfig {
 
 impl Default for ActConfig {
     fn default() -> Self {
-        ActConfig { hits_k: 100, max_epochs: 100, patience: 5, lr: 0.1, lambda1: vec![1e-4, 1e-5], lambda2: vec![1e-3, 1e-4, 1e-5, 1e-6], minibatch_above: 1_000_000, seed: 0 }
+        ActConfig {
+            hits_k: 100,
+            max_epochs: 100,
+            patience: 5,
+            lr: 0.1,
+            lambda1: vec![1e-4, 1e-5],
+            lambda2: vec![1e-3, 1e-4, 1e-5, 1e-6],
+            minibatch_above: 1_000_000,
+            seed: 0,
+        }
     }
 }
 
@@ -80,7 +89,9 @@ impl Act {
     }
     /// L2 norm of each component's weights (0 = switched off by the group lasso).
     pub fn component_norms(&self) -> Vec<f64> {
-        (0..self.components).map(|c| self.params.narrow(0, c as i64 * self.dim, self.dim).norm().double_value(&[])).collect()
+        (0..self.components)
+            .map(|c| self.params.narrow(0, c as i64 * self.dim, self.dim).norm().double_value(&[]))
+            .collect()
     }
 }
 
@@ -103,7 +114,8 @@ fn penalised_loss(params: &Tensor, zpos: &Tensor, zneg: &Tensor, comps: usize, d
         None,
         tch::Reduction::Mean,
     );
-    bce + w.abs().sum(Kind::Float) * l1 + w.view([comps as i64, dim]).norm_scalaropt_dim(2.0, [1], false).sum(Kind::Float) * l2
+    bce + w.abs().sum(Kind::Float) * l1
+        + w.view([comps as i64, dim]).norm_scalaropt_dim(2.0, [1], false).sum(Kind::Float) * l2
 }
 
 /// Node pairs `(u, v)`.
@@ -111,7 +123,14 @@ pub type Pairs<'a> = &'a [(usize, usize)];
 
 /// Trains on `train` positive pairs (`u < v`), selecting by validation Hits@K on
 /// `val = (positives, negatives)`.
-pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, Pairs), cfg: &ActConfig, device: Device) -> (Act, ActReport) {
+pub fn train_act(
+    feats: &PairFeatures,
+    nodes: usize,
+    train: Pairs,
+    val: (Pairs, Pairs),
+    cfg: &ActConfig,
+    device: Device,
+) -> (Act, ActReport) {
     let idx = |pairs: &[(usize, usize)]| {
         let (s, d): (Vec<i64>, Vec<i64>) = pairs.iter().map(|&(u, v)| (u as i64, v as i64)).unzip();
         (Tensor::from_slice(&s).to(device), Tensor::from_slice(&d).to(device))
@@ -126,7 +145,8 @@ pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, 
     let mut params = Tensor::empty([c as i64 * d + c as i64], (Kind::Float, device)).uniform_(-bound, bound);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xac7);
     let mut negatives = |count: usize| {
-        let (s, t): (Vec<i64>, Vec<i64>) = (0..count).map(|_| (rng.random_range(0..nodes) as i64, rng.random_range(0..nodes) as i64)).unzip();
+        let (s, t): (Vec<i64>, Vec<i64>) =
+            (0..count).map(|_| (rng.random_range(0..nodes) as i64, rng.random_range(0..nodes) as i64)).unzip();
         feats.of(&Tensor::from_slice(&s).to(device), &Tensor::from_slice(&t).to(device))
     };
     let val_hits = |p: &Tensor| {
@@ -138,7 +158,8 @@ pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, 
         })
     };
     let minibatch = train.len() > cfg.minibatch_above;
-    let mut best = (f64::NEG_INFINITY, params.copy(), ActReport { val_hits: 0.0, lambda1: 0.0, lambda2: 0.0, steps: 0 });
+    let mut best =
+        (f64::NEG_INFINITY, params.copy(), ActReport { val_hits: 0.0, lambda1: 0.0, lambda2: 0.0, steps: 0 });
     let mut steps = 0;
     // Validation loss (BCE of the validation positives and negatives), the divergence guard.
     let val_loss = |p: &Tensor| {
@@ -158,7 +179,8 @@ pub fn train_act(feats: &PairFeatures, nodes: usize, train: Pairs, val: (Pairs, 
             let mut since = 0;
             let mut lbfgs = Lbfgs::new(cfg.lr, 20, 100);
             let mut adam = AdamState::new(&params);
-            let (epochs, patience) = if minibatch { (cfg.max_epochs * 10, cfg.patience * 20) } else { (cfg.max_epochs, cfg.patience) };
+            let (epochs, patience) =
+                if minibatch { (cfg.max_epochs * 10, cfg.patience * 20) } else { (cfg.max_epochs, cfg.patience) };
             for _ in 0..epochs {
                 steps += 1;
                 let loss = if minibatch {

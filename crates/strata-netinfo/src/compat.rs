@@ -11,8 +11,8 @@
 //! `G = X_uᵀ·diag(r)·X_v`.
 
 use crate::linalg::{lsqr, LsqrInfo, LsqrOptions, VecOp};
-use rand::{Rng, SeedableRng};
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use strata_graph::CsrGraph;
 use tch::{Kind, Tensor};
@@ -38,10 +38,15 @@ pub fn fitting_pairs(g: &CsrGraph, max_pos: usize, seed: u64, device: tch::Devic
         pos.truncate(max_pos);
     }
     let n = g.num_nodes();
-    let neg: Vec<(i64, i64)> = (0..2 * pos.len()).map(|_| (rng.random_range(0..n) as i64, rng.random_range(0..n) as i64)).collect();
+    let neg: Vec<(i64, i64)> =
+        (0..2 * pos.len()).map(|_| (rng.random_range(0..n) as i64, rng.random_range(0..n) as i64)).collect();
     let (src, dst): (Vec<i64>, Vec<i64>) = pos.iter().chain(&neg).copied().unzip();
     let y: Vec<f64> = (0..src.len()).map(|i| if i < pos.len() { 1.0 } else { 0.0 }).collect();
-    PairSet { src: Tensor::from_slice(&src).to(device), dst: Tensor::from_slice(&dst).to(device), y: Tensor::from_slice(&y).to(device) }
+    PairSet {
+        src: Tensor::from_slice(&src).to(device),
+        dst: Tensor::from_slice(&dst).to(device),
+        y: Tensor::from_slice(&y).to(device),
+    }
 }
 
 /// `M` restricted to the kept upper-triangle entries, acting on flat vectors of them.
@@ -55,7 +60,9 @@ struct PairDesign {
 
 impl PairDesign {
     fn matrix(&self, h: &Tensor) -> Tensor {
-        let full = Tensor::zeros([self.d * self.d], (Kind::Double, h.device())).index_put(&[Some(self.keep.shallow_clone())], h, false).view([self.d, self.d]);
+        let full = Tensor::zeros([self.d * self.d], (Kind::Double, h.device()))
+            .index_put(&[Some(self.keep.shallow_clone())], h, false)
+            .view([self.d, self.d]);
         // Symmetric H from its upper triangle (diagonal once).
         &full + full.triu(1).tr()
     }
@@ -114,7 +121,8 @@ pub fn compatibility(x: &Tensor, g: &CsrGraph, pairs: &PairSet) -> Compatibility
     let total = sorted.sum(Kind::Double).double_value(&[]);
     let cum = sorted.cumsum(0, Kind::Double);
     let below = cum.lt(0.05 * total);
-    let eps = if below.any().int64_value(&[]) != 0 { sorted.masked_select(&below).max().double_value(&[]) } else { 0.0 };
+    let eps =
+        if below.any().int64_value(&[]) != 0 { sorted.masked_select(&below).max().double_value(&[]) } else { 0.0 };
     let keep_mask = abs.ge(eps);
     let keep = flat_idx.masked_select(&keep_mask);
     let h0_kept = h.masked_select(&keep_mask);
@@ -133,14 +141,20 @@ pub fn similarity(x: &Tensor, h: &Tensor, src: &Tensor, dst: &Tensor) -> Tensor 
     let xh = x.to_kind(Kind::Double).matmul(h).to_kind(Kind::Float);
     let x = x.to_kind(Kind::Float);
     let n = src.size()[0];
-    let parts: Vec<Tensor> = (0..n)
-        .step_by(BLOCK as usize)
-        .map(|s| {
-            let len = BLOCK.min(n - s);
-            (xh.index_select(0, &src.narrow(0, s, len)) * x.index_select(0, &dst.narrow(0, s, len))).sum_dim_intlist(1, false, Kind::Double)
-        })
-        .collect();
-    if parts.is_empty() { Tensor::zeros([0], (Kind::Double, x.device())) } else { Tensor::cat(&parts, 0) }
+    let parts: Vec<Tensor> =
+        (0..n)
+            .step_by(BLOCK as usize)
+            .map(|s| {
+                let len = BLOCK.min(n - s);
+                (xh.index_select(0, &src.narrow(0, s, len)) * x.index_select(0, &dst.narrow(0, s, len)))
+                    .sum_dim_intlist(1, false, Kind::Double)
+            })
+            .collect();
+    if parts.is_empty() {
+        Tensor::zeros([0], (Kind::Double, x.device()))
+    } else {
+        Tensor::cat(&parts, 0)
+    }
 }
 
 #[cfg(test)]

@@ -190,7 +190,8 @@ mod tests {
         // A path 0-1-2: from 0, every walk is 0→1→2, so (0,1) and (0,2) are seen T times each.
         let g = CsrGraph::from_edges("t", 3, &[(0, 1), (1, 2)], None).unwrap().symmetrized();
         let (r, c, w) = covisit_counts(&g, 10, 0);
-        let from0: Vec<(i64, f32)> = r.iter().zip(&c).zip(&w).filter(|((&r, _), _)| r == 0).map(|((_, &c), &w)| (c, w)).collect();
+        let from0: Vec<(i64, f32)> =
+            r.iter().zip(&c).zip(&w).filter(|((&r, _), _)| r == 0).map(|((_, &c), &w)| (c, w)).collect();
         assert_eq!(from0, vec![(1, 10.0), (2, 10.0)]);
         // Never back to the start in the second step.
         assert!(r.iter().zip(&c).all(|(a, b)| a != b));

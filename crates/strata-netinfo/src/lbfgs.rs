@@ -88,7 +88,11 @@ impl Lbfgs {
             };
             self.prev_grad = Some(g.copy());
             let prev_loss = loss;
-            self.t = if self.n_iter == 1 { (1.0f64).min(1.0 / g.abs().sum(Kind::Double).double_value(&[])) * self.lr } else { self.lr };
+            self.t = if self.n_iter == 1 {
+                (1.0f64).min(1.0 / g.abs().sum(Kind::Double).double_value(&[])) * self.lr
+            } else {
+                self.lr
+            };
             let gtd = (&g * &d).sum(Kind::Double).double_value(&[]);
             if gtd > -self.tolerance_change {
                 self.d = Some(d);
@@ -100,7 +104,11 @@ impl Lbfgs {
             if it != self.max_iter {
                 (loss, g) = closure(params);
             }
-            if it == self.max_iter || absmax(&g) <= self.tolerance_grad || small_step || (loss - prev_loss).abs() < self.tolerance_change {
+            if it == self.max_iter
+                || absmax(&g) <= self.tolerance_grad
+                || small_step
+                || (loss - prev_loss).abs() < self.tolerance_change
+            {
                 break;
             }
         }
@@ -123,7 +131,8 @@ mod tests {
         for _ in 0..5 {
             opt.step(&mut x, &mut |x: &Tensor| {
                 let ax = a.mv(x);
-                let f = 0.5 * (x * &ax).sum(Kind::Double).double_value(&[]) - (x * &b).sum(Kind::Double).double_value(&[]);
+                let f =
+                    0.5 * (x * &ax).sum(Kind::Double).double_value(&[]) - (x * &b).sum(Kind::Double).double_value(&[]);
                 (f, ax - &b)
             });
         }

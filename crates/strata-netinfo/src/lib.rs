@@ -60,7 +60,13 @@ fn to_vec(t: &Tensor) -> Vec<f64> {
 
 /// Runs the link probe on a link split: embeddings of the training graph, a compatibility matrix
 /// per component, the NetInfoF score of each on the validation pairs.
-pub fn probe_links(split: &LinkSplit, features: &Features, cfg: &EmbedConfig, hits_k: usize, device: Device) -> LinkProbe {
+pub fn probe_links(
+    split: &LinkSplit,
+    features: &Features,
+    cfg: &EmbedConfig,
+    hits_k: usize,
+    device: Device,
+) -> LinkProbe {
     let t0 = Instant::now();
     let g = &split.train_graph;
     let emb = embeddings(g, features, cfg, device);
@@ -68,7 +74,8 @@ pub fn probe_links(split: &LinkSplit, features: &Features, cfg: &EmbedConfig, hi
     // Training similarities: every training edge (u < v) and twice as many random pairs.
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xb1e5);
     let n = g.num_nodes();
-    let random: Vec<(usize, usize)> = (0..2 * split.train_pos.len()).map(|_| (rng.random_range(0..n), rng.random_range(0..n))).collect();
+    let random: Vec<(usize, usize)> =
+        (0..2 * split.train_pos.len()).map(|_| (rng.random_range(0..n), rng.random_range(0..n))).collect();
     let (trp, trr) = (pair_index(&split.train_pos, device), pair_index(&random, device));
     let (vp, vn) = (pair_index(&split.val_pos, device), pair_index(&split.val_neg, device));
     let (tp, tn) = (pair_index(&split.test_pos, device), pair_index(&split.test_neg, device));
@@ -94,7 +101,14 @@ pub fn probe_links(split: &LinkSplit, features: &Features, cfg: &EmbedConfig, hi
 /// NetInfoF_Act on a finished link probe: `(model, report, test Hits@K)`.
 pub fn act_on_probe(probe: &LinkProbe, split: &LinkSplit, cfg: &ActConfig, device: Device) -> (Act, ActReport, f64) {
     let feats = PairFeatures::new(&probe.parts);
-    let (act, report) = train_act(&feats, split.train_graph.num_nodes(), &split.train_pos, (&split.val_pos, &split.val_neg), cfg, device);
+    let (act, report) = train_act(
+        &feats,
+        split.train_graph.num_nodes(),
+        &split.train_pos,
+        (&split.val_pos, &split.val_neg),
+        cfg,
+        device,
+    );
     let score = |pairs: &[(usize, usize)]| {
         let (s, d) = pair_index(pairs, device);
         Vec::<f32>::try_from(tch::no_grad(|| act.logits(&feats.of(&s, &d))).to(Device::Cpu)).unwrap_or_default()
@@ -105,7 +119,15 @@ pub fn act_on_probe(probe: &LinkProbe, split: &LinkSplit, cfg: &ActConfig, devic
 
 /// The node probe: embeddings of the whole graph, the node form of the score per component
 /// (validation nodes' labels given a ridge classifier's prediction from the training nodes).
-pub fn probe_nodes(g: &CsrGraph, features: &Features, labels: &[i64], train: &[usize], val: &[usize], cfg: &EmbedConfig, device: Device) -> Vec<ComponentScore> {
+pub fn probe_nodes(
+    g: &CsrGraph,
+    features: &Features,
+    labels: &[i64],
+    train: &[usize],
+    val: &[usize],
+    cfg: &EmbedConfig,
+    device: Device,
+) -> Vec<ComponentScore> {
     let emb = embeddings(g, features, cfg, device);
     emb.parts
         .iter()
@@ -132,12 +154,16 @@ pub fn verdict(scores: &[ComponentScore], floor: f64) -> String {
     let mut v = if structure >= features.max(propagated) {
         "structure carries most usable information: try structural link predictors (SVD/random-walk embeddings, NetInfoF_Act) or deeper message passing".to_string()
     } else if features >= propagated {
-        "the features carry most usable information, the graph adds little: try an MLP on the features before a GNN".to_string()
+        "the features carry most usable information, the graph adds little: try an MLP on the features before a GNN"
+            .to_string()
     } else {
-        "features propagated over the graph carry most usable information: try a GNN (GCN/SGC-style propagation)".to_string()
+        "features propagated over the graph carry most usable information: try a GNN (GCN/SGC-style propagation)"
+            .to_string()
     };
     if (features - structure).abs() < 0.05 * margin {
-        v.push_str("; structure and features are about equally informative, so combining them (NetInfoF_Act) should help");
+        v.push_str(
+            "; structure and features are about equally informative, so combining them (NetInfoF_Act) should help",
+        );
     }
     v
 }
@@ -156,7 +182,14 @@ mod tests {
         let split = LinkSplit::new(&d.graph, 0.1, 0.2, 0).unwrap();
         let probe = probe_links(&split, &d.features, &EmbedConfig { max_dim: 32, walks: 50, seed: 0 }, 20, Device::Cpu);
         for minibatch_above in [usize::MAX, 0] {
-            let cfg = ActConfig { hits_k: 20, max_epochs: 10, lambda1: vec![1e-4], lambda2: vec![1e-4], minibatch_above, ..Default::default() };
+            let cfg = ActConfig {
+                hits_k: 20,
+                max_epochs: 10,
+                lambda1: vec![1e-4],
+                lambda2: vec![1e-4],
+                minibatch_above,
+                ..Default::default()
+            };
             let (act, report, hits) = act_on_probe(&probe, &split, &cfg, Device::Cpu);
             assert!(hits > 0.5 && report.val_hits > 0.5, "minibatch_above {minibatch_above}: test {hits}, {report:?}");
             assert_eq!(act.component_norms().len(), 5);

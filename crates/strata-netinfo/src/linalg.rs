@@ -76,7 +76,14 @@ impl LinOp for Tensor {
 
 /// Rank-`k` randomised SVD `A ≈ U·diag(S)·Vᵀ` with `oversample` extra columns and `niter`
 /// power iterations (re-orthonormalised each time). Returns `(U [m,k], S [k])`.
-pub fn svd_lowrank(a: &dyn LinOp, k: i64, niter: usize, oversample: i64, seed: u64, device: Device) -> (Tensor, Tensor) {
+pub fn svd_lowrank(
+    a: &dyn LinOp,
+    k: i64,
+    niter: usize,
+    oversample: i64,
+    seed: u64,
+    device: Device,
+) -> (Tensor, Tensor) {
     let (m, n) = a.shape();
     let q = (k + oversample).min(m.min(n)).max(1);
     tch::manual_seed(seed as i64);
@@ -207,7 +214,14 @@ pub fn lsqr(a: &dyn VecOp, b: &Tensor, x0: Option<&Tensor>, o: &LsqrOptions) -> 
         let rtol = o.btol + o.atol * anorm * xnorm / bnorm;
         // scipy's order: a later test overrides an earlier one.
         let mut stop = if it >= o.iter_lim { 7 } else { 0 };
-        for (hit, code) in [(1.0 + test3 <= 1.0, 6), (1.0 + test2 <= 1.0, 5), (1.0 + t1 <= 1.0, 4), (test3 <= ctol, 3), (test2 <= o.atol, 2), (test1 <= rtol, 1)] {
+        for (hit, code) in [
+            (1.0 + test3 <= 1.0, 6),
+            (1.0 + test2 <= 1.0, 5),
+            (1.0 + t1 <= 1.0, 4),
+            (test3 <= ctol, 3),
+            (test2 <= o.atol, 2),
+            (test1 <= rtol, 1),
+        ] {
             if hit {
                 stop = code;
             }

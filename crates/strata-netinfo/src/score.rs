@@ -55,7 +55,11 @@ pub fn score_from_pairs(obs: &[(usize, usize)]) -> f64 {
 /// Link form: bins fitted on the training similarities, applied to validation pairs.
 pub fn link_score(train_sims: &[f64], val_pos: &[f64], val_neg: &[f64]) -> f64 {
     let edges = quantile_edges(train_sims, 8);
-    let obs: Vec<(usize, usize)> = val_pos.iter().map(|&s| (bin_of(s, &edges), 1)).chain(val_neg.iter().map(|&s| (bin_of(s, &edges), 0))).collect();
+    let obs: Vec<(usize, usize)> = val_pos
+        .iter()
+        .map(|&s| (bin_of(s, &edges), 1))
+        .chain(val_neg.iter().map(|&s| (bin_of(s, &edges), 0)))
+        .collect();
     score_from_pairs(&obs)
 }
 
@@ -70,10 +74,15 @@ pub fn node_score(x: &Tensor, labels: &[i64], train: &[usize], val: &[usize]) ->
     let classes = labels.iter().copied().max().unwrap_or(0) + 1;
     let idx = |ids: &[usize]| Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).to(dev);
     let xt = x.index_select(0, &idx(train));
-    let y = Tensor::from_slice(&train.iter().map(|&i| labels[i]).collect::<Vec<_>>()).to(dev).one_hot(classes).to_kind(Kind::Double);
+    let y = Tensor::from_slice(&train.iter().map(|&i| labels[i]).collect::<Vec<_>>())
+        .to(dev)
+        .one_hot(classes)
+        .to_kind(Kind::Double);
     let d = xt.size()[1];
-    let w = Tensor::linalg_solve(&(xt.tr().matmul(&xt) + Tensor::eye(d, (Kind::Double, dev))), &xt.tr().matmul(&y), true);
-    let pred = Vec::<i64>::try_from(x.index_select(0, &idx(val)).matmul(&w).argmax(1, false).to(tch::Device::Cpu)).unwrap_or_default();
+    let w =
+        Tensor::linalg_solve(&(xt.tr().matmul(&xt) + Tensor::eye(d, (Kind::Double, dev))), &xt.tr().matmul(&y), true);
+    let pred = Vec::<i64>::try_from(x.index_select(0, &idx(val)).matmul(&w).argmax(1, false).to(tch::Device::Cpu))
+        .unwrap_or_default();
     let obs: Vec<(usize, usize)> = val.iter().zip(pred).map(|(&i, p)| (p as usize, labels[i] as usize)).collect();
     score_from_pairs(&obs)
 }

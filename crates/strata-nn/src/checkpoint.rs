@@ -23,11 +23,18 @@ fn sync_dir(dir: &Path) {
 
 /// Writes a safetensors file atomically: `write` fills a temporary file beside `path`, which is
 /// fsynced and renamed over it.
-fn write_safetensors_atomic(path: &Path, write: impl FnOnce(&Path) -> std::result::Result<(), tch::TchError>) -> Result<()> {
+fn write_safetensors_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<(), tch::TchError>,
+) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     // tch picks the format from the extension, so the temporary name must end in .safetensors.
-    let tmp = dir.join(format!(".{}.{}.tmp.safetensors", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp.safetensors",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     write(&tmp)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))?;
@@ -61,7 +68,10 @@ pub fn load_tensor(path: &Path, name: &str) -> Result<tch::Tensor> {
 /// Loads weights saved by [`save_checkpoint`] into a var store of the same architecture.
 pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
     if !path.exists() {
-        return Err(NnError::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found") });
+        return Err(NnError::Io {
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
+        });
     }
     vs.load(path)?;
     Ok(())

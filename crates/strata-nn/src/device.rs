@@ -12,7 +12,10 @@ pub fn parse_device(name: &str) -> Result<Device> {
             if tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {
-                Err(NnError::Device("CUDA was requested but libtorch sees no GPU (is libtorch_cuda linked and a driver present?)".into()))
+                Err(NnError::Device(
+                    "CUDA was requested but libtorch sees no GPU (is libtorch_cuda linked and a driver present?)"
+                        .into(),
+                ))
             }
         }
         s if s.starts_with("cuda:") => {

@@ -12,7 +12,13 @@ pub enum Input {
     Dense(Tensor),
     /// `x` is a coalesced sparse COO matrix; `indices`/`val` are its parts, kept to rebuild it
     /// around dropped-out values without another coalesce.
-    Sparse { n: i64, dim: i64, x: Tensor, indices: Tensor, val: Tensor },
+    Sparse {
+        n: i64,
+        dim: i64,
+        x: Tensor,
+        indices: Tensor,
+        val: Tensor,
+    },
 }
 
 impl Input {
@@ -29,7 +35,10 @@ impl Input {
                 let (n, dim) = (m.rows() as i64, m.cols() as i64);
                 let indices = Tensor::stack(&[Tensor::from_slice(&m.row_ids()), Tensor::from_slice(m.indices())], 0);
                 let val = Tensor::from_slice(&m.values_or_ones());
-                let x = Tensor::sparse_coo_tensor_indices_size(&indices, &val, [n, dim], (Kind::Float, Device::Cpu), false).coalesce().to(device);
+                let x =
+                    Tensor::sparse_coo_tensor_indices_size(&indices, &val, [n, dim], (Kind::Float, Device::Cpu), false)
+                        .coalesce()
+                        .to(device);
                 Input::Sparse { n, dim, indices: x.indices(), val: x.values(), x }
             }
         }

@@ -5,13 +5,13 @@
 //! the best validation Hits@K are kept.
 
 use crate::checkpoint::{restore, snapshot};
+use crate::conv::{Init, Linear};
 use crate::error::{NnError, Result};
-use crate::trainer::{Patience, Progress};
 use crate::input::Input;
 use crate::message_passing::GraphTensors;
 use crate::metrics::{average_precision, hits_at_k, mrr, roc_auc};
 use crate::model::{Model, ModelConfig, ModelKind};
-use crate::conv::{Init, Linear};
+use crate::trainer::{Patience, Progress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -83,13 +83,19 @@ impl LinkConfig {
 
     pub fn validate(&self) -> Result<()> {
         if !matches!(self.encoder, ModelKind::Gcn | ModelKind::Sage | ModelKind::Gat) {
-            return Err(NnError::Config(format!("encoder `{}`: link prediction supports gcn, sage and gat", self.encoder.name())));
+            return Err(NnError::Config(format!(
+                "encoder `{}`: link prediction supports gcn, sage and gat",
+                self.encoder.name()
+            )));
         }
         if self.layers == 0 || self.hidden <= 0 || self.out <= 0 || self.heads <= 0 || self.hits_k == 0 {
             return Err(NnError::Config("layers, hidden, out, heads and hits_k must be positive".into()));
         }
         if !(0.0..1.0).contains(&self.dropout) || self.lr <= 0.0 {
-            return Err(NnError::Config(format!("dropout must be in [0, 1) and lr > 0 (got {} and {})", self.dropout, self.lr)));
+            return Err(NnError::Config(format!(
+                "dropout must be in [0, 1) and lr > 0 (got {} and {})",
+                self.dropout, self.lr
+            )));
         }
         Ok(())
     }
@@ -121,7 +127,10 @@ impl LinkModel {
         let encoder = Model::new(&config.encoder_config(), graph, input, config.out)?;
         let mlp = (config.decoder == Decoder::HadamardMlp).then(|| {
             let p = encoder.vs.root() / "decoder";
-            (Linear::new(&(&p / "lin0"), config.out, config.out, true, Init::TorchDefault), Linear::new(&(&p / "lin1"), config.out, 1, true, Init::TorchDefault))
+            (
+                Linear::new(&(&p / "lin0"), config.out, config.out, true, Init::TorchDefault),
+                Linear::new(&(&p / "lin1"), config.out, 1, true, Init::TorchDefault),
+            )
         });
         Ok(LinkModel { config: config.clone(), encoder, mlp })
     }
@@ -143,7 +152,9 @@ impl LinkModel {
         let (zu, zv) = (z.index_select(0, src), z.index_select(0, dst));
         match &self.mlp {
             None => (zu * zv).sum_dim_intlist(-1, false, Kind::Float),
-            Some((l0, l1)) => l1.forward(&l0.forward(&(zu * zv)).relu().dropout(self.config.dropout, train)).squeeze_dim(-1),
+            Some((l0, l1)) => {
+                l1.forward(&l0.forward(&(zu * zv)).relu().dropout(self.config.dropout, train)).squeeze_dim(-1)
+            }
         }
     }
 }
@@ -194,11 +205,25 @@ pub struct LinkTask {
 }
 
 impl LinkTask {
-    pub fn new(split: LinkSplit, features: &strata_graph::Features, device: Device, feature_norm: strata_graph::FeatureNorm, kernel: crate::Kernel) -> LinkTask {
+    pub fn new(
+        split: LinkSplit,
+        features: &strata_graph::Features,
+        device: Device,
+        feature_norm: strata_graph::FeatureNorm,
+        kernel: crate::Kernel,
+    ) -> LinkTask {
         let graph = GraphTensors::new(&split.train_graph, device, kernel);
         let train = pair_tensors(&split.train_pos, device);
         let train_set = split.train_pos.iter().copied().collect();
-        LinkTask { graph, input: Input::from_features(features, device, feature_norm), nodes: split.train_graph.num_nodes(), train, train_set, split, device }
+        LinkTask {
+            graph,
+            input: Input::from_features(features, device, feature_norm),
+            nodes: split.train_graph.num_nodes(),
+            train,
+            train_set,
+            split,
+            device,
+        }
     }
 
     /// `count` uniform pairs that are neither self loops nor training edges.
@@ -230,7 +255,8 @@ impl LinkTask {
                     return Vec::new();
                 }
                 let (s, d) = pair_tensors(pairs, self.device);
-                Vec::<f32>::try_from(model.score(&z, &s, &d, false).to_kind(Kind::Float).to(Device::Cpu)).unwrap_or_default()
+                Vec::<f32>::try_from(model.score(&z, &s, &d, false).to_kind(Kind::Float).to(Device::Cpu))
+                    .unwrap_or_default()
             };
             (run(pos), run(neg))
         })
@@ -238,7 +264,11 @@ impl LinkTask {
 
     pub fn evaluate(&self, model: &LinkModel, test: bool) -> LinkMetrics {
         let s = &self.split;
-        let (pos, neg) = if test { self.scores(model, &s.test_pos, &s.test_neg) } else { self.scores(model, &s.val_pos, &s.val_neg) };
+        let (pos, neg) = if test {
+            self.scores(model, &s.test_pos, &s.test_neg)
+        } else {
+            self.scores(model, &s.val_pos, &s.val_neg)
+        };
         LinkMetrics::of(&pos, &neg)
     }
 }
@@ -263,10 +293,14 @@ pub struct LinkReport {
     pub curve: Vec<LinkEpoch>,
 }
 
-
 /// Trains a fresh link predictor with `seed`; returns it with the weights of its best
 /// validation Hits@K and the test metrics of those weights.
-pub fn train_link_predictor(task: &LinkTask, cfg: &LinkConfig, seed: u64, mut on_epoch: impl FnMut(&LinkEpoch)) -> Result<(LinkModel, LinkReport)> {
+pub fn train_link_predictor(
+    task: &LinkTask,
+    cfg: &LinkConfig,
+    seed: u64,
+    mut on_epoch: impl FnMut(&LinkEpoch),
+) -> Result<(LinkModel, LinkReport)> {
     tch::manual_seed(seed as i64);
     let model = LinkModel::new(cfg, &task.graph, &task.input)?;
     let mut opt = nn::Adam::default().build(model.vs(), cfg.lr)?;
@@ -308,7 +342,14 @@ pub fn train_link_predictor(task: &LinkTask, cfg: &LinkConfig, seed: u64, mut on
         }
     }
     restore(model.vs(), &saved);
-    let report = LinkReport { seed, epochs_run: curve.len(), best_epoch, val: task.evaluate(&model, false), test: task.evaluate(&model, true), curve };
+    let report = LinkReport {
+        seed,
+        epochs_run: curve.len(),
+        best_epoch,
+        val: task.evaluate(&model, false),
+        test: task.evaluate(&model, true),
+        curve,
+    };
     Ok((model, report))
 }
 
@@ -334,7 +375,13 @@ mod tests {
         edges.push((0, 20));
         let g = CsrGraph::from_edges("t", 40, &edges, None).unwrap().symmetrized();
         let split = LinkSplit::new(&g, 0.1, 0.2, 0).unwrap();
-        let task = LinkTask::new(split, &Features::identity(40), Device::Cpu, strata_graph::FeatureNorm::None, crate::Kernel::EdgeList);
+        let task = LinkTask::new(
+            split,
+            &Features::identity(40),
+            Device::Cpu,
+            strata_graph::FeatureNorm::None,
+            crate::Kernel::EdgeList,
+        );
         let mut cfg = LinkConfig::defaults(ModelKind::Gcn);
         cfg.epochs = 100;
         cfg.hidden = 32;

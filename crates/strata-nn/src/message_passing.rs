@@ -78,7 +78,11 @@ impl Kernel {
     /// 114 s for 3 epochs with the edge list, 4.5 GB and 14 s with CSR, at equal accuracy.
     /// Small graphs keep the edge list, faster there (see the type's doc).
     pub fn for_edges(edges: usize) -> Kernel {
-        if edges >= Self::CSR_FROM_EDGES { Kernel::Csr } else { Kernel::EdgeList }
+        if edges >= Self::CSR_FROM_EDGES {
+            Kernel::Csr
+        } else {
+            Kernel::EdgeList
+        }
     }
 
     /// [`Kernel::for_edges`] for `g` with the self loops most layers add.
@@ -136,9 +140,23 @@ impl Adjacency {
         // Only the CSR kernel's backward reads the transpose.
         let transpose = (kernel == Kernel::Csr)
             .then(|| {
-                let m = strata_graph::CsrMatrix::from_parts("operator", adj.rows(), adj.cols(), adj.indptr().to_vec(), adj.indices().to_vec(), Some(w.clone())).expect("the graph's own CSR layout");
+                let m = strata_graph::CsrMatrix::from_parts(
+                    "operator",
+                    adj.rows(),
+                    adj.cols(),
+                    adj.indptr().to_vec(),
+                    adj.indices().to_vec(),
+                    Some(w.clone()),
+                )
+                .expect("the graph's own CSR layout");
                 let t = m.transpose();
-                (t != m).then(|| (Tensor::from_slice(t.indptr()).to(device), Tensor::from_slice(t.indices()).to(device), Tensor::from_slice(&t.values_or_ones()).to(device)))
+                (t != m).then(|| {
+                    (
+                        Tensor::from_slice(t.indptr()).to(device),
+                        Tensor::from_slice(t.indices()).to(device),
+                        Tensor::from_slice(&t.values_or_ones()).to(device),
+                    )
+                })
             })
             .flatten();
         Adjacency { n, row, col, weight, values, crow, csr: std::cell::OnceCell::new(), transpose, kernel }
@@ -146,10 +164,18 @@ impl Adjacency {
     fn csr(&self) -> &(Tensor, Tensor) {
         self.csr.get_or_init(|| {
             let (n, device) = (self.n, self.values.device());
-            let a = Tensor::sparse_csr_tensor_crow_col_value_size(&self.crow, &self.col, &self.values, [n, n], (Kind::Float, device));
+            let a = Tensor::sparse_csr_tensor_crow_col_value_size(
+                &self.crow,
+                &self.col,
+                &self.values,
+                [n, n],
+                (Kind::Float, device),
+            );
             let a_t = match &self.transpose {
                 None => a.shallow_clone(),
-                Some((crow, col, val)) => Tensor::sparse_csr_tensor_crow_col_value_size(crow, col, val, [n, n], (Kind::Float, device)),
+                Some((crow, col, val)) => {
+                    Tensor::sparse_csr_tensor_crow_col_value_size(crow, col, val, [n, n], (Kind::Float, device))
+                }
             };
             (a, a_t)
         })
@@ -229,7 +255,8 @@ impl GraphTensors {
             Norm::Mean => {
                 let g = self.graph.without_self_loops();
                 let deg = g.weighted_degrees();
-                let w: Vec<f32> = g.adjacency().iter().map(|(r, _, v)| if deg[r] > 0.0 { v / deg[r] } else { 0.0 }).collect();
+                let w: Vec<f32> =
+                    g.adjacency().iter().map(|(r, _, v)| if deg[r] > 0.0 { v / deg[r] } else { 0.0 }).collect();
                 Adjacency::build(&g, Some(w), self.device, self.kernel)
             }
             Norm::Sum => Adjacency::build(&self.graph.without_self_loops(), None, self.device, self.kernel),

@@ -1,10 +1,10 @@
 //! Node-classification models built from the layer library, and their hyper-parameters.
 
-use crate::ops::FastDropout;
-use crate::conv::{dgmlp_features, sgc_propagate, Appnp, Gcn2Conv, GatConv, GcnConv, GinConv, Init, Linear, SageConv};
+use crate::conv::{dgmlp_features, sgc_propagate, Appnp, GatConv, Gcn2Conv, GcnConv, GinConv, Init, Linear, SageConv};
 use crate::error::{NnError, Result};
 use crate::input::Input;
 use crate::message_passing::{GraphTensors, Norm};
+use crate::ops::FastDropout;
 use serde::{Deserialize, Serialize};
 use strata_graph::FeatureNorm;
 use tch::{nn, Tensor};
@@ -178,7 +178,15 @@ impl ModelConfig {
                 patience: 100,
                 ..base
             },
-            ModelKind::Sgc => ModelConfig { layers: 2, lr: 0.2, weight_decay: 5e-5, weight_decay_secondary: 5e-5, epochs: 100, dropout: 0.0, ..base },
+            ModelKind::Sgc => ModelConfig {
+                layers: 2,
+                lr: 0.2,
+                weight_decay: 5e-5,
+                weight_decay_secondary: 5e-5,
+                epochs: 100,
+                dropout: 0.0,
+                ..base
+            },
             ModelKind::Appnp => ModelConfig { layers: 10, epochs: 500, patience: 100, ..base },
             ModelKind::Gcnii => ModelConfig {
                 layers: 64,
@@ -205,7 +213,25 @@ impl ModelConfig {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { self.$f = v; } )* };
         }
-        set!(layers, transform_layers, hidden, heads, dropout, att_dropout, alpha, theta, lr, weight_decay, weight_decay_secondary, epochs, patience, normalize_features, checkpoint_activations, stop_on, val_every);
+        set!(
+            layers,
+            transform_layers,
+            hidden,
+            heads,
+            dropout,
+            att_dropout,
+            alpha,
+            theta,
+            lr,
+            weight_decay,
+            weight_decay_secondary,
+            epochs,
+            patience,
+            normalize_features,
+            checkpoint_activations,
+            stop_on,
+            val_every
+        );
         self
     }
     pub fn validate(&self) -> Result<()> {
@@ -237,7 +263,11 @@ enum Net {
     Gin(Vec<GinConv>, Linear),
     Appnp(Vec<Linear>, Appnp),
     Sgc(Linear, Tensor),
-    Gcnii { input: Linear, convs: Vec<Gcn2Conv>, output: Linear },
+    Gcnii {
+        input: Linear,
+        convs: Vec<Gcn2Conv>,
+        output: Linear,
+    },
     /// Precomputed node-adaptive features and the MLP on top.
     Dgmlp(Vec<Linear>, Tensor),
 }
@@ -287,7 +317,9 @@ impl Model {
                     widths(f, c.hidden, classes, c.layers)
                         .into_iter()
                         .enumerate()
-                        .map(|(l, (i, o))| GcnConv::new(&(if l == 0 { &p } else { &s } / format!("conv{l}")), adj.clone(), i, o))
+                        .map(|(l, (i, o))| {
+                            GcnConv::new(&(if l == 0 { &p } else { &s } / format!("conv{l}")), adj.clone(), i, o)
+                        })
                         .collect(),
                 )
             }
@@ -309,14 +341,30 @@ impl Model {
                     let fan_in = if l == 0 { f } else { c.hidden * c.heads };
                     // Output layer: one head for Cora-size graphs, as in the paper.
                     let (out, heads, concat) = if last { (classes, 1, false) } else { (c.hidden, c.heads, true) };
-                    layers.push(GatConv::new(&(&p / format!("conv{l}")), graph.edges_with_self_loops(), n, fan_in, out, heads, concat));
+                    layers.push(GatConv::new(
+                        &(&p / format!("conv{l}")),
+                        graph.edges_with_self_loops(),
+                        n,
+                        fan_in,
+                        out,
+                        heads,
+                        concat,
+                    ));
                 }
                 Net::Gat(layers)
             }
             ModelKind::Gin => {
                 let adj = graph.adjacency(Norm::Sum);
                 let convs = (0..c.layers)
-                    .map(|l| GinConv::new(&(&p / format!("conv{l}")), adj.clone(), if l == 0 { f } else { c.hidden }, c.hidden, c.hidden))
+                    .map(|l| {
+                        GinConv::new(
+                            &(&p / format!("conv{l}")),
+                            adj.clone(),
+                            if l == 0 { f } else { c.hidden },
+                            c.hidden,
+                            c.hidden,
+                        )
+                    })
                     .collect();
                 Net::Gin(convs, Linear::new(&(&p / "head"), c.hidden, classes, true, Init::TorchDefault))
             }
@@ -337,7 +385,9 @@ impl Model {
                 Net::Gcnii {
                     input: Linear::new(&(&p / "lin_in"), f, c.hidden, true, Init::TorchDefault),
                     convs: (0..c.layers)
-                        .map(|l| Gcn2Conv::new(&(&s / format!("conv{l}")), adj.clone(), c.hidden, c.alpha, c.theta, l + 1))
+                        .map(|l| {
+                            Gcn2Conv::new(&(&s / format!("conv{l}")), adj.clone(), c.hidden, c.alpha, c.theta, l + 1)
+                        })
                         .collect(),
                     output: Linear::new(&(&p / "lin_out"), c.hidden, classes, true, Init::TorchDefault),
                 }
@@ -409,7 +459,9 @@ impl Model {
                 let h0_scaled = convs.first().map(|c| c.scaled_initial(&h0));
                 let mut h = h0.shallow_clone();
                 for conv in convs {
-                    h = conv.forward(&h, h0_scaled.as_ref().unwrap(), dp, train, self.config.checkpoint_activations).relu();
+                    h = conv
+                        .forward(&h, h0_scaled.as_ref().unwrap(), dp, train, self.config.checkpoint_activations)
+                        .relu();
                 }
                 output.forward(&h.fast_dropout(dp, train))
             }
@@ -425,7 +477,11 @@ impl Model {
 
     /// Parameter groups in use (the optimizer must only be told about existing groups).
     pub fn num_groups(&self) -> usize {
-        if self.net.has_secondary() { 2 } else { 1 }
+        if self.net.has_secondary() {
+            2
+        } else {
+            1
+        }
     }
 
     /// Number of trainable scalars.

@@ -4,7 +4,13 @@
 use tch::{Device, Kind, Tensor};
 
 extern "C" {
-    fn strata_spmm_cached_t(a: *const torch_sys::C_tensor, a_t: *const torch_sys::C_tensor, x: *const torch_sys::C_tensor, err: *mut std::ffi::c_char, len: std::ffi::c_ulong) -> *mut torch_sys::C_tensor;
+    fn strata_spmm_cached_t(
+        a: *const torch_sys::C_tensor,
+        a_t: *const torch_sys::C_tensor,
+        x: *const torch_sys::C_tensor,
+        err: *mut std::ffi::c_char,
+        len: std::ffi::c_ulong,
+    ) -> *mut torch_sys::C_tensor;
     #[allow(clippy::too_many_arguments)]
     fn strata_gcn2_layer(
         x: *const torch_sys::C_tensor,
@@ -40,7 +46,9 @@ pub fn f_spmm(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchEr
     let mut err = [0 as std::ffi::c_char; 1024];
     // SAFETY: the three pointers are live tensors borrowed for the call; the shim copies at most
     // `err.len()` bytes (NUL-terminated) into `err` and returns a new owned tensor or null.
-    let out = unsafe { strata_spmm_cached_t(a.as_ptr(), a_t.as_ptr(), x.as_ptr(), err.as_mut_ptr(), err.len() as std::ffi::c_ulong) };
+    let out = unsafe {
+        strata_spmm_cached_t(a.as_ptr(), a_t.as_ptr(), x.as_ptr(), err.as_mut_ptr(), err.len() as std::ffi::c_ulong)
+    };
     from_shim(out, &err)
 }
 
@@ -55,12 +63,34 @@ pub fn spmm(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Tensor {
 /// forward). Differentiable in `x`, `h0a` and `m`. With `recompute` only `x` is kept for the
 /// backward pass, which rebuilds the support (one more sparse product, N×d×4 bytes less).
 #[allow(clippy::too_many_arguments)]
-pub fn f_gcn2_layer(x: &Tensor, h0a: &Tensor, m: &Tensor, keep: Option<&Tensor>, a: &Tensor, a_t: &Tensor, c: f64, recompute: bool) -> Result<Tensor, tch::TchError> {
+pub fn f_gcn2_layer(
+    x: &Tensor,
+    h0a: &Tensor,
+    m: &Tensor,
+    keep: Option<&Tensor>,
+    a: &Tensor,
+    a_t: &Tensor,
+    c: f64,
+    recompute: bool,
+) -> Result<Tensor, tch::TchError> {
     let mut err = [0 as std::ffi::c_char; 1024];
     let keep = keep.map_or(std::ptr::null(), |k| k.as_ptr());
     // SAFETY: every pointer is a live tensor borrowed for the call (or null for `keep`); the
     // shim writes at most `err.len()` bytes into `err` and returns a new tensor or null.
-    let out = unsafe { strata_gcn2_layer(x.as_ptr(), h0a.as_ptr(), m.as_ptr(), keep, a.as_ptr(), a_t.as_ptr(), c, recompute as std::ffi::c_int, err.as_mut_ptr(), err.len() as std::ffi::c_ulong) };
+    let out = unsafe {
+        strata_gcn2_layer(
+            x.as_ptr(),
+            h0a.as_ptr(),
+            m.as_ptr(),
+            keep,
+            a.as_ptr(),
+            a_t.as_ptr(),
+            c,
+            recompute as std::ffi::c_int,
+            err.as_mut_ptr(),
+            err.len() as std::ffi::c_ulong,
+        )
+    };
     from_shim(out, &err)
 }
 

@@ -36,7 +36,11 @@ impl Adam {
             .trainable_variables
             .iter()
             .map(|var| {
-                let name = vars.named_variables.iter().find(|(_, t)| t.data_ptr() == var.tensor.data_ptr()).map_or_else(String::new, |(k, _)| k.clone());
+                let name = vars
+                    .named_variables
+                    .iter()
+                    .find(|(_, t)| t.data_ptr() == var.tensor.data_ptr())
+                    .map_or_else(String::new, |(k, _)| k.clone());
                 Param {
                     name,
                     tensor: var.tensor.shallow_clone(),
@@ -106,7 +110,11 @@ impl Adam {
                 let key = format!("adam.{which}.{}", p.name);
                 let t = get(&key)?;
                 if t.size() != dst.size() {
-                    return Err(NnError::Config(format!("optimizer state `{key}` has shape {:?}, the parameter {:?}", t.size(), dst.size())));
+                    return Err(NnError::Config(format!(
+                        "optimizer state `{key}` has shape {:?}, the parameter {:?}",
+                        t.size(),
+                        dst.size()
+                    )));
                 }
                 tch::no_grad(|| dst.copy_(t));
             }

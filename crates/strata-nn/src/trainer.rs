@@ -4,11 +4,11 @@
 use crate::error::Result;
 use crate::input::Input;
 use crate::message_passing::{GraphTensors, Kernel};
-use strata_graph::FeatureNorm;
 use crate::metrics::accuracy;
 use crate::model::{Model, ModelConfig};
 use serde::Serialize;
 use std::time::Instant;
+use strata_graph::FeatureNorm;
 use strata_graph::{Dataset, Split};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
@@ -115,14 +115,26 @@ pub fn train_node_classifier(
         let step_ms = t0.elapsed().as_secs_f64() * 1e3;
         if epoch % config.val_every.max(1) != 0 && epoch != config.epochs {
             let nan = f64::NAN;
-            let stats = EpochStats { epoch, train_loss: loss.double_value(&[]), val_loss: nan, train_accuracy: nan, val_accuracy: nan, test_accuracy: nan, step_ms };
+            let stats = EpochStats {
+                epoch,
+                train_loss: loss.double_value(&[]),
+                val_loss: nan,
+                train_accuracy: nan,
+                val_accuracy: nan,
+                test_accuracy: nan,
+                step_ms,
+            };
             on_epoch(&stats);
             curve.push(stats);
             continue;
         }
         let (pred, val_loss) = tch::no_grad(|| {
             let logits = model.forward(&task.input, false);
-            let vl = if has_val { logits.index_select(0, &val_idx).cross_entropy_for_logits(&val_y).double_value(&[]) } else { f64::NAN };
+            let vl = if has_val {
+                logits.index_select(0, &val_idx).cross_entropy_for_logits(&val_y).double_value(&[])
+            } else {
+                f64::NAN
+            };
             (Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu).to_kind(Kind::Int64)).unwrap(), vl)
         });
         let stats = EpochStats {
@@ -135,7 +147,10 @@ pub fn train_node_classifier(
             step_ms,
         };
         on_epoch(&stats);
-        let improved = !has_val || best.as_ref().is_none_or(|(acc, vl, _, _)| stats.val_accuracy > *acc || (stats.val_accuracy == *acc && val_loss < *vl));
+        let improved = !has_val
+            || best.as_ref().is_none_or(|(acc, vl, _, _)| {
+                stats.val_accuracy > *acc || (stats.val_accuracy == *acc && val_loss < *vl)
+            });
         if improved {
             let snapshot = tch::no_grad(|| vars.iter().map(|v| v.copy()).collect());
             best = Some((stats.val_accuracy, val_loss, epoch, snapshot));
@@ -157,7 +172,9 @@ pub fn train_node_classifier(
             v.copy_(&w);
         }
     });
-    let pred = tch::no_grad(|| Vec::<i64>::try_from(model.forward(&task.input, false).argmax(-1, false).to(Device::Cpu)).unwrap());
+    let pred = tch::no_grad(|| {
+        Vec::<i64>::try_from(model.forward(&task.input, false).argmax(-1, false).to(Device::Cpu)).unwrap()
+    });
     let report = RunReport {
         seed,
         epochs_run: curve.len(),
@@ -207,7 +224,11 @@ impl Patience {
             return Progress::Improved;
         }
         self.since += 1;
-        if self.patience > 0 && self.since >= self.patience { Progress::Stop } else { Progress::Waiting }
+        if self.patience > 0 && self.since >= self.patience {
+            Progress::Stop
+        } else {
+            Progress::Waiting
+        }
     }
 }
 

@@ -24,7 +24,8 @@ fn csr_and_edge_list_kernels_agree() {
     let x = Tensor::randn([12, 5], (Kind::Double, Device::Cpu));
     for norm in [Norm::SymWithSelfLoops, Norm::Mean, Norm::Sum] {
         let a = g.adjacency(norm);
-        let d = (a.propagate_with(&x, Kernel::Csr) - a.propagate_with(&x, Kernel::EdgeList)).abs().max().double_value(&[]);
+        let d =
+            (a.propagate_with(&x, Kernel::Csr) - a.propagate_with(&x, Kernel::EdgeList)).abs().max().double_value(&[]);
         assert!(d < 1e-12, "{norm:?}: kernels differ by {d}");
     }
     // Symmetric normalisation of a symmetric graph is a symmetric operator.
@@ -54,7 +55,13 @@ fn propagation_gradients_match_finite_differences() {
 #[test]
 fn csr_backward_uses_the_true_transpose() {
     tch::manual_seed(2);
-    let directed = CsrGraph::from_edges("d", 6, &[(0, 1), (1, 2), (2, 0), (3, 1), (4, 3), (5, 4), (0, 5)], Some(&[1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 0.25])).unwrap();
+    let directed = CsrGraph::from_edges(
+        "d",
+        6,
+        &[(0, 1), (1, 2), (2, 0), (3, 1), (4, 3), (5, 4), (0, 5)],
+        Some(&[1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 0.25]),
+    )
+    .unwrap();
     for graph in [directed, small_graph()] {
         let g = GraphTensors::new(&graph, Device::Cpu, Kernel::Csr);
         for norm in [Norm::SymWithSelfLoops, Norm::Mean, Norm::Sum] {
@@ -91,7 +98,10 @@ fn check_fd(param: &Tensor, grad: &Tensor, f: impl Fn(&Tensor) -> f64, what: &st
         };
         let fd = (plus - minus) / (2.0 * h);
         let ad = flat_grad.double_value(&[k]);
-        assert!((fd - ad).abs() <= 1e-5 * (1.0 + fd.abs()), "{what}: entry {k}: autograd {ad} vs finite difference {fd}");
+        assert!(
+            (fd - ad).abs() <= 1e-5 * (1.0 + fd.abs()),
+            "{what}: entry {k}: autograd {ad} vs finite difference {fd}"
+        );
     }
 }
 
@@ -146,14 +156,19 @@ fn every_model_kernels_agree_and_gradients_match() {
                 loss.backward();
                 let grad = p.grad();
                 assert!(grad.defined(), "{kind:?} {name}: no gradient");
-                check_fd(&p, &grad, |v| {
-                    let mut target = p.shallow_clone();
-                    let saved = tch::no_grad(|| p.copy());
-                    tch::no_grad(|| target.copy_(v));
-                    let y = (model.forward(&x, false) * &r).sum(Kind::Double).double_value(&[]);
-                    tch::no_grad(|| target.copy_(&saved));
-                    y
-                }, &format!("{kind:?} {name}"));
+                check_fd(
+                    &p,
+                    &grad,
+                    |v| {
+                        let mut target = p.shallow_clone();
+                        let saved = tch::no_grad(|| p.copy());
+                        tch::no_grad(|| target.copy_(v));
+                        let y = (model.forward(&x, false) * &r).sum(Kind::Double).double_value(&[]);
+                        tch::no_grad(|| target.copy_(&saved));
+                        y
+                    },
+                    &format!("{kind:?} {name}"),
+                );
             }
         }
         let diff = (&outs[0] - &outs[1]).abs().max().double_value(&[]);
@@ -187,10 +202,15 @@ fn fused_gcnii_layer_matches_the_composition() {
         let reference = run(Kernel::EdgeList, false, train);
         for recompute in [false, true] {
             let fused = run(Kernel::Csr, recompute, train);
-            for (what, (a, b)) in ["output", "weight gradient", "input gradient", "H0 gradient"].iter().zip(fused.iter().zip(&reference)) {
+            for (what, (a, b)) in
+                ["output", "weight gradient", "input gradient", "H0 gradient"].iter().zip(fused.iter().zip(&reference))
+            {
                 let scale = b.abs().max().double_value(&[]).max(1e-3);
                 let d = (a - b).abs().max().double_value(&[]);
-                assert!(d <= 1e-5 * scale, "train {train}, recompute {recompute}: {what} differs by {d} (scale {scale})");
+                assert!(
+                    d <= 1e-5 * scale,
+                    "train {train}, recompute {recompute}: {what} differs by {d} (scale {scale})"
+                );
             }
         }
     }

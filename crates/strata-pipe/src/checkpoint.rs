@@ -58,7 +58,11 @@ pub fn dir_for(root: &Path, epoch: u64) -> PathBuf {
 }
 
 /// Writes a worker's state atomically into `dir`; returns its manifest entry.
-pub fn write_worker_state(dir: &Path, rank: usize, tensors: &[(String, Tensor)]) -> Result<WorkerFile, CheckpointError> {
+pub fn write_worker_state(
+    dir: &Path,
+    rank: usize,
+    tensors: &[(String, Tensor)],
+) -> Result<WorkerFile, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     let file = format!("rank{rank}.safetensors");
     let path = dir.join(&file);
@@ -75,7 +79,10 @@ pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Te
     if got != sha256 {
         // The expected value comes from a file on disk: cut it by characters, not bytes.
         let said: String = sha256.chars().take(12).collect();
-        return Err(file_err(path, format!("checksum mismatch (SHA-256 {}…, the manifest says {said}…): torn or altered", &got[..12])));
+        return Err(file_err(
+            path,
+            format!("checksum mismatch (SHA-256 {}…, the manifest says {said}…): torn or altered", &got[..12]),
+        ));
     }
     let tensors = Tensor::read_safetensors(path).map_err(|e| file_err(path, e))?;
     Ok(tensors.into_iter().collect())
@@ -145,7 +152,8 @@ fn list(root: &Path) -> Vec<(u64, PathBuf)> {
 /// present with its checksum.
 pub fn verify(dir: &Path) -> Result<Manifest, CheckpointError> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, format!("no readable manifest ({e}): incomplete checkpoint")))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| file_err(&path, format!("no readable manifest ({e}): incomplete checkpoint")))?;
     let m: Manifest = serde_json::from_str(&text).map_err(|e| file_err(&path, format!("invalid manifest: {e}")))?;
     if m.format != FORMAT {
         return Err(file_err(&path, format!("format `{}`, expected `{FORMAT}`", m.format)));
@@ -218,7 +226,12 @@ mod tests {
     fn a_torn_checkpoint_never_pushes_out_the_last_good_one() {
         let root = tempfile::tempdir().unwrap();
         let write = |epoch: u64, tear: bool| {
-            let f = write_worker_state(&dir_for(root.path(), epoch), 0, &[("w".into(), Tensor::from_slice(&[epoch as f32; 8]))]).unwrap();
+            let f = write_worker_state(
+                &dir_for(root.path(), epoch),
+                0,
+                &[("w".into(), Tensor::from_slice(&[epoch as f32; 8]))],
+            )
+            .unwrap();
             if tear {
                 let p = dir_for(root.path(), epoch).join(&f.file);
                 let bytes = std::fs::read(&p).unwrap();
@@ -232,7 +245,10 @@ mod tests {
         std::fs::write(root.path().join(".tmpAbC123"), b"half").unwrap();
         write(15, true);
         write(20, true);
-        assert!(dir_for(root.path(), 5).exists() && dir_for(root.path(), 10).exists(), "a torn checkpoint pushed out a good one");
+        assert!(
+            dir_for(root.path(), 5).exists() && dir_for(root.path(), 10).exists(),
+            "a torn checkpoint pushed out a good one"
+        );
         assert_eq!(latest(root.path()).unwrap().1.epoch, 10);
         write(25, false);
         let mut left: Vec<u64> = list(root.path()).into_iter().map(|(e, _)| e).collect();

@@ -50,7 +50,13 @@ impl Chunk {
         match &self.intra {
             // Inference only: the transpose the backward pass would need is never used.
             Intra::Csr(a) => strata_nn::ops::spmm(a, a, x),
-            Intra::Edges { row, col, w } => crate::layers::gather_add(x.new_zeros([self.len(), x.size()[1]], (x.kind(), x.device())), row, x, col, w),
+            Intra::Edges { row, col, w } => crate::layers::gather_add(
+                x.new_zeros([self.len(), x.size()[1]], (x.kind(), x.device())),
+                row,
+                x,
+                col,
+                w,
+            ),
         }
     }
 }
@@ -102,7 +108,8 @@ impl Operator {
         let (g, dinv) = (&self.g, &self.dinv);
         let (start, end) = (offsets[c], offsets[c + 1]);
         let chunk_of = |u: usize| (offsets.partition_point(|&o| o <= u) - 1) as u32;
-        let (mut ir, mut ic, mut iw, mut er, mut ec, mut ew, mut es) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut ir, mut ic, mut iw, mut er, mut ec, mut ew, mut es) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for u in start..end {
             let vals = g.adjacency().row_values(u);
             for (j, &v) in g.neighbors(u).iter().enumerate() {
@@ -140,10 +147,24 @@ impl Operator {
                 crow[i + 1] += crow[i];
             }
             drop(ir);
-            Intra::Csr(Tensor::sparse_csr_tensor_crow_col_value_size(&t(&crow), &t(&ic), &f(&iw), [rows, cols], (Kind::Float, device)))
+            Intra::Csr(Tensor::sparse_csr_tensor_crow_col_value_size(
+                &t(&crow),
+                &t(&ic),
+                &f(&iw),
+                [rows, cols],
+                (Kind::Float, device),
+            ))
         } else {
             Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
         };
-        Chunk { start: start as i64, end: end as i64, intra, inter_row: ids(&er), inter_col: ids(&ec), inter_w: f(&ew), inter_src_chunk: es }
+        Chunk {
+            start: start as i64,
+            end: end as i64,
+            intra,
+            inter_row: ids(&er),
+            inter_col: ids(&ec),
+            inter_w: f(&ew),
+            inter_src_chunk: es,
+        }
     }
 }

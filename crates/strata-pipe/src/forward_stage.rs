@@ -72,7 +72,15 @@ fn rows_op(entries: &[(i64, i64, f32)], lo: i64, hi: i64, n: i64, device: Device
     let idx: Vec<i64> = picked.iter().map(|e| e.0 - lo).chain(picked.iter().map(|e| e.1)).collect();
     let val: Vec<f32> = picked.iter().map(|e| e.2).collect();
     let indices = Tensor::from_slice(&idx).view([2, picked.len() as i64]);
-    Tensor::sparse_coo_tensor_indices_size(&indices, &Tensor::from_slice(&val), [hi - lo, n], (Kind::Float, Device::Cpu), false).coalesce().to(device)
+    Tensor::sparse_coo_tensor_indices_size(
+        &indices,
+        &Tensor::from_slice(&val),
+        [hi - lo, n],
+        (Kind::Float, Device::Cpu),
+        false,
+    )
+    .coalesce()
+    .to(device)
 }
 
 impl ForwardStage {
@@ -80,13 +88,17 @@ impl ForwardStage {
         let cfg = spec.config.clone();
         let (n, c) = (data.num_nodes() as i64, spec.classes);
         // The augmented graph and its D̃^{-1/2}(A+I)D̃^{-1/2}, self loops on every node.
-        let mut edges: Vec<(i64, i64)> = data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
+        let mut edges: Vec<(i64, i64)> =
+            data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
         for &i in &spec.train {
             let vn = n + data.labels[i];
             edges.push((i as i64, vn));
             edges.push((vn, i as i64));
         }
-        let g = CsrGraph::from_edges("forward pipeline graph", (n + c) as usize, &edges, None).map_err(|e| e.to_string())?.without_self_loops().with_self_loops(1.0);
+        let g = CsrGraph::from_edges("forward pipeline graph", (n + c) as usize, &edges, None)
+            .map_err(|e| e.to_string())?
+            .without_self_loops()
+            .with_self_loops(1.0);
         let deg = g.weighted_degrees();
         let dinv: Vec<f32> = deg.iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
         let mut entries = Vec::with_capacity(g.num_entries());
@@ -98,14 +110,16 @@ impl ForwardStage {
         }
         let total = n + c;
         let offs = &spec.chunk_offsets;
-        let chunk_ops: Vec<Tensor> = (0..offs.len() - 1).map(|k| rows_op(&entries, offs[k] as i64, offs[k + 1] as i64, total, device)).collect();
+        let chunk_ops: Vec<Tensor> =
+            (0..offs.len() - 1).map(|k| rows_op(&entries, offs[k] as i64, offs[k + 1] as i64, total, device)).collect();
         let vn_op = rows_op(&entries, n, total, total, device);
         let full_op = rows_op(&entries, 0, total, total, device);
         let mut in_train = vec![false; n as usize];
         spec.train.iter().for_each(|&i| in_train[i] = true);
         let chunk_train = (0..offs.len() - 1)
             .map(|k| {
-                let rows: Vec<i64> = (offs[k]..offs[k + 1]).filter(|&u| in_train[u]).map(|u| (u - offs[k]) as i64).collect();
+                let rows: Vec<i64> =
+                    (offs[k]..offs[k + 1]).filter(|&u| in_train[u]).map(|u| (u - offs[k]) as i64).collect();
                 let y: Vec<i64> = (offs[k]..offs[k + 1]).filter(|&u| in_train[u]).map(|u| data.labels[u]).collect();
                 (Tensor::from_slice(&rows).to(device), Tensor::from_slice(&y).to(device))
             })
@@ -119,7 +133,12 @@ impl ForwardStage {
             let fan_in = if slot == 0 { spec.features } else { cfg.hidden };
             let lin = Linear::new(&(vs.root() / format!("slot{slot}")), fan_in, cfg.hidden, true, Init::Glorot);
             let input = if slot == 0 {
-                let x = strata_nn::Input::from_features(&data.rows(0..data.num_nodes()), device, strata_graph::FeatureNorm::None).to_dense();
+                let x = strata_nn::Input::from_features(
+                    &data.rows(0..data.num_nodes()),
+                    device,
+                    strata_graph::FeatureNorm::None,
+                )
+                .to_dense();
                 tch::manual_seed(cfg.seed as i64 * 7919 - 1);
                 let vn = Tensor::randn([c, spec.features], (Kind::Float, device));
                 l2_rows(&Tensor::cat(&[x, vn], 0)).to_sparse_sparse_dim(2).coalesce()
@@ -129,10 +148,27 @@ impl ForwardStage {
             sf_layers.push(SfLayer { slot, lin, input, projected: None });
         }
         if sf_layers.is_empty() {
-            return Err(format!("stage {} owns only the classifier slot, which a forward-only pipeline does not have: use fewer stages", spec.stage));
+            return Err(format!(
+                "stage {} owns only the classifier slot, which a forward-only pipeline does not have: use fewer stages",
+                spec.stage
+            ));
         }
         let opt = Adam::new(&vs, cfg.lr, &[cfg.weight_decay]);
-        Ok(ForwardStage { n, classes: c, vs, opt, layers: sf_layers, chunk_ops, vn_op, full_op, chunk_offsets: offs.clone(), chunk_train, labels_vec: data.labels.clone(), last_loss: 0.0, spec })
+        Ok(ForwardStage {
+            n,
+            classes: c,
+            vs,
+            opt,
+            layers: sf_layers,
+            chunk_ops,
+            vn_op,
+            full_op,
+            chunk_offsets: offs.clone(),
+            chunk_train,
+            labels_vec: data.labels.clone(),
+            last_loss: 0.0,
+            spec,
+        })
     }
 
     pub fn num_chunks(&self) -> usize {
@@ -264,7 +300,12 @@ impl ForwardStage {
 
     /// Parameters, optimizer moments and the layers' input buffers (slot 0's are the features).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let extra = self.layers.iter().filter(|l| l.slot != 0).map(|l| (format!("history.{}.input", l.slot), l.input.to(Device::Cpu).copy())).collect();
+        let extra = self
+            .layers
+            .iter()
+            .filter(|l| l.slot != 0)
+            .map(|l| (format!("history.{}.input", l.slot), l.input.to(Device::Cpu).copy()))
+            .collect();
         layers::state(&self.vs, &self.opt, extra)
     }
     pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {

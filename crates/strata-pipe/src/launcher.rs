@@ -1,11 +1,13 @@
 //! The coordinator side of `strata launch`: configures every worker, drives epochs, watches
 //! worker health, and sums the bytes each worker reports beside the volume model's prediction.
 
-use crate::pipeline::{Mode, PipelineConfig, PipelinePlan};
-use crate::stage::PipeModel;
 use crate::checkpoint::{self, Manifest, WorkerFile};
-use crate::proto::{CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest};
+use crate::pipeline::{Mode, PipelineConfig, PipelinePlan};
+use crate::proto::{
+    CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest,
+};
 use crate::schedule::chunk_order;
+use crate::stage::PipeModel;
 use crate::volume::{boundary_count, VolumeModel};
 use crate::worker::{client, Client};
 use std::path::{Path, PathBuf};
@@ -94,7 +96,11 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Launcher {
     /// Connects to every worker and waits (up to `wait`) until each answers a health check.
-    pub async fn connect(addrs: &[String], creds: &crate::security::Credentials, wait: Duration) -> Result<Launcher, LaunchError> {
+    pub async fn connect(
+        addrs: &[String],
+        creds: &crate::security::Credentials,
+        wait: Duration,
+    ) -> Result<Launcher, LaunchError> {
         let mut workers = Vec::new();
         for (rank, a) in addrs.iter().enumerate() {
             let err = |msg: String| LaunchError::Worker { rank, addr: a.clone(), msg };
@@ -127,7 +133,11 @@ impl Launcher {
     /// directory the workers may then write checkpoints to or restore from.
     pub async fn configure(&mut self, plan: &PipelinePlan, checkpoint_root: Option<&Path>) -> Result<(), LaunchError> {
         if plan.specs.len() != self.workers.len() {
-            return Err(LaunchError::Config(format!("the plan has {} workers (ways × stages) but {} are listed", plan.specs.len(), self.workers.len())));
+            return Err(LaunchError::Config(format!(
+                "the plan has {} workers (ways × stages) but {} are listed",
+                plan.specs.len(),
+                self.workers.len()
+            )));
         }
         let addrs: Vec<String> = self.workers.iter().map(|w| w.0.clone()).collect();
         for (rank, spec) in plan.specs.iter().enumerate() {
@@ -138,13 +148,16 @@ impl Launcher {
             let (_written, path) = match &plan.staged {
                 Some((_, paths)) => (None, paths[rank].clone()),
                 None => {
-                    let dir = tempfile::tempdir().map_err(|e| LaunchError::Config(format!("a temporary directory for the stage data: {e}")))?;
+                    let dir = tempfile::tempdir()
+                        .map_err(|e| LaunchError::Config(format!("a temporary directory for the stage data: {e}")))?;
                     let path = dir.path().join(format!("stage-{rank}.npz"));
-                    crate::StageData::write_stage_npz(&plan.dataset, spec, &path).map_err(|e| LaunchError::Config(format!("writing stage {rank}'s data: {e}")))?;
+                    crate::StageData::write_stage_npz(&plan.dataset, spec, &path)
+                        .map_err(|e| LaunchError::Config(format!("writing stage {rank}'s data: {e}")))?;
                     (Some(dir), path)
                 }
             };
-            let file = std::fs::File::open(&path).map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?;
+            let file =
+                std::fs::File::open(&path).map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?;
             let size = file.metadata().map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?.len();
             let mut spec = spec.clone();
             // The split's ids travel in the npz (a million of them do not fit one message).
@@ -153,10 +166,13 @@ impl Launcher {
             }
             spec.checkpoint_root = checkpoint_root.map(|r| r.display().to_string());
             let spec_json = serde_json::to_string(&spec).expect("spec serialises");
-            let first = ConfigChunk { spec_json, rank: rank as u32, peers: addrs.clone(), graph_bytes: size, npz: Vec::new() };
+            let first =
+                ConfigChunk { spec_json, rank: rank as u32, peers: addrs.clone(), graph_bytes: size, npz: Vec::new() };
             let pieces = std::iter::once(first).chain(FilePieces { file, left: size });
             let mut c = self.workers[rank].1.clone();
-            c.configure(tokio_stream::iter(pieces)).await.map_err(|s| self.fail(rank, format!("configure failed: {}", s.message())))?;
+            c.configure(tokio_stream::iter(pieces))
+                .await
+                .map_err(|s| self.fail(rank, format!("configure failed: {}", s.message())))?;
         }
         Ok(())
     }
@@ -178,7 +194,11 @@ impl Launcher {
             let req = req.clone();
             async move {
                 c.run_epoch(req).await.map(|r| r.into_inner()).map_err(|s| {
-                    let msg = if s.code() == tonic::Code::Unavailable { format!("lost: {}", s.message()) } else { s.message().to_string() };
+                    let msg = if s.code() == tonic::Code::Unavailable {
+                        format!("lost: {}", s.message())
+                    } else {
+                        s.message().to_string()
+                    };
                     (rank, msg)
                 })
             }
@@ -199,7 +219,9 @@ impl Launcher {
         for (rank, (_, c)) in self.workers.iter().enumerate() {
             let mut c = c.clone();
             match tokio::time::timeout(HEALTH_TIMEOUT, c.health(HealthRequest {})).await {
-                Ok(Ok(r)) if r.get_ref().state.starts_with("failed") => return Some(self.fail(rank, format!("lost: {}", r.get_ref().state))),
+                Ok(Ok(r)) if r.get_ref().state.starts_with("failed") => {
+                    return Some(self.fail(rank, format!("lost: {}", r.get_ref().state)))
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(s)) => return Some(self.fail(rank, format!("lost: {}", s.message()))),
                 Err(_) => return Some(self.fail(rank, format!("lost: no health answer within {HEALTH_TIMEOUT:?}"))),
@@ -210,15 +232,28 @@ impl Launcher {
 
     /// Every worker writes its state into the checkpoint of `epoch` (epochs completed) under
     /// `root`; then the manifest is written, last.
-    pub async fn checkpoint(&self, root: &Path, epoch: u64, cfg: &PipelineConfig, report: &LaunchReport) -> Result<PathBuf, LaunchError> {
+    pub async fn checkpoint(
+        &self,
+        root: &Path,
+        epoch: u64,
+        cfg: &PipelineConfig,
+        report: &LaunchReport,
+    ) -> Result<PathBuf, LaunchError> {
         let dir = checkpoint::dir_for(root, epoch);
         let calls = self.workers.iter().enumerate().map(|(rank, (_, c))| {
             let mut c = c.clone();
             let req = CheckpointRequest { dir: dir.display().to_string(), epoch };
-            async move { c.checkpoint(req).await.map(|r| (rank, r.into_inner())).map_err(|s| (rank, s.message().to_string())) }
+            async move {
+                c.checkpoint(req).await.map(|r| (rank, r.into_inner())).map_err(|s| (rank, s.message().to_string()))
+            }
         });
-        let replies = futures::future::try_join_all(calls).await.map_err(|(rank, msg)| self.fail(rank, format!("checkpoint of epoch {epoch}: {msg}")))?;
-        let files = replies.into_iter().map(|(rank, r)| WorkerFile { rank, file: r.file, sha256: r.sha256, bytes: r.bytes }).collect();
+        let replies = futures::future::try_join_all(calls)
+            .await
+            .map_err(|(rank, msg)| self.fail(rank, format!("checkpoint of epoch {epoch}: {msg}")))?;
+        let files = replies
+            .into_iter()
+            .map(|(rank, r)| WorkerFile { rank, file: r.file, sha256: r.sha256, bytes: r.bytes })
+            .collect();
         let manifest = Manifest {
             format: checkpoint::FORMAT.into(),
             epoch,
@@ -232,7 +267,12 @@ impl Launcher {
     /// Loads a verified checkpoint into the (configured) workers.
     pub async fn restore(&self, dir: &Path, manifest: &Manifest) -> Result<(), LaunchError> {
         if manifest.files.len() != self.workers.len() {
-            return Err(LaunchError::Checkpoint(format!("{} holds {} worker files, this run has {} workers", dir.display(), manifest.files.len(), self.workers.len())));
+            return Err(LaunchError::Checkpoint(format!(
+                "{} holds {} worker files, this run has {} workers",
+                dir.display(),
+                manifest.files.len(),
+                self.workers.len()
+            )));
         }
         for f in &manifest.files {
             let mut c = self.workers[f.rank].1.clone();
@@ -245,7 +285,8 @@ impl Launcher {
     pub async fn shutdown(&self, reason: &str) {
         for (_, c) in &self.workers {
             let mut c = c.clone();
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.shutdown(ShutdownRequest { reason: reason.into() })).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), c.shutdown(ShutdownRequest { reason: reason.into() }))
+                .await;
         }
     }
 }
@@ -350,13 +391,28 @@ pub struct TrainOptions {
 
 /// Trains `cfg.epochs` epochs through the configured workers; exact full-graph evaluation every
 /// `cfg.eval_every` epochs picks the test accuracy at the best validation accuracy.
-pub async fn train(launcher: &Launcher, plan: &PipelinePlan, cfg: &PipelineConfig, opts: &TrainOptions, mut on_epoch: impl FnMut(&LaunchEpoch)) -> Result<LaunchReport, LaunchError> {
+pub async fn train(
+    launcher: &Launcher,
+    plan: &PipelinePlan,
+    cfg: &PipelineConfig,
+    opts: &TrainOptions,
+    mut on_epoch: impl FnMut(&LaunchEpoch),
+) -> Result<LaunchReport, LaunchError> {
     let k = plan.offsets.len() - 1;
     let spec = &plan.specs[0];
     let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
     let (start, mut report) = match &opts.resume {
         Some((epoch, r)) => (*epoch, LaunchReport { predicted: predict(plan, cfg), ..r.clone() }),
-        None => (0, LaunchReport { epochs: Vec::new(), best_val_accuracy: -1.0, test_accuracy: 0.0, best_epoch: 0, predicted: predict(plan, cfg) }),
+        None => (
+            0,
+            LaunchReport {
+                epochs: Vec::new(),
+                best_val_accuracy: -1.0,
+                test_accuracy: 0.0,
+                best_epoch: 0,
+                predicted: predict(plan, cfg),
+            },
+        ),
     };
     for epoch in start..cfg.epochs as u64 {
         let order: Vec<u32> = chunk_order(k, cfg.seed, epoch, cfg.shuffle).into_iter().map(|c| c as u32).collect();

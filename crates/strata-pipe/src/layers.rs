@@ -32,7 +32,14 @@ pub struct Layers {
 /// convolutions in group 1). Every slot's initial weights are drawn in slot order from
 /// `cfg.seed`, owned or not, so a slot's weights do not depend on where a split falls: every
 /// pipeline split and every graph partition starts from the same model.
-pub fn build(cfg: &PipelineConfig, features: i64, classes: i64, owned: Range<usize>, vs: &nn::VarStore, device: Device) -> Layers {
+pub fn build(
+    cfg: &PipelineConfig,
+    features: i64,
+    classes: i64,
+    owned: Range<usize>,
+    vs: &nn::VarStore,
+    device: Device,
+) -> Layers {
     tch::manual_seed(cfg.seed as i64);
     let root = vs.root();
     let (dense, conv) = (root.set_group(0), root.set_group(1));
@@ -42,7 +49,13 @@ pub fn build(cfg: &PipelineConfig, features: i64, classes: i64, owned: Range<usi
         let own = owned.contains(&slot);
         let scratch = nn::VarStore::new(device);
         let is_dense = slot == 0 || slot == cfg.layers + 1;
-        let path = if !own { scratch.root() } else if is_dense { dense.clone() } else { conv.clone() };
+        let path = if !own {
+            scratch.root()
+        } else if is_dense {
+            dense.clone()
+        } else {
+            conv.clone()
+        };
         let p = path / format!("slot{slot}");
         if slot == 0 {
             let lin = Linear::new(&p, features, d, true, Init::TorchDefault);
@@ -71,19 +84,28 @@ pub fn optimizer(cfg: &PipelineConfig, vs: &nn::VarStore) -> Adam {
 /// A worker's checkpointable state: its parameters (`param.<name>`), the optimizer's moments,
 /// and `extra` (historical buffers).
 pub fn state(vs: &nn::VarStore, opt: &Adam, extra: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (format!("param.{k}"), v.to(Device::Cpu).copy())).collect();
+    let mut out: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(k, v)| (format!("param.{k}"), v.to(Device::Cpu).copy())).collect();
     out.extend(opt.state());
     out.extend(extra);
     out
 }
 
 /// Restores [`state`] into `vs` and `opt`; a missing or misshapen tensor is named.
-pub fn load_state(vs: &nn::VarStore, opt: &mut Adam, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+pub fn load_state(
+    vs: &nn::VarStore,
+    opt: &mut Adam,
+    named: &std::collections::HashMap<String, Tensor>,
+) -> Result<(), String> {
     for (k, mut v) in vs.variables() {
         let key = format!("param.{k}");
         let t = named.get(&key).ok_or_else(|| format!("checkpoint lacks `{key}`"))?;
         if t.size() != v.size() {
-            return Err(format!("checkpoint `{key}` has shape {:?}, this stage's parameter {:?}: a different model or split", t.size(), v.size()));
+            return Err(format!(
+                "checkpoint `{key}` has shape {:?}, this stage's parameter {:?}: a different model or split",
+                t.size(),
+                v.size()
+            ));
         }
         tch::no_grad(|| v.copy_(t));
     }
@@ -151,10 +173,18 @@ pub fn flat_grads(vs: &nn::VarStore) -> Tensor {
         .iter()
         .map(|v| {
             let g = v.grad();
-            if g.defined() { g.reshape([-1]) } else { Tensor::zeros([v.numel() as i64], (Kind::Float, v.device())) }
+            if g.defined() {
+                g.reshape([-1])
+            } else {
+                Tensor::zeros([v.numel() as i64], (Kind::Float, v.device()))
+            }
         })
         .collect();
-    if parts.is_empty() { Tensor::zeros([0], (Kind::Float, Device::Cpu)) } else { Tensor::cat(&parts, 0) }
+    if parts.is_empty() {
+        Tensor::zeros([0], (Kind::Float, Device::Cpu))
+    } else {
+        Tensor::cat(&parts, 0)
+    }
 }
 
 /// Gives every trainable parameter a defined (zero) gradient, so [`flat_grads`] and
@@ -163,7 +193,8 @@ pub fn flat_grads(vs: &nn::VarStore) -> Tensor {
 pub fn define_grads(vs: &nn::VarStore) {
     let vars = vs.trainable_variables();
     if let Some(first) = vars.first() {
-        let zero = vars.iter().fold(Tensor::zeros([], (Kind::Float, first.device())), |acc, v| acc + v.sum(Kind::Float) * 0.0);
+        let zero =
+            vars.iter().fold(Tensor::zeros([], (Kind::Float, first.device())), |acc, v| acc + v.sum(Kind::Float) * 0.0);
         zero.backward();
     }
 }
@@ -185,7 +216,13 @@ pub fn set_flat_grads(vs: &nn::VarStore, flat: &Tensor) {
 pub trait Exchange {
     /// Sends `outgoing[i].1` to way `outgoing[i].0` and returns the tensor each way in
     /// `incoming` sent, in that order; `tag` and `slot` keep concurrent exchanges apart.
-    fn halo(&mut self, tag: &str, slot: usize, outgoing: &[(usize, Tensor)], incoming: &[usize]) -> Result<Vec<Tensor>, String>;
+    fn halo(
+        &mut self,
+        tag: &str,
+        slot: usize,
+        outgoing: &[(usize, Tensor)],
+        incoming: &[usize],
+    ) -> Result<Vec<Tensor>, String>;
     /// Sums `flat` over the ways holding the same layers (a ring all-reduce).
     fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, String>;
 }
@@ -195,7 +232,11 @@ pub struct Alone;
 
 impl Exchange for Alone {
     fn halo(&mut self, _: &str, _: usize, _: &[(usize, Tensor)], incoming: &[usize]) -> Result<Vec<Tensor>, String> {
-        if incoming.is_empty() { Ok(Vec::new()) } else { Err("a single process has no other ways to receive halo rows from".into()) }
+        if incoming.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err("a single process has no other ways to receive halo rows from".into())
+        }
     }
     fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, String> {
         Ok(flat)

@@ -10,8 +10,8 @@
 pub mod checkpoint;
 pub mod chunks;
 pub mod forward_stage;
-pub mod layers;
 pub mod launcher;
+pub mod layers;
 pub mod partition_stage;
 pub mod pipeline;
 pub mod plan;

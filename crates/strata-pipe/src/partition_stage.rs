@@ -50,16 +50,27 @@ struct PartitionOperator {
 impl PartitionOperator {
     fn new(part: &Chunk, halo_col: Vec<i64>, halo_rows: usize, device: Device) -> Result<PartitionOperator, String> {
         let n = part.len() as usize;
-        let cpu_i64 = |t: &Tensor| Vec::<i64>::try_from(t.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string());
+        let cpu_i64 =
+            |t: &Tensor| Vec::<i64>::try_from(t.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string());
         let cpu_f32 = |t: &Tensor| Vec::<f32>::try_from(t.to(Device::Cpu)).map_err(|e| e.to_string());
         let intra = match &part.intra {
             Intra::Csr(a) => a.shallow_clone(),
-            Intra::Edges { row, col, w } => to_tensor(&sorted_rows_csr("partition operator", n, n, &cpu_i64(row)?, cpu_i64(col)?, cpu_f32(w)?)?, device),
+            Intra::Edges { row, col, w } => to_tensor(
+                &sorted_rows_csr("partition operator", n, n, &cpu_i64(row)?, cpu_i64(col)?, cpu_f32(w)?)?,
+                device,
+            ),
         };
         let halo = if halo_rows == 0 {
             None
         } else {
-            let m = sorted_rows_csr("partition halo operator", n, halo_rows, &cpu_i64(&part.inter_row)?, halo_col, cpu_f32(&part.inter_w)?)?;
+            let m = sorted_rows_csr(
+                "partition halo operator",
+                n,
+                halo_rows,
+                &cpu_i64(&part.inter_row)?,
+                halo_col,
+                cpu_f32(&part.inter_w)?,
+            )?;
             Some((to_tensor(&m, device), to_tensor(&m.transpose(), device)))
         };
         Ok(PartitionOperator { intra, halo })
@@ -72,7 +83,14 @@ impl PartitionOperator {
 }
 
 /// A CSR matrix from COO arrays whose rows are already in ascending order.
-fn sorted_rows_csr(ctx: &str, rows: usize, cols: usize, row: &[i64], col: Vec<i64>, w: Vec<f32>) -> Result<CsrMatrix, String> {
+fn sorted_rows_csr(
+    ctx: &str,
+    rows: usize,
+    cols: usize,
+    row: &[i64],
+    col: Vec<i64>,
+    w: Vec<f32>,
+) -> Result<CsrMatrix, String> {
     let mut indptr = vec![0i64; rows + 1];
     row.iter().for_each(|&r| indptr[r as usize + 1] += 1);
     for i in 0..rows {
@@ -84,7 +102,13 @@ fn sorted_rows_csr(ctx: &str, rows: usize, cols: usize, row: &[i64], col: Vec<i6
 fn to_tensor(m: &CsrMatrix, device: Device) -> Tensor {
     let t = |v: &[i64]| Tensor::from_slice(v).to(device);
     let values = Tensor::from_slice(&m.values_or_ones()).to(device);
-    Tensor::sparse_csr_tensor_crow_col_value_size(&t(m.indptr()), &t(m.indices()), &values, [m.rows() as i64, m.cols() as i64], (Kind::Float, device))
+    Tensor::sparse_csr_tensor_crow_col_value_size(
+        &t(m.indptr()),
+        &t(m.indices()),
+        &values,
+        [m.rows() as i64, m.cols() as i64],
+        (Kind::Float, device),
+    )
 }
 
 /// What one layer's forward keeps for its backward segment: the dropout mask (one byte per
@@ -99,7 +123,11 @@ struct Saved {
 
 fn grad_or_zeros(t: &Tensor) -> Tensor {
     let g = t.grad();
-    if g.defined() { g } else { Tensor::zeros_like(t) }
+    if g.defined() {
+        g
+    } else {
+        Tensor::zeros_like(t)
+    }
 }
 
 impl PartitionStage {
@@ -117,14 +145,21 @@ impl PartitionStage {
         // Halo buffer = the received rows of each way, concatenated in `recv` order.
         let recv_rows: Vec<i64> = recv.iter().map(|(_, r)| r.size()[0]).collect();
         let mut position = std::collections::HashMap::new();
-        for (i, v) in recv.iter().flat_map(|(_, r)| Vec::<i64>::try_from(r.to(Device::Cpu)).unwrap_or_default()).enumerate() {
+        for (i, v) in
+            recv.iter().flat_map(|(_, r)| Vec::<i64>::try_from(r.to(Device::Cpu)).unwrap_or_default()).enumerate()
+        {
             position.insert(v, i as i64);
         }
-        let cols = Vec::<i64>::try_from(part.inter_col.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string())?;
-        let halo_col = cols.iter().map(|c| position.get(c).copied().ok_or_else(|| format!("inter edge source {c} is in no halo list"))).collect::<Result<Vec<_>, _>>()?;
+        let cols =
+            Vec::<i64>::try_from(part.inter_col.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string())?;
+        let halo_col = cols
+            .iter()
+            .map(|c| position.get(c).copied().ok_or_else(|| format!("inter edge source {c} is in no halo list")))
+            .collect::<Result<Vec<_>, _>>()?;
         let op = PartitionOperator::new(&part, halo_col, position.len(), device)?;
         drop(part);
-        let local = |ids: &[usize]| ids.iter().filter(|&&i| i >= lo && i < hi).map(|&i| (i - lo) as i64).collect::<Vec<_>>();
+        let local =
+            |ids: &[usize]| ids.iter().filter(|&&i| i >= lo && i < hi).map(|&i| (i - lo) as i64).collect::<Vec<_>>();
         let local_split = [local(&spec.train), local(&spec.val), local(&spec.test)];
         let labels_vec = data.labels[lo..hi].to_vec();
         Ok(PartitionStage {
@@ -161,13 +196,21 @@ impl PartitionStage {
     }
 
     fn seed(&self, epoch: u64, slot: usize) {
-        let s = self.spec.config.seed.wrapping_mul(1_000_003) ^ ((epoch * 64 + self.spec.way as u64) * 1024 + slot as u64);
+        let s =
+            self.spec.config.seed.wrapping_mul(1_000_003) ^ ((epoch * 64 + self.spec.way as u64) * 1024 + slot as u64);
         tch::manual_seed(s as i64);
     }
 
     /// Sends `out[i].1` to way `out[i].0` and returns the halo buffer (the received rows of
     /// every way in `recv` order), each way's block checked against its expected shape.
-    fn exchange(&self, ex: &mut dyn Exchange, tag: &str, slot: usize, out: &[(usize, Tensor)], like: &Tensor) -> Result<Tensor, String> {
+    fn exchange(
+        &self,
+        ex: &mut dyn Exchange,
+        tag: &str,
+        slot: usize,
+        out: &[(usize, Tensor)],
+        like: &Tensor,
+    ) -> Result<Tensor, String> {
         let got = ex.halo(tag, slot, out, &self.recv)?;
         let d = like.size()[1];
         for (t, &n) in got.iter().zip(&self.recv_rows) {
@@ -186,10 +229,13 @@ impl PartitionStage {
                 .iter()
                 .map(|(q, rows)| {
                     let r = x.index_select(0, rows);
-                    (*q, match keep {
-                        Some(k) => (r * k.index_select(0, rows)) * scale,
-                        None => r,
-                    })
+                    (
+                        *q,
+                        match keep {
+                            Some(k) => (r * k.index_select(0, rows)) * scale,
+                            None => r,
+                        },
+                    )
                 })
                 .collect()
         })
@@ -229,7 +275,18 @@ impl PartitionStage {
                         None => h0a.shallow_clone(),
                     };
                     let m = layers::gcnii_mix(p);
-                    f_gcn2_layer(&x_in, &residual, &m, keep.as_ref(), &self.op.intra, &self.op.intra, (1.0 - cfg.alpha) * scale, false).map_err(|e| e.to_string())?.relu()
+                    f_gcn2_layer(
+                        &x_in,
+                        &residual,
+                        &m,
+                        keep.as_ref(),
+                        &self.op.intra,
+                        &self.op.intra,
+                        (1.0 - cfg.alpha) * scale,
+                        false,
+                    )
+                    .map_err(|e| e.to_string())?
+                    .relu()
                 }
                 None => {
                     let xd = match &keep {
@@ -237,10 +294,15 @@ impl PartitionStage {
                         None => x_in.shallow_clone(),
                     };
                     let agg = spmm(&self.op.intra, &self.op.intra, &xd);
-                    layers::conv_update(&cfg, p, match from_halo {
-                        Some(f) => agg + f,
-                        None => agg,
-                    }, None)
+                    layers::conv_update(
+                        &cfg,
+                        p,
+                        match from_halo {
+                            Some(f) => agg + f,
+                            None => agg,
+                        },
+                        None,
+                    )
                 }
             };
             let next_leaf = out.detach().set_requires_grad(true);
@@ -250,7 +312,12 @@ impl PartitionStage {
                 strata_nn::memory::release_free_heap();
             }
         }
-        tracing::debug!("partition {} forward done: heap in use {} MiB, {}", self.spec.way, strata_nn::memory::heap_in_use() >> 20, strata_nn::memory::rss_summary());
+        tracing::debug!(
+            "partition {} forward done: heap in use {} MiB, {}",
+            self.spec.way,
+            strata_nn::memory::heap_in_use() >> 20,
+            strata_nn::memory::rss_summary()
+        );
         self.seed(epoch, cfg.layers + 1);
         let head = self.layers.head.as_ref().expect("graph-parallel workers own every slot");
         let logits = head.forward(&dropout(&x_in, cfg.dropout, true));
@@ -258,8 +325,13 @@ impl PartitionStage {
         self.last_loss = 0.0;
         if !train.is_empty() {
             let idx = Tensor::from_slice(train).to(logits.device());
-            let loss = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&self.labels.index_select(0, &idx), None, tch::Reduction::Sum, -100, 0.0)
-                / self.spec.train.len().max(1) as f64;
+            let loss = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(
+                &self.labels.index_select(0, &idx),
+                None,
+                tch::Reduction::Sum,
+                -100,
+                0.0,
+            ) / self.spec.train.len().max(1) as f64;
             self.last_loss = loss.double_value(&[]);
             loss.backward();
         }
@@ -293,7 +365,11 @@ impl PartitionStage {
             drop((back, halo_grad));
             for ((_, rows), t) in self.send.iter().zip(got) {
                 if t.size() != [rows.size()[0], self.spec.config.hidden] {
-                    return Err(format!("halo gradient of slot {slot}: expected {} rows, got {:?}", rows.size()[0], t.size()));
+                    return Err(format!(
+                        "halo gradient of slot {slot}: expected {} rows, got {:?}",
+                        rows.size()[0],
+                        t.size()
+                    ));
                 }
                 let t = t.to_device(rows.device());
                 let t = match &s.keep {
@@ -336,7 +412,9 @@ impl PartitionStage {
         }
         let logits = self.layers.head.as_ref().expect("graph-parallel workers own every slot").forward(&x);
         let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu)).unwrap_or_default();
-        let correct = |ids: &[i64]| ids.iter().filter(|&&i| pred.get(i as usize) == Some(&self.labels_vec[i as usize])).count() as u64;
+        let correct = |ids: &[i64]| {
+            ids.iter().filter(|&&i| pred.get(i as usize) == Some(&self.labels_vec[i as usize])).count() as u64
+        };
         Ok([correct(&self.local_split[0]), correct(&self.local_split[1]), correct(&self.local_split[2])])
     }
 }

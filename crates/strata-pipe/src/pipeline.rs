@@ -218,8 +218,12 @@ impl PipelineConfig {
         let (w, s) = (self.ways, self.stages);
         match self.mode {
             Mode::Pipeline if w != 1 => return Err(format!("pipeline mode has one way, not {w} (use --mode hybrid)")),
-            Mode::Graph if s != 1 => return Err(format!("graph mode has one stage per worker, not {s} (use --mode hybrid)")),
-            Mode::Graph | Mode::Hybrid if w < 2 => return Err(format!("{} mode needs at least 2 ways, got {w}", self.mode.name())),
+            Mode::Graph if s != 1 => {
+                return Err(format!("graph mode has one stage per worker, not {s} (use --mode hybrid)"))
+            }
+            Mode::Graph | Mode::Hybrid if w < 2 => {
+                return Err(format!("{} mode needs at least 2 ways, got {w}", self.mode.name()))
+            }
             Mode::Hybrid if s < 2 => return Err(format!("hybrid mode needs at least 2 stages, got {s}")),
             _ => {}
         }
@@ -230,18 +234,32 @@ impl PipelineConfig {
             return Err("forward-only (sf) training runs in pipeline mode with gcn layers".into());
         }
         if self.trainer == PipeTrainer::Sf && s > self.layers + 1 {
-            return Err(format!("a forward-only pipeline has layers + 1 = {} slots (no classifier): at most that many stages, got {s}", self.layers + 1));
+            return Err(format!(
+                "a forward-only pipeline has layers + 1 = {} slots (no classifier): at most that many stages, got {s}",
+                self.layers + 1
+            ));
         }
         if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
-            return Err(format!("hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}", self.num_chunks()));
+            return Err(format!(
+                "hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}",
+                self.num_chunks()
+            ));
         }
-        for (name, v) in [("learning rate", self.lr), ("weight decay", self.weight_decay), ("conv weight decay", self.weight_decay_conv), ("dropout", self.dropout)] {
+        for (name, v) in [
+            ("learning rate", self.lr),
+            ("weight decay", self.weight_decay),
+            ("conv weight decay", self.weight_decay_conv),
+            ("dropout", self.dropout),
+        ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("{name} must be a finite non-negative number, got {v}"));
             }
         }
         if self.dropout >= 1.0 || self.hidden < 1 {
-            return Err(format!("dropout must be below 1 and hidden at least 1, got {} and {}", self.dropout, self.hidden));
+            return Err(format!(
+                "dropout must be below 1 and hidden at least 1, got {} and {}",
+                self.dropout, self.hidden
+            ));
         }
         Ok(())
     }
@@ -266,8 +284,11 @@ impl PipelinePlan {
     /// and keeps only the structure, which the volume model reads.
     pub fn stage_to_disk(&mut self, dir: Option<&std::path::Path>) -> Result<(), strata_graph::GraphError> {
         let tmp = match dir {
-            Some(d) => tempfile::tempdir_in(d).map_err(|e| strata_graph::GraphError::Io { path: d.into(), source: e })?,
-            None => tempfile::tempdir().map_err(|e| strata_graph::GraphError::Io { path: std::env::temp_dir(), source: e })?,
+            Some(d) => {
+                tempfile::tempdir_in(d).map_err(|e| strata_graph::GraphError::Io { path: d.into(), source: e })?
+            }
+            None => tempfile::tempdir()
+                .map_err(|e| strata_graph::GraphError::Io { path: std::env::temp_dir(), source: e })?,
         };
         let mut paths = Vec::with_capacity(self.specs.len());
         for (rank, spec) in self.specs.iter().enumerate() {
@@ -325,7 +346,17 @@ pub fn plan_owned(data: Dataset, split: &Split, cfg: &PipelineConfig) -> Pipelin
         std::iter::once(0..cfg.layers + 2).collect()
     } else {
         let (costs, entry) = match cfg.balance {
-            Balance::Compute => (flop_costs(d.num_nodes(), d.graph.num_entries() + d.num_nodes(), nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers), 0.0),
+            Balance::Compute => (
+                flop_costs(
+                    d.num_nodes(),
+                    d.graph.num_entries() + d.num_nodes(),
+                    nnz_x,
+                    cfg.hidden as usize,
+                    d.num_classes,
+                    cfg.layers,
+                ),
+                0.0,
+            ),
             Balance::Memory => {
                 let boundary = if cfg.model == PipeModel::Gcnii { 2 } else { 1 };
                 memory_costs(d.num_nodes(), nnz_x, cfg.hidden as usize, cfg.layers, cfg.history_dtype.bytes(), boundary)

@@ -23,7 +23,14 @@ pub fn flop_costs(n: usize, e: usize, nnz_x: usize, d: usize, c: usize, layers: 
 /// the classifier its labels; a stage that is not first keeps each chunk's received boundary
 /// tensors (`boundary` of them, N × d f32) for the backward recomputation. Structure is on
 /// every worker alike and does not move the split.
-pub fn memory_costs(n: usize, nnz_x: usize, d: usize, layers: usize, history_bytes: usize, boundary: usize) -> (Vec<Cost>, Cost) {
+pub fn memory_costs(
+    n: usize,
+    nnz_x: usize,
+    d: usize,
+    layers: usize,
+    history_bytes: usize,
+    boundary: usize,
+) -> (Vec<Cost>, Cost) {
     let (n, d) = (n as f64, d as f64);
     let mut v = vec![4.0 * nnz_x as f64];
     v.extend(std::iter::repeat_n(n * d * (2.0 * history_bytes as f64 + 4.0), layers));
@@ -133,12 +140,18 @@ mod tests {
     fn memory_split_levels_the_convolutions() {
         let (n, layers) = (1_000_000, 16);
         let flops = flop_costs(n, 21_000_000, n * 128, 64, 10, layers);
-        let convs = |r: &[std::ops::Range<usize>]| r.iter().map(|x| x.clone().filter(|&s| (1..=layers).contains(&s)).count()).collect::<Vec<_>>();
+        let convs = |r: &[std::ops::Range<usize>]| {
+            r.iter().map(|x| x.clone().filter(|&s| (1..=layers).contains(&s)).count()).collect::<Vec<_>>()
+        };
         assert!(convs(&min_max_split(&flops, 4)).contains(&5));
         let (mem, entry) = memory_costs(n, n * 128, 64, layers, 2, 2);
         let r = min_max_split_with_entry(&mem, 4, entry);
         assert_eq!(convs(&r), vec![4, 4, 4, 4], "{r:?}");
-        let worst = |r: &[std::ops::Range<usize>]| r.iter().map(|x| mem[x.clone()].iter().sum::<f64>() + if x.start > 0 { entry } else { 0.0 }).fold(0.0, f64::max);
+        let worst = |r: &[std::ops::Range<usize>]| {
+            r.iter()
+                .map(|x| mem[x.clone()].iter().sum::<f64>() + if x.start > 0 { entry } else { 0.0 })
+                .fold(0.0, f64::max)
+        };
         for a in 1..16 {
             for b in a + 1..17 {
                 for c in b + 1..18 {

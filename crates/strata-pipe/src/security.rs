@@ -84,13 +84,19 @@ impl TlsIdentity {
     pub fn load(dir: &Path, name: &str) -> Result<TlsIdentity, String> {
         let read = |f: String| {
             let p = dir.join(&f);
-            let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e} (expected the files of `strata cluster certs`)", p.display()))?;
+            let bytes = std::fs::read(&p)
+                .map_err(|e| format!("{}: {e} (expected the files of `strata cluster certs`)", p.display()))?;
             if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
                 return Err(format!("{}: not a PEM file", p.display()));
             }
             Ok(bytes)
         };
-        Ok(TlsIdentity { ca: read("ca.pem".into())?, cert: read(format!("{name}.pem"))?, key: read(format!("{name}-key.pem"))?, source: dir.join(name) })
+        Ok(TlsIdentity {
+            ca: read("ca.pem".into())?,
+            cert: read(format!("{name}.pem"))?,
+            key: read(format!("{name}-key.pem"))?,
+            source: dir.join(name),
+        })
     }
 
     /// A worker's identity: `worker-RANK` when the directory holds it, else the shared `worker`
@@ -105,11 +111,16 @@ impl TlsIdentity {
     }
 
     pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert, &self.key)).client_ca_root(Certificate::from_pem(&self.ca))
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .client_ca_root(Certificate::from_pem(&self.ca))
     }
 
     pub fn client_config(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca)).identity(Identity::from_pem(&self.cert, &self.key)).domain_name(SERVER_NAME)
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .domain_name(SERVER_NAME)
     }
 }
 

@@ -13,9 +13,9 @@
 //! rows are dropped. Every `refresh` epochs the stale rows are re-snapshotted.
 
 use crate::chunks::{Chunk, ChunkedGraph};
+use crate::layers::{self, ConvParams, Exchange};
 use crate::pipeline::PipelineConfig;
 use crate::stage_data::StageData;
-use crate::layers::{self, ConvParams, Exchange};
 use strata_graph::CsrGraph;
 use strata_nn::conv::Linear;
 use strata_nn::ops::dropout;
@@ -92,19 +92,28 @@ impl StageSpec {
         if c.layers == 0 || c.layers > 4096 || c.hidden < 1 || c.hidden > 1 << 16 {
             return Err(format!("layers {} and hidden {} must be in 1..=4096 and 1..=65536", c.layers, c.hidden));
         }
-        if ![c.dropout, c.alpha, c.theta, c.lr, c.weight_decay, c.weight_decay_conv, c.grad_scale].iter().all(|v| v.is_finite()) || !(0.0..1.0).contains(&c.dropout) {
+        if ![c.dropout, c.alpha, c.theta, c.lr, c.weight_decay, c.weight_decay_conv, c.grad_scale]
+            .iter()
+            .all(|v| v.is_finite())
+            || !(0.0..1.0).contains(&c.dropout)
+        {
             return Err("hyper-parameters must be finite, and dropout in [0, 1)".into());
         }
         if peers != c.workers() {
             return Err(format!("{peers} peers listed but the configuration has {} workers", c.workers()));
         }
         if self.ways != c.ways.max(1) || self.way >= self.ways || self.stage >= c.stages.max(1) {
-            return Err(format!("way {} of {} and stage {} do not fit {} ways × {} stages", self.way, self.ways, self.stage, c.ways, c.stages));
+            return Err(format!(
+                "way {} of {} and stage {} do not fit {} ways × {} stages",
+                self.way, self.ways, self.stage, c.ways, c.stages
+            ));
         }
         if self.first >= self.last || self.last > c.layers + 2 {
             return Err(format!("slots {}..{} are not a range within 0..{}", self.first, self.last, c.layers + 2));
         }
-        let offsets_ok = |o: &[usize], parts: usize| o.len() == parts + 1 && o[0] == 0 && o[parts] == nodes && o.windows(2).all(|w| w[0] <= w[1]);
+        let offsets_ok = |o: &[usize], parts: usize| {
+            o.len() == parts + 1 && o[0] == 0 && o[parts] == nodes && o.windows(2).all(|w| w[0] <= w[1])
+        };
         if !offsets_ok(&self.chunk_offsets, c.num_chunks()) {
             return Err(format!("chunk offsets must rise from 0 to {nodes} in {} chunks", c.num_chunks()));
         }
@@ -121,7 +130,10 @@ impl StageSpec {
             return Err(format!("this stage needs feature rows {rows:?}, the launcher sent {:?}", data.feature_rows));
         }
         let max_label = data.labels.iter().copied().max().unwrap_or(-1);
-        if self.classes < 1 || max_label >= self.classes || (!rows.is_empty() && data.features.dim() as i64 != self.features) {
+        if self.classes < 1
+            || max_label >= self.classes
+            || (!rows.is_empty() && data.features.dim() as i64 != self.features)
+        {
             return Err(format!(
                 "the spec says {} features and {} classes, the graph has {} features and labels up to {max_label}",
                 self.features,
@@ -140,7 +152,11 @@ impl StageSpec {
     }
     /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
     pub fn tensors_per_boundary(&self) -> usize {
-        if self.config.model == PipeModel::Gcnii { 2 } else { 1 }
+        if self.config.model == PipeModel::Gcnii {
+            2
+        } else {
+            1
+        }
     }
 }
 
@@ -231,11 +247,13 @@ impl Stage {
         tracing::debug!("input projection built: {}", strata_nn::memory::rss_summary());
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
         let hist = || Tensor::zeros([n, cfg.hidden], (cfg.history_dtype.kind(), device));
-        let convs: Vec<ConvSlot> = layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
+        let convs: Vec<ConvSlot> =
+            layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
         layers::define_grads(&vs);
-        let (history_send, history_recv) = if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
+        let (history_send, history_recv) =
+            if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
         let mut train_mask = vec![false; n as usize];
         spec.train.iter().for_each(|&i| train_mask[i] = true);
         Ok(Stage {
@@ -277,14 +295,20 @@ impl Stage {
             .flat_map(|s| {
                 let slot = s.p.slot;
                 let grad = carry.then(|| (format!("history.{slot}.grad"), &s.grad));
-                [(format!("history.{slot}.live"), &s.live), (format!("history.{slot}.snapshot"), &s.snapshot)].into_iter().chain(grad)
+                [(format!("history.{slot}.live"), &s.live), (format!("history.{slot}.snapshot"), &s.snapshot)]
+                    .into_iter()
+                    .chain(grad)
             })
             .collect()
     }
 
     /// Parameters, optimizer moments and historical buffers.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let extra = self.buffers().into_iter().map(|(k, t)| (k, t.to_device(Device::Cpu).to_kind(Kind::Float).copy())).collect();
+        let extra = self
+            .buffers()
+            .into_iter()
+            .map(|(k, t)| (k, t.to_device(Device::Cpu).to_kind(Kind::Float).copy()))
+            .collect();
         layers::state(&self.vs, &self.opt, extra)
     }
 
@@ -352,7 +376,11 @@ impl Stage {
         let incoming: Vec<usize> = self.history_recv.iter().map(|r| r.0).collect();
         for i in 0..self.convs.len() {
             let s = &self.convs[i];
-            let out: Vec<(usize, Tensor)> = self.history_send.iter().map(|(q, rows)| (*q, s.live.index_select(0, rows).to_kind(Kind::Float))).collect();
+            let out: Vec<(usize, Tensor)> = self
+                .history_send
+                .iter()
+                .map(|(q, rows)| (*q, s.live.index_select(0, rows).to_kind(Kind::Float)))
+                .collect();
             let got = ex.halo("history", s.p.slot, &out, &incoming)?;
             tch::no_grad(|| {
                 for ((_, rows), t) in self.history_recv.iter().zip(got) {
@@ -376,7 +404,11 @@ impl Stage {
         let ch = &self.graph.chunks[c];
         let (mut fresh, mut stale) = (Vec::new(), Vec::new());
         for (e, &src) in ch.inter_src_chunk.iter().enumerate() {
-            if self.pos[src as usize] < self.pos[c] { fresh.push(e as i64) } else { stale.push(e as i64) }
+            if self.pos[src as usize] < self.pos[c] {
+                fresh.push(e as i64)
+            } else {
+                stale.push(e as i64)
+            }
         }
         let pick = |idx: Vec<i64>| {
             let i = Tensor::from_slice(&idx).to(ch.inter_row.device());
@@ -465,7 +497,10 @@ impl Stage {
         let ch_start = self.graph.chunks[c].start;
         let saved = self.saved_inputs[c].take();
         let (x_leaf, h0_leaf) = match &saved {
-            Some(b) => (Some(b.x.to_kind(Kind::Float).detach().set_requires_grad(true)), b.h0.as_ref().map(|h| h.to_kind(Kind::Float).detach().set_requires_grad(true))),
+            Some(b) => (
+                Some(b.x.to_kind(Kind::Float).detach().set_requires_grad(true)),
+                b.h0.as_ref().map(|h| h.to_kind(Kind::Float).detach().set_requires_grad(true)),
+            ),
             None => (None, None),
         };
         let mut surrogate = Tensor::zeros([], (Kind::Float, self.labels.device()));
@@ -493,12 +528,15 @@ impl Stage {
             tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
             let logits = head.forward(&dropout(&x, self.spec.config.dropout, true));
             let ch = &self.graph.chunks[c];
-            let local: Vec<i64> = (ch.start..ch.end).filter(|&u| self.train_mask[u as usize]).map(|u| u - ch.start).collect();
+            let local: Vec<i64> =
+                (ch.start..ch.end).filter(|&u| self.train_mask[u as usize]).map(|u| u - ch.start).collect();
             if !local.is_empty() {
                 let idx = Tensor::from_slice(&local).to(logits.device());
                 let y = self.labels.narrow(0, ch.start, ch.len()).index_select(0, &idx);
                 // Sum over the chunk / all training nodes: the chunks add up to the mean loss.
-                let loss = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0) / self.spec.train.len() as f64;
+                let loss =
+                    logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
+                        / self.spec.train.len() as f64;
                 self.last_loss += loss.double_value(&[]);
                 surrogate += loss;
             }
@@ -531,7 +569,8 @@ impl Stage {
                 for (rows, cols, w) in groups {
                     // d loss / d source[e] = w_e · d loss / d inter[row_e], scaled (trick 2).
                     for (start, len) in slices(rows.size()[0]) {
-                        let msg = g.index_select(0, &rows.narrow(0, start, len)) * w.narrow(0, start, len).unsqueeze(-1);
+                        let msg =
+                            g.index_select(0, &rows.narrow(0, start, len)) * w.narrow(0, start, len).unsqueeze(-1);
                         let _ = acc.index_add_(0, &cols.narrow(0, start, len), &(msg * self.spec.config.grad_scale));
                     }
                 }
@@ -547,7 +586,11 @@ impl Stage {
         // training nodes) sends zeros, not an undefined gradient.
         let grad_of = |t: Tensor| {
             let g = t.grad();
-            if g.defined() { g } else { t.zeros_like() }
+            if g.defined() {
+                g
+            } else {
+                t.zeros_like()
+            }
         };
         x_leaf.map(|x| Boundary { x: grad_of(x), h0: h0_leaf.map(grad_of) })
     }
@@ -576,7 +619,8 @@ fn aggregate_inter(like: &Tensor, live: &Tensor, snapshot: &Tensor, parts: &[(Te
     let mut out = Tensor::zeros_like(like);
     for ((rows, cols, w), source) in parts.iter().zip([live, snapshot]) {
         for (start, len) in slices(rows.size()[0]) {
-            let msg = source.index_select(0, &cols.narrow(0, start, len)).to_kind(Kind::Float) * w.narrow(0, start, len).unsqueeze(-1);
+            let msg = source.index_select(0, &cols.narrow(0, start, len)).to_kind(Kind::Float)
+                * w.narrow(0, start, len).unsqueeze(-1);
             let _ = out.index_add_(0, &rows.narrow(0, start, len), &msg);
         }
     }
@@ -609,6 +653,11 @@ pub(crate) fn history_lists(graph: &CsrGraph, spec: &StageSpec, device: Device) 
     }
     let t = |v: &[i64]| Tensor::from_slice(v).to(device);
     let send = send.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(q, v)| (q, t(v))).collect();
-    let recv = recv.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(q, v)| (q, t(&v.iter().copied().collect::<Vec<_>>()))).collect();
+    let recv = recv
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(q, v)| (q, t(&v.iter().copied().collect::<Vec<_>>())))
+        .collect();
     (send, recv)
 }

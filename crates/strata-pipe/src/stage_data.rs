@@ -31,15 +31,25 @@ impl StageData {
     /// Everything, normalised (in-process training and tests).
     pub fn whole(data: &Dataset) -> StageData {
         let (features, _) = data.features.normalized(FeatureNorm::Auto);
-        let split = data.splits.first().map_or_else(Default::default, |s| [s.train.clone(), s.val.clone(), s.test.clone()]);
-        StageData { graph: data.graph.clone(), features, feature_rows: 0..data.num_nodes(), labels: data.labels.clone(), split }
+        let split =
+            data.splits.first().map_or_else(Default::default, |s| [s.train.clone(), s.val.clone(), s.test.clone()]);
+        StageData {
+            graph: data.graph.clone(),
+            features,
+            feature_rows: 0..data.num_nodes(),
+            labels: data.labels.clone(),
+            split,
+        }
     }
 
     /// The feature rows and the labelled rows `spec`'s role uses, on a graph of `n` vertices.
     pub fn needed(spec: &StageSpec, n: usize) -> (Range<usize>, Range<usize>) {
         let cfg = &spec.config;
         if cfg.trainer != PipeTrainer::Sf && cfg.mode == Mode::Graph {
-            let (lo, hi) = (spec.chunk_offsets.get(spec.way).copied().unwrap_or(0), spec.chunk_offsets.get(spec.way + 1).copied().unwrap_or(0));
+            let (lo, hi) = (
+                spec.chunk_offsets.get(spec.way).copied().unwrap_or(0),
+                spec.chunk_offsets.get(spec.way + 1).copied().unwrap_or(0),
+            );
             return (lo..hi.max(lo), lo..hi.max(lo));
         }
         let rows = if spec.first == 0 { 0..n } else { 0..0 };
@@ -55,10 +65,20 @@ impl StageData {
         // `auto` is decided on the whole matrix; rows are then normalised one by one.
         let norm = FeatureNorm::Auto.resolve(&data.features);
         // The input stage takes every row: no copy before normalising.
-        let (features, _) = if rows == (0..n) { data.features.normalized(norm) } else { data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm) };
+        let (features, _) = if rows == (0..n) {
+            data.features.normalized(norm)
+        } else {
+            data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm)
+        };
         let mut labels = vec![-1; n];
         labels[labels_needed.clone()].copy_from_slice(&data.labels[labels_needed]);
-        StageData { graph: data.graph.clone(), features, feature_rows: rows, labels, split: [spec.train.clone(), spec.val.clone(), spec.test.clone()] }
+        StageData {
+            graph: data.graph.clone(),
+            features,
+            feature_rows: rows,
+            labels,
+            split: [spec.train.clone(), spec.val.clone(), spec.test.clone()],
+        }
     }
 
     /// [`StageData::for_stage`]`.to_npz()` written to `path` piece by piece: the structure,
@@ -88,14 +108,20 @@ impl StageData {
                 })?;
             }
             Features::Sparse(_) => {
-                let picked = if rows == (0..n) { data.features.normalized(norm).0 } else { data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm).0 };
+                let picked = if rows == (0..n) {
+                    data.features.normalized(norm).0
+                } else {
+                    data.features.select_rows(&rows.clone().collect::<Vec<_>>()).normalized(norm).0
+                };
                 let Features::Sparse(m) = &picked else { unreachable!("row-sum and none keep sparse features sparse") };
                 w.csr("attr_", m)?;
             }
         }
         w.i64s("attr_rows", &[rows.start as i64, rows.end as i64])?;
         let labels = &data.labels;
-        w.array_from("labels", "<i8", &[n], n, |i, out| out.extend_from_slice(&(if labels_needed.contains(&i) { labels[i] } else { -1 }).to_le_bytes()))?;
+        w.array_from("labels", "<i8", &[n], n, |i, out| {
+            out.extend_from_slice(&(if labels_needed.contains(&i) { labels[i] } else { -1 }).to_le_bytes())
+        })?;
         for (key, ids) in SPLIT_KEYS.iter().zip([&spec.train, &spec.val, &spec.test]) {
             w.i64s(key, &ids.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
         }
@@ -108,7 +134,11 @@ impl StageData {
 
     /// Feature rows `r` (which must lie within what this stage was sent).
     pub fn rows(&self, r: Range<usize>) -> std::borrow::Cow<'_, Features> {
-        assert!(r.start >= self.feature_rows.start && r.end <= self.feature_rows.end, "rows {r:?} outside the {:?} this stage holds", self.feature_rows);
+        assert!(
+            r.start >= self.feature_rows.start && r.end <= self.feature_rows.end,
+            "rows {r:?} outside the {:?} this stage holds",
+            self.feature_rows
+        );
         let off = self.feature_rows.start;
         if r == self.feature_rows {
             return std::borrow::Cow::Borrowed(&self.features);
@@ -168,7 +198,11 @@ impl StageData {
         for (key, ids) in SPLIT_KEYS.iter().zip(&mut split) {
             let v = npz.i64s(key, "node ids")?;
             if let Some(&bad) = v.iter().find(|&&i| i < 0 || i as u64 >= n as u64) {
-                return Err(GraphError::Npy { path: path.into(), key: key.to_string(), msg: format!("node id {bad} outside 0..{n}") });
+                return Err(GraphError::Npy {
+                    path: path.into(),
+                    key: key.to_string(),
+                    msg: format!("node id {bad} outside 0..{n}"),
+                });
             }
             *ids = v.into_iter().map(|i| i as usize).collect();
         }
@@ -182,7 +216,14 @@ mod tests {
     use crate::pipeline::{plan, Mode, PipelineConfig};
 
     fn graph() -> Dataset {
-        strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec { nodes: 400, degree: 6.0, features: 5, classes: 3, ..Default::default() }).unwrap()
+        strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec {
+            nodes: 400,
+            degree: 6.0,
+            features: 5,
+            classes: 3,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     /// Each role gets only what it uses, and the share survives the npz round trip.
@@ -220,7 +261,10 @@ mod tests {
         let rows = spec.chunk_offsets[1]..spec.chunk_offsets[2];
         assert_eq!(share.feature_rows, rows);
         assert!(share.labels.iter().enumerate().all(|(i, &l)| (l >= 0) == rows.contains(&i)));
-        assert_eq!(share.rows(rows.clone()).to_dense(), p.dataset.features.select_rows(&rows.collect::<Vec<_>>()).normalized(FeatureNorm::Auto).0.to_dense());
+        assert_eq!(
+            share.rows(rows.clone()).to_dense(),
+            p.dataset.features.select_rows(&rows.collect::<Vec<_>>()).normalized(FeatureNorm::Auto).0.to_dense()
+        );
         let streamed = dir.path().join("way1.npz");
         StageData::write_stage_npz(&p.dataset, spec, &streamed).unwrap();
         let in_memory = dir.path().join("way1-in-memory.npz");

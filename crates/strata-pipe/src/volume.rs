@@ -52,7 +52,11 @@ impl VolumeModel {
     /// value, gradients down at s; 2·s·(P−1)·N·d·T in f32), independent of L and of the chunk
     /// count.
     pub fn pipeline(&self, stages: usize) -> f64 {
-        (self.activation_bytes as f64 + S) * (stages as f64 - 1.0) * self.nodes as f64 * self.width as f64 * self.tensors_per_boundary as f64
+        (self.activation_bytes as f64 + S)
+            * (stages as f64 - 1.0)
+            * self.nodes as f64
+            * self.width as f64
+            * self.tensors_per_boundary as f64
     }
 }
 
@@ -74,7 +78,14 @@ mod tests {
     #[test]
     fn matches_the_reference_numbers() {
         // GNNPipe logs, reddit GCN (notes §4.3): graph 14.48 GiB, pipeline 1.215 GiB.
-        let m = VolumeModel { nodes: 232_965, layers: 32, width: 100, tensors_per_boundary: 1, parameters: 0, activation_bytes: 4 };
+        let m = VolumeModel {
+            nodes: 232_965,
+            layers: 32,
+            width: 100,
+            tensors_per_boundary: 1,
+            parameters: 0,
+            activation_bytes: 4,
+        };
         let gib = (1u64 << 30) as f64;
         assert!((m.graph_parallel(607_420, 8).0 / gib - 14.48).abs() < 0.01);
         assert!((m.pipeline(8) / gib - 1.215).abs() < 0.001);

@@ -146,7 +146,11 @@ impl<B: AsRef<[u8]>> Pieces<B> {
         loop {
             let len = self.step.min(total - offset);
             let header = self.message(offset, Vec::new()).encoded_len();
-            let payload = if len > 0 { prost::encoding::key_len(DATA_TAG) + prost::encoding::encoded_len_varint(len as u64) + len } else { 0 };
+            let payload = if len > 0 {
+                prost::encoding::key_len(DATA_TAG) + prost::encoding::encoded_len_varint(len as u64) + len
+            } else {
+                0
+            };
             sum += header + payload + 5;
             offset += len;
             if offset >= total {
@@ -192,22 +196,42 @@ impl Assembler {
     pub fn push(&mut self, c: TensorChunk) -> Result<(), WireError> {
         match &self.meta {
             None => {
-                let value_type = ValueType::try_from(c.value_type).map_err(|_| WireError::BadValueType { name: c.name.clone(), value_type: c.value_type })?;
-                let expected = shape_bytes(&c.shape, value_type).ok_or_else(|| WireError::BadShape { name: c.name.clone(), shape: c.shape.clone() })?;
+                let value_type = ValueType::try_from(c.value_type)
+                    .map_err(|_| WireError::BadValueType { name: c.name.clone(), value_type: c.value_type })?;
+                let expected = shape_bytes(&c.shape, value_type)
+                    .ok_or_else(|| WireError::BadShape { name: c.name.clone(), shape: c.shape.clone() })?;
                 if expected != c.total_bytes {
-                    return Err(WireError::ShapeMismatch { name: c.name, shape: c.shape, expected, found: c.total_bytes });
+                    return Err(WireError::ShapeMismatch {
+                        name: c.name,
+                        shape: c.shape,
+                        expected,
+                        found: c.total_bytes,
+                    });
                 }
                 if c.total_bytes > self.limit {
                     return Err(WireError::TooLarge { name: c.name, bytes: c.total_bytes, limit: self.limit });
                 }
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
-                let meta = TensorMeta { name: c.name.clone(), kind, epoch: c.epoch, chunk: c.chunk, shape: c.shape.clone(), value_type };
+                let meta = TensorMeta {
+                    name: c.name.clone(),
+                    kind,
+                    epoch: c.epoch,
+                    chunk: c.chunk,
+                    shape: c.shape.clone(),
+                    value_type,
+                };
                 // No reservation from the header: the buffer grows with the bytes that arrive, so a
                 // forged total_bytes cannot make the worker allocate.
                 self.meta = Some((meta, c.total_bytes));
             }
             Some((m, total)) => {
-                if c.name != m.name || c.epoch != m.epoch || c.chunk != m.chunk || c.shape != m.shape || c.total_bytes != *total || c.value_type != m.value_type as i32 {
+                if c.name != m.name
+                    || c.epoch != m.epoch
+                    || c.chunk != m.chunk
+                    || c.shape != m.shape
+                    || c.total_bytes != *total
+                    || c.value_type != m.value_type as i32
+                {
                     return Err(WireError::Mixed { name: m.name.clone(), other: c.name });
                 }
             }
@@ -218,7 +242,11 @@ impl Assembler {
             return Err(WireError::OutOfOrder { name: meta.name.clone(), offset: c.offset, received });
         }
         if received + c.data.len() as u64 > *total {
-            return Err(WireError::Overflow { name: meta.name.clone(), received: received + c.data.len() as u64, total: *total });
+            return Err(WireError::Overflow {
+                name: meta.name.clone(),
+                received: received + c.data.len() as u64,
+                total: *total,
+            });
         }
         self.buf.extend_from_slice(&c.data);
         Ok(())
@@ -248,7 +276,14 @@ mod tests {
     use prost::Message;
 
     fn meta(shape: Vec<i64>) -> TensorMeta {
-        TensorMeta { name: "h".into(), kind: TensorKind::Activation, epoch: 3, chunk: 1, shape, value_type: ValueType::F32 }
+        TensorMeta {
+            name: "h".into(),
+            kind: TensorKind::Activation,
+            epoch: 3,
+            chunk: 1,
+            shape,
+            value_type: ValueType::F32,
+        }
     }
 
     #[test]
@@ -296,7 +331,9 @@ mod tests {
     #[test]
     fn wire_bytes_are_counted_before_the_messages_exist() {
         use prost::Message;
-        for (len, piece) in [(0usize, 64usize), (1, 64), (16, 64), (17, 64), (300_000, 1 << 20), (1 << 20, 1 << 20), (5, 4)] {
+        for (len, piece) in
+            [(0usize, 64usize), (1, 64), (16, 64), (17, 64), (300_000, 1 << 20), (1 << 20, 1 << 20), (5, 4)]
+        {
             let values: Vec<f32> = (0..len).map(|i| i as f32).collect();
             let m = meta(vec![len as i64]);
             let pieces = Pieces::new(m.clone(), f32_bytes(&values), piece);
@@ -362,9 +399,10 @@ mod tests {
     }
 
     fn cases() -> u32 {
-        std::env::var("STRATA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(
-            if std::env::var("STRATA_FULL").is_ok_and(|v| v == "1") { 500_000 } else { 20_000 },
-        )
+        std::env::var("STRATA_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if std::env::var("STRATA_FULL").is_ok_and(|v| v == "1") { 500_000 } else { 20_000 })
     }
 
     /// One way a peer can lie: rewrite a field of one piece, or reorder the stream.
@@ -387,8 +425,10 @@ mod tests {
         prop_oneof![
             any::<usize>().prop_map(Lie::Name),
             (any::<usize>(), proptest::collection::vec(dim, 0..4)).prop_map(|(i, s)| Lie::Shape(i, s)),
-            (any::<usize>(), prop_oneof![Just(u64::MAX), Just(0), any::<u64>(), 0u64..4096]).prop_map(|(i, t)| Lie::Total(i, t)),
-            (any::<usize>(), prop_oneof![Just(u64::MAX), any::<u64>(), 0u64..4096]).prop_map(|(i, o)| Lie::Offset(i, o)),
+            (any::<usize>(), prop_oneof![Just(u64::MAX), Just(0), any::<u64>(), 0u64..4096])
+                .prop_map(|(i, t)| Lie::Total(i, t)),
+            (any::<usize>(), prop_oneof![Just(u64::MAX), any::<u64>(), 0u64..4096])
+                .prop_map(|(i, o)| Lie::Offset(i, o)),
             (any::<usize>(), 0usize..2048).prop_map(|(i, n)| Lie::Data(i, n)),
             any::<usize>().prop_map(Lie::Drop),
             any::<usize>().prop_map(Lie::Duplicate),
@@ -404,7 +444,8 @@ mod tests {
         let n = cases();
         let (ran, refused) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
         let mut runner = TestRunner::new(Config { cases: n, failure_persistence: None, ..Config::default() });
-        let strategy = (1usize..40, 1usize..8, 1usize..200, proptest::collection::vec(lie(), 0..4), any::<u64>(), any::<bool>());
+        let strategy =
+            (1usize..40, 1usize..8, 1usize..200, proptest::collection::vec(lie(), 0..4), any::<u64>(), any::<bool>());
         let result = runner.run(&strategy, |(rows, cols, piece, lies, flip_at, raw)| {
             ran.set(ran.get() + 1);
             let values: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
@@ -453,7 +494,10 @@ mod tests {
             Ok(())
         });
         let (ran, refused) = (ran.get(), refused.get());
-        println!("fuzz wire decoder: {ran} cases ran, {refused} streams refused with an error, {} assembled, no panic", ran - refused);
+        println!(
+            "fuzz wire decoder: {ran} cases ran, {refused} streams refused with an error, {} assembled, no panic",
+            ran - refused
+        );
         assert_eq!(ran, n, "every case ran");
         result.unwrap();
     }

@@ -4,22 +4,25 @@
 //! credentials, and with them refuses every RPC that lacks the token or a certificate of the
 //! cluster's CA (see [`crate::security`]).
 
-use crate::proto::worker_client::WorkerClient;
-use crate::proto::worker_server::{Worker, WorkerServer};
+use crate::forward_stage::ForwardStage;
 use crate::layers::Exchange;
 use crate::partition_stage::PartitionStage;
 use crate::pipeline::Mode;
-use crate::proto::{Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind, ValueType};
-use crate::security::{bearer_matches, Credentials, Role};
-use crate::forward_stage::ForwardStage;
 use crate::pipeline::PipeTrainer;
+use crate::proto::worker_client::WorkerClient;
+use crate::proto::worker_server::{Worker, WorkerServer};
+use crate::proto::{
+    Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest,
+    RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind, ValueType,
+};
+use crate::security::{bearer_matches, Credentials, Role};
 use crate::stage::{Boundary, Stage, StageSpec};
 use crate::wire::{Assembler, Pieces, TensorBytes, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 use tokio::sync::{oneshot, watch};
@@ -45,7 +48,8 @@ pub struct Auth(pub Option<String>);
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         if let Some(t) = &self.0 {
-            req.metadata_mut().insert("authorization", format!("Bearer {t}").parse().map_err(|_| Status::internal("bad token"))?);
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().map_err(|_| Status::internal("bad token"))?);
         }
         Ok(req)
     }
@@ -124,7 +128,9 @@ impl TensorLimits {
     /// Checks a received tensor's kind and shape before it is queued.
     fn check(&self, kind: TensorKind, chunk: u32, shape: &[i64]) -> Result<(), String> {
         let rows_ok = |r: i64| match kind {
-            TensorKind::Activation | TensorKind::Gradient if chunk == FULL_GRAPH => r == self.nodes || r == self.nodes + self.classes,
+            TensorKind::Activation | TensorKind::Gradient if chunk == FULL_GRAPH => {
+                r == self.nodes || r == self.nodes + self.classes
+            }
             TensorKind::Activation | TensorKind::Gradient => {
                 self.chunk_rows.get(chunk as usize).is_some_and(|&rows| r == rows || r == self.classes)
             }
@@ -150,10 +156,25 @@ enum WorkerState {
 }
 
 enum Cmd {
-    Configure { spec: Box<StageSpec>, npz: tempfile::NamedTempFile, rank: usize, peers: Vec<String>, reply: oneshot::Sender<Result<(), String>> },
-    Epoch { req: EpochRequest, reply: oneshot::Sender<Result<EpochReply, String>> },
-    Checkpoint { req: CheckpointRequest, reply: oneshot::Sender<Result<CheckpointReply, String>> },
-    Restore { req: RestoreRequest, reply: oneshot::Sender<Result<(), String>> },
+    Configure {
+        spec: Box<StageSpec>,
+        npz: tempfile::NamedTempFile,
+        rank: usize,
+        peers: Vec<String>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Epoch {
+        req: EpochRequest,
+        reply: oneshot::Sender<Result<EpochReply, String>>,
+    },
+    Checkpoint {
+        req: CheckpointRequest,
+        reply: oneshot::Sender<Result<CheckpointReply, String>>,
+    },
+    Restore {
+        req: RestoreRequest,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 struct Svc {
@@ -184,8 +205,12 @@ impl Svc {
         if found == Some(role) {
             return Ok(());
         }
-        let who = found.map_or("a certificate without a strata role".to_string(), |r| format!("the {r:?} role").to_lowercase());
-        Err(Status::permission_denied(format!("{what} is for the {} role; the caller presented {who}", format!("{role:?}").to_lowercase())))
+        let who = found
+            .map_or("a certificate without a strata role".to_string(), |r| format!("the {r:?} role").to_lowercase());
+        Err(Status::permission_denied(format!(
+            "{what} is for the {} role; the caller presented {who}",
+            format!("{role:?}").to_lowercase()
+        )))
     }
 }
 
@@ -219,7 +244,11 @@ impl Worker for Svc {
             WorkerState::Serving => "serving".to_string(),
             WorkerState::Failed(why) => format!("failed: {why}"),
         };
-        Ok(Response::new(HealthReply { rank: self.rank, state, epoch: self.epoch.load(std::sync::atomic::Ordering::Relaxed) }))
+        Ok(Response::new(HealthReply {
+            rank: self.rank,
+            state,
+            epoch: self.epoch.load(std::sync::atomic::Ordering::Relaxed),
+        }))
     }
 
     async fn configure(&self, req: Request<Streaming<ConfigChunk>>) -> Result<Response<Ack>, Status> {
@@ -228,7 +257,8 @@ impl Worker for Svc {
         let (mut spec, mut rank, mut peers) = (String::new(), 0, Vec::new());
         // The graph goes to disk as it arrives: a worker never holds the archive and its
         // parsed arrays at once.
-        let mut npz = tempfile::NamedTempFile::new().map_err(|e| Status::internal(format!("a temporary file for the graph: {e}")))?;
+        let mut npz = tempfile::NamedTempFile::new()
+            .map_err(|e| Status::internal(format!("a temporary file for the graph: {e}")))?;
         let mut received = 0u64;
         let mut announced: Option<u64> = None;
         while let Some(c) = stream.message().await? {
@@ -248,16 +278,22 @@ impl Worker for Svc {
                 peers = c.peers;
             }
             let Some(total) = announced else {
-                return Err(Status::invalid_argument("the first Configure piece must carry the stage spec and the graph's size"));
+                return Err(Status::invalid_argument(
+                    "the first Configure piece must carry the stage spec and the graph's size",
+                ));
             };
             if received + c.npz.len() as u64 > total {
                 return Err(Status::invalid_argument(format!("the graph stream exceeds the {total} bytes announced")));
             }
-            std::io::Write::write_all(&mut npz, &c.npz).map_err(|e| Status::internal(format!("writing the graph to {}: {e}", npz.path().display())))?;
+            std::io::Write::write_all(&mut npz, &c.npz)
+                .map_err(|e| Status::internal(format!("writing the graph to {}: {e}", npz.path().display())))?;
             received += c.npz.len() as u64;
         }
         if announced != Some(received) {
-            return Err(Status::invalid_argument(format!("the graph stream ended after {received} of {} bytes announced", announced.unwrap_or(0))));
+            return Err(Status::invalid_argument(format!(
+                "the graph stream ended after {received} of {} bytes announced",
+                announced.unwrap_or(0)
+            )));
         }
         if rank >= peers.len() {
             return Err(Status::invalid_argument(format!("rank {rank} is not among the {} peers", peers.len())));
@@ -265,11 +301,14 @@ impl Worker for Svc {
         if let Some(bad) = peers.iter().find(|p| !is_host_port(p)) {
             return Err(Status::invalid_argument(format!("peer address `{bad}` is not host:port")));
         }
-        let spec: StageSpec = serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
+        let spec: StageSpec =
+            serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
         let bytes = received;
         self.generation.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.cmd
+            .send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
         self.reply(rx).await?.map_err(Status::invalid_argument)?;
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
@@ -287,14 +326,18 @@ impl Worker for Svc {
     async fn checkpoint(&self, req: Request<CheckpointRequest>) -> Result<Response<CheckpointReply>, Status> {
         self.require(&req, Role::Launcher, "Checkpoint")?;
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Checkpoint { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.cmd
+            .send(Cmd::Checkpoint { req: req.into_inner(), reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
         Ok(Response::new(self.reply(rx).await?.map_err(Status::internal)?))
     }
 
     async fn restore(&self, req: Request<RestoreRequest>) -> Result<Response<Ack>, Status> {
         self.require(&req, Role::Launcher, "Restore")?;
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Restore { req: req.into_inner(), reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.cmd
+            .send(Cmd::Restore { req: req.into_inner(), reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
         self.reply(rx).await?.map_err(Status::failed_precondition)?;
         Ok(Response::new(Ack { bytes_received: 0 }))
     }
@@ -311,9 +354,14 @@ impl Worker for Svc {
         while let Some(c) = stream.message().await? {
             if bytes == 0 {
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
-                limits.check(kind, c.chunk, &c.shape).map_err(|e| Status::invalid_argument(format!("tensor `{}`: {e}", c.name)))?;
+                limits
+                    .check(kind, c.chunk, &c.shape)
+                    .map_err(|e| Status::invalid_argument(format!("tensor `{}`: {e}", c.name)))?;
                 if c.total_bytes > limits.max_tensor {
-                    return Err(Status::invalid_argument(format!("tensor `{}`: {} bytes exceeds this worker's limit of {}", c.name, c.total_bytes, limits.max_tensor)));
+                    return Err(Status::invalid_argument(format!(
+                        "tensor `{}`: {} bytes exceeds this worker's limit of {}",
+                        c.name, c.total_bytes, limits.max_tensor
+                    )));
                 }
                 // Reserve the announced size against the unclaimed budget before receiving it.
                 let queued = self.unclaimed.load(Ordering::SeqCst);
@@ -338,7 +386,10 @@ impl Worker for Svc {
         self.require(&req, Role::Worker, "Register")?;
         let r = req.into_inner();
         let Some(tx) = &self.registrations else {
-            return Err(Status::failed_precondition(format!("worker {} does not coordinate: register with rank 0", self.rank)));
+            return Err(Status::failed_precondition(format!(
+                "worker {} does not coordinate: register with rank 0",
+                self.rank
+            )));
         };
         tracing::info!("worker {} registered at {}", r.rank, r.addr);
         tx.send((r.rank, r.addr)).map_err(|_| Status::unavailable("coordinator is not waiting for registrations"))?;
@@ -373,7 +424,11 @@ struct Ctx {
 
 impl Ctx {
     fn stages(&self) -> usize {
-        if self.spec.config.mode == Mode::Graph { 1 } else { self.spec.config.stages }
+        if self.spec.config.mode == Mode::Graph {
+            1
+        } else {
+            self.spec.config.stages
+        }
     }
     /// Rank of the worker holding `stage` of `way`.
     fn rank_of(&self, way: usize, stage: usize) -> usize {
@@ -441,12 +496,22 @@ impl Compute {
 
     /// Receives a chunk's boundary tensors (`x`, then `h0` when `expect` has two shapes) and
     /// refuses any whose shape is not the one expected.
-    fn recv_boundary(&mut self, kind: TensorKind, epoch: u64, chunk: u32, expect: &[Vec<i64>], from: &str) -> Result<Boundary, String> {
+    fn recv_boundary(
+        &mut self,
+        kind: TensorKind,
+        epoch: u64,
+        chunk: u32,
+        expect: &[Vec<i64>],
+        from: &str,
+    ) -> Result<Boundary, String> {
         let mut got = Vec::new();
         for (name, shape) in ["x", "h0"].into_iter().zip(expect) {
             let t = self.recv(kind, epoch, chunk, name, from)?;
             if t.size() != *shape {
-                return Err(format!("{kind:?} `{name}` of chunk {chunk} from {from}: expected shape {shape:?}, got {:?}", t.size()));
+                return Err(format!(
+                    "{kind:?} `{name}` of chunk {chunk} from {from}: expected shape {shape:?}, got {:?}",
+                    t.size()
+                ));
             }
             got.push(t);
         }
@@ -469,7 +534,8 @@ impl Compute {
     /// absolute path elsewhere.
     fn confined(&self, path: &str) -> Result<std::path::PathBuf, String> {
         let rt = self.state.as_ref().ok_or("not configured")?;
-        let root = rt.ctx.spec.checkpoint_root.as_deref().ok_or("this run was configured without a checkpoint directory")?;
+        let root =
+            rt.ctx.spec.checkpoint_root.as_deref().ok_or("this run was configured without a checkpoint directory")?;
         let p = std::path::Path::new(path);
         let escapes = p.components().any(|c| matches!(c, std::path::Component::ParentDir));
         if escapes || !p.starts_with(root) {
@@ -499,7 +565,10 @@ impl Compute {
         metrics::counter!("strata_bytes_sent_total", "kind" => label).increment(bytes);
         let mut c = to.clone();
         let addr = to_addr.to_string();
-        tasks.push(self.rt.spawn(async move { c.push_tensor(tokio_stream::iter(msgs)).await.map(|_| ()).map_err(|s| (addr, s)) }));
+        tasks
+            .push(self.rt.spawn(async move {
+                c.push_tensor(tokio_stream::iter(msgs)).await.map(|_| ()).map_err(|s| (addr, s))
+            }));
         bytes
     }
 
@@ -513,7 +582,8 @@ impl Compute {
         let mut rt = self.state.take().ok_or("RunEpoch before Configure")?;
         metrics::counter!("strata_epochs_total", "mode" => if req.train { "train" } else { "eval" }).increment(1);
         self.wire_bytes.store(0, Ordering::Relaxed);
-        let mut net = Net { c: self, ctx: &rt.ctx, epoch: req.epoch, halo_bytes: 0, weight_bytes: 0, tasks: Vec::new() };
+        let mut net =
+            Net { c: self, ctx: &rt.ctx, epoch: req.epoch, halo_bytes: 0, weight_bytes: 0, tasks: Vec::new() };
         let result = net.run(&mut rt.engine, &req).and_then(|mut reply| {
             reply.halo_bytes += net.halo_bytes;
             reply.weight_bytes += net.weight_bytes;
@@ -525,7 +595,13 @@ impl Compute {
         reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
         reply.wire_bytes = self.wire_bytes.load(Ordering::Relaxed);
         reply.peak_rss_bytes = strata_nn::memory::peak_rss_bytes().unwrap_or(0);
-        tracing::info!("epoch {} ({}) done in {:.0} ms: {}", req.epoch, if req.train { "train" } else { "eval" }, reply.compute_ms, strata_nn::memory::rss_summary());
+        tracing::info!(
+            "epoch {} ({}) done in {:.0} ms: {}",
+            req.epoch,
+            if req.train { "train" } else { "eval" },
+            reply.compute_ms,
+            strata_nn::memory::rss_summary()
+        );
         reply.cuda_peak_bytes = strata_nn::memory::cuda_peak_bytes(self.device);
         metrics::gauge!("strata_peak_rss_bytes").set(reply.peak_rss_bytes as f64);
         if reply.cuda_peak_bytes > 0 {
@@ -563,7 +639,13 @@ impl Compute {
         Ok(())
     }
 
-    fn configure(&mut self, spec: StageSpec, npz: tempfile::NamedTempFile, rank: usize, peer_addrs: Vec<String>) -> Result<(), String> {
+    fn configure(
+        &mut self,
+        spec: StageSpec,
+        npz: tempfile::NamedTempFile,
+        rank: usize,
+        peer_addrs: Vec<String>,
+    ) -> Result<(), String> {
         let data = crate::StageData::from_npz(npz.path()).map_err(|e| format!("graph from launcher: {e}"))?;
         drop(npz);
         tracing::info!("graph from launcher parsed: {}", strata_nn::memory::rss_summary());
@@ -579,18 +661,39 @@ impl Compute {
         self.clear_pending();
         // tonic channels spawn their connection task on the runtime: enter it from this thread.
         let _guard = self.rt.enter();
-        let peers = peer_addrs.iter().map(|a| client(a, &self.creds).map_err(|e| format!("{a}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+        let peers = peer_addrs
+            .iter()
+            .map(|a| client(a, &self.creds).map_err(|e| format!("{a}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
         let engine = if spec.config.trainer == PipeTrainer::Sf {
             let f = ForwardStage::new(spec.clone(), &data, self.device)?;
-            tracing::info!("forward-only stage {} configured: slots {}..{}, {} parameters", spec.stage, spec.first, spec.last, f.parameters());
+            tracing::info!(
+                "forward-only stage {} configured: slots {}..{}, {} parameters",
+                spec.stage,
+                spec.first,
+                spec.last,
+                f.parameters()
+            );
             Engine::Forward(Box::new(f))
         } else if spec.config.mode == Mode::Graph {
             let p = PartitionStage::new(spec.clone(), &data, self.device)?;
-            tracing::info!("partition {} configured: {} halo rows per layer, {} parameters", spec.way, p.halo_rows(), p.parameters());
+            tracing::info!(
+                "partition {} configured: {} halo rows per layer, {} parameters",
+                spec.way,
+                p.halo_rows(),
+                p.parameters()
+            );
             Engine::Graph(Box::new(p))
         } else {
             let st = Stage::new(spec.clone(), &data, self.device).map_err(|e| e.to_string())?;
-            tracing::info!("way {} stage {} configured: slots {}..{}, {} parameters", spec.way, spec.stage, spec.first, spec.last, st.parameters());
+            tracing::info!(
+                "way {} stage {} configured: slots {}..{}, {} parameters",
+                spec.way,
+                spec.stage,
+                spec.first,
+                spec.last,
+                st.parameters()
+            );
             Engine::Pipe(Box::new(st))
         };
         // Tensors of an abandoned run must not be mistaken for the new run's.
@@ -600,8 +703,14 @@ impl Compute {
             Engine::Graph(p) => p.parameters(),
             Engine::Forward(f) => f.parameters(),
         };
-        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::new(&spec, data.num_nodes(), parameters);
-        tracing::info!("stage data: {} feature rows, {} labelled; configured: {}", data.feature_rows.len(), data.labels.iter().filter(|&&l| l >= 0).count(), strata_nn::memory::rss_summary());
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) =
+            TensorLimits::new(&spec, data.num_nodes(), parameters);
+        tracing::info!(
+            "stage data: {} feature rows, {} labelled; configured: {}",
+            data.feature_rows.len(),
+            data.labels.iter().filter(|&&l| l >= 0).count(),
+            strata_nn::memory::rss_summary()
+        );
         drop(data);
         self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
@@ -626,9 +735,14 @@ impl Net<'_> {
             let Some(t) = t else { continue };
             // Activations travel in the historical embeddings' type (a 16-bit one halves the
             // bytes); gradients stay f32.
-            let value_type = if kind == TensorKind::Activation { self.ctx.spec.config.history_dtype.value_type() } else { ValueType::F32 };
+            let value_type = if kind == TensorKind::Activation {
+                self.ctx.spec.config.history_dtype.value_type()
+            } else {
+                ValueType::F32
+            };
             let meta = TensorMeta { name: name.into(), kind, epoch: self.epoch, chunk, shape: t.size(), value_type };
-            bytes += self.c.send_tensor(&self.ctx.peers[to_rank], &self.ctx.peer_addrs[to_rank], meta, t, &mut self.tasks);
+            bytes +=
+                self.c.send_tensor(&self.ctx.peers[to_rank], &self.ctx.peer_addrs[to_rank], meta, t, &mut self.tasks);
         }
         bytes
     }
@@ -644,7 +758,8 @@ impl Net<'_> {
                 }
                 match self.c.rt.block_on(async { tokio::time::timeout(POLL, &mut t).await }) {
                     Ok(done) => {
-                        done.map_err(|e| e.to_string())?.map_err(|(addr, s)| format!("sending to {addr} failed: {}", s.message()))?;
+                        done.map_err(|e| e.to_string())?
+                            .map_err(|(addr, s)| format!("sending to {addr} failed: {}", s.message()))?;
                         break;
                     }
                     Err(_) => continue,
@@ -683,7 +798,11 @@ impl Net<'_> {
             stage.begin_epoch();
             for &c in &req.order {
                 let expect = stage.boundary_shapes(Some(c as usize));
-                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c, &expect, &ctx.describe(prev))?) };
+                let input = if first {
+                    None
+                } else {
+                    Some(self.c.recv_boundary(TensorKind::Activation, epoch, c, &expect, &ctx.describe(prev))?)
+                };
                 let out = stage.train_chunk(c as usize, input);
                 if !last {
                     reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, c, &out);
@@ -693,10 +812,15 @@ impl Net<'_> {
             reply.loss = stage.last_loss;
         } else {
             let expect = stage.boundary_shapes(None);
-            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, &expect, &ctx.describe(prev))?) };
+            let input = if first {
+                None
+            } else {
+                Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, &expect, &ctx.describe(prev))?)
+            };
             let out = stage.infer(input);
             if last {
-                [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(out.h0.as_ref().expect("class distributions"));
+                [reply.train_correct, reply.val_correct, reply.test_correct] =
+                    stage.evaluate(out.h0.as_ref().expect("class distributions"));
             } else {
                 reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, FULL_GRAPH, &out);
             }
@@ -717,14 +841,34 @@ impl Net<'_> {
             let order: Vec<usize> = req.order.iter().map(|&c| c as usize).filter(|c| own.contains(c)).collect();
             stage.begin_epoch(epoch, &order);
             for &c in &order {
-                let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, c as u32, &spec.boundary_shapes(Some(c)), &ctx.describe(prev))?) };
+                let input = if first {
+                    None
+                } else {
+                    Some(self.c.recv_boundary(
+                        TensorKind::Activation,
+                        epoch,
+                        c as u32,
+                        &spec.boundary_shapes(Some(c)),
+                        &ctx.describe(prev),
+                    )?)
+                };
                 let out = stage.forward(Some(c), input);
                 if !last {
                     reply.activation_bytes += self.send_boundary(next, TensorKind::Activation, c as u32, &out);
                 }
             }
             for &c in order.iter().rev() {
-                let grad = if last { None } else { Some(self.c.recv_boundary(TensorKind::Gradient, epoch, c as u32, &spec.boundary_shapes(Some(c)), &ctx.describe(next))?) };
+                let grad = if last {
+                    None
+                } else {
+                    Some(self.c.recv_boundary(
+                        TensorKind::Gradient,
+                        epoch,
+                        c as u32,
+                        &spec.boundary_shapes(Some(c)),
+                        &ctx.describe(next),
+                    )?)
+                };
                 let back = stage.backward(c, grad);
                 if let (false, Some(g)) = (first, back) {
                     reply.gradient_bytes += self.send_boundary(prev, TensorKind::Gradient, c as u32, &g);
@@ -734,7 +878,17 @@ impl Net<'_> {
             reply.loss = stage.last_loss;
         } else if spec.way == 0 {
             // Exact inference runs down way 0's stages only: every way holds the same weights.
-            let input = if first { None } else { Some(self.c.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, &spec.boundary_shapes(None), &ctx.describe(prev))?) };
+            let input = if first {
+                None
+            } else {
+                Some(self.c.recv_boundary(
+                    TensorKind::Activation,
+                    epoch,
+                    FULL_GRAPH,
+                    &spec.boundary_shapes(None),
+                    &ctx.describe(prev),
+                )?)
+            };
             let out = stage.forward(None, input);
             if last {
                 [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(&out.x);
@@ -747,12 +901,25 @@ impl Net<'_> {
 }
 
 impl Exchange for Net<'_> {
-    fn halo(&mut self, tag: &str, slot: usize, outgoing: &[(usize, Tensor)], incoming: &[usize]) -> Result<Vec<Tensor>, String> {
+    fn halo(
+        &mut self,
+        tag: &str,
+        slot: usize,
+        outgoing: &[(usize, Tensor)],
+        incoming: &[usize],
+    ) -> Result<Vec<Tensor>, String> {
         let ctx = self.ctx;
         let me = ctx.spec.way;
         for (q, t) in outgoing {
             let to = ctx.rank_of(*q, ctx.spec.stage);
-            let meta = TensorMeta { name: format!("{tag}:{me}"), kind: TensorKind::Halo, epoch: self.epoch, chunk: slot as u32, shape: t.size(), value_type: ValueType::F32 };
+            let meta = TensorMeta {
+                name: format!("{tag}:{me}"),
+                kind: TensorKind::Halo,
+                epoch: self.epoch,
+                chunk: slot as u32,
+                shape: t.size(),
+                value_type: ValueType::F32,
+            };
             self.halo_bytes += self.c.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, t, &mut self.tasks);
         }
         incoming
@@ -786,13 +953,39 @@ impl Exchange for Net<'_> {
                 let send_seg = (me + w * 2 + shift - step) % w;
                 let recv_seg = (me + w * 2 + shift - step - 1) % w;
                 let (off, len) = seg(send_seg);
-                let meta = TensorMeta { name: format!("{phase}:{step}"), kind: TensorKind::Weight, epoch: self.epoch, chunk: ctx.spec.stage as u32, shape: vec![len], value_type: ValueType::F32 };
+                let meta = TensorMeta {
+                    name: format!("{phase}:{step}"),
+                    kind: TensorKind::Weight,
+                    epoch: self.epoch,
+                    chunk: ctx.spec.stage as u32,
+                    shape: vec![len],
+                    value_type: ValueType::F32,
+                };
                 // A copy: `flat` is summed into in place while the segment may still be in flight.
-                self.weight_bytes += self.c.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, &flat.narrow(0, off, len).copy(), &mut self.tasks);
-                let got = self.c.recv(TensorKind::Weight, self.epoch, ctx.spec.stage as u32, &format!("{phase}:{step}"), &ctx.describe(from))?.to(Device::Cpu);
+                self.weight_bytes += self.c.send_tensor(
+                    &ctx.peers[to],
+                    &ctx.peer_addrs[to],
+                    meta,
+                    &flat.narrow(0, off, len).copy(),
+                    &mut self.tasks,
+                );
+                let got = self
+                    .c
+                    .recv(
+                        TensorKind::Weight,
+                        self.epoch,
+                        ctx.spec.stage as u32,
+                        &format!("{phase}:{step}"),
+                        &ctx.describe(from),
+                    )?
+                    .to(Device::Cpu);
                 let (off, len) = seg(recv_seg);
                 if got.size() != [len] {
-                    return Err(format!("all-reduce segment from {}: expected {len} values, got {:?}", ctx.describe(from), got.size()));
+                    return Err(format!(
+                        "all-reduce segment from {}: expected {len} values, got {:?}",
+                        ctx.describe(from),
+                        got.size()
+                    ));
                 }
                 let mut dst = flat.narrow(0, off, len);
                 if phase == "reduce" {
@@ -830,7 +1023,9 @@ pub struct WorkerOptions {
 
 /// `host:port` with a numeric port (peer addresses arrive from the network).
 fn is_host_port(addr: &str) -> bool {
-    addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && host.len() < 256 && port.parse::<u16>().is_ok() && !host.contains(['/', '@', ' ']))
+    addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && host.len() < 256 && port.parse::<u16>().is_ok() && !host.contains(['/', '@', ' '])
+    })
 }
 
 /// How long a signalled worker keeps serving for the launcher's final checkpoint:
@@ -851,14 +1046,18 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
 
 /// The text of a caught panic.
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
 pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Result<(), String> {
     opts.creds.validate()?;
     opts.creds.check_listen(opts.listen)?;
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| format!("binding {}: {e}", opts.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| format!("binding {}: {e}", opts.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     on_bound(addr);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
@@ -906,7 +1105,9 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
                 }));
                 if let Err(p) = outcome {
                     let why = panic_message(p.as_ref());
-                    tracing::error!("compute thread panicked: {why}; the stage is dropped until the launcher configures it again");
+                    tracing::error!(
+                        "compute thread panicked: {why}; the stage is dropped until the launcher configures it again"
+                    );
                     compute.state = None;
                     *compute.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::default();
                     compute.clear_pending();
@@ -933,7 +1134,10 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     };
     // Messages over 4 MiB are refused with RESOURCE_EXHAUSTED before they are decoded (tensors
     // arrive in smaller pieces), so garbage cannot make a worker allocate without bound.
-    let server = InterceptedService::new(WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES), CheckAuth(opts.creds.token.clone()));
+    let server = InterceptedService::new(
+        WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        CheckAuth(opts.creds.token.clone()),
+    );
     let stopping = state_for_stop;
     let stop = async move {
         // Slurm's time limit and Ctrl-C signal every process of the job at once. A configured
@@ -950,7 +1154,9 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
             return;
         }
         let grace = term_grace();
-        tracing::warn!("signalled: finishing the step and waiting up to {grace:?} for the launcher's checkpoint and Shutdown");
+        tracing::warn!(
+            "signalled: finishing the step and waiting up to {grace:?} for the launcher's checkpoint and Shutdown"
+        );
         eprintln!("strata worker: signalled; serving until the launcher checkpoints and shuts this worker down (at most {} s)", grace.as_secs());
         tokio::select! {
             _ = shutdown_rx.wait_for(|s| *s) => {}
@@ -961,7 +1167,9 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &opts.creds.tls {
-        builder = builder.tls_config(tls.server_config()).map_err(|e| format!("TLS identity {}: {e}", tls.source.display()))?;
+        builder = builder
+            .tls_config(tls.server_config())
+            .map_err(|e| format!("TLS identity {}: {e}", tls.source.display()))?;
     }
     builder
         .add_service(server)
@@ -970,10 +1178,16 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         .map_err(|e| e.to_string())
 }
 
-
 /// torchrun/Slurm-style start: announces this worker (`addr`) as `rank` to rank 0 at `master`,
 /// retrying until rank 0 is up or `wait` has passed.
-pub async fn register(master: &str, rank: u32, addr: &str, world_size: u32, creds: &Credentials, wait: Duration) -> Result<(), String> {
+pub async fn register(
+    master: &str,
+    rank: u32,
+    addr: &str,
+    world_size: u32,
+    creds: &Credentials,
+    wait: Duration,
+) -> Result<(), String> {
     let mut c = client(master, creds).map_err(|e| format!("{master}: {e}"))?;
     let deadline = Instant::now() + wait;
     loop {
@@ -982,7 +1196,9 @@ pub async fn register(master: &str, rank: u32, addr: &str, world_size: u32, cred
             Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition) => {
                 return Err(format!("rank 0 at {master} refused registration: {}", s.message()))
             }
-            Err(s) if Instant::now() > deadline => return Err(format!("rank 0 at {master} not reachable within {wait:?}: {}", s.message())),
+            Err(s) if Instant::now() > deadline => {
+                return Err(format!("rank 0 at {master} not reachable within {wait:?}: {}", s.message()))
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }

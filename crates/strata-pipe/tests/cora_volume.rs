@@ -25,7 +25,14 @@ fn multilevel_partition_cuts_fewer_boundary_vertices_than_contiguous_ids() {
     let parts: Vec<usize> = (0..n).map(|u| order.part_of(u)).collect();
     assert_eq!(boundary_count(&renumbered, &parts), b_multilevel);
     for (name, t) in [("GCN", 1), ("GCNII", 2)] {
-        let m = VolumeModel { nodes: n, layers: 32, width: 64, tensors_per_boundary: t, parameters: 0, activation_bytes: 4 };
+        let m = VolumeModel {
+            nodes: n,
+            layers: 32,
+            width: 64,
+            tensors_per_boundary: t,
+            parameters: 0,
+            activation_bytes: 4,
+        };
         let ratio = m.graph_parallel(b_contiguous, p).0 / m.pipeline(p);
         eprintln!(
             "Cora P=4 L=32 {name}: B = {b_contiguous} (contiguous ids), {b_multilevel} (multilevel); graph-parallel / pipeline = {ratio:.2}"

@@ -12,7 +12,11 @@ fn pipeline_accuracy(cfg: &PipelineConfig) -> (f64, f64) {
     let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let d = strata_graph::load("cora", None).unwrap();
     let p = plan(&d, &d.splits[0], cfg);
-    let mut stages: Vec<Stage> = p.specs.iter().map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
+    let mut stages: Vec<Stage> = p
+        .specs
+        .iter()
+        .map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap())
+        .collect();
     let (mut best_val, mut test_at_best) = (-1.0, 0.0);
     for epoch in 0..cfg.epochs as u64 {
         let order = chunk_order(stages[0].num_chunks(), cfg.seed, epoch, cfg.shuffle);
@@ -45,9 +49,20 @@ fn gcnii_pipeline_learns_cora() {
 /// graph, and the checkpoint keys of its first stage.
 fn first_losses(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<String>) {
     let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let d = strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec { nodes: 1200, degree: 8.0, features: 16, classes: 4, ..Default::default() }).unwrap();
+    let d = strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec {
+        nodes: 1200,
+        degree: 8.0,
+        features: 16,
+        classes: 4,
+        ..Default::default()
+    })
+    .unwrap();
     let p = plan(&d, &d.splits[0], cfg);
-    let mut stages: Vec<Stage> = p.specs.iter().map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap()).collect();
+    let mut stages: Vec<Stage> = p
+        .specs
+        .iter()
+        .map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap())
+        .collect();
     let losses = (0..epochs)
         .map(|epoch| {
             let order = chunk_order(stages[0].num_chunks(), cfg.seed, epoch, cfg.shuffle);
@@ -72,8 +87,14 @@ fn trick_2_off_carries_stale_gradients_into_the_next_epoch() {
     // Epoch 0's step and epoch 1's forward see the same gradients: what reaches stale rows is
     // injected only when their chunk's backward runs again, in epoch 1.
     assert_eq!(dropped[..2], carried[..2], "the first two losses must agree bit for bit");
-    assert!(carried[2..].iter().zip(&dropped[2..]).any(|(a, b)| a != b), "carried gradients changed nothing: {carried:?}");
+    assert!(
+        carried[2..].iter().zip(&dropped[2..]).any(|(a, b)| a != b),
+        "carried gradients changed nothing: {carried:?}"
+    );
     assert!(carried[5] < carried[0], "trick-2-off training does not descend: {carried:?}");
     // An exact resume needs the carried gradients: they are checkpointed, and only then.
-    assert!(carried_keys.iter().any(|k| k.ends_with(".grad")) && !dropped_keys.iter().any(|k| k.ends_with(".grad")), "{carried_keys:?} / {dropped_keys:?}");
+    assert!(
+        carried_keys.iter().any(|k| k.ends_with(".grad")) && !dropped_keys.iter().any(|k| k.ends_with(".grad")),
+        "{carried_keys:?} / {dropped_keys:?}"
+    );
 }

@@ -22,10 +22,12 @@ pub struct AdvancedGcnReport {
 fn advanced_norm(g: &CsrGraph, alpha: f64, device: Device) -> Propagator {
     let n = g.num_nodes();
     // (A + I): the refined graph is directed; degrees are row sums.
-    let deg: Vec<f64> = (0..n).map(|u| g.neighbors(u).iter().filter(|&&v| v as usize != u).count() as f64 + 1.0).collect();
+    let deg: Vec<f64> =
+        (0..n).map(|u| g.neighbors(u).iter().filter(|&&v| v as usize != u).count() as f64 + 1.0).collect();
     let (mut r, mut c, mut w) = (Vec::new(), Vec::new(), Vec::new());
     for u in 0..n {
-        let cols: Vec<usize> = g.neighbors(u).iter().map(|&v| v as usize).filter(|&v| v != u).chain(std::iter::once(u)).collect();
+        let cols: Vec<usize> =
+            g.neighbors(u).iter().map(|&v| v as usize).filter(|&v| v != u).chain(std::iter::once(u)).collect();
         let weights: Vec<f64> = cols.iter().map(|&v| deg[u].powf(alpha) * deg[v].powf(alpha)).collect();
         let norm = if alpha == -0.5 { 1.0 } else { weights.iter().sum::<f64>() };
         for (v, x) in cols.into_iter().zip(weights) {
@@ -38,14 +40,29 @@ fn advanced_norm(g: &CsrGraph, alpha: f64, device: Device) -> Propagator {
 }
 
 fn accuracy(logits: &Tensor, labels: &Tensor, idx: &Tensor) -> f64 {
-    logits.index_select(0, idx).argmax(1, false).eq_tensor(&labels.index_select(0, idx)).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    logits
+        .index_select(0, idx)
+        .argmax(1, false)
+        .eq_tensor(&labels.index_select(0, idx))
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[])
 }
 
 /// Trains the advanced GCN `runs` times (fresh initialisation each, seeds `seed..seed+runs`) and
 /// returns the test accuracies of the weights kept by validation (lower training-mode loss
 /// before the step, or higher eval-mode accuracy after it, keeping the post-step weights).
 #[allow(clippy::too_many_arguments)]
-pub fn advanced_gcn_runs(g: &CsrGraph, z: &Tensor, labels: &[i64], split: &Split, alpha: f64, runs: usize, seed: u64, device: Device) -> AdvancedGcnReport {
+pub fn advanced_gcn_runs(
+    g: &CsrGraph,
+    z: &Tensor,
+    labels: &[i64],
+    split: &Split,
+    alpha: f64,
+    runs: usize,
+    seed: u64,
+    device: Device,
+) -> AdvancedGcnReport {
     let adj = advanced_norm(g, alpha, device);
     let z = z.to_device(device).to_kind(Kind::Float);
     let y = Tensor::from_slice(labels).to(device);
@@ -79,7 +96,9 @@ pub fn advanced_gcn_runs(g: &CsrGraph, z: &Tensor, labels: &[i64], split: &Split
             // As in the reference (`main.py: train`): the validation loss comes from this
             // training-mode forward, the validation accuracy from an eval-mode forward after the
             // step, and either improving keeps the post-step weights.
-            let vl = tch::no_grad(|| out.index_select(0, &va).cross_entropy_for_logits(&y.index_select(0, &va)).double_value(&[]));
+            let vl = tch::no_grad(|| {
+                out.index_select(0, &va).cross_entropy_for_logits(&y.index_select(0, &va)).double_value(&[])
+            });
             opt.backward_step(&loss);
             let vacc = tch::no_grad(|| accuracy(&forward(false), &y, &va));
             if vl < best_loss || vacc > best_acc {
@@ -93,6 +112,10 @@ pub fn advanced_gcn_runs(g: &CsrGraph, z: &Tensor, labels: &[i64], split: &Split
         accuracies.push(accuracy(&out, &y, &te));
     }
     let mean = accuracies.iter().sum::<f64>() / accuracies.len().max(1) as f64;
-    let std = if accuracies.len() > 1 { (accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (accuracies.len() - 1) as f64).sqrt() } else { 0.0 };
+    let std = if accuracies.len() > 1 {
+        (accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (accuracies.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
     AdvancedGcnReport { accuracies, mean, std }
 }

@@ -44,7 +44,16 @@ impl Propagator {
     pub(crate) fn new(n: usize, r: Vec<i64>, c: Vec<i64>, w: Vec<f32>, device: Device) -> Propagator {
         let idx = Tensor::stack(&[Tensor::from_slice(&r), Tensor::from_slice(&c)], 0).to(device);
         let vals = Tensor::from_slice(&w).to(device);
-        Propagator { adj: Tensor::sparse_coo_tensor_indices_size(&idx, &vals, [n as i64, n as i64], (Kind::Float, device), false).coalesce() }
+        Propagator {
+            adj: Tensor::sparse_coo_tensor_indices_size(
+                &idx,
+                &vals,
+                [n as i64, n as i64],
+                (Kind::Float, device),
+                false,
+            )
+            .coalesce(),
+        }
     }
 
     pub(crate) fn apply(&self, x: &Tensor) -> Tensor {
@@ -63,7 +72,9 @@ enum FeatureMatrix {
 impl FeatureMatrix {
     fn new(features: &Features, device: Device) -> FeatureMatrix {
         match features {
-            Features::Dense { rows, cols, data } => FeatureMatrix::Dense(Tensor::from_slice(data).view([*rows as i64, *cols as i64]).to(device)),
+            Features::Dense { rows, cols, data } => {
+                FeatureMatrix::Dense(Tensor::from_slice(data).view([*rows as i64, *cols as i64]).to(device))
+            }
             Features::Sparse(m) => {
                 let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
                 for (i, j, x) in m.iter() {
@@ -73,7 +84,16 @@ impl FeatureMatrix {
                 }
                 let idx = Tensor::stack(&[Tensor::from_slice(&r), Tensor::from_slice(&c)], 0).to(device);
                 let vals = Tensor::from_slice(&v).to(device);
-                FeatureMatrix::Sparse(Tensor::sparse_coo_tensor_indices_size(&idx, &vals, [m.rows() as i64, m.cols() as i64], (Kind::Float, device), false).coalesce())
+                FeatureMatrix::Sparse(
+                    Tensor::sparse_coo_tensor_indices_size(
+                        &idx,
+                        &vals,
+                        [m.rows() as i64, m.cols() as i64],
+                        (Kind::Float, device),
+                        false,
+                    )
+                    .coalesce(),
+                )
             }
         }
     }
@@ -95,7 +115,14 @@ pub struct EncoderReport {
 
 /// Trains the encoder on the pruned graph and its two views; returns the embeddings of the best
 /// (lowest training loss) weights, `[n, cfg.hidden_dim]`, detached.
-pub fn train_encoder(pre: &CsrGraph, views: &[CsrGraph; 2], features: &Features, cfg: &crate::StableConfig, seed: u64, device: Device) -> (Tensor, EncoderReport) {
+pub fn train_encoder(
+    pre: &CsrGraph,
+    views: &[CsrGraph; 2],
+    features: &Features,
+    cfg: &crate::StableConfig,
+    seed: u64,
+    device: Device,
+) -> (Tensor, EncoderReport) {
     tch::manual_seed(seed as i64);
     let n = pre.num_nodes() as i64;
     let f = features.dim() as i64;
@@ -112,7 +139,10 @@ pub fn train_encoder(pre: &CsrGraph, views: &[CsrGraph; 2], features: &Features,
     let b_d = root.var("b_d", &[1], nn::Init::Const(0.0));
     let x = FeatureMatrix::new(features, device);
     let anchor = Propagator::sym_with_loops(pre, cfg.beta, device);
-    let aug = [Propagator::sym_with_loops(&views[0], cfg.beta + 1.0, device), Propagator::sym_with_loops(&views[1], cfg.beta + 1.0, device)];
+    let aug = [
+        Propagator::sym_with_loops(&views[0], cfg.beta + 1.0, device),
+        Propagator::sym_with_loops(&views[1], cfg.beta + 1.0, device),
+    ];
     let mut opt = nn::Adam::default().build(&vs, 1e-3).expect("optimizer");
     let encode = |adj: &Propagator, xw: &Tensor| (adj.apply(xw) + &b).prelu(&a);
     let labels = Tensor::cat(&[Tensor::ones([n], (Kind::Float, device)), Tensor::zeros([n], (Kind::Float, device))], 0);
@@ -125,7 +155,10 @@ pub fn train_encoder(pre: &CsrGraph, views: &[CsrGraph; 2], features: &Features,
         let h = encode(&anchor, &xw);
         let perm = Tensor::randperm(n, (Kind::Int64, device));
         let h_neg = encode(&anchor, &xw.index_select(0, &perm));
-        let v: Tensor = aug.iter().map(|adj| wd.mv(&encode(adj, &xw).mean_dim(0, false, Kind::Float).sigmoid())).fold(Tensor::zeros([d], (Kind::Float, device)), |acc, v| acc + v);
+        let v: Tensor = aug
+            .iter()
+            .map(|adj| wd.mv(&encode(adj, &xw).mean_dim(0, false, Kind::Float).sigmoid()))
+            .fold(Tensor::zeros([d], (Kind::Float, device)), |acc, v| acc + v);
         let logits = Tensor::cat(&[h.mv(&v), h_neg.mv(&v)], 0) + &b_d * 2.0;
         let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, tch::Reduction::Mean);
         // As in the reference: the weights are kept before the step that this loss drives.

@@ -56,10 +56,28 @@ impl StableConfig {
     /// other datasets.
     pub fn preset(dataset: &str, rate: f64) -> Option<StableConfig> {
         let table: &[(f64, f64, f64, usize, f64, f64)] = match dataset {
-            "cora" | "cora-lcc" => &[(0.0, -0.5, 2.0, 1, 0.0, 0.1), (0.05, -0.3, 2.0, 5, 0.03, 0.1), (0.10, 0.3, 2.0, 7, 0.03, 0.1), (0.15, 0.6, 2.0, 7, 0.03, 0.2), (0.20, 0.6, 2.0, 7, 0.03, 0.25)],
-            "citeseer" | "citeseer-lcc" => &[(0.0, -0.5, 2.0, 3, 0.0, 0.1), (0.05, -0.3, 2.0, 3, 0.02, 0.1), (0.10, -0.1, 2.0, 5, 0.02, 0.1), (0.15, -0.1, 2.0, 5, 0.04, 0.1), (0.20, 0.1, 2.0, 5, 0.03, 0.1)],
+            "cora" | "cora-lcc" => &[
+                (0.0, -0.5, 2.0, 1, 0.0, 0.1),
+                (0.05, -0.3, 2.0, 5, 0.03, 0.1),
+                (0.10, 0.3, 2.0, 7, 0.03, 0.1),
+                (0.15, 0.6, 2.0, 7, 0.03, 0.2),
+                (0.20, 0.6, 2.0, 7, 0.03, 0.25),
+            ],
+            "citeseer" | "citeseer-lcc" => &[
+                (0.0, -0.5, 2.0, 3, 0.0, 0.1),
+                (0.05, -0.3, 2.0, 3, 0.02, 0.1),
+                (0.10, -0.1, 2.0, 5, 0.02, 0.1),
+                (0.15, -0.1, 2.0, 5, 0.04, 0.1),
+                (0.20, 0.1, 2.0, 5, 0.03, 0.1),
+            ],
             // PolBlogs has no features: the Jaccard step is off.
-            "polblogs" | "polblogs-lcc" => &[(0.0, -0.5, 2.0, 0, 0.0, 0.1), (0.05, 0.3, 1.0, 3, 0.0, 0.1), (0.10, 0.5, 1.0, 3, 0.0, 0.1), (0.15, 2.0, 2.0, 3, 0.0, 0.1), (0.20, 2.0, 2.0, 3, 0.0, 0.1)],
+            "polblogs" | "polblogs-lcc" => &[
+                (0.0, -0.5, 2.0, 0, 0.0, 0.1),
+                (0.05, 0.3, 1.0, 3, 0.0, 0.1),
+                (0.10, 0.5, 1.0, 3, 0.0, 0.1),
+                (0.15, 2.0, 2.0, 3, 0.0, 0.1),
+                (0.20, 2.0, 2.0, 3, 0.0, 0.1),
+            ],
             _ => return None,
         };
         let row = table.iter().min_by(|a, b| (a.0 - rate).abs().total_cmp(&(b.0 - rate).abs()))?;
@@ -70,7 +88,17 @@ impl StableConfig {
 impl Default for StableConfig {
     /// The reference's argparse defaults (commit e153d58).
     fn default() -> Self {
-        StableConfig { alpha: 0.3, beta: 2.0, k: 3, jt: 0.03, cos: 0.1, recover: 0.2, hidden_dim: 512, max_encoder_epochs: 10_000, patience: 20 }
+        StableConfig {
+            alpha: 0.3,
+            beta: 2.0,
+            k: 3,
+            jt: 0.03,
+            cos: 0.1,
+            recover: 0.2,
+            hidden_dim: 512,
+            max_encoder_epochs: 10_000,
+            patience: 20,
+        }
     }
 }
 
@@ -133,7 +161,14 @@ pub fn refine(data: &Dataset, cfg: &StableConfig, seed: u64, device: Device) -> 
 }
 
 /// Refinement and the advanced GCN, `runs` times with fresh initialisations: test accuracies.
-pub fn stable_accuracy(data: &Dataset, split: &Split, cfg: &StableConfig, runs: usize, seed: u64, device: Device) -> (Refined, AdvancedGcnReport) {
+pub fn stable_accuracy(
+    data: &Dataset,
+    split: &Split,
+    cfg: &StableConfig,
+    runs: usize,
+    seed: u64,
+    device: Device,
+) -> (Refined, AdvancedGcnReport) {
     let r = refine(data, cfg, seed, device);
     let acc = advanced_gcn_runs(&r.graph, &r.embeddings, &data.labels, split, cfg.alpha, runs, seed, device);
     (r, acc)

@@ -11,11 +11,19 @@ use tch::{Device, Kind, Tensor};
 /// Column indices of the non-zero features of every node (features treated as binary).
 fn nonzero_sets(f: &Features) -> Vec<Vec<u32>> {
     match f {
-        Features::Dense { rows, cols, data } => (0..*rows).map(|r| (0..*cols).filter(|&c| data[r * cols + c] != 0.0).map(|c| c as u32).collect()).collect(),
+        Features::Dense { rows, cols, data } => {
+            (0..*rows).map(|r| (0..*cols).filter(|&c| data[r * cols + c] != 0.0).map(|c| c as u32).collect()).collect()
+        }
         Features::Sparse(m) => (0..m.rows())
             .map(|r| {
                 let vals = m.row_values(r);
-                let mut s: Vec<u32> = m.row(r).iter().enumerate().filter(|(j, _)| vals.is_none_or(|v| v[*j] != 0.0)).map(|(_, &c)| c as u32).collect();
+                let mut s: Vec<u32> = m
+                    .row(r)
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| vals.is_none_or(|v| v[*j] != 0.0))
+                    .map(|(_, &c)| c as u32)
+                    .collect();
                 s.sort_unstable();
                 s
             })
@@ -50,11 +58,14 @@ fn intersection(a: &[u32], b: &[u32]) -> usize {
 }
 
 fn undirected(g: &CsrGraph) -> Vec<(usize, usize)> {
-    (0..g.num_nodes()).flat_map(|u| g.neighbors(u).iter().filter(move |&&v| (v as usize) > u).map(move |&v| (u, v as usize))).collect()
+    (0..g.num_nodes())
+        .flat_map(|u| g.neighbors(u).iter().filter(move |&&v| (v as usize) > u).map(move |&v| (u, v as usize)))
+        .collect()
 }
 
 fn from_undirected(n: usize, edges: impl IntoIterator<Item = (usize, usize)>) -> CsrGraph {
-    let both: Vec<(i64, i64)> = edges.into_iter().flat_map(|(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
+    let both: Vec<(i64, i64)> =
+        edges.into_iter().flat_map(|(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
     CsrGraph::from_edges("stable", n, &both, None).expect("ids in range")
 }
 
@@ -70,7 +81,11 @@ pub fn jaccard_prune(g: &CsrGraph, features: &Features, jt: f64) -> (CsrGraph, V
         let inter = intersection(&sets[u], &sets[v]) as f64;
         let union = (sets[u].len() + sets[v].len()) as f64 - inter;
         let j = if union > 0.0 { inter / union } else { f64::NAN };
-        if j < jt { drop.push((u, v)) } else { keep.push((u, v)) }
+        if j < jt {
+            drop.push((u, v))
+        } else {
+            keep.push((u, v))
+        }
     }
     (from_undirected(g.num_nodes(), keep), drop)
 }
@@ -99,7 +114,10 @@ pub fn edge_cosines(g: &CsrGraph, z: &Tensor) -> Vec<(usize, usize, f32)> {
     for block in edges.chunks(1 << 18) {
         let (s, d): (Vec<i64>, Vec<i64>) = block.iter().map(|&(u, v)| (u as i64, v as i64)).unzip();
         let (s, d) = (Tensor::from_slice(&s).to(zn.device()), Tensor::from_slice(&d).to(zn.device()));
-        let c = Vec::<f32>::try_from((zn.index_select(0, &s) * zn.index_select(0, &d)).sum_dim_intlist(1, false, Kind::Float).to(Device::Cpu)).unwrap_or_default();
+        let c = Vec::<f32>::try_from(
+            (zn.index_select(0, &s) * zn.index_select(0, &d)).sum_dim_intlist(1, false, Kind::Float).to(Device::Cpu),
+        )
+        .unwrap_or_default();
         out.extend(block.iter().zip(c).map(|(&(u, v), c)| (u, v, c)));
     }
     out
@@ -107,7 +125,11 @@ pub fn edge_cosines(g: &CsrGraph, z: &Tensor) -> Vec<(usize, usize, f32)> {
 
 /// Step 4: removes the edges whose cosine is ≤ `threshold`. Returns the kept graph and the
 /// removed edges with their cosines.
-pub fn cosine_prune(g: &CsrGraph, cosines: &[(usize, usize, f32)], threshold: f64) -> (CsrGraph, Vec<(usize, usize, f32)>) {
+pub fn cosine_prune(
+    g: &CsrGraph,
+    cosines: &[(usize, usize, f32)],
+    threshold: f64,
+) -> (CsrGraph, Vec<(usize, usize, f32)>) {
     let (keep, removed): (Vec<_>, Vec<_>) = cosines.iter().partition(|&&(_, _, c)| c as f64 > threshold);
     (from_undirected(g.num_nodes(), keep.into_iter().map(|(u, v, _)| (u, v))), removed)
 }
@@ -128,7 +150,8 @@ pub fn add_reliable_neighbours(g: &CsrGraph, z: &Tensor, k: usize) -> (CsrGraph,
         return (g.clone(), 0);
     }
     let mask = Tensor::from_slice(&eligible).to(zn.device()).unsqueeze(0);
-    let mut existing: HashSet<(usize, usize)> = (0..n).flat_map(|u| g.neighbors(u).iter().map(move |&v| (u, v as usize))).collect();
+    let mut existing: HashSet<(usize, usize)> =
+        (0..n).flat_map(|u| g.neighbors(u).iter().map(move |&v| (u, v as usize))).collect();
     let mut added = 0;
     const BLOCK: i64 = 2048;
     for start in (0..n as i64).step_by(BLOCK as usize) {

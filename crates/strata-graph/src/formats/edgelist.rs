@@ -73,7 +73,11 @@ pub fn read_edge_list(path: impl AsRef<Path>) -> Result<EdgeList> {
         if f.len() == 3 {
             let w: f32 = parse_field(path, no, f[2], "a numeric weight")?;
             if !w.is_finite() {
-                return Err(GraphError::Parse { path: path.into(), line: no, msg: format!("weight {w} is not finite") });
+                return Err(GraphError::Parse {
+                    path: path.into(),
+                    line: no,
+                    msg: format!("weight {w} is not finite"),
+                });
             }
             weights.push(w);
         }

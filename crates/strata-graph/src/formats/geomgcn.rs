@@ -31,7 +31,10 @@ pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
                     return Err(GraphError::Parse {
                         path: feat_path.clone(),
                         line: no,
-                        msg: format!("feature_amount {amount} exceeds {} (strata_graph::limits::MAX_FEATURE_DIM)", limits::MAX_FEATURE_DIM),
+                        msg: format!(
+                            "feature_amount {amount} exceeds {} (strata_graph::limits::MAX_FEATURE_DIM)",
+                            limits::MAX_FEATURE_DIM
+                        ),
                     });
                 }
                 sparse_dim = Some(amount + 1);
@@ -133,7 +136,8 @@ pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
         // Natural order: split_..._9 before split_..._10.
         files.sort_by_key(|p| {
             let s = p.file_stem().unwrap().to_string_lossy().to_string();
-            let num: String = s.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+            let num: String =
+                s.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
             (num.parse::<usize>().unwrap_or(usize::MAX), s)
         });
         for f in files {

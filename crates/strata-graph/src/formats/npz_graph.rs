@@ -41,23 +41,26 @@ pub fn read_graph_npz(path: impl AsRef<Path>) -> Result<Dataset> {
     } else if npz.contains("attr_matrix") {
         let data = npz.f32s("attr_matrix", "dense features")?;
         if n == 0 || data.len() % n != 0 {
-            return Err(GraphError::invalid(&ctx, format!("attr_matrix has {} values, not a multiple of {n} rows", data.len())));
+            return Err(GraphError::invalid(
+                &ctx,
+                format!("attr_matrix has {} values, not a multiple of {n} rows", data.len()),
+            ));
         }
         Features::dense(n, data.len() / n, data)
     } else {
         Features::identity(n)
     };
-    let labels = if npz.contains("labels") {
-        npz.i64s("labels", "integer class labels")?
-    } else {
-        vec![-1; n]
-    };
+    let labels = if npz.contains("labels") { npz.i64s("labels", "integer class labels")? } else { vec![-1; n] };
     let mut splits = Vec::new();
     if npz.contains("idx_train") {
         let mut ids = |key: &str, what: &str| -> Result<Vec<usize>> {
             let v = npz.i64s(key, what)?;
             match v.iter().find(|&&i| i < 0 || i as u64 >= n as u64) {
-                Some(&bad) => Err(GraphError::Npy { path: path.into(), key: key.into(), msg: format!("node id {bad} outside 0..{n}") }),
+                Some(&bad) => Err(GraphError::Npy {
+                    path: path.into(),
+                    key: key.into(),
+                    msg: format!("node id {bad} outside 0..{n}"),
+                }),
                 None => Ok(v.into_iter().map(|i| i as usize).collect()),
             }
         };

@@ -36,7 +36,8 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
     let dir = dir.as_ref();
     let raw = dir.join("raw");
     let need = |stem: &str| {
-        find(&raw, stem).ok_or_else(|| GraphError::invalid(raw.display(), format!("missing {stem}.csv.gz (OGB raw layout)")))
+        find(&raw, stem)
+            .ok_or_else(|| GraphError::invalid(raw.display(), format!("missing {stem}.csv.gz (OGB raw layout)")))
     };
     let edge_path = need("edge")?;
     let mut edges = Vec::new();
@@ -47,9 +48,16 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
         }
         let f = fields(&line);
         if f.len() != 2 {
-            return Err(GraphError::Parse { path: edge_path.clone(), line: no, msg: format!("expected `src,dst`, found {} columns", f.len()) });
+            return Err(GraphError::Parse {
+                path: edge_path.clone(),
+                line: no,
+                msg: format!("expected `src,dst`, found {} columns", f.len()),
+            });
         }
-        edges.push((parse_field::<i64>(&edge_path, no, f[0], "a node id")?, parse_field::<i64>(&edge_path, no, f[1], "a node id")?));
+        edges.push((
+            parse_field::<i64>(&edge_path, no, f[0], "a node id")?,
+            parse_field::<i64>(&edge_path, no, f[1], "a node id")?,
+        ));
     }
     let feat_path = need("node-feat")?;
     let mut data = Vec::new();
@@ -64,14 +72,22 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
         match dim {
             None => dim = Some(f.len()),
             Some(d) if d != f.len() => {
-                return Err(GraphError::Parse { path: feat_path.clone(), line: no, msg: format!("ragged row: {} values where earlier rows have {d}", f.len()) })
+                return Err(GraphError::Parse {
+                    path: feat_path.clone(),
+                    line: no,
+                    msg: format!("ragged row: {} values where earlier rows have {d}", f.len()),
+                })
             }
             _ => {}
         }
         for v in f {
             let x: f32 = parse_field(&feat_path, no, v, "a numeric feature")?;
             if !x.is_finite() {
-                return Err(GraphError::Parse { path: feat_path.clone(), line: no, msg: format!("feature `{v}` is not finite") });
+                return Err(GraphError::Parse {
+                    path: feat_path.clone(),
+                    line: no,
+                    msg: format!("feature `{v}` is not finite"),
+                });
             }
             data.push(x);
         }
@@ -108,7 +124,11 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
         } else {
             let x = parse_field::<f64>(&label_path, no, first, "an integer label")?;
             if x.fract() != 0.0 || !x.is_finite() {
-                return Err(GraphError::Parse { path: label_path.clone(), line: no, msg: format!("expected an integer label, found `{first}`") });
+                return Err(GraphError::Parse {
+                    path: label_path.clone(),
+                    line: no,
+                    msg: format!("expected an integer label, found `{first}`"),
+                });
             }
             limits::label(x as i64).map_err(|msg| GraphError::Parse { path: label_path.clone(), line: no, msg })?
         };
@@ -131,12 +151,17 @@ pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
             let part = |stem: &str| {
                 find(&s, stem).ok_or_else(|| GraphError::invalid(s.display(), format!("missing {stem}.csv.gz")))
             };
-            let split = Split { train: read_ids(&part("train")?, n)?, val: read_ids(&part("valid")?, n)?, test: read_ids(&part("test")?, n)? };
+            let split = Split {
+                train: read_ids(&part("train")?, n)?,
+                val: read_ids(&part("valid")?, n)?,
+                test: read_ids(&part("test")?, n)?,
+            };
             split.check(&s.display().to_string(), n)?;
             splits.push(split);
         }
     }
-    let mut d = Dataset::new(dir.display().to_string(), graph, Features::dense(n, dim.unwrap_or(0), data), labels, splits)?;
+    let mut d =
+        Dataset::new(dir.display().to_string(), graph, Features::dense(n, dim.unwrap_or(0), data), labels, splits)?;
     d.name = dir.file_name().map_or("ogb".into(), |s| s.to_string_lossy().to_string());
     Ok(d)
 }

@@ -22,7 +22,8 @@ pub fn dgmlp_features(adj: &Adjacency, x: &Tensor, hops: usize, component: &Tens
         let weighted = x * deg1.unsqueeze(-1);
         let mut shape = x.size();
         shape[0] = num_components;
-        let stationary = Tensor::zeros(&shape, (x.kind(), x.device())).index_add(0, component, &weighted).index_select(0, component);
+        let stationary =
+            Tensor::zeros(&shape, (x.kind(), x.device())).index_add(0, component, &weighted).index_select(0, component);
         let cos = |a: &Tensor, b: &Tensor| {
             let dot = (a * b).sum_dim_intlist(-1, false, a.kind());
             dot / (a.norm_scalaropt_dim(2, [-1], false) * b.norm_scalaropt_dim(2, [-1], false) + 1e-12)

@@ -1,6 +1,6 @@
 use super::linear::{Init, Linear};
-use crate::ops::FastDropout;
 use crate::message_passing::{edge_softmax, scatter_sum};
+use crate::ops::FastDropout;
 use tch::{nn, Tensor};
 
 /// Multi-head graph attention, Veličković et al., "Graph Attention Networks" (ICLR 2018):
@@ -23,7 +23,15 @@ pub struct GatConv {
 
 impl GatConv {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(vs: &nn::Path, edges: (Tensor, Tensor), n: i64, fan_in: i64, out: i64, heads: i64, concat: bool) -> GatConv {
+    pub fn new(
+        vs: &nn::Path,
+        edges: (Tensor, Tensor),
+        n: i64,
+        fan_in: i64,
+        out: i64,
+        heads: i64,
+        concat: bool,
+    ) -> GatConv {
         let a = (6.0 / (out + 1) as f64).sqrt();
         GatConv {
             lin: Linear::new(vs, fan_in, heads * out, false, Init::Glorot),

@@ -42,7 +42,8 @@ impl Gcn2Conv {
         let m = self.mixing();
         match self.adj.csr_pair() {
             Some((a, a_t)) if h.kind() == Kind::Float => {
-                crate::ops::f_gcn2_layer(h, h0_scaled, &m, keep.as_ref(), a, a_t, c, recompute).unwrap_or_else(|e| panic!("{e}"))
+                crate::ops::f_gcn2_layer(h, h0_scaled, &m, keep.as_ref(), a, a_t, c, recompute)
+                    .unwrap_or_else(|e| panic!("{e}"))
             }
             _ => {
                 let x = match &keep {

@@ -1,6 +1,6 @@
 use super::linear::{Init, Linear};
-use crate::ops::FastDropout;
 use crate::message_passing::Adjacency;
+use crate::ops::FastDropout;
 use std::rc::Rc;
 use tch::{nn, Tensor};
 
