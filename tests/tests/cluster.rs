@@ -384,7 +384,7 @@ fn configured_worker(
         .unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.2, 0.2, 0));
     let mut cfg = strata_pipe::PipelineConfig::gcnii(2, 1);
     cfg.chunks = 2;
-    let plan = strata_pipe::plan(&data, &split, &cfg);
+    let plan = strata_pipe::PipelinePlan::new(&data, &split, &cfg);
     let creds = strata_pipe::security::Credentials::token(Some(TOKEN.into()));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let launcher = rt.block_on(async {

@@ -92,7 +92,7 @@ fn distributed_run_matches_the_in_process_schedule() {
         let mut cfg = strata_pipe::PipelineConfig::gcnii(6, 3);
         cfg.seed = 5;
         cfg.history_dtype = dtype.parse().unwrap();
-        let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
+        let p = strata_pipe::PipelinePlan::new(&d, &d.splits[0], &cfg);
         let mut stages: Vec<_> = p
             .specs
             .iter()
@@ -187,7 +187,7 @@ fn graph_parallel_equals_full_graph_training() {
     cfg.chunks = 1;
     cfg.dropout = 0.0;
     cfg.seed = 2;
-    let p = strata_pipe::plan(&d, &d.splits[0], &cfg);
+    let p = strata_pipe::PipelinePlan::new(&d, &d.splits[0], &cfg);
     let mut whole =
         vec![strata_pipe::Stage::new(p.specs[0].clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu)
             .unwrap()];

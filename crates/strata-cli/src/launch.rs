@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_nn::metrics::median;
-use strata_pipe::launcher::{config_identity, train, LaunchError, LaunchReport, Launcher, TrainOptions};
-use strata_pipe::pipeline::Mode;
+use strata_pipe::launcher::{config_identity, train, LaunchReport, Launcher, TrainOptions};
+use strata_pipe::PipeError;
+use strata_pipe::Mode;
 use strata_pipe::security::{Credentials, TlsIdentity};
 use strata_pipe::{PipeModel, PipelineConfig};
 use tokio::io::AsyncBufReadExt;
@@ -513,7 +514,7 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
         .cloned()
         .unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
     // The plan holds the renumbered copy; the graph as read is not needed again.
-    let mut p = strata_pipe::plan_owned(data, &split, &cfg);
+    let mut p = strata_pipe::PipelinePlan::from_owned(data, &split, &cfg);
     drop(split);
     // Each worker's share goes to disk now; the launcher keeps only the structure.
     p.stage_to_disk(None).context("writing the stage data")?;
@@ -561,7 +562,7 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
                 Err(e)
                     if a.restart_failed
                         && restarts < a.max_restarts
-                        && e.downcast_ref::<LaunchError>().is_some_and(LaunchError::is_worker_failure) =>
+                        && e.downcast_ref::<PipeError>().is_some_and(PipeError::is_worker_failure) =>
                 {
                     restarts += 1;
                     eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);

@@ -14,16 +14,10 @@ pub const FORMAT: &str = "strata-checkpoint/1";
 /// Complete checkpoints kept; older ones are deleted after a new one is complete.
 pub const KEEP: usize = 2;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("{path}: {msg}")]
-    File { path: PathBuf, msg: String },
-    #[error("{0}")]
-    State(String),
-}
+use crate::error::PipeError;
 
-fn file_err(path: &Path, msg: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError::File { path: path.to_path_buf(), msg: msg.to_string() }
+fn file_err(path: &Path, msg: impl std::fmt::Display) -> PipeError {
+    PipeError::file(path, msg)
 }
 
 /// One worker's file in a checkpoint.
@@ -58,11 +52,7 @@ pub fn dir_for(root: &Path, epoch: u64) -> PathBuf {
 }
 
 /// Writes a worker's state atomically into `dir`; returns its manifest entry.
-pub fn write_worker_state(
-    dir: &Path,
-    rank: usize,
-    tensors: &[(String, Tensor)],
-) -> Result<WorkerFile, CheckpointError> {
+pub fn write_worker_state(dir: &Path, rank: usize, tensors: &[(String, Tensor)]) -> Result<WorkerFile, PipeError> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     let file = format!("rank{rank}.safetensors");
     let path = dir.join(&file);
@@ -73,7 +63,7 @@ pub fn write_worker_state(
 }
 
 /// Reads a worker's state, refusing a file whose SHA-256 is not `sha256`.
-pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Tensor>, CheckpointError> {
+pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Tensor>, PipeError> {
     let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
     let got = sha256_hex(&bytes);
     if got != sha256 {
@@ -92,7 +82,7 @@ pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Te
 /// *verify* (every checksum) are kept, and any other checkpoint older than the newest good one
 /// is deleted with the temporary files a crashed writer left behind. A torn checkpoint is
 /// never counted as good, so it cannot push the last good one out.
-pub fn commit(root: &Path, manifest: &Manifest) -> Result<PathBuf, CheckpointError> {
+pub fn commit(root: &Path, manifest: &Manifest) -> Result<PathBuf, PipeError> {
     let dir = dir_for(root, manifest.epoch);
     let path = dir.join("manifest.json");
     let text = serde_json::to_string_pretty(manifest).map_err(|e| file_err(&path, e))?;
@@ -150,7 +140,7 @@ fn list(root: &Path) -> Vec<(u64, PathBuf)> {
 
 /// Checks a checkpoint directory: a readable manifest of this format and every worker file
 /// present with its checksum.
-pub fn verify(dir: &Path) -> Result<Manifest, CheckpointError> {
+pub fn verify(dir: &Path) -> Result<Manifest, PipeError> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| file_err(&path, format!("no readable manifest ({e}): incomplete checkpoint")))?;

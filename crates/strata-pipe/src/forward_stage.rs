@@ -15,8 +15,9 @@
 //! All layers learn at once (each on the current output of the one below), unlike the greedy
 //! single-process trainer, which freezes a layer before training the next.
 
-use crate::layers;
-use crate::stage::{Boundary, StageSpec};
+use crate::boundary::Boundary;
+use crate::config::StageSpec;
+use crate::error::PipeError;
 use crate::StageData;
 use strata_graph::CsrGraph;
 use strata_nn::conv::{Init, Linear};
@@ -84,7 +85,7 @@ fn rows_op(entries: &[(i64, i64, f32)], lo: i64, hi: i64, n: i64, device: Device
 }
 
 impl ForwardStage {
-    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<ForwardStage, String> {
+    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<ForwardStage, PipeError> {
         let cfg = spec.config.clone();
         let (n, c) = (data.num_nodes() as i64, spec.classes);
         // The augmented graph and its D̃^{-1/2}(A+I)D̃^{-1/2}, self loops on every node.
@@ -96,7 +97,7 @@ impl ForwardStage {
             edges.push((vn, i as i64));
         }
         let g = CsrGraph::from_edges("forward pipeline graph", (n + c) as usize, &edges, None)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| PipeError::Config(e.to_string()))?
             .without_self_loops()
             .with_self_loops(1.0);
         let deg = g.weighted_degrees();
@@ -148,10 +149,10 @@ impl ForwardStage {
             sf_layers.push(SfLayer { slot, lin, input, projected: None });
         }
         if sf_layers.is_empty() {
-            return Err(format!(
+            return Err(PipeError::Config(format!(
                 "stage {} owns only the classifier slot, which a forward-only pipeline does not have: use fewer stages",
                 spec.stage
-            ));
+            )));
         }
         let opt = Adam::new(&vs, cfg.lr, &[cfg.weight_decay]);
         Ok(ForwardStage {
@@ -306,12 +307,12 @@ impl ForwardStage {
             .filter(|l| l.slot != 0)
             .map(|l| (format!("history.{}.input", l.slot), l.input.to(Device::Cpu).copy()))
             .collect();
-        layers::state(&self.vs, &self.opt, extra)
+        crate::state::state(&self.vs, &self.opt, extra)
     }
-    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
-        layers::load_state(&self.vs, &mut self.opt, named)?;
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), PipeError> {
+        crate::state::load_state(&self.vs, &mut self.opt, named)?;
         for l in self.layers.iter().filter(|l| l.slot != 0) {
-            layers::load_buffer(named, &format!("history.{}.input", l.slot), &l.input)?;
+            crate::state::load_buffer(named, &format!("history.{}.input", l.slot), &l.input)?;
         }
         Ok(())
     }

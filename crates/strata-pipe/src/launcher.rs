@@ -2,37 +2,20 @@
 //! worker health, and sums the bytes each worker reports beside the volume model's prediction.
 
 use crate::checkpoint::{self, Manifest, WorkerFile};
-use crate::pipeline::{Mode, PipelineConfig, PipelinePlan};
+use crate::config::PipeModel;
+use crate::config::{Mode, PipelineConfig};
+use crate::error::PipeError;
+use crate::plan::PipelinePlan;
 use crate::proto::{
     CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest,
 };
 use crate::schedule::chunk_order;
-use crate::stage::PipeModel;
 use crate::volume::{boundary_count, VolumeModel};
 use crate::worker::{client, Client};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    #[error("worker {rank} ({addr}): {msg}")]
-    Worker { rank: usize, addr: String, msg: String },
-    #[error("{0}")]
-    Config(String),
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-    #[error("stopped by a signal after epoch {epoch}{}", .checkpoint.as_ref().map(|c| format!("; checkpoint at {}", c.display())).unwrap_or_default())]
-    Interrupted { epoch: u64, checkpoint: Option<PathBuf> },
-}
-
-impl LaunchError {
-    /// A worker was lost (as opposed to a configuration or checkpoint problem).
-    pub fn is_worker_failure(&self) -> bool {
-        matches!(self, LaunchError::Worker { .. })
-    }
-}
 
 /// One epoch as the launcher saw it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -100,10 +83,10 @@ impl Launcher {
         addrs: &[String],
         creds: &crate::security::Credentials,
         wait: Duration,
-    ) -> Result<Launcher, LaunchError> {
+    ) -> Result<Launcher, PipeError> {
         let mut workers = Vec::new();
         for (rank, a) in addrs.iter().enumerate() {
-            let err = |msg: String| LaunchError::Worker { rank, addr: a.clone(), msg };
+            let err = |msg: String| PipeError::Worker { rank, addr: a.clone(), msg };
             let mut c = client(a, creds).map_err(|e| err(e.to_string()))?;
             let deadline = Instant::now() + wait;
             loop {
@@ -125,15 +108,15 @@ impl Launcher {
         Ok(Launcher { workers })
     }
 
-    fn fail(&self, rank: usize, msg: impl Into<String>) -> LaunchError {
-        LaunchError::Worker { rank, addr: self.workers[rank].0.clone(), msg: msg.into() }
+    fn fail(&self, rank: usize, msg: impl Into<String>) -> PipeError {
+        PipeError::Worker { rank, addr: self.workers[rank].0.clone(), msg: msg.into() }
     }
 
     /// Ships each stage its spec and the (renumbered) graph; `checkpoint_root` is the only
     /// directory the workers may then write checkpoints to or restore from.
-    pub async fn configure(&mut self, plan: &PipelinePlan, checkpoint_root: Option<&Path>) -> Result<(), LaunchError> {
+    pub async fn configure(&mut self, plan: &PipelinePlan, checkpoint_root: Option<&Path>) -> Result<(), PipeError> {
         if plan.specs.len() != self.workers.len() {
-            return Err(LaunchError::Config(format!(
+            return Err(PipeError::Config(format!(
                 "the plan has {} workers (ways × stages) but {} are listed",
                 plan.specs.len(),
                 self.workers.len()
@@ -149,16 +132,15 @@ impl Launcher {
                 Some((_, paths)) => (None, paths[rank].clone()),
                 None => {
                     let dir = tempfile::tempdir()
-                        .map_err(|e| LaunchError::Config(format!("a temporary directory for the stage data: {e}")))?;
+                        .map_err(|e| PipeError::Config(format!("a temporary directory for the stage data: {e}")))?;
                     let path = dir.path().join(format!("stage-{rank}.npz"));
                     crate::StageData::write_stage_npz(&plan.dataset, spec, &path)
-                        .map_err(|e| LaunchError::Config(format!("writing stage {rank}'s data: {e}")))?;
+                        .map_err(|e| PipeError::Config(format!("writing stage {rank}'s data: {e}")))?;
                     (Some(dir), path)
                 }
             };
-            let file =
-                std::fs::File::open(&path).map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?;
-            let size = file.metadata().map_err(|e| LaunchError::Config(format!("{}: {e}", path.display())))?.len();
+            let file = std::fs::File::open(&path).map_err(|e| PipeError::Config(format!("{}: {e}", path.display())))?;
+            let size = file.metadata().map_err(|e| PipeError::Config(format!("{}: {e}", path.display())))?.len();
             let mut spec = spec.clone();
             // The split's ids travel in the npz (a million of them do not fit one message).
             for ids in [&mut spec.train, &mut spec.val, &mut spec.test] {
@@ -178,7 +160,7 @@ impl Launcher {
     }
 
     /// Fails as soon as any worker stops answering health checks.
-    async fn watchdog(&self) -> LaunchError {
+    async fn watchdog(&self) -> PipeError {
         loop {
             tokio::time::sleep(HEALTH_PERIOD).await;
             if let Some(e) = self.find_lost().await {
@@ -188,7 +170,7 @@ impl Launcher {
     }
 
     /// Runs one epoch on every stage at once; returns each stage's reply.
-    pub async fn epoch(&self, req: EpochRequest) -> Result<Vec<EpochReply>, LaunchError> {
+    pub async fn epoch(&self, req: EpochRequest) -> Result<Vec<EpochReply>, PipeError> {
         let calls = self.workers.iter().enumerate().map(|(rank, (_, c))| {
             let mut c = c.clone();
             let req = req.clone();
@@ -215,7 +197,7 @@ impl Launcher {
     }
 
     /// The first worker that does not answer a health check, if any.
-    async fn find_lost(&self) -> Option<LaunchError> {
+    async fn find_lost(&self) -> Option<PipeError> {
         for (rank, (_, c)) in self.workers.iter().enumerate() {
             let mut c = c.clone();
             match tokio::time::timeout(HEALTH_TIMEOUT, c.health(HealthRequest {})).await {
@@ -238,7 +220,7 @@ impl Launcher {
         epoch: u64,
         cfg: &PipelineConfig,
         report: &LaunchReport,
-    ) -> Result<PathBuf, LaunchError> {
+    ) -> Result<PathBuf, PipeError> {
         let dir = checkpoint::dir_for(root, epoch);
         let calls = self.workers.iter().enumerate().map(|(rank, (_, c))| {
             let mut c = c.clone();
@@ -259,15 +241,15 @@ impl Launcher {
             epoch,
             config: config_identity(cfg),
             files,
-            launcher: serde_json::to_value(report).map_err(|e| LaunchError::Checkpoint(e.to_string()))?,
+            launcher: serde_json::to_value(report).map_err(|e| PipeError::State(e.to_string()))?,
         };
-        checkpoint::commit(root, &manifest).map_err(|e| LaunchError::Checkpoint(e.to_string()))
+        checkpoint::commit(root, &manifest)
     }
 
     /// Loads a verified checkpoint into the (configured) workers.
-    pub async fn restore(&self, dir: &Path, manifest: &Manifest) -> Result<(), LaunchError> {
+    pub async fn restore(&self, dir: &Path, manifest: &Manifest) -> Result<(), PipeError> {
         if manifest.files.len() != self.workers.len() {
-            return Err(LaunchError::Checkpoint(format!(
+            return Err(PipeError::State(format!(
                 "{} holds {} worker files, this run has {} workers",
                 dir.display(),
                 manifest.files.len(),
@@ -317,7 +299,7 @@ pub struct Predicted {
 /// Trainable parameters of the whole model.
 pub fn parameter_count(cfg: &PipelineConfig, features: usize, classes: usize) -> usize {
     let d = cfg.hidden as usize;
-    if cfg.trainer == crate::pipeline::PipeTrainer::Sf {
+    if cfg.trainer == crate::config::PipeTrainer::Sf {
         return features * d + d + cfg.layers * (d * d + d);
     }
     let conv = d * d + if cfg.model == PipeModel::Gcn { d } else { 0 };
@@ -353,7 +335,7 @@ pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
     let mut p = Predicted { boundary, parameters, ..Default::default() };
     match cfg.mode {
         // Forward-only: activations up only, plus the C virtual-node rows with every chunk.
-        Mode::Pipeline if cfg.trainer == crate::pipeline::PipeTrainer::Sf => {
+        Mode::Pipeline if cfg.trainer == crate::config::PipeTrainer::Sf => {
             let rows = d.num_nodes() + cfg.num_chunks() * d.num_classes;
             p.layer = cfg.history_dtype.bytes() as f64 * (cfg.stages - 1) as f64 * rows as f64 * cfg.hidden as f64;
         }
@@ -397,7 +379,7 @@ pub async fn train(
     cfg: &PipelineConfig,
     opts: &TrainOptions,
     mut on_epoch: impl FnMut(&LaunchEpoch),
-) -> Result<LaunchReport, LaunchError> {
+) -> Result<LaunchReport, PipeError> {
     let k = plan.offsets.len() - 1;
     let spec = &plan.specs[0];
     let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
@@ -464,7 +446,7 @@ pub async fn train(
             }
         }
         if stopping && done < cfg.epochs as u64 {
-            return Err(LaunchError::Interrupted { epoch: done, checkpoint: written });
+            return Err(PipeError::Interrupted { epoch: done, checkpoint: written });
         }
     }
     Ok(report)

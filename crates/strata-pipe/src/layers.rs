@@ -6,12 +6,11 @@
 //! GCNII (Chen et al., 2020), eq. 5: `h' = relu(((1−α)·Â·h + α·h⁰)·((1−β_l)·I + β_l·W))`,
 //! `β_l = ln(θ/l + 1)`.
 
-use crate::pipeline::PipelineConfig;
-use crate::stage::PipeModel;
+use crate::config::{PipeModel, PipelineConfig};
 use std::ops::Range;
 use strata_nn::conv::{Init, Linear};
 use strata_nn::optim::Adam;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 /// Parameters of one graph-convolution slot.
 pub struct ConvParams {
@@ -81,47 +80,6 @@ pub fn optimizer(cfg: &PipelineConfig, vs: &nn::VarStore) -> Adam {
     Adam::new(vs, cfg.lr, &[cfg.weight_decay, cfg.weight_decay_conv])
 }
 
-/// A worker's checkpointable state: its parameters (`param.<name>`), the optimizer's moments,
-/// and `extra` (historical buffers).
-pub fn state(vs: &nn::VarStore, opt: &Adam, extra: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> =
-        vs.variables().into_iter().map(|(k, v)| (format!("param.{k}"), v.to(Device::Cpu).copy())).collect();
-    out.extend(opt.state());
-    out.extend(extra);
-    out
-}
-
-/// Restores [`state`] into `vs` and `opt`; a missing or misshapen tensor is named.
-pub fn load_state(
-    vs: &nn::VarStore,
-    opt: &mut Adam,
-    named: &std::collections::HashMap<String, Tensor>,
-) -> Result<(), String> {
-    for (k, mut v) in vs.variables() {
-        let key = format!("param.{k}");
-        let t = named.get(&key).ok_or_else(|| format!("checkpoint lacks `{key}`"))?;
-        if t.size() != v.size() {
-            return Err(format!(
-                "checkpoint `{key}` has shape {:?}, this stage's parameter {:?}: a different model or split",
-                t.size(),
-                v.size()
-            ));
-        }
-        tch::no_grad(|| v.copy_(t));
-    }
-    opt.load_state(named).map_err(|e| e.to_string())
-}
-
-/// Copies `named[key]` into `dst`, checking the shape.
-pub fn load_buffer(named: &std::collections::HashMap<String, Tensor>, key: &str, dst: &Tensor) -> Result<(), String> {
-    let t = named.get(key).ok_or_else(|| format!("checkpoint lacks `{key}`"))?;
-    if t.size() != dst.size() {
-        return Err(format!("checkpoint `{key}` has shape {:?}, expected {:?}", t.size(), dst.size()));
-    }
-    tch::no_grad(|| dst.shallow_clone().copy_(t));
-    Ok(())
-}
-
 /// GCNII's identity mapping `(1 − β_l)·I + β_l·W`, one d × d matrix.
 pub fn gcnii_mix(p: &ConvParams) -> Tensor {
     let d = p.weight.size()[0];
@@ -164,81 +122,4 @@ pub fn conv_update_inference(cfg: &PipelineConfig, p: &ConvParams, mut agg: Tens
 /// `Σ_e w_e · src[col_e]` into `rows` output rows shaped like `like`.
 pub fn gather_add(out: Tensor, row: &Tensor, src: &Tensor, col: &Tensor, w: &Tensor) -> Tensor {
     out.index_add(0, row, &(src.index_select(0, col) * w.unsqueeze(-1)))
-}
-
-/// All trainable gradients as one flat vector (zeros for unused parameters), in creation order.
-pub fn flat_grads(vs: &nn::VarStore) -> Tensor {
-    let parts: Vec<Tensor> = vs
-        .trainable_variables()
-        .iter()
-        .map(|v| {
-            let g = v.grad();
-            if g.defined() {
-                g.reshape([-1])
-            } else {
-                Tensor::zeros([v.numel() as i64], (Kind::Float, v.device()))
-            }
-        })
-        .collect();
-    if parts.is_empty() {
-        Tensor::zeros([0], (Kind::Float, Device::Cpu))
-    } else {
-        Tensor::cat(&parts, 0)
-    }
-}
-
-/// Gives every trainable parameter a defined (zero) gradient, so [`flat_grads`] and
-/// [`set_flat_grads`] see the same layout on every worker even where a parameter got no
-/// gradient this epoch (e.g. a partition without training nodes).
-pub fn define_grads(vs: &nn::VarStore) {
-    let vars = vs.trainable_variables();
-    if let Some(first) = vars.first() {
-        let zero =
-            vars.iter().fold(Tensor::zeros([], (Kind::Float, first.device())), |acc, v| acc + v.sum(Kind::Float) * 0.0);
-        zero.backward();
-    }
-}
-
-/// Writes a flat vector from [`flat_grads`] back into the gradients (defined by [`define_grads`]).
-pub fn set_flat_grads(vs: &nn::VarStore, flat: &Tensor) {
-    let mut off = 0;
-    tch::no_grad(|| {
-        for v in vs.trainable_variables() {
-            let n = v.numel() as i64;
-            let mut g = v.grad();
-            g.copy_(&flat.narrow(0, off, n).view_as(&v).to_device(v.device()));
-            off += n;
-        }
-    });
-}
-
-/// The collective operations a worker offers a stage (no-ops in a single process).
-pub trait Exchange {
-    /// Sends `outgoing[i].1` to way `outgoing[i].0` and returns the tensor each way in
-    /// `incoming` sent, in that order; `tag` and `slot` keep concurrent exchanges apart.
-    fn halo(
-        &mut self,
-        tag: &str,
-        slot: usize,
-        outgoing: &[(usize, Tensor)],
-        incoming: &[usize],
-    ) -> Result<Vec<Tensor>, String>;
-    /// Sums `flat` over the ways holding the same layers (a ring all-reduce).
-    fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, String>;
-}
-
-/// The single-process exchange: nothing to send, nobody to sum with.
-pub struct Alone;
-
-impl Exchange for Alone {
-    fn halo(&mut self, _: &str, _: usize, _: &[(usize, Tensor)], incoming: &[usize]) -> Result<Vec<Tensor>, String> {
-        if incoming.is_empty() {
-            Ok(Vec::new())
-        } else {
-            Err("a single process has no other ways to receive halo rows from".into())
-        }
-    }
-    fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, String> {
-        Ok(flat)
-    }
 }

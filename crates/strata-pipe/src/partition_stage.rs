@@ -10,8 +10,11 @@
 //! autograd segment between detached leaves.
 
 use crate::chunks::{Chunk, ChunkedGraph, Intra};
-use crate::layers::{self, Exchange, Layers};
-use crate::stage::{history_lists, StageSpec};
+use crate::collective::Exchange;
+use crate::config::StageSpec;
+use crate::error::PipeError;
+use crate::history::history_lists;
+use crate::layers::{self, Layers};
 use crate::StageData;
 use strata_graph::CsrMatrix;
 use strata_nn::ops::{dropout, dropout_mask, f_gcn2_layer, spmm};
@@ -48,11 +51,13 @@ struct PartitionOperator {
 }
 
 impl PartitionOperator {
-    fn new(part: &Chunk, halo_col: Vec<i64>, halo_rows: usize, device: Device) -> Result<PartitionOperator, String> {
+    fn new(part: &Chunk, halo_col: Vec<i64>, halo_rows: usize, device: Device) -> Result<PartitionOperator, PipeError> {
         let n = part.len() as usize;
-        let cpu_i64 =
-            |t: &Tensor| Vec::<i64>::try_from(t.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string());
-        let cpu_f32 = |t: &Tensor| Vec::<f32>::try_from(t.to(Device::Cpu)).map_err(|e| e.to_string());
+        let cpu_i64 = |t: &Tensor| {
+            Vec::<i64>::try_from(t.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| PipeError::Config(e.to_string()))
+        };
+        let cpu_f32 =
+            |t: &Tensor| Vec::<f32>::try_from(t.to(Device::Cpu)).map_err(|e| PipeError::Config(e.to_string()));
         let intra = match &part.intra {
             Intra::Csr(a) => a.shallow_clone(),
             Intra::Edges { row, col, w } => to_tensor(
@@ -90,13 +95,13 @@ fn sorted_rows_csr(
     row: &[i64],
     col: Vec<i64>,
     w: Vec<f32>,
-) -> Result<CsrMatrix, String> {
+) -> Result<CsrMatrix, PipeError> {
     let mut indptr = vec![0i64; rows + 1];
     row.iter().for_each(|&r| indptr[r as usize + 1] += 1);
     for i in 0..rows {
         indptr[i + 1] += indptr[i];
     }
-    CsrMatrix::from_parts(ctx, rows, cols, indptr, col, Some(w)).map_err(|e| e.to_string())
+    CsrMatrix::from_parts(ctx, rows, cols, indptr, col, Some(w)).map_err(|e| PipeError::Config(e.to_string()))
 }
 
 fn to_tensor(m: &CsrMatrix, device: Device) -> Tensor {
@@ -131,12 +136,12 @@ fn grad_or_zeros(t: &Tensor) -> Tensor {
 }
 
 impl PartitionStage {
-    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<PartitionStage, String> {
+    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<PartitionStage, PipeError> {
         let cfg = &spec.config;
         let vs = nn::VarStore::new(device);
         let layers = layers::build(cfg, spec.features, spec.classes, 0..cfg.layers + 2, &vs, device);
         let opt = layers::optimizer(cfg, &vs);
-        layers::define_grads(&vs);
+        crate::collective::define_grads(&vs);
         let part = ChunkedGraph::one_chunk(&data.graph, &spec.chunk_offsets, spec.way, device);
         let (lo, hi) = (part.start as usize, part.end as usize);
         let (send, recv) = history_lists(&data.graph.symmetrized(), &spec, device);
@@ -150,11 +155,16 @@ impl PartitionStage {
         {
             position.insert(v, i as i64);
         }
-        let cols =
-            Vec::<i64>::try_from(part.inter_col.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| e.to_string())?;
+        let cols = Vec::<i64>::try_from(part.inter_col.to(Device::Cpu).to_kind(Kind::Int64))
+            .map_err(|e| PipeError::Config(e.to_string()))?;
         let halo_col = cols
             .iter()
-            .map(|c| position.get(c).copied().ok_or_else(|| format!("inter edge source {c} is in no halo list")))
+            .map(|c| {
+                position
+                    .get(c)
+                    .copied()
+                    .ok_or_else(|| PipeError::Config(format!("inter edge source {c} is in no halo list")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let op = PartitionOperator::new(&part, halo_col, position.len(), device)?;
         drop(part);
@@ -181,10 +191,10 @@ impl PartitionStage {
 
     /// Parameters and optimizer moments (a partition keeps no historical rows).
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        layers::state(&self.vs, &self.opt, Vec::new())
+        crate::state::state(&self.vs, &self.opt, Vec::new())
     }
-    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
-        layers::load_state(&self.vs, &mut self.opt, named)
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), PipeError> {
+        crate::state::load_state(&self.vs, &mut self.opt, named)
     }
 
     pub fn parameters(&self) -> usize {
@@ -210,12 +220,15 @@ impl PartitionStage {
         slot: usize,
         out: &[(usize, Tensor)],
         like: &Tensor,
-    ) -> Result<Tensor, String> {
+    ) -> Result<Tensor, PipeError> {
         let got = ex.halo(tag, slot, out, &self.recv)?;
         let d = like.size()[1];
         for (t, &n) in got.iter().zip(&self.recv_rows) {
             if t.size() != [n, d] {
-                return Err(format!("halo `{tag}` of slot {slot}: expected {n}×{d} rows, got {:?}", t.size()));
+                return Err(PipeError::Config(format!(
+                    "halo `{tag}` of slot {slot}: expected {n}×{d} rows, got {:?}",
+                    t.size()
+                )));
             }
         }
         let got: Vec<Tensor> = got.into_iter().map(|t| t.to_device(like.device())).collect();
@@ -249,9 +262,9 @@ impl PartitionStage {
     /// (strata-nn's fused layer: the support is its only saved activation) and
     /// `relu((Â_intra·(x ⊙ keep)/(1−p) + Â_halo·halo)·W + b)` for GCN, where `halo` holds the
     /// other ways' dropped-out rows as they sent them.
-    pub fn train_epoch(&mut self, epoch: u64, ex: &mut dyn Exchange) -> Result<f64, String> {
+    pub fn train_epoch(&mut self, epoch: u64, ex: &mut dyn Exchange) -> Result<f64, PipeError> {
         let cfg = self.spec.config.clone();
-        let gcnii = cfg.model == crate::stage::PipeModel::Gcnii;
+        let gcnii = cfg.model == crate::config::PipeModel::Gcnii;
         let scale = if cfg.dropout > 0.0 { 1.0 / (1.0 - cfg.dropout) } else { 1.0 };
         self.opt.zero_grad();
         self.seed(epoch, 0);
@@ -285,7 +298,7 @@ impl PartitionStage {
                         (1.0 - cfg.alpha) * scale,
                         false,
                     )
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| PipeError::Config(e.to_string()))?
                     .relu()
                 }
                 None => {
@@ -365,11 +378,11 @@ impl PartitionStage {
             drop((back, halo_grad));
             for ((_, rows), t) in self.send.iter().zip(got) {
                 if t.size() != [rows.size()[0], self.spec.config.hidden] {
-                    return Err(format!(
+                    return Err(PipeError::Config(format!(
                         "halo gradient of slot {slot}: expected {} rows, got {:?}",
                         rows.size()[0],
                         t.size()
-                    ));
+                    )));
                 }
                 let t = t.to_device(rows.device());
                 let t = match &s.keep {
@@ -385,17 +398,17 @@ impl PartitionStage {
         let mut g0 = grad_or_zeros(&x0);
         add_returned(&mut g0, &mut returned);
         (&h * g0).sum(Kind::Float).backward();
-        let summed = ex.all_reduce(layers::flat_grads(&self.vs))?;
-        layers::set_flat_grads(&self.vs, &summed);
+        let summed = ex.all_reduce(crate::collective::flat_grads(&self.vs))?;
+        crate::collective::set_flat_grads(&self.vs, &summed);
         self.opt.step();
         Ok(self.last_loss)
     }
 
     /// Exact inference (no dropout) with forward halo exchange: correct train/val/test counts
     /// on this partition.
-    pub fn evaluate(&self, ex: &mut dyn Exchange) -> Result<[u64; 3], String> {
+    pub fn evaluate(&self, ex: &mut dyn Exchange) -> Result<[u64; 3], PipeError> {
         let cfg = &self.spec.config;
-        let gcnii = cfg.model == crate::stage::PipeModel::Gcnii;
+        let gcnii = cfg.model == crate::config::PipeModel::Gcnii;
         let _guard = tch::no_grad_guard();
         let input = self.layers.input.as_ref().expect("graph-parallel workers own every slot");
         let x0 = input.forward_input(&self.features, 0.0, false).relu();

@@ -1,163 +1,144 @@
-//! Stage planning: split L layer slots (input projection and classifier count as layers) into
-//! P contiguous stages so that the slowest stage is as fast as possible — GNNPipe's min–max
-//! dynamic program over per-layer costs.
+//! Turning a dataset and a model into a plan for one of three modes:
+//! - pipeline: K chunks from the multilevel partitioner (renumbered to contiguous ranges) and
+//!   S stages from the min–max split of per-layer FLOP costs;
+//! - graph: W partitions, each owning every layer (the graph-parallel baseline);
+//! - hybrid: W ways × S stages — the vertices cut into W ways, each way cut into K/W chunks and
+//!   pipelined over S stages, weights all-reduced across the ways.
 
-/// What one layer slot costs, in any consistent unit (FLOPs from [`flop_costs`] or measured ms).
-pub type Cost = f64;
+use crate::config::{Balance, Mode, PipeModel, PipeTrainer, PipelineConfig, StageSpec};
+use crate::costs::{flop_costs, memory_costs, min_max_split_with_entry};
+use strata_graph::{partition, ContiguousOrder, Dataset, Split};
 
-/// Per-layer FLOP estimates for a deep GCN-family model on a graph with `n` nodes, `e` directed
-/// edges (self loops included), `nnz_x` non-zero input features, width `d` and `c` classes:
-/// input projection `2·nnz_x·d`, each of the `layers` convolutions `2·e·d + 2·n·d²`, classifier
-/// `2·n·d·c`. Forward only; backward scales every slot by the same factor.
-pub fn flop_costs(n: usize, e: usize, nnz_x: usize, d: usize, c: usize, layers: usize) -> Vec<Cost> {
-    let (n, e, nnz_x, d, c) = (n as f64, e as f64, nnz_x as f64, d as f64, c as f64);
-    let mut v = vec![2.0 * nnz_x * d];
-    v.extend(std::iter::repeat_n(2.0 * e * d + 2.0 * n * d * d, layers));
-    v.push(2.0 * n * d * c);
-    v
+/// The renumbered dataset every stage works on, and one spec per stage.
+pub struct PipelinePlan {
+    pub dataset: Dataset,
+    pub specs: Vec<StageSpec>,
+    pub offsets: Vec<usize>,
+    /// Vertex range of each way.
+    pub way_offsets: Vec<usize>,
+    /// Each stage's share as written by [`PipelinePlan::stage_to_disk`] (rank order), kept in
+    /// a directory removed with the plan.
+    pub staged: Option<(tempfile::TempDir, Vec<std::path::PathBuf>)>,
 }
 
-/// Per-slot resident bytes of a pipeline worker, and what every stage after the first pays on
-/// entry: the input projection holds its feature rows (`nnz_x` values, f32), a convolution its
-/// live and snapshot rows (`history_bytes` each) and its f32 gradient accumulator, N × d each;
-/// the classifier its labels; a stage that is not first keeps each chunk's received boundary
-/// tensors (`boundary` of them, N × d f32) for the backward recomputation. Structure is on
-/// every worker alike and does not move the split.
-pub fn memory_costs(
-    n: usize,
-    nnz_x: usize,
-    d: usize,
-    layers: usize,
-    history_bytes: usize,
-    boundary: usize,
-) -> (Vec<Cost>, Cost) {
-    let (n, d) = (n as f64, d as f64);
-    let mut v = vec![4.0 * nnz_x as f64];
-    v.extend(std::iter::repeat_n(n * d * (2.0 * history_bytes as f64 + 4.0), layers));
-    v.push(8.0 * n);
-    (v, 4.0 * n * d * boundary as f64)
-}
-
-/// Splits `costs` into `stages` contiguous, non-empty ranges minimising the largest range sum.
-/// Returns the ranges as `start..end` slot indices. Ties prefer earlier, shorter stages, so the
-/// split is deterministic.
-pub fn min_max_split(costs: &[Cost], stages: usize) -> Vec<std::ops::Range<usize>> {
-    min_max_split_with_entry(costs, stages, 0.0)
-}
-
-/// [`min_max_split`] where every stage but the first also costs `entry` (a memory split: the
-/// boundary tensors a later stage keeps).
-pub fn min_max_split_with_entry(costs: &[Cost], stages: usize, entry: Cost) -> Vec<std::ops::Range<usize>> {
-    let l = costs.len();
-    assert!(stages >= 1 && stages <= l, "need 1 <= stages <= layer slots ({stages} stages, {l} slots)");
-    let mut prefix = vec![0.0; l + 1];
-    for i in 0..l {
-        prefix[i + 1] = prefix[i] + costs[i];
-    }
-    // best[j][i]: the smallest bottleneck for slots [0, i) on j stages; cut[j][i]: where stage j starts.
-    let inf = f64::INFINITY;
-    let mut best = vec![vec![inf; l + 1]; stages + 1];
-    let mut cut = vec![vec![0usize; l + 1]; stages + 1];
-    best[0][0] = 0.0;
-    for j in 1..=stages {
-        for i in j..=l {
-            for k in (j - 1)..i {
-                let v = best[j - 1][k].max(prefix[i] - prefix[k] + if k > 0 { entry } else { 0.0 });
-                if v < best[j][i] {
-                    best[j][i] = v;
-                    cut[j][i] = k;
-                }
+impl PipelinePlan {
+    /// Writes every stage's share ([`crate::StageData::write_stage_npz`]) into a temporary
+    /// directory under `dir` (the system's when `None`) and then drops the feature matrix and
+    /// labels from memory: the launcher streams the files to the workers (again after a restart)
+    /// and keeps only the structure, which the volume model reads.
+    pub fn stage_to_disk(&mut self, dir: Option<&std::path::Path>) -> Result<(), strata_graph::GraphError> {
+        let tmp = match dir {
+            Some(d) => {
+                tempfile::tempdir_in(d).map_err(|e| strata_graph::GraphError::Io { path: d.into(), source: e })?
             }
-        }
-    }
-    let mut ranges = Vec::with_capacity(stages);
-    let mut end = l;
-    for j in (1..=stages).rev() {
-        let start = cut[j][end];
-        ranges.push(start..end);
-        end = start;
-    }
-    ranges.reverse();
-    ranges
-}
-
-/// The bottleneck (largest stage cost) of a split.
-pub fn bottleneck(costs: &[Cost], ranges: &[std::ops::Range<usize>]) -> Cost {
-    ranges.iter().map(|r| costs[r.clone()].iter().sum::<f64>()).fold(0.0, f64::max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Exhaustive search over all cut positions, for checking the DP.
-    fn brute(costs: &[Cost], stages: usize) -> Cost {
-        fn go(costs: &[Cost], stages: usize) -> Cost {
-            if stages == 1 {
-                return costs.iter().sum();
-            }
-            (1..=costs.len() - (stages - 1))
-                .map(|k| costs[..k].iter().sum::<f64>().max(go(&costs[k..], stages - 1)))
-                .fold(f64::INFINITY, f64::min)
-        }
-        go(costs, stages)
-    }
-
-    #[test]
-    fn dp_is_optimal_and_covers_every_slot() {
-        let costs = [9.0, 1.0, 1.0, 1.0, 5.0, 2.0, 2.0, 7.0, 1.0, 3.0];
-        for p in 1..=costs.len() {
-            let r = min_max_split(&costs, p);
-            assert_eq!(r.len(), p);
-            assert_eq!(r[0].start, 0);
-            assert_eq!(r.last().unwrap().end, costs.len());
-            assert!(r.windows(2).all(|w| w[0].end == w[1].start && !w[0].is_empty()));
-            assert_eq!(bottleneck(&costs, &r), brute(&costs, p), "p={p}");
-        }
-    }
-
-    #[test]
-    fn heavy_input_layer_gets_a_stage_of_its_own() {
-        // 34 slots like GCNII-32 on Coauthor-Physics (8,415 dense features): the projection
-        // costs more than all 32 convolutions together, so it is a stage of its own and sets
-        // the bottleneck (the paper's Physics slowdown).
-        let c = flop_costs(34_493, 530_417, 34_493 * 8_415, 100, 5, 32);
-        let r = min_max_split(&c, 4);
-        assert_eq!(r[0], 0..1, "{r:?}");
-        assert_eq!(bottleneck(&c, &r), c[0]);
-        // On Cora the projection is cheap and the 32 convolutions spread evenly.
-        let c = flop_costs(2708, 13_264, 49_216, 64, 7, 32);
-        let r = min_max_split(&c, 4);
-        let sizes: Vec<usize> = r.iter().map(|x| x.len()).collect();
-        assert!(sizes.iter().all(|&s| (8..=9).contains(&s)), "{r:?}");
-    }
-
-    /// GCNII-16 on a 1M-node graph with 128 dense features, P = 4: the FLOP split must give
-    /// one stage five convolutions; the memory split gives every stage four (the input stage's
-    /// features weigh as much as a later stage's saved boundary tensors), and is optimal for
-    /// its own costs.
-    #[test]
-    fn memory_split_levels_the_convolutions() {
-        let (n, layers) = (1_000_000, 16);
-        let flops = flop_costs(n, 21_000_000, n * 128, 64, 10, layers);
-        let convs = |r: &[std::ops::Range<usize>]| {
-            r.iter().map(|x| x.clone().filter(|&s| (1..=layers).contains(&s)).count()).collect::<Vec<_>>()
+            None => tempfile::tempdir()
+                .map_err(|e| strata_graph::GraphError::Io { path: std::env::temp_dir(), source: e })?,
         };
-        assert!(convs(&min_max_split(&flops, 4)).contains(&5));
-        let (mem, entry) = memory_costs(n, n * 128, 64, layers, 2, 2);
-        let r = min_max_split_with_entry(&mem, 4, entry);
-        assert_eq!(convs(&r), vec![4, 4, 4, 4], "{r:?}");
-        let worst = |r: &[std::ops::Range<usize>]| {
-            r.iter()
-                .map(|x| mem[x.clone()].iter().sum::<f64>() + if x.start > 0 { entry } else { 0.0 })
-                .fold(0.0, f64::max)
-        };
-        for a in 1..16 {
-            for b in a + 1..17 {
-                for c in b + 1..18 {
-                    assert!(worst(&r) <= worst(&[0..a, a..b, b..c, c..18]) + 1e-6);
-                }
+        let mut paths = Vec::with_capacity(self.specs.len());
+        for (rank, spec) in self.specs.iter().enumerate() {
+            let path = tmp.path().join(format!("stage-{rank}.npz"));
+            crate::StageData::write_stage_npz(&self.dataset, spec, &path)?;
+            paths.push(path);
+        }
+        // The width stays known (the volume model counts parameters from it).
+        let cols = self.dataset.features.dim();
+        self.dataset.features = strata_graph::Features::Dense { rows: 0, cols, data: Vec::new() };
+        self.dataset.labels = Vec::new();
+        self.staged = Some((tmp, paths));
+        Ok(())
+    }
+}
+
+impl PipelinePlan {
+    /// Plans a run: renumbers the vertices so chunks (and ways) are contiguous id ranges and
+    /// writes one spec per worker, in rank order (rank = way·S + stage).
+    pub fn new(data: &Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan {
+        PipelinePlan::from_owned(data.clone(), split, cfg)
+    }
+
+    /// [`PipelinePlan::new`], consuming `data` so that its renumbered copy is the only other
+    /// one made (a launcher drops the graph as read anyway).
+    pub fn from_owned(data: Dataset, split: &Split, cfg: &PipelineConfig) -> PipelinePlan {
+        let k = cfg.num_chunks();
+        let ways = cfg.ways.max(1);
+        let sym = data.graph.symmetrized();
+        let order = ContiguousOrder::new(&chunk_of_vertex(&sym, cfg), k);
+        let mut d = data;
+        d.graph = sym;
+        d.splits = vec![split.clone()];
+        // The graph as given is freed here, not at the end of the function.
+        let d = { d }.permuted(&order.order);
+        let split = d.splits[0].clone();
+        let ranges = stage_ranges(&d, cfg);
+        let way_offsets: Vec<usize> = (0..=ways).map(|w| order.offsets[w * k / ways]).collect();
+        let mut specs = Vec::new();
+        for way in 0..ways {
+            for (s, r) in ranges.iter().enumerate() {
+                specs.push(StageSpec {
+                    stage: s,
+                    way,
+                    ways,
+                    way_offsets: way_offsets.clone(),
+                    first: r.start,
+                    last: r.end,
+                    classes: d.num_classes as i64,
+                    features: d.features.dim() as i64,
+                    chunk_offsets: order.offsets.clone(),
+                    train: split.train.clone(),
+                    val: split.val.clone(),
+                    test: split.test.clone(),
+                    config: cfg.clone(),
+                    checkpoint_root: None,
+                });
             }
         }
+        PipelinePlan { dataset: d, specs, offsets: order.offsets, way_offsets, staged: None }
     }
+}
+
+/// Each vertex's chunk, chunk ids grouped by way: way w owns chunks w·K/W .. (w+1)·K/W.
+fn chunk_of_vertex(sym: &strata_graph::CsrGraph, cfg: &PipelineConfig) -> Vec<usize> {
+    let (k, ways) = (cfg.num_chunks(), cfg.ways.max(1));
+    if ways == 1 || cfg.mode == Mode::Graph {
+        return partition(sym, k, cfg.seed);
+    }
+    let way = partition(sym, ways, cfg.seed);
+    let per = k / ways;
+    let mut chunk = vec![0; sym.num_nodes()];
+    for w in 0..ways {
+        let nodes: Vec<usize> = (0..sym.num_nodes()).filter(|&u| way[u] == w).collect();
+        let sub = partition(&sym.induced_subgraph(&nodes), per, cfg.seed);
+        nodes.iter().zip(sub).for_each(|(&u, c)| chunk[u] = w * per + c);
+    }
+    chunk
+}
+
+/// The slots each stage owns: the min–max split of per-slot costs (FLOPs or bytes).
+fn stage_ranges(d: &Dataset, cfg: &PipelineConfig) -> Vec<std::ops::Range<usize>> {
+    if cfg.mode == Mode::Graph {
+        return vec![0..cfg.layers + 2];
+    }
+    let nnz_x = match &d.features {
+        strata_graph::Features::Sparse(m) => m.nnz(),
+        strata_graph::Features::Dense { rows, cols, .. } => rows * cols,
+    };
+    let (costs, entry) = match cfg.balance {
+        Balance::Compute => {
+            let edges = d.graph.num_entries() + d.num_nodes();
+            (flop_costs(d.num_nodes(), edges, nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers), 0.0)
+        }
+        Balance::Memory => {
+            let boundary = if cfg.model == PipeModel::Gcnii { 2 } else { 1 };
+            memory_costs(d.num_nodes(), nnz_x, cfg.hidden as usize, cfg.layers, cfg.history_dtype.bytes(), boundary)
+        }
+    };
+    if cfg.trainer != PipeTrainer::Sf {
+        return min_max_split_with_entry(&costs, cfg.stages, entry);
+    }
+    // No classifier slot: split the layers, and let the last stage hold the unused slot.
+    let mut r = min_max_split_with_entry(&costs[..cfg.layers + 1], cfg.stages, entry);
+    if let Some(last) = r.last_mut() {
+        last.end = cfg.layers + 2;
+    }
+    r
 }

@@ -1,8 +1,9 @@
 //! The per-epoch schedule shared by every stage, and an in-process driver that runs it with
 //! all stages in one process (the reference the distributed run must match).
 
-use crate::layers::Alone;
-use crate::stage::{Boundary, Stage};
+use crate::boundary::Boundary;
+use crate::collective::Alone;
+use crate::stage::Stage;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -10,6 +10,7 @@
 //!   Restore, Shutdown) only from the launcher role and tensors only from worker peers, and the
 //!   launcher's certificate cannot serve as a worker (no server name, client use only).
 
+use crate::error::PipeError;
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -45,15 +46,15 @@ impl Role {
 }
 
 /// Checks a cluster token: non-empty, long enough, and printable ASCII (it travels in a header).
-pub fn check_token(token: &str) -> Result<(), String> {
+pub fn check_token(token: &str) -> Result<(), PipeError> {
     if token.len() < MIN_TOKEN_LEN {
-        return Err(format!(
+        return Err(PipeError::Security(format!(
             "the cluster token is {} characters long; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 16`)",
             token.len()
-        ));
+        )));
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("the cluster token must be printable ASCII without spaces".into());
+        return Err(PipeError::Security("the cluster token must be printable ASCII without spaces".into()));
     }
     Ok(())
 }
@@ -81,13 +82,14 @@ pub struct TlsIdentity {
 impl TlsIdentity {
     /// Reads `DIR/ca.pem`, `DIR/NAME.pem` and `DIR/NAME-key.pem` (as `strata cluster certs`
     /// writes them).
-    pub fn load(dir: &Path, name: &str) -> Result<TlsIdentity, String> {
+    pub fn load(dir: &Path, name: &str) -> Result<TlsIdentity, PipeError> {
         let read = |f: String| {
             let p = dir.join(&f);
-            let bytes = std::fs::read(&p)
-                .map_err(|e| format!("{}: {e} (expected the files of `strata cluster certs`)", p.display()))?;
+            let bytes = std::fs::read(&p).map_err(|e| {
+                PipeError::Security(format!("{}: {e} (expected the files of `strata cluster certs`)", p.display()))
+            })?;
             if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
-                return Err(format!("{}: not a PEM file", p.display()));
+                return Err(PipeError::Security(format!("{}: not a PEM file", p.display())));
             }
             Ok(bytes)
         };
@@ -101,7 +103,7 @@ impl TlsIdentity {
 
     /// A worker's identity: `worker-RANK` when the directory holds it, else the shared `worker`
     /// identity (one Kubernetes Secret for every pod of a StatefulSet).
-    pub fn load_worker(dir: &Path, rank: u32) -> Result<TlsIdentity, String> {
+    pub fn load_worker(dir: &Path, rank: u32) -> Result<TlsIdentity, PipeError> {
         let own = format!("worker-{rank}");
         if dir.join(format!("{own}.pem")).exists() || !dir.join("worker.pem").exists() {
             Self::load(dir, &own)
@@ -137,19 +139,19 @@ impl Credentials {
     }
     /// Whether a worker holding these may listen on `addr`: loopback with a token or TLS (or
     /// neither), beyond loopback only with TLS — a token alone would cross the network in clear.
-    pub fn check_listen(&self, addr: std::net::SocketAddr) -> Result<(), String> {
+    pub fn check_listen(&self, addr: std::net::SocketAddr) -> Result<(), PipeError> {
         if addr.ip().is_loopback() || self.tls.is_some() {
             return Ok(());
         }
         if self.token.is_some() {
-            return Err(format!(
+            return Err(PipeError::Security(format!(
                 "refusing to listen on non-loopback address {addr} with a token alone (it would cross the network in clear text): add --tls-dir (mutual TLS; `strata cluster certs`)"
-            ));
+            )));
         }
-        Err(format!("refusing to listen on non-loopback address {addr} without authentication: set --tls-dir (mutual TLS; `strata cluster certs`)"))
+        Err(PipeError::Security(format!("refusing to listen on non-loopback address {addr} without authentication: set --tls-dir (mutual TLS; `strata cluster certs`)")))
     }
     /// Checks the token's form, when there is one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PipeError> {
         self.token.as_deref().map_or(Ok(()), check_token)
     }
 }
@@ -175,7 +177,7 @@ mod tests {
     fn a_token_alone_is_refused_beyond_loopback() {
         let token = Credentials::token(Some("0123456789abcdef".into()));
         assert!(token.check_listen("127.0.0.1:1".parse().unwrap()).is_ok());
-        let e = token.check_listen("10.0.0.5:1".parse().unwrap()).unwrap_err();
+        let e = token.check_listen("10.0.0.5:1".parse().unwrap()).unwrap_err().to_string();
         assert!(e.contains("clear text") && e.contains("--tls-dir"), "{e}");
         assert!(Credentials::default().check_listen("0.0.0.0:1".parse().unwrap()).is_err());
         assert!(Credentials::default().check_listen("[::1]:1".parse().unwrap()).is_ok());

@@ -12,181 +12,19 @@
 //! to be injected when that (earlier) chunk's backward runs. Gradients that would reach stale
 //! rows are dropped. Every `refresh` epochs the stale rows are re-snapshotted.
 
+use crate::boundary::Boundary;
 use crate::chunks::{Chunk, ChunkedGraph};
-use crate::layers::{self, ConvParams, Exchange};
-use crate::pipeline::PipelineConfig;
+use crate::collective::Exchange;
+use crate::config::{PipeModel, StageSpec};
+use crate::error::PipeError;
+use crate::history::{aggregate_inter, history_lists, slices};
+use crate::layers::{self, ConvParams};
 use crate::stage_data::StageData;
-use strata_graph::CsrGraph;
 use strata_nn::conv::Linear;
 use strata_nn::ops::dropout;
 use strata_nn::optim::Adam;
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
-
-/// Which deep model the pipeline trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PipeModel {
-    Gcn,
-    Gcnii,
-}
-
-/// Everything a stage needs to know, shipped by the launcher as JSON.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct StageSpec {
-    pub stage: usize,
-    /// Graph-parallel way (0 in a pure pipeline) and the number of ways.
-    #[serde(default)]
-    pub way: usize,
-    #[serde(default = "one")]
-    pub ways: usize,
-    /// Vertex range of each way (`[0, N]` in a pure pipeline); chunk boundaries fall on them.
-    #[serde(default)]
-    pub way_offsets: Vec<usize>,
-    /// Layer slots owned: `first..last` within `0..layers+2`.
-    pub first: usize,
-    pub last: usize,
-    pub classes: i64,
-    pub features: i64,
-    pub chunk_offsets: Vec<usize>,
-    pub train: Vec<usize>,
-    pub val: Vec<usize>,
-    pub test: Vec<usize>,
-    /// The run's model and training settings (the same on every stage).
-    pub config: PipelineConfig,
-    /// The only directory Checkpoint and Restore may touch (the launcher's checkpoint root);
-    /// `None`: this run writes no checkpoints and restores none.
-    #[serde(default)]
-    pub checkpoint_root: Option<String>,
-}
-
-fn one() -> usize {
-    1
-}
-
-impl StageSpec {
-    /// The chunks this stage's way trains (all of them in a pure pipeline).
-    pub fn own_chunks(&self) -> std::ops::Range<usize> {
-        let k = self.chunk_offsets.len() - 1;
-        if self.ways <= 1 || self.way_offsets.len() != self.ways + 1 {
-            return 0..k;
-        }
-        let (lo, hi) = (self.way_offsets[self.way], self.way_offsets[self.way + 1]);
-        let first = self.chunk_offsets.partition_point(|&o| o < lo);
-        let end = self.chunk_offsets.partition_point(|&o| o < hi);
-        first..end
-    }
-    pub fn is_first(&self) -> bool {
-        self.first == 0
-    }
-    pub fn is_last(&self) -> bool {
-        self.last == self.config.layers + 2
-    }
-    /// Checks every field against itself and against the graph received with it (its vertices,
-    /// the feature rows and columns this stage's role needs, labels below `classes`) and the
-    /// `peers` listed, so a bad spec is refused by name instead of panicking a stage later.
-    pub fn validate(&self, data: &StageData, peers: usize) -> Result<(), String> {
-        let nodes = data.num_nodes();
-        let c = &self.config;
-        c.validate()?;
-        if c.layers == 0 || c.layers > 4096 || c.hidden < 1 || c.hidden > 1 << 16 {
-            return Err(format!("layers {} and hidden {} must be in 1..=4096 and 1..=65536", c.layers, c.hidden));
-        }
-        if ![c.dropout, c.alpha, c.theta, c.lr, c.weight_decay, c.weight_decay_conv, c.grad_scale]
-            .iter()
-            .all(|v| v.is_finite())
-            || !(0.0..1.0).contains(&c.dropout)
-        {
-            return Err("hyper-parameters must be finite, and dropout in [0, 1)".into());
-        }
-        if peers != c.workers() {
-            return Err(format!("{peers} peers listed but the configuration has {} workers", c.workers()));
-        }
-        if self.ways != c.ways.max(1) || self.way >= self.ways || self.stage >= c.stages.max(1) {
-            return Err(format!(
-                "way {} of {} and stage {} do not fit {} ways × {} stages",
-                self.way, self.ways, self.stage, c.ways, c.stages
-            ));
-        }
-        if self.first >= self.last || self.last > c.layers + 2 {
-            return Err(format!("slots {}..{} are not a range within 0..{}", self.first, self.last, c.layers + 2));
-        }
-        let offsets_ok = |o: &[usize], parts: usize| {
-            o.len() == parts + 1 && o[0] == 0 && o[parts] == nodes && o.windows(2).all(|w| w[0] <= w[1])
-        };
-        if !offsets_ok(&self.chunk_offsets, c.num_chunks()) {
-            return Err(format!("chunk offsets must rise from 0 to {nodes} in {} chunks", c.num_chunks()));
-        }
-        if !self.way_offsets.is_empty() && !offsets_ok(&self.way_offsets, self.ways) {
-            return Err(format!("way offsets must rise from 0 to {nodes} in {} ways", self.ways));
-        }
-        for (name, ids) in [("train", &self.train), ("val", &self.val), ("test", &self.test)] {
-            if let Some(&bad) = ids.iter().find(|&&i| i >= nodes) {
-                return Err(format!("{name} node {bad} is out of range (the graph has {nodes} nodes)"));
-            }
-        }
-        let (rows, _) = StageData::needed(self, nodes);
-        if data.feature_rows != rows {
-            return Err(format!("this stage needs feature rows {rows:?}, the launcher sent {:?}", data.feature_rows));
-        }
-        let max_label = data.labels.iter().copied().max().unwrap_or(-1);
-        if self.classes < 1
-            || max_label >= self.classes
-            || (!rows.is_empty() && data.features.dim() as i64 != self.features)
-        {
-            return Err(format!(
-                "the spec says {} features and {} classes, the graph has {} features and labels up to {max_label}",
-                self.features,
-                self.classes,
-                data.features.dim()
-            ));
-        }
-        Ok(())
-    }
-    /// The shapes of the tensors this stage receives for `chunk` (`None`: the full graph) —
-    /// activations from the stage below and gradients from the stage above alike.
-    pub fn boundary_shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
-        let n = *self.chunk_offsets.last().unwrap_or(&0) as i64;
-        let rows = chunk.map_or(n, |c| (self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64);
-        vec![vec![rows, self.config.hidden]; self.tensors_per_boundary()]
-    }
-    /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
-    pub fn tensors_per_boundary(&self) -> usize {
-        if self.config.model == PipeModel::Gcnii {
-            2
-        } else {
-            1
-        }
-    }
-}
-
-/// Activations (or their gradients) of one chunk crossing a stage boundary.
-pub struct Boundary {
-    pub x: Tensor,
-    /// GCNII's h⁰ rows (or its gradient); undefined for GCN.
-    pub h0: Option<Tensor>,
-}
-
-impl Boundary {
-    /// Activations as the next stage receives them: rounded to the 16-bit type they travel in
-    /// (`HistoryDtype::value_type`), back in f32. The in-process schedule calls it so that it
-    /// computes what the workers compute.
-    pub fn as_sent(self, dtype: crate::pipeline::HistoryDtype) -> Boundary {
-        let kind = dtype.kind();
-        if kind == Kind::Float {
-            return self;
-        }
-        let round = |t: Tensor| t.to_kind(kind).to_kind(Kind::Float);
-        Boundary { x: round(self.x), h0: self.h0.map(round) }
-    }
-
-    /// Copies to keep for the backward recomputation, in the activations' wire type (exact:
-    /// the values arrived in it).
-    fn kept(&self, dtype: crate::pipeline::HistoryDtype) -> Boundary {
-        let keep = |t: &Tensor| if dtype.kind() == Kind::Float { t.shallow_clone() } else { t.to_kind(dtype.kind()) };
-        Boundary { x: keep(&self.x), h0: self.h0.as_ref().map(keep) }
-    }
-}
 
 struct ConvSlot {
     p: ConvParams,
@@ -251,7 +89,7 @@ impl Stage {
             layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
-        layers::define_grads(&vs);
+        crate::collective::define_grads(&vs);
         let (history_send, history_recv) =
             if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
         let mut train_mask = vec![false; n as usize];
@@ -309,14 +147,14 @@ impl Stage {
             .into_iter()
             .map(|(k, t)| (k, t.to_device(Device::Cpu).to_kind(Kind::Float).copy()))
             .collect();
-        layers::state(&self.vs, &self.opt, extra)
+        crate::state::state(&self.vs, &self.opt, extra)
     }
 
     /// Restores [`Stage::state`].
-    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
-        layers::load_state(&self.vs, &mut self.opt, named)?;
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), PipeError> {
+        crate::state::load_state(&self.vs, &mut self.opt, named)?;
         for (key, t) in self.buffers() {
-            layers::load_buffer(named, &key, t)?;
+            crate::state::load_buffer(named, &key, t)?;
         }
         Ok(())
     }
@@ -352,10 +190,10 @@ impl Stage {
 
     /// Ends the epoch: gradients summed over the ways holding these layers, one optimizer step,
     /// the snapshot refresh every R epochs, and (hybrid) the other ways' boundary rows.
-    pub fn end_epoch(&mut self, ex: &mut dyn Exchange) -> Result<(), String> {
+    pub fn end_epoch(&mut self, ex: &mut dyn Exchange) -> Result<(), PipeError> {
         if self.spec.ways > 1 {
-            let summed = ex.all_reduce(layers::flat_grads(&self.vs))?;
-            layers::set_flat_grads(&self.vs, &summed);
+            let summed = ex.all_reduce(crate::collective::flat_grads(&self.vs))?;
+            crate::collective::set_flat_grads(&self.vs, &summed);
         }
         self.opt.step();
         self.opt.zero_grad();
@@ -372,7 +210,7 @@ impl Stage {
     /// Hybrid mode: every conv slot's rows of this way's vertices that other ways read as
     /// neighbours go to them once per epoch, one direction only (gradients that would reach
     /// them are dropped, as for any historical row); received rows are one epoch stale.
-    fn exchange_history(&mut self, ex: &mut dyn Exchange) -> Result<(), String> {
+    fn exchange_history(&mut self, ex: &mut dyn Exchange) -> Result<(), PipeError> {
         let incoming: Vec<usize> = self.history_recv.iter().map(|r| r.0).collect();
         for i in 0..self.convs.len() {
             let s = &self.convs[i];
@@ -601,63 +439,4 @@ impl Stage {
         let correct = |ids: &[usize]| ids.iter().filter(|&&i| pred.get(i) == Some(&self.labels_vec[i])).count() as u64;
         [correct(&self.spec.train), correct(&self.spec.val), correct(&self.spec.test)]
     }
-}
-
-/// Edges gathered at once by the inter-chunk aggregation: bounds its transient E × d tensors
-/// (64 MiB at d = 64) on graphs whose chunks have millions of inter edges.
-const INTER_SLICE: i64 = 1 << 18;
-
-/// `(start, len)` pieces of `0..n`, each at most [`INTER_SLICE`] long.
-fn slices(n: i64) -> impl Iterator<Item = (i64, i64)> {
-    (0..n).step_by(INTER_SLICE as usize).map(move |s| (s, INTER_SLICE.min(n - s)))
-}
-
-/// Σ over chunk `c`'s inter edges of weighted source rows: fresh edges (the first group of
-/// [`Stage::split_inter`]) read `live`, stale ones `snapshot`, in slices and in edge order (the
-/// same sums, bit for bit, as one gather per group); `like` gives the output shape.
-fn aggregate_inter(like: &Tensor, live: &Tensor, snapshot: &Tensor, parts: &[(Tensor, Tensor, Tensor); 2]) -> Tensor {
-    let mut out = Tensor::zeros_like(like);
-    for ((rows, cols, w), source) in parts.iter().zip([live, snapshot]) {
-        for (start, len) in slices(rows.size()[0]) {
-            let msg = source.index_select(0, &cols.narrow(0, start, len)).to_kind(Kind::Float)
-                * w.narrow(0, start, len).unsqueeze(-1);
-            let _ = out.index_add_(0, &rows.narrow(0, start, len), &msg);
-        }
-    }
-    out
-}
-
-/// Row lists per other way: `(way, global row ids)`.
-pub(crate) type WayRows = Vec<(usize, Tensor)>;
-
-/// For way `spec.way`: per other way q, the rows of our vertices q reads (sorted), and the
-/// rows of q's vertices we read (sorted) — the same sets seen from both ends of a symmetric graph.
-pub(crate) fn history_lists(graph: &CsrGraph, spec: &StageSpec, device: Device) -> (WayRows, WayRows) {
-    let offs = &spec.way_offsets;
-    let way_of = |u: usize| offs.partition_point(|&o| o <= u) - 1;
-    let (lo, hi) = (offs[spec.way], offs[spec.way + 1]);
-    let mut send = vec![Vec::new(); spec.ways];
-    let mut recv = vec![std::collections::BTreeSet::new(); spec.ways];
-    for u in lo..hi {
-        let mut needed_by: Vec<usize> = Vec::new();
-        for &v in graph.neighbors(u) {
-            let q = way_of(v as usize);
-            if q != spec.way {
-                recv[q].insert(v);
-                if !needed_by.contains(&q) {
-                    needed_by.push(q);
-                }
-            }
-        }
-        needed_by.into_iter().for_each(|q| send[q].push(u as i64));
-    }
-    let t = |v: &[i64]| Tensor::from_slice(v).to(device);
-    let send = send.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(q, v)| (q, t(v))).collect();
-    let recv = recv
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(q, v)| (q, t(&v.iter().copied().collect::<Vec<_>>())))
-        .collect();
-    (send, recv)
 }

@@ -4,8 +4,8 @@
 //! only where a loss is computed. Features arrive normalised: `auto` is resolved on the whole
 //! matrix by the launcher, so every worker's rows are scaled alike.
 
-use crate::pipeline::{Mode, PipeTrainer};
-use crate::stage::StageSpec;
+use crate::config::StageSpec;
+use crate::config::{Mode, PipeTrainer};
 use std::ops::Range;
 use std::path::Path;
 use strata_graph::npz::{Npz, NpzFileWriter, NpzWriter};
@@ -213,7 +213,8 @@ impl StageData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{plan, Mode, PipelineConfig};
+    use crate::config::{Mode, PipelineConfig};
+    use crate::plan::PipelinePlan;
 
     fn graph() -> Dataset {
         strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec {
@@ -232,7 +233,7 @@ mod tests {
         let d = graph();
         let split = d.splits[0].clone();
         let cfg = PipelineConfig { epochs: 1, ..PipelineConfig::gcnii(4, 3) };
-        let p = plan(&d, &split, &cfg);
+        let p = PipelinePlan::new(&d, &split, &cfg);
         let dir = tempfile::tempdir().unwrap();
         for (s, spec) in p.specs.iter().enumerate() {
             let share = StageData::for_stage(&p.dataset, spec);
@@ -255,7 +256,7 @@ mod tests {
         }
         // A graph-parallel way: its partition's rows and labels only.
         let cfg = PipelineConfig { mode: Mode::Graph, ways: 2, stages: 1, ..PipelineConfig::gcnii(2, 1) };
-        let p = plan(&d, &split, &cfg);
+        let p = PipelinePlan::new(&d, &split, &cfg);
         let spec = &p.specs[1];
         let share = StageData::for_stage(&p.dataset, spec);
         let rows = spec.chunk_offsets[1]..spec.chunk_offsets[2];
@@ -291,7 +292,7 @@ mod tests {
         for features in [d.features.clone(), strata_graph::Features::identity(d.num_nodes())] {
             let mut d = d.clone();
             d.features = features;
-            let p = plan(&d, &split, &cfg);
+            let p = PipelinePlan::new(&d, &split, &cfg);
             let spec = &p.specs[0];
             let path = dir.path().join("s0.npz");
             StageData::write_stage_npz(&p.dataset, spec, &path).unwrap();

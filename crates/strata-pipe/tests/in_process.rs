@@ -2,7 +2,7 @@
 //! accuracy of ordinary single-process training.
 
 use strata_graph::registry::locate_or_skip;
-use strata_pipe::{chunk_order, evaluate_in_process, plan, train_epoch_in_process, PipelineConfig, Stage};
+use strata_pipe::{chunk_order, evaluate_in_process, train_epoch_in_process, PipelineConfig, PipelinePlan, Stage};
 
 /// libtorch's generator is process-wide and the stages reseed it per chunk: tests in this file
 /// run one at a time, or they would draw each other's dropout masks.
@@ -11,7 +11,7 @@ static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn pipeline_accuracy(cfg: &PipelineConfig) -> (f64, f64) {
     let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let d = strata_graph::load("cora", None).unwrap();
-    let p = plan(&d, &d.splits[0], cfg);
+    let p = PipelinePlan::new(&d, &d.splits[0], cfg);
     let mut stages: Vec<Stage> = p
         .specs
         .iter()
@@ -57,7 +57,7 @@ fn first_losses(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<String>) {
         ..Default::default()
     })
     .unwrap();
-    let p = plan(&d, &d.splits[0], cfg);
+    let p = PipelinePlan::new(&d, &d.splits[0], cfg);
     let mut stages: Vec<Stage> = p
         .specs
         .iter()

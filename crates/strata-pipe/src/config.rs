@@ -1,0 +1,433 @@
+//! Settings of a distributed run: the mode, the model, the trainer and every knob of GNNPipe
+//! (`PipelineConfig`), and what one worker is told about its share (`StageSpec`). Each
+//! enumeration parses from the name the command line uses (`FromStr`).
+
+use crate::error::PipeError;
+use crate::stage_data::StageData;
+
+/// `name()` and `FromStr` from one table of (variant, command-line name).
+macro_rules! names {
+    ($ty:ident { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The name the command line and the reports use.
+            pub fn name(self) -> &'static str {
+                match self { $($ty::$v => $s),+ }
+            }
+        }
+        impl std::str::FromStr for $ty {
+            type Err = PipeError;
+            fn from_str(s: &str) -> Result<Self, PipeError> {
+                match s {
+                    $($s => Ok($ty::$v),)+
+                    o => Err(PipeError::Config(format!("`{o}`: expected one of {}", [$($s),+].join(", ")))),
+                }
+            }
+        }
+    };
+}
+
+names!(Mode { Pipeline => "pipeline", Graph => "graph", Hybrid => "hybrid" });
+names!(PipeModel { Gcn => "gcn", Gcnii => "gcnii" });
+names!(PipeTrainer { Bp => "bp", Sf => "sf" });
+names!(Balance { Compute => "compute", Memory => "memory" });
+names!(HistoryDtype { F32 => "f32", Bf16 => "bf16", F16 => "f16" });
+
+/// How the work is split across workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Pipeline,
+    Graph,
+    Hybrid,
+}
+
+/// User-facing settings of a distributed run.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PipelineConfig {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Graph-parallel ways W (1 in a pure pipeline).
+    #[serde(default = "one")]
+    pub ways: usize,
+    pub model: PipeModel,
+    pub layers: usize,
+    pub hidden: i64,
+    pub stages: usize,
+    /// Chunks K (0 = 4·P, the paper's setting).
+    pub chunks: usize,
+    pub epochs: usize,
+    pub dropout: f64,
+    pub alpha: f64,
+    pub theta: f64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub weight_decay_conv: f64,
+    pub seed: u64,
+    /// Trick 1: shuffle the chunk order every epoch.
+    pub shuffle: bool,
+    /// Trick 2: scale of cross-chunk gradients (1 = off).
+    pub grad_scale: f64,
+    /// GNNPipe with trick 2 off (`DISABLE_TRICK_2`): gradients that reach stale historical
+    /// rows are kept rather than dropped — their chunk's backward has already run this epoch,
+    /// so they are injected when it runs next epoch — because the reference then also skips
+    /// `clear_historical_grad()`. Off: such gradients are dropped (trick 2's clearing).
+    #[serde(default)]
+    pub carry_stale_grads: bool,
+    /// Trick 3: snapshot period of historical embeddings (1 = one-epoch staleness).
+    pub refresh: usize,
+    /// Exact full-graph inference every this many epochs.
+    pub eval_every: usize,
+    /// Backprop through the pipeline, or forward-only single-forward layers (each trained by
+    /// its own loss; see [`crate::forward_stage`]).
+    #[serde(default)]
+    pub trainer: PipeTrainer,
+    /// Element type of the historical embeddings (live rows and snapshot); their gradient
+    /// accumulators and everything that crosses the network stay f32.
+    #[serde(default)]
+    pub history_dtype: HistoryDtype,
+    /// What the stage split balances: compute (GNNPipe's FLOP costs) or memory.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Return freed heap pages to the system (`malloc_trim`) after every chunk's backward on a
+    /// pipeline stage and after every layer on a graph-parallel way. glibc otherwise keeps the
+    /// holes that a layer's transients leave between the tensors saved for the backward pass,
+    /// so resident memory runs above what is live; trimming costs page faults when the pages
+    /// are used again. Measured here: pipeline P = 4 at 300k nodes, largest worker 2,013 →
+    /// 1,779 MiB, epoch 47.4 → 58.4 s; graph-parallel P = 4 at 100k, 1,573 → 1,079 MiB,
+    /// 10.7 → 10.9 s (2 epochs, one run each).
+    #[serde(default)]
+    pub trim_heap: bool,
+}
+
+/// What the min–max stage split equalises across the pipeline's workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Per-slot FLOPs (GNNPipe): the slowest stage as fast as possible.
+    #[default]
+    Compute,
+    /// Per-slot resident bytes ([`crate::costs::memory_costs`]): the largest worker as small as
+    /// possible, for graphs whose workers are memory-bound.
+    Memory,
+}
+
+/// Storage type of the historical embeddings: bf16/f16 halve the N × d buffers each conv
+/// slot keeps, at the cost of rounding the stale neighbour rows a chunk reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryDtype {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl HistoryDtype {
+    /// How activations crossing stages travel: in the same type.
+    pub fn value_type(self) -> crate::proto::ValueType {
+        match self {
+            HistoryDtype::F32 => crate::proto::ValueType::F32,
+            HistoryDtype::Bf16 => crate::proto::ValueType::Bf16,
+            HistoryDtype::F16 => crate::proto::ValueType::F16,
+        }
+    }
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            HistoryDtype::F32 => tch::Kind::Float,
+            HistoryDtype::Bf16 => tch::Kind::BFloat16,
+            HistoryDtype::F16 => tch::Kind::Half,
+        }
+    }
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        match self {
+            HistoryDtype::F32 => 4,
+            HistoryDtype::Bf16 | HistoryDtype::F16 => 2,
+        }
+    }
+}
+
+/// How the pipeline's layers learn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipeTrainer {
+    #[default]
+    Bp,
+    Sf,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl PipelineConfig {
+    /// GCNII defaults (Chen et al. 2020 on Cora) with GNNPipe's three tricks on.
+    pub fn gcnii(layers: usize, stages: usize) -> PipelineConfig {
+        PipelineConfig {
+            mode: Mode::Pipeline,
+            ways: 1,
+            model: PipeModel::Gcnii,
+            layers,
+            hidden: 64,
+            stages,
+            chunks: 0,
+            epochs: 300,
+            dropout: 0.6,
+            alpha: 0.1,
+            theta: 0.5,
+            lr: 0.01,
+            weight_decay: 5e-4,
+            weight_decay_conv: 0.01,
+            seed: 0,
+            shuffle: true,
+            grad_scale: 2.0,
+            carry_stale_grads: false,
+            refresh: 23,
+            eval_every: 1,
+            trainer: PipeTrainer::Bp,
+            history_dtype: HistoryDtype::F32,
+            balance: Balance::Compute,
+            trim_heap: false,
+        }
+    }
+    /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.
+    pub fn num_chunks(&self) -> usize {
+        match self.mode {
+            Mode::Graph => self.ways,
+            _ if self.chunks == 0 => 4 * self.stages * self.ways.max(1),
+            _ => self.chunks,
+        }
+    }
+    /// Workers the run needs: W·S.
+    pub fn workers(&self) -> usize {
+        self.ways.max(1) * self.stages.max(1)
+    }
+    /// Checks the mode against ways, stages and chunks.
+    pub fn validate(&self) -> Result<(), PipeError> {
+        let (w, s) = (self.ways, self.stages);
+        match self.mode {
+            Mode::Pipeline if w != 1 => {
+                return Err(PipeError::Config(format!("pipeline mode has one way, not {w} (use --mode hybrid)")))
+            }
+            Mode::Graph if s != 1 => {
+                return Err(PipeError::Config(format!(
+                    "graph mode has one stage per worker, not {s} (use --mode hybrid)"
+                )))
+            }
+            Mode::Graph | Mode::Hybrid if w < 2 => {
+                return Err(PipeError::Config(format!("{} mode needs at least 2 ways, got {w}", self.mode.name())))
+            }
+            Mode::Hybrid if s < 2 => {
+                return Err(PipeError::Config(format!("hybrid mode needs at least 2 stages, got {s}")))
+            }
+            _ => {}
+        }
+        if s < 1 || s > self.layers + 2 {
+            return Err(PipeError::Config(format!(
+                "stages must be between 1 and layers + 2 = {}, got {s}",
+                self.layers + 2
+            )));
+        }
+        if self.trainer == PipeTrainer::Sf && (self.mode != Mode::Pipeline || self.model != PipeModel::Gcn) {
+            return Err(PipeError::Config("forward-only (sf) training runs in pipeline mode with gcn layers".into()));
+        }
+        if self.trainer == PipeTrainer::Sf && s > self.layers + 1 {
+            return Err(PipeError::Config(format!(
+                "a forward-only pipeline has layers + 1 = {} slots (no classifier): at most that many stages, got {s}",
+                self.layers + 1
+            )));
+        }
+        if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
+            return Err(PipeError::Config(format!(
+                "hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}",
+                self.num_chunks()
+            )));
+        }
+        for (name, v) in [
+            ("learning rate", self.lr),
+            ("weight decay", self.weight_decay),
+            ("conv weight decay", self.weight_decay_conv),
+            ("dropout", self.dropout),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(PipeError::Config(format!("{name} must be a finite non-negative number, got {v}")));
+            }
+        }
+        if self.dropout >= 1.0 || self.hidden < 1 {
+            return Err(PipeError::Config(format!(
+                "dropout must be below 1 and hidden at least 1, got {} and {}",
+                self.dropout, self.hidden
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which deep model the pipeline trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipeModel {
+    Gcn,
+    Gcnii,
+}
+
+/// Everything a stage needs to know, shipped by the launcher as JSON.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StageSpec {
+    pub stage: usize,
+    /// Graph-parallel way (0 in a pure pipeline) and the number of ways.
+    #[serde(default)]
+    pub way: usize,
+    #[serde(default = "one")]
+    pub ways: usize,
+    /// Vertex range of each way (`[0, N]` in a pure pipeline); chunk boundaries fall on them.
+    #[serde(default)]
+    pub way_offsets: Vec<usize>,
+    /// Layer slots owned: `first..last` within `0..layers+2`.
+    pub first: usize,
+    pub last: usize,
+    pub classes: i64,
+    pub features: i64,
+    pub chunk_offsets: Vec<usize>,
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+    /// The run's model and training settings (the same on every stage).
+    pub config: PipelineConfig,
+    /// The only directory Checkpoint and Restore may touch (the launcher's checkpoint root);
+    /// `None`: this run writes no checkpoints and restores none.
+    #[serde(default)]
+    pub checkpoint_root: Option<String>,
+}
+
+impl StageSpec {
+    /// The chunks this stage's way trains (all of them in a pure pipeline).
+    pub fn own_chunks(&self) -> std::ops::Range<usize> {
+        let k = self.chunk_offsets.len() - 1;
+        if self.ways <= 1 || self.way_offsets.len() != self.ways + 1 {
+            return 0..k;
+        }
+        let (lo, hi) = (self.way_offsets[self.way], self.way_offsets[self.way + 1]);
+        let first = self.chunk_offsets.partition_point(|&o| o < lo);
+        let end = self.chunk_offsets.partition_point(|&o| o < hi);
+        first..end
+    }
+    pub fn is_first(&self) -> bool {
+        self.first == 0
+    }
+    pub fn is_last(&self) -> bool {
+        self.last == self.config.layers + 2
+    }
+    /// Checks every field against itself and against the graph received with it (its vertices,
+    /// the feature rows and columns this stage's role needs, labels below `classes`) and the
+    /// `peers` listed, so a bad spec is refused by name instead of panicking a stage later.
+    pub fn validate(&self, data: &StageData, peers: usize) -> Result<(), PipeError> {
+        let nodes = data.num_nodes();
+        let c = &self.config;
+        c.validate()?;
+        if c.layers == 0 || c.layers > 4096 || c.hidden < 1 || c.hidden > 1 << 16 {
+            return Err(PipeError::Config(format!(
+                "layers {} and hidden {} must be in 1..=4096 and 1..=65536",
+                c.layers, c.hidden
+            )));
+        }
+        if ![c.dropout, c.alpha, c.theta, c.lr, c.weight_decay, c.weight_decay_conv, c.grad_scale]
+            .iter()
+            .all(|v| v.is_finite())
+            || !(0.0..1.0).contains(&c.dropout)
+        {
+            return Err(PipeError::Config("hyper-parameters must be finite, and dropout in [0, 1)".into()));
+        }
+        if peers != c.workers() {
+            return Err(PipeError::Config(format!(
+                "{peers} peers listed but the configuration has {} workers",
+                c.workers()
+            )));
+        }
+        if self.ways != c.ways.max(1) || self.way >= self.ways || self.stage >= c.stages.max(1) {
+            return Err(PipeError::Config(format!(
+                "way {} of {} and stage {} do not fit {} ways × {} stages",
+                self.way, self.ways, self.stage, c.ways, c.stages
+            )));
+        }
+        if self.first >= self.last || self.last > c.layers + 2 {
+            return Err(PipeError::Config(format!(
+                "slots {}..{} are not a range within 0..{}",
+                self.first,
+                self.last,
+                c.layers + 2
+            )));
+        }
+        let offsets_ok = |o: &[usize], parts: usize| {
+            o.len() == parts + 1 && o[0] == 0 && o[parts] == nodes && o.windows(2).all(|w| w[0] <= w[1])
+        };
+        if !offsets_ok(&self.chunk_offsets, c.num_chunks()) {
+            return Err(PipeError::Config(format!(
+                "chunk offsets must rise from 0 to {nodes} in {} chunks",
+                c.num_chunks()
+            )));
+        }
+        if !self.way_offsets.is_empty() && !offsets_ok(&self.way_offsets, self.ways) {
+            return Err(PipeError::Config(format!("way offsets must rise from 0 to {nodes} in {} ways", self.ways)));
+        }
+        for (name, ids) in [("train", &self.train), ("val", &self.val), ("test", &self.test)] {
+            if let Some(&bad) = ids.iter().find(|&&i| i >= nodes) {
+                return Err(PipeError::Config(format!(
+                    "{name} node {bad} is out of range (the graph has {nodes} nodes)"
+                )));
+            }
+        }
+        let (rows, _) = StageData::needed(self, nodes);
+        if data.feature_rows != rows {
+            return Err(PipeError::Config(format!(
+                "this stage needs feature rows {rows:?}, the launcher sent {:?}",
+                data.feature_rows
+            )));
+        }
+        let max_label = data.labels.iter().copied().max().unwrap_or(-1);
+        if self.classes < 1
+            || max_label >= self.classes
+            || (!rows.is_empty() && data.features.dim() as i64 != self.features)
+        {
+            return Err(PipeError::Config(format!(
+                "the spec says {} features and {} classes, the graph has {} features and labels up to {max_label}",
+                self.features,
+                self.classes,
+                data.features.dim()
+            )));
+        }
+        Ok(())
+    }
+    /// The shapes of the tensors this stage receives for `chunk` (`None`: the full graph) —
+    /// activations from the stage below and gradients from the stage above alike.
+    pub fn boundary_shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
+        let n = *self.chunk_offsets.last().unwrap_or(&0) as i64;
+        let rows = chunk.map_or(n, |c| (self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64);
+        vec![vec![rows, self.config.hidden]; self.tensors_per_boundary()]
+    }
+    /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
+    pub fn tensors_per_boundary(&self) -> usize {
+        if self.config.model == PipeModel::Gcnii {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+impl std::str::FromStr for PipelineConfig {
+    type Err = PipeError;
+    /// A configuration as JSON (what the launcher ships and `--json` reports carry).
+    fn from_str(s: &str) -> Result<Self, PipeError> {
+        serde_json::from_str(s).map_err(|e| PipeError::Config(format!("pipeline configuration: {e}")))
+    }
+}
+
+impl std::str::FromStr for StageSpec {
+    type Err = PipeError;
+    /// A stage spec as JSON, as the launcher ships it to a worker.
+    fn from_str(s: &str) -> Result<Self, PipeError> {
+        serde_json::from_str(s).map_err(|e| PipeError::Config(format!("stage spec: {e}")))
+    }
+}

@@ -1,0 +1,58 @@
+//! Credentials on the wire: the client that presents the cluster's token (and TLS identity),
+//! and the server-side check of the bearer token.
+
+use crate::proto::worker_client::WorkerClient;
+use crate::security::{bearer_matches, Credentials};
+use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Adds (client side) or checks (server side) `authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct Auth(pub Option<String>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().map_err(|_| Status::internal("bad token"))?);
+        }
+        Ok(req)
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct CheckAuth(pub(crate) Option<String>);
+
+impl tonic::service::Interceptor for CheckAuth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        match &self.0 {
+            None => Ok(req),
+            Some(t) => {
+                if bearer_matches(req.metadata().get("authorization").map(|v| v.as_bytes()), t) {
+                    Ok(req)
+                } else {
+                    Err(Status::unauthenticated("missing or wrong cluster token"))
+                }
+            }
+        }
+    }
+}
+
+pub type Client = WorkerClient<InterceptedService<Channel, Auth>>;
+
+/// A lazily connecting client to `addr` (`host:port`), presenting `creds` (TLS when given).
+pub fn client(addr: &str, creds: &Credentials) -> Result<Client, tonic::transport::Error> {
+    let scheme = if creds.tls.is_some() { "https" } else { "http" };
+    // Keep-alives notice a peer whose link is gone (TCP alone would retransmit for minutes).
+    let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = &creds.tls {
+        ep = ep.tls_config(tls.client_config())?;
+    }
+    Ok(WorkerClient::with_interceptor(ep.connect_lazy(), Auth(creds.token.clone())))
+}

@@ -1,0 +1,431 @@
+//! The compute thread: owns the stage's tensors (`tch::Tensor` is not `Sync`), takes commands
+//! from the RPC handlers over a channel, and drives each epoch of its engine over the network.
+
+use super::auth::client;
+use super::net::{Ctx, Mailbox, Net, TensorLimits, FULL_GRAPH};
+use super::service::WorkerState;
+use crate::config::{Mode, PipeTrainer, StageSpec};
+use crate::error::PipeError;
+use crate::forward_stage::ForwardStage;
+use crate::partition_stage::PartitionStage;
+use crate::proto::{CheckpointReply, CheckpointRequest, EpochReply, EpochRequest, RestoreRequest, TensorKind};
+use crate::security::Credentials;
+use crate::stage::Stage;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+use tch::{Device, Tensor};
+use tokio::sync::oneshot;
+
+/// What the RPC handlers ask of the compute thread; each carries its reply channel.
+pub(crate) enum Cmd {
+    Configure {
+        spec: Box<StageSpec>,
+        npz: tempfile::NamedTempFile,
+        rank: usize,
+        peers: Vec<String>,
+        reply: oneshot::Sender<Result<(), PipeError>>,
+    },
+    Epoch {
+        req: EpochRequest,
+        reply: oneshot::Sender<Result<EpochReply, PipeError>>,
+    },
+    Checkpoint {
+        req: CheckpointRequest,
+        reply: oneshot::Sender<Result<CheckpointReply, PipeError>>,
+    },
+    Restore {
+        req: RestoreRequest,
+        reply: oneshot::Sender<Result<(), PipeError>>,
+    },
+}
+
+pub(crate) enum Engine {
+    /// A pipeline stage (pipeline and hybrid modes).
+    Pipe(Box<Stage>),
+    /// A graph partition owning every layer (graph mode).
+    Graph(Box<PartitionStage>),
+    /// A forward-only stage of single-forward layers (`--trainer sf`).
+    Forward(Box<ForwardStage>),
+}
+
+pub(crate) struct Runtime {
+    engine: Engine,
+    ctx: Ctx,
+}
+
+pub(crate) struct Compute {
+    pub(crate) mail: Mailbox,
+    pub(crate) creds: Credentials,
+    pub(crate) device: Device,
+    pub(crate) limits: Arc<std::sync::RwLock<TensorLimits>>,
+    pub(crate) state: Option<Runtime>,
+}
+
+impl Compute {
+    /// `path` (from the launcher) if it lies under this run's checkpoint root: no `..`, no
+    /// absolute path elsewhere.
+    fn confined(&self, path: &str) -> Result<std::path::PathBuf, PipeError> {
+        let rt = self.state.as_ref().ok_or_else(|| PipeError::Protocol("not configured".into()))?;
+        let root = rt
+            .ctx
+            .spec
+            .checkpoint_root
+            .as_deref()
+            .ok_or_else(|| PipeError::Protocol("this run was configured without a checkpoint directory".into()))?;
+        let p = std::path::Path::new(path);
+        let escapes = p.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        if escapes || !p.starts_with(root) {
+            return Err(PipeError::Peer(format!("`{path}` is outside this run's checkpoint directory `{root}`")));
+        }
+        Ok(p.to_path_buf())
+    }
+
+    pub(crate) fn epoch(&mut self, req: EpochRequest) -> Result<EpochReply, PipeError> {
+        // Fail point for the tests: a stage that panics mid-epoch must report itself failed.
+        if std::env::var("STRATA_FAILPOINT").is_ok_and(|f| f == "epoch-panic") {
+            panic!("fail point epoch-panic");
+        }
+        let t0 = Instant::now();
+        self.mail.epoch_generation = self.mail.generation.load(Ordering::SeqCst);
+        let mut rt = self.state.take().ok_or_else(|| PipeError::Protocol("RunEpoch before Configure".into()))?;
+        metrics::counter!("strata_epochs_total", "mode" => if req.train { "train" } else { "eval" }).increment(1);
+        self.mail.wire_bytes.store(0, Ordering::Relaxed);
+        let mut net = Net {
+            mail: &mut self.mail,
+            ctx: &rt.ctx,
+            epoch: req.epoch,
+            halo_bytes: 0,
+            weight_bytes: 0,
+            tasks: Vec::new(),
+        };
+        let result = run(&mut net, &mut rt.engine, &req).and_then(|mut reply| {
+            reply.halo_bytes += net.halo_bytes;
+            reply.weight_bytes += net.weight_bytes;
+            net.flush()?;
+            Ok(reply)
+        });
+        self.state = Some(rt);
+        let mut reply = result?;
+        reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
+        reply.wire_bytes = self.mail.wire_bytes.load(Ordering::Relaxed);
+        reply.peak_rss_bytes = strata_nn::memory::peak_rss_bytes().unwrap_or(0);
+        tracing::info!(
+            "epoch {} ({}) done in {:.0} ms: {}",
+            req.epoch,
+            if req.train { "train" } else { "eval" },
+            reply.compute_ms,
+            strata_nn::memory::rss_summary()
+        );
+        reply.cuda_peak_bytes = strata_nn::memory::cuda_peak_bytes(self.device);
+        metrics::gauge!("strata_peak_rss_bytes").set(reply.peak_rss_bytes as f64);
+        if reply.cuda_peak_bytes > 0 {
+            metrics::gauge!("strata_cuda_peak_bytes").set(reply.cuda_peak_bytes as f64);
+        }
+        Ok(reply)
+    }
+
+    pub(crate) fn checkpoint(&mut self, req: CheckpointRequest) -> Result<CheckpointReply, PipeError> {
+        let rt = self.state.as_ref().ok_or_else(|| PipeError::Protocol("Checkpoint before Configure".into()))?;
+        let mut tensors = match &rt.engine {
+            Engine::Pipe(s) => s.state(),
+            Engine::Graph(p) => p.state(),
+            Engine::Forward(f) => f.state(),
+        };
+        tensors.push(("epoch".into(), Tensor::from_slice(&[req.epoch as i64])));
+        let rank = rt.ctx.rank;
+        let dir = self.confined(&req.dir)?;
+        let f =
+            crate::checkpoint::write_worker_state(&dir, rank, &tensors).map_err(|e| PipeError::Peer(e.to_string()))?;
+        tracing::info!("checkpoint of epoch {} written: {} ({} bytes)", req.epoch, f.file, f.bytes);
+        Ok(CheckpointReply { file: f.file, sha256: f.sha256, bytes: f.bytes })
+    }
+
+    pub(crate) fn restore(&mut self, req: RestoreRequest) -> Result<(), PipeError> {
+        let path = self.confined(&req.path)?;
+        let rt = self.state.as_mut().ok_or_else(|| PipeError::Protocol("Restore before Configure".into()))?;
+        let named =
+            crate::checkpoint::read_worker_state(&path, &req.sha256).map_err(|e| PipeError::Peer(e.to_string()))?;
+        match &mut rt.engine {
+            Engine::Pipe(s) => s.load_state(&named),
+            Engine::Graph(p) => p.load_state(&named),
+            Engine::Forward(f) => f.load_state(&named),
+        }
+        .map_err(|e| PipeError::Peer(format!("{}: {e}", req.path)))?;
+        tracing::info!("restored {}", req.path);
+        Ok(())
+    }
+
+    pub(crate) fn configure(
+        &mut self,
+        spec: StageSpec,
+        npz: tempfile::NamedTempFile,
+        rank: usize,
+        peer_addrs: Vec<String>,
+    ) -> Result<(), PipeError> {
+        let data =
+            crate::StageData::from_npz(npz.path()).map_err(|e| PipeError::Peer(format!("graph from launcher: {e}")))?;
+        drop(npz);
+        tracing::info!("graph from launcher parsed: {}", strata_nn::memory::rss_summary());
+        let mut spec = spec;
+        if !(spec.train.is_empty() && spec.val.is_empty() && spec.test.is_empty()) {
+            return Err(PipeError::Peer(
+                "stage spec: the split's node ids come in the graph stream, not in the spec".into(),
+            ));
+        }
+        [spec.train, spec.val, spec.test] = data.split.clone();
+        spec.validate(&data, peer_addrs.len()).map_err(|e| PipeError::Peer(format!("stage spec: {e}")))?;
+        // A new run: the old one's tensors and limits go, whatever happens next.
+        self.state = None;
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::default();
+        self.mail.clear_pending();
+        // tonic channels spawn their connection task on the runtime: enter it from this thread.
+        let _guard = self.mail.rt.enter();
+        let peers = peer_addrs
+            .iter()
+            .map(|a| client(a, &self.creds).map_err(|e| PipeError::Peer(format!("{a}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let engine = if spec.config.trainer == PipeTrainer::Sf {
+            let f = ForwardStage::new(spec.clone(), &data, self.device)?;
+            tracing::info!(
+                "forward-only stage {} configured: slots {}..{}, {} parameters",
+                spec.stage,
+                spec.first,
+                spec.last,
+                f.parameters()
+            );
+            Engine::Forward(Box::new(f))
+        } else if spec.config.mode == Mode::Graph {
+            let p = PartitionStage::new(spec.clone(), &data, self.device)?;
+            tracing::info!(
+                "partition {} configured: {} halo rows per layer, {} parameters",
+                spec.way,
+                p.halo_rows(),
+                p.parameters()
+            );
+            Engine::Graph(Box::new(p))
+        } else {
+            let st = Stage::new(spec.clone(), &data, self.device).map_err(|e| PipeError::Peer(e.to_string()))?;
+            tracing::info!(
+                "way {} stage {} configured: slots {}..{}, {} parameters",
+                spec.way,
+                spec.stage,
+                spec.first,
+                spec.last,
+                st.parameters()
+            );
+            Engine::Pipe(Box::new(st))
+        };
+        // Tensors of an abandoned run must not be mistaken for the new run's.
+        self.mail.clear_pending();
+        let parameters = match &engine {
+            Engine::Pipe(s) => s.parameters(),
+            Engine::Graph(p) => p.parameters(),
+            Engine::Forward(f) => f.parameters(),
+        };
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) =
+            TensorLimits::new(&spec, data.num_nodes(), parameters);
+        tracing::info!(
+            "stage data: {} feature rows, {} labelled; configured: {}",
+            data.feature_rows.len(),
+            data.labels.iter().filter(|&&l| l >= 0).count(),
+            strata_nn::memory::rss_summary()
+        );
+        drop(data);
+        self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
+        Ok(())
+    }
+}
+
+fn run(net: &mut Net, engine: &mut Engine, req: &EpochRequest) -> Result<EpochReply, PipeError> {
+    match engine {
+        Engine::Pipe(stage) => run_stage(net, stage, req),
+        Engine::Forward(stage) => run_forward(net, stage, req),
+        Engine::Graph(part) => {
+            let mut reply = EpochReply::default();
+            if req.train {
+                reply.loss = part.train_epoch(req.epoch, net)?;
+            } else {
+                [reply.train_correct, reply.val_correct, reply.test_correct] = part.evaluate(net)?;
+            }
+            Ok(reply)
+        }
+    }
+}
+
+/// Forward-only: chunks flow up the stages and nothing comes back; each stage steps its own
+/// layers at the end of the epoch.
+fn run_forward(net: &mut Net, stage: &mut ForwardStage, req: &EpochRequest) -> Result<EpochReply, PipeError> {
+    let ctx = net.ctx;
+    let (first, last) = (ctx.spec.is_first(), ctx.spec.stage + 1 == ctx.stages());
+    let (prev, next) = (ctx.rank.wrapping_sub(1), ctx.rank + 1);
+    let mut reply = EpochReply::default();
+    let epoch = req.epoch;
+    if req.train {
+        check_permutation(&req.order, stage.num_chunks())?;
+        stage.begin_epoch();
+        for &c in &req.order {
+            let expect = stage.boundary_shapes(Some(c as usize));
+            let input = if first {
+                None
+            } else {
+                Some(net.mail.recv_boundary(TensorKind::Activation, epoch, c, &expect, &ctx.describe(prev))?)
+            };
+            let out = stage.train_chunk(c as usize, input);
+            if !last {
+                reply.activation_bytes += net.send_boundary(next, TensorKind::Activation, c, &out);
+            }
+        }
+        stage.end_epoch();
+        reply.loss = stage.last_loss;
+    } else {
+        let expect = stage.boundary_shapes(None);
+        let input = if first {
+            None
+        } else {
+            Some(net.mail.recv_boundary(TensorKind::Activation, epoch, FULL_GRAPH, &expect, &ctx.describe(prev))?)
+        };
+        let out = stage.infer(input);
+        if last {
+            [reply.train_correct, reply.val_correct, reply.test_correct] =
+                stage.evaluate(out.h0.as_ref().expect("class distributions"));
+        } else {
+            reply.activation_bytes += net.send_boundary(next, TensorKind::Activation, FULL_GRAPH, &out);
+        }
+    }
+    Ok(reply)
+}
+
+fn run_stage(net: &mut Net, stage: &mut Stage, req: &EpochRequest) -> Result<EpochReply, PipeError> {
+    let ctx = net.ctx;
+    let spec = &ctx.spec;
+    let (first, last) = (spec.is_first(), spec.is_last());
+    let (prev, next) = (ctx.rank.wrapping_sub(1), ctx.rank + 1);
+    let mut reply = EpochReply::default();
+    let epoch = req.epoch;
+    if req.train {
+        check_permutation(&req.order, stage.num_chunks())?;
+        let own = spec.own_chunks();
+        let order: Vec<usize> = req.order.iter().map(|&c| c as usize).filter(|c| own.contains(c)).collect();
+        stage.begin_epoch(epoch, &order);
+        for &c in &order {
+            let input = if first {
+                None
+            } else {
+                Some(net.mail.recv_boundary(
+                    TensorKind::Activation,
+                    epoch,
+                    c as u32,
+                    &spec.boundary_shapes(Some(c)),
+                    &ctx.describe(prev),
+                )?)
+            };
+            let out = stage.forward(Some(c), input);
+            if !last {
+                reply.activation_bytes += net.send_boundary(next, TensorKind::Activation, c as u32, &out);
+            }
+        }
+        for &c in order.iter().rev() {
+            let grad = if last {
+                None
+            } else {
+                Some(net.mail.recv_boundary(
+                    TensorKind::Gradient,
+                    epoch,
+                    c as u32,
+                    &spec.boundary_shapes(Some(c)),
+                    &ctx.describe(next),
+                )?)
+            };
+            let back = stage.backward(c, grad);
+            if let (false, Some(g)) = (first, back) {
+                reply.gradient_bytes += net.send_boundary(prev, TensorKind::Gradient, c as u32, &g);
+            }
+        }
+        stage.end_epoch(net)?;
+        reply.loss = stage.last_loss;
+    } else if spec.way == 0 {
+        // Exact inference runs down way 0's stages only: every way holds the same weights.
+        let input = if first {
+            None
+        } else {
+            Some(net.mail.recv_boundary(
+                TensorKind::Activation,
+                epoch,
+                FULL_GRAPH,
+                &spec.boundary_shapes(None),
+                &ctx.describe(prev),
+            )?)
+        };
+        let out = stage.forward(None, input);
+        if last {
+            [reply.train_correct, reply.val_correct, reply.test_correct] = stage.evaluate(&out.x);
+        } else {
+            reply.activation_bytes += net.send_boundary(next, TensorKind::Activation, FULL_GRAPH, &out);
+        }
+    }
+    Ok(reply)
+}
+
+/// A chunk order from the network must be a permutation of `0..k`.
+fn check_permutation(order: &[u32], k: usize) -> Result<(), PipeError> {
+    let mut seen = vec![false; k];
+    if order.len() != k || order.iter().any(|&c| (c as usize) >= k || std::mem::replace(&mut seen[c as usize], true)) {
+        return Err(PipeError::Peer(format!("chunk order {order:?} is not a permutation of 0..{k}")));
+    }
+    Ok(())
+}
+
+/// Starts the compute thread: it runs each command in turn until the RPC side hangs up.
+pub(crate) fn spawn(
+    mut compute: Compute,
+    cmd_rx: mpsc::Receiver<Cmd>,
+    health: Arc<std::sync::Mutex<WorkerState>>,
+) -> Result<(), PipeError> {
+    std::thread::Builder::new()
+        .name("strata-compute".into())
+        .spawn(move || {
+            while let Ok(cmd) = cmd_rx.recv() {
+                // A panic must not leave a worker that still claims to serve: catch it, drop the
+                // stage, answer the caller, and report the worker failed until reconfigured.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cmd {
+                    Cmd::Configure { spec, npz, rank, peers, reply } => {
+                        let r = compute.configure(*spec, npz, rank, peers);
+                        if r.is_ok() {
+                            *health.lock().unwrap_or_else(|e| e.into_inner()) = WorkerState::Serving;
+                        }
+                        let _ = reply.send(r);
+                    }
+                    Cmd::Epoch { req, reply } => {
+                        let _ = reply.send(compute.epoch(req));
+                    }
+                    Cmd::Checkpoint { req, reply } => {
+                        let _ = reply.send(compute.checkpoint(req));
+                    }
+                    Cmd::Restore { req, reply } => {
+                        let _ = reply.send(compute.restore(req));
+                    }
+                }));
+                if let Err(p) = outcome {
+                    let why = panic_message(p.as_ref());
+                    tracing::error!(
+                        "compute thread panicked: {why}; the stage is dropped until the launcher configures it again"
+                    );
+                    compute.state = None;
+                    *compute.limits.write().unwrap_or_else(|e| e.into_inner()) = TensorLimits::default();
+                    compute.mail.clear_pending();
+                    *health.lock().unwrap_or_else(|e| e.into_inner()) = WorkerState::Failed(why);
+                }
+            }
+        })
+        .map_err(|e| PipeError::Peer(e.to_string()))?;
+    Ok(())
+}
+
+/// The text of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

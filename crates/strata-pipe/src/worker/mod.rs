@@ -1,0 +1,181 @@
+//! The worker process: a tonic server in front of one compute thread that owns the stage's
+//! tensors (`tch::Tensor` is not `Sync`, so model state never crosses threads; RPC handlers
+//! talk to it through channels). Binds loopback by default, refuses to listen beyond it without
+//! credentials, and with them refuses every RPC that lacks the token or a certificate of the
+//! cluster's CA (see [`crate::security`]).
+
+mod auth;
+mod compute;
+mod net;
+mod service;
+
+pub use auth::{client, Auth, Client};
+pub use net::FULL_GRAPH;
+
+use crate::error::PipeError;
+use crate::proto::worker_server::WorkerServer;
+use crate::proto::RegisterRequest;
+use crate::security::Credentials;
+use auth::CheckAuth;
+use compute::{Cmd, Compute};
+use net::{Mailbox, Received, TensorLimits};
+use service::{Svc, WorkerState};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use tch::Device;
+use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
+
+/// Largest single gRPC message a worker decodes.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Default cap on the graph a Configure stream may carry (`strata worker --max-graph-bytes`).
+pub const DEFAULT_MAX_GRAPH_BYTES: u64 = 32 << 30;
+
+/// Options of `strata worker`.
+pub struct WorkerOptions {
+    pub listen: SocketAddr,
+    pub creds: Credentials,
+    pub rank: u32,
+    pub device: Device,
+    /// Set on the coordinating rank 0 of a torchrun/Slurm-style start: receives the other
+    /// ranks' `Register` calls.
+    pub registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
+    /// Largest graph a Configure stream may carry (bytes).
+    pub max_graph_bytes: u64,
+}
+
+/// How long a signalled worker keeps serving for the launcher's final checkpoint:
+/// `STRATA_TERM_GRACE_SECS`, default 100 s (Slurm's `--signal=TERM@120` leaves 120 s).
+fn term_grace() -> Duration {
+    Duration::from_secs(std::env::var("STRATA_TERM_GRACE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(100))
+}
+
+/// The next SIGTERM, or never when the handler could not be installed.
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(t) => {
+            t.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
+pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Result<(), PipeError> {
+    opts.creds.validate()?;
+    opts.creds.check_listen(opts.listen)?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| PipeError::Peer(format!("binding {}: {e}", opts.listen)))?;
+    let addr = listener.local_addr().map_err(|e| PipeError::Peer(e.to_string()))?;
+    on_bound(addr);
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+    let (inbox_tx, inbox_rx) = mpsc::channel::<Received>();
+    let generation = Arc::new(AtomicU64::new(0));
+    let (limits, unclaimed) = (Arc::new(std::sync::RwLock::new(TensorLimits::default())), Arc::new(AtomicU64::new(0)));
+    let state = Arc::new(std::sync::Mutex::new(WorkerState::Idle));
+    let mail = Mailbox {
+        rt: tokio::runtime::Handle::current(),
+        generation: generation.clone(),
+        epoch_generation: 0,
+        inbox: inbox_rx,
+        pending: HashMap::new(),
+        unclaimed: unclaimed.clone(),
+        wire_bytes: AtomicU64::new(0),
+        device: opts.device,
+    };
+    let compute = Compute { mail, creds: opts.creds.clone(), device: opts.device, limits: limits.clone(), state: None };
+    compute::spawn(compute, cmd_rx, state.clone())?;
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let state_for_stop = state.clone();
+    let svc = Svc {
+        rank: opts.rank,
+        roles: opts.creds.tls.is_some(),
+        max_graph_bytes: opts.max_graph_bytes,
+        limits,
+        unclaimed,
+        state,
+        cmd: cmd_tx,
+        inbox: inbox_tx,
+        shutdown: shutdown_tx,
+        epoch: Default::default(),
+        generation,
+        registrations: opts.registrations,
+    };
+    // Messages over 4 MiB are refused with RESOURCE_EXHAUSTED before they are decoded (tensors
+    // arrive in smaller pieces), so garbage cannot make a worker allocate without bound.
+    let server = InterceptedService::new(
+        WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        CheckAuth(opts.creds.token.clone()),
+    );
+    let stopping = state_for_stop;
+    let stop = async move {
+        // Slurm's time limit and Ctrl-C signal every process of the job at once. A configured
+        // worker then finishes the step in flight and keeps serving, so the launcher can write
+        // its checkpoint and send Shutdown; it stops by itself after the grace period, or at a
+        // second signal. An idle worker has nothing to save and stops at once.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = shutdown_rx.wait_for(|s| *s) => return,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = next_signal(&mut term) => {}
+        }
+        if matches!(*stopping.lock().unwrap_or_else(|e| e.into_inner()), WorkerState::Idle) {
+            return;
+        }
+        let grace = term_grace();
+        tracing::warn!(
+            "signalled: finishing the step and waiting up to {grace:?} for the launcher's checkpoint and Shutdown"
+        );
+        eprintln!("strata worker: signalled; serving until the launcher checkpoints and shuts this worker down (at most {} s)", grace.as_secs());
+        tokio::select! {
+            _ = shutdown_rx.wait_for(|s| *s) => {}
+            _ = tokio::time::sleep(grace) => tracing::warn!("no Shutdown within {grace:?} of the signal; stopping"),
+            _ = tokio::signal::ctrl_c() => {}
+            _ = next_signal(&mut term) => {}
+        }
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &opts.creds.tls {
+        builder = builder
+            .tls_config(tls.server_config())
+            .map_err(|e| PipeError::Peer(format!("TLS identity {}: {e}", tls.source.display())))?;
+    }
+    builder
+        .add_service(server)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
+        .await
+        .map_err(|e| PipeError::Peer(e.to_string()))
+}
+
+/// torchrun/Slurm-style start: announces this worker (`addr`) as `rank` to rank 0 at `master`,
+/// retrying until rank 0 is up or `wait` has passed.
+pub async fn register(
+    master: &str,
+    rank: u32,
+    addr: &str,
+    world_size: u32,
+    creds: &Credentials,
+    wait: Duration,
+) -> Result<(), PipeError> {
+    let mut c = client(master, creds).map_err(|e| PipeError::Peer(format!("{master}: {e}")))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match c.register(RegisterRequest { rank, addr: addr.to_string(), world_size }).await {
+            Ok(_) => return Ok(()),
+            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition) => {
+                return Err(PipeError::Peer(format!("rank 0 at {master} refused registration: {}", s.message())))
+            }
+            Err(s) if Instant::now() > deadline => {
+                return Err(PipeError::Peer(format!(
+                    "rank 0 at {master} not reachable within {wait:?}: {}",
+                    s.message()
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The gRPC service: checks each request (role, sizes, shapes), streams the graph to disk and
+//! tensors into the compute thread's mailbox, and answers health from shared state.
+
+use super::compute::Cmd;
+use super::net::{Received, TensorLimits};
+use crate::config::StageSpec;
+use crate::proto::worker_server::Worker;
+use crate::proto::{
+    Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest,
+    RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind,
+};
+use crate::security::Role;
+use crate::wire::Assembler;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The worker's health as reported to anyone who asks.
+#[derive(Clone, Debug)]
+pub(crate) enum WorkerState {
+    /// Up, waiting for Configure.
+    Idle,
+    Serving,
+    /// The compute thread panicked: the stage's state is gone until the next Configure.
+    Failed(String),
+}
+
+pub(crate) struct Svc {
+    pub(crate) rank: u32,
+    /// TLS on: RPCs are authorised by the caller's certificate role.
+    pub(crate) roles: bool,
+    pub(crate) max_graph_bytes: u64,
+    pub(crate) limits: Arc<std::sync::RwLock<TensorLimits>>,
+    pub(crate) unclaimed: Arc<AtomicU64>,
+    pub(crate) state: Arc<std::sync::Mutex<WorkerState>>,
+    pub(crate) cmd: mpsc::Sender<Cmd>,
+    pub(crate) inbox: mpsc::Sender<Received>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped by every Configure: an epoch still waiting on the network (say, for a peer that
+    /// was cut off) gives up, so a launcher recovering from a failure is not kept waiting.
+    pub(crate) generation: Arc<AtomicU64>,
+    pub(crate) registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
+}
+
+impl Svc {
+    /// With mutual TLS, refuses a caller whose certificate does not carry `role`.
+    fn require<T>(&self, req: &Request<T>, role: Role, what: &str) -> Result<(), Status> {
+        if !self.roles {
+            return Ok(());
+        }
+        let found = req.peer_certs().and_then(|certs| certs.first().and_then(|c| Role::of_certificate(c.as_ref())));
+        if found == Some(role) {
+            return Ok(());
+        }
+        let who = found
+            .map_or("a certificate without a strata role".to_string(), |r| format!("the {r:?} role").to_lowercase());
+        Err(Status::permission_denied(format!(
+            "{what} is for the {} role; the caller presented {who}",
+            format!("{role:?}").to_lowercase()
+        )))
+    }
+}
+
+impl Svc {
+    /// The error for a request whose compute-thread reply was dropped by a panic. The thread
+    /// records why only after unwinding, so wait (briefly) for that and say it here.
+    async fn stage_failed(&self) -> Status {
+        for _ in 0..200 {
+            if let WorkerState::Failed(why) = &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+                return Status::internal(format!("the stage failed: {why}; reconfigure the worker"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Status::internal("the stage failed while handling this request (Health says why); reconfigure the worker")
+    }
+
+    /// The compute thread's answer, or [`Self::stage_failed`] when it panicked instead.
+    async fn reply<T>(&self, rx: oneshot::Receiver<T>) -> Result<T, Status> {
+        match rx.await {
+            Ok(r) => Ok(r),
+            Err(_) => Err(self.stage_failed().await),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Worker for Svc {
+    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
+        let state = match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            WorkerState::Idle => "idle".to_string(),
+            WorkerState::Serving => "serving".to_string(),
+            WorkerState::Failed(why) => format!("failed: {why}"),
+        };
+        Ok(Response::new(HealthReply {
+            rank: self.rank,
+            state,
+            epoch: self.epoch.load(std::sync::atomic::Ordering::Relaxed),
+        }))
+    }
+
+    async fn configure(&self, req: Request<Streaming<ConfigChunk>>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "Configure")?;
+        let mut stream = req.into_inner();
+        let (mut spec, mut rank, mut peers) = (String::new(), 0, Vec::new());
+        // The graph goes to disk as it arrives: a worker never holds the archive and its
+        // parsed arrays at once.
+        let mut npz = tempfile::NamedTempFile::new()
+            .map_err(|e| Status::internal(format!("a temporary file for the graph: {e}")))?;
+        let mut received = 0u64;
+        let mut announced: Option<u64> = None;
+        while let Some(c) = stream.message().await? {
+            if !c.spec_json.is_empty() {
+                if announced.is_some() {
+                    return Err(Status::invalid_argument("the stage spec must come in the first piece only"));
+                }
+                if c.graph_bytes == 0 || c.graph_bytes > self.max_graph_bytes {
+                    return Err(Status::resource_exhausted(format!(
+                        "the graph announced is {} bytes; this worker accepts 1..={} (strata worker --max-graph-bytes)",
+                        c.graph_bytes, self.max_graph_bytes
+                    )));
+                }
+                announced = Some(c.graph_bytes);
+                spec = c.spec_json;
+                rank = c.rank as usize;
+                peers = c.peers;
+            }
+            let Some(total) = announced else {
+                return Err(Status::invalid_argument(
+                    "the first Configure piece must carry the stage spec and the graph's size",
+                ));
+            };
+            if received + c.npz.len() as u64 > total {
+                return Err(Status::invalid_argument(format!("the graph stream exceeds the {total} bytes announced")));
+            }
+            std::io::Write::write_all(&mut npz, &c.npz)
+                .map_err(|e| Status::internal(format!("writing the graph to {}: {e}", npz.path().display())))?;
+            received += c.npz.len() as u64;
+        }
+        if announced != Some(received) {
+            return Err(Status::invalid_argument(format!(
+                "the graph stream ended after {received} of {} bytes announced",
+                announced.unwrap_or(0)
+            )));
+        }
+        if rank >= peers.len() {
+            return Err(Status::invalid_argument(format!("rank {rank} is not among the {} peers", peers.len())));
+        }
+        if let Some(bad) = peers.iter().find(|p| !is_host_port(p)) {
+            return Err(Status::invalid_argument(format!("peer address `{bad}` is not host:port")));
+        }
+        let spec: StageSpec =
+            serde_json::from_str(&spec).map_err(|e| Status::invalid_argument(format!("stage spec: {e}")))?;
+        let bytes = received;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Configure { spec: Box::new(spec), npz, rank, peers, reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.reply(rx).await?.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(Ack { bytes_received: bytes }))
+    }
+
+    async fn run_epoch(&self, req: Request<EpochRequest>) -> Result<Response<EpochReply>, Status> {
+        self.require(&req, Role::Launcher, "RunEpoch")?;
+        let req = req.into_inner();
+        self.epoch.store(req.epoch, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Epoch { req, reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        let r = self.reply(rx).await?.map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(r))
+    }
+
+    async fn checkpoint(&self, req: Request<CheckpointRequest>) -> Result<Response<CheckpointReply>, Status> {
+        self.require(&req, Role::Launcher, "Checkpoint")?;
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Checkpoint { req: req.into_inner(), reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
+        Ok(Response::new(self.reply(rx).await?.map_err(|e| Status::internal(e.to_string()))?))
+    }
+
+    async fn restore(&self, req: Request<RestoreRequest>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "Restore")?;
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Restore { req: req.into_inner(), reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.reply(rx).await?.map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(Ack { bytes_received: 0 }))
+    }
+
+    async fn push_tensor(&self, req: Request<Streaming<TensorChunk>>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Worker, "PushTensor")?;
+        let limits = self.limits.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if limits.max_tensor == 0 {
+            return Err(Status::failed_precondition("this worker is not configured: it accepts no tensors yet"));
+        }
+        let mut stream = req.into_inner();
+        let mut asm = Assembler::new(limits.max_tensor);
+        let mut bytes = 0u64;
+        while let Some(c) = stream.message().await? {
+            if bytes == 0 {
+                let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
+                limits
+                    .check(kind, c.chunk, &c.shape)
+                    .map_err(|e| Status::invalid_argument(format!("tensor `{}`: {e}", c.name)))?;
+                if c.total_bytes > limits.max_tensor {
+                    return Err(Status::invalid_argument(format!(
+                        "tensor `{}`: {} bytes exceeds this worker's limit of {}",
+                        c.name, c.total_bytes, limits.max_tensor
+                    )));
+                }
+                // Reserve the announced size against the unclaimed budget before receiving it.
+                let queued = self.unclaimed.load(Ordering::SeqCst);
+                if queued.saturating_add(c.total_bytes) > limits.max_unclaimed {
+                    return Err(Status::resource_exhausted(format!(
+                        "{queued} bytes of tensors are waiting unclaimed; `{}` ({} bytes) would pass the limit of {}",
+                        c.name, c.total_bytes, limits.max_unclaimed
+                    )));
+                }
+            }
+            bytes += c.data.len() as u64;
+            asm.push(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let (meta, tensor) = asm.finish_tensor().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key = (meta.kind as i32, meta.epoch, meta.chunk, meta.name);
+        self.unclaimed.fetch_add(bytes, Ordering::SeqCst);
+        self.inbox.send(Received { key, tensor, bytes }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        Ok(Response::new(Ack { bytes_received: bytes }))
+    }
+
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Worker, "Register")?;
+        let r = req.into_inner();
+        let Some(tx) = &self.registrations else {
+            return Err(Status::failed_precondition(format!(
+                "worker {} does not coordinate: register with rank 0",
+                self.rank
+            )));
+        };
+        tracing::info!("worker {} registered at {}", r.rank, r.addr);
+        tx.send((r.rank, r.addr)).map_err(|_| Status::unavailable("coordinator is not waiting for registrations"))?;
+        Ok(Response::new(Ack { bytes_received: 0 }))
+    }
+
+    async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "Shutdown")?;
+        tracing::info!("shutdown requested: {}", req.into_inner().reason);
+        let _ = self.shutdown.send(true);
+        Ok(Response::new(Ack { bytes_received: 0 }))
+    }
+}
+
+/// `host:port` with a numeric port (peer addresses arrive from the network).
+fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && host.len() < 256 && port.parse::<u16>().is_ok() && !host.contains(['/', '@', ' '])
+    })
+}
