@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use strata_nn::metrics::median;
 use strata_pipe::launcher::{config_identity, train, LaunchReport, Launcher, TrainOptions};
-use strata_pipe::PipeError;
-use strata_pipe::Mode;
 use strata_pipe::security::{Credentials, TlsIdentity};
+use strata_pipe::Mode;
+use strata_pipe::PipeError;
 use strata_pipe::{PipeModel, PipelineConfig};
 use tokio::io::AsyncBufReadExt;
 
@@ -97,7 +97,7 @@ pub struct LaunchArgs {
     /// The graph (default: the registered `cora`).
     #[command(flatten)]
     pub graph: crate::source::GraphSource,
-    /// gcnii or gcn.
+    /// gcnii, gcn or sage (GraphSAGE, mean aggregator).
     #[arg(long, default_value = "gcnii")]
     pub model: String,
     #[arg(long, default_value_t = 32)]
@@ -288,17 +288,8 @@ async fn spawn_local(
 }
 
 fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
-    let model = match a.model.as_str() {
-        "gcnii" => PipeModel::Gcnii,
-        "gcn" => PipeModel::Gcn,
-        m => bail!("--model {m}: the distributed modes train gcnii or gcn"),
-    };
-    let mode = match a.mode.as_str() {
-        "pipeline" => Mode::Pipeline,
-        "graph" => Mode::Graph,
-        "hybrid" => Mode::Hybrid,
-        m => bail!("--mode {m}: expected pipeline, graph or hybrid"),
-    };
+    let model: PipeModel = a.model.parse().map_err(|e| anyhow::anyhow!("--model {e}"))?;
+    let mode: Mode = a.mode.parse().map_err(|e| anyhow::anyhow!("--mode {e}"))?;
     let (stages, ways) = match mode {
         Mode::Pipeline => (a.stages.unwrap_or(4), a.ways.unwrap_or(1)),
         Mode::Graph => (a.stages.unwrap_or(1), a.ways.unwrap_or(4)),
@@ -320,12 +311,8 @@ fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.history_dtype = a.history_dtype;
     cfg.trim_heap = a.trim_heap;
     cfg.balance = a.balance;
-    cfg.trainer = match a.trainer.as_str() {
-        "bp" => strata_pipe::PipeTrainer::Bp,
-        "sf" => strata_pipe::PipeTrainer::Sf,
-        t => bail!("--trainer {t}: expected bp or sf"),
-    };
-    if model == PipeModel::Gcn {
+    cfg.trainer = a.trainer.parse().map_err(|e| anyhow::anyhow!("--trainer {e}"))?;
+    if model != PipeModel::Gcnii {
         cfg.dropout = 0.5;
         cfg.weight_decay_conv = 5e-4;
     }

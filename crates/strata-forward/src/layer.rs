@@ -2,55 +2,68 @@
 //! optimiser, the row L2 normalisation between blocks, the virtual-node graph augmenter, and
 //! greedy per-layer training with early stopping.
 
-use strata_graph::{CsrGraph, Dataset};
+use std::rc::Rc;
+use strata_graph::Dataset;
 use strata_nn::conv::{GatConv, GcnConv, SageConv};
-use strata_nn::{GraphTensors, Input, Kernel, ModelKind, NnError, Norm, Patience, Progress};
+use strata_nn::{Adjacency, GraphTensors, Input, Kernel, MessagePassing, ModelKind, NnError, Norm, Patience, Progress};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};
 
-/// A convolution bound to one graph; [`Conv::on`] gives the same weights on another.
-pub(crate) enum Conv {
+/// One of the layer library's convolutions.
+pub(crate) enum Layer {
     Gcn(GcnConv),
     Sage(SageConv),
     Gat(GatConv),
 }
 
+/// A layer with the operator of the graph it runs on; [`Conv::on`] gives the same weights on
+/// another graph (the library's layers take their operator per call).
+pub(crate) struct Conv {
+    layer: Rc<Layer>,
+    adj: Rc<Adjacency>,
+}
+
 impl Conv {
     /// GCN, SAGE (mean) or GAT (4 concatenated heads of `out/4`), as the reference's `GNNConv`.
     pub fn new(kind: ModelKind, p: &nn::Path, graph: &GraphTensors, fan_in: i64, out: i64) -> strata_nn::Result<Conv> {
-        Ok(match kind {
-            ModelKind::Gcn => Conv::Gcn(GcnConv::new(p, graph.adjacency(Norm::SymWithSelfLoops), fan_in, out)),
-            ModelKind::Sage => Conv::Sage(SageConv::new(p, graph.adjacency(Norm::Mean), fan_in, out)),
-            ModelKind::Gat if out % 4 == 0 => {
-                Conv::Gat(GatConv::new(p, graph.edges_with_self_loops(), graph.num_nodes(), fan_in, out / 4, 4, true))
-            }
+        let layer = match kind {
+            ModelKind::Gcn => Layer::Gcn(GcnConv::new(p, fan_in, out)),
+            ModelKind::Sage => Layer::Sage(SageConv::new(p, fan_in, out)),
+            ModelKind::Gat if out % 4 == 0 => Layer::Gat(GatConv::new(p, fan_in, out / 4, 4, true)),
             ModelKind::Gat => {
                 return Err(NnError::Config(format!("GAT layers use 4 heads: the width {out} must be a multiple of 4")))
             }
             other => {
                 return Err(NnError::Config(format!("ForwardGNN layers are gcn, sage or gat, not {}", other.name())))
             }
-        })
+        };
+        let adj = graph.adjacency(Self::norm_of(&layer));
+        Ok(Conv { layer: Rc::new(layer), adj })
+    }
+
+    fn norm_of(layer: &Layer) -> Norm {
+        match layer {
+            Layer::Gcn(c) => c.norm(),
+            Layer::Sage(c) => c.norm(),
+            Layer::Gat(_) => Norm::SelfLoops,
+        }
     }
 
     /// The same parameters applied on `graph`.
     pub fn on(&self, graph: &GraphTensors) -> Conv {
-        match self {
-            Conv::Gcn(c) => Conv::Gcn(c.on(graph.adjacency(Norm::SymWithSelfLoops))),
-            Conv::Sage(c) => Conv::Sage(c.on(graph.adjacency(Norm::Mean))),
-            Conv::Gat(c) => Conv::Gat(c.on(graph.edges_with_self_loops(), graph.num_nodes())),
-        }
+        Conv { layer: self.layer.clone(), adj: graph.adjacency(Self::norm_of(&self.layer)) }
     }
 
     /// `conv(x)`. `x` may be a sparse COO matrix for GCN and GAT (raw bag-of-words input): the
     /// product `x·W` is then a sparse one, two orders of magnitude fewer operations.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        match self {
-            Conv::Gcn(c) if x.is_sparse() => c.propagate(&x.mm(&c.lin.w)),
-            Conv::Gcn(c) => c.forward(x),
-            Conv::Sage(c) => c.forward(&x.to_dense(None, false)),
-            Conv::Gat(c) if x.is_sparse() => c.attend(&x.mm(&c.lin.w), 0.0, false),
-            Conv::Gat(c) => c.forward(x, 0.0, false),
+        let adj = &self.adj;
+        match &*self.layer {
+            Layer::Gcn(c) if x.is_sparse() => c.propagate(adj, &x.mm(&c.lin.w)),
+            Layer::Gcn(c) => c.forward(adj, x),
+            Layer::Sage(c) => c.forward(adj, &x.to_dense(None, false)),
+            Layer::Gat(c) if x.is_sparse() => c.attend(adj, &x.mm(&c.lin.w), 0.0, false),
+            Layer::Gat(c) => c.forward(adj, x, 0.0, false),
         }
     }
 
@@ -71,24 +84,22 @@ impl Conv {
             }
             sum.expect("at least one part")
         };
-        match self {
-            Conv::Gcn(c) => c.propagate(&project(&c.lin.w)),
-            Conv::Gat(c) => c.attend(&project(&c.lin.w), 0.0, false),
-            Conv::Sage(c) => {
-                c.forward(&Tensor::cat(&parts.iter().map(|p| p.to_dense(None, false)).collect::<Vec<_>>(), 1))
+        let adj = &self.adj;
+        match &*self.layer {
+            Layer::Gcn(c) => c.propagate(adj, &project(&c.lin.w)),
+            Layer::Gat(c) => c.attend(adj, &project(&c.lin.w), 0.0, false),
+            Layer::Sage(c) => {
+                c.forward(adj, &Tensor::cat(&parts.iter().map(|p| p.to_dense(None, false)).collect::<Vec<_>>(), 1))
             }
         }
     }
 
     fn takes_sparse(&self) -> bool {
-        !matches!(self, Conv::Sage(_))
+        !matches!(&*self.layer, Layer::Sage(_))
     }
 }
 
-/// The reference's "LayerNormalization": `x / (‖x‖₂ + 1e-8)` per row, no parameters.
-pub(crate) fn l2_rows(x: &Tensor) -> Tensor {
-    x / (x.norm_scalaropt_dim(2.0, [1], true) + 1e-8)
-}
+pub(crate) use strata_nn::ops::l2_rows;
 
 /// One block `ReLU(conv(·))` with its own Adam (coupled L2, as `torch.optim.Adam`).
 pub(crate) struct Block {
@@ -198,21 +209,13 @@ pub(crate) fn fit_block(
 }
 
 /// The real graph (symmetrised) plus `C` virtual class nodes (ids `n..n+C`), each `(node, class)`
-/// in `links` joined both ways to its class's virtual node.
+/// in `links` joined both ways to its class's virtual node ([`CsrGraph::with_virtual_nodes`]).
 pub(crate) fn with_virtual_nodes(
     data: &Dataset,
     links: impl IntoIterator<Item = (usize, usize)>,
     device: Device,
 ) -> strata_nn::Result<GraphTensors> {
-    let n = data.num_nodes();
-    let mut edges: Vec<(i64, i64)> =
-        data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
-    for (i, c) in links {
-        let vn = (n + c) as i64;
-        edges.push((i as i64, vn));
-        edges.push((vn, i as i64));
-    }
-    let g = CsrGraph::from_edges("graph with virtual class nodes", n + data.num_classes, &edges, None)?;
+    let g = data.graph.with_virtual_nodes(data.num_classes, links)?;
     Ok(GraphTensors::new(&g, device, Kernel::EdgeList))
 }
 

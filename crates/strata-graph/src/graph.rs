@@ -109,6 +109,24 @@ impl CsrGraph {
         let adj = CsrMatrix::from_coo("self loops", n, n, &rows, &cols, weighted.then_some(&vals[..])).unwrap();
         CsrGraph { adj }
     }
+    /// ForwardGNN's augmented graph: this graph symmetrised plus `classes` virtual class nodes
+    /// (ids `n..n+classes`), each `(node, class)` of `links` joined both ways to its class's
+    /// virtual node.
+    pub fn with_virtual_nodes(
+        &self,
+        classes: usize,
+        links: impl IntoIterator<Item = (usize, usize)>,
+    ) -> Result<CsrGraph> {
+        let n = self.num_nodes();
+        let mut edges: Vec<(i64, i64)> =
+            self.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
+        for (i, c) in links {
+            let vn = (n + c) as i64;
+            edges.push((i as i64, vn));
+            edges.push((vn, i as i64));
+        }
+        CsrGraph::from_edges("graph with virtual class nodes", n + classes, &edges, None)
+    }
     /// Directed edge list `(src, dst)` in storage order.
     pub fn edges(&self) -> Vec<(usize, usize)> {
         self.adj.iter().map(|(r, c, _)| (r, c)).collect()

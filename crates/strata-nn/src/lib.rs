@@ -28,6 +28,6 @@ pub use device::{device_name, parse_device, set_threads};
 pub use error::{NnError, Result};
 pub use input::Input;
 pub use linkpred::{train_link_predictor, Decoder, LinkConfig, LinkMetrics, LinkModel, LinkReport, LinkTask};
-pub use message_passing::{GraphTensors, Kernel, Norm};
+pub use message_passing::{gcn_norm, Adjacency, GraphTensors, Kernel, MessagePassing, Norm};
 pub use model::{Model, ModelConfig, ModelKind, ModelOverrides, StopOn};
 pub use trainer::{train_node_classifier, EpochStats, NodeTask, Patience, Progress, RunReport};

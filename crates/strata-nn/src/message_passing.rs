@@ -107,6 +107,75 @@ pub enum Norm {
     Mean,
     /// A unnormalised, no self loops (GIN sum aggregation).
     Sum,
+    /// A + I unweighted (GAT attends over these edges).
+    SelfLoops,
+}
+
+/// PyG's `gcn_norm`: the graph with every self loop set to `fill` and its values replaced by
+/// the weights of `D̃^{-1/2}(A + fill·I)D̃^{-1/2}`, `D̃` the weighted degrees with the loop. The
+/// one place the GCN normalisation is computed: single-process layers, pipeline chunks,
+/// graph partitions, ForwardGNN's virtual-node graphs and STABLE's encoder all build on it.
+/// Each weight is `v · (d_r · d_c)`, the same bits for (r, c) and (c, r): a symmetric graph's
+/// operator is its own transpose, so the CSR backward needs no second copy.
+pub fn gcn_norm(graph: &CsrGraph, fill: f32) -> CsrGraph {
+    let g = graph.without_self_loops().with_self_loops(fill);
+    let dinv: Vec<f32> = g.weighted_degrees().iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
+    let w: Vec<f32> = g.adjacency().iter().map(|(r, c, v)| v * (dinv[r] * dinv[c])).collect();
+    with_values(&g, w)
+}
+
+/// `g`'s structure with new entry values.
+fn with_values(g: &CsrGraph, w: Vec<f32>) -> CsrGraph {
+    let a = g.adjacency();
+    let m = strata_graph::CsrMatrix::from_parts(
+        "operator",
+        a.rows(),
+        a.cols(),
+        a.indptr().to_vec(),
+        a.indices().to_vec(),
+        Some(w),
+    )
+    .expect("the graph's own CSR layout");
+    CsrGraph::from_adjacency("operator", m).expect("a square operator")
+}
+
+impl Norm {
+    /// The operator on `graph`, as a graph whose values are its weights.
+    pub fn apply(self, graph: &CsrGraph) -> CsrGraph {
+        match self {
+            Norm::SymWithSelfLoops => gcn_norm(graph, 1.0),
+            Norm::SelfLoops => graph.without_self_loops().with_self_loops(1.0),
+            Norm::Mean => {
+                let g = graph.without_self_loops();
+                let deg = g.weighted_degrees();
+                let w = g.adjacency().iter().map(|(r, _, v)| if deg[r] > 0.0 { v / deg[r] } else { 0.0 }).collect();
+                with_values(&g, w)
+            }
+            Norm::Sum => graph.without_self_loops(),
+        }
+    }
+}
+
+/// PyG's `MessagePassing`, split in its two halves: a layer aggregates its input over a graph
+/// operator it is handed per call, then updates the aggregate with its own parameters, and
+/// `forward = update ∘ aggregate`. Because the operator is not part of the layer, the same
+/// layer code runs on a whole graph (`strata train`), on a pipeline chunk whose neighbours come
+/// from historical embeddings, and on a graph partition with its halo rows: those engines
+/// compute the aggregate their own way and call [`MessagePassing::update`].
+pub trait MessagePassing {
+    /// The normalised operator this layer aggregates over.
+    fn norm(&self) -> Norm;
+    /// `Â·x` over `adj`.
+    fn aggregate(&self, adj: &Adjacency, x: &Tensor) -> Tensor {
+        adj.propagate(x)
+    }
+    /// The layer's transform of `agg` (rows of the targets): `x` are those targets' own inputs
+    /// (GraphSAGE's root term), `h0` GCNII's scaled initial residual `α·H⁰`.
+    fn update(&self, agg: Tensor, x: &Tensor, h0: Option<&Tensor>) -> Tensor;
+    /// One layer on a whole operator (before its activation).
+    fn forward(&self, adj: &Adjacency, x: &Tensor, h0: Option<&Tensor>) -> Tensor {
+        self.update(self.aggregate(adj, x), x, h0)
+    }
 }
 
 /// A weighted sparse operator on the graph's nodes, on one device, ready for propagation.
@@ -242,33 +311,9 @@ impl GraphTensors {
         if let Some(a) = self.cache.borrow().get(&norm) {
             return a.clone();
         }
-        let a = std::rc::Rc::new(match norm {
-            Norm::SymWithSelfLoops => {
-                let g = self.graph.without_self_loops().with_self_loops(1.0);
-                let deg = g.weighted_degrees();
-                let dinv: Vec<f32> = deg.iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
-                // `v · (d_r · d_c)`: the same bits for (r, c) and (c, r), so a symmetric graph's
-                // operator is its own transpose and the CSR backward needs no second copy.
-                let w: Vec<f32> = g.adjacency().iter().map(|(r, c, v)| v * (dinv[r] * dinv[c])).collect();
-                Adjacency::build(&g, Some(w), self.device, self.kernel)
-            }
-            Norm::Mean => {
-                let g = self.graph.without_self_loops();
-                let deg = g.weighted_degrees();
-                let w: Vec<f32> =
-                    g.adjacency().iter().map(|(r, _, v)| if deg[r] > 0.0 { v / deg[r] } else { 0.0 }).collect();
-                Adjacency::build(&g, Some(w), self.device, self.kernel)
-            }
-            Norm::Sum => Adjacency::build(&self.graph.without_self_loops(), None, self.device, self.kernel),
-        });
+        let a = std::rc::Rc::new(Adjacency::build(&norm.apply(&self.graph), None, self.device, self.kernel));
         self.cache.borrow_mut().insert(norm, a.clone());
         a
-    }
-    /// Edges with self loops added (GAT attends over them), as `(row, col)` on the device.
-    pub fn edges_with_self_loops(&self) -> (Tensor, Tensor) {
-        let g = self.graph.without_self_loops().with_self_loops(1.0);
-        let a = g.adjacency();
-        (Tensor::from_slice(&a.row_ids()).to(self.device), Tensor::from_slice(a.indices()).to(self.device))
     }
 }
 

@@ -3,9 +3,10 @@
 use crate::conv::{dgmlp_features, sgc_propagate, Appnp, GatConv, Gcn2Conv, GcnConv, GinConv, Init, Linear, SageConv};
 use crate::error::{NnError, Result};
 use crate::input::Input;
-use crate::message_passing::{GraphTensors, Norm};
+use crate::message_passing::{Adjacency, GraphTensors, Norm};
 use crate::ops::FastDropout;
 use serde::{Deserialize, Serialize};
+use std::rc::Rc;
 use strata_graph::FeatureNorm;
 use tch::{nn, Tensor};
 
@@ -255,18 +256,20 @@ impl ModelConfig {
     }
 }
 
+/// The layers, and the graph operator the message-passing ones are handed on every call.
 enum Net {
     Mlp(Vec<Linear>),
-    Gcn(Vec<GcnConv>),
-    Sage(Vec<SageConv>),
-    Gat(Vec<GatConv>),
-    Gin(Vec<GinConv>, Linear),
-    Appnp(Vec<Linear>, Appnp),
+    Gcn(Vec<GcnConv>, Rc<Adjacency>),
+    Sage(Vec<SageConv>, Rc<Adjacency>),
+    Gat(Vec<GatConv>, Rc<Adjacency>),
+    Gin(Vec<GinConv>, Linear, Rc<Adjacency>),
+    Appnp(Vec<Linear>, Appnp, Rc<Adjacency>),
     Sgc(Linear, Tensor),
     Gcnii {
         input: Linear,
         convs: Vec<Gcn2Conv>,
         output: Linear,
+        adj: Rc<Adjacency>,
     },
     /// Precomputed node-adaptive features and the MLP on top.
     Dgmlp(Vec<Linear>, Tensor),
@@ -282,7 +285,7 @@ pub struct Model {
 impl Net {
     /// Whether any parameter lives in the secondary weight-decay group.
     fn has_secondary(&self) -> bool {
-        matches!(self, Net::Gcn(c) if c.len() > 1) || matches!(self, Net::Gcnii { .. })
+        matches!(self, Net::Gcn(c, _) if c.len() > 1) || matches!(self, Net::Gcnii { .. })
     }
 }
 
@@ -317,10 +320,9 @@ impl Model {
                     widths(f, c.hidden, classes, c.layers)
                         .into_iter()
                         .enumerate()
-                        .map(|(l, (i, o))| {
-                            GcnConv::new(&(if l == 0 { &p } else { &s } / format!("conv{l}")), adj.clone(), i, o)
-                        })
+                        .map(|(l, (i, o))| GcnConv::new(&(if l == 0 { &p } else { &s } / format!("conv{l}")), i, o))
                         .collect(),
+                    adj,
                 )
             }
             ModelKind::Sage => {
@@ -329,51 +331,38 @@ impl Model {
                     widths(f, c.hidden, classes, c.layers)
                         .into_iter()
                         .enumerate()
-                        .map(|(l, (i, o))| SageConv::new(&(&p / format!("conv{l}")), adj.clone(), i, o))
+                        .map(|(l, (i, o))| SageConv::new(&(&p / format!("conv{l}")), i, o))
                         .collect(),
+                    adj,
                 )
             }
             ModelKind::Gat => {
-                let n = graph.num_nodes();
                 let mut layers = Vec::new();
                 for l in 0..c.layers {
                     let last = l + 1 == c.layers;
                     let fan_in = if l == 0 { f } else { c.hidden * c.heads };
                     // Output layer: one head for Cora-size graphs, as in the paper.
                     let (out, heads, concat) = if last { (classes, 1, false) } else { (c.hidden, c.heads, true) };
-                    layers.push(GatConv::new(
-                        &(&p / format!("conv{l}")),
-                        graph.edges_with_self_loops(),
-                        n,
-                        fan_in,
-                        out,
-                        heads,
-                        concat,
-                    ));
+                    layers.push(GatConv::new(&(&p / format!("conv{l}")), fan_in, out, heads, concat));
                 }
-                Net::Gat(layers)
+                Net::Gat(layers, graph.adjacency(Norm::SelfLoops))
             }
             ModelKind::Gin => {
                 let adj = graph.adjacency(Norm::Sum);
                 let convs = (0..c.layers)
                     .map(|l| {
-                        GinConv::new(
-                            &(&p / format!("conv{l}")),
-                            adj.clone(),
-                            if l == 0 { f } else { c.hidden },
-                            c.hidden,
-                            c.hidden,
-                        )
+                        GinConv::new(&(&p / format!("conv{l}")), if l == 0 { f } else { c.hidden }, c.hidden, c.hidden)
                     })
                     .collect();
-                Net::Gin(convs, Linear::new(&(&p / "head"), c.hidden, classes, true, Init::TorchDefault))
+                Net::Gin(convs, Linear::new(&(&p / "head"), c.hidden, classes, true, Init::TorchDefault), adj)
             }
             ModelKind::Appnp => Net::Appnp(
                 vec![
                     Linear::new(&(&p / "lin0"), f, c.hidden, true, Init::TorchDefault),
                     Linear::new(&(&p / "lin1"), c.hidden, classes, true, Init::TorchDefault),
                 ],
-                Appnp::new(graph.adjacency(Norm::SymWithSelfLoops), c.layers, c.alpha),
+                Appnp::new(c.layers, c.alpha),
+                graph.adjacency(Norm::SymWithSelfLoops),
             ),
             ModelKind::Sgc => {
                 let adj = graph.adjacency(Norm::SymWithSelfLoops);
@@ -385,11 +374,10 @@ impl Model {
                 Net::Gcnii {
                     input: Linear::new(&(&p / "lin_in"), f, c.hidden, true, Init::TorchDefault),
                     convs: (0..c.layers)
-                        .map(|l| {
-                            Gcn2Conv::new(&(&s / format!("conv{l}")), adj.clone(), c.hidden, c.alpha, c.theta, l + 1)
-                        })
+                        .map(|l| Gcn2Conv::new(&(&s / format!("conv{l}")), c.hidden, c.alpha, c.theta, l + 1))
                         .collect(),
                     output: Linear::new(&(&p / "lin_out"), c.hidden, classes, true, Init::TorchDefault),
+                    adj,
                 }
             }
             ModelKind::Dgmlp => {
@@ -420,47 +408,47 @@ impl Model {
                 }
                 h
             }
-            Net::Gcn(convs) => {
-                let mut h = convs[0].propagate(&x.matmul(&convs[0].lin.w, dp, train));
+            Net::Gcn(convs, adj) => {
+                let mut h = convs[0].propagate(adj, &x.matmul(&convs[0].lin.w, dp, train));
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.relu().fast_dropout(dp, train));
+                    h = conv.forward(adj, &h.relu().fast_dropout(dp, train));
                 }
                 h
             }
-            Net::Sage(convs) => {
-                let mut h = convs[0].forward_input(x, dp, train);
+            Net::Sage(convs, adj) => {
+                let mut h = convs[0].forward_input(adj, x, dp, train);
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.relu().fast_dropout(dp, train));
+                    h = conv.forward(adj, &h.relu().fast_dropout(dp, train));
                 }
                 h
             }
-            Net::Gat(convs) => {
+            Net::Gat(convs, adj) => {
                 let ad = self.config.att_dropout;
-                let mut h = convs[0].attend(&x.matmul(&convs[0].lin.w, dp, train), ad, train);
+                let mut h = convs[0].attend(adj, &x.matmul(&convs[0].lin.w, dp, train), ad, train);
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.elu().fast_dropout(dp, train), ad, train);
+                    h = conv.forward(adj, &h.elu().fast_dropout(dp, train), ad, train);
                 }
                 h
             }
-            Net::Gin(convs, head) => {
-                let mut h = convs[0].forward_projected(&x.matmul(convs[0].first_weight(), dp, train));
+            Net::Gin(convs, head, adj) => {
+                let mut h = convs[0].forward_projected(adj, &x.matmul(convs[0].first_weight(), dp, train));
                 for conv in &convs[1..] {
-                    h = conv.forward(&h.relu().fast_dropout(dp, train));
+                    h = conv.forward(adj, &h.relu().fast_dropout(dp, train));
                 }
                 head.forward(&h.relu().fast_dropout(dp, train))
             }
-            Net::Appnp(lins, prop) => {
+            Net::Appnp(lins, prop, adj) => {
                 let h = lins[0].forward_input(x, dp, train).relu().fast_dropout(dp, train);
-                prop.forward(&lins[1].forward(&h))
+                prop.forward(adj, &lins[1].forward(&h))
             }
             Net::Sgc(lin, propagated) => lin.forward(&propagated.to_kind(lin.w.kind()).fast_dropout(dp, train)),
-            Net::Gcnii { input, convs, output } => {
+            Net::Gcnii { input, convs, output, adj } => {
                 let h0 = input.forward_input(x, dp, train).relu();
                 let h0_scaled = convs.first().map(|c| c.scaled_initial(&h0));
                 let mut h = h0.shallow_clone();
                 for conv in convs {
                     h = conv
-                        .forward(&h, h0_scaled.as_ref().unwrap(), dp, train, self.config.checkpoint_activations)
+                        .forward(adj, &h, h0_scaled.as_ref().unwrap(), dp, train, self.config.checkpoint_activations)
                         .relu();
                 }
                 output.forward(&h.fast_dropout(dp, train))

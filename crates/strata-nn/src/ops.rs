@@ -130,6 +130,11 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     (x * keep) * (1.0 / (1.0 - p))
 }
 
+/// ForwardGNN's "LayerNormalization": `x / (‖x‖₂ + 1e-8)` per row, no parameters.
+pub fn l2_rows(x: &Tensor) -> Tensor {
+    x / (x.norm_scalaropt_dim(2.0, [1], true) + 1e-8)
+}
+
 /// Method form of [`dropout`], so layer code reads like libtorch's.
 pub trait FastDropout {
     fn fast_dropout(&self, p: f64, train: bool) -> Tensor;

@@ -189,12 +189,13 @@ fn fused_gcnii_layer_matches_the_composition() {
         let g = GraphTensors::new(&graph, Device::Cpu, kernel);
         let vs = tch::nn::VarStore::new(Device::Cpu);
         tch::manual_seed(3);
-        let conv = strata_nn::conv::Gcn2Conv::new(&vs.root(), g.adjacency(Norm::SymWithSelfLoops), 8, 0.1, 0.5, 2);
+        let adj = g.adjacency(Norm::SymWithSelfLoops);
+        let conv = strata_nn::conv::Gcn2Conv::new(&vs.root(), 8, 0.1, 0.5, 2);
         let h = Tensor::randn([n, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let h0 = Tensor::randn([n, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let r = Tensor::randn([n, 8], (Kind::Float, Device::Cpu));
         tch::manual_seed(4);
-        let out = conv.forward(&h, &conv.scaled_initial(&h0), 0.5, train, recompute);
+        let out = conv.forward(&adj, &h, &conv.scaled_initial(&h0), 0.5, train, recompute);
         (out.relu() * &r).sum(Kind::Float).backward();
         [out.detach(), conv.weight.grad(), h.grad(), h0.grad()]
     };

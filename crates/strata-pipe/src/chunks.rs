@@ -3,9 +3,11 @@
 //! edges (source elsewhere: read from the historical embeddings).
 
 use strata_graph::CsrGraph;
+use strata_nn::Norm;
 use tch::{Device, Kind, Tensor};
 
-/// One chunk's rows of the normalised operator `D̃^{-1/2}(A+I)D̃^{-1/2}`.
+/// One chunk's rows of the model's normalised operator (`D̃^{-1/2}(A+I)D̃^{-1/2}` for GCN and
+/// GCNII, `D^{-1}A` for GraphSAGE: [`strata_nn::Norm::apply`]).
 pub struct Chunk {
     pub start: i64,
     pub end: i64,
@@ -23,8 +25,17 @@ pub struct Chunk {
 
 /// A chunk's intra-chunk operator.
 pub enum Intra {
-    Edges { row: Tensor, col: Tensor, w: Tensor },
-    Csr(Tensor),
+    Edges {
+        row: Tensor,
+        col: Tensor,
+        w: Tensor,
+    },
+    /// The block and its transpose (the block itself when the operator is symmetric to the
+    /// bit, as the GCN operator is: the backward pass then needs no second copy).
+    Csr {
+        a: Tensor,
+        a_t: Tensor,
+    },
 }
 
 impl Chunk {
@@ -38,9 +49,7 @@ impl Chunk {
     /// `Σ_{intra e} w_e · x[col_e]` into the chunk's rows (`x`: the chunk's own rows).
     pub fn aggregate_intra(&self, x: &Tensor) -> Tensor {
         match &self.intra {
-            // The block of a symmetric operator on the chunk's own rows is symmetric (the
-            // weights are built bit-symmetric below): it is its own transpose in backward.
-            Intra::Csr(a) => strata_nn::ops::spmm(a, a, x),
+            Intra::Csr { a, a_t } => strata_nn::ops::spmm(a, a_t, x),
             Intra::Edges { row, col, w } => crate::layers::gather_add(Tensor::zeros_like(x), row, x, col, w),
         }
     }
@@ -49,7 +58,7 @@ impl Chunk {
     pub fn aggregate_block(&self, x: &Tensor) -> Tensor {
         match &self.intra {
             // Inference only: the transpose the backward pass would need is never used.
-            Intra::Csr(a) => strata_nn::ops::spmm(a, a, x),
+            Intra::Csr { a, .. } => strata_nn::ops::spmm(a, a, x),
             Intra::Edges { row, col, w } => crate::layers::gather_add(
                 x.new_zeros([self.len(), x.size()[1]], (x.kind(), x.device())),
                 row,
@@ -74,9 +83,10 @@ pub struct ChunkedGraph {
 }
 
 impl ChunkedGraph {
-    /// `graph` must already be renumbered so chunk `k` is `offsets[k]..offsets[k+1]`.
-    pub fn new(graph: &CsrGraph, offsets: &[usize], device: Device) -> ChunkedGraph {
-        let op = Operator::new(graph);
+    /// `graph` must already be renumbered so chunk `k` is `offsets[k]..offsets[k+1]`; `norm`
+    /// is the operator the model's convolutions aggregate over.
+    pub fn new(graph: &CsrGraph, norm: Norm, offsets: &[usize], device: Device) -> ChunkedGraph {
+        let op = Operator::new(graph, norm);
         let k = offsets.len() - 1;
         let chunks = (0..k).map(|c| op.block(offsets, c, false, device)).collect();
         let full_blocks = (0..k).map(|c| op.block(offsets, c, true, device)).collect();
@@ -84,28 +94,26 @@ impl ChunkedGraph {
     }
 
     /// Chunk `c` alone (a graph-parallel way keeps only its own partition).
-    pub fn one_chunk(graph: &CsrGraph, offsets: &[usize], c: usize, device: Device) -> Chunk {
-        Operator::new(graph).block(offsets, c, false, device)
+    pub fn one_chunk(graph: &CsrGraph, norm: Norm, offsets: &[usize], c: usize, device: Device) -> Chunk {
+        Operator::new(graph, norm).block(offsets, c, false, device)
     }
 }
 
-/// The normalised operator's graph and degrees, from which chunks are cut.
+/// The normalised operator (a graph whose values are its weights), from which chunks are cut.
 struct Operator {
     g: CsrGraph,
-    dinv: Vec<f32>,
+    symmetric: bool,
 }
 
 impl Operator {
-    fn new(graph: &CsrGraph) -> Operator {
-        let g = graph.symmetrized().without_self_loops().with_self_loops(1.0);
-        let dinv = g.weighted_degrees().iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
-        Operator { g, dinv }
+    fn new(graph: &CsrGraph, norm: Norm) -> Operator {
+        Operator { g: norm.apply(&graph.symmetrized()), symmetric: norm != Norm::Mean }
     }
 
     /// Chunk `c`'s rows: split into intra and inter edges, or (`whole`) every edge as one
     /// operator with global columns.
     fn block(&self, offsets: &[usize], c: usize, whole: bool, device: Device) -> Chunk {
-        let (g, dinv) = (&self.g, &self.dinv);
+        let g = &self.g;
         let (start, end) = (offsets[c], offsets[c + 1]);
         let chunk_of = |u: usize| (offsets.partition_point(|&o| o <= u) - 1) as u32;
         let (mut ir, mut ic, mut iw, mut er, mut ec, mut ew, mut es) =
@@ -113,7 +121,7 @@ impl Operator {
         for u in start..end {
             let vals = g.adjacency().row_values(u);
             for (j, &v) in g.neighbors(u).iter().enumerate() {
-                let w = vals.map_or(1.0, |x| x[j]) * (dinv[u] * dinv[v as usize]);
+                let w = vals.map_or(1.0, |x| x[j]);
                 let local = (u - start) as i64;
                 if whole {
                     ir.push(local);
@@ -147,13 +155,34 @@ impl Operator {
                 crow[i + 1] += crow[i];
             }
             drop(ir);
-            Intra::Csr(Tensor::sparse_csr_tensor_crow_col_value_size(
-                &t(&crow),
-                &t(&ic),
-                &f(&iw),
-                [rows, cols],
-                (Kind::Float, device),
-            ))
+            let csr = |crow: &[i64], col: &[i64], w: &[f32]| {
+                Tensor::sparse_csr_tensor_crow_col_value_size(
+                    &t(crow),
+                    &t(col),
+                    &f(w),
+                    [rows, cols],
+                    (Kind::Float, device),
+                )
+            };
+            let a = csr(&crow, &ic, &iw);
+            // Only a chunk's own block is differentiated through (full-graph blocks are for
+            // inference), and only a non-symmetric operator needs its transpose built.
+            let a_t = if self.symmetric || whole {
+                a.shallow_clone()
+            } else {
+                let m = strata_graph::CsrMatrix::from_parts(
+                    "chunk block",
+                    rows as usize,
+                    cols as usize,
+                    crow,
+                    ic,
+                    Some(iw),
+                )
+                .expect("rows visited in order")
+                .transpose();
+                csr(m.indptr(), m.indices(), &m.values_or_ones())
+            };
+            Intra::Csr { a, a_t }
         } else {
             Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
         };

@@ -27,7 +27,7 @@ macro_rules! names {
 }
 
 names!(Mode { Pipeline => "pipeline", Graph => "graph", Hybrid => "hybrid" });
-names!(PipeModel { Gcn => "gcn", Gcnii => "gcnii" });
+names!(PipeModel { Gcn => "gcn", Gcnii => "gcnii", Sage => "sage" });
 names!(PipeTrainer { Bp => "bp", Sf => "sf" });
 names!(Balance { Compute => "compute", Memory => "memory" });
 names!(HistoryDtype { F32 => "f32", Bf16 => "bf16", F16 => "f16" });
@@ -270,6 +270,7 @@ impl PipelineConfig {
 pub enum PipeModel {
     Gcn,
     Gcnii,
+    Sage,
 }
 
 /// Everything a stage needs to know, shipped by the launcher as JSON.

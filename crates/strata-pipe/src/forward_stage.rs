@@ -19,8 +19,8 @@ use crate::boundary::Boundary;
 use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::StageData;
-use strata_graph::CsrGraph;
 use strata_nn::conv::{Init, Linear};
+use strata_nn::ops::l2_rows;
 use strata_nn::optim::Adam;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -63,10 +63,6 @@ pub struct ForwardStage {
     pub last_loss: f64,
 }
 
-fn l2_rows(x: &Tensor) -> Tensor {
-    x / (x.norm_scalaropt_dim(2.0, [1], true) + 1e-8)
-}
-
 /// Rows `lo..hi` of the operator given as (row, col, w) triples, as a sparse `[hi−lo, n]` matrix.
 fn rows_op(entries: &[(i64, i64, f32)], lo: i64, hi: i64, n: i64, device: Device) -> Tensor {
     let picked: Vec<&(i64, i64, f32)> = entries.iter().filter(|e| e.0 >= lo && e.0 < hi).collect();
@@ -89,26 +85,10 @@ impl ForwardStage {
         let cfg = spec.config.clone();
         let (n, c) = (data.num_nodes() as i64, spec.classes);
         // The augmented graph and its D̃^{-1/2}(A+I)D̃^{-1/2}, self loops on every node.
-        let mut edges: Vec<(i64, i64)> =
-            data.graph.symmetrized().edges().into_iter().map(|(u, v)| (u as i64, v as i64)).collect();
-        for &i in &spec.train {
-            let vn = n + data.labels[i];
-            edges.push((i as i64, vn));
-            edges.push((vn, i as i64));
-        }
-        let g = CsrGraph::from_edges("forward pipeline graph", (n + c) as usize, &edges, None)
-            .map_err(|e| PipeError::Config(e.to_string()))?
-            .without_self_loops()
-            .with_self_loops(1.0);
-        let deg = g.weighted_degrees();
-        let dinv: Vec<f32> = deg.iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
-        let mut entries = Vec::with_capacity(g.num_entries());
-        for u in 0..g.num_nodes() {
-            let vals = g.adjacency().row_values(u);
-            for (j, &v) in g.neighbors(u).iter().enumerate() {
-                entries.push((u as i64, v, dinv[u] * vals.map_or(1.0, |x| x[j]) * dinv[v as usize]));
-            }
-        }
+        let links = spec.train.iter().map(|&i| (i, data.labels[i] as usize));
+        let g = data.graph.with_virtual_nodes(c as usize, links).map_err(|e| PipeError::Config(e.to_string()))?;
+        let g = strata_nn::gcn_norm(&g, 1.0);
+        let entries: Vec<(i64, i64, f32)> = g.adjacency().iter().map(|(u, v, w)| (u as i64, v as i64, w)).collect();
         let total = n + c;
         let offs = &spec.chunk_offsets;
         let chunk_ops: Vec<Tensor> =

@@ -302,7 +302,11 @@ pub fn parameter_count(cfg: &PipelineConfig, features: usize, classes: usize) ->
     if cfg.trainer == crate::config::PipeTrainer::Sf {
         return features * d + d + cfg.layers * (d * d + d);
     }
-    let conv = d * d + if cfg.model == PipeModel::Gcn { d } else { 0 };
+    let conv = match cfg.model {
+        PipeModel::Gcn => d * d + d,
+        PipeModel::Gcnii => d * d,
+        PipeModel::Sage => 2 * d * d + d,
+    };
     features * d + d + cfg.layers * conv + d * classes + classes
 }
 

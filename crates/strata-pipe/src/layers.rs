@@ -1,23 +1,71 @@
 //! The deep models the distributed modes train, as layer slots shared by pipeline stages and
 //! graph partitions: slot 0 = input projection `relu(dropout(X)·W)` (also GCNII's h⁰), slots
-//! 1..=L = graph convolutions, slot L+1 = classifier.
+//! 1..=L = graph convolutions, slot L+1 = classifier (GNNPipe's model shape).
 //!
-//! GCN (Kipf & Welling, 2017): `h' = relu(Â·h·W + b)`.
-//! GCNII (Chen et al., 2020), eq. 5: `h' = relu(((1−α)·Â·h + α·h⁰)·((1−β_l)·I + β_l·W))`,
-//! `β_l = ln(θ/l + 1)`.
+//! The convolutions are strata-nn's layers ([`strata_nn::conv`]), the same code `strata train`
+//! runs: an engine computes the aggregate its own way (chunks over historical embeddings,
+//! partitions with halo rows) and calls the layer's [`MessagePassing::update`]. GCN (Kipf &
+//! Welling, 2017): `h' = relu(Â·h·W + b)`; GCNII (Chen et al., 2020), eq. 5:
+//! `h' = relu(((1−α)·Â·h + α·h⁰)·((1−β_l)·I + β_l·W))`, `β_l = ln(θ/l + 1)`; GraphSAGE
+//! (Hamilton et al., 2017), mean aggregator: `h' = relu(W₁·h + W₂·mean_N(h))`.
 
 use crate::config::{PipeModel, PipelineConfig};
 use std::ops::Range;
-use strata_nn::conv::{Init, Linear};
+use strata_nn::conv::{Gcn2Conv, GcnConv, Init, Linear, SageConv};
 use strata_nn::optim::Adam;
+use strata_nn::{MessagePassing, Norm};
 use tch::{nn, Device, Tensor};
 
-/// Parameters of one graph-convolution slot.
+/// One graph-convolution slot: a layer of the library.
+pub enum Conv {
+    Gcn(GcnConv),
+    Gcnii(Gcn2Conv),
+    Sage(SageConv),
+}
+
+/// A convolution slot and its index.
 pub struct ConvParams {
     pub slot: usize,
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-    pub beta: f64,
+    pub conv: Conv,
+}
+
+impl ConvParams {
+    fn layer(&self) -> &dyn MessagePassing {
+        match &self.conv {
+            Conv::Gcn(c) => c,
+            Conv::Gcnii(c) => c,
+            Conv::Sage(c) => c,
+        }
+    }
+    /// `relu(update(agg))` for the slot's rows: `x` their (dropped-out) inputs, `h0` GCNII's
+    /// initial residual H⁰ (unscaled).
+    pub fn update(&self, agg: Tensor, x: &Tensor, h0: Option<&Tensor>) -> Tensor {
+        let h0_scaled = match &self.conv {
+            Conv::Gcnii(c) => Some(c.scaled_initial(h0.expect("GCNII carries h0"))),
+            _ => None,
+        };
+        self.layer().update(agg, x, h0_scaled.as_ref()).relu()
+    }
+    /// [`ConvParams::update`] without autograd, in place where the layer allows it.
+    pub fn update_inference(&self, agg: Tensor, x: &Tensor, h0: Option<&Tensor>) -> Tensor {
+        tch::no_grad(|| {
+            let mut out = match &self.conv {
+                Conv::Gcnii(c) => c.update_inference(agg, h0.expect("GCNII carries h0")),
+                Conv::Gcn(c) => c.update_inference(agg),
+                Conv::Sage(c) => c.update(agg, x, None),
+            };
+            let _ = out.relu_();
+            out
+        })
+    }
+}
+
+/// The operator every convolution of `model` aggregates over.
+pub fn norm(model: PipeModel) -> Norm {
+    match model {
+        PipeModel::Gcn | PipeModel::Gcnii => Norm::SymWithSelfLoops,
+        PipeModel::Sage => Norm::Mean,
+    }
 }
 
 /// The slots a worker owns.
@@ -63,11 +111,13 @@ pub fn build(
             let lin = Linear::new(&p, d, classes, true, Init::TorchDefault);
             layers.head = own.then_some(lin);
         } else {
-            let a = (6.0 / (2 * d) as f64).sqrt();
-            let weight = p.var("weight", &[d, d], nn::Init::Uniform { lo: -a, up: a });
-            let bias = (cfg.model == PipeModel::Gcn).then(|| p.var("bias", &[d], nn::Init::Const(0.0)));
+            let c = match cfg.model {
+                PipeModel::Gcn => Conv::Gcn(GcnConv::new(&p, d, d)),
+                PipeModel::Gcnii => Conv::Gcnii(Gcn2Conv::new(&p, d, cfg.alpha, cfg.theta, slot)),
+                PipeModel::Sage => Conv::Sage(SageConv::new(&p, d, d)),
+            };
             if own {
-                layers.convs.push(ConvParams { slot, weight, bias, beta: (cfg.theta / slot as f64 + 1.0).ln() });
+                layers.convs.push(ConvParams { slot, conv: c });
             }
         }
     }
@@ -78,45 +128,6 @@ pub fn build(
 /// (strata's own Adam, so checkpoints carry its moments and a resumed run continues exactly.)
 pub fn optimizer(cfg: &PipelineConfig, vs: &nn::VarStore) -> Adam {
     Adam::new(vs, cfg.lr, &[cfg.weight_decay, cfg.weight_decay_conv])
-}
-
-/// GCNII's identity mapping `(1 − β_l)·I + β_l·W`, one d × d matrix.
-pub fn gcnii_mix(p: &ConvParams) -> Tensor {
-    let d = p.weight.size()[0];
-    Tensor::eye(d, (p.weight.kind(), p.weight.device())) * (1.0 - p.beta) + &p.weight * p.beta
-}
-
-/// One convolution given its aggregated input `agg = Â·dropout(h)` (rows of the caller's vertices).
-pub fn conv_update(cfg: &PipelineConfig, p: &ConvParams, agg: Tensor, h0: Option<&Tensor>) -> Tensor {
-    match cfg.model {
-        PipeModel::Gcnii => {
-            let support = agg * (1.0 - cfg.alpha) + h0.expect("GCNII carries h0") * cfg.alpha;
-            support.matmul(&gcnii_mix(p)).relu()
-        }
-        PipeModel::Gcn => (agg.matmul(&p.weight) + p.bias.as_ref().expect("GCN has a bias")).relu(),
-    }
-}
-
-/// [`conv_update`] without autograd, in place where it can be: exact full-graph inference
-/// keeps the aggregate, one output and h⁰ (three N × d tensors), not the six that the
-/// out-of-place form holds at once. GCNII's mix is `lerp`, `(1−α)·agg + α·h⁰` up to rounding.
-pub fn conv_update_inference(cfg: &PipelineConfig, p: &ConvParams, mut agg: Tensor, h0: Option<&Tensor>) -> Tensor {
-    tch::no_grad(|| match cfg.model {
-        PipeModel::Gcnii => {
-            let _ = agg.lerp_(h0.expect("GCNII carries h0"), cfg.alpha);
-            let mut out = agg.matmul(&gcnii_mix(p));
-            drop(agg);
-            let _ = out.relu_();
-            out
-        }
-        PipeModel::Gcn => {
-            let mut out = agg.matmul(&p.weight);
-            drop(agg);
-            let _ = out.g_add_(p.bias.as_ref().expect("GCN has a bias"));
-            let _ = out.relu_();
-            out
-        }
-    })
 }
 
 /// `Σ_e w_e · src[col_e]` into `rows` output rows shaped like `like`.

@@ -14,10 +14,10 @@ use crate::collective::Exchange;
 use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::history::history_lists;
-use crate::layers::{self, Layers};
+use crate::layers::{self, Conv, Layers};
 use crate::StageData;
 use strata_graph::CsrMatrix;
-use strata_nn::ops::{dropout, dropout_mask, f_gcn2_layer, spmm};
+use strata_nn::ops::{dropout, dropout_mask, spmm};
 use strata_nn::optim::Adam;
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
@@ -40,13 +40,13 @@ pub struct PartitionStage {
     pub last_loss: f64,
 }
 
-/// A partition's rows of `Â` as CSR tensors: `intra` (n × n, its own columns; symmetric to the
-/// bit, so its own transpose) and `halo` (n × h, the received halo rows' columns) with its
+/// A partition's rows of `Â` as CSR tensors: `intra` (n × n, its own columns) with its
+/// transpose (itself for the bit-symmetric GCN operator) and `halo` (n × h, the received halo rows' columns) with its
 /// cached transpose. Both halves are sparse products whose backward needs only the operator,
 /// so a layer's forward keeps neither its input rows nor an edge-sized message tensor for the
 /// backward pass (libtorch's `index_add` would keep its E × d source).
 struct PartitionOperator {
-    intra: Tensor,
+    intra: (Tensor, Tensor),
     halo: Option<(Tensor, Tensor)>,
 }
 
@@ -59,11 +59,13 @@ impl PartitionOperator {
         let cpu_f32 =
             |t: &Tensor| Vec::<f32>::try_from(t.to(Device::Cpu)).map_err(|e| PipeError::Config(e.to_string()));
         let intra = match &part.intra {
-            Intra::Csr(a) => a.shallow_clone(),
-            Intra::Edges { row, col, w } => to_tensor(
-                &sorted_rows_csr("partition operator", n, n, &cpu_i64(row)?, cpu_i64(col)?, cpu_f32(w)?)?,
-                device,
-            ),
+            Intra::Csr { a, a_t } => (a.shallow_clone(), a_t.shallow_clone()),
+            Intra::Edges { row, col, w } => {
+                let m = sorted_rows_csr("partition operator", n, n, &cpu_i64(row)?, cpu_i64(col)?, cpu_f32(w)?)?;
+                let t = m.transpose();
+                let a = to_tensor(&m, device);
+                (a.shallow_clone(), if t == m { a } else { to_tensor(&t, device) })
+            }
         };
         let halo = if halo_rows == 0 {
             None
@@ -142,7 +144,7 @@ impl PartitionStage {
         let layers = layers::build(cfg, spec.features, spec.classes, 0..cfg.layers + 2, &vs, device);
         let opt = layers::optimizer(cfg, &vs);
         crate::collective::define_grads(&vs);
-        let part = ChunkedGraph::one_chunk(&data.graph, &spec.chunk_offsets, spec.way, device);
+        let part = ChunkedGraph::one_chunk(&data.graph, layers::norm(cfg.model), &spec.chunk_offsets, spec.way, device);
         let (lo, hi) = (part.start as usize, part.end as usize);
         let (send, recv) = history_lists(&data.graph.symmetrized(), &spec, device);
         // Our rows are local here (the partition's tensors start at row `lo`).
@@ -287,35 +289,21 @@ impl PartitionStage {
                         Some(f) => f * (1.0 - cfg.alpha) + h0a,
                         None => h0a.shallow_clone(),
                     };
-                    let m = layers::gcnii_mix(p);
-                    f_gcn2_layer(
-                        &x_in,
-                        &residual,
-                        &m,
-                        keep.as_ref(),
-                        &self.op.intra,
-                        &self.op.intra,
-                        (1.0 - cfg.alpha) * scale,
-                        false,
-                    )
-                    .map_err(|e| PipeError::Config(e.to_string()))?
-                    .relu()
+                    let Conv::Gcnii(conv) = &p.conv else { unreachable!("h0 only for GCNII") };
+                    let (a, a_t) = &self.op.intra;
+                    conv.forward_csr(&x_in, &residual, keep.as_ref(), scale, (a, a_t), false).relu()
                 }
                 None => {
                     let xd = match &keep {
                         Some(k) => (&x_in * k) * scale,
                         None => x_in.shallow_clone(),
                     };
-                    let agg = spmm(&self.op.intra, &self.op.intra, &xd);
-                    layers::conv_update(
-                        &cfg,
-                        p,
-                        match from_halo {
-                            Some(f) => agg + f,
-                            None => agg,
-                        },
-                        None,
-                    )
+                    let agg = spmm(&self.op.intra.0, &self.op.intra.1, &xd);
+                    let agg = match from_halo {
+                        Some(f) => agg + f,
+                        None => agg,
+                    };
+                    p.update(agg, &xd, None)
                 }
             };
             let next_leaf = out.detach().set_requires_grad(true);
@@ -417,11 +405,11 @@ impl PartitionStage {
             let outgoing = self.outgoing_rows(&x, None, 1.0);
             let halo = self.exchange(ex, "eval", p.slot, &outgoing, &x)?;
             drop(outgoing);
-            let mut agg = spmm(&self.op.intra, &self.op.intra, &x);
+            let mut agg = spmm(&self.op.intra.0, &self.op.intra.1, &x);
             if let Some(f) = self.op.halo_part(&halo) {
                 let _ = agg.g_add_(&f);
             }
-            x = layers::conv_update_inference(cfg, p, agg, gcnii.then_some(&x0));
+            x = p.update_inference(agg, &x, gcnii.then_some(&x0));
         }
         let logits = self.layers.head.as_ref().expect("graph-parallel workers own every slot").forward(&x);
         let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu)).unwrap_or_default();

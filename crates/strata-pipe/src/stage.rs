@@ -60,7 +60,7 @@ pub struct Stage {
 
 impl Stage {
     pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<Stage, tch::TchError> {
-        let graph = ChunkedGraph::new(&data.graph, &spec.chunk_offsets, device);
+        let graph = ChunkedGraph::new(&data.graph, layers::norm(spec.config.model), &spec.chunk_offsets, device);
         tracing::debug!("chunk operators built: {}", strata_nn::memory::rss_summary());
         let n = graph.n;
         let vs = nn::VarStore::new(device);
@@ -261,7 +261,7 @@ impl Stage {
     /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
     /// `inter` the aggregated inter-chunk messages.
     fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
-        layers::conv_update(&self.spec.config, &s.p, ch.aggregate_intra(xd) + inter, h0)
+        s.p.update(ch.aggregate_intra(xd) + inter, xd, h0)
     }
 
     /// One conv slot on the whole graph without autograd, one row block at a time: the layer
@@ -270,7 +270,7 @@ impl Stage {
         let out = x.empty_like();
         for b in &self.graph.full_blocks {
             let h0b = h0.map(|h| h.narrow(0, b.start, b.len()));
-            let y = layers::conv_update_inference(&self.spec.config, &s.p, b.aggregate_block(x), h0b.as_ref());
+            let y = s.p.update_inference(b.aggregate_block(x), &x.narrow(0, b.start, b.len()), h0b.as_ref());
             out.narrow(0, b.start, b.len()).copy_(&y);
         }
         out

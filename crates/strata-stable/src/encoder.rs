@@ -21,24 +21,11 @@ pub(crate) struct Propagator {
 }
 
 impl Propagator {
+    /// `D̃^{-1/2}(A + β·I)D̃^{-1/2}` with `β = loop_weight` ([`strata_nn::gcn_norm`]).
     pub(crate) fn sym_with_loops(g: &CsrGraph, loop_weight: f64, device: Device) -> Propagator {
-        let n = g.num_nodes();
-        let deg: Vec<f64> = (0..n).map(|u| g.neighbors(u).len() as f64 + loop_weight).collect();
-        let inv: Vec<f64> = deg.iter().map(|&d| if d > 0.0 { d.powf(-0.5) } else { 0.0 }).collect();
-        let (mut r, mut c, mut w) = (Vec::new(), Vec::new(), Vec::new());
-        for u in 0..n {
-            for &v in g.neighbors(u) {
-                r.push(u as i64);
-                c.push(v);
-                w.push((inv[u] * inv[v as usize]) as f32);
-            }
-            if loop_weight != 0.0 {
-                r.push(u as i64);
-                c.push(u as i64);
-                w.push((loop_weight * inv[u] * inv[u]) as f32);
-            }
-        }
-        Propagator::new(n, r, c, w, device)
+        let op = strata_nn::gcn_norm(g, loop_weight as f32);
+        let a = op.adjacency();
+        Propagator::new(g.num_nodes(), a.row_ids(), a.indices().to_vec(), a.values_or_ones(), device)
     }
 
     pub(crate) fn new(n: usize, r: Vec<i64>, c: Vec<i64>, w: Vec<f32>, device: Device) -> Propagator {

@@ -1,5 +1,4 @@
 use crate::message_passing::Adjacency;
-use std::rc::Rc;
 use tch::Tensor;
 
 /// Approximate personalized-propagation, Gasteiger et al., "Predict then Propagate: Graph
@@ -8,20 +7,20 @@ use tch::Tensor;
 /// `Z⁽⁰⁾ = H`, `Z⁽ᵏ⁺¹⁾ = (1 − α) Â Z⁽ᵏ⁾ + α H`, output `Z⁽ᴷ⁾`, with `Â` the GCN operator.
 /// Parameter-free: `H` comes from an MLP.
 pub struct Appnp {
-    adj: Rc<Adjacency>,
     pub k: usize,
     pub alpha: f64,
 }
 
 impl Appnp {
-    pub fn new(adj: Rc<Adjacency>, k: usize, alpha: f64) -> Appnp {
-        Appnp { adj, k, alpha }
+    pub fn new(k: usize, alpha: f64) -> Appnp {
+        Appnp { k, alpha }
     }
-    pub fn forward(&self, h: &Tensor) -> Tensor {
+    /// `adj` is the GCN operator.
+    pub fn forward(&self, adj: &Adjacency, h: &Tensor) -> Tensor {
         let teleport = h * self.alpha;
         let mut z = h.shallow_clone();
         for _ in 0..self.k {
-            z = self.adj.propagate(&z) * (1.0 - self.alpha) + &teleport;
+            z = adj.propagate(&z) * (1.0 - self.alpha) + &teleport;
         }
         z
     }

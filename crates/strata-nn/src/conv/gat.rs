@@ -1,5 +1,5 @@
 use super::linear::{Init, Linear};
-use crate::message_passing::{edge_softmax, scatter_sum};
+use crate::message_passing::{edge_softmax, scatter_sum, Adjacency};
 use crate::ops::FastDropout;
 use tch::{nn, Tensor};
 
@@ -8,6 +8,9 @@ use tch::{nn, Tensor};
 /// `α_ij = softmax_j(LeakyReLU(aᵀ[W x_i ‖ W x_j]))` over `j ∈ N(i) ∪ {i}`,
 /// `x'_i = ‖_{k=1..K} Σ_j α^k_ij W^k x_j` (concatenated heads), or the mean over heads for the
 /// output layer. Attention coefficients get their own dropout, as in the paper.
+///
+/// The attention is the aggregation here, so the layer is handed the edges per call: an
+/// [`Adjacency`] of `A + I` ([`crate::Norm::SelfLoops`]; its weights are not read).
 pub struct GatConv {
     pub lin: Linear,
     att_src: Tensor,
@@ -16,22 +19,10 @@ pub struct GatConv {
     heads: i64,
     out: i64,
     concat: bool,
-    row: Tensor,
-    col: Tensor,
-    n: i64,
 }
 
 impl GatConv {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        vs: &nn::Path,
-        edges: (Tensor, Tensor),
-        n: i64,
-        fan_in: i64,
-        out: i64,
-        heads: i64,
-        concat: bool,
-    ) -> GatConv {
+    pub fn new(vs: &nn::Path, fan_in: i64, out: i64, heads: i64, concat: bool) -> GatConv {
         let a = (6.0 / (out + 1) as f64).sqrt();
         GatConv {
             lin: Linear::new(vs, fan_in, heads * out, false, Init::Glorot),
@@ -41,40 +32,24 @@ impl GatConv {
             heads,
             out,
             concat,
-            row: edges.0,
-            col: edges.1,
-            n,
-        }
-    }
-    /// The same layer (shared parameters) on another graph (`edges` with self loops, `n` nodes).
-    pub fn on(&self, edges: (Tensor, Tensor), n: i64) -> GatConv {
-        GatConv {
-            lin: self.lin.share(),
-            att_src: self.att_src.shallow_clone(),
-            att_dst: self.att_dst.shallow_clone(),
-            bias: self.bias.shallow_clone(),
-            heads: self.heads,
-            out: self.out,
-            concat: self.concat,
-            row: edges.0,
-            col: edges.1,
-            n,
         }
     }
     /// Attends over already-projected features `xw = X·W` (`[n, heads·out]`).
-    pub fn attend(&self, xw: &Tensor, att_dropout: f64, train: bool) -> Tensor {
-        let h = xw.view([self.n, self.heads, self.out]);
+    pub fn attend(&self, adj: &Adjacency, xw: &Tensor, att_dropout: f64, train: bool) -> Tensor {
+        let n = adj.n;
+        let (row, col) = (&adj.row, &adj.col);
+        let h = xw.view([n, self.heads, self.out]);
         let a_src = (&h * &self.att_src).sum_dim_intlist(-1, false, None); // [n, heads]
         let a_dst = (&h * &self.att_dst).sum_dim_intlist(-1, false, None);
-        let e = a_src.index_select(0, &self.col) + a_dst.index_select(0, &self.row);
+        let e = a_src.index_select(0, col) + a_dst.index_select(0, row);
         let e = e.maximum(&(&e * 0.2)); // LeakyReLU(0.2)
-        let alpha = edge_softmax(&e, &self.row, self.n).fast_dropout(att_dropout, train);
-        let msg = h.index_select(0, &self.col) * alpha.unsqueeze(-1);
-        let out = scatter_sum(&msg, &self.row, self.n);
-        let out = if self.concat { out.view([self.n, self.heads * self.out]) } else { out.mean_dim(1, false, None) };
+        let alpha = edge_softmax(&e, row, n).fast_dropout(att_dropout, train);
+        let msg = h.index_select(0, col) * alpha.unsqueeze(-1);
+        let out = scatter_sum(&msg, row, n);
+        let out = if self.concat { out.view([n, self.heads * self.out]) } else { out.mean_dim(1, false, None) };
         out + &self.bias
     }
-    pub fn forward(&self, x: &Tensor, att_dropout: f64, train: bool) -> Tensor {
-        self.attend(&x.matmul(&self.lin.w), att_dropout, train)
+    pub fn forward(&self, adj: &Adjacency, x: &Tensor, att_dropout: f64, train: bool) -> Tensor {
+        self.attend(adj, &x.matmul(&self.lin.w), att_dropout, train)
     }
 }
