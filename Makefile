@@ -9,7 +9,7 @@ export STRATA_PYTHON := $(PYTHON)
 CARGO ?= cargo
 STRATA := target/release/strata
 
-.PHONY: all build demo test test-full bench clean
+.PHONY: all build demo lint test test-full bench clean
 all: build
 
 build:
@@ -24,11 +24,17 @@ demo: build
 	echo "$(STRATA) launch $$args --stages 4 --json target/demo/pipeline.json"; \
 	$(STRATA) launch $$args --stages 4 --json target/demo/pipeline.json
 
+# Formatting and lints are part of the suite: rustfmt.toml's style, and clippy with every
+# warning an error (all targets: tests and benches too).
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
 # The e2e tests run the `strata` binary, so it is built first.
 # Tests that need ../shared/graphs (or network namespaces) fail here instead of skipping.
 # The fuzz tests run last, on their own, so their case counts are printed.
 FUZZ := survive_mutated_files fuzzed_streams
-test: build
+test: lint build
 	STRATA_REQUIRE_TEST_DATA=1 $(CARGO) test --release --workspace -- $(addprefix --skip ,$(FUZZ))
 	STRATA_REQUIRE_TEST_DATA=1 $(CARGO) test --release -p strata-graph --test fuzz_readers -- --nocapture
 	$(CARGO) test --release -p strata-pipe --lib -- fuzzed_streams --nocapture

@@ -447,8 +447,8 @@ fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::Result<()> {
         feature_dim: features.dim(),
         best_epoch: run.epochs.iter().sum(),
         epochs_run: run.epochs.iter().sum(),
-        val: run.val.clone(),
-        test: run.test.clone(),
+        val: run.val,
+        test: run.test,
         files: Default::default(),
     };
     eprintln!(

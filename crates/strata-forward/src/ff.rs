@@ -133,8 +133,7 @@ pub(crate) fn train_label_appending(
     let y_train: Vec<i64> = split.train.iter().map(|&i| data.labels[i]).collect();
     let perms = Vec::<Vec<i64>>::try_from(
         wrong_class_permutations(&Tensor::from_slice(&y_train).to(device), c as i64).to(Device::Cpu),
-    )
-    .map_err(tch::TchError::from)?;
+    )?;
     // First-layer streams are built normalised and sparse (21 dense copies of [X ‖ L] would
     // dominate memory); `input_of` passes them through.
     let sparse_ok = cfg.conv != strata_nn::ModelKind::Sage;
@@ -209,8 +208,7 @@ pub(crate) fn train_virtual_nodes(
     let y_train: Vec<i64> = split.train.iter().map(|&i| data.labels[i]).collect();
     let perms = Vec::<Vec<i64>>::try_from(
         wrong_class_permutations(&Tensor::from_slice(&y_train).to(device), c as i64).to(Device::Cpu),
-    )
-    .map_err(tch::TchError::from)?;
+    )?;
     let pos_graph = with_virtual_nodes(data, split.train.iter().map(|&i| (i, data.labels[i] as usize)), device)?;
     let neg_graphs = (0..c - 1)
         .map(|k| with_virtual_nodes(data, split.train.iter().zip(&perms).map(|(&i, p)| (i, p[k] as usize)), device))

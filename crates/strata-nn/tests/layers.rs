@@ -5,6 +5,15 @@ use strata_graph::{CsrGraph, Dataset, Features};
 use strata_nn::{GraphTensors, Input, Kernel, Model, ModelConfig, ModelKind, Norm};
 use tch::{Device, Kind, Tensor};
 
+/// libtorch's generator is process-wide and the tests of this file run on parallel threads:
+/// each test that seeds it holds this lock, so no other test draws between its seed and its
+/// draws.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn small_graph() -> CsrGraph {
     // A ring plus chords and one isolated node: irregular degrees, a zero-degree row.
     let mut edges = Vec::new();
@@ -19,6 +28,7 @@ fn small_graph() -> CsrGraph {
 
 #[test]
 fn csr_and_edge_list_kernels_agree() {
+    let _rng = rng();
     tch::manual_seed(0);
     let g = GraphTensors::new(&small_graph(), Device::Cpu, Kernel::Csr);
     let x = Tensor::randn([12, 5], (Kind::Double, Device::Cpu));
@@ -37,6 +47,7 @@ fn csr_and_edge_list_kernels_agree() {
 
 #[test]
 fn propagation_gradients_match_finite_differences() {
+    let _rng = rng();
     tch::manual_seed(1);
     let g = GraphTensors::new(&small_graph(), Device::Cpu, Kernel::Csr);
     for kernel in [Kernel::Csr, Kernel::EdgeList] {
@@ -54,6 +65,7 @@ fn propagation_gradients_match_finite_differences() {
 /// (every norm a non-symmetric operator) its gradient equals the edge list's autograd gradient.
 #[test]
 fn csr_backward_uses_the_true_transpose() {
+    let _rng = rng();
     tch::manual_seed(2);
     let directed = CsrGraph::from_edges(
         "d",
@@ -114,6 +126,7 @@ fn small_dataset() -> Dataset {
 
 #[test]
 fn every_model_kernels_agree_and_gradients_match() {
+    let _rng = rng();
     let d = small_dataset();
     for kind in ModelKind::ALL {
         let mut cfg = ModelConfig::defaults(kind);
@@ -182,6 +195,7 @@ fn every_model_kernels_agree_and_gradients_match() {
 /// weight, the input and H⁰ agree to f32 rounding.
 #[test]
 fn fused_gcnii_layer_matches_the_composition() {
+    let _rng = rng();
     let n = 40i64;
     let edges: Vec<(i64, i64)> = (0..n).flat_map(|i| [(i, (i + 1) % n), (i, (i * 7 + 3) % n)]).collect();
     let graph = CsrGraph::from_edges("g", n as usize, &edges, None).unwrap().symmetrized();

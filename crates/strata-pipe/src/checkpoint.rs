@@ -88,7 +88,7 @@ pub fn commit(root: &Path, manifest: &Manifest) -> Result<PathBuf, PipeError> {
     let text = serde_json::to_string_pretty(manifest).map_err(|e| file_err(&path, e))?;
     strata_nn::checkpoint::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
     let mut all = list(root);
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
     // Newest first, hashing only until KEEP good ones are found: older ones go regardless.
     let mut keep: Vec<u64> = Vec::with_capacity(KEEP);
     for (epoch, d) in &all {
@@ -161,7 +161,7 @@ pub fn verify(dir: &Path) -> Result<Manifest, PipeError> {
 /// The newest checkpoint under `root` that verifies; the ones skipped are logged with why.
 pub fn latest(root: &Path) -> Option<(PathBuf, Manifest)> {
     let mut all = list(root);
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (_, dir) in all {
         match verify(&dir) {
             Ok(m) => return Some((dir, m)),

@@ -103,11 +103,17 @@ impl ChunkedGraph {
 struct Operator {
     g: CsrGraph,
     symmetric: bool,
+    /// Attention reads the edges themselves: no CSR block.
+    edges_only: bool,
 }
 
 impl Operator {
     fn new(graph: &CsrGraph, norm: Norm) -> Operator {
-        Operator { g: norm.apply(&graph.symmetrized()), symmetric: norm != Norm::Mean }
+        Operator {
+            g: norm.apply(&graph.symmetrized()),
+            symmetric: norm != Norm::Mean,
+            edges_only: norm == Norm::SelfLoops,
+        }
     }
 
     /// Chunk `c`'s rows: split into intra and inter edges, or (`whole`) every edge as one
@@ -147,7 +153,7 @@ impl Operator {
         let ids = |v: &[i64]| Tensor::from_slice(v).to_kind(id_kind).to(device);
         let rows = (end - start) as i64;
         let cols = if whole { g.num_nodes() as i64 } else { rows };
-        let intra = if strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr {
+        let intra = if !self.edges_only && strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr {
             // `ir` is sorted (rows are visited in order): row pointers from the counts.
             let mut crow = vec![0i64; end - start + 1];
             ir.iter().for_each(|&r| crow[r as usize + 1] += 1);

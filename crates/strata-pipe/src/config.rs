@@ -27,7 +27,7 @@ macro_rules! names {
 }
 
 names!(Mode { Pipeline => "pipeline", Graph => "graph", Hybrid => "hybrid" });
-names!(PipeModel { Gcn => "gcn", Gcnii => "gcnii", Sage => "sage" });
+names!(PipeModel { Gcn => "gcn", Gcnii => "gcnii", Sage => "sage", Gat => "gat" });
 names!(PipeTrainer { Bp => "bp", Sf => "sf" });
 names!(Balance { Compute => "compute", Memory => "memory" });
 names!(HistoryDtype { F32 => "f32", Bf16 => "bf16", F16 => "f16" });
@@ -229,6 +229,11 @@ impl PipelineConfig {
                 self.layers + 2
             )));
         }
+        if self.model == PipeModel::Gat && self.mode == Mode::Graph {
+            return Err(PipeError::Config(
+                "graph-parallel ways run gcn, gcnii or sage; gat runs in pipeline and hybrid modes".into(),
+            ));
+        }
         if self.trainer == PipeTrainer::Sf && (self.mode != Mode::Pipeline || self.model != PipeModel::Gcn) {
             return Err(PipeError::Config("forward-only (sf) training runs in pipeline mode with gcn layers".into()));
         }
@@ -271,6 +276,7 @@ pub enum PipeModel {
     Gcn,
     Gcnii,
     Sage,
+    Gat,
 }
 
 /// Everything a stage needs to know, shipped by the launcher as JSON.

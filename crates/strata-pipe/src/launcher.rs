@@ -306,6 +306,7 @@ pub fn parameter_count(cfg: &PipelineConfig, features: usize, classes: usize) ->
         PipeModel::Gcn => d * d + d,
         PipeModel::Gcnii => d * d,
         PipeModel::Sage => 2 * d * d + d,
+        PipeModel::Gat => d * d + 3 * d,
     };
     features * d + d + cfg.layers * conv + d * classes + classes
 }

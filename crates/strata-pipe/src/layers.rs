@@ -11,7 +11,7 @@
 
 use crate::config::{PipeModel, PipelineConfig};
 use std::ops::Range;
-use strata_nn::conv::{Gcn2Conv, GcnConv, Init, Linear, SageConv};
+use strata_nn::conv::{GatConv, Gcn2Conv, GcnConv, Init, Linear, SageConv};
 use strata_nn::optim::Adam;
 use strata_nn::{MessagePassing, Norm};
 use tch::{nn, Device, Tensor};
@@ -21,6 +21,13 @@ pub enum Conv {
     Gcn(GcnConv),
     Gcnii(Gcn2Conv),
     Sage(SageConv),
+    /// Graph attention (its aggregation is the attention: see [`crate::chunk_conv`]).
+    Gat(GatConv),
+}
+
+/// Attention heads of the pipeline's GAT layers: 8 (the paper's) when they divide the width.
+pub fn gat_heads(hidden: i64) -> i64 {
+    [8, 4, 2].into_iter().find(|h| hidden % h == 0).unwrap_or(1)
 }
 
 /// A convolution slot and its index.
@@ -35,6 +42,14 @@ impl ConvParams {
             Conv::Gcn(c) => c,
             Conv::Gcnii(c) => c,
             Conv::Sage(c) => c,
+            Conv::Gat(_) => unreachable!("attention has no separate update"),
+        }
+    }
+    /// The slot's activation: ELU after attention (as in the GAT paper), ReLU otherwise.
+    pub fn activate(&self, out: Tensor) -> Tensor {
+        match &self.conv {
+            Conv::Gat(_) => out.elu(),
+            _ => out.relu(),
         }
     }
     /// `relu(update(agg))` for the slot's rows: `x` their (dropped-out) inputs, `h0` GCNII's
@@ -44,7 +59,7 @@ impl ConvParams {
             Conv::Gcnii(c) => Some(c.scaled_initial(h0.expect("GCNII carries h0"))),
             _ => None,
         };
-        self.layer().update(agg, x, h0_scaled.as_ref()).relu()
+        self.activate(self.layer().update(agg, x, h0_scaled.as_ref()))
     }
     /// [`ConvParams::update`] without autograd, in place where the layer allows it.
     pub fn update_inference(&self, agg: Tensor, x: &Tensor, h0: Option<&Tensor>) -> Tensor {
@@ -53,6 +68,7 @@ impl ConvParams {
                 Conv::Gcnii(c) => c.update_inference(agg, h0.expect("GCNII carries h0")),
                 Conv::Gcn(c) => c.update_inference(agg),
                 Conv::Sage(c) => c.update(agg, x, None),
+                Conv::Gat(_) => unreachable!("attention has no separate update"),
             };
             let _ = out.relu_();
             out
@@ -65,6 +81,7 @@ pub fn norm(model: PipeModel) -> Norm {
     match model {
         PipeModel::Gcn | PipeModel::Gcnii => Norm::SymWithSelfLoops,
         PipeModel::Sage => Norm::Mean,
+        PipeModel::Gat => Norm::SelfLoops,
     }
 }
 
@@ -115,6 +132,10 @@ pub fn build(
                 PipeModel::Gcn => Conv::Gcn(GcnConv::new(&p, d, d)),
                 PipeModel::Gcnii => Conv::Gcnii(Gcn2Conv::new(&p, d, cfg.alpha, cfg.theta, slot)),
                 PipeModel::Sage => Conv::Sage(SageConv::new(&p, d, d)),
+                PipeModel::Gat => {
+                    let heads = gat_heads(d);
+                    Conv::Gat(GatConv::new(&p, d, d / heads, heads, true))
+                }
             };
             if own {
                 layers.convs.push(ConvParams { slot, conv: c });

@@ -18,6 +18,7 @@
 
 pub mod boundary;
 pub mod checkpoint;
+pub mod chunk_conv;
 pub mod chunks;
 pub mod collective;
 pub mod config;

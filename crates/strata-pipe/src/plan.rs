@@ -116,7 +116,7 @@ fn chunk_of_vertex(sym: &strata_graph::CsrGraph, cfg: &PipelineConfig) -> Vec<us
 /// The slots each stage owns: the min–max split of per-slot costs (FLOPs or bytes).
 fn stage_ranges(d: &Dataset, cfg: &PipelineConfig) -> Vec<std::ops::Range<usize>> {
     if cfg.mode == Mode::Graph {
-        return vec![0..cfg.layers + 2];
+        return std::iter::once(0..cfg.layers + 2).collect();
     }
     let nnz_x = match &d.features {
         strata_graph::Features::Sparse(m) => m.nnz(),

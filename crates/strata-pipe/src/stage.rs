@@ -13,28 +13,19 @@
 //! rows are dropped. Every `refresh` epochs the stale rows are re-snapshotted.
 
 use crate::boundary::Boundary;
-use crate::chunks::{Chunk, ChunkedGraph};
+use crate::chunk_conv::{ConvSlot, InterParts, Leaf};
+use crate::chunks::ChunkedGraph;
 use crate::collective::Exchange;
 use crate::config::{PipeModel, StageSpec};
 use crate::error::PipeError;
-use crate::history::{aggregate_inter, history_lists, slices};
-use crate::layers::{self, ConvParams};
+use crate::history::history_lists;
+use crate::layers;
 use crate::stage_data::StageData;
 use strata_nn::conv::Linear;
 use strata_nn::ops::dropout;
 use strata_nn::optim::Adam;
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
-
-struct ConvSlot {
-    p: ConvParams,
-    live: Tensor,
-    /// The rows as they were when the epoch began (trick 3 restores `live` from it, and a
-    /// refresh epoch begins right after it was re-taken), so the stale reads of the backward
-    /// recomputation come from here; no separate epoch-start copy is kept.
-    snapshot: Tensor,
-    grad: Tensor,
-}
 
 pub struct Stage {
     pub spec: StageSpec,
@@ -238,7 +229,7 @@ impl Stage {
 
     /// Inter-edge messages of chunk `c` for slot buffer `s`, split into fresh (source chunk
     /// earlier in this epoch) and stale edges: (row, col, w) of each.
-    fn split_inter(&self, c: usize) -> [(Tensor, Tensor, Tensor); 2] {
+    fn split_inter(&self, c: usize) -> InterParts {
         let ch = &self.graph.chunks[c];
         let (mut fresh, mut stale) = (Vec::new(), Vec::new());
         for (e, &src) in ch.inter_src_chunk.iter().enumerate() {
@@ -256,24 +247,6 @@ impl Stage {
             (id(&ch.inter_row), id(&ch.inter_col), ch.inter_w.index_select(0, &i))
         };
         [pick(fresh), pick(stale)]
-    }
-
-    /// One conv slot on chunk rows: `xd` is the (dropped-out) layer input of the chunk,
-    /// `inter` the aggregated inter-chunk messages.
-    fn conv_update(&self, s: &ConvSlot, ch: &Chunk, xd: &Tensor, inter: Tensor, h0: Option<&Tensor>) -> Tensor {
-        s.p.update(ch.aggregate_intra(xd) + inter, xd, h0)
-    }
-
-    /// One conv slot on the whole graph without autograd, one row block at a time: the layer
-    /// holds its input, its output and one block's aggregate (in place where it can be).
-    fn infer_conv(&self, s: &ConvSlot, x: &Tensor, h0: Option<&Tensor>) -> Tensor {
-        let out = x.empty_like();
-        for b in &self.graph.full_blocks {
-            let h0b = h0.map(|h| h.narrow(0, b.start, b.len()));
-            let y = s.p.update_inference(b.aggregate_block(x), &x.narrow(0, b.start, b.len()), h0b.as_ref());
-            out.narrow(0, b.start, b.len()).copy_(&y);
-        }
-        out
     }
 
     /// Stage 0's input projection of chunk `c` (`None` = all nodes): `relu(dropout(X)·W)`,
@@ -311,10 +284,9 @@ impl Stage {
                     Some((c, parts)) => {
                         let ch = &self.graph.chunks[*c];
                         s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        let inter = aggregate_inter(&xd, &s.live, &s.snapshot, parts);
-                        self.conv_update(s, ch, &xd, inter, h0.as_ref())
+                        s.on_chunk(ch, &xd, parts, h0.as_ref(), None)
                     }
-                    None => self.infer_conv(s, &xd, h0.as_ref()),
+                    None => s.on_graph(&self.graph.full_blocks, &xd, h0.as_ref()),
                 };
             }
             if let Some(head) = &self.head {
@@ -332,88 +304,37 @@ impl Stage {
     /// `grad_out` (ignored on the last stage, which computes the loss itself). Returns the
     /// gradient for the previous stage (`None` on stage 0).
     pub fn backward(&mut self, c: usize, grad_out: Option<Boundary>) -> Option<Boundary> {
-        let ch_start = self.graph.chunks[c].start;
         let saved = self.saved_inputs[c].take();
-        let (x_leaf, h0_leaf) = match &saved {
-            Some(b) => (
-                Some(b.x.to_kind(Kind::Float).detach().set_requires_grad(true)),
-                b.h0.as_ref().map(|h| h.to_kind(Kind::Float).detach().set_requires_grad(true)),
-            ),
-            None => (None, None),
-        };
-        let mut surrogate = Tensor::zeros([], (Kind::Float, self.labels.device()));
-        let (mut x, h0) = match (&x_leaf, &self.input) {
-            (Some(x), _) => (x.shallow_clone(), h0_leaf.as_ref().map(|h| h.shallow_clone())),
-            (None, _) => self.project(Some(c), true),
+        let leaf = |t: &Tensor| t.to_kind(Kind::Float).detach().set_requires_grad(true);
+        let x_leaf = saved.as_ref().map(|b| leaf(&b.x));
+        let h0_leaf = saved.as_ref().and_then(|b| b.h0.as_ref().map(leaf));
+        let (x, h0) = match &x_leaf {
+            Some(x) => (x.shallow_clone(), h0_leaf.as_ref().map(|h| h.shallow_clone())),
+            None => self.project(Some(c), true),
         };
         let parts = self.split_inter(c);
-        // The inter-chunk aggregate of each slot is a leaf: its gradient, spread back over the
-        // fresh edges below, is what autograd would give the gathered fresh rows, without
-        // keeping an E × d copy of them (and its gradient) per slot until the backward pass.
-        let mut inter_leaves = Vec::new();
-        for (i, s) in self.convs.iter().enumerate() {
-            tch::manual_seed(self.seed_for(c, s.p.slot));
-            let xd = dropout(&x, self.spec.config.dropout, true);
-            // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
-            let injected = s.grad.narrow(0, ch_start, xd.size()[0]);
-            surrogate += (&xd * injected).sum(Kind::Float);
-            let inter = tch::no_grad(|| aggregate_inter(&xd, &s.live, &s.snapshot, &parts)).set_requires_grad(true);
-            inter_leaves.push((i, inter.shallow_clone()));
-            let ch = &self.graph.chunks[c];
-            x = self.conv_update(s, ch, &xd, inter, h0.as_ref());
-        }
-        if let Some(head) = &self.head {
-            tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
-            let logits = head.forward(&dropout(&x, self.spec.config.dropout, true));
-            let ch = &self.graph.chunks[c];
-            let local: Vec<i64> =
-                (ch.start..ch.end).filter(|&u| self.train_mask[u as usize]).map(|u| u - ch.start).collect();
-            if !local.is_empty() {
-                let idx = Tensor::from_slice(&local).to(logits.device());
-                let y = self.labels.narrow(0, ch.start, ch.len()).index_select(0, &idx);
-                // Sum over the chunk / all training nodes: the chunks add up to the mean loss.
-                let loss =
-                    logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
-                        / self.spec.train.len() as f64;
-                self.last_loss += loss.double_value(&[]);
-                surrogate += loss;
+        let (x, mut surrogate, leaves) = self.recompute_convs(c, x, h0.as_ref(), &parts);
+        match (&self.head, grad_out) {
+            (Some(head), _) => {
+                tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
+                let logits = head.forward(&dropout(&x, self.spec.config.dropout, true));
+                if let Some(loss) = self.chunk_loss(c, &logits) {
+                    self.last_loss += loss.double_value(&[]);
+                    surrogate += loss;
+                }
             }
-        } else if let Some(g) = grad_out {
-            surrogate += (&x * g.x).sum(Kind::Float);
-            if let (Some(h), Some(gh)) = (h0.as_ref(), g.h0) {
-                surrogate += (h * gh).sum(Kind::Float);
+            (None, Some(g)) => {
+                surrogate += (&x * g.x).sum(Kind::Float);
+                if let (Some(h), Some(gh)) = (h0.as_ref(), g.h0) {
+                    surrogate += (h * gh).sum(Kind::Float);
+                }
             }
+            (None, None) => {}
         }
         if surrogate.requires_grad() {
             surrogate.backward();
         }
-        let carry = self.spec.config.carry_stale_grads;
-        tch::no_grad(|| {
-            if carry {
-                // Consumed: what stays in these rows now comes from the stale edges below and
-                // is injected next epoch.
-                for s in &self.convs {
-                    let _ = s.grad.narrow(0, ch_start, self.graph.chunks[c].len()).zero_();
-                }
-            }
-            // Fresh edges always; stale ones too when their gradients are carried over.
-            let groups = if carry { &parts[..] } else { &parts[..1] };
-            for (i, leaf) in inter_leaves {
-                let g = leaf.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let mut acc = self.convs[i].grad.shallow_clone();
-                for (rows, cols, w) in groups {
-                    // d loss / d source[e] = w_e · d loss / d inter[row_e], scaled (trick 2).
-                    for (start, len) in slices(rows.size()[0]) {
-                        let msg =
-                            g.index_select(0, &rows.narrow(0, start, len)) * w.narrow(0, start, len).unsqueeze(-1);
-                        let _ = acc.index_add_(0, &cols.narrow(0, start, len), &(msg * self.spec.config.grad_scale));
-                    }
-                }
-            }
-        });
+        self.send_neighbour_grads(c, leaves, &parts);
         // The chunk's autograd graph is gone: hand its freed pages back, so that freed
         // chunk-sized blocks (below glibc's mmap threshold) do not pile up in the heap from chunk
         // to chunk (`--trim-heap`: less memory, slower epochs).
@@ -431,6 +352,66 @@ impl Stage {
             }
         };
         x_leaf.map(|x| Boundary { x: grad_of(x), h0: h0_leaf.map(grad_of) })
+    }
+
+    /// The conv slots of chunk `c` again, with autograd and the same dropout masks: the output,
+    /// the surrogate terms of the gradients later chunks sent to its rows, and the leaves
+    /// holding what reaches its neighbours.
+    fn recompute_convs(
+        &self,
+        c: usize,
+        mut x: Tensor,
+        h0: Option<&Tensor>,
+        parts: &InterParts,
+    ) -> (Tensor, Tensor, Vec<Leaf>) {
+        let ch = &self.graph.chunks[c];
+        let mut surrogate = Tensor::zeros([], (Kind::Float, self.labels.device()));
+        let mut leaves = Vec::new();
+        let carry = self.spec.config.carry_stale_grads;
+        for s in &self.convs {
+            tch::manual_seed(self.seed_for(c, s.p.slot));
+            let xd = dropout(&x, self.spec.config.dropout, true);
+            // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
+            let injected = s.grad.narrow(0, ch.start, xd.size()[0]);
+            surrogate += (&xd * injected).sum(Kind::Float);
+            x = s.on_chunk(ch, &xd, parts, h0, Some((&mut leaves, carry)));
+        }
+        (x, surrogate, leaves)
+    }
+
+    /// The loss of chunk `c`'s training nodes, summed and divided by the number of all
+    /// training nodes (the chunks add up to the mean loss); `None` when it has none.
+    fn chunk_loss(&self, c: usize, logits: &Tensor) -> Option<Tensor> {
+        let ch = &self.graph.chunks[c];
+        let local: Vec<i64> =
+            (ch.start..ch.end).filter(|&u| self.train_mask[u as usize]).map(|u| u - ch.start).collect();
+        if local.is_empty() {
+            return None;
+        }
+        let idx = Tensor::from_slice(&local).to(logits.device());
+        let y = self.labels.narrow(0, ch.start, ch.len()).index_select(0, &idx);
+        let sum = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0);
+        Some(sum / self.spec.train.len() as f64)
+    }
+
+    /// Hands each slot's neighbour gradients to the source rows' accumulators: fresh edges
+    /// always, stale ones too when their gradients are carried over (`--no-trick2`).
+    fn send_neighbour_grads(&self, c: usize, leaves: Vec<Leaf>, parts: &InterParts) {
+        let carry = self.spec.config.carry_stale_grads;
+        let ch = &self.graph.chunks[c];
+        tch::no_grad(|| {
+            if carry {
+                // Consumed: what stays in these rows now comes from the stale edges below and
+                // is injected next epoch.
+                for s in &self.convs {
+                    let _ = s.grad.narrow(0, ch.start, ch.len()).zero_();
+                }
+            }
+            let groups = if carry { &parts[..] } else { &parts[..1] };
+            for (s, leaf) in self.convs.iter().zip(leaves) {
+                s.send_grads(leaf, groups, self.spec.config.grad_scale);
+            }
+        });
     }
 
     /// Correct full-graph predictions (last stage only) on the train, val and test nodes.

@@ -36,15 +36,30 @@ impl GatConv {
     }
     /// Attends over already-projected features `xw = X·W` (`[n, heads·out]`).
     pub fn attend(&self, adj: &Adjacency, xw: &Tensor, att_dropout: f64, train: bool) -> Tensor {
-        let n = adj.n;
-        let (row, col) = (&adj.row, &adj.col);
-        let h = xw.view([n, self.heads, self.out]);
-        let a_src = (&h * &self.att_src).sum_dim_intlist(-1, false, None); // [n, heads]
-        let a_dst = (&h * &self.att_dst).sum_dim_intlist(-1, false, None);
+        self.attend_sources(xw, xw, &adj.row, &adj.col, att_dropout, train)
+    }
+    /// The attention with sources and targets in separate row spaces: edge `e` carries
+    /// `src_w[col_e]` to target `row_e` of `dst_w` (both projected, `[·, heads·out]`). A pipeline
+    /// chunk passes its own rows as targets and its rows plus the neighbours read from the
+    /// historical embeddings as sources.
+    pub fn attend_sources(
+        &self,
+        src_w: &Tensor,
+        dst_w: &Tensor,
+        row: &Tensor,
+        col: &Tensor,
+        att_dropout: f64,
+        train: bool,
+    ) -> Tensor {
+        let n = dst_w.size()[0];
+        let hs = src_w.view([-1, self.heads, self.out]);
+        let hd = dst_w.view([n, self.heads, self.out]);
+        let a_src = (&hs * &self.att_src).sum_dim_intlist(-1, false, None); // [n_src, heads]
+        let a_dst = (&hd * &self.att_dst).sum_dim_intlist(-1, false, None); // [n, heads]
         let e = a_src.index_select(0, col) + a_dst.index_select(0, row);
         let e = e.maximum(&(&e * 0.2)); // LeakyReLU(0.2)
         let alpha = edge_softmax(&e, row, n).fast_dropout(att_dropout, train);
-        let msg = h.index_select(0, col) * alpha.unsqueeze(-1);
+        let msg = hs.index_select(0, col) * alpha.unsqueeze(-1);
         let out = scatter_sum(&msg, row, n);
         let out = if self.concat { out.view([n, self.heads * self.out]) } else { out.mean_dim(1, false, None) };
         out + &self.bias
