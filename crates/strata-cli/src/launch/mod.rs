@@ -1,0 +1,353 @@
+//! `strata launch`: flags → a pipeline configuration → workers (spawned, listed, or met at a
+//! torchrun/Slurm rendezvous) → the launcher's run → the summary.
+
+mod config;
+mod rendezvous;
+mod summary;
+mod worker;
+
+use config::config;
+use rendezvous::{env_worker, is_loopback, serve_rank0, spawn_local, ClusterFile, RENDEZVOUS_WAIT};
+use summary::summarize;
+
+pub use rendezvous::{credentials, rendezvous_env};
+pub use worker::{worker, WorkerArgs};
+
+use crate::report::progress;
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_pipe::launcher::{config_identity, train, LaunchReport, Launcher, TrainOptions};
+use strata_pipe::security::Credentials;
+use strata_pipe::PipeError;
+use strata_pipe::PipelineConfig;
+
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    /// The graph (default: the registered `cora`).
+    #[command(flatten)]
+    pub graph: crate::source::GraphSource,
+    /// gcnii, gcn or sage (GraphSAGE, mean aggregator).
+    #[arg(long, default_value = "gcnii")]
+    pub model: String,
+    #[arg(long, default_value_t = 32)]
+    pub layers: usize,
+    /// Hidden width (default 64; 100 under `--preset gnnpipe`).
+    #[arg(long)]
+    pub hidden: Option<i64>,
+    /// gnnpipe: the GNNPipe paper's settings (hidden 100, dropout 0.5, lr 1e-3, no weight
+    /// decay); flags given explicitly override it.
+    #[arg(long, value_parser = ["gnnpipe"])]
+    pub preset: Option<String>,
+    /// L2 penalty on the input and output linear maps (default 5e-4).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// L2 penalty on the convolution weights (default: GCNII 0.01, GCN 5e-4).
+    #[arg(long)]
+    pub weight_decay_conv: Option<f64>,
+    /// pipeline (layers split over stages), graph (the graph-parallel baseline: vertices split
+    /// over ways, every worker holds every layer) or hybrid (ways × stages).
+    #[arg(long, default_value = "pipeline")]
+    pub mode: String,
+    /// Pipeline stages S (default 4 in pipeline mode, 1 in graph mode).
+    #[arg(long)]
+    pub stages: Option<usize>,
+    /// Graph-parallel ways W (default 1 in pipeline mode, 4 in graph mode, 2 in hybrid mode).
+    #[arg(long)]
+    pub ways: Option<usize>,
+    /// Vertex chunks K (0 = 4·P).
+    #[arg(long, default_value_t = 0)]
+    pub chunks: usize,
+    #[arg(long, default_value_t = 300)]
+    pub epochs: usize,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Turn off trick 1 (per-epoch chunk shuffling).
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Trick 2: scale of cross-chunk gradients (1 = no scaling; gradients reaching stale rows
+    /// are still dropped).
+    #[arg(long, default_value_t = 2.0)]
+    pub grad_scale: f64,
+    /// Trick 2 off as GNNPipe's ablation ran it: no ×2 scaling, and gradients that reach stale
+    /// historical rows are kept and injected when their chunk's backward runs next epoch.
+    #[arg(long, conflicts_with = "grad_scale")]
+    pub no_trick2: bool,
+    /// Trick 3: refresh the historical snapshot every R epochs (1 = one-epoch staleness).
+    #[arg(long, default_value_t = 23)]
+    pub refresh: usize,
+    /// bp (backprop through the pipeline) or sf (forward-only: ForwardGNN single-forward layers,
+    /// each trained by its own loss, so no gradient crosses a stage; needs --model gcn).
+    #[arg(long, default_value = "bp")]
+    pub trainer: String,
+    /// Storage of the historical embeddings: f32, bf16 or f16 (half the memory of each conv
+    /// slot's live and snapshot rows); the activations that cross stages travel in the same
+    /// type, gradients stay f32.
+    #[arg(long, default_value = "f32")]
+    pub history_dtype: strata_pipe::HistoryDtype,
+    /// What the stage split equalises: compute (per-layer FLOPs, GNNPipe's planner) or memory
+    /// (per-layer resident bytes: the largest worker as small as possible).
+    #[arg(long, default_value = "compute")]
+    pub balance: strata_pipe::Balance,
+    /// Return freed heap pages to the system after every chunk (pipeline) or layer
+    /// (graph-parallel): a smaller resident peak, usually for slower epochs (measured once each:
+    /// pipeline P = 4 at 300k −12 % peak, +23 % epoch time; graph-parallel P = 4 at 100k −31 %, +2 %).
+    #[arg(long)]
+    pub trim_heap: bool,
+    /// Exact full-graph evaluation every N epochs.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Worker addresses in rank order, rank = way·S + stage (host:port,...). Default: start W·S
+    /// local workers, or, under torchrun/Slurm (WORLD_SIZE or SLURM_NTASKS set), rendezvous at
+    /// MASTER_ADDR:MASTER_PORT with the other ranks.
+    #[arg(long, value_delimiter = ',')]
+    pub workers: Vec<String>,
+    /// A cluster file (see cluster/local.toml) listing the workers.
+    #[arg(long, conflicts_with = "workers")]
+    pub cluster: Option<PathBuf>,
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Mutual TLS with the workers: a directory from `strata cluster certs`. Local workers and
+    /// torchrun/Slurm ranks use its worker-RANK certificates.
+    #[arg(long, env = "STRATA_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// The launcher's certificate name in --tls-dir.
+    #[arg(long, default_value = "launcher")]
+    pub tls_name: String,
+    /// Device for locally started workers.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write checkpoints (every worker's parameters, optimizer moments and historical
+    /// embeddings; the launcher's manifest last) under this directory. It must be reachable at
+    /// the same path from every worker (a shared volume on a cluster).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Epochs between checkpoints (a checkpoint is also written at the end and on SIGTERM).
+    #[arg(long, default_value_t = 10)]
+    pub checkpoint_every: usize,
+    /// Continue from the newest complete checkpoint under DIR (torn ones are skipped) and keep
+    /// checkpointing there.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// When a worker dies: restart it (local workers) or wait for it to come back (listed
+    /// workers), reload the last checkpoint on every stage and continue. Needs checkpoints.
+    #[arg(long)]
+    pub restart_failed: bool,
+    /// Restarts allowed with --restart-failed.
+    #[arg(long, default_value_t = 3)]
+    pub max_restarts: usize,
+}
+
+pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
+    let cfg = config(&a)?;
+    let (mut workers, mut token) = (a.workers.clone(), a.token.clone());
+    if let Some(path) = &a.cluster {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let c: ClusterFile =
+            toml::from_str(&text).with_context(|| format!("{}: invalid cluster file", path.display()))?;
+        workers = c.workers;
+        if let Some(var) = c.token_env {
+            token = token.or_else(|| std::env::var(&var).ok());
+        }
+    }
+    let env = if workers.is_empty() { rendezvous_env()? } else { None };
+    if let Some((rank, world, master)) = &env {
+        if *rank > 0 {
+            return env_worker(*rank, *world, master.clone(), &a, token);
+        }
+        if *world != cfg.workers() {
+            bail!(
+                "world size {world} but --mode {} needs {} workers ({} ways × {} stages)",
+                a.mode,
+                cfg.workers(),
+                cfg.ways,
+                cfg.stages
+            );
+        }
+        if !is_loopback(master) && a.tls_dir.is_none() {
+            bail!("rank 0 would listen on {master}, which is not loopback: set --tls-dir (mutual TLS, `strata cluster certs`) on every rank; a token alone would cross the network in clear text");
+        }
+    }
+    if !workers.is_empty() && workers.len() != cfg.workers() {
+        bail!(
+            "{} workers listed but --mode {} needs {} ({} ways × {} stages), in rank order way·S + stage",
+            workers.len(),
+            a.mode,
+            cfg.workers(),
+            cfg.ways,
+            cfg.stages
+        );
+    }
+    let ckpt_root = a.resume.clone().or_else(|| a.checkpoint_dir.clone());
+    if a.restart_failed && ckpt_root.is_none() {
+        bail!("--restart-failed resumes from checkpoints: give --checkpoint-dir (or --resume)");
+    }
+    if let Some(r) = &a.resume {
+        if !r.is_dir() {
+            bail!("--resume {}: no such checkpoint directory", r.display());
+        }
+    } else if let Some(dir) = &a.checkpoint_dir {
+        // Continuing an earlier run must be asked for: otherwise a finished run would be
+        // silently "resumed" and its old result printed as if it were new.
+        if let Some((found, m)) = strata_pipe::checkpoint::latest(dir) {
+            bail!(
+                "--checkpoint-dir {}: already holds a run's checkpoint ({}, {} epochs done). Continue that run with --resume {}, or give an empty directory for a new run",
+                dir.display(),
+                found.display(),
+                m.epoch,
+                dir.display()
+            );
+        }
+    }
+    let data = a.graph.load("cora", None)?;
+    let split = data
+        .splits
+        .first()
+        .cloned()
+        .unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
+    // The plan holds the renumbered copy; the graph as read is not needed again.
+    let mut p = strata_pipe::PipelinePlan::from_owned(data, &split, &cfg);
+    drop(split);
+    // Each worker's share goes to disk now; the launcher keeps only the structure.
+    p.stage_to_disk(None).context("writing the stage data")?;
+    strata_nn::memory::release_free_heap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    rt.block_on(async move {
+        // SIGTERM (and Ctrl-C): finish the epoch, checkpoint, stop.
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            eprintln!("strata launch: stopping after this epoch");
+            flag.store(true, Ordering::SeqCst);
+        });
+        let given = workers.clone();
+        let mut restarts = 0;
+        loop {
+            let mut children = Vec::new();
+            if let Some((_, world, master)) = &env {
+                if restarts == 0 {
+                    workers = serve_rank0(
+                        master,
+                        *world,
+                        &a.device,
+                        credentials(token.clone(), a.tls_dir.as_deref(), "worker-0")?,
+                    )
+                    .await?;
+                }
+            } else if given.is_empty() {
+                let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref(), a.tls_dir.as_deref()).await?;
+                children = c;
+                workers = addrs;
+            }
+            // After a failure, listed workers get time to come back (restarted by their supervisor).
+            let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
+            let creds = credentials(token.clone(), a.tls_dir.as_deref(), &a.tls_name)?;
+            match run_once(&a, &cfg, &p, &p.dataset, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
+                Err(e)
+                    if a.restart_failed
+                        && restarts < a.max_restarts
+                        && e.downcast_ref::<PipeError>().is_some_and(PipeError::is_worker_failure) =>
+                {
+                    restarts += 1;
+                    eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);
+                    drop(children);
+                }
+                other => return other,
+            }
+        }
+    })
+}
+
+/// Connects, configures, restores the newest checkpoint under `ckpt_root` (if any), trains,
+/// and prints the summary.
+#[allow(clippy::too_many_arguments)]
+async fn run_once(
+    a: &LaunchArgs,
+    cfg: &PipelineConfig,
+    p: &strata_pipe::PipelinePlan,
+    data: &strata_graph::Dataset,
+    workers: &[String],
+    creds: &Credentials,
+    wait: Duration,
+    ckpt_root: Option<&std::path::Path>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    {
+        let split_desc: Vec<String> =
+            p.specs.iter().take(cfg.stages).map(|s| format!("{}..{}", s.first, s.last)).collect();
+        eprintln!(
+            "strata launch: {} ({} nodes) · {} with {} layers · {} mode: {} way(s) × {} stage(s) (slots {}) · {} chunks · workers {}",
+            data.name,
+            data.num_nodes(),
+            a.model,
+            a.layers,
+            cfg.mode.name(),
+            cfg.ways,
+            cfg.stages,
+            split_desc.join(" | "),
+            cfg.num_chunks(),
+            workers.join(", ")
+        );
+        let mut launcher = Launcher::connect(workers, creds, wait).await?;
+        launcher.configure(p, ckpt_root).await?;
+        let mut opts = TrainOptions {
+            checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)),
+            resume: None,
+            stop: Some(stop.clone()),
+        };
+        if let Some((dir, m)) = ckpt_root.and_then(strata_pipe::checkpoint::latest) {
+            if m.config != config_identity(cfg) {
+                bail!("{}: the checkpoint was written by a run with a different configuration (model, mode, split or hyper-parameters); refusing to resume it", dir.display());
+            }
+            launcher.restore(&dir, &m).await?;
+            let report: LaunchReport = serde_json::from_value(m.launcher.clone())
+                .with_context(|| format!("{}: launcher state", dir.display()))?;
+            eprintln!("strata launch: resumed from {} ({} epochs done)", dir.display(), m.epoch);
+            opts.resume = Some((m.epoch, report));
+        } else if a.resume.is_some() {
+            bail!(
+                "--resume {}: no complete checkpoint there",
+                ckpt_root.map(|r| r.display().to_string()).unwrap_or_default()
+            );
+        }
+        let pb = progress(cfg.epochs as u64, cfg.mode.name());
+        pb.inc(opts.resume.as_ref().map_or(0, |r| r.0));
+        let result = train(&launcher, p, cfg, &opts, |e| {
+            pb.inc(1);
+            if let Some(v) = e.val_accuracy {
+                pb.set_message(format!("loss {:.3} val {:.3} · {:.0} ms/epoch", e.loss, v, e.epoch_ms));
+            }
+        })
+        .await;
+        pb.finish_and_clear();
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Workers that will be reused after a restart stay up.
+                if !(a.restart_failed && e.is_worker_failure()) {
+                    launcher.shutdown("launcher failed").await;
+                }
+                return Err(anyhow::Error::new(e));
+            }
+        };
+        launcher.shutdown("training finished").await;
+        summarize(a, cfg, data, &report, split_desc)
+    }
+}

@@ -1,0 +1,110 @@
+//! The end of `strata launch`: the table, the `--json` report and the plots.
+
+use crate::report::{table, write_json};
+use serde_json::json;
+use strata_nn::metrics::median;
+use strata_pipe::PipelineConfig;
+
+use super::LaunchArgs;
+
+pub(super) fn summarize(
+    a: &LaunchArgs,
+    cfg: &PipelineConfig,
+    data: &strata_graph::Dataset,
+    report: &strata_pipe::launcher::LaunchReport,
+    split_desc: Vec<String>,
+) -> anyhow::Result<()> {
+    // Warm-up epochs are left out, but never all of them (a short run at scale has two epochs).
+    let ms: Vec<f64> =
+        report.epochs.iter().skip(2.min(report.epochs.len().saturating_sub(1))).map(|e| e.epoch_ms).collect();
+    let med = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> u64| {
+        median(&report.epochs.iter().map(|e| f(e) as f64).collect::<Vec<_>>())
+    };
+    let measured = med(&|e| e.bytes);
+    let mib = |b: f64| format!("{:.3}", b / (1 << 20) as f64);
+    let pred = &report.predicted;
+    let wire = med(&|e| e.wire_bytes);
+    // Each worker's peak over the run (a resumed run's earlier epochs may not carry it).
+    let per_worker = |f: &dyn Fn(&strata_pipe::launcher::LaunchEpoch) -> &Vec<u64>| -> Vec<u64> {
+        (0..cfg.workers())
+            .map(|r| report.epochs.iter().filter_map(|e| f(e).get(r).copied()).max().unwrap_or(0))
+            .collect()
+    };
+    let memory = per_worker(&|e| &e.memory_bytes_per_worker);
+    let cuda = per_worker(&|e| &e.cuda_peak_bytes_per_worker);
+    let mem_text = memory.iter().map(|b| format!("{:.0}", *b as f64 / 1048576.0)).collect::<Vec<_>>().join(" / ");
+    let rows = vec![
+        vec![
+            "mode".to_string(),
+            "ways×stages".into(),
+            "chunks".into(),
+            "epochs".into(),
+            "test acc (best val)".into(),
+            "epoch ms (median)".into(),
+            "MiB/epoch measured".into(),
+            "MiB/epoch predicted".into(),
+            "wire MiB/epoch".into(),
+            "peak RSS MiB per worker".into(),
+        ],
+        vec![
+            cfg.mode.name().into(),
+            format!("{}×{}", cfg.ways, cfg.stages),
+            cfg.num_chunks().to_string(),
+            cfg.epochs.to_string(),
+            format!("{:.2} (epoch {})", report.test_accuracy * 100.0, report.best_epoch + 1),
+            format!("{:.1}", median(&ms)),
+            format!(
+                "{} (layer {} · halo {} · weights {})",
+                mib(measured),
+                mib(med(&|e| e.layer_bytes)),
+                mib(med(&|e| e.halo_bytes)),
+                mib(med(&|e| e.weight_bytes))
+            ),
+            format!(
+                "{} (layer {} · halo {} · weights {})",
+                mib(pred.total),
+                mib(pred.layer),
+                mib(pred.halo),
+                mib(pred.weight)
+            ),
+            format!("{} (×{:.3})", mib(wire), if measured > 0.0 { wire / measured } else { 0.0 }),
+            mem_text,
+        ],
+    ];
+    print!("{}", table(&rows));
+    if let Some(path) = &a.json {
+        write_json(
+            path,
+            &json!({
+                "mode": cfg.mode.name(),
+                "dataset": data.name,
+                "model": a.model,
+                "layers": a.layers,
+                "stages": cfg.stages,
+                "ways": cfg.ways,
+                "workers": cfg.workers(),
+                "stage_slots": split_desc,
+                "chunks": cfg.num_chunks(),
+                "epochs": cfg.epochs,
+                "test_accuracy": report.test_accuracy,
+                "best_val_accuracy": report.best_val_accuracy,
+                "epoch_ms_median": median(&ms),
+                "bytes_per_epoch": {
+                    "measured": measured,
+                    "predicted": pred.total,
+                    "measured_by_kind": {"layer": med(&|e| e.layer_bytes), "halo": med(&|e| e.halo_bytes), "weight": med(&|e| e.weight_bytes)},
+                    "predicted_by_kind": {"layer": pred.layer, "halo": pred.halo, "weight": pred.weight},
+                    "boundary_vertices": pred.boundary,
+                    "parameters": pred.parameters,
+                    "wire": wire,
+                    "wire_overhead_ratio": if measured > 0.0 { wire / measured } else { 0.0 },
+                },
+                "memory_bytes_per_worker": memory,
+                "cuda_peak_bytes_per_worker": cuda,
+                "config": cfg,
+                "curve": report.epochs,
+            }),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! `strata worker`: one pipeline stage, graph partition or forward-only stage behind gRPC.
+
+use super::rendezvous::credentials;
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Address to serve on. Loopback by default; any other address requires --tls-dir (a token
+    /// alone would cross the network in clear text).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// This worker's rank (default: $RANK, then $SLURM_PROCID, then 0).
+    #[arg(long)]
+    pub rank: Option<u32>,
+    /// Shared cluster token required on every RPC.
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Mutual TLS: a directory from `strata cluster certs` (ca.pem, NAME.pem, NAME-key.pem).
+    #[arg(long, env = "STRATA_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// This worker's certificate name in --tls-dir (default worker-RANK).
+    #[arg(long)]
+    pub tls_name: Option<String>,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch CPU threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Serve Prometheus metrics (bytes sent by kind, epochs) at http://ADDR/metrics. A bare
+    /// port binds loopback (127.0.0.1:PORT); name an address (0.0.0.0:9100) to expose it.
+    #[arg(long, value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Largest graph (bytes of the npz stream) a launcher may configure this worker with.
+    #[arg(long, default_value_t = strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES)]
+    pub max_graph_bytes: u64,
+}
+
+/// `PORT` (loopback) or `HOST:PORT`.
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| format!("`{s}` is neither a port nor HOST:PORT"))
+}
+
+pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
+    strata_nn::set_threads(a.threads);
+    let device = strata_nn::parse_device(&a.device)?;
+    let env_rank = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+    let rank = a.rank.or_else(|| env_rank("RANK")).or_else(|| env_rank("SLURM_PROCID")).unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let creds = credentials(
+        a.token.clone(),
+        a.tls_dir.as_deref(),
+        &a.tls_name.clone().unwrap_or_else(|| format!("worker-{rank}")),
+    )?;
+    let opts = strata_pipe::worker::WorkerOptions {
+        listen: a.listen,
+        creds,
+        rank,
+        device,
+        registrations: None,
+        max_graph_bytes: a.max_graph_bytes,
+    };
+    if let Some(addr) = a.metrics_addr {
+        let _guard = rt.enter();
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .add_global_label("rank", rank.to_string())
+            .install()
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
+    rt.block_on(strata_pipe::worker::serve(opts, |addr| {
+        // The launcher reads this line to learn the port.
+        println!("strata worker {rank} listening on {addr}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }))
+    .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,199 @@
+//! The model directory: its manifest, the saved split, the graph record, and the atomic
+//! replacement of a directory by a finished training.
+
+use super::TrainLinkArgs;
+use crate::report::{table, write_json};
+use crate::source::GraphSource;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use strata_forward::{ForwardConfig, LinkTrainer};
+use strata_graph::npz::{Npz, NpzWriter};
+use strata_graph::{CsrGraph, Features, LinkSplit};
+use strata_nn::{LinkConfig, LinkMetrics, LinkTask};
+
+/// `manifest.json`.
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct Manifest {
+    pub(super) format: String,
+    /// gcn, sage, gat or netinfof.
+    pub(super) encoder: String,
+    /// The GNN's settings (absent for NetInfoF and ForwardGNN models).
+    pub(super) config: Option<LinkConfig>,
+    pub(super) netinfof: Option<NetinfofRecord>,
+    #[serde(default)]
+    pub(super) forward: Option<ForwardRecord>,
+    pub(super) seed: u64,
+    pub(super) split: Vec<f64>,
+    pub(super) graph: GraphRecord,
+    pub(super) feature_dim: usize,
+    pub(super) best_epoch: usize,
+    pub(super) epochs_run: usize,
+    pub(super) val: LinkMetrics,
+    pub(super) test: LinkMetrics,
+    /// SHA-256 of every other file of the directory; `eval` and `predict` refuse a mismatch.
+    pub(super) files: std::collections::BTreeMap<String, String>,
+}
+
+/// The files of a model directory besides the manifest.
+pub(super) const MODEL_FILES: [&str; 3] = ["model.safetensors", "split.npz", "embeddings.safetensors"];
+
+/// What a NetInfoF_Act model needs besides its weights.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(super) struct NetinfofRecord {
+    pub(super) components: usize,
+    pub(super) dim: i64,
+    pub(super) lambda1: f64,
+    pub(super) lambda2: f64,
+    /// Validation NetInfoF score of each component.
+    pub(super) scores: Vec<(String, f64)>,
+}
+
+/// A ForwardGNN link model: its trainer and layer settings.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(super) struct ForwardRecord {
+    pub(super) trainer: LinkTrainer,
+    pub(super) config: ForwardConfig,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(super) struct GraphRecord {
+    /// Where the graph was read from (older manifests: `dataset`, `edges`, `features`).
+    #[serde(flatten)]
+    pub(super) source: GraphSource,
+    pub(super) nodes: usize,
+    pub(super) undirected_edges: usize,
+    pub(super) fingerprint: String,
+}
+
+pub(super) const FORMAT: &str = "strata-linkpred/1";
+
+/// Loads the graph as undirected and simple (self loops dropped, reversed edges merged) with
+/// its features.
+pub(super) fn load_graph(g: &GraphSource) -> anyhow::Result<(CsrGraph, Features, GraphRecord)> {
+    if !g.is_given() {
+        bail!("give the graph with --dataset NAME, --npz FILE, --edges FILE or --ogb DIR");
+    }
+    let d = g.load("", None)?;
+    let graph = d.graph.symmetrized().without_self_loops();
+    let rec = GraphRecord {
+        source: g.clone(),
+        nodes: graph.num_nodes(),
+        undirected_edges: graph.num_undirected_edges(),
+        fingerprint: graph.fingerprint(),
+    };
+    Ok((graph, d.features, rec))
+}
+
+pub(super) fn pairs_array(w: &mut NpzWriter, key: &str, pairs: &[(usize, usize)]) {
+    let flat: Vec<i64> = pairs.iter().flat_map(|&(u, v)| [u as i64, v as i64]).collect();
+    w.i64s(key, &[pairs.len(), 2], &flat);
+}
+
+pub(super) fn read_pairs(npz: &mut Npz, key: &str) -> anyhow::Result<Vec<(usize, usize)>> {
+    let v = npz.i64s(key, "an [E, 2] array of node pairs")?;
+    Ok(v.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect())
+}
+
+pub(super) fn save_split(dir: &Path, s: &LinkSplit) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut w = NpzWriter::new();
+    for (k, p) in [
+        ("train_pos", &s.train_pos),
+        ("val_pos", &s.val_pos),
+        ("val_neg", &s.val_neg),
+        ("test_pos", &s.test_pos),
+        ("test_neg", &s.test_neg),
+    ] {
+        pairs_array(&mut w, k, p);
+    }
+    strata_nn::checkpoint::write_atomic(&dir.join("split.npz"), &w.to_bytes())?;
+    Ok(())
+}
+
+/// Prints the metrics, writes the manifest (last, so a directory with one is complete) and the
+/// JSON report.
+pub(super) fn finish_training(
+    a: &TrainLinkArgs,
+    manifest: &mut Manifest,
+    extra: serde_json::Value,
+) -> anyhow::Result<()> {
+    for f in MODEL_FILES {
+        let p = a.staging.join(f);
+        let bytes = std::fs::read(&p).with_context(|| format!("reading back {}", p.display()))?;
+        manifest.files.insert(f.to_string(), strata_pipe::checkpoint::sha256_hex(&bytes));
+    }
+    strata_nn::checkpoint::write_atomic(
+        &a.staging.join("manifest.json"),
+        serde_json::to_string_pretty(manifest)?.as_bytes(),
+    )?;
+    replace_dir(&a.staging, &a.out)?;
+    print!("{}", metrics_table(&[("val", &manifest.val), ("test", &manifest.test)]));
+    eprintln!("saved to {}", a.out.display());
+    if let Some(p) = &a.json {
+        let mut v = json!({"encoder": manifest.encoder, "val": manifest.val, "test": manifest.test, "best_epoch": manifest.best_epoch,
+            "epochs_run": manifest.epochs_run, "model_dir": a.out});
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        write_json(p, &v)?;
+    }
+    Ok(())
+}
+
+/// Refuses an `--out` that holds something other than a linkpred model (replacing it would
+/// destroy it); returns the staging directory beside it.
+pub(super) fn staging_for(out: &Path) -> anyhow::Result<PathBuf> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out).with_context(|| format!("--out {}", out.display()))?.next().is_none();
+        let is_model = std::fs::read_to_string(out.join("manifest.json")).is_ok_and(|t| t.contains(FORMAT));
+        if !empty && !is_model {
+            bail!("--out {}: exists and is not a linkpred model directory (no {FORMAT} manifest.json); refusing to replace it", out.display());
+        }
+    }
+    let name =
+        out.file_name().with_context(|| format!("--out {}: not a directory name", out.display()))?.to_string_lossy();
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    Ok(parent.join(format!(".{name}.partial-{}", std::process::id())))
+}
+
+/// Moves the complete `staging` directory to `out`: the old model (if any) is renamed aside
+/// first and deleted after, so `out` holds the old model or the new one, never a mix.
+pub(super) fn replace_dir(staging: &Path, out: &Path) -> anyhow::Result<()> {
+    let sync_parent = || {
+        if let Some(d) = out
+            .parent()
+            .and_then(|p| std::fs::File::open(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok())
+        {
+            let _ = d.sync_all();
+        }
+    };
+    let old = staging.with_file_name(format!("{}.old", staging.file_name().unwrap_or_default().to_string_lossy()));
+    let had_old = out.exists();
+    if had_old {
+        std::fs::rename(out, &old).with_context(|| format!("moving the previous model {} aside", out.display()))?;
+    }
+    std::fs::rename(staging, out).with_context(|| format!("moving the new model into {}", out.display()))?;
+    sync_parent();
+    if had_old {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("deleting the previous model (now at {})", old.display()))?;
+    }
+    Ok(())
+}
+
+pub(super) fn metrics_table(rows: &[(&str, &LinkMetrics)]) -> String {
+    let mut t = vec![["set", "roc_auc", "ap", "hits@20", "hits@50", "hits@100", "mrr"].map(String::from).to_vec()];
+    for (name, m) in rows {
+        let f = |x: f64| format!("{x:.4}");
+        t.push(vec![name.to_string(), f(m.roc_auc), f(m.ap), f(m.hits_20), f(m.hits_50), f(m.hits_100), f(m.mrr)]);
+    }
+    table(&t)
+}
+
+/// The training + validation edges of `task`'s split on its device and kernel.
+pub(super) fn train_val_tensors(task: &LinkTask) -> anyhow::Result<strata_nn::GraphTensors> {
+    Ok(strata_nn::GraphTensors::new(&task.split.train_val_graph()?, task.graph.device, task.graph.kernel))
+}

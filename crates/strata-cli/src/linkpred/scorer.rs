@@ -1,0 +1,284 @@
+//! `strata linkpred eval` and `predict`: a saved model directory loaded back as a scorer.
+
+use super::model_dir::*;
+use super::{EvalArgs, PredictArgs};
+use crate::report::{table, write_json};
+use crate::source::GraphSource;
+use anyhow::{bail, Context};
+use serde_json::json;
+use std::path::Path;
+use strata_forward::ForwardLinkModel;
+use strata_graph::npz::Npz;
+use strata_graph::{CsrGraph, LinkSplit};
+use strata_netinfo::{Act, PairFeatures};
+use strata_nn::{Kernel, LinkMetrics, LinkModel, LinkTask};
+use tch::{Device, Kind};
+
+/// How a saved model scores pairs.
+pub(super) enum Scorer {
+    Gnn { task: Box<LinkTask>, model: Box<LinkModel>, z: tch::Tensor },
+    NetInfoF { feats: PairFeatures, act: Act },
+    Forward { task: Box<LinkTask>, model: Box<ForwardLinkModel>, z: tch::Tensor },
+}
+
+impl Scorer {
+    /// Logits of the pairs.
+    pub(super) fn score(&self, pairs: &[(usize, usize)]) -> Vec<f64> {
+        if pairs.is_empty() {
+            return Vec::new();
+        }
+        tch::no_grad(|| {
+            let t = match self {
+                Scorer::Gnn { model, z, .. } => {
+                    let (s, d) = strata_nn::linkpred::pair_tensors(pairs, z.device());
+                    model.score(z, &s, &d, false)
+                }
+                Scorer::NetInfoF { feats, act } => {
+                    let (s, d) = strata_nn::linkpred::pair_tensors(pairs, act.params.device());
+                    act.logits(&feats.of(&s, &d))
+                }
+                // The logit of the layers' mean probability, so σ(score) is that probability.
+                Scorer::Forward { model, z, .. } => {
+                    let (s, d) = strata_nn::linkpred::pair_tensors(pairs, z.device());
+                    model.score(z, &s, &d).clamp(1e-7, 1.0 - 1e-7).logit(None)
+                }
+            };
+            Vec::<f64>::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).unwrap_or_default()
+        })
+    }
+}
+
+/// A saved model with its split, on the graph it was trained on.
+pub(super) struct Loaded {
+    pub(super) manifest: Manifest,
+    pub(super) split: LinkSplit,
+    pub(super) scorer: Scorer,
+    pub(super) graph: CsrGraph,
+}
+
+/// Loads MODEL_DIR. `cached`: use the embeddings saved at training time instead of running the
+/// encoder (GNN models; NetInfoF's pair features are always the saved ones).
+pub(super) fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) -> anyhow::Result<Loaded> {
+    let device = strata_nn::parse_device(device)?;
+    let mpath = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath)
+        .with_context(|| format!("{} is not a linkpred model directory (no readable manifest.json)", dir.display()))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", mpath.display()))?;
+    if manifest.format != FORMAT {
+        bail!("{}: format `{}`, expected `{FORMAT}`", mpath.display(), manifest.format);
+    }
+    for f in MODEL_FILES {
+        let p = dir.join(f);
+        let expected = manifest.files.get(f).with_context(|| format!("{}: no checksum for {f}", mpath.display()))?;
+        let bytes = std::fs::read(&p).with_context(|| format!("{}: missing or unreadable", p.display()))?;
+        if &strata_pipe::checkpoint::sha256_hex(&bytes) != expected {
+            bail!("{}: SHA-256 differs from the manifest's: the file was altered or torn. Retrain with `strata linkpred train`.", p.display());
+        }
+    }
+    // The graph: as given on the command line, else where the manifest says it came from.
+    let args = if graph_args.is_given() { graph_args.clone() } else { manifest.graph.source.clone() };
+    let (graph, features, rec) = load_graph(&args)?;
+    if rec.fingerprint != manifest.graph.fingerprint {
+        let what = args.describe("");
+        bail!(
+            "{what} is not the graph this model was trained on: it has {} nodes and {} edges (fingerprint {}), the model's graph had {} nodes and {} edges (fingerprint {}). Refusing to score a different graph; retrain with `strata linkpred train`.",
+            rec.nodes,
+            rec.undirected_edges,
+            &rec.fingerprint[..12],
+            manifest.graph.nodes,
+            manifest.graph.undirected_edges,
+            &manifest.graph.fingerprint[..12]
+        );
+    }
+    if features.dim() != manifest.feature_dim {
+        bail!("the features have {} columns but the model was trained on {}", features.dim(), manifest.feature_dim);
+    }
+    let spath = dir.join("split.npz");
+    let mut npz = Npz::open(&spath)?;
+    let train_pos = read_pairs(&mut npz, "train_pos")?;
+    let n = graph.num_nodes();
+    let both: Vec<(i64, i64)> =
+        train_pos.iter().flat_map(|&(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
+    let split = LinkSplit {
+        train_graph: CsrGraph::from_edges(&spath.display().to_string(), n, &both, None)?,
+        val_pos: read_pairs(&mut npz, "val_pos")?,
+        val_neg: read_pairs(&mut npz, "val_neg")?,
+        test_pos: read_pairs(&mut npz, "test_pos")?,
+        test_neg: read_pairs(&mut npz, "test_neg")?,
+        train_pos,
+    };
+    for (k, p) in [
+        ("val_pos", &split.val_pos),
+        ("val_neg", &split.val_neg),
+        ("test_pos", &split.test_pos),
+        ("test_neg", &split.test_neg),
+    ] {
+        if let Some(&(u, v)) = p.iter().find(|&&(u, v)| u >= n || v >= n) {
+            bail!("{}: {k} holds pair ({u}, {v}) outside the graph's {n} nodes", spath.display());
+        }
+    }
+    let emb_path = dir.join("embeddings.safetensors");
+    let scorer = match (&manifest.config, &manifest.netinfof) {
+        (None, None) if manifest.forward.is_some() => {
+            let fw = manifest.forward.as_ref().expect("checked");
+            let task = LinkTask::new(
+                split.clone(),
+                &features,
+                device,
+                strata_graph::FeatureNorm::Auto,
+                Kernel::for_graph(&split.train_graph),
+            );
+            let mut model = ForwardLinkModel::new(fw.trainer, &fw.config, &task.graph, task.input.dim())?;
+            model.load(&dir.join("model.safetensors"))?;
+            let width = fw.config.layers as i64 * fw.config.hidden;
+            let z = if cached && emb_path.exists() {
+                let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
+                if z.size() != [n as i64, width] {
+                    bail!(
+                        "{}: embeddings of shape {:?}, expected [{n}, {width}]; rerun with --recompute",
+                        emb_path.display(),
+                        z.size()
+                    );
+                }
+                z
+            } else {
+                model.embed_on(&task.input.to_dense(), &train_val_tensors(&task)?)
+            };
+            Scorer::Forward { task: Box::new(task), model: Box::new(model), z }
+        }
+        (Some(cfg), _) => {
+            let task = LinkTask::new(
+                split.clone(),
+                &features,
+                device,
+                strata_graph::FeatureNorm::Auto,
+                Kernel::for_graph(&split.train_graph),
+            );
+            let mut model = LinkModel::new(cfg, &task.graph, &task.input)?;
+            strata_nn::checkpoint::load_checkpoint(model.vs_mut(), &dir.join("model.safetensors"))?;
+            let z = if cached && emb_path.exists() {
+                let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
+                if z.size() != [n as i64, cfg.out] {
+                    bail!(
+                        "{}: embeddings of shape {:?}, expected [{n}, {}]; rerun with --recompute",
+                        emb_path.display(),
+                        z.size(),
+                        cfg.out
+                    );
+                }
+                z
+            } else {
+                tch::no_grad(|| model.embed(&task.input, false))
+            };
+            Scorer::Gnn { task: Box::new(task), model: Box::new(model), z }
+        }
+        (None, Some(ni)) => {
+            let params = strata_nn::checkpoint::load_tensor(&dir.join("model.safetensors"), "params")?.to(device);
+            let plain = strata_nn::checkpoint::load_tensor(&emb_path, "plain")?.to(device);
+            let adjusted = strata_nn::checkpoint::load_tensor(&emb_path, "adjusted")?.to(device);
+            let width = ni.components as i64 * ni.dim;
+            if plain.size() != [n as i64, width]
+                || adjusted.size() != plain.size()
+                || params.size() != [width + ni.components as i64]
+            {
+                bail!(
+                    "{}: saved NetInfoF tensors do not match the manifest ({} components × {})",
+                    dir.display(),
+                    ni.components,
+                    ni.dim
+                );
+            }
+            Scorer::NetInfoF {
+                feats: PairFeatures::from_tensors(plain, adjusted, ni.components, ni.dim),
+                act: Act { params, components: ni.components, dim: ni.dim },
+            }
+        }
+        (None, None) => {
+            bail!("{}: the manifest has neither a GNN configuration nor a NetInfoF record", mpath.display())
+        }
+    };
+    Ok(Loaded { manifest, split, scorer, graph })
+}
+
+pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let l = load_model(&a.model_dir, &a.graph, &a.device, false)?;
+    let f = |p: &[(usize, usize)]| l.scorer.score(p).into_iter().map(|x| x as f32).collect::<Vec<_>>();
+    let test = LinkMetrics::of(&f(&l.split.test_pos), &f(&l.split.test_neg));
+    print!("{}", metrics_table(&[("test", &test)]));
+    if let Some(p) = &a.json {
+        write_json(
+            p,
+            &json!({"roc_auc": test.roc_auc, "ap": test.ap, "hits@20": test.hits_20, "hits@50": test.hits_50, "hits@100": test.hits_100, "mrr": test.mrr,
+            "test_edges": l.split.test_pos.len(), "model_dir": a.model_dir, "encoder": l.manifest.encoder}),
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn predict(a: PredictArgs) -> anyhow::Result<()> {
+    let l = load_model(&a.model_dir, &a.graph, &a.device, !a.recompute)?;
+    let n = l.graph.num_nodes();
+    let t0 = std::time::Instant::now();
+    // So the reported latency includes the encoder (loading ran it once already).
+    match (a.recompute, &l.scorer) {
+        (true, Scorer::Gnn { task, model, .. }) => drop(tch::no_grad(|| model.embed(&task.input, false))),
+        (true, Scorer::Forward { task, model, .. }) => {
+            drop(model.embed_on(&task.input.to_dense(), &train_val_tensors(task)?))
+        }
+        _ => {}
+    }
+    let pairs: Vec<(usize, usize)> = match (a.node, &a.pairs) {
+        (Some(u), _) => {
+            if u >= n {
+                bail!("--node {u}: the graph has {n} nodes (ids 0..{})", n - 1);
+            }
+            let nb: std::collections::HashSet<i64> = l.graph.neighbors(u).iter().copied().collect();
+            (0..n).filter(|&v| v != u && !nb.contains(&(v as i64))).map(|v| (u, v)).collect()
+        }
+        (None, Some(path)) => {
+            let list = strata_graph::formats::read_edge_list(path)?;
+            if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= n) {
+                bail!(
+                    "{}: pair #{} ({u}, {v}) names node {}, but the graph has {n} nodes",
+                    path.display(),
+                    i + 1,
+                    u.max(v)
+                );
+            }
+            list.edges.iter().map(|&(u, v)| (u as usize, v as usize)).collect()
+        }
+        (None, None) => bail!("give --node N or --pairs FILE"),
+    };
+    let mut rows: Vec<(usize, usize, f64)> =
+        pairs.iter().zip(l.scorer.score(&pairs)).map(|(&(u, v), s)| (u, v, s)).collect();
+    if a.node.is_some() {
+        rows.sort_by(|x, y| y.2.total_cmp(&x.2));
+        rows.truncate(a.top);
+    }
+    // Scoring every candidate and ranking them (loading excluded; embedding too unless --recompute).
+    let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+    tracing::info!("scored in {latency_ms:.1} ms");
+    let prob = |s: f64| 1.0 / (1.0 + (-s).exp());
+    let mut t = vec![vec!["rank".to_string(), "src".into(), "dst".into(), "score".into(), "probability".into()]];
+    for (i, &(u, v, s)) in rows.iter().enumerate() {
+        t.push(vec![(i + 1).to_string(), u.to_string(), v.to_string(), format!("{s:.4}"), format!("{:.4}", prob(s))]);
+    }
+    print!("{}", table(&t));
+    if let Some(p) = &a.json {
+        let items: Vec<_> =
+            rows.iter().map(|&(u, v, s)| json!({"src": u, "dst": v, "score": s, "probability": prob(s)})).collect();
+        write_json(
+            p,
+            &json!({"node": a.node, "top": a.node.map(|_| a.top), "latency_ms": latency_ms, "encoder": l.manifest.encoder, "predictions": items}),
+        )?;
+    }
+    if let Some(p) = &a.csv {
+        let mut text = String::from("src,dst,score,probability\n");
+        for &(u, v, s) in &rows {
+            text.push_str(&format!("{u},{v},{s},{}\n", prob(s)));
+        }
+        strata_nn::checkpoint::write_atomic(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
