@@ -1,5 +1,7 @@
 //! Shared helpers for strata's end-to-end tests (`tests/tests/*.rs`).
 
+pub mod resume;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -27,4 +29,37 @@ pub fn run_strata(args: &[&str]) -> (bool, String, String) {
     let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
     assert!(!se.contains("panicked"), "{se}");
     (out.status.success(), so, se)
+}
+
+/// Child processes killed (and reaped) when the test ends, however it ends.
+pub struct Procs(pub Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `strata launch ARGS --json FILE`: (success, the JSON report or null, stderr). Fails the test
+/// if the binary panicked.
+pub fn launch(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let json = dir.path().join("r.json");
+    let out = std::process::Command::new(strata_bin())
+        .arg("launch")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running strata launch");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let v = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("the --json report parses"))
+        .unwrap_or(serde_json::Value::Null);
+    (out.status.success(), v, stderr)
 }

@@ -1,8 +1,10 @@
 //! ForwardGNN on the paper's own Cora-ML splits (`../shared/graphs/forwardgnn/cora_ml`).
 
+use serde_json::Value;
+use std::process::Command;
 use strata_forward::{train_node, ForwardConfig, Trainer};
 use strata_graph::registry::locate_or_skip;
-use strata_tests::HEAVY;
+use strata_tests::{launch, strata_bin, HEAVY};
 
 /// SF-GCN test accuracy % on each of the 5 official splits (run i: split i, seed 10100 + 3i as
 /// the reference's SeedManager).
@@ -164,4 +166,44 @@ fn train_cli_reports_forward_trainers() {
     let (ok, _, err) =
         strata_tests::run_strata(&["train", "--dataset", "karate", "--trainer", "sf", "--model", "gcnii"]);
     assert!(!ok && err.contains("gcnii"), "{err}");
+}
+
+/// Forward-only pipeline (`launch --trainer sf`): ForwardGNN single-forward layers over 4 stages
+/// on Cora-ML (the paper's split 0). No gradient crosses a stage, so the bytes per epoch are the
+/// activations alone — measured equals the model, and about half the backprop pipeline's — and
+/// the accuracy is within 2 points of single-process SF with the same 4 layers.
+#[test]
+fn forward_only_pipeline_matches_single_process_sf_with_half_the_bytes() {
+    if locate_or_skip("forwardgnn/cora_ml/split0.json").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let common = ["--dataset", "cora-ml", "--model", "gcn", "--layers", "3", "--stages", "4", "--hidden", "128"];
+    let (ok, sf, err) = launch(&[&common[..], &["--trainer", "sf", "--epochs", "100", "--lr", "0.01"]].concat());
+    assert!(ok, "{err}");
+    let (ok, bp, err) = launch(&[&common[..], &["--trainer", "bp", "--epochs", "3"]].concat());
+    assert!(ok, "{err}");
+    let bytes = |v: &Value, k: &str| v["bytes_per_epoch"][k].as_f64().unwrap();
+    assert_eq!(bytes(&sf, "measured"), bytes(&sf, "predicted"), "{}", sf["bytes_per_epoch"]);
+    assert_eq!(sf["bytes_per_epoch"]["measured_by_kind"]["layer"].as_f64(), Some(bytes(&sf, "measured")));
+    let ratio = bytes(&sf, "measured") / bytes(&bp, "measured");
+    eprintln!(
+        "bytes per epoch: forward-only {:.0}, backprop {:.0}, ratio {ratio:.3}",
+        bytes(&sf, "measured"),
+        bytes(&bp, "measured")
+    );
+    assert!((0.45..0.6).contains(&ratio), "{ratio}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sf.json");
+    let out = Command::new(strata_bin())
+        .args(["train", "--dataset", "cora-ml", "--trainer", "sf", "--layers", "4", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let single: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (pipe_acc, single_acc) =
+        (sf["test_accuracy"].as_f64().unwrap() * 100.0, single["test_accuracy"]["mean"].as_f64().unwrap());
+    eprintln!("Cora-ML split 0: forward-only pipeline {pipe_acc:.2}, single-process SF {single_acc:.2}");
+    assert!((pipe_acc - single_acc).abs() <= 2.0, "{pipe_acc} vs {single_acc}");
 }

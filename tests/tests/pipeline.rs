@@ -2,22 +2,11 @@
 //! the volume model, equivalence with the in-process schedule, failure detection, and (in
 //! `make test-full`) accuracy against single-process training.
 
-use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use strata_graph::registry::locate_or_skip;
-use strata_tests::{strata_bin, HEAVY};
-
-fn launch(args: &[&str]) -> (bool, Value, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let out = Command::new(strata_bin()).arg("launch").args(args).arg("--json").arg(&json).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let v = std::fs::read_to_string(&json).ok().map(|t| serde_json::from_str(&t).unwrap()).unwrap_or(Value::Null);
-    (out.status.success(), v, stderr)
-}
+use strata_tests::{launch, strata_bin, HEAVY};
 
 #[test]
 fn pipeline_reports_and_bytes_match_the_model() {
@@ -216,68 +205,6 @@ fn graph_parallel_equals_full_graph_training() {
     }
 }
 
-/// The same command on every rank, torchrun-style (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) or
-/// Slurm-style (SLURM_PROCID/SLURM_NTASKS): rank 0 coordinates, the others register with it.
-#[test]
-fn launch_starts_under_torchrun_and_slurm_environments() {
-    if locate_or_skip("planetoid/cora.npz").is_none() {
-        return;
-    }
-    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    for slurm in [false, true] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("r.json");
-        let mut ranks = Vec::new();
-        for rank in 0..3 {
-            let mut cmd = Command::new(strata_bin());
-            cmd.args([
-                "launch",
-                "--dataset",
-                "cora",
-                "--mode",
-                "pipeline",
-                "--stages",
-                "3",
-                "--layers",
-                "4",
-                "--epochs",
-                "2",
-                "--json",
-            ])
-            .arg(&json);
-            for k in ["RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "STRATA_TOKEN"] {
-                cmd.env_remove(k);
-            }
-            let (r, w) = if slurm { ("SLURM_PROCID", "SLURM_NTASKS") } else { ("RANK", "WORLD_SIZE") };
-            cmd.env(r, rank.to_string())
-                .env(w, "3")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string());
-            ranks.push(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
-        }
-        for (rank, child) in ranks.into_iter().enumerate() {
-            let out = child.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "slurm={slurm} rank {rank}: {err}");
-            assert!(!err.contains("panicked"), "{err}");
-        }
-        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        assert_eq!(r["workers"], 3);
-        assert_eq!(r["bytes_per_epoch"]["measured"], r["bytes_per_epoch"]["predicted"]);
-    }
-    // A world size that does not fit the mode is refused on rank 0 with the numbers.
-    let out = Command::new(strata_bin())
-        .args(["launch", "--dataset", "karate", "--stages", "2", "--layers", "2"])
-        .env("RANK", "0")
-        .env("WORLD_SIZE", "3")
-        .env("MASTER_ADDR", "127.0.0.1")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("world size 3") && err.contains("needs 2 workers"), "{err}");
-}
-
 #[test]
 fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
     if locate_or_skip("planetoid/cora.npz").is_none() {
@@ -353,60 +280,6 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
 
 /// Acceptance: GCNII-32 on Cora with P = 4 workers — pipeline stages and graph-parallel
 /// partitions — each within 1.5 points of single-process training (mean of 3 seeds).
-#[test]
-#[ignore = "slow: make test-full"]
-fn gcnii_32_distributed_matches_single_process_accuracy() {
-    if locate_or_skip("planetoid/cora.npz").is_none() {
-        return;
-    }
-    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let epochs = 400;
-    let d = strata_graph::load("cora", None).unwrap();
-    let (mut pipe, mut graph, mut single) = (Vec::new(), Vec::new(), Vec::new());
-    for seed in 0..3u64 {
-        let (s, e) = (seed.to_string(), epochs.to_string());
-        let (ok, r, err) =
-            launch(&["--dataset", "cora", "--layers", "32", "--stages", "4", "--epochs", &e, "--seed", &s]);
-        assert!(ok, "{err}");
-        pipe.push(r["test_accuracy"].as_f64().unwrap() * 100.0);
-        let (ok, r, err) = launch(&[
-            "--dataset",
-            "cora",
-            "--layers",
-            "32",
-            "--mode",
-            "graph",
-            "--ways",
-            "4",
-            "--epochs",
-            &e,
-            "--seed",
-            &s,
-        ]);
-        assert!(ok, "{err}");
-        graph.push(r["test_accuracy"].as_f64().unwrap() * 100.0);
-        let mut cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcnii);
-        cfg.layers = 32;
-        cfg.epochs = epochs;
-        cfg.patience = 0;
-        strata_nn::set_threads(0);
-        let task = strata_nn::NodeTask::new(
-            &d,
-            tch::Device::Cpu,
-            strata_graph::FeatureNorm::Auto,
-            strata_nn::Kernel::EdgeList,
-        );
-        let (_, rep) = strata_nn::train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap();
-        single.push(rep.test_accuracy * 100.0);
-    }
-    let (p, _) = strata_nn::metrics::mean_std(&pipe);
-    let (g, _) = strata_nn::metrics::mean_std(&graph);
-    let (s, _) = strata_nn::metrics::mean_std(&single);
-    eprintln!("GCNII-32 Cora, {epochs} epochs: pipeline P=4 {p:.2} {pipe:.1?} · graph-parallel P=4 {g:.2} {graph:.1?} · single-process {s:.2} {single:.1?}");
-    assert!((p - s).abs() <= 1.5, "pipeline {p:.2} vs single process {s:.2}: more than 1.5 points apart");
-    assert!((g - s).abs() <= 1.5, "graph-parallel {g:.2} vs single process {s:.2}: more than 1.5 points apart");
-}
-
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -499,56 +372,4 @@ fn workers_refuse_exposure_without_tls_and_calls_without_the_token() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = w.kill();
     let _ = w.wait();
-}
-
-#[test]
-fn cluster_files_in_the_repository_parse() {
-    for f in ["local.toml", "multi-host.toml"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster").join(f);
-        let v: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let workers = v["workers"].as_array().unwrap();
-        assert_eq!(workers.len(), 4, "{f}");
-        assert!(workers.iter().all(|w| w.as_str().unwrap().rsplit_once(':').unwrap().1.parse::<u16>().is_ok()));
-        assert_eq!(v["token_env"].as_str(), Some("STRATA_TOKEN"));
-    }
-}
-
-/// Forward-only pipeline (`launch --trainer sf`): ForwardGNN single-forward layers over 4 stages
-/// on Cora-ML (the paper's split 0). No gradient crosses a stage, so the bytes per epoch are the
-/// activations alone — measured equals the model, and about half the backprop pipeline's — and
-/// the accuracy is within 2 points of single-process SF with the same 4 layers.
-#[test]
-fn forward_only_pipeline_matches_single_process_sf_with_half_the_bytes() {
-    if locate_or_skip("forwardgnn/cora_ml/split0.json").is_none() {
-        return;
-    }
-    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let common = ["--dataset", "cora-ml", "--model", "gcn", "--layers", "3", "--stages", "4", "--hidden", "128"];
-    let (ok, sf, err) = launch(&[&common[..], &["--trainer", "sf", "--epochs", "100", "--lr", "0.01"]].concat());
-    assert!(ok, "{err}");
-    let (ok, bp, err) = launch(&[&common[..], &["--trainer", "bp", "--epochs", "3"]].concat());
-    assert!(ok, "{err}");
-    let bytes = |v: &Value, k: &str| v["bytes_per_epoch"][k].as_f64().unwrap();
-    assert_eq!(bytes(&sf, "measured"), bytes(&sf, "predicted"), "{}", sf["bytes_per_epoch"]);
-    assert_eq!(sf["bytes_per_epoch"]["measured_by_kind"]["layer"].as_f64(), Some(bytes(&sf, "measured")));
-    let ratio = bytes(&sf, "measured") / bytes(&bp, "measured");
-    eprintln!(
-        "bytes per epoch: forward-only {:.0}, backprop {:.0}, ratio {ratio:.3}",
-        bytes(&sf, "measured"),
-        bytes(&bp, "measured")
-    );
-    assert!((0.45..0.6).contains(&ratio), "{ratio}");
-
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("sf.json");
-    let out = Command::new(strata_bin())
-        .args(["train", "--dataset", "cora-ml", "--trainer", "sf", "--layers", "4", "--json", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let single: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let (pipe_acc, single_acc) =
-        (sf["test_accuracy"].as_f64().unwrap() * 100.0, single["test_accuracy"]["mean"].as_f64().unwrap());
-    eprintln!("Cora-ML split 0: forward-only pipeline {pipe_acc:.2}, single-process SF {single_acc:.2}");
-    assert!((pipe_acc - single_acc).abs() <= 2.0, "{pipe_acc} vs {single_acc}");
 }

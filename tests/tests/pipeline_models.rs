@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::process::Command;
 use strata_graph::registry::locate_or_skip;
 use strata_pipe::{evaluate_in_process, PipeModel, PipelineConfig, PipelinePlan, Stage, StageData};
-use strata_tests::{strata_bin, HEAVY};
+use strata_tests::{launch, strata_bin, HEAVY};
 
 const EPOCHS: usize = 200;
 
@@ -108,4 +108,58 @@ fn sage_pipeline_matches_one_process() {
 #[ignore = "slow: make test-full"]
 fn gat_pipeline_matches_one_process() {
     compare(PipeModel::Gat);
+}
+
+#[test]
+#[ignore = "slow: make test-full"]
+fn gcnii_32_distributed_matches_single_process_accuracy() {
+    if locate_or_skip("planetoid/cora.npz").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let epochs = 400;
+    let d = strata_graph::load("cora", None).unwrap();
+    let (mut pipe, mut graph, mut single) = (Vec::new(), Vec::new(), Vec::new());
+    for seed in 0..3u64 {
+        let (s, e) = (seed.to_string(), epochs.to_string());
+        let (ok, r, err) =
+            launch(&["--dataset", "cora", "--layers", "32", "--stages", "4", "--epochs", &e, "--seed", &s]);
+        assert!(ok, "{err}");
+        pipe.push(r["test_accuracy"].as_f64().unwrap() * 100.0);
+        let (ok, r, err) = launch(&[
+            "--dataset",
+            "cora",
+            "--layers",
+            "32",
+            "--mode",
+            "graph",
+            "--ways",
+            "4",
+            "--epochs",
+            &e,
+            "--seed",
+            &s,
+        ]);
+        assert!(ok, "{err}");
+        graph.push(r["test_accuracy"].as_f64().unwrap() * 100.0);
+        let mut cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcnii);
+        cfg.layers = 32;
+        cfg.epochs = epochs;
+        cfg.patience = 0;
+        strata_nn::set_threads(0);
+        let task = strata_nn::NodeTask::new(
+            &d,
+            tch::Device::Cpu,
+            strata_graph::FeatureNorm::Auto,
+            strata_nn::Kernel::EdgeList,
+        );
+        let (_, rep) = strata_nn::train_node_classifier(&task, &cfg, &d.splits[0], seed, |_| {}).unwrap();
+        single.push(rep.test_accuracy * 100.0);
+    }
+    let (p, _) = strata_nn::metrics::mean_std(&pipe);
+    let (g, _) = strata_nn::metrics::mean_std(&graph);
+    let (s, _) = strata_nn::metrics::mean_std(&single);
+    eprintln!("GCNII-32 Cora, {epochs} epochs: pipeline P=4 {p:.2} {pipe:.1?} · graph-parallel P=4 {g:.2} {graph:.1?} · single-process {s:.2} {single:.1?}");
+    assert!((p - s).abs() <= 1.5, "pipeline {p:.2} vs single process {s:.2}: more than 1.5 points apart");
+    assert!((g - s).abs() <= 1.5, "graph-parallel {g:.2} vs single process {s:.2}: more than 1.5 points apart");
 }
