@@ -9,7 +9,7 @@ use strata_graph::registry::locate_or_skip;
 use strata_pipe::{evaluate_in_process, PipeModel, PipelineConfig, PipelinePlan, Stage, StageData};
 use strata_tests::{launch, strata_bin, HEAVY};
 
-const EPOCHS: usize = 200;
+const EPOCHS: usize = 300;
 
 /// Depth per model: GCNII is the deep one; the others lose accuracy past two convolutions.
 fn layers(model: PipeModel) -> usize {

@@ -16,11 +16,12 @@
 //!   next layer's input is the positive graph's output. At evaluation the evaluated nodes are
 //!   linked to the candidate class's virtual node.
 
+use crate::config::ForwardConfig;
 use crate::layer::{
     accuracy, dense_features, fit_block, index_tensor, l2_rows, sparse_if_worth, with_virtual_nodes,
     wrong_class_permutations, Block, Conv,
 };
-use crate::{ForwardConfig, NodeRun};
+use crate::report::NodeRun;
 use strata_graph::{Dataset, Split};
 use strata_nn::{GraphTensors, Kernel};
 use tch::{Device, Kind, Reduction, Tensor};

@@ -181,7 +181,7 @@ impl Fit {
 /// improvement and restores the best weights.
 pub(crate) fn fit_block(
     block: &mut Block,
-    cfg: &crate::ForwardConfig,
+    cfg: &crate::config::ForwardConfig,
     mut loss: impl FnMut(&Block) -> Tensor,
     mut validate: impl FnMut(&Block) -> f64,
 ) -> Fit {

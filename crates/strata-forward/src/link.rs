@@ -14,8 +14,8 @@
 //! messages over the training edges; test pairs are scored on embeddings whose messages pass
 //! over the training and validation edges, as PyG's `RandomLinkSplit` gives the reference.
 
+use crate::config::ForwardConfig;
 use crate::layer::{fit_block, Block, Fit};
-use crate::ForwardConfig;
 use serde::Serialize;
 use std::path::Path;
 use strata_nn::linkpred::pair_tensors;

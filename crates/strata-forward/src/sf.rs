@@ -9,8 +9,9 @@
 //! next layer's input. A node's prediction sums the per-layer class distributions
 //! `softmax(h_j[node]·h_j[VN]ᵀ / τ)` over the layers trained so far.
 
+use crate::config::ForwardConfig;
 use crate::layer::{accuracy, dense_features, fit_block, index_tensor, with_virtual_nodes, Block};
-use crate::{ForwardConfig, NodeRun};
+use crate::report::NodeRun;
 use strata_graph::{Dataset, Split};
 use tch::{Device, Kind, Tensor};
 

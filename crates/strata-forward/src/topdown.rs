@@ -14,9 +14,10 @@
 //!
 //! Both start from one bottom-up pass and early-stop the whole stack on validation accuracy.
 
+use crate::config::ForwardConfig;
 use crate::layer::{l2_rows, sparse_if_worth, Block, Fit};
+use crate::report::NodeRun;
 use crate::sf::SfContext;
-use crate::{ForwardConfig, NodeRun};
 use strata_graph::{Dataset, Split};
 use strata_nn::{Patience, Progress};
 use tch::{Device, Tensor};

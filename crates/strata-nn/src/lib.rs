@@ -11,6 +11,7 @@
 //! - [`metrics`]: accuracy, ROC-AUC, AP, Hits@K, MRR; [`checkpoint`]: atomic safetensors.
 
 pub mod checkpoint;
+mod config;
 pub mod conv;
 mod device;
 mod error;
@@ -24,10 +25,11 @@ pub mod ops;
 pub mod optim;
 mod trainer;
 
+pub use config::{ModelConfig, ModelKind, ModelOverrides, StopOn};
 pub use device::{device_name, parse_device, set_threads};
 pub use error::{NnError, Result};
 pub use input::Input;
 pub use linkpred::{train_link_predictor, Decoder, LinkConfig, LinkMetrics, LinkModel, LinkReport, LinkTask};
 pub use message_passing::{gcn_norm, Adjacency, GraphTensors, Kernel, MessagePassing, Norm};
-pub use model::{Model, ModelConfig, ModelKind, ModelOverrides, StopOn};
+pub use model::Model;
 pub use trainer::{train_node_classifier, EpochStats, NodeTask, Patience, Progress, RunReport};

@@ -5,12 +5,13 @@
 //! the best validation Hits@K are kept.
 
 use crate::checkpoint::{restore, snapshot};
+use crate::config::{ModelConfig, ModelKind};
 use crate::conv::{Init, Linear};
 use crate::error::{NnError, Result};
 use crate::input::Input;
 use crate::message_passing::GraphTensors;
 use crate::metrics::{average_precision, hits_at_k, mrr, roc_auc};
-use crate::model::{Model, ModelConfig, ModelKind};
+use crate::model::Model;
 use crate::trainer::{Patience, Progress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

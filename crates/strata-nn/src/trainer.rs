@@ -1,11 +1,12 @@
 //! Full-batch node-classification training: Adam with (coupled) weight decay per parameter
 //! group, dropout, early stopping on validation, seeded runs, per-epoch curves and timings.
 
+use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::input::Input;
 use crate::message_passing::{GraphTensors, Kernel};
 use crate::metrics::accuracy;
-use crate::model::{Model, ModelConfig};
+use crate::model::Model;
 use serde::Serialize;
 use std::time::Instant;
 use strata_graph::FeatureNorm;

@@ -18,7 +18,7 @@
 use crate::boundary::Boundary;
 use crate::config::StageSpec;
 use crate::error::PipeError;
-use crate::StageData;
+use crate::stage_data::StageData;
 use strata_nn::conv::{Init, Linear};
 use strata_nn::ops::l2_rows;
 use strata_nn::optim::Adam;

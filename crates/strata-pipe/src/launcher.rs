@@ -2,15 +2,14 @@
 //! worker health, and sums the bytes each worker reports beside the volume model's prediction.
 
 use crate::checkpoint::{self, Manifest, WorkerFile};
-use crate::config::PipeModel;
-use crate::config::{Mode, PipelineConfig};
+use crate::config::PipelineConfig;
 use crate::error::PipeError;
 use crate::plan::PipelinePlan;
 use crate::proto::{
     CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest,
 };
 use crate::schedule::chunk_order;
-use crate::volume::{boundary_count, VolumeModel};
+use crate::volume::{predict, Predicted};
 use crate::worker::{client, Client};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,7 +133,7 @@ impl Launcher {
                     let dir = tempfile::tempdir()
                         .map_err(|e| PipeError::Config(format!("a temporary directory for the stage data: {e}")))?;
                     let path = dir.path().join(format!("stage-{rank}.npz"));
-                    crate::StageData::write_stage_npz(&plan.dataset, spec, &path)
+                    crate::stage_data::StageData::write_stage_npz(&plan.dataset, spec, &path)
                         .map_err(|e| PipeError::Config(format!("writing stage {rank}'s data: {e}")))?;
                     (Some(dir), path)
                 }
@@ -281,78 +280,6 @@ pub struct LaunchReport {
     pub test_accuracy: f64,
     pub best_epoch: u64,
     pub predicted: Predicted,
-}
-
-/// The volume model's bytes per training epoch for a plan, by kind.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Predicted {
-    /// Activations and gradients crossing stage boundaries.
-    pub layer: f64,
-    pub halo: f64,
-    pub weight: f64,
-    pub total: f64,
-    /// Boundary count B of the way partition (0 in a pure pipeline).
-    pub boundary: usize,
-    pub parameters: usize,
-}
-
-/// Trainable parameters of the whole model.
-pub fn parameter_count(cfg: &PipelineConfig, features: usize, classes: usize) -> usize {
-    let d = cfg.hidden as usize;
-    if cfg.trainer == crate::config::PipeTrainer::Sf {
-        return features * d + d + cfg.layers * (d * d + d);
-    }
-    let conv = match cfg.model {
-        PipeModel::Gcn => d * d + d,
-        PipeModel::Gcnii => d * d,
-        PipeModel::Sage => 2 * d * d + d,
-        PipeModel::Gat => d * d + 3 * d,
-    };
-    features * d + d + cfg.layers * conv + d * classes + classes
-}
-
-/// Predicted bytes per training epoch (GNNPipe notes §4, s = 4 bytes):
-/// - pipeline: 2·s·(S−1)·N·d·T;
-/// - graph: 2·s·B·L·d halo (forward and backward, every layer) + 2·(W−1)·|θ|·s all-reduce;
-/// - hybrid: the pipeline term + s·B·L·d (boundary rows of each layer's historical buffer,
-///   sent once per epoch one way: gradients to historical rows are dropped, trick 2) +
-///   2·(W−1)·|θ|·s (each stage's weights reduced over the ways);
-/// - forward-only pipeline: s·(S−1)·(N + K·C)·d (activations up only, with the C virtual-node
-///   rows riding on each of the K chunks).
-pub fn predict(plan: &PipelinePlan, cfg: &PipelineConfig) -> Predicted {
-    let d = &plan.dataset;
-    let parameters = parameter_count(cfg, d.features.dim(), d.num_classes);
-    let model = VolumeModel {
-        nodes: d.num_nodes(),
-        layers: cfg.layers,
-        width: cfg.hidden as usize,
-        tensors_per_boundary: plan.specs[0].tensors_per_boundary(),
-        parameters,
-        activation_bytes: cfg.history_dtype.bytes(),
-    };
-    let boundary = if cfg.ways > 1 {
-        let offs = &plan.way_offsets;
-        let way: Vec<usize> = (0..d.num_nodes()).map(|u| offs.partition_point(|&o| o <= u) - 1).collect();
-        boundary_count(&d.graph, &way)
-    } else {
-        0
-    };
-    let mut p = Predicted { boundary, parameters, ..Default::default() };
-    match cfg.mode {
-        // Forward-only: activations up only, plus the C virtual-node rows with every chunk.
-        Mode::Pipeline if cfg.trainer == crate::config::PipeTrainer::Sf => {
-            let rows = d.num_nodes() + cfg.num_chunks() * d.num_classes;
-            p.layer = cfg.history_dtype.bytes() as f64 * (cfg.stages - 1) as f64 * rows as f64 * cfg.hidden as f64;
-        }
-        Mode::Pipeline => p.layer = model.pipeline(cfg.stages),
-        Mode::Graph => (p.halo, p.weight) = model.graph_parallel(boundary, cfg.ways),
-        Mode::Hybrid => {
-            let (halo, weight) = model.graph_parallel(boundary, cfg.ways);
-            (p.layer, p.halo, p.weight) = (model.pipeline(cfg.stages), halo / 2.0, weight);
-        }
-    }
-    p.total = p.layer + p.halo + p.weight;
-    p
 }
 
 /// The part of a configuration a checkpoint must agree with to be resumed (all but the epoch

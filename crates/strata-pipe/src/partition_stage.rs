@@ -15,7 +15,7 @@ use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::history::history_lists;
 use crate::layers::{self, Conv, Layers};
-use crate::StageData;
+use crate::stage_data::StageData;
 use strata_graph::CsrMatrix;
 use strata_nn::ops::{dropout, dropout_mask, spmm};
 use strata_nn::optim::Adam;

@@ -22,7 +22,7 @@ pub struct PipelinePlan {
 }
 
 impl PipelinePlan {
-    /// Writes every stage's share ([`crate::StageData::write_stage_npz`]) into a temporary
+    /// Writes every stage's share ([`crate::stage_data::StageData::write_stage_npz`]) into a temporary
     /// directory under `dir` (the system's when `None`) and then drops the feature matrix and
     /// labels from memory: the launcher streams the files to the workers (again after a restart)
     /// and keeps only the structure, which the volume model reads.
@@ -37,7 +37,7 @@ impl PipelinePlan {
         let mut paths = Vec::with_capacity(self.specs.len());
         for (rank, spec) in self.specs.iter().enumerate() {
             let path = tmp.path().join(format!("stage-{rank}.npz"));
-            crate::StageData::write_stage_npz(&self.dataset, spec, &path)?;
+            crate::stage_data::StageData::write_stage_npz(&self.dataset, spec, &path)?;
             paths.push(path);
         }
         // The width stays known (the volume model counts parameters from it).

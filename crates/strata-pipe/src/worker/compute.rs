@@ -3,7 +3,6 @@
 
 use super::auth::client;
 use super::net::{Ctx, Mailbox, Net, TensorLimits, FULL_GRAPH};
-use super::service::WorkerState;
 use crate::config::{Mode, PipeTrainer, StageSpec};
 use crate::error::PipeError;
 use crate::forward_stage::ForwardStage;
@@ -16,6 +15,16 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 use tch::{Device, Tensor};
 use tokio::sync::oneshot;
+
+/// The worker's health as reported to anyone who asks.
+#[derive(Clone, Debug)]
+pub(crate) enum WorkerState {
+    /// Up, waiting for Configure.
+    Idle,
+    Serving,
+    /// The compute thread panicked: the stage's state is gone until the next Configure.
+    Failed(String),
+}
 
 /// What the RPC handlers ask of the compute thread; each carries its reply channel.
 pub(crate) enum Cmd {
@@ -163,8 +172,8 @@ impl Compute {
         rank: usize,
         peer_addrs: Vec<String>,
     ) -> Result<(), PipeError> {
-        let data =
-            crate::StageData::from_npz(npz.path()).map_err(|e| PipeError::Peer(format!("graph from launcher: {e}")))?;
+        let data = crate::stage_data::StageData::from_npz(npz.path())
+            .map_err(|e| PipeError::Peer(format!("graph from launcher: {e}")))?;
         drop(npz);
         tracing::info!("graph from launcher parsed: {}", strata_nn::memory::rss_summary());
         let mut spec = spec;

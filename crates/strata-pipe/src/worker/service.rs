@@ -1,7 +1,7 @@
 //! The gRPC service: checks each request (role, sizes, shapes), streams the graph to disk and
 //! tensors into the compute thread's mailbox, and answers health from shared state.
 
-use super::compute::Cmd;
+use super::compute::{Cmd, WorkerState};
 use super::net::{Received, TensorLimits};
 use crate::config::StageSpec;
 use crate::proto::worker_server::Worker;
@@ -16,16 +16,6 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
-
-/// The worker's health as reported to anyone who asks.
-#[derive(Clone, Debug)]
-pub(crate) enum WorkerState {
-    /// Up, waiting for Configure.
-    Idle,
-    Serving,
-    /// The compute thread panicked: the stage's state is gone until the next Configure.
-    Failed(String),
-}
 
 pub(crate) struct Svc {
     pub(crate) rank: u32,
