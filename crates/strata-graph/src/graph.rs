@@ -150,29 +150,25 @@ impl CsrGraph {
     /// Connected components of the undirected view: a component id per node, numbered in order
     /// of their smallest node.
     pub fn connected_components(&self) -> Vec<usize> {
+        // petgraph's union-find over the entries (direction ignored), then ids numbered in order
+        // of each component's smallest node.
         let n = self.num_nodes();
-        let sym = self.symmetrized();
-        let mut comp = vec![usize::MAX; n];
-        let mut next = 0;
-        let mut stack = Vec::new();
-        for s in 0..n {
-            if comp[s] != usize::MAX {
-                continue;
-            }
-            comp[s] = next;
-            stack.push(s);
-            while let Some(u) = stack.pop() {
-                for &v in sym.neighbors(u) {
-                    let v = v as usize;
-                    if comp[v] == usize::MAX {
-                        comp[v] = next;
-                        stack.push(v);
-                    }
-                }
-            }
-            next += 1;
+        let mut sets = petgraph::unionfind::UnionFind::<usize>::new(n);
+        for (u, v, _) in self.adj.iter() {
+            sets.union(u, v);
         }
-        comp
+        let mut id = vec![usize::MAX; n];
+        let mut next = 0;
+        (0..n)
+            .map(|u| {
+                let root = sets.find(u);
+                if id[root] == usize::MAX {
+                    id[root] = next;
+                    next += 1;
+                }
+                id[root]
+            })
+            .collect()
     }
     /// Nodes of the largest connected component, in their original order.
     pub fn largest_component(&self) -> Vec<usize> {

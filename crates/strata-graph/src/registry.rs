@@ -300,6 +300,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     persist_atomic(tmp, path)
 }
 
+/// [`write_atomic`] for writers that take a file name: `write` fills a temporary file beside
+/// `path` whose name ends in `suffix` (for writers that pick the format from it), which is then
+/// made durable and renamed over `path`. The writer's error is reported against `path`.
+pub fn write_atomic_with(
+    path: &Path,
+    suffix: &str,
+    write: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
+    let prefix = format!(".{}.", path.file_name().unwrap_or_default().to_string_lossy());
+    let tmp =
+        tempfile::Builder::new().prefix(&prefix).suffix(suffix).tempfile_in(dir).map_err(|e| GraphError::io(dir, e))?;
+    write(tmp.path()).map_err(|msg| GraphError::invalid(path.display(), msg))?;
+    persist_atomic(tmp, path)
+}
+
 /// Makes a temporary file beside `path` durable (fsync) and renames it over `path`, then
 /// fsyncs the directory so the rename itself survives a crash where the filesystem allows.
 pub(crate) fn persist_atomic(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
@@ -400,14 +417,14 @@ pub fn load(name: &str, attack: Option<Attack>) -> Result<Dataset> {
 /// Whether tests must fail rather than skip when something they need is missing: under
 /// `CI=true`, and under `make test` (which sets `STRATA_REQUIRE_TEST_DATA=1`). A plain
 /// `cargo test` by hand may skip, saying so.
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-support"))]
 pub fn tests_must_not_skip() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true") || std::env::var("STRATA_REQUIRE_TEST_DATA").is_ok_and(|v| v == "1")
 }
 
 /// For tests that need the real datasets: the file's path, or — when it is missing — a panic
 /// where [`tests_must_not_skip`] and a printed skip notice elsewhere.
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-support"))]
 pub fn locate_or_skip(rel: &str) -> Option<PathBuf> {
     match locate(rel) {
         Ok(p) => Some(p),

@@ -5,41 +5,18 @@ use crate::error::{NnError, Result};
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NnError + '_ {
-    move |source| NnError::Io { path: path.to_path_buf(), source }
-}
-
 /// Writes `bytes` to `path` atomically (see [`strata_graph::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(strata_graph::write_atomic(path, bytes)?)
 }
 
-/// fsync the directory so the rename itself is durable (best effort: not all filesystems allow it).
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// Writes a safetensors file atomically: `write` fills a temporary file beside `path`, which is
-/// fsynced and renamed over it.
+/// Writes a safetensors file atomically ([`strata_graph::write_atomic_with`]): tch picks the
+/// format from the extension, so the temporary name ends in `.safetensors`.
 fn write_safetensors_atomic(
     path: &Path,
     write: impl FnOnce(&Path) -> std::result::Result<(), tch::TchError>,
 ) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    // tch picks the format from the extension, so the temporary name must end in .safetensors.
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp.safetensors",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    write(&tmp)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(dir);
-    Ok(())
+    Ok(strata_graph::write_atomic_with(path, ".safetensors", |tmp| write(tmp).map_err(|e| e.to_string()))?)
 }
 
 /// Saves every variable of `vs` to `path` (safetensors) atomically, and `metadata` to

@@ -4,7 +4,9 @@
 use strata_graph::registry::locate_or_skip;
 use strata_nn::metrics::mean_std;
 use strata_nn::{train_node_classifier, Kernel, ModelConfig, ModelKind, NodeTask};
-use strata_tests::HEAVY;
+
+/// Accuracy runs each use every core; two at once would only slow both down.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Trains `seeds` runs with the model's default hyper-parameters (optionally adjusted) and
 /// returns (mean, std) test accuracy in percent.
