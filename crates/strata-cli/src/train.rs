@@ -5,6 +5,7 @@ use crate::report::{progress, table, write_json};
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
+use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
 use strata_forward::{ForwardConfig, Trainer};
@@ -107,27 +108,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if trainer != Trainer::Bp {
         return run_forward(&a, kind, trainer, device);
     }
-    let mut cfg = ModelConfig::defaults(kind);
-    if let Some(path) = &a.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let o: ModelOverrides =
-            toml::from_str(&text).with_context(|| format!("{}: invalid model configuration", path.display()))?;
-        cfg = cfg.with(&o);
-    }
-    cfg = cfg.with(&ModelOverrides {
-        layers: a.layers,
-        hidden: a.hidden,
-        heads: a.heads,
-        epochs: a.epochs,
-        lr: a.lr,
-        dropout: a.dropout,
-        weight_decay: a.weight_decay,
-        patience: a.patience,
-        normalize_features: a.normalize_features,
-        checkpoint_activations: a.checkpoint_activations.then_some(true),
-        ..Default::default()
-    });
-    cfg.validate()?;
+    let cfg = model_config(&a, kind)?;
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -158,25 +139,70 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     };
     eprintln!("strata train: {} kernel{}", kernel.name(), if a.kernel == "auto" { " (auto)" } else { "" });
     let task = NodeTask::new(&dataset, device, cfg.normalize_features, kernel);
-    let why = match cfg.normalize_features {
-        strata_graph::FeatureNorm::Auto => {
-            if task.feature_norm == strata_graph::FeatureNorm::RowSum {
-                " (auto: no feature is negative)"
-            } else {
-                " (auto: real-valued features)"
-            }
-        }
+    let why = match (cfg.normalize_features, task.feature_norm) {
+        (strata_graph::FeatureNorm::Auto, strata_graph::FeatureNorm::RowSum) => " (auto: no feature is negative)",
+        (strata_graph::FeatureNorm::Auto, _) => " (auto: real-valued features)",
         _ => "",
     };
     eprintln!("strata train: feature normalisation {}{why}", task.feature_norm);
-    let pb = progress(a.seeds * cfg.epochs as u64, "train");
-    let mut runs = Vec::new();
-    let mut last_model = None;
-    let mut peak_memory = 0u64;
-    for seed in 0..a.seeds {
-        let split = &splits[seed as usize];
+    let (runs, last_model, peak_memory) = train_seeds(&task, &cfg, &splits, a.seeds, device)?;
+    let report = TrainReport::new(&dataset.name, kind, &cfg, &runs, &task, reorder, peak_memory, device);
+    print_runs(&runs, &report, last_model.num_parameters());
+    if let Some(path) = &a.save {
+        strata_nn::checkpoint::save_checkpoint(&last_model.vs, path, &json!({"dataset": dataset.name, "config": cfg}))?;
+        println!("saved weights to {}", path.display());
+    }
+    if let Some(path) = &a.plot {
+        let curves: Vec<_> = runs.iter().map(|r| (r.seed, r.curve.clone())).collect();
+        let title = format!("{} · {} ({} layers)", dataset.name, kind.name(), cfg.layers);
+        crate::plot::training_curves(path, &title, &curves)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.json {
+        write_json(path, &serde_json::to_value(&report)?)?;
+    }
+    Ok(())
+}
+
+/// The model's defaults, then the `--config` file, then the flags.
+fn model_config(a: &TrainArgs, kind: ModelKind) -> anyhow::Result<ModelConfig> {
+    let mut cfg = ModelConfig::defaults(kind);
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let o: ModelOverrides =
+            toml::from_str(&text).with_context(|| format!("{}: invalid model configuration", path.display()))?;
+        cfg = cfg.with(&o);
+    }
+    cfg = cfg.with(&ModelOverrides {
+        layers: a.layers,
+        hidden: a.hidden,
+        heads: a.heads,
+        epochs: a.epochs,
+        lr: a.lr,
+        dropout: a.dropout,
+        weight_decay: a.weight_decay,
+        patience: a.patience,
+        normalize_features: a.normalize_features,
+        checkpoint_activations: a.checkpoint_activations.then_some(true),
+        ..Default::default()
+    });
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// One run per seed (seed `s` on `splits[s]`): the reports, the last model, the peak memory.
+fn train_seeds(
+    task: &NodeTask,
+    cfg: &ModelConfig,
+    splits: &[Split],
+    seeds: u64,
+    device: tch::Device,
+) -> anyhow::Result<(Vec<strata_nn::RunReport>, strata_nn::Model, u64)> {
+    let pb = progress(seeds * cfg.epochs as u64, "train");
+    let (mut runs, mut last_model, mut peak_memory) = (Vec::new(), None, 0u64);
+    for seed in 0..seeds {
         let meter = strata_nn::memory::MemoryMeter::start(device);
-        let (model, report) = strata_nn::train_node_classifier(&task, &cfg, split, seed, |e| {
+        let (model, report) = strata_nn::train_node_classifier(task, cfg, &splits[seed as usize], seed, |e| {
             pb.inc(1);
             pb.set_message(format!("seed {seed} epoch {} val {:.3}", e.epoch, e.val_accuracy));
         })?;
@@ -187,19 +213,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         last_model = Some(model);
     }
     pb.finish_and_clear();
+    Ok((runs, last_model.expect("at least one seed"), peak_memory))
+}
 
-    let tests: Vec<f64> = runs.iter().map(|r| r.test_accuracy * 100.0).collect();
-    let vals: Vec<f64> = runs.iter().map(|r| r.val_accuracy * 100.0).collect();
-    let step_ms: Vec<f64> = runs
-        .iter()
-        .flat_map(|r| r.curve.iter().skip(3.min(r.curve.len().saturating_sub(1))).map(|e| e.step_ms))
-        .collect();
-    let (tm, ts) = mean_std(&tests);
-    let (vm, vs) = mean_std(&vals);
-    let epoch_ms = median(&step_ms);
+/// The per-seed table, the mean row and the step time.
+fn print_runs(runs: &[strata_nn::RunReport], report: &TrainReport, parameters: i64) {
     let mut rows =
         vec![vec!["seed".to_string(), "epochs".into(), "best epoch".into(), "val acc".into(), "test acc".into()]];
-    for r in &runs {
+    for r in runs {
         rows.push(vec![
             r.seed.to_string(),
             r.epochs_run.to_string(),
@@ -208,49 +229,113 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             format!("{:.2}", r.test_accuracy * 100.0),
         ]);
     }
-    rows.push(vec!["mean".into(), "".into(), "".into(), format!("{vm:.2} ± {vs:.2}"), format!("{tm:.2} ± {ts:.2}")]);
+    let (t, v) = (&report.test_accuracy, &report.val_accuracy);
+    rows.push(vec![
+        "mean".into(),
+        "".into(),
+        "".into(),
+        format!("{:.2} ± {:.2}", v.mean, v.std),
+        format!("{:.2} ± {:.2}", t.mean, t.std),
+    ]);
     print!("{}", table(&rows));
-    println!(
-        "epoch time (train step, median): {epoch_ms:.2} ms · parameters: {}",
-        last_model.as_ref().map_or(0, |m| m.num_parameters())
-    );
+    println!("epoch time (train step, median): {:.2} ms · parameters: {parameters}", report.epoch_ms_median);
+}
 
-    if let Some(path) = &a.save {
-        let m = last_model.as_ref().unwrap();
-        strata_nn::checkpoint::save_checkpoint(&m.vs, path, &json!({"dataset": dataset.name, "config": cfg}))?;
-        println!("saved weights to {}", path.display());
+/// Mean, standard deviation and the values (percent) over seeds.
+#[derive(Serialize)]
+struct OverSeeds {
+    mean: f64,
+    std: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    values: Vec<f64>,
+}
+
+impl OverSeeds {
+    fn of(values: Vec<f64>) -> OverSeeds {
+        let (mean, std) = mean_std(&values);
+        OverSeeds { mean, std, values }
     }
-    if let Some(path) = &a.plot {
-        let curves: Vec<_> = runs.iter().map(|r| (r.seed, r.curve.clone())).collect();
-        crate::plot::training_curves(
-            path,
-            &format!("{} · {} ({} layers)", dataset.name, kind.name(), cfg.layers),
-            &curves,
-        )?;
-        println!("wrote {}", path.display());
+}
+
+/// One seed's result in the `--json` report.
+#[derive(Serialize)]
+struct SeedResult {
+    seed: u64,
+    epochs_run: usize,
+    best_epoch: usize,
+    val_accuracy: f64,
+    test_accuracy: f64,
+}
+
+/// `strata train --json` (backprop trainer). Accuracies are percentages; `per_layer_accuracy`
+/// holds the mean test accuracy (one readout: the last layer's).
+#[derive(Serialize)]
+struct TrainReport {
+    dataset: String,
+    model: &'static str,
+    trainer: &'static str,
+    per_layer_accuracy: [f64; 1],
+    peak_memory_bytes: u64,
+    peak_rss_bytes: Option<u64>,
+    kernel: &'static str,
+    reorder: serde_json::Value,
+    feature_normalization: &'static str,
+    seeds: usize,
+    device: String,
+    test_accuracy: OverSeeds,
+    val_accuracy: OverSeeds,
+    epoch_ms_median: f64,
+    config: ModelConfig,
+    runs: Vec<SeedResult>,
+}
+
+impl TrainReport {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        dataset: &str,
+        kind: ModelKind,
+        cfg: &ModelConfig,
+        runs: &[strata_nn::RunReport],
+        task: &NodeTask,
+        reorder: serde_json::Value,
+        peak_memory_bytes: u64,
+        device: tch::Device,
+    ) -> TrainReport {
+        let test = OverSeeds::of(runs.iter().map(|r| r.test_accuracy * 100.0).collect());
+        let val = OverSeeds::of(runs.iter().map(|r| r.val_accuracy * 100.0).collect());
+        // The first epochs warm up allocators and caches: the median leaves them out.
+        let step_ms: Vec<f64> = runs
+            .iter()
+            .flat_map(|r| r.curve.iter().skip(3.min(r.curve.len().saturating_sub(1))).map(|e| e.step_ms))
+            .collect();
+        TrainReport {
+            dataset: dataset.to_string(),
+            model: kind.name(),
+            trainer: "bp",
+            per_layer_accuracy: [test.mean],
+            peak_memory_bytes,
+            peak_rss_bytes: strata_nn::memory::peak_rss_bytes(),
+            kernel: task.graph.kernel.name(),
+            reorder,
+            feature_normalization: task.feature_norm.name(),
+            seeds: runs.len(),
+            device: strata_nn::device_name(device),
+            test_accuracy: test,
+            val_accuracy: OverSeeds { values: Vec::new(), ..val },
+            epoch_ms_median: median(&step_ms),
+            config: cfg.clone(),
+            runs: runs
+                .iter()
+                .map(|r| SeedResult {
+                    seed: r.seed,
+                    epochs_run: r.epochs_run,
+                    best_epoch: r.best_epoch,
+                    val_accuracy: r.val_accuracy,
+                    test_accuracy: r.test_accuracy,
+                })
+                .collect(),
+        }
     }
-    if let Some(path) = &a.json {
-        let report = json!({
-            "dataset": dataset.name,
-            "model": kind.name(),
-            "trainer": "bp",
-            "per_layer_accuracy": [tm],
-            "peak_memory_bytes": peak_memory,
-            "peak_rss_bytes": strata_nn::memory::peak_rss_bytes(),
-            "kernel": kernel.name(),
-            "reorder": reorder,
-            "feature_normalization": task.feature_norm.name(),
-            "seeds": a.seeds,
-            "device": strata_nn::device_name(device),
-            "test_accuracy": {"mean": tm, "std": ts, "values": tests},
-            "val_accuracy": {"mean": vm, "std": vs},
-            "epoch_ms_median": epoch_ms,
-            "config": cfg,
-            "runs": runs.iter().map(|r| json!({"seed": r.seed, "epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy})).collect::<Vec<_>>(),
-        });
-        write_json(path, &report)?;
-    }
-    Ok(())
 }
 
 /// Renumbers the vertices for locality when `how` says so (the dataset and every seed's split
