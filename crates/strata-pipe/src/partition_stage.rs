@@ -14,7 +14,7 @@ use crate::collective::Exchange;
 use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::history::history_lists;
-use crate::layers::{self, Conv, Layers};
+use crate::layers::{self, Conv, ConvParams, Layers};
 use crate::stage_data::StageData;
 use strata_graph::CsrMatrix;
 use strata_nn::ops::{dropout, dropout_mask, spmm};
@@ -282,30 +282,7 @@ impl PartitionStage {
             let outgoing = self.outgoing_rows(&x_in, keep.as_ref(), scale);
             let halo_leaf = self.exchange(ex, "fwd", p.slot, &outgoing, &x_in)?.set_requires_grad(true);
             drop(outgoing);
-            let from_halo = self.op.halo_part(&halo_leaf);
-            let out = match &h0a {
-                Some(h0a) => {
-                    let residual = match from_halo {
-                        Some(f) => f * (1.0 - cfg.alpha) + h0a,
-                        None => h0a.shallow_clone(),
-                    };
-                    let Conv::Gcnii(conv) = &p.conv else { unreachable!("h0 only for GCNII") };
-                    let (a, a_t) = &self.op.intra;
-                    conv.forward_csr(&x_in, &residual, keep.as_ref(), scale, (a, a_t), false).relu()
-                }
-                None => {
-                    let xd = match &keep {
-                        Some(k) => (&x_in * k) * scale,
-                        None => x_in.shallow_clone(),
-                    };
-                    let agg = spmm(&self.op.intra.0, &self.op.intra.1, &xd);
-                    let agg = match from_halo {
-                        Some(f) => agg + f,
-                        None => agg,
-                    };
-                    p.update(agg, &xd, None)
-                }
-            };
+            let out = self.conv_forward(p, &x_in, keep.as_ref(), &halo_leaf, h0a.as_ref(), scale);
             let next_leaf = out.detach().set_requires_grad(true);
             saved.push(Saved { keep, halo_leaf, out, next_leaf: next_leaf.shallow_clone() });
             x_in = next_leaf;
@@ -322,20 +299,7 @@ impl PartitionStage {
         self.seed(epoch, cfg.layers + 1);
         let head = self.layers.head.as_ref().expect("graph-parallel workers own every slot");
         let logits = head.forward(&dropout(&x_in, cfg.dropout, true));
-        let train = &self.local_split[0];
-        self.last_loss = 0.0;
-        if !train.is_empty() {
-            let idx = Tensor::from_slice(train).to(logits.device());
-            let loss = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(
-                &self.labels.index_select(0, &idx),
-                None,
-                tch::Reduction::Sum,
-                -100,
-                0.0,
-            ) / self.spec.train.len().max(1) as f64;
-            self.last_loss = loss.double_value(&[]);
-            loss.backward();
-        }
+        self.last_loss = self.backward_loss(&logits);
         drop((logits, x_in));
         // The gradient the ways we sent to return for our rows of the layer above's input,
         // w.r.t. the dropped-out rows they received: through the dropout it lands on that
@@ -354,31 +318,7 @@ impl PartitionStage {
             let mut g = grad_or_zeros(&s.next_leaf);
             add_returned(&mut g, &mut returned);
             (&s.out * g).sum(Kind::Float).backward();
-            // Halo gradients go back to the rows' owners; ours come back from the ways we sent to.
-            let halo_grad = grad_or_zeros(&s.halo_leaf);
-            let mut back = Vec::new();
-            let mut off = 0;
-            for (&q, &n) in self.recv.iter().zip(&self.recv_rows) {
-                back.push((q, halo_grad.narrow(0, off, n)));
-                off += n;
-            }
-            let got = ex.halo("bwd", slot, &back, &senders)?;
-            drop((back, halo_grad));
-            for ((_, rows), t) in self.send.iter().zip(got) {
-                if t.size() != [rows.size()[0], self.spec.config.hidden] {
-                    return Err(PipeError::Config(format!(
-                        "halo gradient of slot {slot}: expected {} rows, got {:?}",
-                        rows.size()[0],
-                        t.size()
-                    )));
-                }
-                let t = t.to_device(rows.device());
-                let t = match &s.keep {
-                    Some(k) => tch::no_grad(|| (t * k.index_select(0, rows)) * scale),
-                    None => t,
-                };
-                returned.push((rows.shallow_clone(), t));
-            }
+            returned.extend(self.exchange_halo_grads(ex, slot, &s, &senders, scale)?);
             if cfg.trim_heap {
                 strata_nn::memory::release_free_heap();
             }
@@ -390,6 +330,92 @@ impl PartitionStage {
         crate::collective::set_flat_grads(&self.vs, &summed);
         self.opt.step();
         Ok(self.last_loss)
+    }
+
+    /// One convolution on this partition, its halo rows received: GCNII through strata-nn's
+    /// fused layer (the halo part rides in the residual), the others as `update(Â·x)`.
+    fn conv_forward(
+        &self,
+        p: &ConvParams,
+        x_in: &Tensor,
+        keep: Option<&Tensor>,
+        halo: &Tensor,
+        h0a: Option<&Tensor>,
+        scale: f64,
+    ) -> Tensor {
+        let from_halo = self.op.halo_part(halo);
+        if let (Some(h0a), Conv::Gcnii(conv)) = (h0a, &p.conv) {
+            let residual = match from_halo {
+                Some(f) => f * (1.0 - conv.alpha) + h0a,
+                None => h0a.shallow_clone(),
+            };
+            let (a, a_t) = &self.op.intra;
+            return conv.forward_csr(x_in, &residual, keep, scale, (a, a_t), false).relu();
+        }
+        let xd = match keep {
+            Some(k) => (x_in * k) * scale,
+            None => x_in.shallow_clone(),
+        };
+        let agg = spmm(&self.op.intra.0, &self.op.intra.1, &xd);
+        let agg = match from_halo {
+            Some(f) => agg + f,
+            None => agg,
+        };
+        p.update(agg, &xd, None)
+    }
+
+    /// The loss over this partition's training nodes (summed, divided by the global count so
+    /// that partitions add up to the mean), back-propagated; its value.
+    fn backward_loss(&self, logits: &Tensor) -> f64 {
+        let train = &self.local_split[0];
+        if train.is_empty() {
+            return 0.0;
+        }
+        let idx = Tensor::from_slice(train).to(logits.device());
+        let y = self.labels.index_select(0, &idx);
+        let sum = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0);
+        let loss = sum / self.spec.train.len().max(1) as f64;
+        loss.backward();
+        loss.double_value(&[])
+    }
+
+    /// One layer's halo gradients go back to the rows' owners; ours come back from the ways we
+    /// sent to, through our dropout mask (`scale` = 1/(1−p)): `(rows, gradient)` to add to
+    /// this layer's output gradient.
+    fn exchange_halo_grads(
+        &self,
+        ex: &mut dyn Exchange,
+        slot: usize,
+        s: &Saved,
+        senders: &[usize],
+        scale: f64,
+    ) -> Result<Vec<(Tensor, Tensor)>, PipeError> {
+        let halo_grad = grad_or_zeros(&s.halo_leaf);
+        let mut back = Vec::new();
+        let mut off = 0;
+        for (&q, &n) in self.recv.iter().zip(&self.recv_rows) {
+            back.push((q, halo_grad.narrow(0, off, n)));
+            off += n;
+        }
+        let got = ex.halo("bwd", slot, &back, senders)?;
+        drop((back, halo_grad));
+        let mut returned = Vec::new();
+        for ((_, rows), t) in self.send.iter().zip(got) {
+            if t.size() != [rows.size()[0], self.spec.config.hidden] {
+                return Err(PipeError::Peer(format!(
+                    "halo gradient of slot {slot}: expected {} rows, got {:?}",
+                    rows.size()[0],
+                    t.size()
+                )));
+            }
+            let t = t.to_device(rows.device());
+            let t = match &s.keep {
+                Some(k) => tch::no_grad(|| (t * k.index_select(0, rows)) * scale),
+                None => t,
+            };
+            returned.push((rows.shallow_clone(), t));
+        }
+        Ok(returned)
     }
 
     /// Exact inference (no dropout) with forward halo exchange: correct train/val/test counts

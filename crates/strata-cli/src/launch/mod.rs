@@ -149,16 +149,7 @@ pub struct LaunchArgs {
 
 pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let cfg = config(&a)?;
-    let (mut workers, mut token) = (a.workers.clone(), a.token.clone());
-    if let Some(path) = &a.cluster {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let c: ClusterFile =
-            toml::from_str(&text).with_context(|| format!("{}: invalid cluster file", path.display()))?;
-        workers = c.workers;
-        if let Some(var) = c.token_env {
-            token = token.or_else(|| std::env::var(&var).ok());
-        }
-    }
+    let (mut workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
     if let Some((rank, world, master)) = &env {
         if *rank > 0 {
@@ -187,27 +178,7 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             cfg.stages
         );
     }
-    let ckpt_root = a.resume.clone().or_else(|| a.checkpoint_dir.clone());
-    if a.restart_failed && ckpt_root.is_none() {
-        bail!("--restart-failed resumes from checkpoints: give --checkpoint-dir (or --resume)");
-    }
-    if let Some(r) = &a.resume {
-        if !r.is_dir() {
-            bail!("--resume {}: no such checkpoint directory", r.display());
-        }
-    } else if let Some(dir) = &a.checkpoint_dir {
-        // Continuing an earlier run must be asked for: otherwise a finished run would be
-        // silently "resumed" and its old result printed as if it were new.
-        if let Some((found, m)) = strata_pipe::checkpoint::latest(dir) {
-            bail!(
-                "--checkpoint-dir {}: already holds a run's checkpoint ({}, {} epochs done). Continue that run with --resume {}, or give an empty directory for a new run",
-                dir.display(),
-                found.display(),
-                m.epoch,
-                dir.display()
-            );
-        }
-    }
+    let ckpt_root = checkpoint_root(&a)?;
     let data = a.graph.load("cora", None)?;
     let split = data
         .splits
@@ -273,6 +244,48 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `--workers`, or the workers and token of `--cluster FILE`.
+fn listed_workers(a: &LaunchArgs) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    let (mut workers, mut token) = (a.workers.clone(), a.token.clone());
+    if let Some(path) = &a.cluster {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let c: ClusterFile =
+            toml::from_str(&text).with_context(|| format!("{}: invalid cluster file", path.display()))?;
+        workers = c.workers;
+        if let Some(var) = c.token_env {
+            token = token.or_else(|| std::env::var(&var).ok());
+        }
+    }
+    Ok((workers, token))
+}
+
+/// Where checkpoints go (`--resume` or `--checkpoint-dir`), refusing combinations that would
+/// lose or silently reuse a run.
+fn checkpoint_root(a: &LaunchArgs) -> anyhow::Result<Option<PathBuf>> {
+    let ckpt_root = a.resume.clone().or_else(|| a.checkpoint_dir.clone());
+    if a.restart_failed && ckpt_root.is_none() {
+        bail!("--restart-failed resumes from checkpoints: give --checkpoint-dir (or --resume)");
+    }
+    if let Some(r) = &a.resume {
+        if !r.is_dir() {
+            bail!("--resume {}: no such checkpoint directory", r.display());
+        }
+    } else if let Some(dir) = &a.checkpoint_dir {
+        // Continuing an earlier run must be asked for: otherwise a finished run would be
+        // silently "resumed" and its old result printed as if it were new.
+        if let Some((found, m)) = strata_pipe::checkpoint::latest(dir) {
+            bail!(
+                "--checkpoint-dir {}: already holds a run's checkpoint ({}, {} epochs done). Continue that run with --resume {}, or give an empty directory for a new run",
+                dir.display(),
+                found.display(),
+                m.epoch,
+                dir.display()
+            );
+        }
+    }
+    Ok(ckpt_root)
 }
 
 /// Connects, configures, restores the newest checkpoint under `ckpt_root` (if any), trains,
