@@ -81,19 +81,7 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
         Some(Attack::Meta(r)) => r,
         _ => 0.0,
     };
-    let mut cfg = match a.preset.as_str() {
-        "auto" => registered.and_then(|name| StableConfig::preset(name, rate)).unwrap_or_else(|| {
-            tracing::warn!("no tuned STABLE values for `{}`: using the reference defaults", a.graph.describe(DEFAULT));
-            StableConfig::default()
-        }),
-        "default" => StableConfig::default(),
-        p => bail!("--preset {p}: expected auto or default"),
-    };
-    cfg.alpha = a.alpha.unwrap_or(cfg.alpha);
-    cfg.beta = a.beta.unwrap_or(cfg.beta);
-    cfg.k = a.k.unwrap_or(cfg.k);
-    cfg.jt = a.jt.unwrap_or(cfg.jt);
-    cfg.cos = a.cos.unwrap_or(cfg.cos);
+    let cfg = stable_config(&a, registered, rate)?;
     eprintln!(
         "strata refine: {} ({} nodes, {} edges) · α {} β {} k {} jt {} cos {}",
         data.name,
@@ -113,15 +101,7 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     };
     let adversarial =
         clean.as_ref().map(|c| r.report.removed.iter().filter(|&&(u, v, _)| !c.graph.has_edge(u, v)).count());
-    let mut rows = vec![vec!["step".to_string(), "edges".into()]];
-    rows.push(vec!["Jaccard pre-pruning (views only)".into(), r.report.jaccard_pruned.to_string()]);
-    rows.push(vec![format!("removed (cosine ≤ {})", cfg.cos), r.report.edges_removed.to_string()]);
-    if let Some(adv) = adversarial {
-        rows.push(vec!["  of which adversarial".into(), adv.to_string()]);
-        rows.push(vec!["  of which normal".into(), (r.report.edges_removed - adv).to_string()]);
-    }
-    rows.push(vec![format!("added (top-{} neighbours, directed)", cfg.k), r.report.edges_added.to_string()]);
-    print!("{}", table(&rows));
+    print_edges(&r.report, &cfg, adversarial);
     eprintln!(
         "encoder: {} epochs (best {}), refinement {:.1} s",
         r.report.encoder.epochs, r.report.encoder.best_epoch, r.report.seconds
@@ -147,54 +127,11 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
         eprintln!("refined graph written to {}", out.display());
     }
     if let (Some(p), Some(c)) = (&a.plot, &clean) {
-        let split_cos = |edges: &[(usize, usize, f32)], adversarial: bool| -> Vec<f64> {
-            edges.iter().filter(|&&(u, v, _)| c.graph.has_edge(u, v) != adversarial).map(|e| e.2 as f64).collect()
-        };
-        let all: Vec<(usize, usize, f32)> = r.report.removed.iter().chain(&r.report.kept_cosines).copied().collect();
-        crate::plot::histograms(
-            p,
-            &format!("{}: embedding cosine of edges", data.name),
-            &[("normal edges", split_cos(&all, false)), ("adversarial edges", split_cos(&all, true))],
-            cfg.cos,
-        )?;
+        plot_cosines(p, &data.name, &r.report, c, cfg.cos)?;
     } else if a.plot.is_some() {
         tracing::warn!("--plot needs a known clean graph (--attack on a Pro-GNN dataset): skipped");
     }
-    let baselines = if a.baselines && a.runs > 0 {
-        let gcn = |d: &strata_graph::Dataset| -> anyhow::Result<serde_json::Value> {
-            let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
-            let task = strata_nn::NodeTask::new(
-                d,
-                device,
-                strata_graph::FeatureNorm::Auto,
-                strata_nn::Kernel::for_graph(&d.graph),
-            );
-            let accs = (0..a.runs as u64)
-                .map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, &split, a.seed + s, |_| {})?.1.test_accuracy))
-                .collect::<anyhow::Result<Vec<f64>>>()?;
-            let (m, sd) = strata_nn::metrics::mean_std(&accs);
-            Ok(json!({"mean": m, "std": sd}))
-        };
-        let plain = gcn(&data)?;
-        // One-hot "features" (PolBlogs) make every Jaccard similarity 0: the baseline would
-        // delete the whole graph, so it is not applicable there.
-        let jaccard = if one_hot_rows(&data.features) {
-            serde_json::Value::Null
-        } else {
-            let mut pruned = data.clone();
-            pruned.graph =
-                strata_stable::jaccard_prune(&data.graph.symmetrized().without_self_loops(), &data.features, 0.01).0;
-            gcn(&pruned)?
-        };
-        println!(
-            "plain GCN {:.2} · Jaccard-GCN {}",
-            plain["mean"].as_f64().unwrap_or(0.0) * 100.0,
-            jaccard["mean"].as_f64().map_or("n/a".into(), |m| format!("{:.2}", m * 100.0))
-        );
-        Some(json!({"gcn": plain, "jaccard_gcn": jaccard}))
-    } else {
-        None
-    };
+    let baselines = if a.baselines && a.runs > 0 { Some(baselines(&a, &data, &split, device)?) } else { None };
     let peak = strata_nn::memory::peak_rss_bytes();
     if let Some(p) = &a.json {
         write_json(
@@ -210,4 +147,97 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The preset (tuned per dataset and attack rate, or the reference defaults), then the flags.
+fn stable_config(a: &RefineArgs, registered: Option<&str>, rate: f64) -> anyhow::Result<StableConfig> {
+    let mut cfg = match a.preset.as_str() {
+        "auto" => registered.and_then(|name| StableConfig::preset(name, rate)).unwrap_or_else(|| {
+            tracing::warn!("no tuned STABLE values for `{}`: using the reference defaults", a.graph.describe(DEFAULT));
+            StableConfig::default()
+        }),
+        "default" => StableConfig::default(),
+        p => bail!("--preset {p}: expected auto or default"),
+    };
+    cfg.alpha = a.alpha.unwrap_or(cfg.alpha);
+    cfg.beta = a.beta.unwrap_or(cfg.beta);
+    cfg.k = a.k.unwrap_or(cfg.k);
+    cfg.jt = a.jt.unwrap_or(cfg.jt);
+    cfg.cos = a.cos.unwrap_or(cfg.cos);
+    Ok(cfg)
+}
+
+/// What the refinement did to the edges, with the adversarial ones counted when known.
+fn print_edges(report: &strata_stable::Refinement, cfg: &StableConfig, adversarial: Option<usize>) {
+    let mut rows = vec![vec!["step".to_string(), "edges".into()]];
+    rows.push(vec!["Jaccard pre-pruning (views only)".into(), report.jaccard_pruned.to_string()]);
+    rows.push(vec![format!("removed (cosine ≤ {})", cfg.cos), report.edges_removed.to_string()]);
+    if let Some(adv) = adversarial {
+        rows.push(vec!["  of which adversarial".into(), adv.to_string()]);
+        rows.push(vec!["  of which normal".into(), (report.edges_removed - adv).to_string()]);
+    }
+    rows.push(vec![format!("added (top-{} neighbours, directed)", cfg.k), report.edges_added.to_string()]);
+    print!("{}", table(&rows));
+}
+
+/// Histograms of the edges' embedding cosines, normal against adversarial (`clean` says which).
+fn plot_cosines(
+    path: &std::path::Path,
+    name: &str,
+    report: &strata_stable::Refinement,
+    clean: &strata_graph::Dataset,
+    threshold: f64,
+) -> anyhow::Result<()> {
+    let split_cos = |edges: &[(usize, usize, f32)], adversarial: bool| -> Vec<f64> {
+        edges.iter().filter(|&&(u, v, _)| clean.graph.has_edge(u, v) != adversarial).map(|e| e.2 as f64).collect()
+    };
+    let all: Vec<(usize, usize, f32)> = report.removed.iter().chain(&report.kept_cosines).copied().collect();
+    crate::plot::histograms(
+        path,
+        &format!("{name}: embedding cosine of edges"),
+        &[("normal edges", split_cos(&all, false)), ("adversarial edges", split_cos(&all, true))],
+        threshold,
+    )
+}
+
+/// `--baselines`: plain GCN and Jaccard-GCN on the unrefined graph, over the same runs.
+fn baselines(
+    a: &RefineArgs,
+    data: &strata_graph::Dataset,
+    split: &Split,
+    device: tch::Device,
+) -> anyhow::Result<serde_json::Value> {
+    {
+        let gcn = |d: &strata_graph::Dataset| -> anyhow::Result<serde_json::Value> {
+            let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
+            let task = strata_nn::NodeTask::new(
+                d,
+                device,
+                strata_graph::FeatureNorm::Auto,
+                strata_nn::Kernel::for_graph(&d.graph),
+            );
+            let accs = (0..a.runs as u64)
+                .map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, split, a.seed + s, |_| {})?.1.test_accuracy))
+                .collect::<anyhow::Result<Vec<f64>>>()?;
+            let (m, sd) = strata_nn::metrics::mean_std(&accs);
+            Ok(json!({"mean": m, "std": sd}))
+        };
+        let plain = gcn(data)?;
+        // One-hot "features" (PolBlogs) make every Jaccard similarity 0: the baseline would
+        // delete the whole graph, so it is not applicable there.
+        let jaccard = if one_hot_rows(&data.features) {
+            serde_json::Value::Null
+        } else {
+            let mut pruned = data.clone();
+            pruned.graph =
+                strata_stable::jaccard_prune(&data.graph.symmetrized().without_self_loops(), &data.features, 0.01).0;
+            gcn(&pruned)?
+        };
+        println!(
+            "plain GCN {:.2} · Jaccard-GCN {}",
+            plain["mean"].as_f64().unwrap_or(0.0) * 100.0,
+            jaccard["mean"].as_f64().map_or("n/a".into(), |m| format!("{:.2}", m * 100.0))
+        );
+        Ok(json!({"gcn": plain, "jaccard_gcn": jaccard}))
+    }
 }

@@ -153,42 +153,9 @@ impl Operator {
         let ids = |v: &[i64]| Tensor::from_slice(v).to_kind(id_kind).to(device);
         let rows = (end - start) as i64;
         let cols = if whole { g.num_nodes() as i64 } else { rows };
+        let transpose = !(self.symmetric || whole);
         let intra = if !self.edges_only && strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr {
-            // `ir` is sorted (rows are visited in order): row pointers from the counts.
-            let mut crow = vec![0i64; end - start + 1];
-            ir.iter().for_each(|&r| crow[r as usize + 1] += 1);
-            for i in 0..end - start {
-                crow[i + 1] += crow[i];
-            }
-            drop(ir);
-            let csr = |crow: &[i64], col: &[i64], w: &[f32]| {
-                Tensor::sparse_csr_tensor_crow_col_value_size(
-                    &t(crow),
-                    &t(col),
-                    &f(w),
-                    [rows, cols],
-                    (Kind::Float, device),
-                )
-            };
-            let a = csr(&crow, &ic, &iw);
-            // Only a chunk's own block is differentiated through (full-graph blocks are for
-            // inference), and only a non-symmetric operator needs its transpose built.
-            let a_t = if self.symmetric || whole {
-                a.shallow_clone()
-            } else {
-                let m = strata_graph::CsrMatrix::from_parts(
-                    "chunk block",
-                    rows as usize,
-                    cols as usize,
-                    crow,
-                    ic,
-                    Some(iw),
-                )
-                .expect("rows visited in order")
-                .transpose();
-                csr(m.indptr(), m.indices(), &m.values_or_ones())
-            };
-            Intra::Csr { a, a_t }
+            csr_block(&ir, ic, iw, rows, cols, transpose, device)
         } else {
             Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
         };
@@ -202,4 +169,34 @@ impl Operator {
             inter_src_chunk: es,
         }
     }
+}
+
+/// A block as CSR tensors from its entries in row order (`row` sorted), with its transpose when
+/// asked (only a chunk's own block of a non-symmetric operator is differentiated through).
+fn csr_block(row: &[i64], col: Vec<i64>, w: Vec<f32>, rows: i64, cols: i64, transpose: bool, device: Device) -> Intra {
+    let mut crow = vec![0i64; rows as usize + 1];
+    row.iter().for_each(|&r| crow[r as usize + 1] += 1);
+    for i in 0..rows as usize {
+        crow[i + 1] += crow[i];
+    }
+    let csr = |crow: &[i64], col: &[i64], w: &[f32]| {
+        let t = |v: &[i64]| Tensor::from_slice(v).to(device);
+        Tensor::sparse_csr_tensor_crow_col_value_size(
+            &t(crow),
+            &t(col),
+            &Tensor::from_slice(w).to(device),
+            [rows, cols],
+            (Kind::Float, device),
+        )
+    };
+    let a = csr(&crow, &col, &w);
+    let a_t = if transpose {
+        let m = strata_graph::CsrMatrix::from_parts("chunk block", rows as usize, cols as usize, crow, col, Some(w))
+            .expect("rows visited in order")
+            .transpose();
+        csr(m.indptr(), m.indices(), &m.values_or_ones())
+    } else {
+        a.shallow_clone()
+    };
+    Intra::Csr { a, a_t }
 }

@@ -149,7 +149,7 @@ pub struct LaunchArgs {
 
 pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let cfg = config(&a)?;
-    let (mut workers, token) = listed_workers(&a)?;
+    let (workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
     if let Some((rank, world, master)) = &env {
         if *rank > 0 {
@@ -192,58 +192,69 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     p.stage_to_disk(None).context("writing the stage data")?;
     strata_nn::memory::release_free_heap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(run_with_restarts(&a, &cfg, &p, env, workers, token, ckpt_root))
+}
+
+/// Stops after the current epoch on SIGTERM or Ctrl-C (the launcher then checkpoints).
+fn stop_on_signal() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    rt.block_on(async move {
-        // SIGTERM (and Ctrl-C): finish the epoch, checkpoint, stop.
-        let flag = stop.clone();
-        tokio::spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            eprintln!("strata launch: stopping after this epoch");
-            flag.store(true, Ordering::SeqCst);
-        });
-        let given = workers.clone();
-        let mut restarts = 0;
-        loop {
-            let mut children = Vec::new();
-            if let Some((_, world, master)) = &env {
-                if restarts == 0 {
-                    workers = serve_rank0(
-                        master,
-                        *world,
-                        &a.device,
-                        credentials(token.clone(), a.tls_dir.as_deref(), "worker-0")?,
-                    )
-                    .await?;
-                }
-            } else if given.is_empty() {
-                let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref(), a.tls_dir.as_deref()).await?;
-                children = c;
-                workers = addrs;
-            }
-            // After a failure, listed workers get time to come back (restarted by their supervisor).
-            let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
-            let creds = credentials(token.clone(), a.tls_dir.as_deref(), &a.tls_name)?;
-            match run_once(&a, &cfg, &p, &p.dataset, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
-                Err(e)
-                    if a.restart_failed
-                        && restarts < a.max_restarts
-                        && e.downcast_ref::<PipeError>().is_some_and(PipeError::is_worker_failure) =>
-                {
-                    restarts += 1;
-                    eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);
-                    drop(children);
-                }
-                other => return other,
-            }
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    })
+        eprintln!("strata launch: stopping after this epoch");
+        flag.store(true, Ordering::SeqCst);
+    });
+    stop
+}
+
+/// Provides the workers (rank 0 of a rendezvous, local processes, or the listed ones) and runs
+/// the training; with `--restart-failed`, a lost worker starts it again from the last checkpoint.
+async fn run_with_restarts(
+    a: &LaunchArgs,
+    cfg: &PipelineConfig,
+    p: &strata_pipe::PipelinePlan,
+    env: Option<(usize, usize, String)>,
+    mut workers: Vec<String>,
+    token: Option<String>,
+    ckpt_root: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let stop = stop_on_signal();
+    let given = workers.clone();
+    let mut restarts = 0;
+    loop {
+        let mut children = Vec::new();
+        if let Some((_, world, master)) = &env {
+            if restarts == 0 {
+                let creds = credentials(token.clone(), a.tls_dir.as_deref(), "worker-0")?;
+                workers = serve_rank0(master, *world, &a.device, creds).await?;
+            }
+        } else if given.is_empty() {
+            let (c, addrs) = spawn_local(cfg.workers(), &a.device, token.as_deref(), a.tls_dir.as_deref()).await?;
+            children = c;
+            workers = addrs;
+        }
+        // After a failure, listed workers get time to come back (restarted by their supervisor).
+        let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
+        let creds = credentials(token.clone(), a.tls_dir.as_deref(), &a.tls_name)?;
+        match run_once(a, cfg, p, &p.dataset, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
+            Err(e)
+                if a.restart_failed
+                    && restarts < a.max_restarts
+                    && e.downcast_ref::<PipeError>().is_some_and(PipeError::is_worker_failure) =>
+            {
+                restarts += 1;
+                eprintln!("strata launch: {e}; restart {restarts}/{} from the last checkpoint", a.max_restarts);
+                drop(children);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `--workers`, or the workers and token of `--cluster FILE`.

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::Path;
 use strata_forward::ForwardLinkModel;
 use strata_graph::npz::Npz;
-use strata_graph::{CsrGraph, LinkSplit};
+use strata_graph::{CsrGraph, Features, LinkSplit};
 use strata_netinfo::{Act, PairFeatures};
 use strata_nn::{Kernel, LinkMetrics, LinkModel, LinkTask};
 use tch::{Device, Kind};
@@ -60,6 +60,15 @@ pub(super) struct Loaded {
 /// encoder (GNN models; NetInfoF's pair features are always the saved ones).
 pub(super) fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cached: bool) -> anyhow::Result<Loaded> {
     let device = strata_nn::parse_device(device)?;
+    let manifest = read_manifest(dir)?;
+    let (graph, features) = graph_for(&manifest, graph_args)?;
+    let split = read_split(&dir.join("split.npz"), graph.num_nodes())?;
+    let scorer = scorer_for(dir, &manifest, &split, &features, device, cached)?;
+    Ok(Loaded { manifest, split, scorer, graph })
+}
+
+/// The manifest, with every model file checked against its checksum.
+fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let mpath = dir.join("manifest.json");
     let text = std::fs::read_to_string(&mpath)
         .with_context(|| format!("{} is not a linkpred model directory (no readable manifest.json)", dir.display()))?;
@@ -76,7 +85,12 @@ pub(super) fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cac
             bail!("{}: SHA-256 differs from the manifest's: the file was altered or torn. Retrain with `strata linkpred train`.", p.display());
         }
     }
-    // The graph: as given on the command line, else where the manifest says it came from.
+    Ok(manifest)
+}
+
+/// The graph as given on the command line, else where the manifest says it came from; refused
+/// unless it is the one the model was trained on.
+fn graph_for(manifest: &Manifest, graph_args: &GraphSource) -> anyhow::Result<(CsrGraph, Features)> {
     let args = if graph_args.is_given() { graph_args.clone() } else { manifest.graph.source.clone() };
     let (graph, features, rec) = load_graph(&args)?;
     if rec.fingerprint != manifest.graph.fingerprint {
@@ -94,10 +108,13 @@ pub(super) fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cac
     if features.dim() != manifest.feature_dim {
         bail!("the features have {} columns but the model was trained on {}", features.dim(), manifest.feature_dim);
     }
-    let spath = dir.join("split.npz");
-    let mut npz = Npz::open(&spath)?;
+    Ok((graph, features))
+}
+
+/// The saved split, every pair checked against the graph's `n` nodes.
+fn read_split(spath: &Path, n: usize) -> anyhow::Result<LinkSplit> {
+    let mut npz = Npz::open(spath)?;
     let train_pos = read_pairs(&mut npz, "train_pos")?;
-    let n = graph.num_nodes();
     let both: Vec<(i64, i64)> =
         train_pos.iter().flat_map(|&(u, v)| [(u as i64, v as i64), (v as i64, u as i64)]).collect();
     let split = LinkSplit {
@@ -118,62 +135,69 @@ pub(super) fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cac
             bail!("{}: {k} holds pair ({u}, {v}) outside the graph's {n} nodes", spath.display());
         }
     }
+    Ok(split)
+}
+
+/// The embeddings saved at training time, when asked for and present, checked to be `[n, width]`.
+fn saved_embeddings(
+    path: &Path,
+    cached: bool,
+    n: usize,
+    width: i64,
+    device: Device,
+) -> anyhow::Result<Option<tch::Tensor>> {
+    if !cached || !path.exists() {
+        return Ok(None);
+    }
+    let z = strata_nn::checkpoint::load_tensor(path, "z")?.to(device);
+    if z.size() != [n as i64, width] {
+        bail!(
+            "{}: embeddings of shape {:?}, expected [{n}, {width}]; rerun with --recompute",
+            path.display(),
+            z.size()
+        );
+    }
+    Ok(Some(z))
+}
+
+/// The scorer the manifest describes: a GNN encoder, ForwardGNN layers or NetInfoF_Act.
+fn scorer_for(
+    dir: &Path,
+    manifest: &Manifest,
+    split: &LinkSplit,
+    features: &Features,
+    device: Device,
+    cached: bool,
+) -> anyhow::Result<Scorer> {
+    let n = split.train_graph.num_nodes();
     let emb_path = dir.join("embeddings.safetensors");
-    let scorer = match (&manifest.config, &manifest.netinfof) {
-        (None, None) if manifest.forward.is_some() => {
-            let fw = manifest.forward.as_ref().expect("checked");
-            let task = LinkTask::new(
-                split.clone(),
-                &features,
-                device,
-                strata_graph::FeatureNorm::Auto,
-                Kernel::for_graph(&split.train_graph),
-            );
+    let task = || {
+        let kernel = Kernel::for_graph(&split.train_graph);
+        LinkTask::new(split.clone(), features, device, strata_graph::FeatureNorm::Auto, kernel)
+    };
+    Ok(match (&manifest.config, &manifest.netinfof, &manifest.forward) {
+        (None, None, Some(fw)) => {
+            let task = task();
             let mut model = ForwardLinkModel::new(fw.trainer, &fw.config, &task.graph, task.input.dim())?;
             model.load(&dir.join("model.safetensors"))?;
             let width = fw.config.layers as i64 * fw.config.hidden;
-            let z = if cached && emb_path.exists() {
-                let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
-                if z.size() != [n as i64, width] {
-                    bail!(
-                        "{}: embeddings of shape {:?}, expected [{n}, {width}]; rerun with --recompute",
-                        emb_path.display(),
-                        z.size()
-                    );
-                }
-                z
-            } else {
-                model.embed_on(&task.input.to_dense(), &train_val_tensors(&task)?)
+            let z = match saved_embeddings(&emb_path, cached, n, width, device)? {
+                Some(z) => z,
+                None => model.embed_on(&task.input.to_dense(), &train_val_tensors(&task)?),
             };
             Scorer::Forward { task: Box::new(task), model: Box::new(model), z }
         }
-        (Some(cfg), _) => {
-            let task = LinkTask::new(
-                split.clone(),
-                &features,
-                device,
-                strata_graph::FeatureNorm::Auto,
-                Kernel::for_graph(&split.train_graph),
-            );
+        (Some(cfg), _, _) => {
+            let task = task();
             let mut model = LinkModel::new(cfg, &task.graph, &task.input)?;
             strata_nn::checkpoint::load_checkpoint(model.vs_mut(), &dir.join("model.safetensors"))?;
-            let z = if cached && emb_path.exists() {
-                let z = strata_nn::checkpoint::load_tensor(&emb_path, "z")?.to(device);
-                if z.size() != [n as i64, cfg.out] {
-                    bail!(
-                        "{}: embeddings of shape {:?}, expected [{n}, {}]; rerun with --recompute",
-                        emb_path.display(),
-                        z.size(),
-                        cfg.out
-                    );
-                }
-                z
-            } else {
-                tch::no_grad(|| model.embed(&task.input, false))
+            let z = match saved_embeddings(&emb_path, cached, n, cfg.out, device)? {
+                Some(z) => z,
+                None => tch::no_grad(|| model.embed(&task.input, false)),
             };
             Scorer::Gnn { task: Box::new(task), model: Box::new(model), z }
         }
-        (None, Some(ni)) => {
+        (None, Some(ni), _) => {
             let params = strata_nn::checkpoint::load_tensor(&dir.join("model.safetensors"), "params")?.to(device);
             let plain = strata_nn::checkpoint::load_tensor(&emb_path, "plain")?.to(device);
             let adjusted = strata_nn::checkpoint::load_tensor(&emb_path, "adjusted")?.to(device);
@@ -194,11 +218,13 @@ pub(super) fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cac
                 act: Act { params, components: ni.components, dim: ni.dim },
             }
         }
-        (None, None) => {
-            bail!("{}: the manifest has neither a GNN configuration nor a NetInfoF record", mpath.display())
+        (None, None, None) => {
+            bail!(
+                "{}: the manifest has neither a GNN configuration nor a NetInfoF record",
+                dir.join("manifest.json").display()
+            )
         }
-    };
-    Ok(Loaded { manifest, split, scorer, graph })
+    })
 }
 
 pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {

@@ -64,6 +64,36 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// Resolves when the worker should stop serving. Slurm's time limit and Ctrl-C signal every
+/// process of the job at once. A configured worker then finishes the step in flight and keeps
+/// serving, so the launcher can write its checkpoint and send Shutdown; it stops by itself after
+/// the grace period, or at a second signal. An idle worker has nothing to save and stops at once.
+async fn stop_signal(mut shutdown_rx: watch::Receiver<bool>, stopping: Arc<std::sync::Mutex<WorkerState>>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = shutdown_rx.wait_for(|s| *s) => return,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = next_signal(&mut term) => {}
+    }
+    if matches!(*stopping.lock().unwrap_or_else(|e| e.into_inner()), WorkerState::Idle) {
+        return;
+    }
+    let grace = term_grace();
+    tracing::warn!(
+        "signalled: finishing the step and waiting up to {grace:?} for the launcher's checkpoint and Shutdown"
+    );
+    eprintln!(
+        "strata worker: signalled; serving until the launcher checkpoints and shuts this worker down (at most {} s)",
+        grace.as_secs()
+    );
+    tokio::select! {
+        _ = shutdown_rx.wait_for(|s| *s) => {}
+        _ = tokio::time::sleep(grace) => tracing::warn!("no Shutdown within {grace:?} of the signal; stopping"),
+        _ = tokio::signal::ctrl_c() => {}
+        _ = next_signal(&mut term) => {}
+    }
+}
+
 /// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
 pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Result<(), PipeError> {
     opts.creds.validate()?;
@@ -90,7 +120,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     };
     let compute = Compute { mail, creds: opts.creds.clone(), device: opts.device, limits: limits.clone(), state: None };
     compute::spawn(compute, cmd_rx, state.clone())?;
-    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state_for_stop = state.clone();
     let svc = Svc {
         rank: opts.rank,
@@ -112,33 +142,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES),
         CheckAuth(opts.creds.token.clone()),
     );
-    let stopping = state_for_stop;
-    let stop = async move {
-        // Slurm's time limit and Ctrl-C signal every process of the job at once. A configured
-        // worker then finishes the step in flight and keeps serving, so the launcher can write
-        // its checkpoint and send Shutdown; it stops by itself after the grace period, or at a
-        // second signal. An idle worker has nothing to save and stops at once.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = shutdown_rx.wait_for(|s| *s) => return,
-            _ = tokio::signal::ctrl_c() => {}
-            _ = next_signal(&mut term) => {}
-        }
-        if matches!(*stopping.lock().unwrap_or_else(|e| e.into_inner()), WorkerState::Idle) {
-            return;
-        }
-        let grace = term_grace();
-        tracing::warn!(
-            "signalled: finishing the step and waiting up to {grace:?} for the launcher's checkpoint and Shutdown"
-        );
-        eprintln!("strata worker: signalled; serving until the launcher checkpoints and shuts this worker down (at most {} s)", grace.as_secs());
-        tokio::select! {
-            _ = shutdown_rx.wait_for(|s| *s) => {}
-            _ = tokio::time::sleep(grace) => tracing::warn!("no Shutdown within {grace:?} of the signal; stopping"),
-            _ = tokio::signal::ctrl_c() => {}
-            _ = next_signal(&mut term) => {}
-        }
-    };
+    let stop = stop_signal(shutdown_rx, state_for_stop);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &opts.creds.tls {
         builder = builder
