@@ -85,6 +85,7 @@ impl Drop for Netns {
 /// Where namespaces cannot be created it fails under `make test` and `CI=true` unless
 /// `STRATA_NO_NETNS=<reason>` says why, and skips (saying so) under a plain `cargo test`.
 #[test]
+// Long on purpose: one scenario in order (namespaces, workers, a cut link, the resume) whose steps share the processes.
 fn workers_in_network_namespaces_survive_a_cut_link() {
     if locate_or_skip("planetoid/cora.npz").is_none() {
         return;
@@ -205,6 +206,7 @@ fn workers_in_network_namespaces_survive_a_cut_link() {
 /// every StatefulSet pod by its headless-Service name in rank order, ranks come from the pod
 /// ordinal, and the Secret holds exactly the files `strata cluster certs` writes (minus the CA key).
 #[test]
+// Long on purpose: every manifest's flags are checked against the binary's in one pass over the files.
 fn kubernetes_and_slurm_manifests_match_the_binary() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster");
     let docs = |f: &str| -> Vec<serde_yaml::Value> {

@@ -40,6 +40,7 @@ fn health(addr: &str, creds: &strata_pipe::security::Credentials) -> Result<(), 
 /// cannot Configure, the launcher's cannot push tensors or serve as a worker. `strata cluster
 /// certs` refuses to overwrite.
 #[test]
+// Long on purpose: one certificate authority and one worker serve every refusal case in turn.
 fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, other) = (dir.path().join("cluster"), dir.path().join("other"));
@@ -205,6 +206,7 @@ fn health_state(addr: &str) -> String {
 /// oversized or mis-announced graph; Checkpoint and Restore outside the checkpoint root or with a
 /// non-ASCII checksum; 10 MiB of raw garbage on the TCP port.
 #[test]
+// Long on purpose: one worker takes each malformed input in turn and must still serve between them; separate tests would each start their own worker.
 fn malformed_input_is_refused_and_the_worker_keeps_serving() {
     use strata_pipe::proto::{CheckpointRequest, ConfigChunk, RestoreRequest, TensorChunk, TensorKind};
     use tokio_stream::iter;

@@ -65,6 +65,7 @@ fn read_json(p: &std::path::Path) -> serde_json::Value {
 /// train → eval → predict through the CLI: eval reproduces train's test metrics from the saved
 /// model and split; predict ranks non-neighbours; a different graph is refused.
 #[test]
+// Long on purpose: train, eval and predict run on the same model directory in order.
 fn cli_trains_evaluates_and_predicts() {
     if locate_or_skip("planetoid/cora.npz").is_none() {
         return;

@@ -199,6 +199,7 @@ fn capped(cap_mib: u64, args: &[&str]) -> (bool, String) {
 /// what single-process training needs: `strata train` stops with a clear out-of-memory error
 /// and writes nothing, `strata launch` with 4 workers under the same cap trains it to within
 /// 1 point of the uncapped single process.
+// Long on purpose: the capped single process and the four capped workers run on the same generated graph in order.
 fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();

@@ -80,6 +80,7 @@ fn attack(a: &Option<String>) -> anyhow::Result<Option<Attack>> {
     Ok(a.as_deref().map(str::parse).transpose()?)
 }
 
+// Long on purpose: one match arm per `strata data` action, each a few lines.
 pub fn run(a: DataArgs) -> anyhow::Result<()> {
     match a.cmd {
         DataCmd::Synth(s) => {

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 use strata_graph::synthetic::{synthetic, SyntheticSpec};
-use strata_graph::{Dataset, LinkSplit, Split};
+use strata_graph::{Dataset, LinkSplit};
 use strata_netinfo::{act_on_probe, probe_links, probe_nodes, verdict, ActConfig, EmbedConfig};
 
 #[derive(Args, Debug)]
@@ -38,10 +38,8 @@ pub struct ProbeArgs {
     /// Also train NetInfoF_Act on all components and report its test Hits@K.
     #[arg(long)]
     act: bool,
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    compute: crate::source::ComputeArgs,
     #[arg(long)]
     json: Option<PathBuf>,
     /// Bar chart of the scores (SVG).
@@ -62,9 +60,9 @@ fn load(a: &ProbeArgs) -> anyhow::Result<Dataset> {
     a.graph.load("cora", None)
 }
 
+// Long on purpose: the probe's subcommand in the order the user sees it (data, NetInfoF's measures, table, plot, JSON), each step a few lines.
 pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
-    strata_nn::set_threads(a.threads);
-    let device = strata_nn::parse_device(&a.device)?;
+    let device = a.compute.start()?;
     let t0 = Instant::now();
     let d = load(&a)?;
     let graph = d.graph.symmetrized().without_self_loops();
@@ -85,8 +83,7 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
             (probe.components, 0.5, act)
         }
         "node" => {
-            let split =
-                d.splits.first().cloned().unwrap_or_else(|| Split::random_stratified(&d.labels, 0.1, 0.1, a.seed));
+            let split = crate::source::default_split(&d, a.seed);
             let floor = 1.0 / d.num_classes.max(1) as f64;
             (probe_nodes(&graph, &d.features, &d.labels, &split.train, &split.val, &cfg, device), floor, None)
         }

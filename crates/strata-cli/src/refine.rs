@@ -42,10 +42,8 @@ pub struct RefineArgs {
     /// Where to write the refined graph (npz, same layout as the input).
     #[arg(long)]
     out: Option<PathBuf>,
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    compute: crate::source::ComputeArgs,
     #[arg(long)]
     json: Option<PathBuf>,
     /// Also train plain GCN and Jaccard-GCN (threshold 0.01) on the same graph and split, for
@@ -72,8 +70,7 @@ fn one_hot_rows(f: &strata_graph::Features) -> bool {
 }
 
 pub fn run(a: RefineArgs) -> anyhow::Result<()> {
-    strata_nn::set_threads(a.threads);
-    let device = strata_nn::parse_device(&a.device)?;
+    let device = a.compute.start()?;
     let attack: Option<Attack> = a.attack.as_deref().map(str::parse).transpose()?;
     let data = a.graph.load(DEFAULT, a.attack.as_deref())?;
     let registered = a.graph.registered(DEFAULT);
@@ -106,8 +103,7 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
         "encoder: {} epochs (best {}), refinement {:.1} s",
         r.report.encoder.epochs, r.report.encoder.best_epoch, r.report.seconds
     );
-    let split =
-        data.splits.first().cloned().unwrap_or_else(|| Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
+    let split = crate::source::default_split(&data, a.seed);
     let acc = (a.runs > 0)
         .then(|| advanced_gcn_runs(&r.graph, &r.embeddings, &data.labels, &split, cfg.alpha, a.runs, a.seed, device));
     if let Some(acc) = &acc {

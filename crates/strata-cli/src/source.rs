@@ -354,3 +354,28 @@ mod tests {
         assert!(e.contains('7'), "{e}");
     }
 }
+
+/// Where the work runs: the flags every computing subcommand shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ComputeArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads for libtorch (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl ComputeArgs {
+    /// Sets libtorch's threads and resolves the device.
+    pub fn start(&self) -> anyhow::Result<tch::Device> {
+        strata_nn::set_threads(self.threads);
+        Ok(strata_nn::parse_device(&self.device)?)
+    }
+}
+
+/// The dataset's first published split, or (none published) a seeded stratified 10 / 10 / 80
+/// one: what every subcommand trains and evaluates on unless told otherwise.
+pub fn default_split(d: &strata_graph::Dataset, seed: u64) -> strata_graph::Split {
+    d.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&d.labels, 0.1, 0.1, seed))
+}

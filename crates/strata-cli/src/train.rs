@@ -54,12 +54,8 @@ pub struct TrainArgs {
     /// public (the dataset's own split), or random (stratified, seeded).
     #[arg(long, default_value = "public")]
     pub split: String,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// CPU threads for libtorch (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub compute: crate::source::ComputeArgs,
     /// Input feature normalisation: auto (row-sum when no feature is negative, as for
     /// bag-of-words; none for real-valued features), none, row-sum or standardize.
     #[arg(long, value_name = "HOW")]
@@ -93,7 +89,7 @@ fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
         "public" if !d.splits.is_empty() => Ok(d.splits[(seed as usize) % d.splits.len()].clone()),
         "public" => {
             tracing::info!("{} has no official split: using a stratified 10/10/80 split per seed", d.name);
-            Ok(Split::random_stratified(&d.labels, 0.1, 0.1, seed))
+            Ok(crate::source::default_split(d, seed))
         }
         "random" => Ok(Split::random_per_class(&d.labels, 20, 500, 1000, seed)),
         other => bail!("--split {other}: expected public or random"),
@@ -101,8 +97,7 @@ fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
-    strata_nn::set_threads(a.threads);
-    let device = strata_nn::parse_device(&a.device)?;
+    let device = a.compute.start()?;
     let kind: ModelKind = a.model.parse()?;
     let trainer: Trainer = a.trainer.parse()?;
     if trainer != Trainer::Bp {
@@ -365,6 +360,7 @@ fn reorder_for_locality(
 
 /// `--trainer` other than bp: a ForwardGNN trainer with the paper's settings, overridden by the
 /// flags that apply (layers, hidden, epochs, lr, weight decay, patience in validations).
+// Long on purpose: the forward trainers' subcommand in the order the user sees it (settings, data, one run per seed, table, JSON), each step a few lines.
 fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::Device) -> anyhow::Result<()> {
     if a.config.is_some() || a.dropout.is_some() || a.heads.is_some() || a.plot.is_some() || a.save.is_some() {
         bail!(

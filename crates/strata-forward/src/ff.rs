@@ -192,6 +192,7 @@ pub(crate) fn train_label_appending(
     Ok(run)
 }
 
+// Long on purpose: the reference's FF+VN training loop (Eq. 5) kept whole, so it reads against the paper's algorithm.
 pub(crate) fn train_virtual_nodes(
     data: &Dataset,
     split: &Split,

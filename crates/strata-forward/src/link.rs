@@ -181,6 +181,7 @@ fn scores_vec(t: &Tensor) -> Vec<f32> {
 }
 
 /// Trains `cfg.layers` forward layers on `task`'s training graph with `seed`.
+// Long on purpose: the reference's per-layer link training (Alg. 4) kept whole, so it reads against the paper's algorithm.
 pub fn train_links(
     task: &LinkTask,
     trainer: LinkTrainer,

@@ -132,6 +132,7 @@ pub(crate) fn train_top_to_loss(
     ))
 }
 
+// Long on purpose: the reference's training loop for this variant (Eq. 7) kept whole, so it reads against the paper's algorithm.
 pub(crate) fn train_top_to_input(
     data: &Dataset,
     split: &Split,

@@ -123,6 +123,7 @@ pub type Pairs<'a> = &'a [(usize, usize)];
 
 /// Trains on `train` positive pairs (`u < v`), selecting by validation Hits@K on
 /// `val = (positives, negatives)`.
+// Long on purpose: NetInfoF_Act's grid over the regularisation and its inner optimisation, kept as the reference's one loop nest so the two read side by side.
 pub fn train_act(
     feats: &PairFeatures,
     nodes: usize,

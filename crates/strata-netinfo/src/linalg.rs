@@ -140,6 +140,7 @@ pub struct LsqrOptions {
 /// `‖A·(x0 + δ) − b‖² + damp²·‖δ‖²` over the correction `δ` and returns `x0 + δ`. The stopping
 /// tests are scipy's: relative to `‖b‖` (not to the initial residual), with `conlim`, and the
 /// machine-precision variants. Double precision throughout.
+// Long on purpose: LSQR's recurrence (Paige & Saunders, 1982, as scipy's `lsqr`) kept as one loop, so it can be read against the published algorithm line by line.
 pub fn lsqr(a: &dyn VecOp, b: &Tensor, x0: Option<&Tensor>, o: &LsqrOptions) -> (Tensor, LsqrInfo) {
     let norm = |t: &Tensor| t.norm().double_value(&[]);
     let b = b.to_kind(Kind::Double);

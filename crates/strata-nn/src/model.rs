@@ -47,6 +47,7 @@ const PRIMARY: usize = 0;
 const SECONDARY: usize = 1;
 
 impl Model {
+    // Long on purpose: one short match arm per architecture; splitting it would scatter the table of models.
     pub fn new(config: &ModelConfig, graph: &GraphTensors, input: &Input, classes: i64) -> Result<Model> {
         config.validate()?;
         let vs = nn::VarStore::new(graph.device);

@@ -71,6 +71,7 @@ pub struct RunReport {
 /// epochs (and at the last) and stops after `patience` validations without a better
 /// `stop_on` score (lower loss, or higher accuracy). Without validation nodes it
 /// trains for all epochs and keeps the last weights. `on_epoch` sees every epoch.
+// Long on purpose: one training loop whose step, validation, best-weights keeping and early stopping share the same state from epoch to epoch.
 pub fn train_node_classifier(
     task: &NodeTask,
     config: &ModelConfig,

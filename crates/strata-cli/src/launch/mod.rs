@@ -180,11 +180,7 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     }
     let ckpt_root = checkpoint_root(&a)?;
     let data = a.graph.load("cora", None)?;
-    let split = data
-        .splits
-        .first()
-        .cloned()
-        .unwrap_or_else(|| strata_graph::Split::random_stratified(&data.labels, 0.1, 0.1, a.seed));
+    let split = crate::source::default_split(&data, a.seed);
     // The plan holds the renumbered copy; the graph as read is not needed again.
     let mut p = strata_pipe::PipelinePlan::from_owned(data, &split, &cfg);
     drop(split);

@@ -7,6 +7,7 @@ use strata_pipe::PipelineConfig;
 
 use super::LaunchArgs;
 
+// Long on purpose: the end-of-run table and the JSON report read the same numbers; one place keeps them in step.
 pub(super) fn summarize(
     a: &LaunchArgs,
     cfg: &PipelineConfig,

@@ -23,11 +23,8 @@ pub struct WorkerArgs {
     /// This worker's certificate name in --tls-dir (default worker-RANK).
     #[arg(long)]
     pub tls_name: Option<String>,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// libtorch CPU threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub compute: crate::source::ComputeArgs,
     /// Serve Prometheus metrics (bytes sent by kind, epochs) at http://ADDR/metrics. A bare
     /// port binds loopback (127.0.0.1:PORT); name an address (0.0.0.0:9100) to expose it.
     #[arg(long, value_parser = parse_metrics_addr)]
@@ -46,8 +43,7 @@ fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
-    strata_nn::set_threads(a.threads);
-    let device = strata_nn::parse_device(&a.device)?;
+    let device = a.compute.start()?;
     let env_rank = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
     let rank = a.rank.or_else(|| env_rank("RANK")).or_else(|| env_rank("SLURM_PROCID")).unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

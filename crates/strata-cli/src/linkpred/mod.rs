@@ -84,10 +84,8 @@ pub(super) struct TrainLinkArgs {
     /// K of the validation Hits@K that selects the epoch.
     #[arg(long)]
     pub(super) hits_k: Option<usize>,
-    #[arg(long, default_value = "auto")]
-    pub(super) device: String,
-    #[arg(long, default_value_t = 0)]
-    pub(super) threads: usize,
+    #[command(flatten)]
+    pub(super) compute: crate::source::ComputeArgs,
     #[arg(long)]
     pub(super) json: Option<PathBuf>,
 }
@@ -97,8 +95,8 @@ pub(super) struct EvalArgs {
     pub(super) model_dir: PathBuf,
     #[command(flatten)]
     pub(super) graph: GraphSource,
-    #[arg(long, default_value = "auto")]
-    pub(super) device: String,
+    #[command(flatten)]
+    pub(super) compute: crate::source::ComputeArgs,
     #[arg(long)]
     pub(super) json: Option<PathBuf>,
 }
@@ -119,8 +117,8 @@ pub(super) struct PredictArgs {
     pub(super) recompute: bool,
     #[command(flatten)]
     pub(super) graph: GraphSource,
-    #[arg(long, default_value = "auto")]
-    pub(super) device: String,
+    #[command(flatten)]
+    pub(super) compute: crate::source::ComputeArgs,
     #[arg(long)]
     pub(super) json: Option<PathBuf>,
     #[arg(long)]

@@ -228,7 +228,8 @@ fn scorer_for(
 }
 
 pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    let l = load_model(&a.model_dir, &a.graph, &a.device, false)?;
+    strata_nn::set_threads(a.compute.threads);
+    let l = load_model(&a.model_dir, &a.graph, &a.compute.device, false)?;
     let f = |p: &[(usize, usize)]| l.scorer.score(p).into_iter().map(|x| x as f32).collect::<Vec<_>>();
     let test = LinkMetrics::of(&f(&l.split.test_pos), &f(&l.split.test_neg));
     print!("{}", metrics_table(&[("test", &test)]));
@@ -243,7 +244,8 @@ pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn predict(a: PredictArgs) -> anyhow::Result<()> {
-    let l = load_model(&a.model_dir, &a.graph, &a.device, !a.recompute)?;
+    strata_nn::set_threads(a.compute.threads);
+    let l = load_model(&a.model_dir, &a.graph, &a.compute.device, !a.recompute)?;
     let n = l.graph.num_nodes();
     let t0 = std::time::Instant::now();
     // So the reported latency includes the encoder (loading ran it once already).

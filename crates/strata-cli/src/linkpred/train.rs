@@ -23,7 +23,7 @@ pub(super) fn check_split(a: &TrainLinkArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn train(mut a: TrainLinkArgs) -> anyhow::Result<()> {
-    strata_nn::set_threads(a.threads);
+    strata_nn::set_threads(a.compute.threads);
     if a.split.is_empty() {
         a.split = if a.trainer == "bp" { vec![0.85, 0.05, 0.10] } else { vec![0.64, 0.16, 0.20] };
     }
@@ -45,7 +45,7 @@ pub(super) fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
         let trainer: LinkTrainer = a.trainer.parse()?;
         return train_forward(a, trainer);
     }
-    let device = strata_nn::parse_device(&a.device)?;
+    let device = strata_nn::parse_device(&a.compute.device)?;
     let encoder: ModelKind = a.encoder.parse()?;
     let mut cfg = LinkConfig::defaults(encoder);
     cfg.decoder = a.decoder.parse()?;
@@ -113,7 +113,7 @@ pub(super) fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::R
     if a.decoder != "dot" || a.dropout.is_some() || a.out_dim.is_some() {
         bail!("--trainer {}: the decoder is the trainer's own and there is no dropout or separate output width (use --hidden)", trainer.name());
     }
-    let device = strata_nn::parse_device(&a.device)?;
+    let device = strata_nn::parse_device(&a.compute.device)?;
     let d = ForwardConfig::default();
     let cfg = ForwardConfig {
         conv: a.encoder.parse()?,
@@ -179,7 +179,7 @@ pub(super) fn announce(rec: &GraphRecord, split: &LinkSplit, what: &str) {
 
 /// `--encoder netinfof`: the NetInfoF probe on the training graph, then NetInfoF_Act.
 pub(super) fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
-    let device = strata_nn::parse_device(&a.device)?;
+    let device = strata_nn::parse_device(&a.compute.device)?;
     let (graph, features, rec) = load_graph(&a.graph)?;
     let split = LinkSplit::new(&graph, a.split[1], a.split[2], a.seed)?;
     announce(&rec, &split, "NetInfoF_Act");

@@ -14,6 +14,7 @@ use std::path::Path;
 /// `test_mask`), sorted by file name. Features are either a dense comma-separated list, or —
 /// when the header says `feature(feature_amount:K)` as film's does — the indices of the active
 /// entries of a K+1-dimensional binary vector (Geom-GCN's 932 for film).
+// Long on purpose: the format's files are read and cross-checked in the order it defines them, every error naming its file and line, and each step fills arrays the next one checks.
 pub fn read_geom_gcn(dir: impl AsRef<Path>) -> Result<Dataset> {
     let dir = dir.as_ref();
     let feat_path = dir.join("out1_node_feature_label.txt");

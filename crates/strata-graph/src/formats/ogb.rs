@@ -32,6 +32,7 @@ fn read_ids(path: &Path, n: usize) -> Result<Vec<usize>> {
 /// node), `raw/node-label.csv(.gz)` (one label per line, `nan` for unlabelled),
 /// `raw/num-node-list.csv(.gz)` (optional), and `split/<scheme>/{train,valid,test}.csv(.gz)`.
 /// `dir` is the dataset root (holding `raw/` and `split/`).
+// Long on purpose: the OGB layout's files are read and cross-checked in order, every error naming its file and line, and each step fills arrays the next one checks.
 pub fn read_ogb_raw(dir: impl AsRef<Path>) -> Result<Dataset> {
     let dir = dir.as_ref();
     let raw = dir.join("raw");
