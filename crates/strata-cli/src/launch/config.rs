@@ -1,7 +1,7 @@
 //! `strata launch`'s flags as a [`PipelineConfig`]: the mode's defaults, the presets, the
 //! paper's ablation switches.
 
-use super::LaunchArgs;
+use super::args::LaunchArgs;
 use strata_pipe::{Mode, PipeModel, PipelineConfig};
 
 pub(super) fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {

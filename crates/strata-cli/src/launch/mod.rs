@@ -1,6 +1,7 @@
 //! `strata launch`: flags → a pipeline configuration → workers (spawned, listed, or met at a
 //! torchrun/Slurm rendezvous) → the launcher's run → the summary.
 
+mod args;
 mod config;
 mod rendezvous;
 mod summary;
@@ -10,12 +11,12 @@ use config::config;
 use rendezvous::{env_worker, is_loopback, serve_rank0, spawn_local, ClusterFile, RENDEZVOUS_WAIT};
 use summary::summarize;
 
+pub use args::LaunchArgs;
 pub use rendezvous::{credentials, rendezvous_env};
 pub use worker::{worker, WorkerArgs};
 
 use crate::report::progress;
 use anyhow::{bail, Context};
-use clap::Args;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,128 +25,6 @@ use strata_pipe::launcher::{config_identity, train, LaunchReport, Launcher, Trai
 use strata_pipe::security::Credentials;
 use strata_pipe::PipeError;
 use strata_pipe::PipelineConfig;
-
-#[derive(Args, Debug)]
-pub struct LaunchArgs {
-    /// The graph (default: the registered `cora`).
-    #[command(flatten)]
-    pub graph: crate::source::GraphSource,
-    /// gcnii, gcn or sage (GraphSAGE, mean aggregator).
-    #[arg(long, default_value = "gcnii")]
-    pub model: String,
-    #[arg(long, default_value_t = 32)]
-    pub layers: usize,
-    /// Hidden width (default 64; 100 under `--preset gnnpipe`).
-    #[arg(long)]
-    pub hidden: Option<i64>,
-    /// gnnpipe: the GNNPipe paper's settings (hidden 100, dropout 0.5, lr 1e-3, no weight
-    /// decay); flags given explicitly override it.
-    #[arg(long, value_parser = ["gnnpipe"])]
-    pub preset: Option<String>,
-    /// L2 penalty on the input and output linear maps (default 5e-4).
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// L2 penalty on the convolution weights (default: GCNII 0.01, GCN 5e-4).
-    #[arg(long)]
-    pub weight_decay_conv: Option<f64>,
-    /// pipeline (layers split over stages), graph (the graph-parallel baseline: vertices split
-    /// over ways, every worker holds every layer) or hybrid (ways × stages).
-    #[arg(long, default_value = "pipeline")]
-    pub mode: String,
-    /// Pipeline stages S (default 4 in pipeline mode, 1 in graph mode).
-    #[arg(long)]
-    pub stages: Option<usize>,
-    /// Graph-parallel ways W (default 1 in pipeline mode, 4 in graph mode, 2 in hybrid mode).
-    #[arg(long)]
-    pub ways: Option<usize>,
-    /// Vertex chunks K (0 = 4·P).
-    #[arg(long, default_value_t = 0)]
-    pub chunks: usize,
-    #[arg(long, default_value_t = 300)]
-    pub epochs: usize,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub dropout: Option<f64>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Turn off trick 1 (per-epoch chunk shuffling).
-    #[arg(long)]
-    pub no_shuffle: bool,
-    /// Trick 2: scale of cross-chunk gradients (1 = no scaling; gradients reaching stale rows
-    /// are still dropped).
-    #[arg(long, default_value_t = 2.0)]
-    pub grad_scale: f64,
-    /// Trick 2 off as GNNPipe's ablation ran it: no ×2 scaling, and gradients that reach stale
-    /// historical rows are kept and injected when their chunk's backward runs next epoch.
-    #[arg(long, conflicts_with = "grad_scale")]
-    pub no_trick2: bool,
-    /// Trick 3: refresh the historical snapshot every R epochs (1 = one-epoch staleness).
-    #[arg(long, default_value_t = 23)]
-    pub refresh: usize,
-    /// bp (backprop through the pipeline) or sf (forward-only: ForwardGNN single-forward layers,
-    /// each trained by its own loss, so no gradient crosses a stage; needs --model gcn).
-    #[arg(long, default_value = "bp")]
-    pub trainer: String,
-    /// Storage of the historical embeddings: f32, bf16 or f16 (half the memory of each conv
-    /// slot's live and snapshot rows); the activations that cross stages travel in the same
-    /// type, gradients stay f32.
-    #[arg(long, default_value = "f32")]
-    pub history_dtype: strata_pipe::HistoryDtype,
-    /// What the stage split equalises: compute (per-layer FLOPs, GNNPipe's planner) or memory
-    /// (per-layer resident bytes: the largest worker as small as possible).
-    #[arg(long, default_value = "compute")]
-    pub balance: strata_pipe::Balance,
-    /// Return freed heap pages to the system after every chunk (pipeline) or layer
-    /// (graph-parallel): a smaller resident peak, usually for slower epochs (measured once each:
-    /// pipeline P = 4 at 300k −12 % peak, +23 % epoch time; graph-parallel P = 4 at 100k −31 %, +2 %).
-    #[arg(long)]
-    pub trim_heap: bool,
-    /// Exact full-graph evaluation every N epochs.
-    #[arg(long, default_value_t = 1)]
-    pub eval_every: usize,
-    /// Worker addresses in rank order, rank = way·S + stage (host:port,...). Default: start W·S
-    /// local workers, or, under torchrun/Slurm (WORLD_SIZE or SLURM_NTASKS set), rendezvous at
-    /// MASTER_ADDR:MASTER_PORT with the other ranks.
-    #[arg(long, value_delimiter = ',')]
-    pub workers: Vec<String>,
-    /// A cluster file (see cluster/local.toml) listing the workers.
-    #[arg(long, conflicts_with = "workers")]
-    pub cluster: Option<PathBuf>,
-    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Mutual TLS with the workers: a directory from `strata cluster certs`. Local workers and
-    /// torchrun/Slurm ranks use its worker-RANK certificates.
-    #[arg(long, env = "STRATA_TLS_DIR")]
-    pub tls_dir: Option<PathBuf>,
-    /// The launcher's certificate name in --tls-dir.
-    #[arg(long, default_value = "launcher")]
-    pub tls_name: String,
-    /// Device for locally started workers.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write checkpoints (every worker's parameters, optimizer moments and historical
-    /// embeddings; the launcher's manifest last) under this directory. It must be reachable at
-    /// the same path from every worker (a shared volume on a cluster).
-    #[arg(long)]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Epochs between checkpoints (a checkpoint is also written at the end and on SIGTERM).
-    #[arg(long, default_value_t = 10)]
-    pub checkpoint_every: usize,
-    /// Continue from the newest complete checkpoint under DIR (torn ones are skipped) and keep
-    /// checkpointing there.
-    #[arg(long, value_name = "DIR")]
-    pub resume: Option<PathBuf>,
-    /// When a worker dies: restart it (local workers) or wait for it to come back (listed
-    /// workers), reload the last checkpoint on every stage and continue. Needs checkpoints.
-    #[arg(long)]
-    pub restart_failed: bool,
-    /// Restarts allowed with --restart-failed.
-    #[arg(long, default_value_t = 3)]
-    pub max_restarts: usize,
-}
 
 pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let cfg = config(&a)?;

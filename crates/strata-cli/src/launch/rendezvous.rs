@@ -1,7 +1,7 @@
 //! Where the workers come from: spawned on loopback, listed in a cluster file, or met at a
 //! torchrun/Slurm-style rendezvous (rank 0 serves as worker 0 and collects the others).
 
-use super::LaunchArgs;
+use super::args::LaunchArgs;
 use anyhow::{bail, Context};
 use std::time::Duration;
 use strata_pipe::security::{Credentials, TlsIdentity};

@@ -5,7 +5,7 @@ use serde_json::json;
 use strata_nn::metrics::median;
 use strata_pipe::PipelineConfig;
 
-use super::LaunchArgs;
+use super::args::LaunchArgs;
 
 // Long on purpose: the end-of-run table and the JSON report read the same numbers; one place keeps them in step.
 pub(super) fn summarize(

@@ -1,7 +1,7 @@
 //! The model directory: its manifest, the saved split, the graph record, and the atomic
 //! replacement of a directory by a finished training.
 
-use super::TrainLinkArgs;
+use super::args::TrainLinkArgs;
 use crate::report::{table, write_json};
 use crate::source::GraphSource;
 use anyhow::{bail, Context};

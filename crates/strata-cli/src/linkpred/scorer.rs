@@ -1,7 +1,7 @@
 //! `strata linkpred eval` and `predict`: a saved model directory loaded back as a scorer.
 
+use super::args::{EvalArgs, PredictArgs};
 use super::model_dir::*;
-use super::{EvalArgs, PredictArgs};
 use crate::report::{table, write_json};
 use crate::source::GraphSource;
 use anyhow::{bail, Context};

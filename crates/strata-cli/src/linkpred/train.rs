@@ -1,8 +1,8 @@
 //! `strata linkpred train`: GAE-style, ForwardGNN (`--trainer sf|ff`) and NetInfoF encoders.
 
+use super::args::TrainLinkArgs;
 use super::model_dir::*;
 use super::scorer::Scorer;
-use super::TrainLinkArgs;
 use crate::report::progress;
 use anyhow::bail;
 use serde_json::json;

@@ -1,4 +1,4 @@
-use super::{lines, parse_field};
+use super::text::{lines, parse_field};
 use crate::csr::CsrMatrix;
 use crate::dataset::{Dataset, Features};
 use crate::error::{GraphError, Result};

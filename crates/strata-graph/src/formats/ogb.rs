@@ -1,4 +1,4 @@
-use super::{fields, lines, parse_field};
+use super::text::{fields, lines, parse_field};
 use crate::dataset::{Dataset, Features};
 use crate::error::{GraphError, Result};
 use crate::graph::CsrGraph;
