@@ -99,8 +99,6 @@ fn impossible_checkpoint_options_are_refused() {
     assert!(!ok && err.contains("--resume /nonexistent/strata-ckpt"), "{err}");
 }
 
-/// A worker started with `args`; returns it and its address.
-
 /// Slurm at the time limit (`--signal=TERM@120`) and Ctrl-C signal every process of the job at
 /// once. Here SIGTERM goes to the launcher and both local workers together: the workers finish
 /// the step and keep serving, the launcher finishes the epoch, writes a checkpoint, stops

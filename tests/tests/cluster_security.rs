@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use strata_tests::strata_bin;
 
+/// A worker started with `args`; returns it and its address.
 fn start_worker(args: &[&str], envs: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = Command::new(strata_bin());
     cmd.args(["worker", "--threads", "1"])

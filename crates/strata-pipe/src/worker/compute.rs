@@ -10,6 +10,7 @@ use crate::partition_stage::PartitionStage;
 use crate::proto::{CheckpointReply, CheckpointRequest, EpochReply, EpochRequest, RestoreRequest, TensorKind};
 use crate::security::Credentials;
 use crate::stage::Stage;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
@@ -49,17 +50,72 @@ pub(crate) enum Cmd {
     },
 }
 
-pub(crate) enum Engine {
-    /// A pipeline stage (pipeline and hybrid modes).
-    Pipe(Box<Stage>),
-    /// A graph partition owning every layer (graph mode).
-    Graph(Box<PartitionStage>),
-    /// A forward-only stage of single-forward layers (`--trainer sf`).
-    Forward(Box<ForwardStage>),
+/// What a worker computes, behind one interface: a pipeline stage (pipeline and hybrid modes),
+/// a graph partition owning every layer (graph mode), or a forward-only stage of
+/// single-forward layers (`--trainer sf`). Each runs its epochs over the network its own way.
+pub(crate) trait Engine: Send {
+    /// One training epoch or (`req.train` false) one exact evaluation.
+    fn run_epoch(&mut self, net: &mut Net, req: &EpochRequest) -> Result<EpochReply, PipeError>;
+    /// Parameters, optimizer moments and buffers, for a checkpoint.
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restores [`Engine::state`].
+    fn load_state(&mut self, named: &HashMap<String, Tensor>) -> Result<(), PipeError>;
+    fn parameters(&self) -> usize;
+}
+
+impl Engine for Stage {
+    fn run_epoch(&mut self, net: &mut Net, req: &EpochRequest) -> Result<EpochReply, PipeError> {
+        run_stage(net, self, req)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Stage::state(self)
+    }
+    fn load_state(&mut self, named: &HashMap<String, Tensor>) -> Result<(), PipeError> {
+        Stage::load_state(self, named)
+    }
+    fn parameters(&self) -> usize {
+        Stage::parameters(self)
+    }
+}
+
+impl Engine for ForwardStage {
+    fn run_epoch(&mut self, net: &mut Net, req: &EpochRequest) -> Result<EpochReply, PipeError> {
+        run_forward(net, self, req)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        ForwardStage::state(self)
+    }
+    fn load_state(&mut self, named: &HashMap<String, Tensor>) -> Result<(), PipeError> {
+        ForwardStage::load_state(self, named)
+    }
+    fn parameters(&self) -> usize {
+        ForwardStage::parameters(self)
+    }
+}
+
+impl Engine for PartitionStage {
+    fn run_epoch(&mut self, net: &mut Net, req: &EpochRequest) -> Result<EpochReply, PipeError> {
+        let mut reply = EpochReply::default();
+        if req.train {
+            reply.loss = self.train_epoch(req.epoch, net)?;
+        } else {
+            [reply.train_correct, reply.val_correct, reply.test_correct] = self.evaluate(net)?;
+        }
+        Ok(reply)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        PartitionStage::state(self)
+    }
+    fn load_state(&mut self, named: &HashMap<String, Tensor>) -> Result<(), PipeError> {
+        PartitionStage::load_state(self, named)
+    }
+    fn parameters(&self) -> usize {
+        PartitionStage::parameters(self)
+    }
 }
 
 pub(crate) struct Runtime {
-    engine: Engine,
+    engine: Box<dyn Engine>,
     ctx: Ctx,
 }
 
@@ -108,7 +164,7 @@ impl Compute {
             weight_bytes: 0,
             tasks: Vec::new(),
         };
-        let result = run(&mut net, &mut rt.engine, &req).and_then(|mut reply| {
+        let result = rt.engine.run_epoch(&mut net, &req).and_then(|mut reply| {
             reply.halo_bytes += net.halo_bytes;
             reply.weight_bytes += net.weight_bytes;
             net.flush()?;
@@ -136,11 +192,7 @@ impl Compute {
 
     pub(crate) fn checkpoint(&mut self, req: CheckpointRequest) -> Result<CheckpointReply, PipeError> {
         let rt = self.state.as_ref().ok_or_else(|| PipeError::Protocol("Checkpoint before Configure".into()))?;
-        let mut tensors = match &rt.engine {
-            Engine::Pipe(s) => s.state(),
-            Engine::Graph(p) => p.state(),
-            Engine::Forward(f) => f.state(),
-        };
+        let mut tensors = rt.engine.state();
         tensors.push(("epoch".into(), Tensor::from_slice(&[req.epoch as i64])));
         let rank = rt.ctx.rank;
         let dir = self.confined(&req.dir)?;
@@ -155,12 +207,7 @@ impl Compute {
         let rt = self.state.as_mut().ok_or_else(|| PipeError::Protocol("Restore before Configure".into()))?;
         let named =
             crate::checkpoint::read_worker_state(&path, &req.sha256).map_err(|e| PipeError::Peer(e.to_string()))?;
-        match &mut rt.engine {
-            Engine::Pipe(s) => s.load_state(&named),
-            Engine::Graph(p) => p.load_state(&named),
-            Engine::Forward(f) => f.load_state(&named),
-        }
-        .map_err(|e| PipeError::Peer(format!("{}: {e}", req.path)))?;
+        rt.engine.load_state(&named).map_err(|e| PipeError::Peer(format!("{}: {e}", req.path)))?;
         tracing::info!("restored {}", req.path);
         Ok(())
     }
@@ -203,7 +250,7 @@ impl Compute {
                 spec.last,
                 f.parameters()
             );
-            Engine::Forward(Box::new(f))
+            Box::new(f) as Box<dyn Engine>
         } else if spec.config.mode == Mode::Graph {
             let p = PartitionStage::new(spec.clone(), &data, self.device)?;
             tracing::info!(
@@ -212,7 +259,7 @@ impl Compute {
                 p.halo_rows(),
                 p.parameters()
             );
-            Engine::Graph(Box::new(p))
+            Box::new(p) as Box<dyn Engine>
         } else {
             let st = Stage::new(spec.clone(), &data, self.device).map_err(|e| PipeError::Peer(e.to_string()))?;
             tracing::info!(
@@ -223,15 +270,11 @@ impl Compute {
                 spec.last,
                 st.parameters()
             );
-            Engine::Pipe(Box::new(st))
+            Box::new(st) as Box<dyn Engine>
         };
         // Tensors of an abandoned run must not be mistaken for the new run's.
         self.mail.clear_pending();
-        let parameters = match &engine {
-            Engine::Pipe(s) => s.parameters(),
-            Engine::Graph(p) => p.parameters(),
-            Engine::Forward(f) => f.parameters(),
-        };
+        let parameters = engine.parameters();
         *self.limits.write().unwrap_or_else(|e| e.into_inner()) =
             TensorLimits::new(&spec, data.num_nodes(), parameters);
         tracing::info!(
@@ -243,22 +286,6 @@ impl Compute {
         drop(data);
         self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
-    }
-}
-
-fn run(net: &mut Net, engine: &mut Engine, req: &EpochRequest) -> Result<EpochReply, PipeError> {
-    match engine {
-        Engine::Pipe(stage) => run_stage(net, stage, req),
-        Engine::Forward(stage) => run_forward(net, stage, req),
-        Engine::Graph(part) => {
-            let mut reply = EpochReply::default();
-            if req.train {
-                reply.loss = part.train_epoch(req.epoch, net)?;
-            } else {
-                [reply.train_correct, reply.val_correct, reply.test_correct] = part.evaluate(net)?;
-            }
-            Ok(reply)
-        }
     }
 }
 
