@@ -6,6 +6,7 @@
 
 use crate::config::StageSpec;
 use crate::config::{Mode, PipeTrainer};
+use crate::error::PipeError;
 use std::ops::Range;
 use std::path::Path;
 use strata_graph::npz::{Npz, NpzFileWriter, NpzWriter};
@@ -207,6 +208,89 @@ impl StageData {
             *ids = v.into_iter().map(|i| i as usize).collect();
         }
         Ok(StageData { graph, features, feature_rows: rows, labels, split })
+    }
+}
+
+impl StageSpec {
+    /// Checks every field against itself and against the graph received with it (its vertices,
+    /// the feature rows and columns this stage's role needs, labels below `classes`) and the
+    /// `peers` listed, so a bad spec is refused by name instead of panicking a stage later.
+    pub fn validate(&self, data: &StageData, peers: usize) -> Result<(), PipeError> {
+        let nodes = data.num_nodes();
+        let c = &self.config;
+        c.validate()?;
+        if c.layers == 0 || c.layers > 4096 || c.hidden < 1 || c.hidden > 1 << 16 {
+            return Err(PipeError::Config(format!(
+                "layers {} and hidden {} must be in 1..=4096 and 1..=65536",
+                c.layers, c.hidden
+            )));
+        }
+        if ![c.dropout, c.alpha, c.theta, c.lr, c.weight_decay, c.weight_decay_conv, c.grad_scale]
+            .iter()
+            .all(|v| v.is_finite())
+            || !(0.0..1.0).contains(&c.dropout)
+        {
+            return Err(PipeError::Config("hyper-parameters must be finite, and dropout in [0, 1)".into()));
+        }
+        if peers != c.workers() {
+            return Err(PipeError::Config(format!(
+                "{peers} peers listed but the configuration has {} workers",
+                c.workers()
+            )));
+        }
+        if self.ways != c.ways.max(1) || self.way >= self.ways || self.stage >= c.stages.max(1) {
+            return Err(PipeError::Config(format!(
+                "way {} of {} and stage {} do not fit {} ways × {} stages",
+                self.way, self.ways, self.stage, c.ways, c.stages
+            )));
+        }
+        if self.first >= self.last || self.last > c.layers + 2 {
+            return Err(PipeError::Config(format!(
+                "slots {}..{} are not a range within 0..{}",
+                self.first,
+                self.last,
+                c.layers + 2
+            )));
+        }
+        let offsets_ok = |o: &[usize], parts: usize| {
+            o.len() == parts + 1 && o[0] == 0 && o[parts] == nodes && o.windows(2).all(|w| w[0] <= w[1])
+        };
+        if !offsets_ok(&self.chunk_offsets, c.num_chunks()) {
+            return Err(PipeError::Config(format!(
+                "chunk offsets must rise from 0 to {nodes} in {} chunks",
+                c.num_chunks()
+            )));
+        }
+        if !self.way_offsets.is_empty() && !offsets_ok(&self.way_offsets, self.ways) {
+            return Err(PipeError::Config(format!("way offsets must rise from 0 to {nodes} in {} ways", self.ways)));
+        }
+        for (name, ids) in [("train", &self.train), ("val", &self.val), ("test", &self.test)] {
+            if let Some(&bad) = ids.iter().find(|&&i| i >= nodes) {
+                return Err(PipeError::Config(format!(
+                    "{name} node {bad} is out of range (the graph has {nodes} nodes)"
+                )));
+            }
+        }
+        let (rows, _) = StageData::needed(self, nodes);
+        if data.feature_rows != rows {
+            return Err(PipeError::Config(format!(
+                "this stage needs feature rows {rows:?}, the launcher sent {:?}",
+                data.feature_rows
+            )));
+        }
+        let max_label = data.labels.iter().copied().max().unwrap_or(-1);
+        if self.classes < 1
+            || max_label >= self.classes
+            || (!rows.is_empty() && data.features.dim() as i64 != self.features)
+        {
+            return Err(PipeError::Config(format!(
+                "the spec says {} features and {} classes, the graph has {} features and labels up to {max_label}",
+                self.features,
+                self.classes,
+                data.features.dim()
+            )));
+        }
+        Ok(())
     }
 }
 
