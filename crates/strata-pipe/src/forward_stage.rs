@@ -19,14 +19,16 @@ use crate::boundary::Boundary;
 use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::stage_data::StageData;
-use strata_nn::conv::{Init, Linear};
+use strata_nn::conv::GcnConv;
 use strata_nn::ops::l2_rows;
 use strata_nn::optim::Adam;
+use strata_nn::MessagePassing;
 use tch::{nn, Device, Kind, Tensor};
 
 struct SfLayer {
     slot: usize,
-    lin: Linear,
+    /// The library's GCN layer (ForwardGNN's SF blocks are `ReLU(GCN(x))`).
+    conv: GcnConv,
     /// This layer's normalised input rows, `[N + C, d_in]` (slot 0: the features, sparse).
     input: Tensor,
     /// Slot 0 only: `X·W` for the epoch (W moves once per epoch), a leaf whose gradient the
@@ -112,7 +114,7 @@ impl ForwardStage {
             // Seeded per slot, so a layer's initial weights do not depend on the split.
             tch::manual_seed(cfg.seed as i64 * 7919 + slot as i64);
             let fan_in = if slot == 0 { spec.features } else { cfg.hidden };
-            let lin = Linear::new(&(vs.root() / format!("slot{slot}")), fan_in, cfg.hidden, true, Init::Glorot);
+            let conv = GcnConv::new(&(vs.root() / format!("slot{slot}")), fan_in, cfg.hidden);
             let input = if slot == 0 {
                 let x = strata_nn::Input::from_features(
                     &data.rows(0..data.num_nodes()),
@@ -126,7 +128,7 @@ impl ForwardStage {
             } else {
                 Tensor::zeros([total, cfg.hidden], (Kind::Float, device))
             };
-            sf_layers.push(SfLayer { slot, lin, input, projected: None });
+            sf_layers.push(SfLayer { slot, conv, input, projected: None });
         }
         if sf_layers.is_empty() {
             return Err(PipeError::Config(format!(
@@ -172,7 +174,7 @@ impl ForwardStage {
         self.opt.zero_grad();
         self.last_loss = 0.0;
         if let Some(l) = self.layers.first_mut().filter(|l| l.slot == 0) {
-            l.projected = Some(tch::no_grad(|| l.input.mm(&l.lin.w)).set_requires_grad(true));
+            l.projected = Some(tch::no_grad(|| l.input.mm(&l.conv.lin.w)).set_requires_grad(true));
         }
     }
     pub fn end_epoch(&mut self) {
@@ -180,7 +182,7 @@ impl ForwardStage {
             if let Some(p) = l.projected.take() {
                 let g = p.grad();
                 if g.defined() {
-                    (l.input.mm(&l.lin.w) * g).sum(Kind::Float).backward();
+                    (l.input.mm(&l.conv.lin.w) * g).sum(Kind::Float).backward();
                 }
             }
         }
@@ -210,14 +212,14 @@ impl ForwardStage {
         };
         let y = if l.slot == 0 {
             // Project, then propagate (inference projects afresh, without autograd).
-            match (&l.projected, rows) {
+            l.conv.add_bias(match (&l.projected, rows) {
                 (Some(p), Rows::Chunk(_) | Rows::VirtualNodes) => op.mm(p),
-                _ => op.mm(&l.input.mm(&l.lin.w)),
-            }
+                _ => op.mm(&l.input.mm(&l.conv.lin.w)),
+            })
         } else {
-            op.mm(&l.input).matmul(&l.lin.w)
+            l.conv.update(op.mm(&l.input), &l.input, None)
         };
-        (y + l.lin.b.as_ref().expect("SF layers have a bias")).relu()
+        y.relu()
     }
 
     /// Trains on chunk `c`: `input` holds the chunk's rows and the virtual nodes' rows (as

@@ -25,7 +25,8 @@ impl GcnConv {
     pub fn propagate(&self, adj: &Adjacency, xw: &Tensor) -> Tensor {
         self.add_bias(adj.propagate(xw))
     }
-    fn add_bias(&self, out: Tensor) -> Tensor {
+    /// `out + b`: the end of the layer for callers that propagated `XΘ` their own way.
+    pub fn add_bias(&self, out: Tensor) -> Tensor {
         match &self.lin.b {
             Some(b) => out + b,
             None => out,
