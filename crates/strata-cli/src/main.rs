@@ -8,6 +8,7 @@ mod plot;
 mod probe;
 mod refine;
 mod report;
+mod reports;
 mod source;
 mod train;
 

@@ -2,10 +2,10 @@
 //! backprop or by a ForwardGNN trainer (`--trainer sf|ff-la|ff-vn|sf-topdown-loss|sf-topdown-input`).
 
 use crate::report::{progress, table, write_json};
+use crate::reports::TrainReport;
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
-use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
 use strata_forward::{ForwardConfig, Trainer};
@@ -234,103 +234,6 @@ fn print_runs(runs: &[strata_nn::RunReport], report: &TrainReport, parameters: i
     ]);
     print!("{}", table(&rows));
     println!("epoch time (train step, median): {:.2} ms · parameters: {parameters}", report.epoch_ms_median);
-}
-
-/// Mean, standard deviation and the values (percent) over seeds.
-#[derive(Serialize)]
-struct OverSeeds {
-    mean: f64,
-    std: f64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    values: Vec<f64>,
-}
-
-impl OverSeeds {
-    fn of(values: Vec<f64>) -> OverSeeds {
-        let (mean, std) = mean_std(&values);
-        OverSeeds { mean, std, values }
-    }
-}
-
-/// One seed's result in the `--json` report.
-#[derive(Serialize)]
-struct SeedResult {
-    seed: u64,
-    epochs_run: usize,
-    best_epoch: usize,
-    val_accuracy: f64,
-    test_accuracy: f64,
-}
-
-/// `strata train --json` (backprop trainer). Accuracies are percentages; `per_layer_accuracy`
-/// holds the mean test accuracy (one readout: the last layer's).
-#[derive(Serialize)]
-struct TrainReport {
-    dataset: String,
-    model: &'static str,
-    trainer: &'static str,
-    per_layer_accuracy: [f64; 1],
-    peak_memory_bytes: u64,
-    peak_rss_bytes: Option<u64>,
-    kernel: &'static str,
-    reorder: serde_json::Value,
-    feature_normalization: &'static str,
-    seeds: usize,
-    device: String,
-    test_accuracy: OverSeeds,
-    val_accuracy: OverSeeds,
-    epoch_ms_median: f64,
-    config: ModelConfig,
-    runs: Vec<SeedResult>,
-}
-
-impl TrainReport {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        dataset: &str,
-        kind: ModelKind,
-        cfg: &ModelConfig,
-        runs: &[strata_nn::RunReport],
-        task: &NodeTask,
-        reorder: serde_json::Value,
-        peak_memory_bytes: u64,
-        device: tch::Device,
-    ) -> TrainReport {
-        let test = OverSeeds::of(runs.iter().map(|r| r.test_accuracy * 100.0).collect());
-        let val = OverSeeds::of(runs.iter().map(|r| r.val_accuracy * 100.0).collect());
-        // The first epochs warm up allocators and caches: the median leaves them out.
-        let step_ms: Vec<f64> = runs
-            .iter()
-            .flat_map(|r| r.curve.iter().skip(3.min(r.curve.len().saturating_sub(1))).map(|e| e.step_ms))
-            .collect();
-        TrainReport {
-            dataset: dataset.to_string(),
-            model: kind.name(),
-            trainer: "bp",
-            per_layer_accuracy: [test.mean],
-            peak_memory_bytes,
-            peak_rss_bytes: strata_nn::memory::peak_rss_bytes(),
-            kernel: task.graph.kernel.name(),
-            reorder,
-            feature_normalization: task.feature_norm.name(),
-            seeds: runs.len(),
-            device: strata_nn::device_name(device),
-            test_accuracy: test,
-            val_accuracy: OverSeeds { values: Vec::new(), ..val },
-            epoch_ms_median: median(&step_ms),
-            config: cfg.clone(),
-            runs: runs
-                .iter()
-                .map(|r| SeedResult {
-                    seed: r.seed,
-                    epochs_run: r.epochs_run,
-                    best_epoch: r.best_epoch,
-                    val_accuracy: r.val_accuracy,
-                    test_accuracy: r.test_accuracy,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// Renumbers the vertices for locality when `how` says so (the dataset and every seed's split

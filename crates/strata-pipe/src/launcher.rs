@@ -8,12 +8,9 @@ use crate::plan::PipelinePlan;
 use crate::proto::{
     CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest,
 };
-use crate::schedule::chunk_order;
-use crate::volume::{predict, Predicted};
+use crate::volume::Predicted;
 use crate::worker::{client, Client};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One epoch as the launcher saw it.
@@ -263,6 +260,27 @@ impl Launcher {
         Ok(())
     }
 
+    /// Restores the newest complete checkpoint under `root` (if any) into every worker: the
+    /// checkpoint's directory, the epochs it completed and the launcher's report then. A
+    /// checkpoint of a run with another configuration is refused.
+    pub async fn resume_latest(
+        &self,
+        root: &Path,
+        cfg: &PipelineConfig,
+    ) -> Result<Option<(PathBuf, u64, LaunchReport)>, PipeError> {
+        let Some((dir, m)) = checkpoint::latest(root) else { return Ok(None) };
+        if m.config != config_identity(cfg) {
+            return Err(PipeError::State(format!(
+                "{}: written by a run with a different configuration (model, mode, split or hyper-parameters); refusing to resume it",
+                dir.display()
+            )));
+        }
+        self.restore(&dir, &m).await?;
+        let report: LaunchReport = serde_json::from_value(m.launcher.clone())
+            .map_err(|e| PipeError::file(&dir, format!("launcher state: {e}")))?;
+        Ok(Some((dir, m.epoch, report)))
+    }
+
     pub async fn shutdown(&self, reason: &str) {
         for (_, c) in &self.workers {
             let mut c = c.clone();
@@ -290,96 +308,4 @@ pub fn config_identity(cfg: &PipelineConfig) -> serde_json::Value {
         o.remove("epochs");
     }
     v
-}
-
-/// Checkpointing, resuming and stopping of [`train`].
-#[derive(Default)]
-pub struct TrainOptions {
-    /// Write a checkpoint under this root every `every` epochs (and when stopped).
-    pub checkpoint: Option<(PathBuf, usize)>,
-    /// Continue from a restored checkpoint: epochs completed and the launcher's report then.
-    pub resume: Option<(u64, LaunchReport)>,
-    /// Set (e.g. on SIGTERM) to stop after the current epoch.
-    pub stop: Option<Arc<AtomicBool>>,
-}
-
-/// Trains `cfg.epochs` epochs through the configured workers; exact full-graph evaluation every
-/// `cfg.eval_every` epochs picks the test accuracy at the best validation accuracy.
-pub async fn train(
-    launcher: &Launcher,
-    plan: &PipelinePlan,
-    cfg: &PipelineConfig,
-    opts: &TrainOptions,
-    mut on_epoch: impl FnMut(&LaunchEpoch),
-) -> Result<LaunchReport, PipeError> {
-    let k = plan.offsets.len() - 1;
-    let spec = &plan.specs[0];
-    let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
-    let (start, mut report) = match &opts.resume {
-        Some((epoch, r)) => (*epoch, LaunchReport { predicted: predict(plan, cfg), ..r.clone() }),
-        None => (
-            0,
-            LaunchReport {
-                epochs: Vec::new(),
-                best_val_accuracy: -1.0,
-                test_accuracy: 0.0,
-                best_epoch: 0,
-                predicted: predict(plan, cfg),
-            },
-        ),
-    };
-    for epoch in start..cfg.epochs as u64 {
-        let order: Vec<u32> = chunk_order(k, cfg.seed, epoch, cfg.shuffle).into_iter().map(|c| c as u32).collect();
-        let t0 = Instant::now();
-        let replies = launcher.epoch(EpochRequest { epoch, order, train: true }).await?;
-        let epoch_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let layer_bytes = replies.iter().map(|r| r.activation_bytes + r.gradient_bytes).sum();
-        let halo_bytes = replies.iter().map(|r| r.halo_bytes).sum();
-        let weight_bytes = replies.iter().map(|r| r.weight_bytes).sum();
-        let mut e = LaunchEpoch {
-            epoch,
-            loss: replies.iter().map(|r| r.loss).sum(),
-            epoch_ms,
-            bytes: layer_bytes + halo_bytes + weight_bytes,
-            layer_bytes,
-            halo_bytes,
-            weight_bytes,
-            wire_bytes: replies.iter().map(|r| r.wire_bytes).sum(),
-            memory_bytes_per_worker: replies.iter().map(|r| r.peak_rss_bytes).collect(),
-            cuda_peak_bytes_per_worker: replies.iter().map(|r| r.cuda_peak_bytes).collect(),
-            val_accuracy: None,
-            test_accuracy: None,
-        };
-        if cfg.eval_every > 0 && ((epoch + 1) % cfg.eval_every as u64 == 0 || epoch + 1 == cfg.epochs as u64) {
-            let r = launcher.epoch(EpochRequest { epoch, order: vec![], train: false }).await?;
-            let val = frac(r.iter().map(|x| x.val_correct).sum(), spec.val.len());
-            let test = frac(r.iter().map(|x| x.test_correct).sum(), spec.test.len());
-            // Evaluation can raise a worker's peak (the full-graph forward pass).
-            for (m, x) in e.memory_bytes_per_worker.iter_mut().zip(&r) {
-                *m = (*m).max(x.peak_rss_bytes);
-            }
-            e.val_accuracy = Some(val);
-            e.test_accuracy = Some(test);
-            // Without validation nodes (e.g. karate) the latest evaluation is the one reported.
-            if spec.val.is_empty() || val > report.best_val_accuracy {
-                report.best_val_accuracy = val;
-                report.test_accuracy = test;
-                report.best_epoch = epoch;
-            }
-        }
-        on_epoch(&e);
-        report.epochs.push(e);
-        let done = epoch + 1;
-        let stopping = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-        let mut written = None;
-        if let Some((root, every)) = &opts.checkpoint {
-            if (*every > 0 && done.is_multiple_of(*every as u64)) || stopping || done == cfg.epochs as u64 {
-                written = Some(launcher.checkpoint(root, done, cfg, &report).await?);
-            }
-        }
-        if stopping && done < cfg.epochs as u64 {
-            return Err(PipeError::Interrupted { epoch: done, checkpoint: written });
-        }
-    }
-    Ok(report)
 }

@@ -11,7 +11,7 @@
 //!   [`forward_stage`] (forward-only ForwardGNN layers); the slots they hold ([`layers`]), their
 //!   checkpointable [`state`] and the [`collective`] operations between workers.
 //! - Network: the gRPC wire format (`proto/strata/v1/worker.proto`) with chunked tensor streams
-//!   ([`wire`]), the [`worker`] service, the [`launcher`] that drives a run, checkpoints with
+//!   ([`wire`]), the [`worker`] service, the [`launcher`] and [`run`] that drive a run, checkpoints with
 //!   exact resume ([`checkpoint`]) and the cluster's credentials (token, mutual TLS:
 //!   [`security`]); the per-epoch communication-volume model ([`volume`]).
 //! - [`schedule`]: the same epochs in one process (tests compare the two).
@@ -30,6 +30,7 @@ pub mod launcher;
 pub mod layers;
 pub mod partition_stage;
 pub mod plan;
+pub mod run;
 pub mod schedule;
 pub mod security;
 pub mod stage;

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use strata_pipe::launcher::{config_identity, train, LaunchReport, Launcher, TrainOptions};
+use strata_pipe::run::RunOptions;
 use strata_pipe::security::Credentials;
 use strata_pipe::PipeError;
 use strata_pipe::PipelineConfig;
@@ -204,31 +204,27 @@ async fn run_once(
             cfg.num_chunks(),
             workers.join(", ")
         );
-        let mut launcher = Launcher::connect(workers, creds, wait).await?;
-        launcher.configure(p, ckpt_root).await?;
-        let mut opts = TrainOptions {
-            checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)),
-            resume: None,
-            stop: Some(stop.clone()),
-        };
-        if let Some((dir, m)) = ckpt_root.and_then(strata_pipe::checkpoint::latest) {
-            if m.config != config_identity(cfg) {
-                bail!("{}: the checkpoint was written by a run with a different configuration (model, mode, split or hyper-parameters); refusing to resume it", dir.display());
-            }
-            launcher.restore(&dir, &m).await?;
-            let report: LaunchReport = serde_json::from_value(m.launcher.clone())
-                .with_context(|| format!("{}: launcher state", dir.display()))?;
-            eprintln!("strata launch: resumed from {} ({} epochs done)", dir.display(), m.epoch);
-            opts.resume = Some((m.epoch, report));
-        } else if a.resume.is_some() {
+        if a.resume.is_some() && ckpt_root.and_then(strata_pipe::checkpoint::latest).is_none() {
             bail!(
                 "--resume {}: no complete checkpoint there",
                 ckpt_root.map(|r| r.display().to_string()).unwrap_or_default()
             );
         }
+        let opts = RunOptions {
+            workers: workers.to_vec(),
+            creds: creds.clone(),
+            wait,
+            checkpoint: ckpt_root.map(|r| (r.to_path_buf(), a.checkpoint_every)),
+            require_checkpoint: a.resume.is_some(),
+            stop: Some(stop.clone()),
+            keep_workers_on_failure: a.restart_failed,
+        };
         let pb = progress(cfg.epochs as u64, cfg.mode.name());
-        pb.inc(opts.resume.as_ref().map_or(0, |r| r.0));
-        let result = train(&launcher, p, cfg, &opts, |e| {
+        let on_resume = |dir: &std::path::Path, epoch: u64| {
+            eprintln!("strata launch: resumed from {} ({epoch} epochs done)", dir.display());
+            pb.inc(epoch);
+        };
+        let result = strata_pipe::run::run(p, cfg, &opts, on_resume, |e| {
             pb.inc(1);
             if let Some(v) = e.val_accuracy {
                 pb.set_message(format!("loss {:.3} val {:.3} · {:.0} ms/epoch", e.loss, v, e.epoch_ms));
@@ -236,17 +232,7 @@ async fn run_once(
         })
         .await;
         pb.finish_and_clear();
-        let report = match result {
-            Ok(r) => r,
-            Err(e) => {
-                // Workers that will be reused after a restart stay up.
-                if !(a.restart_failed && e.is_worker_failure()) {
-                    launcher.shutdown("launcher failed").await;
-                }
-                return Err(anyhow::Error::new(e));
-            }
-        };
-        launcher.shutdown("training finished").await;
+        let report = result?;
         summarize(a, cfg, data, &report, split_desc)
     }
 }

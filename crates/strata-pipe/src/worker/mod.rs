@@ -6,6 +6,7 @@
 
 mod auth;
 mod compute;
+mod engine;
 mod net;
 mod service;
 

@@ -1,0 +1,103 @@
+//! The `--json` reports' schemas, one typed `Serialize` struct per report: what a script
+//! reading them can rely on is documented here, field by field.
+
+use serde::Serialize;
+use strata_nn::metrics::{mean_std, median};
+use strata_nn::{ModelConfig, ModelKind, NodeTask};
+
+/// Mean, standard deviation and the values (percent) over seeds.
+#[derive(Serialize)]
+pub struct OverSeeds {
+    pub mean: f64,
+    pub std: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
+}
+
+impl OverSeeds {
+    pub fn of(values: Vec<f64>) -> OverSeeds {
+        let (mean, std) = mean_std(&values);
+        OverSeeds { mean, std, values }
+    }
+}
+
+/// One seed's result in the `--json` report.
+#[derive(Serialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub val_accuracy: f64,
+    pub test_accuracy: f64,
+}
+
+/// `strata train --json` (backprop trainer). Accuracies are percentages; `per_layer_accuracy`
+/// holds the mean test accuracy (one readout: the last layer's).
+#[derive(Serialize)]
+pub struct TrainReport {
+    pub dataset: String,
+    pub model: &'static str,
+    pub trainer: &'static str,
+    pub per_layer_accuracy: [f64; 1],
+    pub peak_memory_bytes: u64,
+    pub peak_rss_bytes: Option<u64>,
+    pub kernel: &'static str,
+    pub reorder: serde_json::Value,
+    pub feature_normalization: &'static str,
+    pub seeds: usize,
+    pub device: String,
+    pub test_accuracy: OverSeeds,
+    pub val_accuracy: OverSeeds,
+    pub epoch_ms_median: f64,
+    pub config: ModelConfig,
+    pub runs: Vec<SeedResult>,
+}
+
+impl TrainReport {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dataset: &str,
+        kind: ModelKind,
+        cfg: &ModelConfig,
+        runs: &[strata_nn::RunReport],
+        task: &NodeTask,
+        reorder: serde_json::Value,
+        peak_memory_bytes: u64,
+        device: tch::Device,
+    ) -> TrainReport {
+        let test = OverSeeds::of(runs.iter().map(|r| r.test_accuracy * 100.0).collect());
+        let val = OverSeeds::of(runs.iter().map(|r| r.val_accuracy * 100.0).collect());
+        // The first epochs warm up allocators and caches: the median leaves them out.
+        let step_ms: Vec<f64> = runs
+            .iter()
+            .flat_map(|r| r.curve.iter().skip(3.min(r.curve.len().saturating_sub(1))).map(|e| e.step_ms))
+            .collect();
+        TrainReport {
+            dataset: dataset.to_string(),
+            model: kind.name(),
+            trainer: "bp",
+            per_layer_accuracy: [test.mean],
+            peak_memory_bytes,
+            peak_rss_bytes: strata_nn::memory::peak_rss_bytes(),
+            kernel: task.graph.kernel.name(),
+            reorder,
+            feature_normalization: task.feature_norm.name(),
+            seeds: runs.len(),
+            device: strata_nn::device_name(device),
+            test_accuracy: test,
+            val_accuracy: OverSeeds { values: Vec::new(), ..val },
+            epoch_ms_median: median(&step_ms),
+            config: cfg.clone(),
+            runs: runs
+                .iter()
+                .map(|r| SeedResult {
+                    seed: r.seed,
+                    epochs_run: r.epochs_run,
+                    best_epoch: r.best_epoch,
+                    val_accuracy: r.val_accuracy,
+                    test_accuracy: r.test_accuracy,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! A run through the launcher: the epochs (training, exact evaluation, checkpoints, the stop
+//! signal) and one attempt of a whole run (connect → configure → resume → train → shutdown).
+
+use crate::config::PipelineConfig;
+use crate::error::PipeError;
+use crate::launcher::{LaunchEpoch, LaunchReport, Launcher};
+use crate::plan::PipelinePlan;
+use crate::proto::EpochRequest;
+use crate::schedule::chunk_order;
+use crate::volume::predict;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Checkpointing, resuming and stopping of [`train`].
+#[derive(Default)]
+pub struct TrainOptions {
+    /// Write a checkpoint under this root every `every` epochs (and when stopped).
+    pub checkpoint: Option<(PathBuf, usize)>,
+    /// Continue from a restored checkpoint: epochs completed and the launcher's report then.
+    pub resume: Option<(u64, LaunchReport)>,
+    /// Set (e.g. on SIGTERM) to stop after the current epoch.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Trains `cfg.epochs` epochs through the configured workers; exact full-graph evaluation every
+/// `cfg.eval_every` epochs picks the test accuracy at the best validation accuracy.
+pub async fn train(
+    launcher: &Launcher,
+    plan: &PipelinePlan,
+    cfg: &PipelineConfig,
+    opts: &TrainOptions,
+    mut on_epoch: impl FnMut(&LaunchEpoch),
+) -> Result<LaunchReport, PipeError> {
+    let k = plan.offsets.len() - 1;
+    let spec = &plan.specs[0];
+    let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
+    let (start, mut report) = match &opts.resume {
+        Some((epoch, r)) => (*epoch, LaunchReport { predicted: predict(plan, cfg), ..r.clone() }),
+        None => (
+            0,
+            LaunchReport {
+                epochs: Vec::new(),
+                best_val_accuracy: -1.0,
+                test_accuracy: 0.0,
+                best_epoch: 0,
+                predicted: predict(plan, cfg),
+            },
+        ),
+    };
+    for epoch in start..cfg.epochs as u64 {
+        let order: Vec<u32> = chunk_order(k, cfg.seed, epoch, cfg.shuffle).into_iter().map(|c| c as u32).collect();
+        let t0 = Instant::now();
+        let replies = launcher.epoch(EpochRequest { epoch, order, train: true }).await?;
+        let epoch_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let layer_bytes = replies.iter().map(|r| r.activation_bytes + r.gradient_bytes).sum();
+        let halo_bytes = replies.iter().map(|r| r.halo_bytes).sum();
+        let weight_bytes = replies.iter().map(|r| r.weight_bytes).sum();
+        let mut e = LaunchEpoch {
+            epoch,
+            loss: replies.iter().map(|r| r.loss).sum(),
+            epoch_ms,
+            bytes: layer_bytes + halo_bytes + weight_bytes,
+            layer_bytes,
+            halo_bytes,
+            weight_bytes,
+            wire_bytes: replies.iter().map(|r| r.wire_bytes).sum(),
+            memory_bytes_per_worker: replies.iter().map(|r| r.peak_rss_bytes).collect(),
+            cuda_peak_bytes_per_worker: replies.iter().map(|r| r.cuda_peak_bytes).collect(),
+            val_accuracy: None,
+            test_accuracy: None,
+        };
+        if cfg.eval_every > 0 && ((epoch + 1) % cfg.eval_every as u64 == 0 || epoch + 1 == cfg.epochs as u64) {
+            let r = launcher.epoch(EpochRequest { epoch, order: vec![], train: false }).await?;
+            let val = frac(r.iter().map(|x| x.val_correct).sum(), spec.val.len());
+            let test = frac(r.iter().map(|x| x.test_correct).sum(), spec.test.len());
+            // Evaluation can raise a worker's peak (the full-graph forward pass).
+            for (m, x) in e.memory_bytes_per_worker.iter_mut().zip(&r) {
+                *m = (*m).max(x.peak_rss_bytes);
+            }
+            e.val_accuracy = Some(val);
+            e.test_accuracy = Some(test);
+            // Without validation nodes (e.g. karate) the latest evaluation is the one reported.
+            if spec.val.is_empty() || val > report.best_val_accuracy {
+                report.best_val_accuracy = val;
+                report.test_accuracy = test;
+                report.best_epoch = epoch;
+            }
+        }
+        on_epoch(&e);
+        report.epochs.push(e);
+        let done = epoch + 1;
+        let stopping = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        let mut written = None;
+        if let Some((root, every)) = &opts.checkpoint {
+            if (*every > 0 && done.is_multiple_of(*every as u64)) || stopping || done == cfg.epochs as u64 {
+                written = Some(launcher.checkpoint(root, done, cfg, &report).await?);
+            }
+        }
+        if stopping && done < cfg.epochs as u64 {
+            return Err(PipeError::Interrupted { epoch: done, checkpoint: written });
+        }
+    }
+    Ok(report)
+}
+
+/// One attempt of a run, besides its plan: where the workers are and how to reach them, and
+/// what to checkpoint and resume.
+pub struct RunOptions {
+    pub workers: Vec<String>,
+    pub creds: crate::security::Credentials,
+    /// How long the workers get to answer the first health check.
+    pub wait: Duration,
+    /// Checkpoint root and period (epochs); the newest checkpoint there is resumed.
+    pub checkpoint: Option<(PathBuf, usize)>,
+    /// Refuse to start without a checkpoint to resume (`--resume`).
+    pub require_checkpoint: bool,
+    /// Set (e.g. on SIGTERM) to stop after the current epoch.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Leave the workers up when one of them is lost (a restart reuses them).
+    pub keep_workers_on_failure: bool,
+}
+
+/// One attempt of a run: connect → configure → resume the newest checkpoint → train → shut
+/// the workers down. `on_resume` hears where training continues from (checkpoint, epochs
+/// done), `on_epoch` every epoch. Restarting after a lost worker is the caller's loop: it
+/// also decides where the workers come from.
+pub async fn run(
+    plan: &PipelinePlan,
+    cfg: &PipelineConfig,
+    opts: &RunOptions,
+    on_resume: impl FnOnce(&Path, u64),
+    on_epoch: impl FnMut(&LaunchEpoch),
+) -> Result<LaunchReport, PipeError> {
+    let mut launcher = Launcher::connect(&opts.workers, &opts.creds, opts.wait).await?;
+    let root = opts.checkpoint.as_ref().map(|(r, _)| r.as_path());
+    launcher.configure(plan, root).await?;
+    let resume = match root {
+        Some(r) => launcher.resume_latest(r, cfg).await?,
+        None => None,
+    };
+    match (&resume, root) {
+        (Some((dir, epoch, _)), _) => on_resume(dir, *epoch),
+        (None, Some(r)) if opts.require_checkpoint => {
+            return Err(PipeError::State(format!("{}: no complete checkpoint to resume", r.display())))
+        }
+        _ => {}
+    }
+    let train_opts = TrainOptions {
+        checkpoint: opts.checkpoint.clone(),
+        resume: resume.map(|(_, epoch, report)| (epoch, report)),
+        stop: opts.stop.clone(),
+    };
+    match train(&launcher, plan, cfg, &train_opts, on_epoch).await {
+        Ok(report) => {
+            launcher.shutdown("training finished").await;
+            Ok(report)
+        }
+        Err(e) => {
+            if !(opts.keep_workers_on_failure && e.is_worker_failure()) {
+                launcher.shutdown("launcher failed").await;
+            }
+            Err(e)
+        }
+    }
+}
