@@ -101,3 +101,53 @@ impl TrainReport {
         }
     }
 }
+
+/// Bytes of one epoch by what they carried: activations and gradients across stages
+/// (`layer`), halo rows between ways, weight all-reduce segments.
+#[derive(Serialize)]
+pub struct ByKind {
+    pub layer: f64,
+    pub halo: f64,
+    pub weight: f64,
+}
+
+/// Bytes per training epoch (median over epochs): measured, as the volume model predicts, and
+/// what the sends put on the wire.
+#[derive(Serialize)]
+pub struct BytesPerEpoch {
+    pub measured: f64,
+    pub predicted: f64,
+    pub measured_by_kind: ByKind,
+    pub predicted_by_kind: ByKind,
+    /// Vertices with a neighbour in another way (0 in a pure pipeline).
+    pub boundary_vertices: usize,
+    pub parameters: usize,
+    pub wire: f64,
+    pub wire_overhead_ratio: f64,
+}
+
+/// `strata launch --json`: the run's shape, its accuracy (test at the best validation epoch,
+/// fractions), the median epoch time after two warm-up epochs, the bytes, each worker's peak
+/// resident (and CUDA) memory, the settings and every epoch.
+#[derive(Serialize)]
+pub struct LaunchJson<'a> {
+    pub mode: &'static str,
+    pub dataset: &'a str,
+    pub model: &'a str,
+    pub layers: usize,
+    pub stages: usize,
+    pub ways: usize,
+    pub workers: usize,
+    /// Each stage's layer slots, `first..last`.
+    pub stage_slots: Vec<String>,
+    pub chunks: usize,
+    pub epochs: usize,
+    pub test_accuracy: f64,
+    pub best_val_accuracy: f64,
+    pub epoch_ms_median: f64,
+    pub bytes_per_epoch: BytesPerEpoch,
+    pub memory_bytes_per_worker: Vec<u64>,
+    pub cuda_peak_bytes_per_worker: Vec<u64>,
+    pub config: &'a strata_pipe::PipelineConfig,
+    pub curve: &'a [strata_pipe::launcher::LaunchEpoch],
+}

@@ -1,7 +1,7 @@
 //! The end of `strata launch`: the table, the `--json` report and the plots.
 
 use crate::report::{table, write_json};
-use serde_json::json;
+use crate::reports::{ByKind, BytesPerEpoch, LaunchJson};
 use strata_nn::metrics::median;
 use strata_pipe::PipelineConfig;
 
@@ -74,38 +74,37 @@ pub(super) fn summarize(
     ];
     print!("{}", table(&rows));
     if let Some(path) = &a.json {
-        write_json(
-            path,
-            &json!({
-                "mode": cfg.mode.name(),
-                "dataset": data.name,
-                "model": a.model,
-                "layers": a.layers,
-                "stages": cfg.stages,
-                "ways": cfg.ways,
-                "workers": cfg.workers(),
-                "stage_slots": split_desc,
-                "chunks": cfg.num_chunks(),
-                "epochs": cfg.epochs,
-                "test_accuracy": report.test_accuracy,
-                "best_val_accuracy": report.best_val_accuracy,
-                "epoch_ms_median": median(&ms),
-                "bytes_per_epoch": {
-                    "measured": measured,
-                    "predicted": pred.total,
-                    "measured_by_kind": {"layer": med(&|e| e.layer_bytes), "halo": med(&|e| e.halo_bytes), "weight": med(&|e| e.weight_bytes)},
-                    "predicted_by_kind": {"layer": pred.layer, "halo": pred.halo, "weight": pred.weight},
-                    "boundary_vertices": pred.boundary,
-                    "parameters": pred.parameters,
-                    "wire": wire,
-                    "wire_overhead_ratio": if measured > 0.0 { wire / measured } else { 0.0 },
-                },
-                "memory_bytes_per_worker": memory,
-                "cuda_peak_bytes_per_worker": cuda,
-                "config": cfg,
-                "curve": report.epochs,
-            }),
-        )?;
+        let by_kind = |layer, halo, weight| ByKind { layer, halo, weight };
+        let r = LaunchJson {
+            mode: cfg.mode.name(),
+            dataset: &data.name,
+            model: &a.model,
+            layers: a.layers,
+            stages: cfg.stages,
+            ways: cfg.ways,
+            workers: cfg.workers(),
+            stage_slots: split_desc,
+            chunks: cfg.num_chunks(),
+            epochs: cfg.epochs,
+            test_accuracy: report.test_accuracy,
+            best_val_accuracy: report.best_val_accuracy,
+            epoch_ms_median: median(&ms),
+            bytes_per_epoch: BytesPerEpoch {
+                measured,
+                predicted: pred.total,
+                measured_by_kind: by_kind(med(&|e| e.layer_bytes), med(&|e| e.halo_bytes), med(&|e| e.weight_bytes)),
+                predicted_by_kind: by_kind(pred.layer, pred.halo, pred.weight),
+                boundary_vertices: pred.boundary,
+                parameters: pred.parameters,
+                wire,
+                wire_overhead_ratio: if measured > 0.0 { wire / measured } else { 0.0 },
+            },
+            memory_bytes_per_worker: memory,
+            cuda_peak_bytes_per_worker: cuda,
+            config: cfg,
+            curve: &report.epochs,
+        };
+        write_json(path, &serde_json::to_value(&r)?)?;
     }
     Ok(())
 }
