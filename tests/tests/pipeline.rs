@@ -82,18 +82,10 @@ fn distributed_run_matches_the_in_process_schedule() {
         cfg.seed = 5;
         cfg.history_dtype = dtype.parse().unwrap();
         let p = strata_pipe::PipelinePlan::new(&d, &d.splits[0], &cfg);
-        let mut stages: Vec<_> = p
-            .specs
-            .iter()
-            .map(|s| {
-                strata_pipe::Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu)
-                    .unwrap()
-            })
-            .collect();
+        let mut run = strata_pipe::InProcess::new(&p, tch::Device::Cpu).unwrap();
         for epoch in 0..4u64 {
-            let order = strata_pipe::chunk_order(stages[0].num_chunks(), 5, epoch, true);
-            let loss = strata_pipe::train_epoch_in_process(&mut stages, epoch, &order);
-            let (_, val, _) = strata_pipe::evaluate_in_process(&mut stages);
+            let loss = run.train_epoch(epoch).unwrap().loss;
+            let [_, val, _] = run.evaluate(epoch).unwrap();
             let remote = &r["curve"][epoch as usize];
             // The same f32 computation, chunk by chunk in the same order; only the f64 sum of the
             // per-chunk losses may round differently (measured: 0 to 2.2e-16).
@@ -108,6 +100,65 @@ fn distributed_run_matches_the_in_process_schedule() {
                 remote["val_accuracy"]
             );
         }
+    }
+}
+
+/// Every mode runs in one process through the same schedules, engines and interpreter as over
+/// the network, and computes the same: graph-parallel (2 ways: the ring all-reduce of two
+/// vectors adds them in the one order there is), hybrid 2 × 2 (boundary rows once per epoch)
+/// and a forward-only pipeline. The launch report carries each worker's per-phase breakdown of
+/// every epoch: all phases present, none negative, their sum within the epoch's wall time.
+#[test]
+fn in_process_equals_distributed_in_every_mode() {
+    if locate_or_skip("planetoid/cora.npz").is_none() {
+        return;
+    }
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let d = strata_graph::load("cora", None).unwrap();
+    let phases = ["forward", "recompute", "backward", "recv_wait", "send", "all_reduce", "step", "evaluate"];
+    for args in [
+        vec!["--mode", "graph", "--ways", "2", "--layers", "4"],
+        vec!["--mode", "hybrid", "--ways", "2", "--stages", "2", "--layers", "4"],
+        vec!["--trainer", "sf", "--model", "gcn", "--stages", "2", "--layers", "3"],
+    ] {
+        let mut all = vec!["--dataset", "cora", "--epochs", "3", "--seed", "4"];
+        all.extend(&args);
+        let (ok, r, e) = launch(&all);
+        assert!(ok, "{args:?}: {e}");
+        let cfg: strata_pipe::PipelineConfig = serde_json::from_value(r["config"].clone()).unwrap();
+        let plan = strata_pipe::PipelinePlan::new(&d, &d.splits[0], &cfg);
+        let mut run = strata_pipe::InProcess::new(&plan, tch::Device::Cpu).unwrap();
+        let workers = r["workers"].as_u64().unwrap() as usize;
+        for epoch in 0..3u64 {
+            let local = run.train_epoch(epoch).unwrap();
+            let [_, val, test] = run.evaluate(epoch).unwrap();
+            let remote = &r["curve"][epoch as usize];
+            let loss = remote["loss"].as_f64().unwrap();
+            eprintln!("{args:?} epoch {epoch}: loss {loss} distributed, {} in process", local.loss);
+            assert!((loss - local.loss).abs() < 1e-9, "{args:?} epoch {epoch}: loss {loss} vs {}", local.loss);
+            assert!((remote["val_accuracy"].as_f64().unwrap() - val).abs() < 1e-9, "{args:?} epoch {epoch}: val");
+            assert!((remote["test_accuracy"].as_f64().unwrap() - test).abs() < 1e-9, "{args:?} epoch {epoch}: test");
+            // Bytes by kind: the in-process run sends what the workers send.
+            let sent =
+                |f: fn(&strata_pipe::interpreter::Bytes) -> u64| local.workers.iter().map(|w| f(&w.bytes)).sum::<u64>();
+            assert_eq!(remote["halo_bytes"].as_u64().unwrap(), sent(|b| b.halo), "{args:?}: halo bytes");
+            assert_eq!(remote["weight_bytes"].as_u64().unwrap(), sent(|b| b.weight), "{args:?}: weight bytes");
+            assert_eq!(remote["layer_bytes"].as_u64().unwrap(), sent(|b| b.activation + b.gradient), "{args:?}");
+            // The breakdown.
+            let wall = remote["epoch_ms"].as_f64().unwrap() / 1e3;
+            let per_worker = remote["phases_per_worker"].as_array().unwrap();
+            assert_eq!(per_worker.len(), workers, "{args:?}: {remote}");
+            for b in per_worker {
+                let mut sum = 0.0;
+                for p in phases {
+                    let v = b[p].as_f64().unwrap_or_else(|| panic!("{args:?}: phase {p} missing in {b}"));
+                    assert!(v >= 0.0, "{args:?}: phase {p} is {v}");
+                    sum += v;
+                }
+                assert!(sum <= wall, "{args:?}: phases sum to {sum} s, the epoch took {wall} s: {b}");
+            }
+        }
+        assert_eq!(r["phases_median_per_worker"].as_array().unwrap().len(), workers);
     }
 }
 
@@ -177,12 +228,10 @@ fn graph_parallel_equals_full_graph_training() {
     cfg.dropout = 0.0;
     cfg.seed = 2;
     let p = strata_pipe::PipelinePlan::new(&d, &d.splits[0], &cfg);
-    let mut whole =
-        vec![strata_pipe::Stage::new(p.specs[0].clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu)
-            .unwrap()];
+    let mut whole = strata_pipe::InProcess::new(&p, tch::Device::Cpu).unwrap();
     for epoch in 0..5u64 {
-        let loss = strata_pipe::train_epoch_in_process(&mut whole, epoch, &[0]);
-        let (_, val, test) = strata_pipe::evaluate_in_process(&mut whole);
+        let loss = whole.train_epoch_in(epoch, &[0]).unwrap().loss;
+        let [_, val, test] = whole.evaluate(epoch).unwrap();
         let remote = &r["curve"][epoch as usize];
         // Each partition sums its rows' messages in f32 in another order than one process
         // does: the loss (about 1.9, f32 spacing 1.2e-7 to 2.4e-7) may differ by a few units
@@ -250,6 +299,8 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
     let metrics = http_get(metrics_port, "/metrics");
     assert!(metrics.contains("strata_bytes_sent_total") && metrics.contains("kind=\"activation\""), "{metrics}");
     assert!(metrics.contains("strata_epochs_total"), "{metrics}");
+    assert!(metrics.contains("# HELP strata_epoch_phase_seconds"), "{metrics}");
+    assert!(metrics.contains("phase=\"recv_wait\""), "{metrics}");
     workers[2].kill().unwrap();
     workers[2].wait().unwrap();
     let killed = Instant::now();

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::process::Command;
 use strata_graph::registry::locate_or_skip;
-use strata_pipe::{evaluate_in_process, PipeModel, PipelineConfig, PipelinePlan, Stage, StageData};
+use strata_pipe::{InProcess, PipeModel, PipelineConfig, PipelinePlan};
 use strata_tests::{launch, strata_bin, HEAVY};
 
 const EPOCHS: usize = 300;
@@ -50,12 +50,11 @@ fn single_process(model: PipeModel, seed: u64) -> f64 {
         cfg.weight_decay_conv = 5e-4;
     }
     let plan = PipelinePlan::new(&d, &d.splits[0], &cfg);
-    let data = StageData::whole(&plan.dataset);
-    let mut stages = vec![Stage::new(plan.specs[0].clone(), &data, tch::Device::Cpu).unwrap()];
+    let mut run = InProcess::new(&plan, tch::Device::Cpu).unwrap();
     let (mut best_val, mut test) = (-1.0, 0.0);
     for epoch in 0..EPOCHS as u64 {
-        strata_pipe::train_epoch_in_process(&mut stages, epoch, &[0]);
-        let (_, val, t) = evaluate_in_process(&mut stages);
+        run.train_epoch_in(epoch, &[0]).unwrap();
+        let [_, val, t] = run.evaluate(epoch).unwrap();
         if val > best_val {
             (best_val, test) = (val, t);
         }

@@ -128,7 +128,9 @@ pub struct BytesPerEpoch {
 
 /// `strata launch --json`: the run's shape, its accuracy (test at the best validation epoch,
 /// fractions), the median epoch time after two warm-up epochs, the bytes, each worker's peak
-/// resident (and CUDA) memory, the settings and every epoch.
+/// resident (and CUDA) memory, each worker's median per-phase breakdown of a training epoch
+/// (seconds, the same epochs as the median time), the settings and every epoch (each with
+/// every worker's breakdown: `phases_per_worker`, `eval_phases_per_worker`).
 #[derive(Serialize)]
 pub struct LaunchJson<'a> {
     pub mode: &'static str,
@@ -148,6 +150,7 @@ pub struct LaunchJson<'a> {
     pub bytes_per_epoch: BytesPerEpoch,
     pub memory_bytes_per_worker: Vec<u64>,
     pub cuda_peak_bytes_per_worker: Vec<u64>,
+    pub phases_median_per_worker: Vec<strata_pipe::Breakdown>,
     pub config: &'a strata_pipe::PipelineConfig,
     pub curve: &'a [strata_pipe::launcher::LaunchEpoch],
 }

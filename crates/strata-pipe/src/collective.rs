@@ -1,7 +1,5 @@
-//! The collective operations a worker offers its stage (halo exchange between ways, the
-//! gradient all-reduce) and the flat gradient layout the all-reduce sums.
+//! The flat gradient layout the all-reduce sums (every trainable gradient in creation order).
 
-use crate::error::PipeError;
 use tch::{nn, Device, Kind, Tensor};
 
 /// All trainable gradients as one flat vector (zeros for unused parameters), in creation order.
@@ -48,35 +46,4 @@ pub fn set_flat_grads(vs: &nn::VarStore, flat: &Tensor) {
             off += n;
         }
     });
-}
-
-/// The collective operations a worker offers a stage (no-ops in a single process).
-pub trait Exchange {
-    /// Sends `outgoing[i].1` to way `outgoing[i].0` and returns the tensor each way in
-    /// `incoming` sent, in that order; `tag` and `slot` keep concurrent exchanges apart.
-    fn halo(
-        &mut self,
-        tag: &str,
-        slot: usize,
-        outgoing: &[(usize, Tensor)],
-        incoming: &[usize],
-    ) -> Result<Vec<Tensor>, PipeError>;
-    /// Sums `flat` over the ways holding the same layers (a ring all-reduce).
-    fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, PipeError>;
-}
-
-/// The single-process exchange: nothing to send, nobody to sum with.
-pub struct Alone;
-
-impl Exchange for Alone {
-    fn halo(&mut self, _: &str, _: usize, _: &[(usize, Tensor)], incoming: &[usize]) -> Result<Vec<Tensor>, PipeError> {
-        if incoming.is_empty() {
-            Ok(Vec::new())
-        } else {
-            Err(PipeError::Peer("a single process has no other ways to receive halo rows from".into()))
-        }
-    }
-    fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, PipeError> {
-        Ok(flat)
-    }
 }

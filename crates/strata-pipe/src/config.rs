@@ -319,6 +319,12 @@ impl StageSpec {
         let end = self.chunk_offsets.partition_point(|&o| o < hi);
         first..end
     }
+    /// The rank of the worker holding `stage` of `way` (ranks go way by way; a graph-parallel
+    /// way is one stage).
+    pub fn rank_of(&self, way: usize, stage: usize) -> usize {
+        let stages = if self.config.mode == Mode::Graph { 1 } else { self.config.stages };
+        way * stages + stage
+    }
     pub fn is_first(&self) -> bool {
         self.first == 0
     }

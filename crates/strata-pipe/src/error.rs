@@ -6,6 +6,9 @@ use std::path::PathBuf;
 /// Every failure strata-pipe reports.
 #[derive(Debug, thiserror::Error)]
 pub enum PipeError {
+    /// A bug in strata itself: an invariant its own code should have kept.
+    #[error("internal error (a bug in strata; please report it): {0}")]
+    Internal(String),
     /// Settings or a stage spec that do not fit together (refused before any work starts).
     #[error("{0}")]
     Config(String),

@@ -18,6 +18,8 @@
 use crate::boundary::Boundary;
 use crate::config::StageSpec;
 use crate::error::PipeError;
+use crate::schedule::Part;
+use crate::stage_core::{Breakdown, Engine, StageCore};
 use crate::stage_data::StageData;
 use strata_nn::conv::GcnConv;
 use strata_nn::ops::l2_rows;
@@ -47,11 +49,9 @@ enum Rows {
 }
 
 pub struct ForwardStage {
-    pub spec: StageSpec,
+    core: StageCore,
     n: i64,
     classes: i64,
-    vs: nn::VarStore,
-    opt: Adam,
     layers: Vec<SfLayer>,
     /// Normalised operator rows of each chunk, of the virtual nodes, and of every node (sparse,
     /// columns over all `N + C` nodes).
@@ -61,8 +61,6 @@ pub struct ForwardStage {
     chunk_offsets: Vec<usize>,
     /// Per chunk: training rows (chunk-local) and their labels.
     chunk_train: Vec<(Tensor, Tensor)>,
-    labels_vec: Vec<i64>,
-    pub last_loss: f64,
 }
 
 /// Rows `lo..hi` of the operator given as (row, col, w) triples, as a sparse `[hi−lo, n]` matrix.
@@ -140,17 +138,13 @@ impl ForwardStage {
         Ok(ForwardStage {
             n,
             classes: c,
-            vs,
-            opt,
             layers: sf_layers,
             chunk_ops,
             vn_op,
             full_op,
             chunk_offsets: offs.clone(),
             chunk_train,
-            labels_vec: data.labels.clone(),
-            last_loss: 0.0,
-            spec,
+            core: StageCore::new(spec, vs, opt, data.labels.clone(), false),
         })
     }
 
@@ -160,24 +154,20 @@ impl ForwardStage {
     /// The shapes received from the stage below: a chunk's rows and the virtual nodes' rows in
     /// training; every node's and virtual node's rows and the summed class distributions in
     /// full-graph inference.
-    pub fn boundary_shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
-        let h = self.spec.config.hidden;
+    fn shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
+        let h = self.core.spec.config.hidden;
         match chunk {
             Some(c) => vec![vec![(self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64, h], vec![self.classes, h]],
             None => vec![vec![self.n + self.classes, h], vec![self.n, self.classes]],
         }
     }
-    pub fn parameters(&self) -> usize {
-        self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
-    }
-    pub fn begin_epoch(&mut self) {
-        self.opt.zero_grad();
-        self.last_loss = 0.0;
+    fn project_for_epoch(&mut self) {
         if let Some(l) = self.layers.first_mut().filter(|l| l.slot == 0) {
             l.projected = Some(tch::no_grad(|| l.input.mm(&l.conv.lin.w)).set_requires_grad(true));
         }
     }
-    pub fn end_epoch(&mut self) {
+    /// Pushes the epoch's gradient of `X·W` into slot 0's `W`.
+    fn push_projected_grad(&mut self) {
         if let Some(l) = self.layers.first_mut().filter(|l| l.slot == 0) {
             if let Some(p) = l.projected.take() {
                 let g = p.grad();
@@ -186,8 +176,6 @@ impl ForwardStage {
                 }
             }
         }
-        self.opt.step();
-        self.opt.zero_grad();
     }
 
     /// Writes a layer's input rows: chunk `c`'s rows (or every real node's) and the virtual nodes'.
@@ -224,11 +212,13 @@ impl ForwardStage {
 
     /// Trains on chunk `c`: `input` holds the chunk's rows and the virtual nodes' rows (as
     /// `h0`) from the stage below (none on stage 0). Returns the same for the stage above.
-    pub fn train_chunk(&mut self, c: usize, input: Option<Boundary>) -> Boundary {
+    fn train_chunk(&mut self, c: usize, input: Option<Boundary>) -> Result<Boundary, PipeError> {
         if let Some(b) = &input {
-            self.write_input(0, Some(c), &b.x, b.h0.as_ref().expect("virtual-node rows travel with the chunk"));
+            let vn =
+                b.h0.as_ref().ok_or_else(|| PipeError::Internal("virtual-node rows travel with the chunk".into()))?;
+            self.write_input(0, Some(c), &b.x, vn);
         }
-        let total_train = self.spec.train.len().max(1) as f64;
+        let total_train = self.core.spec.train.len().max(1) as f64;
         let (rows, y) = (&self.chunk_train[c].0, &self.chunk_train[c].1);
         let (mut x, mut vn) = (Tensor::new(), Tensor::new());
         for i in 0..self.layers.len() {
@@ -237,7 +227,7 @@ impl ForwardStage {
             if rows.size()[0] > 0 {
                 let logits = out.index_select(0, rows).matmul(&out_vn.tr());
                 let loss = logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Sum, -100, 0.0) / total_train;
-                self.last_loss += loss.double_value(&[]);
+                self.core.last_loss += loss.double_value(&[]);
                 strata_nn::memory::sample();
                 loss.backward();
             }
@@ -246,18 +236,20 @@ impl ForwardStage {
                 self.write_input(i + 1, Some(c), &x, &vn);
             }
         }
-        Boundary { x, h0: Some(vn) }
+        Ok(Boundary { x, h0: Some(vn) })
     }
 
     /// Exact full-graph inference: `input` holds every node's rows (real then virtual) and, as
     /// `h0`, the class distributions summed over the layers below. Returns the same.
-    pub fn infer(&mut self, input: Option<Boundary>) -> Boundary {
+    fn infer(&mut self, input: Option<Boundary>) -> Result<Boundary, PipeError> {
         tch::no_grad(|| {
             let mut probs = match &input {
                 Some(b) => {
                     let (x, vn) = (b.x.narrow(0, 0, self.n), b.x.narrow(0, self.n, self.classes));
                     self.write_input(0, None, &x, &vn);
-                    b.h0.as_ref().expect("class distributions travel with the rows").shallow_clone()
+                    b.h0.as_ref()
+                        .ok_or_else(|| PipeError::Internal("class distributions travel with the rows".into()))?
+                        .shallow_clone()
                 }
                 None => Tensor::zeros([self.n, self.classes], (Kind::Float, self.full_op.device())),
             };
@@ -270,32 +262,58 @@ impl ForwardStage {
                     self.write_input(i + 1, None, &real, &vn);
                 }
             }
-            Boundary { x: h, h0: Some(probs) }
+            Ok(Boundary { x: h, h0: Some(probs) })
         })
     }
+}
 
-    /// Correct predictions (summed class distributions) on the train, val and test nodes.
-    pub fn evaluate(&self, probs: &Tensor) -> [u64; 3] {
-        let pred = Vec::<i64>::try_from(probs.argmax(-1, false).to(Device::Cpu)).unwrap_or_default();
-        let correct = |ids: &[usize]| ids.iter().filter(|&&i| pred.get(i) == Some(&self.labels_vec[i])).count() as u64;
-        [correct(&self.spec.train), correct(&self.spec.val), correct(&self.spec.test)]
+impl Engine for ForwardStage {
+    fn core(&self) -> &StageCore {
+        &self.core
     }
-
-    /// Parameters, optimizer moments and the layers' input buffers (slot 0's are the features).
-    pub fn state(&self) -> Vec<(String, Tensor)> {
-        let extra = self
-            .layers
-            .iter()
-            .filter(|l| l.slot != 0)
-            .map(|l| (format!("history.{}.input", l.slot), l.input.to(Device::Cpu).copy()))
-            .collect();
-        crate::state::state(&self.vs, &self.opt, extra)
+    fn core_mut(&mut self) -> &mut StageCore {
+        &mut self.core
     }
-    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), PipeError> {
-        crate::state::load_state(&self.vs, &mut self.opt, named)?;
-        for l in self.layers.iter().filter(|l| l.slot != 0) {
-            crate::state::load_buffer(named, &format!("history.{}.input", l.slot), &l.input)?;
+    fn role(&self) -> String {
+        format!("forward-only stage {}", self.core.spec.stage)
+    }
+    fn begin_epoch(&mut self, _epoch: u64, order: &[usize], train: bool) -> Result<(), PipeError> {
+        if train {
+            crate::stage::check_permutation(order, self.num_chunks())?;
+            self.project_for_epoch();
         }
         Ok(())
+    }
+    fn forward(&mut self, part: Part, input: Option<Boundary>) -> Result<Option<Boundary>, PipeError> {
+        match part {
+            Part::Chunk(c) if c < self.num_chunks() => self.train_chunk(c, input).map(Some),
+            Part::Whole => self.infer(input).map(Some),
+            _ => Err(PipeError::Internal(format!("{} cannot compute part {part}", self.role()))),
+        }
+    }
+    fn backward(&mut self, part: Part, _: Option<Boundary>, _: &mut Breakdown) -> Result<Option<Boundary>, PipeError> {
+        Err(PipeError::Internal(format!("{} has no backward pass (part {part})", self.role())))
+    }
+    /// The shapes received from the stage below: a chunk's rows and the virtual nodes' rows in
+    /// training; every node's and virtual node's rows and the summed class distributions in
+    /// full-graph inference.
+    fn boundary_shapes(&self, part: Part) -> Vec<Vec<i64>> {
+        self.shapes(match part {
+            Part::Chunk(c) => Some(c),
+            _ => None,
+        })
+    }
+    fn before_step(&mut self) {
+        self.push_projected_grad();
+    }
+    /// Correct predictions (summed class distributions) on the train, val and test nodes.
+    fn evaluate(&self, out: &Boundary) -> Result<[u64; 3], PipeError> {
+        let probs =
+            out.h0.as_ref().ok_or_else(|| PipeError::Internal("inference without class distributions".into()))?;
+        self.core.correct(probs, 0)
+    }
+    /// The layers' input buffers (slot 0's are the features).
+    fn buffers(&self) -> Vec<(String, &Tensor)> {
+        self.layers.iter().filter(|l| l.slot != 0).map(|l| (format!("history.{}.input", l.slot), &l.input)).collect()
     }
 }

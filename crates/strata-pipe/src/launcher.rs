@@ -33,6 +33,14 @@ pub struct LaunchEpoch {
     pub memory_bytes_per_worker: Vec<u64>,
     #[serde(default)]
     pub cuda_peak_bytes_per_worker: Vec<u64>,
+    /// Where each worker's (rank order) training epoch went, by kind of action, in seconds.
+    #[serde(default)]
+    pub phases_per_worker: Vec<crate::stage_core::Breakdown>,
+    /// The same for the evaluation pass after this epoch (empty when none ran), and its time.
+    #[serde(default)]
+    pub eval_phases_per_worker: Vec<crate::stage_core::Breakdown>,
+    #[serde(default)]
+    pub eval_ms: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub test_accuracy: Option<f64>,
 }

@@ -24,6 +24,11 @@ pub struct TrainOptions {
     pub stop: Option<Arc<AtomicBool>>,
 }
 
+/// Each reply's breakdown (zeros where a worker sent none).
+fn phases(replies: &[crate::proto::EpochReply]) -> Vec<crate::stage_core::Breakdown> {
+    replies.iter().map(|r| r.phases.as_ref().map(Into::into).unwrap_or_default()).collect()
+}
+
 /// Trains `cfg.epochs` epochs through the configured workers; exact full-graph evaluation every
 /// `cfg.eval_every` epochs picks the test accuracy at the best validation accuracy.
 pub async fn train(
@@ -68,11 +73,17 @@ pub async fn train(
             wire_bytes: replies.iter().map(|r| r.wire_bytes).sum(),
             memory_bytes_per_worker: replies.iter().map(|r| r.peak_rss_bytes).collect(),
             cuda_peak_bytes_per_worker: replies.iter().map(|r| r.cuda_peak_bytes).collect(),
+            phases_per_worker: phases(&replies),
+            eval_phases_per_worker: Vec::new(),
+            eval_ms: None,
             val_accuracy: None,
             test_accuracy: None,
         };
         if cfg.eval_every > 0 && ((epoch + 1) % cfg.eval_every as u64 == 0 || epoch + 1 == cfg.epochs as u64) {
+            let t_eval = Instant::now();
             let r = launcher.epoch(EpochRequest { epoch, order: vec![], train: false }).await?;
+            e.eval_ms = Some(t_eval.elapsed().as_secs_f64() * 1e3);
+            e.eval_phases_per_worker = phases(&r);
             let val = frac(r.iter().map(|x| x.val_correct).sum(), spec.val.len());
             let test = frac(r.iter().map(|x| x.test_correct).sum(), spec.test.len());
             // Evaluation can raise a worker's peak (the full-graph forward pass).

@@ -11,27 +11,30 @@
 //! ½ under a random chunk order, so ×2 keeps the estimate unbiased) and accumulated in `G_l`,
 //! to be injected when that (earlier) chunk's backward runs. Gradients that would reach stale
 //! rows are dropped. Every `refresh` epochs the stale rows are re-snapshotted.
+//!
+//! In hybrid mode the stage is one of W ways' copies of the same layers; after each step the
+//! conv slots' rows other ways read go to them ([`Halo::History`], one epoch stale there).
 
 use crate::boundary::Boundary;
 use crate::chunk_conv::{ConvSlot, InterParts, Leaf};
 use crate::chunks::ChunkedGraph;
-use crate::collective::Exchange;
 use crate::config::{PipeModel, StageSpec};
 use crate::error::PipeError;
 use crate::history::history_lists;
 use crate::layers;
+use crate::schedule::{Halo, Part};
+use crate::stage_core::{grad_or_zeros, Breakdown, Engine, StageCore};
 use crate::stage_data::StageData;
+use std::time::Instant;
 use strata_nn::conv::Linear;
 use strata_nn::ops::dropout;
-use strata_nn::optim::Adam;
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
 
+/// A backprop pipeline stage (pipeline and hybrid modes).
 pub struct Stage {
-    pub spec: StageSpec,
+    core: StageCore,
     graph: ChunkedGraph,
-    vs: nn::VarStore,
-    opt: Adam,
     input: Option<(Linear, Vec<Input>, Input)>,
     /// Hybrid mode: rows of this way's vertices each other way reads (sent after every epoch),
     /// and the rows of other ways' vertices this stage reads (received).
@@ -39,18 +42,13 @@ pub struct Stage {
     history_recv: Vec<(usize, Tensor)>,
     convs: Vec<ConvSlot>,
     head: Option<Linear>,
-    labels: Tensor,
-    labels_vec: Vec<i64>,
-    train_mask: Vec<bool>,
     /// Position of each chunk in this epoch's order.
     pos: Vec<usize>,
-    epoch: u64,
     saved_inputs: Vec<Option<Boundary>>,
-    pub last_loss: f64,
 }
 
 impl Stage {
-    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<Stage, tch::TchError> {
+    pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<Stage, PipeError> {
         let graph = ChunkedGraph::new(&data.graph, layers::norm(spec.config.model), &spec.chunk_offsets, device);
         tracing::debug!("chunk operators built: {}", strata_nn::memory::rss_summary());
         let n = graph.n;
@@ -80,29 +78,23 @@ impl Stage {
             layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
-        crate::collective::define_grads(&vs);
         let (history_send, history_recv) =
             if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
-        let mut train_mask = vec![false; n as usize];
-        spec.train.iter().for_each(|&i| train_mask[i] = true);
         Ok(Stage {
             graph,
-            vs,
-            opt,
             input,
             history_send,
             history_recv,
             convs,
             head,
-            labels: Tensor::from_slice(&data.labels).to(device),
-            labels_vec: data.labels.clone(),
-            train_mask,
             pos: (0..k).collect(),
-            epoch: 0,
             saved_inputs: (0..k).map(|_| None).collect(),
-            last_loss: 0.0,
-            spec,
+            core: StageCore::new(spec, vs, opt, data.labels.clone(), true),
         })
+    }
+
+    pub fn spec(&self) -> &StageSpec {
+        &self.core.spec
     }
 
     pub fn num_chunks(&self) -> usize {
@@ -111,14 +103,11 @@ impl Stage {
     pub fn num_nodes(&self) -> i64 {
         self.graph.n
     }
-    pub fn parameters(&self) -> usize {
-        self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
-    }
 
     /// The per-slot buffers a checkpoint carries: live rows and snapshot, plus the cross-chunk
     /// gradients where they outlive the epoch ([`PipelineConfig::carry_stale_grads`]).
-    fn buffers(&self) -> Vec<(String, &Tensor)> {
-        let carry = self.spec.config.carry_stale_grads;
+    fn history_buffers(&self) -> Vec<(String, &Tensor)> {
+        let carry = self.core.spec.config.carry_stale_grads;
         self.convs
             .iter()
             .flat_map(|s| {
@@ -131,41 +120,22 @@ impl Stage {
             .collect()
     }
 
-    /// Parameters, optimizer moments and historical buffers.
-    pub fn state(&self) -> Vec<(String, Tensor)> {
-        let extra = self
-            .buffers()
-            .into_iter()
-            .map(|(k, t)| (k, t.to_device(Device::Cpu).to_kind(Kind::Float).copy()))
-            .collect();
-        crate::state::state(&self.vs, &self.opt, extra)
-    }
-
-    /// Restores [`Stage::state`].
-    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), PipeError> {
-        crate::state::load_state(&self.vs, &mut self.opt, named)?;
-        for (key, t) in self.buffers() {
-            crate::state::load_buffer(named, &key, t)?;
-        }
-        Ok(())
-    }
-
     /// Starts an epoch with chunk `order`: restores the snapshot (trick 3), remembers the
     /// stale rows, clears the cross-chunk gradients.
-    pub fn begin_epoch(&mut self, epoch: u64, order: &[usize]) {
-        self.epoch = epoch;
+    fn begin_training(&mut self, epoch: u64, order: &[usize]) {
         // Chunks of other ways are never fresh here: they are read from the snapshot.
         self.pos.iter_mut().for_each(|p| *p = usize::MAX);
         for (p, &c) in order.iter().enumerate() {
             self.pos[c] = p;
         }
-        let refresh = self.spec.config.refresh.max(1) as u64;
+        let cfg = &self.core.spec.config;
+        let refresh = cfg.refresh.max(1) as u64;
         tch::no_grad(|| {
             for s in &mut self.convs {
                 if !epoch.is_multiple_of(refresh) {
                     s.live.copy_(&s.snapshot);
                 }
-                if !self.spec.config.carry_stale_grads {
+                if !cfg.carry_stale_grads {
                     let _ = s.grad.zero_();
                 } else {
                     // Rows of other ways' chunks are never consumed here: nothing to carry.
@@ -175,56 +145,11 @@ impl Stage {
                 }
             }
         });
-        self.opt.zero_grad();
-        self.last_loss = 0.0;
-    }
-
-    /// Ends the epoch: gradients summed over the ways holding these layers, one optimizer step,
-    /// the snapshot refresh every R epochs, and (hybrid) the other ways' boundary rows.
-    pub fn end_epoch(&mut self, ex: &mut dyn Exchange) -> Result<(), PipeError> {
-        if self.spec.ways > 1 {
-            let summed = ex.all_reduce(crate::collective::flat_grads(&self.vs))?;
-            crate::collective::set_flat_grads(&self.vs, &summed);
-        }
-        self.opt.step();
-        self.opt.zero_grad();
-        let refresh = self.spec.config.refresh.max(1) as u64;
-        if (self.epoch + 1).is_multiple_of(refresh) {
-            tch::no_grad(|| self.convs.iter_mut().for_each(|s| s.snapshot.copy_(&s.live)));
-        }
-        if self.spec.ways > 1 {
-            self.exchange_history(ex)?;
-        }
-        Ok(())
-    }
-
-    /// Hybrid mode: every conv slot's rows of this way's vertices that other ways read as
-    /// neighbours go to them once per epoch, one direction only (gradients that would reach
-    /// them are dropped, as for any historical row); received rows are one epoch stale.
-    fn exchange_history(&mut self, ex: &mut dyn Exchange) -> Result<(), PipeError> {
-        let incoming: Vec<usize> = self.history_recv.iter().map(|r| r.0).collect();
-        for i in 0..self.convs.len() {
-            let s = &self.convs[i];
-            let out: Vec<(usize, Tensor)> = self
-                .history_send
-                .iter()
-                .map(|(q, rows)| (*q, s.live.index_select(0, rows).to_kind(Kind::Float)))
-                .collect();
-            let got = ex.halo("history", s.p.slot, &out, &incoming)?;
-            tch::no_grad(|| {
-                for ((_, rows), t) in self.history_recv.iter().zip(got) {
-                    let t = t.to_device(s.live.device()).to_kind(s.live.kind());
-                    let _ = s.live.shallow_clone().index_copy_(0, rows, &t);
-                    let _ = s.snapshot.shallow_clone().index_copy_(0, rows, &t);
-                }
-            });
-        }
-        Ok(())
     }
 
     fn seed_for(&self, chunk: usize, slot: usize) -> i64 {
         let k = self.num_chunks() as u64 + 1;
-        (self.spec.config.seed.wrapping_mul(1_000_003) ^ ((self.epoch * k + chunk as u64) * 1024 + slot as u64)) as i64
+        self.core.seed(self.core.epoch * k + chunk as u64, slot)
     }
 
     /// Inter-edge messages of chunk `c` for slot buffer `s`, split into fresh (source chunk
@@ -256,18 +181,18 @@ impl Stage {
         if let Some(c) = c {
             tch::manual_seed(self.seed_for(c, 0));
         }
-        let h = lin.forward_input(c.map_or(all, |c| &per_chunk[c]), self.spec.config.dropout, train).relu();
-        let h0 = (self.spec.config.model == PipeModel::Gcnii).then(|| h.shallow_clone());
+        let h = lin.forward_input(c.map_or(all, |c| &per_chunk[c]), self.core.spec.config.dropout, train).relu();
+        let h0 = (self.core.spec.config.model == PipeModel::Gcnii).then(|| h.shallow_clone());
         (h, h0)
     }
 
     /// Forward of chunk `c` (`None` = the whole graph, exact inference without staleness or
     /// dropout). Stage 0 takes no input. Returns the boundary tensors for the next stage, or
     /// the logits on the last stage.
-    pub fn forward(&mut self, c: Option<usize>, input: Option<Boundary>) -> Boundary {
+    pub fn forward_chunk(&mut self, c: Option<usize>, input: Option<Boundary>) -> Boundary {
         let train = c.is_some();
         if let (Some(c), Some(b)) = (c, input.as_ref()) {
-            self.saved_inputs[c] = Some(b.kept(self.spec.config.history_dtype));
+            self.saved_inputs[c] = Some(b.kept(self.core.spec.config.history_dtype));
         }
         tch::no_grad(|| {
             let (mut x, mut h0) = match input {
@@ -279,7 +204,7 @@ impl Stage {
                 if let Some(c) = c {
                     tch::manual_seed(self.seed_for(c, s.p.slot));
                 }
-                let xd = dropout(&x, self.spec.config.dropout, train);
+                let xd = dropout(&x, self.core.spec.config.dropout, train);
                 x = match &inter_parts {
                     Some((c, parts)) => {
                         let ch = &self.graph.chunks[*c];
@@ -291,9 +216,9 @@ impl Stage {
             }
             if let Some(head) = &self.head {
                 if let Some(c) = c {
-                    tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
+                    tch::manual_seed(self.seed_for(c, self.core.spec.config.layers + 1));
                 }
-                x = head.forward(&dropout(&x, self.spec.config.dropout, train));
+                x = head.forward(&dropout(&x, self.core.spec.config.dropout, train));
                 h0 = None;
             }
             Boundary { x, h0 }
@@ -303,7 +228,8 @@ impl Stage {
     /// Backward of chunk `c`: recomputes its forward with autograd and back-propagates
     /// `grad_out` (ignored on the last stage, which computes the loss itself). Returns the
     /// gradient for the previous stage (`None` on stage 0).
-    pub fn backward(&mut self, c: usize, grad_out: Option<Boundary>) -> Option<Boundary> {
+    fn backward_chunk(&mut self, c: usize, grad_out: Option<Boundary>, phases: &mut Breakdown) -> Option<Boundary> {
+        let t = Instant::now();
         let saved = self.saved_inputs[c].take();
         let leaf = |t: &Tensor| t.to_kind(Kind::Float).detach().set_requires_grad(true);
         let x_leaf = saved.as_ref().map(|b| leaf(&b.x));
@@ -314,12 +240,14 @@ impl Stage {
         };
         let parts = self.split_inter(c);
         let (x, mut surrogate, leaves) = self.recompute_convs(c, x, h0.as_ref(), &parts);
+        phases.recompute += t.elapsed().as_secs_f64();
         match (&self.head, grad_out) {
             (Some(head), _) => {
-                tch::manual_seed(self.seed_for(c, self.spec.config.layers + 1));
-                let logits = head.forward(&dropout(&x, self.spec.config.dropout, true));
-                if let Some(loss) = self.chunk_loss(c, &logits) {
-                    self.last_loss += loss.double_value(&[]);
+                tch::manual_seed(self.seed_for(c, self.core.spec.config.layers + 1));
+                let logits = head.forward(&dropout(&x, self.core.spec.config.dropout, true));
+                let ch = &self.graph.chunks[c];
+                if let Some(loss) = self.core.loss_share(&logits, ch.start as usize) {
+                    self.core.last_loss += loss.double_value(&[]);
                     surrogate += loss;
                 }
             }
@@ -338,20 +266,12 @@ impl Stage {
         // The chunk's autograd graph is gone: hand its freed pages back, so that freed
         // chunk-sized blocks (below glibc's mmap threshold) do not pile up in the heap from chunk
         // to chunk (`--trim-heap`: less memory, slower epochs).
-        if self.spec.config.trim_heap {
+        if self.core.spec.config.trim_heap {
             strata_nn::memory::release_free_heap();
         }
         // A chunk whose outputs reach no loss (e.g. a classifier-only stage on a chunk without
         // training nodes) sends zeros, not an undefined gradient.
-        let grad_of = |t: Tensor| {
-            let g = t.grad();
-            if g.defined() {
-                g
-            } else {
-                t.zeros_like()
-            }
-        };
-        x_leaf.map(|x| Boundary { x: grad_of(x), h0: h0_leaf.map(grad_of) })
+        x_leaf.map(|x| Boundary { x: grad_or_zeros(&x), h0: h0_leaf.as_ref().map(grad_or_zeros) })
     }
 
     /// The conv slots of chunk `c` again, with autograd and the same dropout masks: the output,
@@ -365,12 +285,12 @@ impl Stage {
         parts: &InterParts,
     ) -> (Tensor, Tensor, Vec<Leaf>) {
         let ch = &self.graph.chunks[c];
-        let mut surrogate = Tensor::zeros([], (Kind::Float, self.labels.device()));
+        let mut surrogate = Tensor::zeros([], (Kind::Float, self.core.device()));
         let mut leaves = Vec::new();
-        let carry = self.spec.config.carry_stale_grads;
+        let carry = self.core.spec.config.carry_stale_grads;
         for s in &self.convs {
             tch::manual_seed(self.seed_for(c, s.p.slot));
-            let xd = dropout(&x, self.spec.config.dropout, true);
+            let xd = dropout(&x, self.core.spec.config.dropout, true);
             // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
             let injected = s.grad.narrow(0, ch.start, xd.size()[0]);
             surrogate += (&xd * injected).sum(Kind::Float);
@@ -379,25 +299,10 @@ impl Stage {
         (x, surrogate, leaves)
     }
 
-    /// The loss of chunk `c`'s training nodes, summed and divided by the number of all
-    /// training nodes (the chunks add up to the mean loss); `None` when it has none.
-    fn chunk_loss(&self, c: usize, logits: &Tensor) -> Option<Tensor> {
-        let ch = &self.graph.chunks[c];
-        let local: Vec<i64> =
-            (ch.start..ch.end).filter(|&u| self.train_mask[u as usize]).map(|u| u - ch.start).collect();
-        if local.is_empty() {
-            return None;
-        }
-        let idx = Tensor::from_slice(&local).to(logits.device());
-        let y = self.labels.narrow(0, ch.start, ch.len()).index_select(0, &idx);
-        let sum = logits.index_select(0, &idx).cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0);
-        Some(sum / self.spec.train.len() as f64)
-    }
-
     /// Hands each slot's neighbour gradients to the source rows' accumulators: fresh edges
     /// always, stale ones too when their gradients are carried over (`--no-trick2`).
     fn send_neighbour_grads(&self, c: usize, leaves: Vec<Leaf>, parts: &InterParts) {
-        let carry = self.spec.config.carry_stale_grads;
+        let carry = self.core.spec.config.carry_stale_grads;
         let ch = &self.graph.chunks[c];
         tch::no_grad(|| {
             if carry {
@@ -409,15 +314,112 @@ impl Stage {
             }
             let groups = if carry { &parts[..] } else { &parts[..1] };
             for (s, leaf) in self.convs.iter().zip(leaves) {
-                s.send_grads(leaf, groups, self.spec.config.grad_scale);
+                s.send_grads(leaf, groups, self.core.spec.config.grad_scale);
             }
         });
     }
+}
 
-    /// Correct full-graph predictions (last stage only) on the train, val and test nodes.
-    pub fn evaluate(&self, logits: &Tensor) -> [u64; 3] {
-        let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to(Device::Cpu)).unwrap_or_default();
-        let correct = |ids: &[usize]| ids.iter().filter(|&&i| pred.get(i) == Some(&self.labels_vec[i])).count() as u64;
-        [correct(&self.spec.train), correct(&self.spec.val), correct(&self.spec.test)]
+impl Engine for Stage {
+    fn core(&self) -> &StageCore {
+        &self.core
     }
+    fn core_mut(&mut self) -> &mut StageCore {
+        &mut self.core
+    }
+    fn role(&self) -> String {
+        let spec = &self.core.spec;
+        format!("pipeline stage {} of way {}", spec.stage, spec.way)
+    }
+    fn begin_epoch(&mut self, epoch: u64, order: &[usize], train: bool) -> Result<(), PipeError> {
+        if train {
+            check_permutation(order, self.num_chunks())?;
+            let own = self.core.spec.own_chunks();
+            let order: Vec<usize> = order.iter().copied().filter(|c| own.contains(c)).collect();
+            self.begin_training(epoch, &order);
+        }
+        Ok(())
+    }
+    fn forward(&mut self, part: Part, input: Option<Boundary>) -> Result<Option<Boundary>, PipeError> {
+        let c = match part {
+            Part::Chunk(c) if c < self.num_chunks() => Some(c),
+            Part::Whole => None,
+            _ => return Err(PipeError::Internal(format!("{} cannot compute part {part}", self.role()))),
+        };
+        Ok(Some(self.forward_chunk(c, input)))
+    }
+    fn backward(
+        &mut self,
+        part: Part,
+        grad: Option<Boundary>,
+        phases: &mut Breakdown,
+    ) -> Result<Option<Boundary>, PipeError> {
+        match part {
+            Part::Chunk(c) if c < self.num_chunks() => Ok(self.backward_chunk(c, grad, phases)),
+            _ => Err(PipeError::Internal(format!("{} cannot back-propagate part {part}", self.role()))),
+        }
+    }
+    fn boundary_shapes(&self, part: Part) -> Vec<Vec<i64>> {
+        self.core.spec.boundary_shapes(match part {
+            Part::Chunk(c) => Some(c),
+            _ => None,
+        })
+    }
+    fn after_step(&mut self) {
+        let refresh = self.core.spec.config.refresh.max(1) as u64;
+        if (self.core.epoch + 1).is_multiple_of(refresh) {
+            tch::no_grad(|| self.convs.iter_mut().for_each(|s| s.snapshot.copy_(&s.live)));
+        }
+    }
+    /// Hybrid mode: a conv slot's rows of this way's vertices that other ways read as
+    /// neighbours go to them once per epoch, one direction only (gradients that would reach
+    /// them are dropped, as for any historical row).
+    fn halo_out(&mut self, halo: Halo, slot: usize) -> Result<Vec<(usize, Tensor)>, PipeError> {
+        let s = self.conv_slot(halo, slot)?;
+        Ok(self.history_send.iter().map(|(q, rows)| (*q, s.live.index_select(0, rows).to_kind(Kind::Float))).collect())
+    }
+    fn halo_sources(&self, _halo: Halo) -> Vec<(usize, Vec<i64>)> {
+        let h = self.core.spec.config.hidden;
+        self.history_recv.iter().map(|(q, rows)| (*q, vec![rows.size()[0], h])).collect()
+    }
+    /// Received rows are written into `live` and `snapshot`: the next epoch reads them as stale.
+    fn halo_in(&mut self, halo: Halo, slot: usize, got: Vec<Tensor>) -> Result<(), PipeError> {
+        let s = self.conv_slot(halo, slot)?;
+        tch::no_grad(|| {
+            for ((_, rows), t) in self.history_recv.iter().zip(got) {
+                let t = t.to_device(s.live.device()).to_kind(s.live.kind());
+                let _ = s.live.shallow_clone().index_copy_(0, rows, &t);
+                let _ = s.snapshot.shallow_clone().index_copy_(0, rows, &t);
+            }
+        });
+        Ok(())
+    }
+    fn evaluate(&self, out: &Boundary) -> Result<[u64; 3], PipeError> {
+        self.core.correct(&out.x, 0)
+    }
+    fn buffers(&self) -> Vec<(String, &Tensor)> {
+        self.history_buffers()
+    }
+}
+
+impl Stage {
+    fn conv_slot(&self, halo: Halo, slot: usize) -> Result<&ConvSlot, PipeError> {
+        match halo {
+            Halo::History => self
+                .convs
+                .iter()
+                .find(|s| s.p.slot == slot)
+                .ok_or_else(|| PipeError::Internal(format!("{} holds no conv slot {slot}", self.role()))),
+            _ => Err(PipeError::Internal(format!("{} exchanges no {halo:?} rows", self.role()))),
+        }
+    }
+}
+
+/// A chunk order from the network must be a permutation of `0..k`.
+pub(crate) fn check_permutation(order: &[usize], k: usize) -> Result<(), PipeError> {
+    let mut seen = vec![false; k];
+    if order.len() != k || order.iter().any(|&c| c >= k || std::mem::replace(&mut seen[c], true)) {
+        return Err(PipeError::Peer(format!("chunk order {order:?} is not a permutation of 0..{k}")));
+    }
+    Ok(())
 }

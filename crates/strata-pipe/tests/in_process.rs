@@ -2,7 +2,7 @@
 //! accuracy of ordinary single-process training.
 
 use strata_graph::registry::locate_or_skip;
-use strata_pipe::{chunk_order, evaluate_in_process, train_epoch_in_process, PipelineConfig, PipelinePlan, Stage};
+use strata_pipe::{InProcess, PipelineConfig, PipelinePlan};
 
 /// libtorch's generator is process-wide and the stages reseed it per chunk: tests in this file
 /// run one at a time, or they would draw each other's dropout masks.
@@ -12,16 +12,11 @@ fn pipeline_accuracy(cfg: &PipelineConfig) -> (f64, f64) {
     let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let d = strata_graph::load("cora", None).unwrap();
     let p = PipelinePlan::new(&d, &d.splits[0], cfg);
-    let mut stages: Vec<Stage> = p
-        .specs
-        .iter()
-        .map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap())
-        .collect();
+    let mut run = InProcess::new(&p, tch::Device::Cpu).unwrap();
     let (mut best_val, mut test_at_best) = (-1.0, 0.0);
     for epoch in 0..cfg.epochs as u64 {
-        let order = chunk_order(stages[0].num_chunks(), cfg.seed, epoch, cfg.shuffle);
-        let loss = train_epoch_in_process(&mut stages, epoch, &order);
-        let (_, val, test) = evaluate_in_process(&mut stages);
+        let loss = run.train_epoch(epoch).unwrap().loss;
+        let [_, val, test] = run.evaluate(epoch).unwrap();
         if val > best_val {
             best_val = val;
             test_at_best = test;
@@ -58,18 +53,10 @@ fn first_losses(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<String>) {
     })
     .unwrap();
     let p = PipelinePlan::new(&d, &d.splits[0], cfg);
-    let mut stages: Vec<Stage> = p
-        .specs
-        .iter()
-        .map(|s| Stage::new(s.clone(), &strata_pipe::StageData::whole(&p.dataset), tch::Device::Cpu).unwrap())
-        .collect();
-    let losses = (0..epochs)
-        .map(|epoch| {
-            let order = chunk_order(stages[0].num_chunks(), cfg.seed, epoch, cfg.shuffle);
-            train_epoch_in_process(&mut stages, epoch, &order)
-        })
-        .collect();
-    (losses, stages[0].state().into_iter().map(|(k, _)| k).filter(|k| k.starts_with("history.")).collect())
+    let mut run = InProcess::new(&p, tch::Device::Cpu).unwrap();
+    let losses = (0..epochs).map(|epoch| run.train_epoch(epoch).unwrap().loss).collect();
+    let keys = run.engines()[0].state().into_iter().map(|(k, _)| k).filter(|k| k.starts_with("history.")).collect();
+    (losses, keys)
 }
 
 #[test]

@@ -75,7 +75,7 @@ fn check(model: PipeModel) {
     let (want, want_loss) = tch::no_grad(|| reference(&cfg, &plan, &data));
     let mut b = None;
     for s in stages(&plan, &data).iter_mut() {
-        b = Some(s.forward(None, b));
+        b = Some(s.forward_chunk(None, b));
     }
     let got = b.unwrap().x;
     let scale = want.abs().max().double_value(&[]);
@@ -87,7 +87,7 @@ fn check(model: PipeModel) {
     let plan = PipelinePlan::new(&d, &d.splits[0], &cfg);
     let data = StageData::whole(&plan.dataset);
     let (_, want_loss) = tch::no_grad(|| reference(&cfg, &plan, &data));
-    let loss = strata_pipe::train_epoch_in_process(&mut stages(&plan, &data), 0, &[0]);
+    let loss = strata_pipe::InProcess::new(&plan, Device::Cpu).unwrap().train_epoch_in(0, &[0]).unwrap().loss;
     assert!((loss - want_loss).abs() <= 1e-5, "{}: first epoch loss {loss} vs {want_loss}", model.name());
     assert!(got.kind() == Kind::Float);
 }

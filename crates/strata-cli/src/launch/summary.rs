@@ -3,7 +3,7 @@
 use crate::report::{table, write_json};
 use crate::reports::{ByKind, BytesPerEpoch, LaunchJson};
 use strata_nn::metrics::median;
-use strata_pipe::PipelineConfig;
+use strata_pipe::{Breakdown, PipelineConfig};
 
 use super::args::LaunchArgs;
 
@@ -73,6 +73,9 @@ pub(super) fn summarize(
         ],
     ];
     print!("{}", table(&rows));
+    let skip = 2.min(report.epochs.len().saturating_sub(1));
+    let phases = median_phases(&report.epochs[skip..], cfg.workers());
+    print!("{}", phase_table(cfg, &phases, median(&ms)));
     if let Some(path) = &a.json {
         let by_kind = |layer, halo, weight| ByKind { layer, halo, weight };
         let r = LaunchJson {
@@ -101,10 +104,50 @@ pub(super) fn summarize(
             },
             memory_bytes_per_worker: memory,
             cuda_peak_bytes_per_worker: cuda,
+            phases_median_per_worker: phases,
             config: cfg,
             curve: &report.epochs,
         };
         write_json(path, &serde_json::to_value(&r)?)?;
     }
     Ok(())
+}
+
+/// Each worker's per-phase median over `epochs` (phase by phase).
+fn median_phases(epochs: &[strata_pipe::launcher::LaunchEpoch], workers: usize) -> Vec<Breakdown> {
+    (0..workers)
+        .map(|r| {
+            let of = |f: fn(&Breakdown) -> f64| {
+                median(&epochs.iter().filter_map(|e| e.phases_per_worker.get(r)).map(f).collect::<Vec<_>>())
+            };
+            Breakdown {
+                forward: of(|b| b.forward),
+                recompute: of(|b| b.recompute),
+                backward: of(|b| b.backward),
+                recv_wait: of(|b| b.recv_wait),
+                send: of(|b| b.send),
+                all_reduce: of(|b| b.all_reduce),
+                step: of(|b| b.step),
+                evaluate: of(|b| b.evaluate),
+            }
+        })
+        .collect()
+}
+
+/// Where a training epoch goes on each worker: median milliseconds per phase.
+fn phase_table(cfg: &PipelineConfig, phases: &[Breakdown], epoch_ms: f64) -> String {
+    let mut rows = vec![["worker".to_string(), "way·stage".into()]
+        .into_iter()
+        .chain(Breakdown::default().phases().iter().filter(|p| p.0 != "evaluate").map(|p| format!("{} ms", p.0)))
+        .chain(["sum ms".to_string(), "epoch ms".into()])
+        .collect::<Vec<_>>()];
+    let stages = if cfg.mode == strata_pipe::Mode::Graph { 1 } else { cfg.stages };
+    for (rank, b) in phases.iter().enumerate() {
+        let mut row = vec![rank.to_string(), format!("{}·{}", rank / stages, rank % stages)];
+        row.extend(b.phases().iter().filter(|p| p.0 != "evaluate").map(|p| format!("{:.1}", p.1 * 1e3)));
+        row.push(format!("{:.1}", b.total() * 1e3));
+        row.push(format!("{epoch_ms:.1}"));
+        rows.push(row);
+    }
+    format!("training epoch by phase (median per worker):\n{}", table(&rows))
 }

@@ -67,6 +67,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
             .add_global_label("rank", rank.to_string())
             .install()
             .with_context(|| format!("serving metrics on {addr}"))?;
+        strata_pipe::worker::describe_metrics();
     }
     rt.block_on(strata_pipe::worker::serve(opts, |addr| {
         // The launcher reads this line to learn the port.

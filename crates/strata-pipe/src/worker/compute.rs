@@ -2,15 +2,14 @@
 //! from the RPC handlers over a channel, and drives each epoch of its engine over the network.
 
 use super::auth::client;
-use super::engine::Engine;
 use super::net::{Ctx, Mailbox, Net, TensorLimits};
-use crate::config::{Mode, PipeTrainer, StageSpec};
+use crate::config::StageSpec;
 use crate::error::PipeError;
-use crate::forward_stage::ForwardStage;
-use crate::partition_stage::PartitionStage;
+use crate::in_process::build_engine;
+use crate::interpreter::{Interpreter, Progress};
 use crate::proto::{CheckpointReply, CheckpointRequest, EpochReply, EpochRequest, RestoreRequest};
 use crate::security::Credentials;
-use crate::stage::Stage;
+use crate::stage_core::{Breakdown, Engine};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
@@ -92,20 +91,8 @@ impl Compute {
         let mut rt = self.state.take().ok_or_else(|| PipeError::Protocol("RunEpoch before Configure".into()))?;
         metrics::counter!("strata_epochs_total", "mode" => if req.train { "train" } else { "eval" }).increment(1);
         self.mail.wire_bytes.store(0, Ordering::Relaxed);
-        let mut net = Net {
-            mail: &mut self.mail,
-            ctx: &rt.ctx,
-            epoch: req.epoch,
-            halo_bytes: 0,
-            weight_bytes: 0,
-            tasks: Vec::new(),
-        };
-        let result = rt.engine.run_epoch(&mut net, &req).and_then(|mut reply| {
-            reply.halo_bytes += net.halo_bytes;
-            reply.weight_bytes += net.weight_bytes;
-            net.flush()?;
-            Ok(reply)
-        });
+        let mut net = Net { mail: &mut self.mail, ctx: &rt.ctx, tasks: Vec::new() };
+        let result = run_epoch(rt.engine.as_mut(), &mut net, &req);
         self.state = Some(rt);
         let mut reply = result?;
         reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -120,6 +107,10 @@ impl Compute {
         );
         reply.cuda_peak_bytes = strata_nn::memory::cuda_peak_bytes(self.device);
         metrics::gauge!("strata_peak_rss_bytes").set(reply.peak_rss_bytes as f64);
+        let kind = if req.train { "train" } else { "eval" };
+        for (phase, secs) in reply.phases.as_ref().map(Breakdown::from).unwrap_or_default().phases() {
+            metrics::gauge!("strata_epoch_phase_seconds", "phase" => phase, "epoch_kind" => kind).set(secs);
+        }
         if reply.cuda_peak_bytes > 0 {
             metrics::gauge!("strata_cuda_peak_bytes").set(reply.cuda_peak_bytes as f64);
         }
@@ -177,37 +168,14 @@ impl Compute {
             .iter()
             .map(|a| client(a, &self.creds).map_err(|e| PipeError::Peer(format!("{a}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let engine = if spec.config.trainer == PipeTrainer::Sf {
-            let f = ForwardStage::new(spec.clone(), &data, self.device)?;
-            tracing::info!(
-                "forward-only stage {} configured: slots {}..{}, {} parameters",
-                spec.stage,
-                spec.first,
-                spec.last,
-                f.parameters()
-            );
-            Box::new(f) as Box<dyn Engine>
-        } else if spec.config.mode == Mode::Graph {
-            let p = PartitionStage::new(spec.clone(), &data, self.device)?;
-            tracing::info!(
-                "partition {} configured: {} halo rows per layer, {} parameters",
-                spec.way,
-                p.halo_rows(),
-                p.parameters()
-            );
-            Box::new(p) as Box<dyn Engine>
-        } else {
-            let st = Stage::new(spec.clone(), &data, self.device).map_err(|e| PipeError::Peer(e.to_string()))?;
-            tracing::info!(
-                "way {} stage {} configured: slots {}..{}, {} parameters",
-                spec.way,
-                spec.stage,
-                spec.first,
-                spec.last,
-                st.parameters()
-            );
-            Box::new(st) as Box<dyn Engine>
-        };
+        let engine = build_engine(spec.clone(), &data, self.device)?;
+        tracing::info!(
+            "{} configured: slots {}..{}, {} parameters",
+            engine.role(),
+            spec.first,
+            spec.last,
+            engine.parameters()
+        );
         // Tensors of an abandoned run must not be mistaken for the new run's.
         self.mail.clear_pending();
         let parameters = engine.parameters();
@@ -223,6 +191,29 @@ impl Compute {
         self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
         Ok(())
     }
+}
+
+/// Runs one epoch's schedule over the network and reports it.
+fn run_epoch(engine: &mut dyn Engine, net: &mut Net, req: &EpochRequest) -> Result<EpochReply, PipeError> {
+    let order: Vec<usize> = req.order.iter().map(|&c| c as usize).collect();
+    let mut it = Interpreter::new(engine, req.epoch, &order, req.train)?;
+    if it.run(engine, net)? == Progress::Blocked {
+        return Err(PipeError::Internal(format!("a network receive returned without a tensor at {}", it.current())));
+    }
+    let out = it.finish(engine);
+    let [train_correct, val_correct, test_correct] = out.correct;
+    Ok(EpochReply {
+        loss: out.loss,
+        activation_bytes: out.bytes.activation,
+        gradient_bytes: out.bytes.gradient,
+        halo_bytes: out.bytes.halo,
+        weight_bytes: out.bytes.weight,
+        train_correct,
+        val_correct,
+        test_correct,
+        phases: Some((&out.phases).into()),
+        ..Default::default()
+    })
 }
 
 /// Starts the compute thread: it runs each command in turn until the RPC side hangs up.

@@ -1,12 +1,11 @@
 //! One worker's side of the network during an epoch: the mailbox of tensors received from
-//! peers, the background sends, and the collective operations ([`Exchange`]) built on them.
+//! peers, the background sends, and [`Net`], the interpreter's transport between processes.
 
 use super::auth::Client;
-use crate::boundary::Boundary;
-use crate::collective::Exchange;
-use crate::config::{Mode, StageSpec};
+use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::proto::{TensorKind, ValueType};
+use crate::transport::{Message, Transport};
 use crate::wire::{Pieces, TensorBytes, TensorMeta, DEFAULT_CHUNK_BYTES};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 use tonic::Status;
 
 /// Chunk id used for exact full-graph inference passes.
-pub const FULL_GRAPH: u32 = u32::MAX;
+pub const FULL_GRAPH: u32 = crate::transport::WHOLE_GRAPH;
 /// How often a waiting compute thread checks whether its epoch was abandoned.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// How long a stage waits for a neighbour's tensor before giving up on it.
@@ -90,17 +89,6 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn stages(&self) -> usize {
-        if self.spec.config.mode == Mode::Graph {
-            1
-        } else {
-            self.spec.config.stages
-        }
-    }
-    /// Rank of the worker holding `stage` of `way`.
-    pub(crate) fn rank_of(&self, way: usize, stage: usize) -> usize {
-        way * self.stages() + stage
-    }
     pub(crate) fn describe(&self, rank: usize) -> String {
         format!("worker {rank} ({})", self.peer_addrs[rank])
     }
@@ -163,32 +151,6 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Receives a chunk's boundary tensors (`x`, then `h0` when `expect` has two shapes) and
-    /// refuses any whose shape is not the one expected.
-    pub(crate) fn recv_boundary(
-        &mut self,
-        kind: TensorKind,
-        epoch: u64,
-        chunk: u32,
-        expect: &[Vec<i64>],
-        from: &str,
-    ) -> Result<Boundary, PipeError> {
-        let mut got = Vec::new();
-        for (name, shape) in ["x", "h0"].into_iter().zip(expect) {
-            let t = self.recv(kind, epoch, chunk, name, from)?;
-            if t.size() != *shape {
-                return Err(PipeError::Peer(format!(
-                    "{kind:?} `{name}` of chunk {chunk} from {from}: expected shape {shape:?}, got {:?}",
-                    t.size()
-                )));
-            }
-            got.push(t);
-        }
-        let mut got = got.into_iter();
-        let x = got.next().ok_or_else(|| PipeError::Protocol("no boundary tensor expected".into()))?;
-        Ok(Boundary { x, h0: got.next() })
-    }
-
     /// Drops every tensor waiting unclaimed (a new run, or a failed one).
     pub(crate) fn clear_pending(&mut self) {
         while let Ok(r) = self.inbox.try_recv() {
@@ -235,41 +197,15 @@ impl Mailbox {
     }
 }
 
-/// One epoch's view of the network: sends, receives, halo exchange and the ring all-reduce,
-/// with the bytes sent counted by kind.
+/// One epoch's view of the network, the interpreter's [`Transport`] between processes: sends
+/// in the background, receives from the mailbox, and the ring all-reduce.
 pub(crate) struct Net<'a> {
     pub(crate) mail: &'a mut Mailbox,
     pub(crate) ctx: &'a Ctx,
-    pub(crate) epoch: u64,
-    pub(crate) halo_bytes: u64,
-    pub(crate) weight_bytes: u64,
     pub(crate) tasks: Vec<SendTask>,
 }
 
 impl Net<'_> {
-    pub(crate) fn send_boundary(&mut self, to_rank: usize, kind: TensorKind, chunk: u32, b: &Boundary) -> u64 {
-        let mut bytes = 0;
-        for (name, t) in [("x", Some(&b.x)), ("h0", b.h0.as_ref())] {
-            let Some(t) = t else { continue };
-            // Activations travel in the historical embeddings' type (a 16-bit one halves the
-            // bytes); gradients stay f32.
-            let value_type = if kind == TensorKind::Activation {
-                self.ctx.spec.config.history_dtype.value_type()
-            } else {
-                ValueType::F32
-            };
-            let meta = TensorMeta { name: name.into(), kind, epoch: self.epoch, chunk, shape: t.size(), value_type };
-            bytes += self.mail.send_tensor(
-                &self.ctx.peers[to_rank],
-                &self.ctx.peer_addrs[to_rank],
-                meta,
-                t,
-                &mut self.tasks,
-            );
-        }
-        bytes
-    }
-
     /// Waits for every send of the epoch; a failed one names the peer it was for.
     pub(crate) fn flush(&mut self) -> Result<(), PipeError> {
         let tasks: Vec<SendTask> = self.tasks.drain(..).collect();
@@ -294,48 +230,48 @@ impl Net<'_> {
     }
 }
 
-impl Exchange for Net<'_> {
-    fn halo(
-        &mut self,
-        tag: &str,
-        slot: usize,
-        outgoing: &[(usize, Tensor)],
-        incoming: &[usize],
-    ) -> Result<Vec<Tensor>, PipeError> {
+impl Transport for Net<'_> {
+    fn send(&mut self, to: usize, msg: Message, value_type: ValueType, t: &Tensor) -> Result<u64, PipeError> {
         let ctx = self.ctx;
-        let me = ctx.spec.way;
-        for (q, t) in outgoing {
-            let to = ctx.rank_of(*q, ctx.spec.stage);
-            let meta = TensorMeta {
-                name: format!("{tag}:{me}"),
-                kind: TensorKind::Halo,
-                epoch: self.epoch,
-                chunk: slot as u32,
-                shape: t.size(),
-                value_type: ValueType::F32,
-            };
-            self.halo_bytes += self.mail.send_tensor(&ctx.peers[to], &ctx.peer_addrs[to], meta, t, &mut self.tasks);
+        let peer = ctx.peers.get(to).ok_or_else(|| PipeError::Internal(format!("no worker of rank {to}")))?;
+        let meta = TensorMeta {
+            name: msg.name,
+            kind: msg.kind,
+            epoch: msg.epoch,
+            chunk: msg.part,
+            shape: t.size(),
+            value_type,
+        };
+        Ok(self.mail.send_tensor(peer, &ctx.peer_addrs[to], meta, t, &mut self.tasks))
+    }
+    fn recv(&mut self, from: usize, msg: &Message) -> Result<Option<Tensor>, PipeError> {
+        let from = self.describe(from);
+        self.mail.recv(msg.kind, msg.epoch, msg.part, &msg.name, &from).map(Some)
+    }
+    fn flush(&mut self) -> Result<(), PipeError> {
+        Net::flush(self)
+    }
+    fn describe(&self, rank: usize) -> String {
+        match self.ctx.peer_addrs.get(rank) {
+            Some(_) => self.ctx.describe(rank),
+            None => format!("worker {rank} (not in this run)"),
         }
-        incoming
-            .iter()
-            .map(|&q| {
-                let from = ctx.describe(ctx.rank_of(q, ctx.spec.stage));
-                self.mail.recv(TensorKind::Halo, self.epoch, slot as u32, &format!("{tag}:{q}"), &from)
-            })
-            .collect()
     }
 
     /// Ring all-reduce over the ways of this stage: W−1 reduce-scatter steps, then W−1
     /// all-gather steps, each sending one of W segments to the next way — 2·(W−1)/W of the
     /// vector per worker, 2·(W−1)·|flat| values in all.
-    fn all_reduce(&mut self, flat: Tensor) -> Result<Tensor, PipeError> {
+    fn all_reduce(&mut self, epoch: u64, group: &[usize], flat: &Tensor) -> Result<Option<(Tensor, u64)>, PipeError> {
         let ctx = self.ctx;
-        let w = ctx.spec.ways;
+        let w = group.len();
         if w <= 1 {
-            return Ok(flat);
+            return Ok(Some((flat.shallow_clone(), 0)));
         }
-        let me = ctx.spec.way;
-        let (to, from) = (ctx.rank_of((me + 1) % w, ctx.spec.stage), ctx.rank_of((me + w - 1) % w, ctx.spec.stage));
+        let me = group.iter().position(|&r| r == ctx.rank).ok_or_else(|| {
+            PipeError::Internal(format!("rank {} is not in its all-reduce group {group:?}", ctx.rank))
+        })?;
+        let (to, from) = (group[(me + 1) % w], group[(me + w - 1) % w]);
+        let mut bytes = 0;
         let n = flat.size()[0];
         let bounds: Vec<i64> = (0..=w as i64).map(|i| i * n / w as i64).collect();
         let seg = |i: usize| (bounds[i], bounds[i + 1] - bounds[i]);
@@ -350,13 +286,13 @@ impl Exchange for Net<'_> {
                 let meta = TensorMeta {
                     name: format!("{phase}:{step}"),
                     kind: TensorKind::Weight,
-                    epoch: self.epoch,
+                    epoch,
                     chunk: ctx.spec.stage as u32,
                     shape: vec![len],
                     value_type: ValueType::F32,
                 };
                 // A copy: `flat` is summed into in place while the segment may still be in flight.
-                self.weight_bytes += self.mail.send_tensor(
+                bytes += self.mail.send_tensor(
                     &ctx.peers[to],
                     &ctx.peer_addrs[to],
                     meta,
@@ -367,7 +303,7 @@ impl Exchange for Net<'_> {
                     .mail
                     .recv(
                         TensorKind::Weight,
-                        self.epoch,
+                        epoch,
                         ctx.spec.stage as u32,
                         &format!("{phase}:{step}"),
                         &ctx.describe(from),
@@ -389,6 +325,6 @@ impl Exchange for Net<'_> {
                 }
             }
         }
-        Ok(flat)
+        Ok(Some((flat, bytes)))
     }
 }
