@@ -177,7 +177,7 @@ pub struct LinkRun {
 }
 
 fn scores_vec(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(t.to_kind(Kind::Float).to(Device::Cpu)).unwrap_or_default()
+    strata_nn::ops::host_vec::<f32>(t)
 }
 
 /// Trains `cfg.layers` forward layers on `task`'s training graph with `seed`.

@@ -153,8 +153,8 @@ pub fn train_act(
     let val_hits = |p: &Tensor| {
         tch::no_grad(|| {
             let act = Act { params: p.shallow_clone(), components: c, dim: d };
-            let pos = Vec::<f32>::try_from(act.logits(&zvp).to(Device::Cpu)).unwrap_or_default();
-            let neg = Vec::<f32>::try_from(act.logits(&zvn).to(Device::Cpu)).unwrap_or_default();
+            let pos = strata_nn::ops::host_vec::<f32>(&act.logits(&zvp));
+            let neg = strata_nn::ops::host_vec::<f32>(&act.logits(&zvn));
             hits_at_k(&pos, &neg, cfg.hits_k)
         })
     };

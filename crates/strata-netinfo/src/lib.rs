@@ -55,7 +55,7 @@ fn pair_index(pairs: &[(usize, usize)], device: Device) -> (Tensor, Tensor) {
 }
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).unwrap_or_default()
+    strata_nn::ops::host_vec::<f64>(t)
 }
 
 /// Runs the link probe on a link split: embeddings of the training graph, a compatibility matrix
@@ -111,7 +111,7 @@ pub fn act_on_probe(probe: &LinkProbe, split: &LinkSplit, cfg: &ActConfig, devic
     );
     let score = |pairs: &[(usize, usize)]| {
         let (s, d) = pair_index(pairs, device);
-        Vec::<f32>::try_from(tch::no_grad(|| act.logits(&feats.of(&s, &d))).to(Device::Cpu)).unwrap_or_default()
+        strata_nn::ops::host_vec::<f32>(&tch::no_grad(|| act.logits(&feats.of(&s, &d))))
     };
     let hits = hits_at_k(&score(&split.test_pos), &score(&split.test_neg), cfg.hits_k);
     (act, report, hits)

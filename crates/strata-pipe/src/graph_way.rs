@@ -22,7 +22,7 @@ use crate::stage_core::{grad_or_zeros, Breakdown, Engine, StageCore};
 use crate::stage_data::StageData;
 use strata_graph::CsrMatrix;
 use strata_nn::conv::Linear;
-use strata_nn::ops::{dropout, dropout_mask, spmm};
+use strata_nn::ops::{dropout, dropout_mask, host_vec, spmm};
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -76,15 +76,12 @@ struct PartitionOperator {
 impl PartitionOperator {
     fn new(part: &Chunk, halo_col: Vec<i64>, halo_rows: usize, device: Device) -> Result<PartitionOperator, PipeError> {
         let n = part.len() as usize;
-        let cpu_i64 = |t: &Tensor| {
-            Vec::<i64>::try_from(t.to(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| PipeError::Config(e.to_string()))
-        };
-        let cpu_f32 =
-            |t: &Tensor| Vec::<f32>::try_from(t.to(Device::Cpu)).map_err(|e| PipeError::Config(e.to_string()));
+        let cpu_i64 = host_vec::<i64>;
+        let cpu_f32 = host_vec::<f32>;
         let intra = match &part.intra {
             Intra::Csr { a, a_t } => (a.shallow_clone(), a_t.shallow_clone()),
             Intra::Edges { row, col, w } => {
-                let m = sorted_rows_csr("partition operator", n, n, &cpu_i64(row)?, cpu_i64(col)?, cpu_f32(w)?)?;
+                let m = sorted_rows_csr("partition operator", n, n, &cpu_i64(row), cpu_i64(col), cpu_f32(w))?;
                 let t = m.transpose();
                 let a = to_tensor(&m, device);
                 (a.shallow_clone(), if t == m { a } else { to_tensor(&t, device) })
@@ -97,9 +94,9 @@ impl PartitionOperator {
                 "partition halo operator",
                 n,
                 halo_rows,
-                &cpu_i64(&part.inter_row)?,
+                &cpu_i64(&part.inter_row),
                 halo_col,
-                cpu_f32(&part.inter_w)?,
+                cpu_f32(&part.inter_w),
             )?;
             Some((to_tensor(&m, device), to_tensor(&m.transpose(), device)))
         };
@@ -169,11 +166,11 @@ impl GraphWay {
         let recv_rows: Vec<i64> = recv.iter().map(|(_, r)| r.size()[0]).collect();
         let mut position = std::collections::HashMap::new();
         for (_, r) in &recv {
-            for v in to_host_i64(r)? {
+            for v in host_vec::<i64>(r) {
                 position.insert(v, position.len() as i64);
             }
         }
-        let halo_col = to_host_i64(&part.inter_col)?
+        let halo_col = host_vec::<i64>(&part.inter_col)
             .iter()
             .map(|c| {
                 position
@@ -383,11 +380,6 @@ impl GraphWay {
         }
         Ok(())
     }
-}
-
-fn to_host_i64(t: &Tensor) -> Result<Vec<i64>, PipeError> {
-    Vec::<i64>::try_from(t.to(Device::Cpu).to_kind(Kind::Int64))
-        .map_err(|e| PipeError::Internal(format!("row ids to host memory: {e}")))
 }
 
 impl Engine for GraphWay {

@@ -183,7 +183,12 @@ impl Interpreter {
                 self.outcome.phases.recv_wait += t.elapsed().as_secs_f64();
             }
             Action::Forward(p) => {
-                self.output = e.forward(p, self.input.take())?;
+                let out = e.forward(p, self.input.take())?;
+                // Kept only for an action that consumes it (the last stage's training logits
+                // are not: its backward computes the loss).
+                let consumed =
+                    matches!(self.actions.get(self.pc + 1), Some(Action::SendActivation(_) | Action::Evaluate));
+                self.output = out.filter(|_| consumed);
                 self.outcome.phases.forward += t.elapsed().as_secs_f64();
             }
             Action::Backward(p) => {

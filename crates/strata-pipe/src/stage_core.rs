@@ -80,8 +80,7 @@ impl StageCore {
     /// Correct predictions (`argmax` of `scores`, whose rows are vertices `first..`) among the
     /// train, val and test vertices it covers.
     pub fn correct(&self, scores: &Tensor, first: usize) -> Result<[u64; 3], PipeError> {
-        let pred = Vec::<i64>::try_from(scores.argmax(-1, false).to(Device::Cpu))
-            .map_err(|e| PipeError::Internal(format!("predictions to host memory: {e}")))?;
+        let pred = strata_nn::ops::host_vec::<i64>(&scores.argmax(-1, false));
         let n = pred.len();
         let correct = |ids: &[usize]| {
             ids.iter().filter(|&&v| v >= first && v < first + n && pred[v - first] == self.labels[v]).count() as u64

@@ -158,7 +158,7 @@ pub fn add_reliable_neighbours(g: &CsrGraph, z: &Tensor, k: usize) -> (CsrGraph,
         let len = BLOCK.min(n as i64 - start);
         let sim = zn.narrow(0, start, len).matmul(&zn.tr()) * &mask;
         let (_, top) = sim.topk(k as i64, 1, true, true);
-        let top = Vec::<i64>::try_from(top.reshape([-1]).to(Device::Cpu)).unwrap_or_default();
+        let top = strata_nn::ops::host_vec::<i64>(&top);
         for (i, chunk) in top.chunks(k).enumerate() {
             let u = start as usize + i;
             for &v in chunk {

@@ -43,7 +43,7 @@ impl Scorer {
                     model.score(z, &s, &d).clamp(1e-7, 1.0 - 1e-7).logit(None)
                 }
             };
-            Vec::<f64>::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).unwrap_or_default()
+            strata_nn::ops::host_vec::<f64>(&t)
         })
     }
 }
