@@ -127,8 +127,12 @@ fn in_process_equals_distributed_in_every_mode() {
         assert!(ok, "{args:?}: {e}");
         let cfg: strata_pipe::PipelineConfig = serde_json::from_value(r["config"].clone()).unwrap();
         let plan = strata_pipe::PipelinePlan::new(&d, &d.splits[0], &cfg);
-        let mut run = strata_pipe::InProcess::new(&plan, tch::Device::Cpu).unwrap();
         let workers = r["workers"].as_u64().unwrap() as usize;
+        // The threads each local worker had (the launcher's rule): libtorch's sparse COO product
+        // (forward-only layers) sums in an order that depends on them.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tch::set_num_threads((cores / workers).max(1) as i32);
+        let mut run = strata_pipe::InProcess::new(&plan, tch::Device::Cpu).unwrap();
         for epoch in 0..3u64 {
             let local = run.train_epoch(epoch).unwrap();
             let [_, val, test] = run.evaluate(epoch).unwrap();

@@ -12,7 +12,7 @@ use strata_graph::npz::Npz;
 use strata_graph::{CsrGraph, Features, LinkSplit};
 use strata_netinfo::{Act, PairFeatures};
 use strata_nn::{Kernel, LinkMetrics, LinkModel, LinkTask};
-use tch::{Device, Kind};
+use tch::Device;
 
 /// How a saved model scores pairs.
 pub(super) enum Scorer {

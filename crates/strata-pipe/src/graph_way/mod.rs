@@ -12,7 +12,7 @@
 //! ([`Engine::halo_out`]), the others' come in, the slot computes.
 
 use crate::boundary::Boundary;
-use crate::chunks::{Chunk, ChunkedGraph, Intra};
+use crate::chunks::ChunkedGraph;
 use crate::config::{PipeModel, StageSpec};
 use crate::error::PipeError;
 use crate::history::history_lists;
@@ -20,16 +20,21 @@ use crate::layers::{self, Conv, ConvParams, Layers};
 use crate::schedule::{Halo, Part};
 use crate::stage_core::{grad_or_zeros, Breakdown, Engine, StageCore};
 use crate::stage_data::StageData;
-use strata_graph::CsrMatrix;
 use strata_nn::conv::Linear;
 use strata_nn::ops::{dropout, dropout_mask, host_vec, spmm};
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
 
+mod operator;
+use operator::PartitionOperator;
+
 /// One graph-parallel way: every layer, over the vertices `lo..hi` it owns.
 pub struct GraphWay {
     core: StageCore,
-    layers: Layers,
+    /// Every slot: the input projection, the convolutions, the classifier.
+    input: Linear,
+    convs: Vec<ConvParams>,
+    head: Linear,
     features: Input,
     /// This partition's rows of the normalised operator, split by where the source lives.
     op: PartitionOperator,
@@ -63,81 +68,6 @@ struct Epoch {
     halo_grad: Vec<(usize, Tensor)>,
 }
 
-/// A partition's rows of `Â` as CSR tensors: `intra` (n × n, its own columns) with its
-/// transpose (itself for the bit-symmetric GCN operator) and `halo` (n × h, the received halo rows' columns) with its
-/// cached transpose. Both halves are sparse products whose backward needs only the operator,
-/// so a layer's forward keeps neither its input rows nor an edge-sized message tensor for the
-/// backward pass (libtorch's `index_add` would keep its E × d source).
-struct PartitionOperator {
-    intra: (Tensor, Tensor),
-    halo: Option<(Tensor, Tensor)>,
-}
-
-impl PartitionOperator {
-    fn new(part: &Chunk, halo_col: Vec<i64>, halo_rows: usize, device: Device) -> Result<PartitionOperator, PipeError> {
-        let n = part.len() as usize;
-        let cpu_i64 = host_vec::<i64>;
-        let cpu_f32 = host_vec::<f32>;
-        let intra = match &part.intra {
-            Intra::Csr { a, a_t } => (a.shallow_clone(), a_t.shallow_clone()),
-            Intra::Edges { row, col, w } => {
-                let m = sorted_rows_csr("partition operator", n, n, &cpu_i64(row), cpu_i64(col), cpu_f32(w))?;
-                let t = m.transpose();
-                let a = to_tensor(&m, device);
-                (a.shallow_clone(), if t == m { a } else { to_tensor(&t, device) })
-            }
-        };
-        let halo = if halo_rows == 0 {
-            None
-        } else {
-            let m = sorted_rows_csr(
-                "partition halo operator",
-                n,
-                halo_rows,
-                &cpu_i64(&part.inter_row),
-                halo_col,
-                cpu_f32(&part.inter_w),
-            )?;
-            Some((to_tensor(&m, device), to_tensor(&m.transpose(), device)))
-        };
-        Ok(PartitionOperator { intra, halo })
-    }
-
-    /// `Â_halo · halo`, or `None` for a partition that receives no halo rows.
-    fn halo_part(&self, halo: &Tensor) -> Option<Tensor> {
-        self.halo.as_ref().map(|(a, a_t)| spmm(a, a_t, halo))
-    }
-}
-
-/// A CSR matrix from COO arrays whose rows are already in ascending order.
-fn sorted_rows_csr(
-    ctx: &str,
-    rows: usize,
-    cols: usize,
-    row: &[i64],
-    col: Vec<i64>,
-    w: Vec<f32>,
-) -> Result<CsrMatrix, PipeError> {
-    let mut indptr = vec![0i64; rows + 1];
-    row.iter().for_each(|&r| indptr[r as usize + 1] += 1);
-    for i in 0..rows {
-        indptr[i + 1] += indptr[i];
-    }
-    CsrMatrix::from_parts(ctx, rows, cols, indptr, col, Some(w)).map_err(|e| PipeError::Config(e.to_string()))
-}
-
-fn to_tensor(m: &CsrMatrix, device: Device) -> Tensor {
-    let t = |v: &[i64]| Tensor::from_slice(v).to(device);
-    let values = Tensor::from_slice(&m.values_or_ones()).to(device);
-    Tensor::sparse_csr_tensor_crow_col_value_size(
-        &t(m.indptr()),
-        &t(m.indices()),
-        &values,
-        [m.rows() as i64, m.cols() as i64],
-        (Kind::Float, device),
-    )
-}
-
 /// What one layer's forward keeps for its backward segment: the dropout mask (one byte per
 /// entry), the received halo rows (the leaf their gradient is read from) and the output; the
 /// sparse products and the fused GCNII node keep the rest themselves.
@@ -152,10 +82,11 @@ impl GraphWay {
     pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<GraphWay, PipeError> {
         let cfg = &spec.config;
         let vs = nn::VarStore::new(device);
-        let layers = layers::build(cfg, spec.features, spec.classes, 0..cfg.layers + 2, &vs, device);
-        if layers.input.is_none() || layers.head.is_none() {
-            return Err(PipeError::Internal("a graph-parallel way must own every slot".into()));
-        }
+        let Layers { input, convs, head } =
+            layers::build(cfg, spec.features, spec.classes, 0..cfg.layers + 2, &vs, device);
+        let owned =
+            |l: Option<Linear>| l.ok_or_else(|| PipeError::Internal("a graph-parallel way owns every slot".into()));
+        let (input, head) = (owned(input)?, owned(head)?);
         let opt = layers::optimizer(cfg, &vs);
         let part = ChunkedGraph::one_chunk(&data.graph, layers::norm(cfg.model), &spec.chunk_offsets, spec.way, device);
         let (lo, hi) = (part.start as usize, part.end as usize);
@@ -183,7 +114,9 @@ impl GraphWay {
         drop(part);
         Ok(GraphWay {
             features: Input::from_features(&data.rows(lo..hi), device, strata_graph::FeatureNorm::None),
-            layers,
+            input,
+            convs,
+            head,
             op,
             send,
             recv: recv.into_iter().map(|(q, _)| q).collect(),
@@ -213,15 +146,8 @@ impl GraphWay {
             1.0
         }
     }
-    fn input_layer(&self) -> &Linear {
-        self.layers.input.as_ref().expect("GraphWay::new checked that the way owns the input slot")
-    }
-    fn head(&self) -> &Linear {
-        self.layers.head.as_ref().expect("GraphWay::new checked that the way owns the classifier slot")
-    }
     fn conv(&self, slot: usize) -> Result<&ConvParams, PipeError> {
-        self.layers
-            .convs
+        self.convs
             .iter()
             .find(|p| p.slot == slot)
             .ok_or_else(|| PipeError::Internal(format!("graph-parallel way has no conv slot {slot}")))
@@ -237,7 +163,7 @@ impl GraphWay {
         if train {
             self.seed(0);
         }
-        let h = self.input_layer().forward_input(&self.features, if train { cfg.dropout } else { 0.0 }, train).relu();
+        let h = self.input.forward_input(&self.features, if train { cfg.dropout } else { 0.0 }, train).relu();
         let x0 = if train { h.detach().set_requires_grad(true) } else { h.shallow_clone() };
         self.epoch.h0a = self.gcnii().then(|| if train { &x0 * cfg.alpha } else { x0.shallow_clone() });
         self.epoch.x_in = Some(x0.shallow_clone());
@@ -334,7 +260,7 @@ impl GraphWay {
     fn forward_head(&mut self, slot: usize) -> Result<Option<Boundary>, PipeError> {
         let x = Self::take(&mut self.epoch.x_in, "an input", slot)?;
         if !self.core.train {
-            let logits = tch::no_grad(|| self.head().forward(&x));
+            let logits = tch::no_grad(|| self.head.forward(&x));
             return Ok(Some(Boundary { x: logits, h0: None }));
         }
         tracing::debug!(
@@ -344,7 +270,7 @@ impl GraphWay {
             strata_nn::memory::rss_summary()
         );
         self.seed(slot);
-        let logits = self.head().forward(&dropout(&x, self.core.spec.config.dropout, true));
+        let logits = self.head.forward(&dropout(&x, self.core.spec.config.dropout, true));
         self.epoch.loss = self.core.loss_share(&logits, self.lo);
         self.core.last_loss = self.epoch.loss.as_ref().map_or(0.0, |l| l.double_value(&[]));
         Ok(None)
