@@ -146,6 +146,17 @@ impl FastDropout for Tensor {
     }
 }
 
+/// `t`'s values in host memory as a flat `Vec<T>`. The tensor is converted to `T`'s kind, moved
+/// to the CPU and flattened first, so the copy cannot fail on a type, device or shape mismatch;
+/// unlike `Vec::try_from(..).unwrap_or_default()`, nothing turns a failure into an empty vector.
+pub fn host_vec<T: tch::kind::Element>(t: &Tensor) -> Vec<T> {
+    let flat = t.to_device(Device::Cpu).to_kind(T::KIND).contiguous().reshape([-1]);
+    let n = flat.numel();
+    let mut out = vec![T::ZERO; n];
+    flat.copy_data(&mut out, n);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,15 +174,4 @@ mod tests {
         assert!((y.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.02);
         assert!(dropout(&x, 0.6, false).equal(&x));
     }
-}
-
-/// `t`'s values in host memory as a flat `Vec<T>`. The tensor is converted to `T`'s kind, moved
-/// to the CPU and flattened first, so the copy cannot fail on a type, device or shape mismatch;
-/// unlike `Vec::try_from(..).unwrap_or_default()`, nothing turns a failure into an empty vector.
-pub fn host_vec<T: tch::kind::Element>(t: &Tensor) -> Vec<T> {
-    let flat = t.to_device(Device::Cpu).to_kind(T::KIND).contiguous().reshape([-1]);
-    let n = flat.numel();
-    let mut out = vec![T::ZERO; n];
-    flat.copy_data(&mut out, n);
-    out
 }

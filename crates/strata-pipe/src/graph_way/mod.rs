@@ -241,7 +241,7 @@ impl GraphWay {
             if let Some(f) = self.op.halo_part(&halo) {
                 let _ = agg.g_add_(&f);
             }
-            let x0 = self.gcnii().then(|| self.epoch.x0.as_ref()).flatten();
+            let x0 = self.epoch.x0.as_ref().filter(|_| self.gcnii());
             self.epoch.x_in = Some(p.update_inference(agg, &x_in, x0));
             return Ok(());
         }
