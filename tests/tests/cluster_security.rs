@@ -105,7 +105,7 @@ fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
         rt.block_on(async {
             let mut client = strata_pipe::worker::client(&addr, c).unwrap();
             client
-                .configure(tokio_stream::iter(vec![strata_pipe::proto::ConfigChunk::default()]))
+                .configure(tokio_stream::iter(vec![strata_pipe::proto::ConfigPiece::default()]))
                 .await
                 .map(|_| ())
                 .unwrap_err()
@@ -120,7 +120,7 @@ fn mutual_tls_refuses_unknown_certificates_and_plaintext() {
         rt.block_on(async {
             let mut client = strata_pipe::worker::client(&addr, c).unwrap();
             client
-                .push_tensor(tokio_stream::iter(vec![strata_pipe::proto::TensorChunk::default()]))
+                .push_tensor(tokio_stream::iter(vec![strata_pipe::proto::TensorPiece::default()]))
                 .await
                 .map(|_| ())
                 .unwrap_err()
@@ -209,7 +209,7 @@ fn health_state(addr: &str) -> String {
 #[test]
 // Long on purpose: one worker takes each malformed input in turn and must still serve between them; separate tests would each start their own worker.
 fn malformed_input_is_refused_and_the_worker_keeps_serving() {
-    use strata_pipe::proto::{CheckpointRequest, ConfigChunk, RestoreRequest, TensorChunk, TensorKind};
+    use strata_pipe::proto::{CheckpointRequest, ConfigPiece, RestoreRequest, TensorKind, TensorPiece};
     use tokio_stream::iter;
     let root = tempfile::tempdir().unwrap();
     let (mut w, addr, plan, _launcher, _rt) = configured_worker(root.path(), &[]);
@@ -227,11 +227,11 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
     let rows0 = (plan.offsets[1] - plan.offsets[0]) as i64;
     rt.block_on(async {
         let mut c = strata_pipe::worker::client(&addr, &creds).unwrap();
-        let chunk = |name: &str, shape: Vec<i64>, total: u64, offset: u64, data: Vec<u8>| TensorChunk {
+        let piece = |name: &str, shape: Vec<i64>, total: u64, offset: u64, data: Vec<u8>| TensorPiece {
             name: name.into(),
             kind: TensorKind::Activation as i32,
             epoch: 0,
-            chunk: 0,
+            address: Some(strata_pipe::proto::tensor_piece::Address::Chunk(0)),
             shape,
             total_bytes: total,
             offset,
@@ -239,20 +239,20 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
             value_type: 0,
         };
         let big = c
-            .push_tensor(iter(vec![chunk("x", vec![(10 << 20) / 4], 10 << 20, 0, garbage.clone())]))
+            .push_tensor(iter(vec![piece("x", vec![(10 << 20) / 4], 10 << 20, 0, garbage.clone())]))
             .await
             .unwrap_err();
         eprintln!("10 MiB message: {big}");
         assert!(matches!(big.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange), "{big}");
         let forged = c
-            .push_tensor(iter(vec![chunk("x", vec![rows0, 1 << 28], (rows0 as u64) << 30, 0, vec![1, 2, 3, 4])]))
+            .push_tensor(iter(vec![piece("x", vec![rows0, 1 << 28], (rows0 as u64) << 30, 0, vec![1, 2, 3, 4])]))
             .await
             .unwrap_err();
         eprintln!("forged header: {forged}");
         assert_eq!(forged.code(), tonic::Code::InvalidArgument, "{forged}");
         assert!(forged.message().contains("exceeds this worker's limit"), "{forged}");
         let wrong_rows = c
-            .push_tensor(iter(vec![chunk(
+            .push_tensor(iter(vec![piece(
                 "x",
                 vec![rows0 + 1, 64],
                 ((rows0 + 1) * 256) as u64,
@@ -264,7 +264,7 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         eprintln!("wrong rows: {wrong_rows}");
         assert_eq!(wrong_rows.code(), tonic::Code::InvalidArgument, "{wrong_rows}");
         let disorder = c
-            .push_tensor(iter(vec![chunk("x", vec![rows0, 4], (rows0 * 16) as u64, 8, vec![0; 8])]))
+            .push_tensor(iter(vec![piece("x", vec![rows0, 4], (rows0 * 16) as u64, 8, vec![0; 8])]))
             .await
             .unwrap_err();
         eprintln!("out of order: {disorder}");
@@ -274,7 +274,7 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         let mut refused = None;
         for i in 0..1000 {
             if let Err(e) = c
-                .push_tensor(iter(vec![chunk(&format!("pile{i}"), vec![rows0, 64], bytes as u64, 0, vec![0; bytes])]))
+                .push_tensor(iter(vec![piece(&format!("pile{i}"), vec![rows0, 64], bytes as u64, 0, vec![0; bytes])]))
                 .await
             {
                 refused = Some((i, e));
@@ -295,7 +295,7 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         let configure = |spec: serde_json::Value, rank: u32, peers: Vec<String>, announced: u64, npz: Vec<u8>| {
             let mut c = c.clone();
             async move {
-                let first = ConfigChunk { spec_json: spec.to_string(), rank, peers, npz, graph_bytes: announced };
+                let first = ConfigPiece { spec_json: spec.to_string(), rank, peers, npz, graph_bytes: announced };
                 c.configure(iter(vec![first])).await.unwrap_err()
             }
         };

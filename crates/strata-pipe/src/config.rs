@@ -333,10 +333,12 @@ impl StageSpec {
     }
     /// The shapes of the tensors this stage receives for `chunk` (`None`: the full graph) —
     /// activations from the stage below and gradients from the stage above alike.
-    pub fn boundary_shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
+    pub fn boundary_shape(&self, chunk: Option<usize>) -> crate::boundary::BoundaryShape {
         let n = *self.chunk_offsets.last().unwrap_or(&0) as i64;
         let rows = chunk.map_or(n, |c| (self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64);
-        vec![vec![rows, self.config.hidden]; self.tensors_per_boundary()]
+        let x = vec![rows, self.config.hidden];
+        let side = (self.tensors_per_boundary() == 2).then(|| (crate::boundary::SideKind::H0, x.clone()));
+        crate::boundary::BoundaryShape { x, side }
     }
     /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
     pub fn tensors_per_boundary(&self) -> usize {

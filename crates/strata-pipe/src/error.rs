@@ -6,6 +6,10 @@ use std::path::PathBuf;
 /// Every failure strata-pipe reports.
 #[derive(Debug, thiserror::Error)]
 pub enum PipeError {
+    /// This machine's own resources: a port that cannot be bound, a thread that cannot start,
+    /// the server failing under us (not another worker's fault, not a setting's).
+    #[error("{what}: {source}")]
+    Local { what: String, source: std::io::Error },
     /// A bug in strata itself: an invariant its own code should have kept.
     #[error("internal error (a bug in strata; please report it): {0}")]
     Internal(String),

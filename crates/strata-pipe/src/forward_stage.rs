@@ -15,7 +15,7 @@
 //! All layers learn at once (each on the current output of the one below), unlike the greedy
 //! single-process trainer, which freezes a layer before training the next.
 
-use crate::boundary::Boundary;
+use crate::boundary::{Boundary, BoundaryShape, Side, SideKind};
 use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::schedule::Part;
@@ -151,16 +151,6 @@ impl ForwardStage {
     pub fn num_chunks(&self) -> usize {
         self.chunk_ops.len()
     }
-    /// The shapes received from the stage below: a chunk's rows and the virtual nodes' rows in
-    /// training; every node's and virtual node's rows and the summed class distributions in
-    /// full-graph inference.
-    fn shapes(&self, chunk: Option<usize>) -> Vec<Vec<i64>> {
-        let h = self.core.spec.config.hidden;
-        match chunk {
-            Some(c) => vec![vec![(self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64, h], vec![self.classes, h]],
-            None => vec![vec![self.n + self.classes, h], vec![self.n, self.classes]],
-        }
-    }
     fn project_for_epoch(&mut self) {
         if let Some(l) = self.layers.first_mut().filter(|l| l.slot == 0) {
             l.projected = Some(tch::no_grad(|| l.input.mm(&l.conv.lin.w)).set_requires_grad(true));
@@ -210,12 +200,14 @@ impl ForwardStage {
         y.relu()
     }
 
-    /// Trains on chunk `c`: `input` holds the chunk's rows and the virtual nodes' rows (as
-    /// `h0`) from the stage below (none on stage 0). Returns the same for the stage above.
+    /// Trains on chunk `c`: `input` holds the chunk's rows and the virtual nodes' rows from
+    /// the stage below (none on stage 0). Returns the same for the stage above.
     fn train_chunk(&mut self, c: usize, input: Option<Boundary>) -> Result<Boundary, PipeError> {
         if let Some(b) = &input {
-            let vn =
-                b.h0.as_ref().ok_or_else(|| PipeError::Internal("virtual-node rows travel with the chunk".into()))?;
+            let vn = match &b.side {
+                Some(Side::VirtualNodes(vn)) => vn,
+                _ => return Err(PipeError::Internal("virtual-node rows travel with the chunk".into())),
+            };
             self.write_input(0, Some(c), &b.x, vn);
         }
         let total_train = self.core.spec.train.len().max(1) as f64;
@@ -236,20 +228,21 @@ impl ForwardStage {
                 self.write_input(i + 1, Some(c), &x, &vn);
             }
         }
-        Ok(Boundary { x, h0: Some(vn) })
+        Ok(Boundary { x, side: Some(Side::VirtualNodes(vn)) })
     }
 
     /// Exact full-graph inference: `input` holds every node's rows (real then virtual) and, as
-    /// `h0`, the class distributions summed over the layers below. Returns the same.
+    /// its side, the class distributions summed over the layers below. Returns the same.
     fn infer(&mut self, input: Option<Boundary>) -> Result<Boundary, PipeError> {
         tch::no_grad(|| {
             let mut probs = match &input {
                 Some(b) => {
                     let (x, vn) = (b.x.narrow(0, 0, self.n), b.x.narrow(0, self.n, self.classes));
                     self.write_input(0, None, &x, &vn);
-                    b.h0.as_ref()
-                        .ok_or_else(|| PipeError::Internal("class distributions travel with the rows".into()))?
-                        .shallow_clone()
+                    match &b.side {
+                        Some(Side::ClassScores(p)) => p.shallow_clone(),
+                        _ => return Err(PipeError::Internal("class distributions travel with the rows".into())),
+                    }
                 }
                 None => Tensor::zeros([self.n, self.classes], (Kind::Float, self.full_op.device())),
             };
@@ -262,7 +255,7 @@ impl ForwardStage {
                     self.write_input(i + 1, None, &real, &vn);
                 }
             }
-            Ok(Boundary { x: h, h0: Some(probs) })
+            Ok(Boundary { x: h, side: Some(Side::ClassScores(probs)) })
         })
     }
 }
@@ -297,19 +290,27 @@ impl Engine for ForwardStage {
     /// The shapes received from the stage below: a chunk's rows and the virtual nodes' rows in
     /// training; every node's and virtual node's rows and the summed class distributions in
     /// full-graph inference.
-    fn boundary_shapes(&self, part: Part) -> Vec<Vec<i64>> {
-        self.shapes(match part {
-            Part::Chunk(c) => Some(c),
-            _ => None,
-        })
+    fn boundary_shape(&self, part: Part) -> BoundaryShape {
+        let h = self.core.spec.config.hidden;
+        match part {
+            Part::Chunk(c) => BoundaryShape {
+                x: vec![(self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64, h],
+                side: Some((SideKind::VirtualNodes, vec![self.classes, h])),
+            },
+            _ => BoundaryShape {
+                x: vec![self.n + self.classes, h],
+                side: Some((SideKind::ClassScores, vec![self.n, self.classes])),
+            },
+        }
     }
     fn before_step(&mut self) {
         self.push_projected_grad();
     }
     /// Correct predictions (summed class distributions) on the train, val and test nodes.
     fn evaluate(&self, out: &Boundary) -> Result<[u64; 3], PipeError> {
-        let probs =
-            out.h0.as_ref().ok_or_else(|| PipeError::Internal("inference without class distributions".into()))?;
+        let Some(Side::ClassScores(probs)) = &out.side else {
+            return Err(PipeError::Internal("inference without class distributions".into()));
+        };
         self.core.correct(probs, 0)
     }
     /// The layers' input buffers (slot 0's are the features).

@@ -13,7 +13,8 @@ use crate::error::PipeError;
 use crate::proto::{TensorKind, ValueType};
 use crate::schedule::{Action, Halo, Part};
 use crate::stage_core::{Breakdown, Engine};
-use crate::transport::{Message, Transport, WHOLE_GRAPH};
+use crate::transport::{Message, Transport};
+use crate::wire::{Address, WHOLE_GRAPH};
 use std::time::Instant;
 use tch::Tensor;
 
@@ -65,10 +66,11 @@ fn rank(e: &dyn Engine, way: usize, stage: usize) -> usize {
     e.core().spec.rank_of(way, stage)
 }
 
-fn part_id(p: Part) -> u32 {
+fn address(p: Part) -> Address {
     match p {
-        Part::Chunk(c) | Part::Slot(c) => c as u32,
-        Part::Whole => WHOLE_GRAPH,
+        Part::Chunk(c) => Address::Chunk(c as u32),
+        Part::Whole => Address::Chunk(WHOLE_GRAPH),
+        Part::Slot(s) => Address::Slot(s as u32),
     }
 }
 
@@ -153,19 +155,22 @@ impl Interpreter {
                     Action::RecvActivation(_) => (TensorKind::Activation, rank(e, way, stage.wrapping_sub(1))),
                     _ => (TensorKind::Gradient, rank(e, way, stage + 1)),
                 };
-                let shapes = e.boundary_shapes(p);
-                let names = ["x", "h0"];
+                let shape = e.boundary_shape(p);
+                let side = shape.side.as_ref().map(|s| s.0);
+                let (names, shapes): (Vec<&str>, Vec<&Vec<i64>>) =
+                    std::iter::once(("x", &shape.x)).chain(shape.side.as_ref().map(|(k, s)| (k.name(), s))).unzip();
                 while self.partial.len() < shapes.len() {
                     let i = self.partial.len();
-                    let msg = Message { kind, epoch: self.epoch, part: part_id(p), name: names[i].into() };
+                    let msg = Message { kind, epoch: self.epoch, address: address(p), name: names[i].into() };
                     let Some(t) = net.recv(from, &msg)? else {
                         self.outcome.phases.recv_wait += t.elapsed().as_secs_f64();
                         return Ok(Progress::Blocked);
                     };
-                    if t.size() != shapes[i] {
+                    if t.size() != *shapes[i] {
                         return Err(PipeError::Peer(format!(
-                            "{kind:?} `{}` of part {p} from {}: expected shape {:?}, got {:?}",
+                            "{kind:?} `{}` of {} from {}: expected shape {:?}, got {:?}",
                             names[i],
+                            address(p),
                             net.describe(from),
                             shapes[i],
                             t.size()
@@ -175,7 +180,7 @@ impl Interpreter {
                 }
                 let mut got = std::mem::take(&mut self.partial).into_iter();
                 let x = got.next().ok_or_else(|| missing("a boundary shape"))?;
-                let b = Boundary { x, h0: got.next() };
+                let b = Boundary { x, side: side.zip(got.next()).map(|(k, t)| k.wrap(t)) };
                 match action {
                     Action::RecvActivation(_) => self.input = Some(b),
                     _ => self.grad_in = Some(b),
@@ -213,9 +218,9 @@ impl Interpreter {
                     ),
                 };
                 let mut bytes = 0;
-                for (name, t) in [("x", Some(&b.x)), ("h0", b.h0.as_ref())] {
-                    let Some(t) = t else { continue };
-                    let msg = Message { kind, epoch: self.epoch, part: part_id(p), name: name.into() };
+                let side = b.side.as_ref().map(|s| (s.kind().name(), s.tensor()));
+                for (name, t) in std::iter::once(("x", &b.x)).chain(side) {
+                    let msg = Message { kind, epoch: self.epoch, address: address(p), name: name.into() };
                     bytes += net.send(to, msg, value_type, t)?;
                 }
                 match kind {
@@ -238,7 +243,7 @@ impl Interpreter {
                     let msg = Message {
                         kind: TensorKind::Halo,
                         epoch: self.epoch,
-                        part: slot as u32,
+                        address: Address::Slot(slot as u32),
                         name: format!("{}:{way}", halo_tag(h, train)),
                     };
                     self.outcome.bytes.halo += net.send(to, msg, ValueType::F32, &rows)?;
@@ -254,7 +259,7 @@ impl Interpreter {
                     let msg = Message {
                         kind: TensorKind::Halo,
                         epoch: self.epoch,
-                        part: slot as u32,
+                        address: Address::Slot(slot as u32),
                         name: format!("{}:{q}", halo_tag(h, train)),
                     };
                     let Some(t) = net.recv(from, &msg)? else {

@@ -6,7 +6,7 @@ use crate::config::PipelineConfig;
 use crate::error::PipeError;
 use crate::plan::PipelinePlan;
 use crate::proto::{
-    CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest,
+    CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest,
 };
 use crate::volume::Predicted;
 use crate::worker::{client, Client};
@@ -45,7 +45,7 @@ pub struct LaunchEpoch {
     pub test_accuracy: Option<f64>,
 }
 
-/// A file as `Configure` pieces of at most [`crate::wire::DEFAULT_CHUNK_BYTES`], read as the
+/// A file as `Configure` pieces of at most [`crate::wire::DEFAULT_PIECE_BYTES`], read as the
 /// stream is polled. A read error ends the stream early; the worker then refuses the graph as
 /// shorter than announced.
 struct FilePieces {
@@ -54,16 +54,16 @@ struct FilePieces {
 }
 
 impl Iterator for FilePieces {
-    type Item = ConfigChunk;
-    fn next(&mut self) -> Option<ConfigChunk> {
+    type Item = ConfigPiece;
+    fn next(&mut self) -> Option<ConfigPiece> {
         if self.left == 0 {
             return None;
         }
-        let mut npz = vec![0u8; self.left.min(crate::wire::DEFAULT_CHUNK_BYTES as u64) as usize];
+        let mut npz = vec![0u8; self.left.min(crate::wire::DEFAULT_PIECE_BYTES as u64) as usize];
         match std::io::Read::read_exact(&mut self.file, &mut npz) {
             Ok(()) => {
                 self.left -= npz.len() as u64;
-                Some(ConfigChunk { npz, ..Default::default() })
+                Some(ConfigPiece { npz, ..Default::default() })
             }
             Err(e) => {
                 tracing::error!("reading the stage data back: {e}");
@@ -153,7 +153,7 @@ impl Launcher {
             spec.checkpoint_root = checkpoint_root.map(|r| r.display().to_string());
             let spec_json = serde_json::to_string(&spec).expect("spec serialises");
             let first =
-                ConfigChunk { spec_json, rank: rank as u32, peers: addrs.clone(), graph_bytes: size, npz: Vec::new() };
+                ConfigPiece { spec_json, rank: rank as u32, peers: addrs.clone(), graph_bytes: size, npz: Vec::new() };
             let pieces = std::iter::once(first).chain(FilePieces { file, left: size });
             let mut c = self.workers[rank].1.clone();
             c.configure(tokio_stream::iter(pieces))

@@ -54,7 +54,7 @@ pub mod proto {
     tonic::include_proto!("strata.v1");
 }
 
-pub use boundary::Boundary;
+pub use boundary::{Boundary, BoundaryShape, Side, SideKind};
 pub use config::{Balance, HistoryDtype, Mode, PipeModel, PipeTrainer, PipelineConfig, StageSpec};
 pub use costs::{bottleneck, flop_costs, memory_costs, min_max_split, min_max_split_with_entry};
 pub use error::{PipeError, Result};
@@ -68,4 +68,4 @@ pub use stage_core::{Breakdown, Engine, StageCore};
 pub use stage_data::StageData;
 pub use transport::{LocalNet, Transport};
 pub use volume::{boundary_count, VolumeModel};
-pub use wire::{encode, f32_bytes, Assembler, Pieces, TensorMeta, WireError, DEFAULT_CHUNK_BYTES};
+pub use wire::{encode, f32_bytes, Assembler, Pieces, TensorMeta, WireError, DEFAULT_PIECE_BYTES};

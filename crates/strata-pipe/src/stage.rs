@@ -15,7 +15,7 @@
 //! In hybrid mode the stage is one of W ways' copies of the same layers; after each step the
 //! conv slots' rows other ways read go to them ([`Halo::History`], one epoch stale there).
 
-use crate::boundary::Boundary;
+use crate::boundary::{Boundary, BoundaryShape, Side};
 use crate::chunk_conv::{ConvSlot, InterParts, Leaf};
 use crate::chunks::ChunkedGraph;
 use crate::config::{PipeModel, StageSpec};
@@ -196,7 +196,7 @@ impl Stage {
         }
         tch::no_grad(|| {
             let (mut x, mut h0) = match input {
-                Some(b) => (b.x, b.h0),
+                Some(b) => (b.x, b.side.map(Side::into_tensor)),
                 None => self.project(c, train),
             };
             let inter_parts = c.map(|c| (c, self.split_inter(c)));
@@ -221,7 +221,7 @@ impl Stage {
                 x = head.forward(&dropout(&x, self.core.spec.config.dropout, train));
                 h0 = None;
             }
-            Boundary { x, h0 }
+            Boundary { x, side: h0.map(Side::H0) }
         })
     }
 
@@ -233,7 +233,7 @@ impl Stage {
         let saved = self.saved_inputs[c].take();
         let leaf = |t: &Tensor| t.to_kind(Kind::Float).detach().set_requires_grad(true);
         let x_leaf = saved.as_ref().map(|b| leaf(&b.x));
-        let h0_leaf = saved.as_ref().and_then(|b| b.h0.as_ref().map(leaf));
+        let h0_leaf = saved.as_ref().and_then(|b| b.h0().map(leaf));
         let (x, h0) = match &x_leaf {
             Some(x) => (x.shallow_clone(), h0_leaf.as_ref().map(|h| h.shallow_clone())),
             None => self.project(Some(c), true),
@@ -253,7 +253,7 @@ impl Stage {
             }
             (None, Some(g)) => {
                 surrogate += (&x * g.x).sum(Kind::Float);
-                if let (Some(h), Some(gh)) = (h0.as_ref(), g.h0) {
+                if let (Some(h), Some(gh)) = (h0.as_ref(), g.h0()) {
                     surrogate += (h * gh).sum(Kind::Float);
                 }
             }
@@ -271,7 +271,7 @@ impl Stage {
         }
         // A chunk whose outputs reach no loss (e.g. a classifier-only stage on a chunk without
         // training nodes) sends zeros, not an undefined gradient.
-        x_leaf.map(|x| Boundary { x: grad_or_zeros(&x), h0: h0_leaf.as_ref().map(grad_or_zeros) })
+        x_leaf.map(|x| Boundary { x: grad_or_zeros(&x), side: h0_leaf.as_ref().map(|h| Side::H0(grad_or_zeros(h))) })
     }
 
     /// The conv slots of chunk `c` again, with autograd and the same dropout masks: the output,
@@ -359,8 +359,8 @@ impl Engine for Stage {
             _ => Err(PipeError::Internal(format!("{} cannot back-propagate part {part}", self.role()))),
         }
     }
-    fn boundary_shapes(&self, part: Part) -> Vec<Vec<i64>> {
-        self.core.spec.boundary_shapes(match part {
+    fn boundary_shape(&self, part: Part) -> BoundaryShape {
+        self.core.spec.boundary_shape(match part {
             Part::Chunk(c) => Some(c),
             _ => None,
         })

@@ -3,7 +3,7 @@
 //! [`Engine`] trait is what differs between a pipeline stage, a forward-only stage and a
 //! graph-parallel way; the [`interpreter`](crate::interpreter) drives both.
 
-use crate::boundary::Boundary;
+use crate::boundary::{Boundary, BoundaryShape};
 use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::schedule::{Halo, Part};
@@ -209,7 +209,7 @@ pub trait Engine: Send {
         phases: &mut Breakdown,
     ) -> Result<Option<Boundary>, PipeError>;
     /// The shapes of the tensors received for `part` (activations and gradients alike).
-    fn boundary_shapes(&self, part: Part) -> Vec<Vec<i64>>;
+    fn boundary_shape(&self, part: Part) -> BoundaryShape;
     /// This slot's rows of kind `halo` for each way that reads them: `(way, rows)`.
     fn halo_out(&mut self, _halo: Halo, slot: usize) -> Result<Vec<(usize, Tensor)>, PipeError> {
         Err(PipeError::Internal(format!("{} sends no halo rows (slot {slot})", self.role())))

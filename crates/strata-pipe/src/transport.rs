@@ -5,23 +5,21 @@
 
 use crate::error::PipeError;
 use crate::proto::{TensorKind, ValueType};
+use crate::wire::Address;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use tch::{Device, Kind, Tensor};
 
-/// What a tensor is, as both ends name it: its kind, the epoch, the part it belongs to (a
-/// chunk, [`WHOLE_GRAPH`], or a layer slot for halos) and a name within that part.
+/// What a tensor is, as both ends name it: its kind, the epoch, where in the epoch it belongs
+/// (a chunk, a layer slot, a stage) and a name there.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Message {
     pub kind: TensorKind,
     pub epoch: u64,
-    pub part: u32,
+    pub address: Address,
     pub name: String,
 }
-
-/// The part id of a whole-graph pass (exact inference).
-pub const WHOLE_GRAPH: u32 = u32::MAX;
 
 /// Moves tensors between the workers of one run, addressed by rank.
 pub trait Transport {
@@ -109,7 +107,12 @@ impl Transport for LocalLink {
     /// Every member sends its vector to every other; each sums all of them in group order, so
     /// every member holds the same sum.
     fn all_reduce(&mut self, epoch: u64, group: &[usize], flat: &Tensor) -> Result<Option<(Tensor, u64)>, PipeError> {
-        let msg = |from: usize| Message { kind: TensorKind::Weight, epoch, part: 0, name: format!("sum:{from}") };
+        let msg = |from: usize| Message {
+            kind: TensorKind::Weight,
+            epoch,
+            address: Address::Stage(0),
+            name: format!("sum:{from}"),
+        };
         if self.reduce_posted.is_none_or(|(e, _)| e != epoch) {
             let mut bytes = 0;
             let me = self.rank;

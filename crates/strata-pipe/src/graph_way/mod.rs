@@ -11,7 +11,7 @@
 //! ([`schedule::graph`](crate::schedule::graph)): per slot, the halo rows go out
 //! ([`Engine::halo_out`]), the others' come in, the slot computes.
 
-use crate::boundary::Boundary;
+use crate::boundary::{Boundary, BoundaryShape};
 use crate::chunks::ChunkedGraph;
 use crate::config::{PipeModel, StageSpec};
 use crate::error::PipeError;
@@ -261,7 +261,7 @@ impl GraphWay {
         let x = Self::take(&mut self.epoch.x_in, "an input", slot)?;
         if !self.core.train {
             let logits = tch::no_grad(|| self.head.forward(&x));
-            return Ok(Some(Boundary { x: logits, h0: None }));
+            return Ok(Some(Boundary { x: logits, side: None }));
         }
         tracing::debug!(
             "graph-parallel way {} forward done: heap in use {} MiB, {}",
@@ -358,8 +358,9 @@ impl Engine for GraphWay {
         }
         Ok(None)
     }
-    fn boundary_shapes(&self, _part: Part) -> Vec<Vec<i64>> {
-        Vec::new()
+    /// A way receives no boundary from a neighbouring stage.
+    fn boundary_shape(&self, _part: Part) -> BoundaryShape {
+        BoundaryShape { x: Vec::new(), side: None }
     }
     fn halo_out(&mut self, halo: Halo, slot: usize) -> Result<Vec<(usize, Tensor)>, PipeError> {
         match halo {

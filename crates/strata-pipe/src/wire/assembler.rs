@@ -1,7 +1,7 @@
 //! The receiving side: messages reassembled into one tensor, every invariant checked.
 
-use super::meta::{shape_bytes, TensorMeta, WireError};
-use crate::proto::{TensorChunk, TensorKind, ValueType};
+use super::meta::{shape_bytes, Address, TensorMeta, WireError};
+use crate::proto::{TensorKind, TensorPiece, ValueType};
 
 /// Reassembles one tensor from its pieces, in order.
 pub struct Assembler {
@@ -15,7 +15,7 @@ impl Assembler {
     pub fn new(limit: u64) -> Assembler {
         Assembler { limit, meta: None, buf: Vec::new() }
     }
-    pub fn push(&mut self, c: TensorChunk) -> Result<(), WireError> {
+    pub fn push(&mut self, c: TensorPiece) -> Result<(), WireError> {
         match &self.meta {
             None => {
                 let value_type = ValueType::try_from(c.value_type)
@@ -34,11 +34,13 @@ impl Assembler {
                     return Err(WireError::TooLarge { name: c.name, bytes: c.total_bytes, limit: self.limit });
                 }
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
+                let address =
+                    c.address.map(Address::from_proto).ok_or_else(|| WireError::NoAddress { name: c.name.clone() })?;
                 let meta = TensorMeta {
                     name: c.name.clone(),
                     kind,
                     epoch: c.epoch,
-                    chunk: c.chunk,
+                    address,
                     shape: c.shape.clone(),
                     value_type,
                 };
@@ -49,7 +51,7 @@ impl Assembler {
             Some((m, total)) => {
                 if c.name != m.name
                     || c.epoch != m.epoch
-                    || c.chunk != m.chunk
+                    || c.address.map(Address::from_proto) != Some(m.address)
                     || c.shape != m.shape
                     || c.total_bytes != *total
                     || c.value_type != m.value_type as i32

@@ -3,7 +3,51 @@
 use crate::proto::{TensorKind, ValueType};
 
 /// Default payload per message: well under tonic's 4 MiB decoding limit.
-pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+pub const DEFAULT_PIECE_BYTES: usize = 1 << 20;
+
+/// Where in an epoch a tensor belongs (its own proto field each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A vertex chunk's activations or gradients ([`WHOLE_GRAPH`]: every vertex).
+    Chunk(u32),
+    /// A layer slot's halo rows.
+    Slot(u32),
+    /// A pipeline stage's all-reduce segments.
+    Stage(u32),
+}
+
+/// The chunk id of a whole-graph pass (exact inference).
+pub const WHOLE_GRAPH: u32 = u32::MAX;
+
+impl Address {
+    pub(crate) fn to_proto(self) -> crate::proto::tensor_piece::Address {
+        use crate::proto::tensor_piece::Address as A;
+        match self {
+            Address::Chunk(c) => A::Chunk(c),
+            Address::Slot(s) => A::Slot(s),
+            Address::Stage(s) => A::Stage(s),
+        }
+    }
+    pub(crate) fn from_proto(a: crate::proto::tensor_piece::Address) -> Address {
+        use crate::proto::tensor_piece::Address as A;
+        match a {
+            A::Chunk(c) => Address::Chunk(c),
+            A::Slot(s) => Address::Slot(s),
+            A::Stage(s) => Address::Stage(s),
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Chunk(WHOLE_GRAPH) => write!(f, "the whole graph"),
+            Address::Chunk(c) => write!(f, "chunk {c}"),
+            Address::Slot(s) => write!(f, "slot {s}"),
+            Address::Stage(s) => write!(f, "stage {s}"),
+        }
+    }
+}
 
 /// Identifies a tensor in flight.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,7 +55,7 @@ pub struct TensorMeta {
     pub name: String,
     pub kind: TensorKind,
     pub epoch: u64,
-    pub chunk: u32,
+    pub address: Address,
     pub shape: Vec<i64>,
     pub value_type: ValueType,
 }
@@ -54,6 +98,8 @@ pub enum WireError {
     BadValueType { name: String, value_type: i32 },
     #[error("tensor `{name}`: invalid shape {shape:?}")]
     BadShape { name: String, shape: Vec<i64> },
+    #[error("tensor `{name}`: no address (chunk, slot or stage)")]
+    NoAddress { name: String },
 }
 
 pub(super) fn shape_bytes(shape: &[i64], value_type: ValueType) -> Option<u64> {

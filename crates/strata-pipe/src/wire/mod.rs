@@ -1,5 +1,5 @@
 //! Tensors on the wire: splitting a row-major tensor (f32, or bf16/f16 activations) into
-//! [`TensorChunk`] messages of bounded size, and reassembling them with every invariant checked
+//! [`TensorPiece`] messages of bounded size, and reassembling them with every invariant checked
 //! (a worker must never trust the network: wrong sizes, gaps, overlaps and mixed tensors are
 //! errors, not panics).
 
@@ -8,14 +8,14 @@ mod meta;
 mod pieces;
 
 pub use assembler::Assembler;
-pub use meta::{f32_bytes, TensorMeta, WireError, DEFAULT_CHUNK_BYTES};
+pub use meta::{f32_bytes, Address, TensorMeta, WireError, DEFAULT_PIECE_BYTES, WHOLE_GRAPH};
 pub use pieces::{encode, Pieces, TensorBytes};
 
 #[cfg(test)]
 mod tests {
     use super::meta::shape_bytes;
     use super::*;
-    use crate::proto::{TensorChunk, TensorKind, ValueType};
+    use crate::proto::{TensorKind, TensorPiece, ValueType};
     use prost::Message;
 
     fn meta(shape: Vec<i64>) -> TensorMeta {
@@ -23,7 +23,7 @@ mod tests {
             name: "h".into(),
             kind: TensorKind::Activation,
             epoch: 3,
-            chunk: 1,
+            address: Address::Chunk(1),
             shape,
             value_type: ValueType::F32,
         }
@@ -33,7 +33,7 @@ mod tests {
     fn a_10_mib_tensor_round_trips_in_small_messages() {
         let rows = 10 * 1024 * 1024 / 4 / 64;
         let values: Vec<f32> = (0..rows * 64).map(|i| i as f32 * 0.5).collect();
-        let msgs = encode(&meta(vec![rows as i64, 64]), &values, DEFAULT_CHUNK_BYTES);
+        let msgs = encode(&meta(vec![rows as i64, 64]), &values, DEFAULT_PIECE_BYTES);
         assert_eq!(msgs.len(), 10);
         assert!(msgs.iter().all(|m| m.encoded_len() < 4 << 20));
         let mut a = Assembler::new(1 << 30);
@@ -81,7 +81,7 @@ mod tests {
             let m = meta(vec![len as i64]);
             let pieces = Pieces::new(m.clone(), f32_bytes(&values), piece);
             let predicted = pieces.wire_bytes();
-            let msgs: Vec<TensorChunk> = pieces.collect();
+            let msgs: Vec<TensorPiece> = pieces.collect();
             let actual: u64 = msgs.iter().map(|x| x.encoded_len() as u64 + 5).sum();
             assert_eq!(predicted, actual, "{len} values in pieces of {piece} bytes");
             assert_eq!(msgs.iter().map(|x| x.data.len()).sum::<usize>(), len * 4);
@@ -125,11 +125,11 @@ mod tests {
     #[test]
     fn a_forged_header_reserves_nothing() {
         // Announces 512 MiB (under the limit) and sends 8 bytes: only those 8 are held.
-        let header = TensorChunk {
+        let header = TensorPiece {
             name: "h".into(),
             kind: TensorKind::Activation as i32,
             epoch: 0,
-            chunk: 0,
+            address: Some(Address::Chunk(0).to_proto()),
             shape: vec![1 << 17, 1024],
             total_bytes: 512 << 20,
             offset: 0,
@@ -217,7 +217,7 @@ mod tests {
                         let at = (flip_at % (bytes.len() as u64 * 8)) as usize;
                         bytes[at / 8] ^= 1 << (at % 8);
                     }
-                    match TensorChunk::decode(bytes.as_slice()) {
+                    match TensorPiece::decode(bytes.as_slice()) {
                         Ok(m) => decoded.push(m),
                         Err(_) => break,
                     }

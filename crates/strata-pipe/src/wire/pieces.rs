@@ -1,8 +1,8 @@
-//! The sending side: a tensor's bytes cut into [`TensorChunk`] messages as the stream is
+//! The sending side: a tensor's bytes cut into [`TensorPiece`] messages as the stream is
 //! polled, without copying the tensor.
 
 use super::meta::{f32_bytes, TensorMeta};
-use crate::proto::{TensorChunk, ValueType};
+use crate::proto::{TensorPiece, ValueType};
 
 /// A tensor's bytes for [`Pieces`]: a contiguous CPU tensor of the value type sent (a shallow
 /// alias of the caller's when it already is one) read in place.
@@ -39,7 +39,7 @@ pub struct Pieces<B> {
     done: bool,
 }
 
-/// Field 8 of `TensorChunk`, the payload.
+/// Field 8 of `TensorPiece`, the payload.
 const DATA_TAG: u32 = 8;
 
 impl<B: AsRef<[u8]>> Pieces<B> {
@@ -50,12 +50,12 @@ impl<B: AsRef<[u8]>> Pieces<B> {
         Pieces { meta, data, step: max_bytes.max(size) / size * size, offset: 0, done: false }
     }
 
-    fn message(&self, offset: usize, data: Vec<u8>) -> TensorChunk {
-        TensorChunk {
+    fn message(&self, offset: usize, data: Vec<u8>) -> TensorPiece {
+        TensorPiece {
             name: self.meta.name.clone(),
             kind: self.meta.kind as i32,
             epoch: self.meta.epoch,
-            chunk: self.meta.chunk,
+            address: Some(self.meta.address.to_proto()),
             shape: self.meta.shape.clone(),
             total_bytes: self.data.as_ref().len() as u64,
             offset: offset as u64,
@@ -93,8 +93,8 @@ impl<B: AsRef<[u8]>> Pieces<B> {
 }
 
 impl<B: AsRef<[u8]>> Iterator for Pieces<B> {
-    type Item = TensorChunk;
-    fn next(&mut self) -> Option<TensorChunk> {
+    type Item = TensorPiece;
+    fn next(&mut self) -> Option<TensorPiece> {
         if self.done {
             return None;
         }
@@ -109,6 +109,6 @@ impl<B: AsRef<[u8]>> Iterator for Pieces<B> {
 }
 
 /// Splits `values` (row-major, `meta.shape`) into messages of at most `max_bytes` payload.
-pub fn encode(meta: &TensorMeta, values: &[f32], max_bytes: usize) -> Vec<TensorChunk> {
+pub fn encode(meta: &TensorMeta, values: &[f32], max_bytes: usize) -> Vec<TensorPiece> {
     Pieces::new(meta.clone(), f32_bytes(values), max_bytes).collect()
 }

@@ -123,8 +123,7 @@ impl Compute {
         tensors.push(("epoch".into(), Tensor::from_slice(&[req.epoch as i64])));
         let rank = rt.ctx.rank;
         let dir = self.confined(&req.dir)?;
-        let f =
-            crate::checkpoint::write_worker_state(&dir, rank, &tensors).map_err(|e| PipeError::Peer(e.to_string()))?;
+        let f = crate::checkpoint::write_worker_state(&dir, rank, &tensors)?;
         tracing::info!("checkpoint of epoch {} written: {} ({} bytes)", req.epoch, f.file, f.bytes);
         Ok(CheckpointReply { file: f.file, sha256: f.sha256, bytes: f.bytes })
     }
@@ -132,8 +131,7 @@ impl Compute {
     pub(crate) fn restore(&mut self, req: RestoreRequest) -> Result<(), PipeError> {
         let path = self.confined(&req.path)?;
         let rt = self.state.as_mut().ok_or_else(|| PipeError::Protocol("Restore before Configure".into()))?;
-        let named =
-            crate::checkpoint::read_worker_state(&path, &req.sha256).map_err(|e| PipeError::Peer(e.to_string()))?;
+        let named = crate::checkpoint::read_worker_state(&path, &req.sha256)?;
         rt.engine.load_state(&named).map_err(|e| PipeError::Peer(format!("{}: {e}", req.path)))?;
         tracing::info!("restored {}", req.path);
         Ok(())
@@ -258,7 +256,7 @@ pub(crate) fn spawn(
                 }
             }
         })
-        .map_err(|e| PipeError::Peer(e.to_string()))?;
+        .map_err(|e| PipeError::Local { what: "starting the compute thread".into(), source: e })?;
     Ok(())
 }
 

@@ -125,8 +125,10 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     opts.creds.check_listen(opts.listen)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| PipeError::Peer(format!("binding {}: {e}", opts.listen)))?;
-    let addr = listener.local_addr().map_err(|e| PipeError::Peer(e.to_string()))?;
+        .map_err(|e| PipeError::Local { what: format!("binding {}", opts.listen), source: e })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| PipeError::Local { what: format!("the address bound for {}", opts.listen), source: e })?;
     on_bound(addr);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
     let (inbox_tx, inbox_rx) = mpsc::channel::<Received>();
@@ -172,13 +174,13 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     if let Some(tls) = &opts.creds.tls {
         builder = builder
             .tls_config(tls.server_config())
-            .map_err(|e| PipeError::Peer(format!("TLS identity {}: {e}", tls.source.display())))?;
+            .map_err(|e| PipeError::Security(format!("TLS identity {}: {e}", tls.source.display())))?;
     }
     builder
         .add_service(server)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
         .await
-        .map_err(|e| PipeError::Peer(e.to_string()))
+        .map_err(|e| PipeError::Local { what: format!("serving on {addr}"), source: std::io::Error::other(e) })
 }
 
 /// torchrun/Slurm-style start: announces this worker (`addr`) as `rank` to rank 0 at `master`,

@@ -6,7 +6,7 @@ use crate::config::StageSpec;
 use crate::error::PipeError;
 use crate::proto::{TensorKind, ValueType};
 use crate::transport::{Message, Transport};
-use crate::wire::{Pieces, TensorBytes, TensorMeta, DEFAULT_CHUNK_BYTES};
+use crate::wire::{Address, Pieces, TensorBytes, TensorMeta, DEFAULT_PIECE_BYTES};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -15,7 +15,10 @@ use tch::{Device, Kind, Tensor};
 use tonic::Status;
 
 /// Chunk id used for exact full-graph inference passes.
-pub const FULL_GRAPH: u32 = crate::transport::WHOLE_GRAPH;
+pub const FULL_GRAPH: u32 = crate::wire::WHOLE_GRAPH;
+
+/// A received tensor's key: kind, epoch, address, name.
+pub(crate) type MailKey = (i32, u64, Address, String);
 /// How often a waiting compute thread checks whether its epoch was abandoned.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// How long a stage waits for a neighbour's tensor before giving up on it.
@@ -23,7 +26,7 @@ const RECV_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A tensor a peer pushed, waiting for the compute thread.
 pub(crate) struct Received {
-    pub(crate) key: (i32, u64, u32, String),
+    pub(crate) key: MailKey,
     pub(crate) tensor: Tensor,
     pub(crate) bytes: u64,
 }
@@ -54,27 +57,26 @@ impl TensorLimits {
         let max_tensor = activation.max(parameters as u64 * 4).max(4);
         let chunk_rows = spec.chunk_offsets.windows(2).map(|w| (w[1] - w[0]) as i64).collect();
         // Neighbours run ahead by at most an epoch's chunks each way (activations from below,
-        // gradients from above, h0 beside x), plus one full-graph pass and halo traffic.
+        // gradients from above, a side tensor beside x), plus one full-graph pass and halo traffic.
         TensorLimits { max_tensor, max_unclaimed: 6 * max_tensor, nodes: n, chunk_rows, classes: spec.classes }
     }
     /// Checks a received tensor's kind and shape before it is queued.
-    pub(crate) fn check(&self, kind: TensorKind, chunk: u32, shape: &[i64]) -> Result<(), PipeError> {
-        let rows_ok = |r: i64| match kind {
-            TensorKind::Activation | TensorKind::Gradient if chunk == FULL_GRAPH => {
-                r == self.nodes || r == self.nodes + self.classes
-            }
-            TensorKind::Activation | TensorKind::Gradient => {
-                self.chunk_rows.get(chunk as usize).is_some_and(|&rows| r == rows || r == self.classes)
+    /// Checks a received tensor's kind, address and shape before it is queued.
+    pub(crate) fn check(&self, kind: TensorKind, address: Option<Address>, shape: &[i64]) -> Result<(), PipeError> {
+        let rows_ok = |r: i64| match address {
+            Some(Address::Chunk(FULL_GRAPH)) => r == self.nodes || r == self.nodes + self.classes,
+            Some(Address::Chunk(c)) => {
+                self.chunk_rows.get(c as usize).is_some_and(|&rows| r == rows || r == self.classes)
             }
             _ => r <= self.nodes + self.classes,
         };
-        match (kind, shape) {
-            (TensorKind::Weight, [_]) => Ok(()),
-            (TensorKind::Activation | TensorKind::Gradient | TensorKind::Halo, [r, _]) if rows_ok(*r) => Ok(()),
-            (TensorKind::Unspecified, _) => Err(PipeError::Peer("tensor kind unspecified".into())),
-            _ => Err(PipeError::Peer(format!(
-                "{kind:?} tensor of shape {shape:?} does not fit chunk {chunk} of this stage"
-            ))),
+        let at = address.map_or_else(|| "no address".to_string(), |a| a.to_string());
+        match (kind, address, shape) {
+            (TensorKind::Weight, Some(Address::Stage(_)), [_]) => Ok(()),
+            (TensorKind::Activation | TensorKind::Gradient, Some(Address::Chunk(_)), [r, _]) if rows_ok(*r) => Ok(()),
+            (TensorKind::Halo, Some(Address::Slot(_)), [r, _]) if rows_ok(*r) => Ok(()),
+            (TensorKind::Unspecified, ..) => Err(PipeError::Peer("tensor kind unspecified".into())),
+            _ => Err(PipeError::Peer(format!("{kind:?} tensor of shape {shape:?} at {at} does not fit this stage"))),
         }
     }
 }
@@ -102,7 +104,7 @@ pub(crate) struct Mailbox {
     /// The generation the running epoch started in.
     pub(crate) epoch_generation: u64,
     pub(crate) inbox: mpsc::Receiver<Received>,
-    pub(crate) pending: HashMap<(i32, u64, u32, String), (Tensor, u64)>,
+    pub(crate) pending: HashMap<MailKey, (Tensor, u64)>,
     /// Bytes received and not yet consumed (shared with the RPC side, which enforces the cap).
     pub(crate) unclaimed: Arc<AtomicU64>,
     /// Encoded bytes of this epoch's tensor sends (protobuf + gRPC length prefix).
@@ -118,11 +120,11 @@ impl Mailbox {
         &mut self,
         kind: TensorKind,
         epoch: u64,
-        chunk: u32,
+        address: Address,
         name: &str,
         from: &str,
     ) -> Result<Tensor, PipeError> {
-        let key = (kind as i32, epoch, chunk, name.to_string());
+        let key = (kind as i32, epoch, address, name.to_string());
         let deadline = Instant::now() + RECV_TIMEOUT;
         loop {
             if let Some((t, bytes)) = self.pending.remove(&key) {
@@ -133,7 +135,7 @@ impl Mailbox {
             self.check_abandoned()?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(PipeError::Peer(format!("timed out after {RECV_TIMEOUT:?} waiting for {kind:?} `{name}` of chunk {chunk}, epoch {epoch} from {from}")));
+                return Err(PipeError::Peer(format!("timed out after {RECV_TIMEOUT:?} waiting for {kind:?} `{name}` of {address}, epoch {epoch} from {from}")));
             }
             if let Ok(r) = self.inbox.recv_timeout(left.min(POLL)) {
                 if let Some((_, stale)) = self.pending.insert(r.key, (r.tensor, r.bytes)) {
@@ -175,7 +177,7 @@ impl Mailbox {
     ) -> u64 {
         let kind = meta.kind;
         let data = TensorBytes::new(t, meta.value_type);
-        let msgs = Pieces::new(meta, data, DEFAULT_CHUNK_BYTES);
+        let msgs = Pieces::new(meta, data, DEFAULT_PIECE_BYTES);
         let bytes = msgs.payload_bytes();
         let wire = msgs.wire_bytes();
         self.wire_bytes.fetch_add(wire, Ordering::Relaxed);
@@ -238,7 +240,7 @@ impl Transport for Net<'_> {
             name: msg.name,
             kind: msg.kind,
             epoch: msg.epoch,
-            chunk: msg.part,
+            address: msg.address,
             shape: t.size(),
             value_type,
         };
@@ -246,7 +248,7 @@ impl Transport for Net<'_> {
     }
     fn recv(&mut self, from: usize, msg: &Message) -> Result<Option<Tensor>, PipeError> {
         let from = self.describe(from);
-        self.mail.recv(msg.kind, msg.epoch, msg.part, &msg.name, &from).map(Some)
+        self.mail.recv(msg.kind, msg.epoch, msg.address, &msg.name, &from).map(Some)
     }
     fn flush(&mut self) -> Result<(), PipeError> {
         Net::flush(self)
@@ -287,7 +289,7 @@ impl Transport for Net<'_> {
                     name: format!("{phase}:{step}"),
                     kind: TensorKind::Weight,
                     epoch,
-                    chunk: ctx.spec.stage as u32,
+                    address: Address::Stage(ctx.spec.stage as u32),
                     shape: vec![len],
                     value_type: ValueType::F32,
                 };
@@ -304,7 +306,7 @@ impl Transport for Net<'_> {
                     .recv(
                         TensorKind::Weight,
                         epoch,
-                        ctx.spec.stage as u32,
+                        Address::Stage(ctx.spec.stage as u32),
                         &format!("{phase}:{step}"),
                         &ctx.describe(from),
                     )?

@@ -6,11 +6,11 @@ use super::net::{Received, TensorLimits};
 use crate::config::StageSpec;
 use crate::proto::worker_server::Worker;
 use crate::proto::{
-    Ack, CheckpointReply, CheckpointRequest, ConfigChunk, EpochReply, EpochRequest, HealthReply, HealthRequest,
-    RegisterRequest, RestoreRequest, ShutdownRequest, TensorChunk, TensorKind,
+    Ack, CheckpointReply, CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthReply, HealthRequest,
+    RegisterRequest, RestoreRequest, ShutdownRequest, TensorKind, TensorPiece,
 };
 use crate::security::Role;
-use crate::wire::Assembler;
+use crate::wire::{Address, Assembler};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -91,7 +91,7 @@ impl Worker for Svc {
         }))
     }
 
-    async fn configure(&self, req: Request<Streaming<ConfigChunk>>) -> Result<Response<Ack>, Status> {
+    async fn configure(&self, req: Request<Streaming<ConfigPiece>>) -> Result<Response<Ack>, Status> {
         self.require(&req, Role::Launcher, "Configure")?;
         let mut stream = req.into_inner();
         let (mut spec, mut rank, mut peers) = (String::new(), 0, Vec::new());
@@ -182,7 +182,7 @@ impl Worker for Svc {
         Ok(Response::new(Ack { bytes_received: 0 }))
     }
 
-    async fn push_tensor(&self, req: Request<Streaming<TensorChunk>>) -> Result<Response<Ack>, Status> {
+    async fn push_tensor(&self, req: Request<Streaming<TensorPiece>>) -> Result<Response<Ack>, Status> {
         self.require(&req, Role::Worker, "PushTensor")?;
         let limits = self.limits.read().unwrap_or_else(|e| e.into_inner()).clone();
         if limits.max_tensor == 0 {
@@ -195,7 +195,7 @@ impl Worker for Svc {
             if bytes == 0 {
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
                 limits
-                    .check(kind, c.chunk, &c.shape)
+                    .check(kind, c.address.map(Address::from_proto), &c.shape)
                     .map_err(|e| Status::invalid_argument(format!("tensor `{}`: {e}", c.name)))?;
                 if c.total_bytes > limits.max_tensor {
                     return Err(Status::invalid_argument(format!(
@@ -216,7 +216,7 @@ impl Worker for Svc {
             asm.push(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
         let (meta, tensor) = asm.finish_tensor().map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let key = (meta.kind as i32, meta.epoch, meta.chunk, meta.name);
+        let key = (meta.kind as i32, meta.epoch, meta.address, meta.name);
         self.unclaimed.fetch_add(bytes, Ordering::SeqCst);
         self.inbox.send(Received { key, tensor, bytes }).map_err(|_| Status::unavailable("compute thread gone"))?;
         Ok(Response::new(Ack { bytes_received: bytes }))
