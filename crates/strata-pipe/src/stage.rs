@@ -252,7 +252,7 @@ impl Stage {
                 }
             }
             (None, Some(g)) => {
-                surrogate += (&x * g.x).sum(Kind::Float);
+                surrogate += (&x * &g.x).sum(Kind::Float);
                 if let (Some(h), Some(gh)) = (h0.as_ref(), g.h0()) {
                     surrogate += (h * gh).sum(Kind::Float);
                 }
