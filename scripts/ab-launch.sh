@@ -14,9 +14,9 @@ median() { python3 -c 'import sys,statistics;print(f"{statistics.median(map(floa
 run() { # bin case json
   local bin=$1 name=$2 out=$3
   case $name in
-    cora) "$bin" launch --dataset cora --model gcnii --layers 32 --stages 4 --epochs 30 --eval-every 30 --json "$out" >/dev/null ;;
+    cora) "$bin" launch --dataset cora --model gcnii --layers 32 --stages 4 --epochs 30 --eval-every 30 --json "$out" &>/dev/null ;;
     synth50k) "$bin" launch --npz "$TMP/synth-50k.npz" --model gcnii --layers 16 --stages 2 --epochs 10 --eval-every 10 \
-      --json "$out" >/dev/null ;;
+      --json "$out" &>/dev/null ;;
   esac
   python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["epoch_ms_median"])' "$out"
 }
