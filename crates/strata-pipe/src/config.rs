@@ -331,15 +331,6 @@ impl StageSpec {
     pub fn is_last(&self) -> bool {
         self.last == self.config.layers + 2
     }
-    /// The shapes of the tensors this stage receives for `chunk` (`None`: the full graph) —
-    /// activations from the stage below and gradients from the stage above alike.
-    pub fn boundary_shape(&self, chunk: Option<usize>) -> crate::boundary::BoundaryShape {
-        let n = *self.chunk_offsets.last().unwrap_or(&0) as i64;
-        let rows = chunk.map_or(n, |c| (self.chunk_offsets[c + 1] - self.chunk_offsets[c]) as i64);
-        let x = vec![rows, self.config.hidden];
-        let side = (self.tensors_per_boundary() == 2).then(|| (crate::boundary::SideKind::H0, x.clone()));
-        crate::boundary::BoundaryShape { x, side }
-    }
     /// Tensors crossing each stage boundary: GCNII also ships its initial residual h⁰.
     pub fn tensors_per_boundary(&self) -> usize {
         if self.config.model == PipeModel::Gcnii {

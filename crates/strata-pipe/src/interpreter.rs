@@ -55,7 +55,8 @@ pub struct Interpreter {
     output: Option<Boundary>,
     grad_in: Option<Boundary>,
     grad_out: Option<Boundary>,
-    /// Tensors of the receive in progress (a boundary's x and h⁰, or one per halo source).
+    /// Tensors of the receive in progress (a boundary's rows and side tensor, or one per halo
+    /// source).
     partial: Vec<Tensor>,
     /// Whether [`Engine::before_step`] ran this epoch.
     prepared: bool,

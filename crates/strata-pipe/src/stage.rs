@@ -15,7 +15,7 @@
 //! In hybrid mode the stage is one of W ways' copies of the same layers; after each step the
 //! conv slots' rows other ways read go to them ([`Halo::History`], one epoch stale there).
 
-use crate::boundary::{Boundary, BoundaryShape, Side};
+use crate::boundary::{Boundary, BoundaryShape, Side, SideKind};
 use crate::chunk_conv::{ConvSlot, InterParts, Leaf};
 use crate::chunks::ChunkedGraph;
 use crate::config::{PipeModel, StageSpec};
@@ -359,11 +359,18 @@ impl Engine for Stage {
             _ => Err(PipeError::Internal(format!("{} cannot back-propagate part {part}", self.role()))),
         }
     }
+    /// A chunk's rows (or every vertex's) and, for GCNII, h⁰ beside them — activations from
+    /// the stage below and gradients from the stage above alike.
     fn boundary_shape(&self, part: Part) -> BoundaryShape {
-        self.core.spec.boundary_shape(match part {
-            Part::Chunk(c) => Some(c),
-            _ => None,
-        })
+        let spec = &self.core.spec;
+        let offs = &spec.chunk_offsets;
+        let rows = match part {
+            Part::Chunk(c) if c + 1 < offs.len() => (offs[c + 1] - offs[c]) as i64,
+            _ => self.num_nodes(),
+        };
+        let x = vec![rows, spec.config.hidden];
+        let side = (spec.tensors_per_boundary() == 2).then(|| (SideKind::H0, x.clone()));
+        BoundaryShape { x, side }
     }
     fn after_step(&mut self) {
         let refresh = self.core.spec.config.refresh.max(1) as u64;
