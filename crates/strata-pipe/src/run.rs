@@ -24,9 +24,18 @@ pub struct TrainOptions {
     pub stop: Option<Arc<AtomicBool>>,
 }
 
-/// Each reply's breakdown (zeros where a worker sent none).
-fn phases(replies: &[crate::proto::EpochReply]) -> Vec<crate::stage_core::Breakdown> {
-    replies.iter().map(|r| r.phases.as_ref().map(Into::into).unwrap_or_default()).collect()
+/// Each reply's breakdown; a worker that sent none is refused by rank.
+fn phases(replies: &[crate::proto::EpochReply]) -> Result<Vec<crate::stage_core::Breakdown>, PipeError> {
+    replies
+        .iter()
+        .enumerate()
+        .map(|(rank, r)| {
+            r.phases
+                .as_ref()
+                .map(Into::into)
+                .ok_or_else(|| PipeError::Protocol(format!("worker {rank} replied to an epoch without its breakdown")))
+        })
+        .collect()
 }
 
 /// Trains `cfg.epochs` epochs through the configured workers; exact full-graph evaluation every
@@ -73,7 +82,7 @@ pub async fn train(
             wire_bytes: replies.iter().map(|r| r.wire_bytes).sum(),
             memory_bytes_per_worker: replies.iter().map(|r| r.peak_rss_bytes).collect(),
             cuda_peak_bytes_per_worker: replies.iter().map(|r| r.cuda_peak_bytes).collect(),
-            phases_per_worker: phases(&replies),
+            phases_per_worker: phases(&replies)?,
             eval_phases_per_worker: Vec::new(),
             eval_ms: None,
             val_accuracy: None,
@@ -83,7 +92,7 @@ pub async fn train(
             let t_eval = Instant::now();
             let r = launcher.epoch(EpochRequest { epoch, order: vec![], train: false }).await?;
             e.eval_ms = Some(t_eval.elapsed().as_secs_f64() * 1e3);
-            e.eval_phases_per_worker = phases(&r);
+            e.eval_phases_per_worker = phases(&r)?;
             let val = frac(r.iter().map(|x| x.val_correct).sum(), spec.val.len());
             let test = frac(r.iter().map(|x| x.test_correct).sum(), spec.test.len());
             // Evaluation can raise a worker's peak (the full-graph forward pass).

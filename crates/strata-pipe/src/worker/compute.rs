@@ -108,8 +108,10 @@ impl Compute {
         reply.cuda_peak_bytes = strata_nn::memory::cuda_peak_bytes(self.device);
         metrics::gauge!("strata_peak_rss_bytes").set(reply.peak_rss_bytes as f64);
         let kind = if req.train { "train" } else { "eval" };
-        for (phase, secs) in reply.phases.as_ref().map(Breakdown::from).unwrap_or_default().phases() {
-            metrics::gauge!("strata_epoch_phase_seconds", "phase" => phase, "epoch_kind" => kind).set(secs);
+        if let Some(p) = &reply.phases {
+            for (phase, secs) in Breakdown::from(p).phases() {
+                metrics::gauge!("strata_epoch_phase_seconds", "phase" => phase, "epoch_kind" => kind).set(secs);
+            }
         }
         if reply.cuda_peak_bytes > 0 {
             metrics::gauge!("strata_cuda_peak_bytes").set(reply.cuda_peak_bytes as f64);
