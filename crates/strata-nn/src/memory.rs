@@ -61,6 +61,14 @@ pub fn rss_summary() -> String {
     format!("resident {} MiB, peak {} MiB", rss_bytes().unwrap_or(0) >> 20, peak_rss_bytes().unwrap_or(0) >> 20)
 }
 
+/// Memory the host can still hand out without swapping (`MemAvailable`); `None` where
+/// `/proc/meminfo` is not available.
+pub fn available_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
 fn proc_status_bytes(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with(key))?;

@@ -2,15 +2,16 @@
 //! edges and over its neighbours' rows in the historical embeddings (fresh or stale), the
 //! layer's update from strata-nn, and the gradients that reach the fresh neighbours.
 //!
-//! Linear aggregations (GCN, GCNII, GraphSAGE) keep the inter-chunk aggregate as the leaf: its
-//! gradient spread back over the edges by weight is what autograd would give the gathered
-//! rows, without an E × d copy of them per slot. Attention (GAT) is not linear in the
-//! neighbours, so there the gathered rows themselves are the leaves.
+//! Linear aggregations (GCN, GCNII, GraphSAGE) read the neighbours through the chunk's
+//! [`InterBlock`]: one sparse product over the gathered halo rows, whose result is the leaf;
+//! its gradient goes back to the halo rows as one transposed product. GCNII on a CSR chunk is
+//! strata-nn's fused layer with the neighbour aggregate folded into its residual term. Attention
+//! (GAT) is not linear in the neighbours, so there the gathered rows themselves are the leaves.
 
 use crate::chunks::{Chunk, Intra};
-use crate::history::{aggregate_inter, slices};
 use crate::layers::{Conv, ConvParams};
 use strata_nn::conv::GatConv;
+use strata_nn::ops::dropout_mask;
 use tch::{Kind, Tensor};
 
 /// Inter-chunk edges of one chunk split by freshness: (target row, source id, weight) of the
@@ -29,7 +30,7 @@ pub(crate) struct ConvSlot {
     pub grad: Tensor,
 }
 
-/// What a backward recomputation reads the neighbours' gradients from.
+/// What a chunk's backward reads the neighbours' gradients from.
 pub(crate) enum Leaf {
     /// The inter-chunk aggregate (linear layers).
     Aggregate(Tensor),
@@ -37,27 +38,91 @@ pub(crate) enum Leaf {
     Rows(Vec<Tensor>),
 }
 
+/// Where a slot reads a chunk's neighbours from.
+pub(crate) enum Neighbours<'a> {
+    /// Linear layers: the chunk's halo rows, gathered (f32; `None` without inter edges).
+    Halo(Option<&'a Tensor>),
+    /// Attention: the inter edges split by freshness, read from `live` and `snapshot`.
+    Edges(&'a InterParts),
+}
+
+/// One slot's result on one chunk.
+pub(crate) struct SlotRun {
+    pub out: Tensor,
+    /// The slot's dropped-out input without autograd: the chunk's rows of the historical buffer.
+    pub xd: Tensor,
+    /// The dropout mask: gradients later chunks send to the rows enter the slot's input as
+    /// `g ⊙ keep / (1 − p)` ([`SlotRun::injected`]).
+    pub keep: Option<Tensor>,
+    pub leaf: Option<Leaf>,
+}
+
+impl SlotRun {
+    /// What a gradient `g` of the dropped-out rows is for the slot's input.
+    pub(crate) fn injected(keep: Option<&Tensor>, p: f64, g: &Tensor) -> Tensor {
+        match keep {
+            Some(k) => (g * k) * (1.0 / (1.0 - p)),
+            None => g.shallow_clone(),
+        }
+    }
+}
+
 impl ConvSlot {
-    /// The slot on chunk `ch`: `xd` is the chunk's dropped-out input (already written to
-    /// `live`), `h0` GCNII's initial residual. With `leaves` (the backward recomputation) the
-    /// neighbour reads become leaves, pushed there; `carry` also makes stale ones leaves.
+    /// The slot on chunk `ch` for its input `x` (the generator already seeded for the slot's
+    /// dropout of rate `p`); `h0a` is GCNII's `α·H⁰`. With `leaves` (autograd on) the neighbour
+    /// reads become leaves; `carry` also makes stale ones leaves (attention).
     pub(crate) fn on_chunk(
         &self,
         ch: &Chunk,
-        xd: &Tensor,
-        parts: &InterParts,
-        h0: Option<&Tensor>,
-        leaves: Option<(&mut Vec<Leaf>, bool)>,
-    ) -> Tensor {
-        if let Conv::Gat(gat) = &self.p.conv {
-            return self.attend_chunk(gat, ch, xd, parts, leaves);
+        x: &Tensor,
+        p: f64,
+        nb: Neighbours,
+        h0a: Option<&Tensor>,
+        leaves: Option<bool>,
+    ) -> SlotRun {
+        let keep = (p > 0.0).then(|| dropout_mask(x, p));
+        let scale = if keep.is_some() { 1.0 / (1.0 - p) } else { 1.0 };
+        // The bits of `strata_nn::ops::dropout`, `(x · keep) · s`, with or without autograd.
+        let drop = |x: &Tensor| match &keep {
+            Some(k) => (x * k) * scale,
+            None => x.shallow_clone(),
+        };
+        let xd = tch::no_grad(|| drop(x));
+        let halo = match nb {
+            Neighbours::Edges(parts) => {
+                let Conv::Gat(gat) = &self.p.conv else { unreachable!("edge lists are kept for attention only") };
+                let mut list = Vec::new();
+                let out = self.attend_chunk(gat, ch, &drop(x), parts, leaves.map(|carry| (&mut list, carry)));
+                return SlotRun { out, xd, keep, leaf: list.pop() };
+            }
+            Neighbours::Halo(halo) => halo,
+        };
+        let mut inter = ch.inter.as_ref().zip(halo).map(|(b, rows)| b.aggregate(rows));
+        let mut leaf = None;
+        if leaves.is_some() {
+            inter = inter.map(|i| i.set_requires_grad(true));
+            leaf = inter.as_ref().map(|i| Leaf::Aggregate(i.shallow_clone()));
         }
-        let mut inter = tch::no_grad(|| aggregate_inter(xd, &self.live, &self.snapshot, parts));
-        if let Some((list, _)) = leaves {
-            inter = inter.set_requires_grad(true);
-            list.push(Leaf::Aggregate(inter.shallow_clone()));
-        }
-        self.p.update(ch.aggregate_intra(xd) + inter, xd, h0)
+        let out = match (&self.p.conv, &ch.intra) {
+            (Conv::Gcnii(c), Intra::Csr { a, a_t }) => {
+                // ((1 − α)·(A_cc·xd + inter) + α·h⁰)·M: the inter aggregate rides in the residual.
+                let h0a = h0a.expect("GCNII carries h0");
+                let res = match &inter {
+                    Some(i) => i * (1.0 - c.alpha) + h0a,
+                    None => h0a.shallow_clone(),
+                };
+                self.p.activate(c.forward_csr(x, &res, keep.as_ref(), scale, (a, a_t), false))
+            }
+            _ => {
+                let xg = if leaves.is_some() { drop(x) } else { xd.shallow_clone() };
+                let agg = match inter {
+                    Some(i) => ch.aggregate_intra(&xg) + i,
+                    None => ch.aggregate_intra(&xg),
+                };
+                self.p.update(agg, &xg, h0a)
+            }
+        };
+        SlotRun { out, xd, keep, leaf }
     }
 
     /// GAT on a chunk: targets are the chunk's rows, sources its rows then every inter edge's
@@ -114,27 +179,27 @@ impl ConvSlot {
     }
 
     /// Accumulates, into the source rows' `grad`, what the chunk's backward gave its neighbour
-    /// reads, scaled by `grad_scale` (trick 2): `groups` are the fresh edges, and the stale
-    /// ones when their gradients are carried over.
-    pub(crate) fn send_grads(&self, leaf: Leaf, groups: &[(Tensor, Tensor, Tensor)], grad_scale: f64) {
-        let mut acc = self.grad.shallow_clone();
+    /// reads, scaled by `grad_scale` (trick 2): the rows of source chunks where `include` holds
+    /// (the fresh ones, or every one when stale gradients are carried over); for attention,
+    /// `groups` are the edge groups the leaves were gathered for.
+    pub(crate) fn send_grads(
+        &self,
+        ch: &Chunk,
+        leaf: Leaf,
+        groups: Option<&InterParts>,
+        grad_scale: f64,
+        include: impl Fn(usize) -> bool,
+    ) {
         match leaf {
             Leaf::Aggregate(inter) => {
                 let g = inter.grad();
-                if !g.defined() {
-                    return;
-                }
-                for (rows, cols, w) in groups {
-                    // d loss / d source[e] = w_e · d loss / d inter[row_e].
-                    for (start, len) in slices(rows.size()[0]) {
-                        let msg =
-                            g.index_select(0, &rows.narrow(0, start, len)) * w.narrow(0, start, len).unsqueeze(-1);
-                        let _ = acc.index_add_(0, &cols.narrow(0, start, len), &(msg * grad_scale));
-                    }
+                if let (true, Some(block)) = (g.defined(), &ch.inter) {
+                    block.spread(&g, &self.grad, grad_scale, include);
                 }
             }
             Leaf::Rows(gathered) => {
-                for (t, (_, cols, _)) in gathered.iter().zip(groups) {
+                let mut acc = self.grad.shallow_clone();
+                for (t, (_, cols, _)) in gathered.iter().zip(groups.into_iter().flatten()) {
                     let g = t.grad();
                     if g.defined() {
                         let _ = acc.index_add_(0, cols, &(g * grad_scale));

@@ -1,6 +1,9 @@
 //! The graph cut into K chunks (contiguous id ranges after renumbering), with each chunk's
 //! normalised in-edges split into intra-chunk edges (both ends in the chunk) and inter-chunk
-//! edges (source elsewhere: read from the historical embeddings).
+//! edges (source elsewhere: read from the historical embeddings). The inter-chunk edges are a
+//! CSR block over the chunk's halo (the sorted sources it reads) with its cached transpose: a
+//! chunk's neighbour aggregate is one sparse product over its gathered halo rows, and the
+//! gradient its neighbours get one transposed product, as `strata train`'s kernels.
 
 use strata_graph::CsrGraph;
 use strata_nn::Norm;
@@ -15,12 +18,86 @@ pub struct Chunk {
     /// are enough of them that the list's E × d message tensors would dominate memory
     /// (`Kernel::for_edges`); never both.
     pub intra: Intra,
-    /// Inter edges: target chunk-local, source global (32-bit ids below 2³¹ vertices).
-    pub inter_row: Tensor,
-    pub inter_col: Tensor,
-    pub inter_w: Tensor,
-    /// The chunk each inter edge's source lies in.
-    pub inter_src_chunk: Vec<u32>,
+    /// The inter edges as a sparse block over the chunk's halo (`None`: no inter edges).
+    pub inter: Option<InterBlock>,
+    /// The inter edges as a list, kept only for attention (not linear in its neighbours).
+    pub inter_edges: Option<InterEdges>,
+}
+
+/// Inter edges one by one: target chunk-local, source global (32-bit ids below 2³¹ vertices).
+pub struct InterEdges {
+    pub row: Tensor,
+    pub col: Tensor,
+    pub w: Tensor,
+    /// The chunk each edge's source lies in.
+    pub src_chunk: Vec<u32>,
+}
+
+/// A chunk's rows of the operator restricted to the columns of other chunks, compressed to the
+/// chunk's halo: `a` is rows × |halo| (column j = vertex `halo[j]`), `a_t` its transpose, both
+/// CSR with 32-bit indices where they fit.
+pub struct InterBlock {
+    /// The halo's global vertex ids, ascending.
+    pub halo: Tensor,
+    pub a: Tensor,
+    pub a_t: Tensor,
+    /// The halo's columns by the chunk their vertices lie in: `(chunk, first, end)`, ascending
+    /// (chunks are contiguous id ranges, so each chunk's columns are one run).
+    pub sources: Vec<(usize, i64, i64)>,
+}
+
+impl InterBlock {
+    /// The halo's rows of `buf` (a historical buffer, any float type) as f32.
+    pub fn gather(&self, buf: &Tensor) -> Tensor {
+        buf.index_select(0, &self.halo).to_kind(Kind::Float)
+    }
+
+    /// The halo's rows, from `fresh_buf` for the source chunks where `fresh` holds and from
+    /// `stale_buf` elsewhere, one narrow copy per run of fresh chunks.
+    pub fn gather_mixed(&self, fresh_buf: &Tensor, stale_buf: &Tensor, fresh: impl Fn(usize) -> bool) -> Tensor {
+        let out = self.gather(stale_buf);
+        for (lo, hi) in self.runs(fresh) {
+            let ids = self.halo.narrow(0, lo, hi - lo);
+            out.narrow(0, lo, hi - lo).copy_(&fresh_buf.index_select(0, &ids));
+        }
+        out
+    }
+
+    /// `a · rows` for the gathered halo `rows`, without autograd.
+    pub fn aggregate(&self, rows: &Tensor) -> Tensor {
+        tch::no_grad(|| strata_nn::ops::spmm(&self.a, &self.a, rows))
+    }
+
+    /// Adds `scale · aᵀ · g` (what the halo rows' gradient is, given the aggregate's gradient
+    /// `g`) into `acc` at the rows of the source chunks where `include` holds.
+    pub fn spread(&self, g: &Tensor, acc: &Tensor, scale: f64, include: impl Fn(usize) -> bool) {
+        tch::no_grad(|| {
+            let runs = self.runs(include);
+            if runs.is_empty() {
+                return;
+            }
+            let mut gs = strata_nn::ops::spmm(&self.a_t, &self.a_t, g);
+            if scale != 1.0 {
+                let _ = gs.g_mul_scalar_(scale);
+            }
+            for (lo, hi) in runs {
+                let _ =
+                    acc.shallow_clone().index_add_(0, &self.halo.narrow(0, lo, hi - lo), &gs.narrow(0, lo, hi - lo));
+            }
+        })
+    }
+
+    /// The column runs of the source chunks where `pick` holds, adjacent runs merged.
+    fn runs(&self, pick: impl Fn(usize) -> bool) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for &(_, lo, hi) in self.sources.iter().filter(|(q, _, _)| pick(*q)) {
+            match out.last_mut() {
+                Some(last) if last.1 == lo => last.1 = hi,
+                _ => out.push((lo, hi)),
+            }
+        }
+        out
+    }
 }
 
 /// A chunk's intra-chunk operator.
@@ -105,15 +182,16 @@ struct Operator {
     symmetric: bool,
     /// Attention reads the edges themselves: no CSR block.
     edges_only: bool,
+    /// The kernel of the whole operator (`strata train`'s choice for this graph): every chunk's
+    /// own block uses it, however small the chunk.
+    kernel: strata_nn::Kernel,
 }
 
 impl Operator {
     fn new(graph: &CsrGraph, norm: Norm) -> Operator {
-        Operator {
-            g: norm.apply(&graph.symmetrized()),
-            symmetric: norm != Norm::Mean,
-            edges_only: norm == Norm::SelfLoops,
-        }
+        let g = norm.apply(&graph.symmetrized());
+        let kernel = strata_nn::Kernel::for_edges(g.num_entries());
+        Operator { g, symmetric: norm != Norm::Mean, edges_only: norm == Norm::SelfLoops, kernel }
     }
 
     /// Chunk `c`'s rows: split into intra and inter edges, or (`whole`) every edge as one
@@ -147,28 +225,52 @@ impl Operator {
         }
         let t = |v: &[i64]| Tensor::from_slice(v).to(device);
         let f = |v: &[f32]| Tensor::from_slice(v).to(device);
-        // Inter edges keep 32-bit ids, half the bytes of the largest structure a stage keeps;
-        // they are widened per chunk where used (`Stage::split_inter`).
-        let id_kind = if g.num_nodes() <= i32::MAX as usize { Kind::Int } else { Kind::Int64 };
-        let ids = |v: &[i64]| Tensor::from_slice(v).to_kind(id_kind).to(device);
         let rows = (end - start) as i64;
         let cols = if whole { g.num_nodes() as i64 } else { rows };
         let transpose = !(self.symmetric || whole);
-        let intra = if !self.edges_only && strata_nn::Kernel::for_edges(ir.len()) == strata_nn::Kernel::Csr {
+        let kernel = if whole { strata_nn::Kernel::for_edges(ir.len()) } else { self.kernel };
+        let intra = if !self.edges_only && kernel == strata_nn::Kernel::Csr {
             csr_block(&ir, ic, iw, rows, cols, transpose, device)
         } else {
             Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
         };
-        Chunk {
-            start: start as i64,
-            end: end as i64,
-            intra,
-            inter_row: ids(&er),
-            inter_col: ids(&ec),
-            inter_w: f(&ew),
-            inter_src_chunk: es,
+        let inter = (!er.is_empty()).then(|| inter_block(&er, &ec, &ew, rows, &chunk_of, device));
+        // Attention keeps the list, in 32-bit ids (half the bytes of the largest structure a
+        // stage keeps); they are widened per chunk where used (`Stage::split_inter`).
+        let inter_edges = self.edges_only.then(|| {
+            let id_kind = if g.num_nodes() <= i32::MAX as usize { Kind::Int } else { Kind::Int64 };
+            let ids = |v: &[i64]| Tensor::from_slice(v).to_kind(id_kind).to(device);
+            InterEdges { row: ids(&er), col: ids(&ec), w: f(&ew), src_chunk: es }
+        });
+        Chunk { start: start as i64, end: end as i64, intra, inter, inter_edges }
+    }
+}
+
+/// The inter edges `(row, source, weight)` (rows ascending) as a block over their sorted sources.
+fn inter_block(
+    row: &[i64],
+    src: &[i64],
+    w: &[f32],
+    rows: i64,
+    chunk_of: &dyn Fn(usize) -> u32,
+    device: Device,
+) -> InterBlock {
+    let mut halo = src.to_vec();
+    halo.sort_unstable();
+    halo.dedup();
+    let col: Vec<i64> = src.iter().map(|s| halo.partition_point(|h| h < s) as i64).collect();
+    let mut sources: Vec<(usize, i64, i64)> = Vec::new();
+    for (j, &v) in halo.iter().enumerate() {
+        let q = chunk_of(v as usize) as usize;
+        match sources.last_mut() {
+            Some(last) if last.0 == q => last.2 = j as i64 + 1,
+            _ => sources.push((q, j as i64, j as i64 + 1)),
         }
     }
+    let Intra::Csr { a, a_t } = csr_block(row, col, w.to_vec(), rows, halo.len() as i64, true, device) else {
+        unreachable!("csr_block builds CSR")
+    };
+    InterBlock { halo: Tensor::from_slice(&halo).to(device), a, a_t, sources }
 }
 
 /// A block as CSR tensors from its entries in row order (`row` sorted), with its transpose when
@@ -179,22 +281,27 @@ fn csr_block(row: &[i64], col: Vec<i64>, w: Vec<f32>, rows: i64, cols: i64, tran
     for i in 0..rows as usize {
         crow[i + 1] += crow[i];
     }
-    let csr = |crow: &[i64], col: &[i64], w: &[f32]| {
-        let t = |v: &[i64]| Tensor::from_slice(v).to(device);
+    // 32-bit indices where every index fits: the same products, two thirds of the bytes.
+    let small = row.len() < i32::MAX as usize && rows.max(cols) < i32::MAX as i64;
+    let csr = |crow: &[i64], col: &[i64], w: &[f32], size: [i64; 2]| {
+        let t = |v: &[i64]| {
+            let t = Tensor::from_slice(v);
+            (if small { t.to_kind(Kind::Int) } else { t }).to(device)
+        };
         Tensor::sparse_csr_tensor_crow_col_value_size(
             &t(crow),
             &t(col),
             &Tensor::from_slice(w).to(device),
-            [rows, cols],
+            size,
             (Kind::Float, device),
         )
     };
-    let a = csr(&crow, &col, &w);
+    let a = csr(&crow, &col, &w, [rows, cols]);
     let a_t = if transpose {
         let m = strata_graph::CsrMatrix::from_parts("chunk block", rows as usize, cols as usize, crow, col, Some(w))
             .expect("rows visited in order")
             .transpose();
-        csr(m.indptr(), m.indices(), &m.values_or_ones())
+        csr(m.indptr(), m.indices(), &m.values_or_ones(), [cols, rows])
     } else {
         a.shallow_clone()
     };

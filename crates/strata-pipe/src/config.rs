@@ -30,6 +30,7 @@ names!(PipeModel { Gcn => "gcn", Gcnii => "gcnii", Sage => "sage", Gat => "gat" 
 names!(PipeTrainer { Bp => "bp", Sf => "sf" });
 names!(Balance { Compute => "compute", Memory => "memory" });
 names!(HistoryDtype { F32 => "f32", Bf16 => "bf16", F16 => "f16" });
+names!(Recompute { Auto => "auto", Always => "always", Never => "never" });
 
 /// How the work is split across workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,6 +98,29 @@ pub struct PipelineConfig {
     /// 10.7 → 10.9 s (2 epochs, one run each).
     #[serde(default)]
     pub trim_heap: bool,
+    /// Whether a pipeline stage keeps each chunk's autograd graph from its forward to its
+    /// backward or recomputes the forward there (see [`crate::stage`]).
+    #[serde(default)]
+    pub recompute: Recompute,
+    /// Bytes a stage's kept activations may take under [`Recompute::Auto`]; `None`: half of the
+    /// memory available on the worker's host when the stage is built (a local launch divides
+    /// it by the number of workers it starts).
+    #[serde(default)]
+    pub memory_budget: Option<u64>,
+}
+
+/// Whether a pipeline stage recomputes each chunk's forward in its backward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recompute {
+    /// Keep the activations when their estimated bytes fit the memory budget.
+    #[default]
+    Auto,
+    /// Always recompute: a stage holds one chunk's activations at a time (the least memory;
+    /// the forward runs twice).
+    Always,
+    /// Never recompute: every chunk's activations are kept until its backward.
+    Never,
 }
 
 /// What the min–max stage split equalises across the pipeline's workers.
@@ -188,6 +212,8 @@ impl PipelineConfig {
             history_dtype: HistoryDtype::F32,
             balance: Balance::Compute,
             trim_heap: false,
+            recompute: Recompute::Auto,
+            memory_budget: None,
         }
     }
     /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.

@@ -1,38 +1,9 @@
-//! The historical embeddings' plumbing: inter-chunk aggregation over fresh and stale rows,
-//! and (hybrid mode) the rows each way exchanges with the others.
+//! The historical embeddings' plumbing between ways: (hybrid mode) the rows each way exchanges
+//! with the others.
 
 use crate::config::StageSpec;
 use strata_graph::CsrGraph;
-use tch::{Device, Kind, Tensor};
-
-/// Edges gathered at once by the inter-chunk aggregation: bounds its transient E × d tensors
-/// (64 MiB at d = 64) on graphs whose chunks have millions of inter edges.
-pub(crate) const INTER_SLICE: i64 = 1 << 18;
-
-/// `(start, len)` pieces of `0..n`, each at most [`INTER_SLICE`] long.
-pub(crate) fn slices(n: i64) -> impl Iterator<Item = (i64, i64)> {
-    (0..n).step_by(INTER_SLICE as usize).map(move |s| (s, INTER_SLICE.min(n - s)))
-}
-
-/// Σ over chunk `c`'s inter edges of weighted source rows: fresh edges (the first group of
-/// [`Stage::split_inter`]) read `live`, stale ones `snapshot`, in slices and in edge order (the
-/// same sums, bit for bit, as one gather per group); `like` gives the output shape.
-pub(crate) fn aggregate_inter(
-    like: &Tensor,
-    live: &Tensor,
-    snapshot: &Tensor,
-    parts: &[(Tensor, Tensor, Tensor); 2],
-) -> Tensor {
-    let mut out = Tensor::zeros_like(like);
-    for ((rows, cols, w), source) in parts.iter().zip([live, snapshot]) {
-        for (start, len) in slices(rows.size()[0]) {
-            let msg = source.index_select(0, &cols.narrow(0, start, len)).to_kind(Kind::Float)
-                * w.narrow(0, start, len).unsqueeze(-1);
-            let _ = out.index_add_(0, &rows.narrow(0, start, len), &msg);
-        }
-    }
-    out
-}
+use tch::{Device, Tensor};
 
 /// Row lists per other way: `(way, global row ids)`.
 pub(crate) type WayRows = Vec<(usize, Tensor)>;

@@ -52,14 +52,13 @@ impl ConvParams {
             _ => out.relu(),
         }
     }
-    /// `relu(update(agg))` for the slot's rows: `x` their (dropped-out) inputs, `h0` GCNII's
-    /// initial residual H⁰ (unscaled).
-    pub fn update(&self, agg: Tensor, x: &Tensor, h0: Option<&Tensor>) -> Tensor {
-        let h0_scaled = match &self.conv {
-            Conv::Gcnii(c) => Some(c.scaled_initial(h0.expect("GCNII carries h0"))),
-            _ => None,
-        };
-        self.activate(self.layer().update(agg, x, h0_scaled.as_ref()))
+    /// `relu(update(agg))` for the slot's rows: `x` their (dropped-out) inputs, `h0a` GCNII's
+    /// initial residual scaled, `α·H⁰` (formed once per chunk or forward).
+    pub fn update(&self, agg: Tensor, x: &Tensor, h0a: Option<&Tensor>) -> Tensor {
+        if let (Conv::Gcnii(_), None) = (&self.conv, h0a) {
+            unreachable!("GCNII carries h0");
+        }
+        self.activate(self.layer().update(agg, x, h0a))
     }
     /// [`ConvParams::update`] without autograd, in place where the layer allows it.
     pub fn update_inference(&self, agg: Tensor, x: &Tensor, h0: Option<&Tensor>) -> Tensor {

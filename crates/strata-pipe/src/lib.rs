@@ -55,7 +55,7 @@ pub mod proto {
 }
 
 pub use boundary::{Boundary, BoundaryShape, Side, SideKind};
-pub use config::{Balance, HistoryDtype, Mode, PipeModel, PipeTrainer, PipelineConfig, StageSpec};
+pub use config::{Balance, HistoryDtype, Mode, PipeModel, PipeTrainer, PipelineConfig, Recompute, StageSpec};
 pub use costs::{bottleneck, flop_costs, memory_costs, min_max_split, min_max_split_with_entry};
 pub use error::{PipeError, Result};
 pub use graph_way::GraphWay;

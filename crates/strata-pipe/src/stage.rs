@@ -2,11 +2,13 @@
 //! 1..=L = graph convolutions, slot L+1 = classifier) with its historical embeddings, run one
 //! vertex chunk at a time.
 //!
-//! Forward (no autograd): chunk `c` reads its neighbours' layer inputs from the historical
-//! buffer `H_l` — fresh for chunks already processed this epoch, stale otherwise — and writes
-//! its own rows. Backward (reverse chunk order) recomputes the chunk's activations with
-//! autograd, exactly as they were: stale rows come from the copy taken at the start of the
-//! epoch, dropout masks from a per-(epoch, chunk, slot) seed. Gradients reach neighbours only
+//! Forward: chunk `c` reads its neighbours' layer inputs from the historical buffer `H_l` —
+//! fresh for chunks already processed this epoch, stale otherwise — and writes its own rows.
+//! What its backward needs depends on [`Recompute`]: either the forward keeps the chunk's
+//! autograd graph until the chunk's backward (activations kept), or it runs without autograd
+//! and the backward (reverse chunk order) recomputes the chunk's activations, exactly as they
+//! were: stale rows come from the copy taken at the start of the epoch, dropout masks from a
+//! per-(epoch, chunk, slot) seed. Both give the same gradients. Gradients reach neighbours only
 //! through fresh rows; those are scaled by `grad_scale` (2: a source is fresh with probability
 //! ½ under a random chunk order, so ×2 keeps the estimate unbiased) and accumulated in `G_l`,
 //! to be injected when that (earlier) chunk's backward runs. Gradients that would reach stale
@@ -16,9 +18,9 @@
 //! conv slots' rows other ways read go to them ([`Halo::History`], one epoch stale there).
 
 use crate::boundary::{Boundary, BoundaryShape, Side, SideKind};
-use crate::chunk_conv::{ConvSlot, InterParts, Leaf};
+use crate::chunk_conv::{ConvSlot, InterParts, Leaf, Neighbours, SlotRun};
 use crate::chunks::ChunkedGraph;
-use crate::config::{PipeModel, StageSpec};
+use crate::config::{PipeModel, Recompute, StageSpec};
 use crate::error::PipeError;
 use crate::history::history_lists;
 use crate::layers;
@@ -44,7 +46,57 @@ pub struct Stage {
     head: Option<Linear>,
     /// Position of each chunk in this epoch's order.
     pos: Vec<usize>,
-    saved_inputs: Vec<Option<Boundary>>,
+    /// What each chunk's forward left for its backward.
+    saved: Vec<Option<Saved>>,
+    /// Whether later chunks sent gradients to a chunk's rows this epoch.
+    received: Vec<bool>,
+    /// Whether forwards keep their autograd graphs, and the estimate that decided it.
+    activations: Activations,
+}
+
+/// A stage's choice between keeping each chunk's activations and recomputing them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Activations {
+    pub kept: bool,
+    /// Estimated bytes the kept graphs of every chunk hold at once (the end of the forward
+    /// wavefront), and the budget they were held against.
+    pub estimate: u64,
+    pub budget: u64,
+}
+
+/// What a chunk's forward leaves for its backward.
+enum Saved {
+    /// Recomputation: the input boundary (`None` on stage 0, which projects its features).
+    Input(Option<Boundary>),
+    /// The forward's autograd graph.
+    Graph(ChunkGraph),
+}
+
+/// One chunk's forward with autograd: its leaves, its output and what its backward reads.
+struct ChunkGraph {
+    /// The received boundary as leaves (not on stage 0).
+    x_leaf: Option<Tensor>,
+    h0_leaf: Option<Tensor>,
+    /// GCNII's h⁰ as this stage used it (the leaf, or stage 0's projection).
+    h0: Option<Tensor>,
+    /// The last slot's output: the logits on the last stage.
+    out: Tensor,
+    /// Each conv slot's input and dropout mask (where injected gradients enter).
+    inputs: Vec<(Tensor, Option<Tensor>)>,
+    leaves: Vec<Leaf>,
+    /// Attention: the inter edges split by freshness.
+    parts: Option<InterParts>,
+}
+
+/// How a chunk's slots run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Forward without autograd (recomputation follows).
+    Forward,
+    /// Forward keeping the autograd graph.
+    Keep,
+    /// The backward's recomputation: stale neighbours read from the snapshot, nothing written.
+    Recompute,
 }
 
 impl Stage {
@@ -78,6 +130,14 @@ impl Stage {
             layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
+        let activations = choose_activations(&spec, &graph, &convs);
+        tracing::info!(
+            "stage {}: activations {} (estimated {} MiB, budget {} MiB)",
+            spec.stage,
+            if activations.kept { "kept" } else { "recomputed" },
+            activations.estimate >> 20,
+            activations.budget >> 20
+        );
         let (history_send, history_recv) =
             if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
         Ok(Stage {
@@ -88,7 +148,9 @@ impl Stage {
             convs,
             head,
             pos: (0..k).collect(),
-            saved_inputs: (0..k).map(|_| None).collect(),
+            saved: (0..k).map(|_| None).collect(),
+            received: vec![false; k],
+            activations,
             core: StageCore::new(spec, vs, opt, data.labels.clone(), true),
         })
     }
@@ -102,6 +164,9 @@ impl Stage {
     }
     pub fn num_nodes(&self) -> i64 {
         self.graph.n
+    }
+    pub fn activations(&self) -> Activations {
+        self.activations
     }
 
     /// The per-slot buffers a checkpoint carries: live rows and snapshot, plus the cross-chunk
@@ -130,6 +195,7 @@ impl Stage {
         }
         let cfg = &self.core.spec.config;
         let refresh = cfg.refresh.max(1) as u64;
+        self.received.iter_mut().for_each(|r| *r = false);
         tch::no_grad(|| {
             for s in &mut self.convs {
                 if !epoch.is_multiple_of(refresh) {
@@ -152,12 +218,17 @@ impl Stage {
         self.core.seed(self.core.epoch * k + chunk as u64, slot)
     }
 
-    /// Inter-edge messages of chunk `c` for slot buffer `s`, split into fresh (source chunk
-    /// earlier in this epoch) and stale edges: (row, col, w) of each.
-    fn split_inter(&self, c: usize) -> InterParts {
-        let ch = &self.graph.chunks[c];
+    /// Whether chunk `q`'s rows are fresh for chunk `c` (computed earlier this epoch).
+    fn fresh(&self, c: usize, q: usize) -> bool {
+        self.pos[q] < self.pos[c]
+    }
+
+    /// Attention: chunk `c`'s inter edges split into fresh (source chunk earlier in this
+    /// epoch) and stale edges: (row, col, w) of each.
+    fn split_inter(&self, c: usize) -> Option<InterParts> {
+        let ch = self.graph.chunks[c].inter_edges.as_ref()?;
         let (mut fresh, mut stale) = (Vec::new(), Vec::new());
-        for (e, &src) in ch.inter_src_chunk.iter().enumerate() {
+        for (e, &src) in ch.src_chunk.iter().enumerate() {
             if self.pos[src as usize] < self.pos[c] {
                 fresh.push(e as i64)
             } else {
@@ -165,13 +236,13 @@ impl Stage {
             }
         }
         let pick = |idx: Vec<i64>| {
-            let i = Tensor::from_slice(&idx).to(ch.inter_row.device());
+            let i = Tensor::from_slice(&idx).to(ch.row.device());
             // Stored in 32 bits, used in 64: libtorch's index_add_ takes 1.6× as long with
             // 32-bit ids (measured on this host), and a chunk's picks are transient.
             let id = |t: &Tensor| t.index_select(0, &i).to_kind(Kind::Int64);
-            (id(&ch.inter_row), id(&ch.inter_col), ch.inter_w.index_select(0, &i))
+            (id(&ch.row), id(&ch.col), ch.w.index_select(0, &i))
         };
-        [pick(fresh), pick(stale)]
+        Some([pick(fresh), pick(stale)])
     }
 
     /// Stage 0's input projection of chunk `c` (`None` = all nodes): `relu(dropout(X)·W)`,
@@ -190,70 +261,130 @@ impl Stage {
     /// dropout). Stage 0 takes no input. Returns the boundary tensors for the next stage, or
     /// the logits on the last stage.
     pub fn forward_chunk(&mut self, c: Option<usize>, input: Option<Boundary>) -> Boundary {
-        let train = c.is_some();
-        if let (Some(c), Some(b)) = (c, input.as_ref()) {
-            self.saved_inputs[c] = Some(b.kept(self.core.spec.config.history_dtype));
+        let Some(c) = c else { return self.forward_whole(input) };
+        if self.activations.kept {
+            let graph = self.chunk_graph(c, input, Pass::Keep);
+            let side = graph.h0.as_ref().filter(|_| self.head.is_none()).map(|h| Side::H0(h.detach()));
+            let out = Boundary { x: graph.out.detach(), side };
+            self.saved[c] = Some(Saved::Graph(graph));
+            return out;
         }
+        self.saved[c] = Some(Saved::Input(input.as_ref().map(|b| b.kept(self.core.spec.config.history_dtype))));
+        let graph = tch::no_grad(|| self.chunk_graph(c, input, Pass::Forward));
+        Boundary { x: graph.out, side: graph.h0.filter(|_| self.head.is_none()).map(Side::H0) }
+    }
+
+    /// The whole graph forward, without autograd, staleness or dropout (exact inference).
+    fn forward_whole(&self, input: Option<Boundary>) -> Boundary {
         tch::no_grad(|| {
             let (mut x, mut h0) = match input {
                 Some(b) => (b.x, b.side.map(Side::into_tensor)),
-                None => self.project(c, train),
+                None => self.project(None, false),
             };
-            let inter_parts = c.map(|c| (c, self.split_inter(c)));
             for s in &self.convs {
-                if let Some(c) = c {
-                    tch::manual_seed(self.seed_for(c, s.p.slot));
-                }
-                let xd = dropout(&x, self.core.spec.config.dropout, train);
-                x = match &inter_parts {
-                    Some((c, parts)) => {
-                        let ch = &self.graph.chunks[*c];
-                        s.live.narrow(0, ch.start, ch.len()).copy_(&xd);
-                        s.on_chunk(ch, &xd, parts, h0.as_ref(), None)
-                    }
-                    None => s.on_graph(&self.graph.full_blocks, &xd, h0.as_ref()),
-                };
+                x = s.on_graph(&self.graph.full_blocks, &x, h0.as_ref());
             }
             if let Some(head) = &self.head {
-                if let Some(c) = c {
-                    tch::manual_seed(self.seed_for(c, self.core.spec.config.layers + 1));
-                }
-                x = head.forward(&dropout(&x, self.core.spec.config.dropout, train));
+                x = head.forward(&x);
                 h0 = None;
             }
             Boundary { x, side: h0.map(Side::H0) }
         })
     }
 
-    /// Backward of chunk `c`: recomputes its forward with autograd and back-propagates
-    /// `grad_out` (ignored on the last stage, which computes the loss itself). Returns the
-    /// gradient for the previous stage (`None` on stage 0).
-    fn backward_chunk(&mut self, c: usize, grad_out: Option<Boundary>, phases: &mut Breakdown) -> Option<Boundary> {
-        let t = Instant::now();
-        let saved = self.saved_inputs[c].take();
-        let leaf = |t: &Tensor| t.to_kind(Kind::Float).detach().set_requires_grad(true);
-        let x_leaf = saved.as_ref().map(|b| leaf(&b.x));
-        let h0_leaf = saved.as_ref().and_then(|b| b.h0().map(leaf));
-        let (x, h0) = match &x_leaf {
+    /// Chunk `c`'s slots on `input` (stage 0: its projected features): with autograd unless
+    /// `pass` is [`Pass::Forward`] (the caller then turns it off).
+    fn chunk_graph(&mut self, c: usize, input: Option<Boundary>, pass: Pass) -> ChunkGraph {
+        let grad = pass != Pass::Forward;
+        let leaf = |t: &Tensor| {
+            let t = t.to_kind(Kind::Float);
+            if grad {
+                t.detach().set_requires_grad(true)
+            } else {
+                t
+            }
+        };
+        let x_leaf = input.as_ref().map(|b| leaf(&b.x));
+        let h0_leaf = input.as_ref().and_then(|b| b.h0().map(leaf));
+        let (mut x, h0) = match &x_leaf {
             Some(x) => (x.shallow_clone(), h0_leaf.as_ref().map(|h| h.shallow_clone())),
             None => self.project(Some(c), true),
         };
+        let ch = &self.graph.chunks[c];
         let parts = self.split_inter(c);
-        let (x, mut surrogate, leaves) = self.recompute_convs(c, x, h0.as_ref(), &parts);
-        phases.recompute += t.elapsed().as_secs_f64();
+        let cfg = &self.core.spec.config;
+        let (mut inputs, mut leaves) = (Vec::new(), Vec::new());
+        let h0a = h0.as_ref().map(|h| h * cfg.alpha);
+        for s in &self.convs {
+            tch::manual_seed(self.seed_for(c, s.p.slot));
+            let halo = match (&ch.inter, &parts, pass) {
+                (Some(_), Some(_), _) | (None, _, _) => None,
+                (Some(b), None, Pass::Recompute) => Some(b.gather_mixed(&s.live, &s.snapshot, |q| self.fresh(c, q))),
+                // Rows of chunks not yet computed this epoch are still the snapshot's.
+                (Some(b), None, _) => Some(b.gather(&s.live)),
+            };
+            let nb = match &parts {
+                Some(parts) => Neighbours::Edges(parts),
+                None => Neighbours::Halo(halo.as_ref()),
+            };
+            let run = s.on_chunk(ch, &x, cfg.dropout, nb, h0a.as_ref(), grad.then_some(cfg.carry_stale_grads));
+            if pass != Pass::Recompute {
+                tch::no_grad(|| s.live.narrow(0, ch.start, ch.len()).copy_(&run.xd));
+            }
+            if grad {
+                inputs.push((x.shallow_clone(), run.keep));
+                leaves.extend(run.leaf);
+            }
+            x = run.out;
+        }
+        if let Some(head) = &self.head {
+            tch::manual_seed(self.seed_for(c, cfg.layers + 1));
+            x = head.forward(&dropout(&x, cfg.dropout, true));
+        }
+        ChunkGraph { x_leaf, h0_leaf, h0, out: x, inputs, leaves, parts }
+    }
+
+    /// Backward of chunk `c`: back-propagates `grad_out` (ignored on the last stage, which
+    /// computes the loss itself) through the chunk's kept graph, or through its recomputed
+    /// forward. Returns the gradient for the previous stage (`None` on stage 0).
+    fn backward_chunk(
+        &mut self,
+        c: usize,
+        grad_out: Option<Boundary>,
+        phases: &mut Breakdown,
+    ) -> Result<Option<Boundary>, PipeError> {
+        let t = Instant::now();
+        let graph = match self.saved[c].take() {
+            Some(Saved::Graph(g)) => g,
+            Some(Saved::Input(input)) => {
+                let g = self.chunk_graph(c, input, Pass::Recompute);
+                phases.recompute += t.elapsed().as_secs_f64();
+                g
+            }
+            None => {
+                return Err(PipeError::Internal(format!("{}: chunk {c} has no forward to back-propagate", self.role())))
+            }
+        };
+        let ch = &self.graph.chunks[c];
+        let mut surrogate = Tensor::zeros([], (Kind::Float, self.core.device()));
+        if self.received[c] || self.core.spec.config.carry_stale_grads {
+            let p = self.core.spec.config.dropout;
+            for (s, (x, keep)) in self.convs.iter().zip(&graph.inputs) {
+                // The gradient later chunks sent to these rows (they read them as fresh neighbours).
+                let g = SlotRun::injected(keep.as_ref(), p, &s.grad.narrow(0, ch.start, ch.len()));
+                surrogate += (x * g).sum(Kind::Float);
+            }
+        }
         match (&self.head, grad_out) {
-            (Some(head), _) => {
-                tch::manual_seed(self.seed_for(c, self.core.spec.config.layers + 1));
-                let logits = head.forward(&dropout(&x, self.core.spec.config.dropout, true));
-                let ch = &self.graph.chunks[c];
-                if let Some(loss) = self.core.loss_share(&logits, ch.start as usize) {
+            (Some(_), _) => {
+                if let Some(loss) = self.core.loss_share(&graph.out, ch.start as usize) {
                     self.core.last_loss += loss.double_value(&[]);
                     surrogate += loss;
                 }
             }
             (None, Some(g)) => {
-                surrogate += (&x * &g.x).sum(Kind::Float);
-                if let (Some(h), Some(gh)) = (h0.as_ref(), g.h0()) {
+                surrogate += (&graph.out * &g.x).sum(Kind::Float);
+                if let (Some(h), Some(gh)) = (graph.h0.as_ref(), g.h0()) {
                     surrogate += (h * gh).sum(Kind::Float);
                 }
             }
@@ -262,7 +393,8 @@ impl Stage {
         if surrogate.requires_grad() {
             surrogate.backward();
         }
-        self.send_neighbour_grads(c, leaves, &parts);
+        let ChunkGraph { x_leaf, h0_leaf, leaves, parts, .. } = graph;
+        self.send_neighbour_grads(c, leaves, parts.as_ref());
         // The chunk's autograd graph is gone: hand its freed pages back, so that freed
         // chunk-sized blocks (below glibc's mmap threshold) do not pile up in the heap from chunk
         // to chunk (`--trim-heap`: less memory, slower epochs).
@@ -271,53 +403,71 @@ impl Stage {
         }
         // A chunk whose outputs reach no loss (e.g. a classifier-only stage on a chunk without
         // training nodes) sends zeros, not an undefined gradient.
-        x_leaf.map(|x| Boundary { x: grad_or_zeros(&x), side: h0_leaf.as_ref().map(|h| Side::H0(grad_or_zeros(h))) })
+        Ok(x_leaf
+            .map(|x| Boundary { x: grad_or_zeros(&x), side: h0_leaf.as_ref().map(|h| Side::H0(grad_or_zeros(h))) }))
     }
 
-    /// The conv slots of chunk `c` again, with autograd and the same dropout masks: the output,
-    /// the surrogate terms of the gradients later chunks sent to its rows, and the leaves
-    /// holding what reaches its neighbours.
-    fn recompute_convs(
-        &self,
-        c: usize,
-        mut x: Tensor,
-        h0: Option<&Tensor>,
-        parts: &InterParts,
-    ) -> (Tensor, Tensor, Vec<Leaf>) {
-        let ch = &self.graph.chunks[c];
-        let mut surrogate = Tensor::zeros([], (Kind::Float, self.core.device()));
-        let mut leaves = Vec::new();
-        let carry = self.core.spec.config.carry_stale_grads;
-        for s in &self.convs {
-            tch::manual_seed(self.seed_for(c, s.p.slot));
-            let xd = dropout(&x, self.core.spec.config.dropout, true);
-            // Gradient that later chunks sent to these rows (they read them as fresh neighbours).
-            let injected = s.grad.narrow(0, ch.start, xd.size()[0]);
-            surrogate += (&xd * injected).sum(Kind::Float);
-            x = s.on_chunk(ch, &xd, parts, h0, Some((&mut leaves, carry)));
-        }
-        (x, surrogate, leaves)
-    }
-
-    /// Hands each slot's neighbour gradients to the source rows' accumulators: fresh edges
+    /// Hands each slot's neighbour gradients to the source rows' accumulators: fresh sources
     /// always, stale ones too when their gradients are carried over (`--no-trick2`).
-    fn send_neighbour_grads(&self, c: usize, leaves: Vec<Leaf>, parts: &InterParts) {
+    fn send_neighbour_grads(&mut self, c: usize, leaves: Vec<Leaf>, parts: Option<&InterParts>) {
         let carry = self.core.spec.config.carry_stale_grads;
         let ch = &self.graph.chunks[c];
+        let sources = ch.inter.as_ref().map(|b| b.sources.iter().map(|s| s.0));
+        let src_edges = ch.inter_edges.as_ref().map(|e| e.src_chunk.iter().map(|&q| q as usize));
+        for q in sources.into_iter().flatten().chain(src_edges.into_iter().flatten()) {
+            if carry || self.pos[q] < self.pos[c] {
+                self.received[q] = true;
+            }
+        }
         tch::no_grad(|| {
             if carry {
-                // Consumed: what stays in these rows now comes from the stale edges below and
+                // Consumed: what stays in these rows now comes from the stale sources below and
                 // is injected next epoch.
                 for s in &self.convs {
                     let _ = s.grad.narrow(0, ch.start, ch.len()).zero_();
                 }
             }
-            let groups = if carry { &parts[..] } else { &parts[..1] };
             for (s, leaf) in self.convs.iter().zip(leaves) {
-                s.send_grads(leaf, groups, self.core.spec.config.grad_scale);
+                s.send_grads(ch, leaf, parts, self.core.spec.config.grad_scale, |q| carry || self.fresh(c, q));
             }
         });
     }
+}
+
+/// Keep every chunk's activations when their estimated bytes fit the budget
+/// ([`PipelineConfig::memory_budget`](crate::config::PipelineConfig), by default half of the
+/// memory available when the stage is built), unless `--recompute` says otherwise. The
+/// estimate is per conv slot and row: the dropped-out input, its mask, the fused layer's
+/// support, the output and the neighbour aggregate (17 bytes per value), plus an edge-list
+/// chunk's E × d messages; the input projection's output and h⁰; the classifier's logits.
+fn choose_activations(spec: &StageSpec, graph: &ChunkedGraph, convs: &[ConvSlot]) -> Activations {
+    let classes = spec.classes;
+    let cfg = &spec.config;
+    let own = spec.own_chunks();
+    let chunks = || graph.chunks.iter().enumerate().filter(|(c, _)| own.contains(c)).map(|(_, ch)| ch);
+    let rows: i64 = chunks().map(|ch| ch.len()).sum();
+    let edges: i64 = chunks()
+        .map(|ch| match &ch.intra {
+            crate::chunks::Intra::Edges { row, .. } => row.size()[0],
+            crate::chunks::Intra::Csr { .. } => 0,
+        })
+        .sum();
+    let d = cfg.hidden;
+    let mut bytes = convs.len() as i64 * (rows * d * 17 + edges * d * 4);
+    if spec.first == 0 {
+        bytes += rows * d * 8;
+    }
+    if spec.last == cfg.layers + 2 {
+        bytes += rows * classes * 8;
+    }
+    let estimate = bytes.max(0) as u64;
+    let budget = cfg.memory_budget.unwrap_or_else(|| strata_nn::memory::available_bytes().unwrap_or(0) / 2);
+    let kept = match cfg.recompute {
+        Recompute::Always => false,
+        Recompute::Never => true,
+        Recompute::Auto => estimate <= budget,
+    };
+    Activations { kept, estimate, budget }
 }
 
 impl Engine for Stage {
@@ -355,7 +505,7 @@ impl Engine for Stage {
         phases: &mut Breakdown,
     ) -> Result<Option<Boundary>, PipeError> {
         match part {
-            Part::Chunk(c) if c < self.num_chunks() => Ok(self.backward_chunk(c, grad, phases)),
+            Part::Chunk(c) if c < self.num_chunks() => self.backward_chunk(c, grad, phases),
             _ => Err(PipeError::Internal(format!("{} cannot back-propagate part {part}", self.role()))),
         }
     }

@@ -79,6 +79,16 @@ pub struct LaunchArgs {
     /// pipeline P = 4 at 300k −12 % peak, +23 % epoch time; graph-parallel P = 4 at 100k −31 %, +2 %).
     #[arg(long)]
     pub trim_heap: bool,
+    /// Whether a pipeline stage recomputes each chunk's forward in its backward: auto (keep
+    /// the activations when the stage's estimate fits --memory-budget), always (the least
+    /// memory, the forward runs twice) or never. The launch table says what each stage chose.
+    #[arg(long, default_value = "auto")]
+    pub recompute: strata_pipe::Recompute,
+    /// What a stage's kept activations may take under --recompute auto, e.g. `6GiB` or `512MB`.
+    /// Default: half of the memory available on the host, divided by the workers a local launch
+    /// starts there (a listed worker takes half of what its own host has available).
+    #[arg(long)]
+    pub memory_budget: Option<bytesize::ByteSize>,
     /// Exact full-graph evaluation every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,

@@ -27,6 +27,8 @@ pub(super) fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.eval_every = a.eval_every;
     cfg.history_dtype = a.history_dtype;
     cfg.trim_heap = a.trim_heap;
+    cfg.recompute = a.recompute;
+    cfg.memory_budget = a.memory_budget.map(|b| b.as_u64());
     cfg.balance = a.balance;
     cfg.trainer = a.trainer.parse().map_err(|e| anyhow::anyhow!("--trainer {e}"))?;
     if model != PipeModel::Gcnii {

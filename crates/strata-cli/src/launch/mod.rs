@@ -27,9 +27,13 @@ use strata_pipe::PipeError;
 use strata_pipe::PipelineConfig;
 
 pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
-    let cfg = config(&a)?;
+    let mut cfg = config(&a)?;
     let (workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
+    if workers.is_empty() && env.is_none() && cfg.memory_budget.is_none() {
+        // Local workers share this host's memory: each gets its share of half of it.
+        cfg.memory_budget = strata_nn::memory::available_bytes().map(|b| b / 2 / cfg.workers() as u64);
+    }
     if let Some((rank, world, master)) = &env {
         if *rank > 0 {
             return env_worker(*rank, *world, master.clone(), &a, token);

@@ -93,24 +93,20 @@ impl GraphWay {
         let (send, recv) = history_lists(&data.graph.symmetrized(), &spec, device);
         // Our rows are local here (the partition's tensors start at row `lo`).
         let send: Vec<(usize, Tensor)> = send.into_iter().map(|(q, rows)| (q, rows - lo as i64)).collect();
-        // Halo buffer = the received rows of each way, concatenated in `recv` order.
+        // Halo buffer = the received rows of each way, concatenated in `recv` order: the
+        // partition's halo (its sorted inter-edge sources), as the ways are ascending id ranges.
         let recv_rows: Vec<i64> = recv.iter().map(|(_, r)| r.size()[0]).collect();
-        let mut position = std::collections::HashMap::new();
-        for (_, r) in &recv {
-            for v in host_vec::<i64>(r) {
-                position.insert(v, position.len() as i64);
-            }
+        let listed: Vec<i64> = recv.iter().flat_map(|(_, r)| host_vec::<i64>(r)).collect();
+        let halo: Vec<i64> = part.inter.as_ref().map_or_else(Vec::new, |b| host_vec::<i64>(&b.halo));
+        if halo != listed {
+            return Err(PipeError::Internal(format!(
+                "way {}: the partition's {} halo sources differ from the {} rows the other ways send",
+                spec.way,
+                halo.len(),
+                listed.len()
+            )));
         }
-        let halo_col = host_vec::<i64>(&part.inter_col)
-            .iter()
-            .map(|c| {
-                position
-                    .get(c)
-                    .copied()
-                    .ok_or_else(|| PipeError::Internal(format!("inter edge source {c} is in no halo list")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let op = PartitionOperator::new(&part, halo_col, position.len(), device)?;
+        let op = PartitionOperator::new(&part, device)?;
         drop(part);
         Ok(GraphWay {
             features: Input::from_features(&data.rows(lo..hi), device, strata_graph::FeatureNorm::None),

@@ -18,12 +18,7 @@ pub(super) struct PartitionOperator {
 }
 
 impl PartitionOperator {
-    pub(super) fn new(
-        part: &Chunk,
-        halo_col: Vec<i64>,
-        halo_rows: usize,
-        device: Device,
-    ) -> Result<PartitionOperator, PipeError> {
+    pub(super) fn new(part: &Chunk, device: Device) -> Result<PartitionOperator, PipeError> {
         let n = part.len() as usize;
         let cpu_i64 = host_vec::<i64>;
         let cpu_f32 = host_vec::<f32>;
@@ -36,19 +31,7 @@ impl PartitionOperator {
                 (a.shallow_clone(), if t == m { a } else { to_tensor(&t, device) })
             }
         };
-        let halo = if halo_rows == 0 {
-            None
-        } else {
-            let m = sorted_rows_csr(
-                "partition halo operator",
-                n,
-                halo_rows,
-                &cpu_i64(&part.inter_row),
-                halo_col,
-                cpu_f32(&part.inter_w),
-            )?;
-            Some((to_tensor(&m, device), to_tensor(&m.transpose(), device)))
-        };
+        let halo = part.inter.as_ref().map(|b| (b.a.shallow_clone(), b.a_t.shallow_clone()));
         Ok(PartitionOperator { intra, halo })
     }
 
