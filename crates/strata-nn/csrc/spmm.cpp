@@ -35,3 +35,29 @@ at::Tensor* strata_spmm_cached_t(const at::Tensor* a, const at::Tensor* a_t, con
   }
 }
 }
+
+#include <torch/csrc/autograd/autograd.h>
+
+extern "C" {
+// Back-propagates from several roots at once, each with its own output gradient (libtorch's
+// `torch::autograd::backward(roots, grads)`): gradients accumulate into the leaves' `.grad`
+// without a scalar surrogate `Σ (root ⊙ grad)` and its own backward. Returns 0, or 1 with
+// libtorch's message copied into `err` (at most `len` bytes, NUL-terminated).
+int strata_backward(const at::Tensor* const* roots, const at::Tensor* const* grads, unsigned long n, char* err,
+                    unsigned long len) {
+  try {
+    std::vector<at::Tensor> r, g;
+    for (unsigned long i = 0; i < n; ++i) {
+      r.push_back(*roots[i]);
+      g.push_back(*grads[i]);
+    }
+    torch::autograd::backward(r, g);
+    return 0;
+  } catch (const std::exception& e) {
+    if (len > 0) {
+      std::snprintf(err, len, "%s", e.what());
+    }
+    return 1;
+  }
+}
+}

@@ -11,6 +11,13 @@ extern "C" {
         err: *mut std::ffi::c_char,
         len: std::ffi::c_ulong,
     ) -> *mut torch_sys::C_tensor;
+    fn strata_backward(
+        roots: *const *const torch_sys::C_tensor,
+        grads: *const *const torch_sys::C_tensor,
+        n: std::ffi::c_ulong,
+        err: *mut std::ffi::c_char,
+        len: std::ffi::c_ulong,
+    ) -> std::ffi::c_int;
     #[allow(clippy::too_many_arguments)]
     fn strata_gcn2_layer(
         x: *const torch_sys::C_tensor,
@@ -50,6 +57,31 @@ pub fn f_spmm(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Result<Tensor, tch::TchEr
         strata_spmm_cached_t(a.as_ptr(), a_t.as_ptr(), x.as_ptr(), err.as_mut_ptr(), err.len() as std::ffi::c_ulong)
     };
     from_shim(out, &err)
+}
+
+/// Back-propagates from every `(root, gradient)` pair at once (a root's gradient has the root's
+/// shape): the leaves' gradients are what `Σ_i ⟨root_i, gradient_i⟩.backward()` would give,
+/// without forming that sum or differentiating it. Roots that do not require a gradient are
+/// skipped; with none left nothing runs.
+pub fn backward_roots(pairs: &[(&Tensor, &Tensor)]) -> Result<(), tch::TchError> {
+    let pairs: Vec<_> = pairs.iter().filter(|(r, _)| r.requires_grad()).collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let roots: Vec<_> = pairs.iter().map(|(r, _)| r.as_ptr()).collect();
+    let grads: Vec<_> = pairs.iter().map(|(_, g)| g.as_ptr()).collect();
+    let mut err = [0 as std::ffi::c_char; 1024];
+    // SAFETY: both arrays hold `n` live tensors borrowed for the call; the shim copies at most
+    // `err.len()` bytes (NUL-terminated) into `err`.
+    let failed = unsafe {
+        strata_backward(roots.as_ptr(), grads.as_ptr(), roots.len() as std::ffi::c_ulong, err.as_mut_ptr(), err.len() as std::ffi::c_ulong)
+    };
+    if failed != 0 {
+        // SAFETY: NUL-terminated by the shim.
+        let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+        return Err(tch::TchError::Torch(msg));
+    }
+    Ok(())
 }
 
 /// [`f_spmm`], panicking on a libtorch error as tch's own operators do.

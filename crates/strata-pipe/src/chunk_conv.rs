@@ -3,10 +3,13 @@
 //! layer's update from strata-nn, and the gradients that reach the fresh neighbours.
 //!
 //! Linear aggregations (GCN, GCNII, GraphSAGE) read the neighbours through the chunk's
-//! [`InterBlock`]: one sparse product over the gathered halo rows, whose result is the leaf;
-//! its gradient goes back to the halo rows as one transposed product. GCNII on a CSR chunk is
+//! [`InterBlock`](crate::chunks::InterBlock): one sparse product over the historical buffer,
+//! whose result is the leaf. Its gradient is stored, scaled, as the chunk's rows of `grad`;
+//! a chunk whose backward comes later takes what is due to it with one product of its own
+//! block over `grad` (the transposed product, as its row block of `Aᵀ`). GCNII on a CSR chunk is
 //! strata-nn's fused layer with the neighbour aggregate folded into its residual term. Attention
-//! (GAT) is not linear in the neighbours, so there the gathered rows themselves are the leaves.
+//! (GAT) is not linear in the neighbours, so there the gathered rows themselves are the leaves
+//! and their gradients are added to the source rows of `grad`.
 
 use crate::chunks::{Chunk, Intra};
 use crate::layers::{Conv, ConvParams};
@@ -26,8 +29,13 @@ pub(crate) struct ConvSlot {
     /// refresh epoch begins right after it was re-taken), so the stale reads of the backward
     /// recomputation come from here; no separate epoch-start copy is kept.
     pub snapshot: Tensor,
-    /// Gradients later chunks sent to these rows, to be injected when their chunk's backward runs.
+    /// Linear layers: each row's neighbour-aggregate gradient, scaled by `grad_scale`, written
+    /// when its chunk's backward runs (zero until then); attention: the gradient each source
+    /// row got from the chunks that read it, accumulated.
     pub grad: Tensor,
+    /// `--no-trick2` with linear layers: what each row is due from readers whose backward ran
+    /// after its own, injected when its chunk's backward runs next epoch.
+    pub carried: Option<Tensor>,
 }
 
 /// What a chunk's backward reads the neighbours' gradients from.
@@ -38,91 +46,109 @@ pub(crate) enum Leaf {
     Rows(Vec<Tensor>),
 }
 
-/// Where a slot reads a chunk's neighbours from.
+/// How a slot reads a chunk's neighbours (always from `live`, whose rows are fresh for the
+/// chunks computed earlier this epoch and stale for the others).
 pub(crate) enum Neighbours<'a> {
-    /// Linear layers: the chunk's halo rows, gathered (f32; `None` without inter edges).
-    Halo(Option<&'a Tensor>),
-    /// Attention: the inter edges split by freshness, read from `live` and `snapshot`.
+    /// Linear layers: the inter block's product.
+    Block,
+    /// Attention: the inter edges split by freshness.
     Edges(&'a InterParts),
 }
 
 /// One slot's result on one chunk.
 pub(crate) struct SlotRun {
     pub out: Tensor,
-    /// The slot's dropped-out input without autograd: the chunk's rows of the historical buffer.
-    pub xd: Tensor,
-    /// The dropout mask: gradients later chunks send to the rows enter the slot's input as
-    /// `g ⊙ keep / (1 − p)` ([`SlotRun::injected`]).
+    /// The dropout mask: what is due to the chunk's rows (a gradient of the dropped-out rows)
+    /// enters the slot's input through it ([`ConvSlot::due`]).
     pub keep: Option<Tensor>,
     pub leaf: Option<Leaf>,
 }
 
-impl SlotRun {
-    /// What a gradient `g` of the dropped-out rows is for the slot's input.
-    pub(crate) fn injected(keep: Option<&Tensor>, p: f64, g: &Tensor) -> Tensor {
-        match keep {
-            Some(k) => (g * k) * (1.0 / (1.0 - p)),
-            None => g.shallow_clone(),
-        }
-    }
+/// GCNII's initial residual on one chunk: `h⁰` and, where formed, `α·h⁰`.
+#[derive(Clone, Copy)]
+pub(crate) struct Residual<'a> {
+    pub h0: &'a Tensor,
+    pub h0a: Option<&'a Tensor>,
 }
 
 impl ConvSlot {
     /// The slot on chunk `ch` for its input `x` (the generator already seeded for the slot's
-    /// dropout of rate `p`); `h0a` is GCNII's `α·H⁰`. With `leaves` (autograd on) the neighbour
-    /// reads become leaves; `carry` also makes stale ones leaves (attention).
+    /// dropout of rate `p`); `res` is GCNII's initial residual. With `leaves` (autograd on) the
+    /// neighbour reads become leaves; `carry` also makes stale ones leaves (attention). With
+    /// `write`, the dropped-out rows are written to the chunk's rows of `live`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_chunk(
         &self,
         ch: &Chunk,
         x: &Tensor,
         p: f64,
         nb: Neighbours,
-        h0a: Option<&Tensor>,
+        res: Option<Residual>,
         leaves: Option<bool>,
+        write: bool,
     ) -> SlotRun {
         let keep = (p > 0.0).then(|| dropout_mask(x, p));
         let scale = if keep.is_some() { 1.0 / (1.0 - p) } else { 1.0 };
-        // The bits of `strata_nn::ops::dropout`, `(x · keep) · s`, with or without autograd.
+        // The bits of `strata_nn::ops::dropout`, `(x · keep) · s`.
         let drop = |x: &Tensor| match &keep {
             Some(k) => (x * k) * scale,
             None => x.shallow_clone(),
         };
-        let xd = tch::no_grad(|| drop(x));
-        let halo = match nb {
-            Neighbours::Edges(parts) => {
-                let Conv::Gat(gat) = &self.p.conv else { unreachable!("edge lists are kept for attention only") };
-                let mut list = Vec::new();
-                let out = self.attend_chunk(gat, ch, &drop(x), parts, leaves.map(|carry| (&mut list, carry)));
-                return SlotRun { out, xd, keep, leaf: list.pop() };
+        let live_rows = || self.live.narrow(0, ch.start, ch.len());
+        let write_rows = |xd: &Tensor| {
+            if write {
+                tch::no_grad(|| live_rows().copy_(xd));
             }
-            Neighbours::Halo(halo) => halo,
         };
-        let mut inter = ch.inter.as_ref().zip(halo).map(|(b, rows)| b.aggregate(rows));
+        if let Neighbours::Edges(parts) = nb {
+            let Conv::Gat(gat) = &self.p.conv else { unreachable!("edge lists are kept for attention only") };
+            let xd = drop(x);
+            write_rows(&xd);
+            let mut list = Vec::new();
+            let out = self.attend_chunk(gat, ch, &xd, parts, leaves.map(|carry| (&mut list, carry)));
+            return SlotRun { out, keep, leaf: list.pop() };
+        }
+        let mut inter = ch.inter.as_ref().map(|b| b.aggregate(&self.live));
         let mut leaf = None;
         if leaves.is_some() {
             inter = inter.map(|i| i.set_requires_grad(true));
             leaf = inter.as_ref().map(|i| Leaf::Aggregate(i.shallow_clone()));
         }
+        let scaled_h0 = |res: Residual, alpha: f64| res.h0a.map_or_else(|| res.h0 * alpha, |h| h.shallow_clone());
         let out = match (&self.p.conv, &ch.intra) {
             (Conv::Gcnii(c), Intra::Csr { a, a_t }) => {
-                // ((1 − α)·(A_cc·xd + inter) + α·h⁰)·M: the inter aggregate rides in the residual.
-                let h0a = h0a.expect("GCNII carries h0");
+                if write {
+                    tch::no_grad(|| match &keep {
+                        // Straight into the buffer: no chunk-sized temporary.
+                        Some(k) if self.live.kind() == Kind::Float => {
+                            let rows = x.mul_out(&live_rows(), k);
+                            let _ = rows.shallow_clone().g_mul_scalar_(scale);
+                        }
+                        _ => live_rows().copy_(&drop(x)),
+                    });
+                }
+                // ((1 − α)·(A_cc·xd + inter) + α·h⁰)·M: the inter aggregate rides in the residual
+                // term, `lerp(inter, h⁰, α)`.
+                let res = res.expect("GCNII carries h0");
                 let res = match &inter {
-                    Some(i) => i * (1.0 - c.alpha) + h0a,
-                    None => h0a.shallow_clone(),
+                    Some(i) => i.lerp(res.h0, c.alpha),
+                    None => scaled_h0(res, c.alpha),
                 };
                 self.p.activate(c.forward_csr(x, &res, keep.as_ref(), scale, (a, a_t), false))
             }
-            _ => {
-                let xg = if leaves.is_some() { drop(x) } else { xd.shallow_clone() };
+            (conv, _) => {
+                let xd = drop(x);
+                write_rows(&xd);
                 let agg = match inter {
-                    Some(i) => ch.aggregate_intra(&xg) + i,
-                    None => ch.aggregate_intra(&xg),
+                    Some(i) => ch.aggregate_intra(&xd) + i,
+                    None => ch.aggregate_intra(&xd),
                 };
-                self.p.update(agg, &xg, h0a)
+                let alpha = if let Conv::Gcnii(c) = conv { c.alpha } else { 0.0 };
+                let h0a = res.map(|r| scaled_h0(r, alpha));
+                self.p.update(agg, &xd, h0a.as_ref())
             }
         };
-        SlotRun { out, xd, keep, leaf }
+        SlotRun { out, keep, leaf }
     }
 
     /// GAT on a chunk: targets are the chunk's rows, sources its rows then every inter edge's
@@ -138,7 +164,7 @@ impl ConvSlot {
         let Intra::Edges { row, col, .. } = &ch.intra else { unreachable!("attention chunks keep edge lists") };
         let [(fr, fc, _), (sr, sc, _)] = parts;
         let mut fresh = self.live.index_select(0, fc).to_kind(Kind::Float);
-        let mut stale = self.snapshot.index_select(0, sc).to_kind(Kind::Float);
+        let mut stale = self.live.index_select(0, sc).to_kind(Kind::Float);
         if let Some((list, carry)) = leaves {
             fresh = fresh.detach().set_requires_grad(true);
             let mut rows = vec![fresh.shallow_clone()];
@@ -178,23 +204,22 @@ impl ConvSlot {
         out
     }
 
-    /// Accumulates, into the source rows' `grad`, what the chunk's backward gave its neighbour
-    /// reads, scaled by `grad_scale` (trick 2): the rows of source chunks where `include` holds
-    /// (the fresh ones, or every one when stale gradients are carried over); for attention,
-    /// `groups` are the edge groups the leaves were gathered for.
+    /// Hands what the chunk's backward gave its neighbour reads to `grad`, scaled by
+    /// `grad_scale` (trick 2): a linear layer's aggregate gradient becomes the chunk's rows; an
+    /// attention layer's row gradients are added to the source rows (`groups`: the edge groups
+    /// the leaves were gathered for).
     pub(crate) fn send_grads(
         &self,
         ch: &Chunk,
         leaf: Leaf,
-        groups: Option<&InterParts>,
+        groups: Option<&[(Tensor, Tensor, Tensor)]>,
         grad_scale: f64,
-        include: impl Fn(usize) -> bool,
     ) {
         match leaf {
             Leaf::Aggregate(inter) => {
                 let g = inter.grad();
-                if let (true, Some(block)) = (g.defined(), &ch.inter) {
-                    block.spread(&g, &self.grad, grad_scale, include);
+                if g.defined() {
+                    let _ = g.mul_scalar_out(&self.grad.narrow(0, ch.start, ch.len()), grad_scale);
                 }
             }
             Leaf::Rows(gathered) => {
@@ -207,5 +232,28 @@ impl ConvSlot {
                 }
             }
         }
+    }
+
+    /// The gradient chunk `ch`'s rows are due at its backward, as a gradient of this slot's
+    /// input (through the dropout mask `keep` of rate `p`): a linear layer's share of the later
+    /// chunks' aggregate gradients (and what was carried over), an attention layer's rows of
+    /// `grad`. `None`: nothing is due.
+    pub(crate) fn due(&self, ch: &Chunk, received: bool, keep: Option<&Tensor>, p: f64) -> Option<Tensor> {
+        let rows = |t: &Tensor| t.narrow(0, ch.start, ch.len());
+        let fresh = match (&ch.inter_edges, &ch.inter) {
+            (Some(_), _) => received.then(|| rows(&self.grad)),
+            (None, Some(b)) if received => Some(b.gradient_from(&self.grad)),
+            _ => None,
+        };
+        let due = match (fresh, &self.carried) {
+            (Some(f), Some(c)) => f + rows(c),
+            (None, Some(c)) => rows(c),
+            (Some(f), None) => f,
+            (None, None) => return None,
+        };
+        Some(match keep {
+            Some(k) => (due * k) * (1.0 / (1.0 - p)),
+            None => due,
+        })
     }
 }

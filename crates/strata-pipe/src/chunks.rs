@@ -33,70 +33,53 @@ pub struct InterEdges {
     pub src_chunk: Vec<u32>,
 }
 
-/// A chunk's rows of the operator restricted to the columns of other chunks, compressed to the
-/// chunk's halo: `a` is rows × |halo| (column j = vertex `halo[j]`), `a_t` its transpose, both
-/// CSR with 32-bit indices where they fit.
+/// How a chunk's inter-chunk columns are indexed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Columns {
+    /// Global vertex ids: products read an N-row buffer in place (f32 buffers).
+    Global,
+    /// Positions in the chunk's halo: the halo's rows are gathered first (16-bit buffers, which
+    /// libtorch's sparse products do not take).
+    Halo,
+}
+
+/// A chunk's rows of the operator restricted to other chunks' columns, as CSR with 32-bit
+/// indices where they fit ([`Columns`] says what a column is).
 pub struct InterBlock {
-    /// The halo's global vertex ids, ascending.
-    pub halo: Tensor,
+    /// The halo's global ids, ascending, when columns are halo positions.
+    pub halo: Option<Tensor>,
     pub a: Tensor,
-    pub a_t: Tensor,
-    /// The halo's columns by the chunk their vertices lie in: `(chunk, first, end)`, ascending
-    /// (chunks are contiguous id ranges, so each chunk's columns are one run).
-    pub sources: Vec<(usize, i64, i64)>,
+    /// The same rows and columns of the transposed operator (`None`: the operator is
+    /// symmetric, and this is `a`).
+    back: Option<Tensor>,
+    /// A graph-parallel partition's `aᵀ` (halo × rows), for the halo rows' gradients.
+    pub a_t: Option<Tensor>,
+    /// The chunks the columns' vertices lie in, ascending.
+    pub sources: Vec<usize>,
 }
 
 impl InterBlock {
-    /// The halo's rows of `buf` (a historical buffer, any float type) as f32.
-    pub fn gather(&self, buf: &Tensor) -> Tensor {
-        buf.index_select(0, &self.halo).to_kind(Kind::Float)
-    }
-
-    /// The halo's rows, from `fresh_buf` for the source chunks where `fresh` holds and from
-    /// `stale_buf` elsewhere, one narrow copy per run of fresh chunks.
-    pub fn gather_mixed(&self, fresh_buf: &Tensor, stale_buf: &Tensor, fresh: impl Fn(usize) -> bool) -> Tensor {
-        let out = self.gather(stale_buf);
-        for (lo, hi) in self.runs(fresh) {
-            let ids = self.halo.narrow(0, lo, hi - lo);
-            out.narrow(0, lo, hi - lo).copy_(&fresh_buf.index_select(0, &ids));
+    /// The rows of `buf` (N rows) the columns name, as f32.
+    fn columns_of(&self, buf: &Tensor) -> Tensor {
+        match &self.halo {
+            Some(h) => buf.index_select(0, h).to_kind(Kind::Float),
+            None => buf.shallow_clone(),
         }
-        out
     }
 
-    /// `a · rows` for the gathered halo `rows`, without autograd.
-    pub fn aggregate(&self, rows: &Tensor) -> Tensor {
-        tch::no_grad(|| strata_nn::ops::spmm(&self.a, &self.a, rows))
+    /// `a · buf` for a buffer of every vertex's rows, without autograd: the chunk's aggregate
+    /// over its neighbours in other chunks.
+    pub fn aggregate(&self, buf: &Tensor) -> Tensor {
+        tch::no_grad(|| strata_nn::ops::spmm(&self.a, &self.a, &self.columns_of(buf)))
     }
 
-    /// Adds `scale · aᵀ · g` (what the halo rows' gradient is, given the aggregate's gradient
-    /// `g`) into `acc` at the rows of the source chunks where `include` holds.
-    pub fn spread(&self, g: &Tensor, acc: &Tensor, scale: f64, include: impl Fn(usize) -> bool) {
-        tch::no_grad(|| {
-            let runs = self.runs(include);
-            if runs.is_empty() {
-                return;
-            }
-            let mut gs = strata_nn::ops::spmm(&self.a_t, &self.a_t, g);
-            if scale != 1.0 {
-                let _ = gs.g_mul_scalar_(scale);
-            }
-            for (lo, hi) in runs {
-                let _ =
-                    acc.shallow_clone().index_add_(0, &self.halo.narrow(0, lo, hi - lo), &gs.narrow(0, lo, hi - lo));
-            }
-        })
-    }
-
-    /// The column runs of the source chunks where `pick` holds, adjacent runs merged.
-    fn runs(&self, pick: impl Fn(usize) -> bool) -> Vec<(i64, i64)> {
-        let mut out: Vec<(i64, i64)> = Vec::new();
-        for &(_, lo, hi) in self.sources.iter().filter(|(q, _, _)| pick(*q)) {
-            match out.last_mut() {
-                Some(last) if last.1 == lo => last.1 = hi,
-                _ => out.push((lo, hi)),
-            }
-        }
-        out
+    /// For each row v of the chunk, `Σ_r A[r, v] · g[r]` over the other chunks' rows r: what
+    /// the chunk's rows get back from the aggregates that read them, given those aggregates'
+    /// gradients `g` (f32, every vertex's rows; zero where nothing is due). The transposed
+    /// product of the readers' blocks, computed as the reading chunk's own row block of `Aᵀ`.
+    pub fn gradient_from(&self, g: &Tensor) -> Tensor {
+        let m = self.back.as_ref().unwrap_or(&self.a);
+        tch::no_grad(|| strata_nn::ops::spmm(m, m, &self.columns_of(g)))
     }
 }
 
@@ -161,24 +144,39 @@ pub struct ChunkedGraph {
 
 impl ChunkedGraph {
     /// `graph` must already be renumbered so chunk `k` is `offsets[k]..offsets[k+1]`; `norm`
-    /// is the operator the model's convolutions aggregate over.
-    pub fn new(graph: &CsrGraph, norm: Norm, offsets: &[usize], device: Device) -> ChunkedGraph {
+    /// is the operator the model's convolutions aggregate over; `columns` how the chunks'
+    /// inter-chunk blocks index their columns.
+    pub fn new(graph: &CsrGraph, norm: Norm, offsets: &[usize], columns: Columns, device: Device) -> ChunkedGraph {
         let op = Operator::new(graph, norm);
         let k = offsets.len() - 1;
-        let chunks = (0..k).map(|c| op.block(offsets, c, false, device)).collect();
-        let full_blocks = (0..k).map(|c| op.block(offsets, c, true, device)).collect();
+        let chunks = (0..k).map(|c| op.block(offsets, c, Block::Chunk(columns), device)).collect();
+        let full_blocks = (0..k).map(|c| op.block(offsets, c, Block::Whole, device)).collect();
         ChunkedGraph { n: op.g.num_nodes() as i64, offsets: offsets.to_vec(), chunks, full_blocks }
     }
 
-    /// Chunk `c` alone (a graph-parallel way keeps only its own partition).
+    /// Chunk `c` alone, its inter block over its halo with the transpose (a graph-parallel
+    /// way keeps only its own partition).
     pub fn one_chunk(graph: &CsrGraph, norm: Norm, offsets: &[usize], c: usize, device: Device) -> Chunk {
-        Operator::new(graph, norm).block(offsets, c, false, device)
+        Operator::new(graph, norm).block(offsets, c, Block::Partition, device)
     }
+}
+
+/// What [`Operator::block`] cuts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// Every edge of the rows, global columns, no inter part (exact inference).
+    Whole,
+    /// A pipeline chunk: intra edges, and inter edges by `Columns`.
+    Chunk(Columns),
+    /// A graph-parallel partition: intra edges, inter edges over the halo with their transpose.
+    Partition,
 }
 
 /// The normalised operator (a graph whose values are its weights), from which chunks are cut.
 struct Operator {
     g: CsrGraph,
+    /// The transposed operator, where it differs (GraphSAGE's mean).
+    gt: Option<strata_graph::CsrMatrix>,
     symmetric: bool,
     /// Attention reads the edges themselves: no CSR block.
     edges_only: bool,
@@ -191,38 +189,46 @@ impl Operator {
     fn new(graph: &CsrGraph, norm: Norm) -> Operator {
         let g = norm.apply(&graph.symmetrized());
         let kernel = strata_nn::Kernel::for_edges(g.num_entries());
-        Operator { g, symmetric: norm != Norm::Mean, edges_only: norm == Norm::SelfLoops, kernel }
+        let symmetric = norm != Norm::Mean;
+        let gt = (!symmetric).then(|| g.adjacency().transpose());
+        Operator { g, gt, symmetric, edges_only: norm == Norm::SelfLoops, kernel }
     }
 
-    /// Chunk `c`'s rows: split into intra and inter edges, or (`whole`) every edge as one
-    /// operator with global columns.
-    fn block(&self, offsets: &[usize], c: usize, whole: bool, device: Device) -> Chunk {
+    /// Chunk `c`'s rows: split into intra and inter edges, or every edge as one operator with
+    /// global columns ([`Block::Whole`]).
+    fn block(&self, offsets: &[usize], c: usize, kind: Block, device: Device) -> Chunk {
         let g = &self.g;
+        let whole = kind == Block::Whole;
         let (start, end) = (offsets[c], offsets[c + 1]);
         let chunk_of = |u: usize| (offsets.partition_point(|&o| o <= u) - 1) as u32;
-        let (mut ir, mut ic, mut iw, mut er, mut ec, mut ew, mut es) =
-            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let inside = |v: i64| v as usize >= start && (v as usize) < end;
+        let (mut ir, mut ic, mut iw, mut inter) = (vec![], vec![], vec![], Entries::default());
         for u in start..end {
             let vals = g.adjacency().row_values(u);
+            let local = (u - start) as i64;
             for (j, &v) in g.neighbors(u).iter().enumerate() {
                 let w = vals.map_or(1.0, |x| x[j]);
-                let local = (u - start) as i64;
-                if whole {
+                if whole || inside(v) {
                     ir.push(local);
-                    ic.push(v);
-                    iw.push(w);
-                } else if v as usize >= start && (v as usize) < end {
-                    ir.push(local);
-                    ic.push(v - start as i64);
+                    ic.push(if whole { v } else { v - start as i64 });
                     iw.push(w);
                 } else {
-                    er.push(local);
-                    ec.push(v);
-                    ew.push(w);
-                    es.push(chunk_of(v as usize));
+                    inter.push(local, v, w);
                 }
             }
         }
+        // The transposed operator's inter entries, where it differs (same pattern: the graph
+        // is symmetrised).
+        let back = self.gt.as_ref().filter(|_| !whole).map(|gt| {
+            let mut e = Entries::default();
+            for u in start..end {
+                let vals = gt.row_values(u);
+                for (j, &v) in gt.row(u).iter().enumerate().filter(|(_, &v)| !inside(v)) {
+                    e.push((u - start) as i64, v, vals.map_or(1.0, |x| x[j]));
+                }
+            }
+            e
+        });
         let t = |v: &[i64]| Tensor::from_slice(v).to(device);
         let f = |v: &[f32]| Tensor::from_slice(v).to(device);
         let rows = (end - start) as i64;
@@ -234,43 +240,79 @@ impl Operator {
         } else {
             Intra::Edges { row: t(&ir), col: t(&ic), w: f(&iw) }
         };
-        let inter = (!er.is_empty()).then(|| inter_block(&er, &ec, &ew, rows, &chunk_of, device));
         // Attention keeps the list, in 32-bit ids (half the bytes of the largest structure a
         // stage keeps); they are widened per chunk where used (`Stage::split_inter`).
-        let inter_edges = self.edges_only.then(|| {
+        let inter_edges = (self.edges_only && !whole).then(|| {
             let id_kind = if g.num_nodes() <= i32::MAX as usize { Kind::Int } else { Kind::Int64 };
             let ids = |v: &[i64]| Tensor::from_slice(v).to_kind(id_kind).to(device);
-            InterEdges { row: ids(&er), col: ids(&ec), w: f(&ew), src_chunk: es }
+            let src_chunk = inter.col.iter().map(|&v| chunk_of(v as usize)).collect();
+            InterEdges { row: ids(&inter.row), col: ids(&inter.col), w: f(&inter.w), src_chunk }
         });
-        Chunk { start: start as i64, end: end as i64, intra, inter, inter_edges }
+        let inter_block = match kind {
+            _ if inter.row.is_empty() => None,
+            Block::Whole => None,
+            Block::Chunk(columns) => Some(inter.block(back, rows, g.num_nodes(), columns, false, &chunk_of, device)),
+            Block::Partition => Some(inter.block(back, rows, g.num_nodes(), Columns::Halo, true, &chunk_of, device)),
+        };
+        Chunk { start: start as i64, end: end as i64, intra, inter: inter_block, inter_edges }
     }
 }
 
-/// The inter edges `(row, source, weight)` (rows ascending) as a block over their sorted sources.
-fn inter_block(
-    row: &[i64],
-    src: &[i64],
-    w: &[f32],
-    rows: i64,
-    chunk_of: &dyn Fn(usize) -> u32,
-    device: Device,
-) -> InterBlock {
-    let mut halo = src.to_vec();
-    halo.sort_unstable();
-    halo.dedup();
-    let col: Vec<i64> = src.iter().map(|s| halo.partition_point(|h| h < s) as i64).collect();
-    let mut sources: Vec<(usize, i64, i64)> = Vec::new();
-    for (j, &v) in halo.iter().enumerate() {
-        let q = chunk_of(v as usize) as usize;
-        match sources.last_mut() {
-            Some(last) if last.0 == q => last.2 = j as i64 + 1,
-            _ => sources.push((q, j as i64, j as i64 + 1)),
+/// A chunk's inter entries `(row, global column, weight)`, rows ascending.
+#[derive(Default)]
+struct Entries {
+    row: Vec<i64>,
+    col: Vec<i64>,
+    w: Vec<f32>,
+}
+
+impl Entries {
+    fn push(&mut self, row: i64, col: i64, w: f32) {
+        self.row.push(row);
+        self.col.push(col);
+        self.w.push(w);
+    }
+
+    /// The entries as an [`InterBlock`] of `rows` rows over `n` vertices; `back` the
+    /// transposed operator's entries (same pattern); `transpose`: also `aᵀ`.
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        self,
+        back: Option<Entries>,
+        rows: i64,
+        n: usize,
+        columns: Columns,
+        transpose: bool,
+        chunk_of: &dyn Fn(usize) -> u32,
+        device: Device,
+    ) -> InterBlock {
+        let mut halo = self.col.clone();
+        halo.sort_unstable();
+        halo.dedup();
+        let mut sources: Vec<usize> = halo.iter().map(|&v| chunk_of(v as usize) as usize).collect();
+        sources.dedup();
+        let (cols, place): (i64, Box<dyn Fn(&[i64]) -> Vec<i64>>) = match columns {
+            Columns::Global => (n as i64, Box::new(|c: &[i64]| c.to_vec())),
+            Columns::Halo => {
+                let h = halo.clone();
+                (halo.len() as i64, Box::new(move |c: &[i64]| c.iter().map(|v| h.partition_point(|x| x < v) as i64).collect()))
+            }
+        };
+        let csr = |e: Entries, transpose: bool| {
+            let Intra::Csr { a, a_t } = csr_block(&e.row, place(&e.col), e.w, rows, cols, transpose, device) else {
+                unreachable!("csr_block builds CSR")
+            };
+            (a, a_t)
+        };
+        let (a, a_t) = csr(self, transpose);
+        InterBlock {
+            halo: (columns == Columns::Halo).then(|| Tensor::from_slice(&halo).to(device)),
+            a,
+            back: back.map(|e| csr(e, false).0),
+            a_t: transpose.then_some(a_t),
+            sources,
         }
     }
-    let Intra::Csr { a, a_t } = csr_block(row, col, w.to_vec(), rows, halo.len() as i64, true, device) else {
-        unreachable!("csr_block builds CSR")
-    };
-    InterBlock { halo: Tensor::from_slice(&halo).to(device), a, a_t, sources }
 }
 
 /// A block as CSR tensors from its entries in row order (`row` sorted), with its transpose when

@@ -18,9 +18,9 @@
 //! conv slots' rows other ways read go to them ([`Halo::History`], one epoch stale there).
 
 use crate::boundary::{Boundary, BoundaryShape, Side, SideKind};
-use crate::chunk_conv::{ConvSlot, InterParts, Leaf, Neighbours, SlotRun};
-use crate::chunks::ChunkedGraph;
-use crate::config::{PipeModel, Recompute, StageSpec};
+use crate::chunk_conv::{ConvSlot, InterParts, Leaf, Neighbours, Residual};
+use crate::chunks::{ChunkedGraph, Columns};
+use crate::config::{HistoryDtype, PipeModel, Recompute, StageSpec};
 use crate::error::PipeError;
 use crate::history::history_lists;
 use crate::layers;
@@ -50,6 +50,9 @@ pub struct Stage {
     saved: Vec<Option<Saved>>,
     /// Whether later chunks sent gradients to a chunk's rows this epoch.
     received: Vec<bool>,
+    /// This epoch's own chunks in order, and how many have yet to run backward.
+    order: Vec<usize>,
+    backwards_left: usize,
     /// Whether forwards keep their autograd graphs, and the estimate that decided it.
     activations: Activations,
 }
@@ -101,7 +104,9 @@ enum Pass {
 
 impl Stage {
     pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<Stage, PipeError> {
-        let graph = ChunkedGraph::new(&data.graph, layers::norm(spec.config.model), &spec.chunk_offsets, device);
+        // libtorch's sparse products take f32 only: 16-bit history is gathered row by row.
+        let columns = if spec.config.history_dtype == HistoryDtype::F32 { Columns::Global } else { Columns::Halo };
+        let graph = ChunkedGraph::new(&data.graph, layers::norm(spec.config.model), &spec.chunk_offsets, columns, device);
         tracing::debug!("chunk operators built: {}", strata_nn::memory::rss_summary());
         let n = graph.n;
         let vs = nn::VarStore::new(device);
@@ -126,8 +131,14 @@ impl Stage {
         tracing::debug!("input projection built: {}", strata_nn::memory::rss_summary());
         let z = || Tensor::zeros([n, cfg.hidden], (Kind::Float, device));
         let hist = || Tensor::zeros([n, cfg.hidden], (cfg.history_dtype.kind(), device));
-        let convs: Vec<ConvSlot> =
-            layers.convs.into_iter().map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z() }).collect();
+        // Carried gradients (`--no-trick2`) have their own buffer with linear layers; attention's
+        // accumulator carries them itself.
+        let carried = || (cfg.carry_stale_grads && cfg.model != PipeModel::Gat).then(z);
+        let convs: Vec<ConvSlot> = layers
+            .convs
+            .into_iter()
+            .map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z(), carried: carried() })
+            .collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
         let activations = choose_activations(&spec, &graph, &convs);
@@ -150,6 +161,8 @@ impl Stage {
             pos: (0..k).collect(),
             saved: (0..k).map(|_| None).collect(),
             received: vec![false; k],
+            order: Vec::new(),
+            backwards_left: 0,
             activations,
             core: StageCore::new(spec, vs, opt, data.labels.clone(), true),
         })
@@ -177,7 +190,8 @@ impl Stage {
             .iter()
             .flat_map(|s| {
                 let slot = s.p.slot;
-                let grad = carry.then(|| (format!("history.{slot}.grad"), &s.grad));
+                // What outlives the epoch: the carried rows (linear layers) or the accumulator.
+                let grad = carry.then(|| (format!("history.{slot}.grad"), s.carried.as_ref().unwrap_or(&s.grad)));
                 [(format!("history.{slot}.live"), &s.live), (format!("history.{slot}.snapshot"), &s.snapshot)]
                     .into_iter()
                     .chain(grad)
@@ -193,6 +207,8 @@ impl Stage {
         for (p, &c) in order.iter().enumerate() {
             self.pos[c] = p;
         }
+        self.order = order.to_vec();
+        self.backwards_left = order.len();
         let cfg = &self.core.spec.config;
         let refresh = cfg.refresh.max(1) as u64;
         self.received.iter_mut().for_each(|r| *r = false);
@@ -201,7 +217,7 @@ impl Stage {
                 if !epoch.is_multiple_of(refresh) {
                     s.live.copy_(&s.snapshot);
                 }
-                if !cfg.carry_stale_grads {
+                if !cfg.carry_stale_grads || s.carried.is_some() {
                     let _ = s.grad.zero_();
                 } else {
                     // Rows of other ways' chunks are never consumed here: nothing to carry.
@@ -314,23 +330,18 @@ impl Stage {
         let parts = self.split_inter(c);
         let cfg = &self.core.spec.config;
         let (mut inputs, mut leaves) = (Vec::new(), Vec::new());
-        let h0a = h0.as_ref().map(|h| h * cfg.alpha);
+        // α·h⁰ once per chunk where a slot adds it whole (no inter edges, or no fused layer).
+        let fused = matches!(ch.intra, crate::chunks::Intra::Csr { .. }) && ch.inter.is_some();
+        let h0a = h0.as_ref().filter(|_| !fused).map(|h| h * cfg.alpha);
         for s in &self.convs {
             tch::manual_seed(self.seed_for(c, s.p.slot));
-            let halo = match (&ch.inter, &parts, pass) {
-                (Some(_), Some(_), _) | (None, _, _) => None,
-                (Some(b), None, Pass::Recompute) => Some(b.gather_mixed(&s.live, &s.snapshot, |q| self.fresh(c, q))),
-                // Rows of chunks not yet computed this epoch are still the snapshot's.
-                (Some(b), None, _) => Some(b.gather(&s.live)),
-            };
             let nb = match &parts {
                 Some(parts) => Neighbours::Edges(parts),
-                None => Neighbours::Halo(halo.as_ref()),
+                None => Neighbours::Block,
             };
-            let run = s.on_chunk(ch, &x, cfg.dropout, nb, h0a.as_ref(), grad.then_some(cfg.carry_stale_grads));
-            if pass != Pass::Recompute {
-                tch::no_grad(|| s.live.narrow(0, ch.start, ch.len()).copy_(&run.xd));
-            }
+            let res = h0.as_ref().map(|h0| Residual { h0, h0a: h0a.as_ref() });
+            let write = pass != Pass::Recompute;
+            let run = s.on_chunk(ch, &x, cfg.dropout, nb, res, grad.then_some(cfg.carry_stale_grads), write);
             if grad {
                 inputs.push((x.shallow_clone(), run.keep));
                 leaves.extend(run.leaf);
@@ -366,35 +377,36 @@ impl Stage {
             }
         };
         let ch = &self.graph.chunks[c];
-        let mut surrogate = Tensor::zeros([], (Kind::Float, self.core.device()));
-        if self.received[c] || self.core.spec.config.carry_stale_grads {
-            let p = self.core.spec.config.dropout;
-            for (s, (x, keep)) in self.convs.iter().zip(&graph.inputs) {
-                // The gradient later chunks sent to these rows (they read them as fresh neighbours).
-                let g = SlotRun::injected(keep.as_ref(), p, &s.grad.narrow(0, ch.start, ch.len()));
-                surrogate += (x * g).sum(Kind::Float);
+        // Back-propagation from every root at once: the loss (last stage) or the output with
+        // the next stage's gradient, and each slot's input with what its rows are due from the
+        // chunks that read them as fresh neighbours.
+        let (p, carry) = (self.core.spec.config.dropout, self.core.spec.config.carry_stale_grads);
+        let mut roots: Vec<(Tensor, Tensor)> = Vec::new();
+        for (s, (x, keep)) in self.convs.iter().zip(&graph.inputs) {
+            if let Some(due) = s.due(ch, self.received[c] || carry, keep.as_ref(), p) {
+                roots.push((x.shallow_clone(), due));
             }
         }
         match (&self.head, grad_out) {
             (Some(_), _) => {
                 if let Some(loss) = self.core.loss_share(&graph.out, ch.start as usize) {
                     self.core.last_loss += loss.double_value(&[]);
-                    surrogate += loss;
+                    roots.push((loss.shallow_clone(), loss.ones_like()));
                 }
             }
             (None, Some(g)) => {
-                surrogate += (&graph.out * &g.x).sum(Kind::Float);
+                roots.push((graph.out.shallow_clone(), g.x.shallow_clone()));
                 if let (Some(h), Some(gh)) = (graph.h0.as_ref(), g.h0()) {
-                    surrogate += (h * gh).sum(Kind::Float);
+                    roots.push((h.shallow_clone(), gh.shallow_clone()));
                 }
             }
             (None, None) => {}
         }
-        if surrogate.requires_grad() {
-            surrogate.backward();
-        }
+        strata_nn::ops::backward_roots(&roots.iter().map(|(r, g)| (r, g)).collect::<Vec<_>>())?;
+        drop(roots);
         let ChunkGraph { x_leaf, h0_leaf, leaves, parts, .. } = graph;
         self.send_neighbour_grads(c, leaves, parts.as_ref());
+        self.after_backward(c);
         // The chunk's autograd graph is gone: hand its freed pages back, so that freed
         // chunk-sized blocks (below glibc's mmap threshold) do not pile up in the heap from chunk
         // to chunk (`--trim-heap`: less memory, slower epochs).
@@ -407,28 +419,79 @@ impl Stage {
             .map(|x| Boundary { x: grad_or_zeros(&x), side: h0_leaf.as_ref().map(|h| Side::H0(grad_or_zeros(h))) }))
     }
 
-    /// Hands each slot's neighbour gradients to the source rows' accumulators: fresh sources
-    /// always, stale ones too when their gradients are carried over (`--no-trick2`).
+    /// Hands each slot's neighbour gradients to `grad` (see [`ConvSlot::send_grads`]) and
+    /// notes which chunks are now due some: the fresh sources, or every source when stale
+    /// gradients are carried over (`--no-trick2`).
     fn send_neighbour_grads(&mut self, c: usize, leaves: Vec<Leaf>, parts: Option<&InterParts>) {
         let carry = self.core.spec.config.carry_stale_grads;
         let ch = &self.graph.chunks[c];
-        let sources = ch.inter.as_ref().map(|b| b.sources.iter().map(|s| s.0));
+        let sources = ch.inter.as_ref().map(|b| b.sources.iter().copied());
         let src_edges = ch.inter_edges.as_ref().map(|e| e.src_chunk.iter().map(|&q| q as usize));
         for q in sources.into_iter().flatten().chain(src_edges.into_iter().flatten()) {
-            if carry || self.pos[q] < self.pos[c] {
+            if carry || self.fresh(c, q) {
                 self.received[q] = true;
             }
         }
+        let ch = &self.graph.chunks[c];
         tch::no_grad(|| {
-            if carry {
-                // Consumed: what stays in these rows now comes from the stale sources below and
-                // is injected next epoch.
+            if carry && parts.is_some() {
+                // Attention's accumulator: consumed. What stays in these rows now comes from the
+                // stale sources and is injected next epoch.
                 for s in &self.convs {
                     let _ = s.grad.narrow(0, ch.start, ch.len()).zero_();
                 }
             }
+            let groups = parts.map(|p| if carry { &p[..] } else { &p[..1] });
             for (s, leaf) in self.convs.iter().zip(leaves) {
-                s.send_grads(ch, leaf, parts, self.core.spec.config.grad_scale, |q| carry || self.fresh(c, q));
+                s.send_grads(ch, leaf, groups, self.core.spec.config.grad_scale);
+            }
+        });
+    }
+
+    /// After chunk `c`'s backward. When recomputing, the chunks whose backward has run are
+    /// stale for every chunk still to come (those computed before them), so their rows of
+    /// `live` and `snapshot` trade places: every recomputation reads `live` only, and after the
+    /// last chunk the buffers trade names, `live` fresh again. After the last chunk, with
+    /// `--no-trick2`, the gradients due to rows from readers that ran after them are carried.
+    fn after_backward(&mut self, c: usize) {
+        let ch = &self.graph.chunks[c];
+        let recomputed = !self.activations.kept;
+        tch::no_grad(|| {
+            if recomputed {
+                for s in &self.convs {
+                    let (live, snap) = (s.live.narrow(0, ch.start, ch.len()), s.snapshot.narrow(0, ch.start, ch.len()));
+                    let fresh = live.copy();
+                    live.shallow_clone().copy_(&snap);
+                    snap.shallow_clone().copy_(&fresh);
+                }
+            }
+        });
+        self.backwards_left = self.backwards_left.saturating_sub(1);
+        if self.backwards_left > 0 {
+            return;
+        }
+        if recomputed {
+            for s in &mut self.convs {
+                std::mem::swap(&mut s.live, &mut s.snapshot);
+            }
+        }
+        tch::no_grad(|| {
+            for s in &self.convs {
+                let Some(carried) = &s.carried else { continue };
+                // In forward order: `before` holds the aggregate gradients of the chunks computed
+                // before chunk q, whose backward ran after q's.
+                let before = s.grad.zeros_like();
+                for &q in &self.order {
+                    let ch = &self.graph.chunks[q];
+                    let rows = |t: &Tensor| t.narrow(0, ch.start, ch.len());
+                    match &ch.inter {
+                        Some(b) => rows(carried).copy_(&b.gradient_from(&before)),
+                        None => {
+                            let _ = rows(carried).zero_();
+                        }
+                    }
+                    rows(&before).copy_(&rows(&s.grad));
+                }
             }
         });
     }

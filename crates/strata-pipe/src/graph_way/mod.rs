@@ -97,7 +97,7 @@ impl GraphWay {
         // partition's halo (its sorted inter-edge sources), as the ways are ascending id ranges.
         let recv_rows: Vec<i64> = recv.iter().map(|(_, r)| r.size()[0]).collect();
         let listed: Vec<i64> = recv.iter().flat_map(|(_, r)| host_vec::<i64>(r)).collect();
-        let halo: Vec<i64> = part.inter.as_ref().map_or_else(Vec::new, |b| host_vec::<i64>(&b.halo));
+        let halo: Vec<i64> = part.inter.as_ref().and_then(|b| b.halo.as_ref()).map_or_else(Vec::new, host_vec::<i64>);
         if halo != listed {
             return Err(PipeError::Internal(format!(
                 "way {}: the partition's {} halo sources differ from the {} rows the other ways send",

@@ -31,7 +31,7 @@ impl PartitionOperator {
                 (a.shallow_clone(), if t == m { a } else { to_tensor(&t, device) })
             }
         };
-        let halo = part.inter.as_ref().map(|b| (b.a.shallow_clone(), b.a_t.shallow_clone()));
+        let halo = part.inter.as_ref().and_then(|b| Some((b.a.shallow_clone(), b.a_t.as_ref()?.shallow_clone())));
         Ok(PartitionOperator { intra, halo })
     }
 
