@@ -42,6 +42,14 @@ impl tonic::service::Interceptor for CheckAuth {
 
 pub type Client = WorkerClient<InterceptedService<Channel, Auth>>;
 
+/// HTTP/2 flow-control windows, both ends (HTTP/2's default is 64 KiB). With the default a
+/// halo of megabytes needs a window update per 64 KiB from the receiver, whose runtime shares
+/// a pinned core with the compute thread and answers only when that thread yields: a
+/// graph-parallel way on its own core spent more than half of its epoch waiting for halo rows.
+/// A window this size lets a tensor of up to 8 MiB go out without waiting for the receiver.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+
 /// A lazily connecting client to `addr` (`host:port`), presenting `creds` (TLS when given).
 pub fn client(addr: &str, creds: &Credentials) -> Result<Client, tonic::transport::Error> {
     let scheme = if creds.tls.is_some() { "https" } else { "http" };
@@ -50,7 +58,9 @@ pub fn client(addr: &str, creds: &Credentials) -> Result<Client, tonic::transpor
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
     if let Some(tls) = &creds.tls {
         ep = ep.tls_config(tls.client_config())?;
     }

@@ -170,7 +170,9 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         CheckAuth(opts.creds.token.clone()),
     );
     let stop = stop_signal(shutdown_rx, state_for_stop);
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .initial_stream_window_size(auth::STREAM_WINDOW)
+        .initial_connection_window_size(auth::CONNECTION_WINDOW);
     if let Some(tls) = &opts.creds.tls {
         builder = builder
             .tls_config(tls.server_config())
