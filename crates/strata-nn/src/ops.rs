@@ -74,7 +74,13 @@ pub fn backward_roots(pairs: &[(&Tensor, &Tensor)]) -> Result<(), tch::TchError>
     // SAFETY: both arrays hold `n` live tensors borrowed for the call; the shim copies at most
     // `err.len()` bytes (NUL-terminated) into `err`.
     let failed = unsafe {
-        strata_backward(roots.as_ptr(), grads.as_ptr(), roots.len() as std::ffi::c_ulong, err.as_mut_ptr(), err.len() as std::ffi::c_ulong)
+        strata_backward(
+            roots.as_ptr(),
+            grads.as_ptr(),
+            roots.len() as std::ffi::c_ulong,
+            err.as_mut_ptr(),
+            err.len() as std::ffi::c_ulong,
+        )
     };
     if failed != 0 {
         // SAFETY: NUL-terminated by the shim.

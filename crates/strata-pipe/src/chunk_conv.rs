@@ -36,6 +36,10 @@ pub(crate) struct ConvSlot {
     /// `--no-trick2` with linear layers: what each row is due from readers whose backward ran
     /// after its own, injected when its chunk's backward runs next epoch.
     pub carried: Option<Tensor>,
+    /// GCNII in a training epoch: the mixing matrix `(1 − β) I + β W` as a leaf, formed once
+    /// for every chunk; its gradient reaches `W` after the last chunk's backward
+    /// ([`ConvSlot::end_epoch`]).
+    pub mixing: Option<Tensor>,
 }
 
 /// What a chunk's backward reads the neighbours' gradients from.
@@ -72,6 +76,25 @@ pub(crate) struct Residual<'a> {
 }
 
 impl ConvSlot {
+    /// Starts a training epoch: GCNII's mixing matrix as a leaf (see [`ConvSlot::mixing`]).
+    pub(crate) fn begin_epoch(&mut self) {
+        self.mixing = match &self.p.conv {
+            Conv::Gcnii(c) => Some(tch::no_grad(|| c.mixing()).set_requires_grad(true)),
+            _ => None,
+        };
+    }
+
+    /// After the epoch's last chunk backward: the mixing leaf's gradient goes to `W`.
+    pub(crate) fn end_epoch(&mut self) -> Result<(), tch::TchError> {
+        if let (Some(m), Conv::Gcnii(c)) = (self.mixing.take(), &self.p.conv) {
+            let g = m.grad();
+            if g.defined() {
+                strata_nn::ops::backward_roots(&[(&c.mixing(), &g)])?;
+            }
+        }
+        Ok(())
+    }
+
     /// The slot on chunk `ch` for its input `x` (the generator already seeded for the slot's
     /// dropout of rate `p`); `res` is GCNII's initial residual. With `leaves` (autograd on) the
     /// neighbour reads become leaves; `carry` also makes stale ones leaves (attention). With
@@ -134,7 +157,8 @@ impl ConvSlot {
                     Some(i) => i.lerp(res.h0, c.alpha),
                     None => scaled_h0(res, c.alpha),
                 };
-                self.p.activate(c.forward_csr(x, &res, keep.as_ref(), scale, (a, a_t), false))
+                let m = self.mixing.as_ref().map_or_else(|| c.mixing(), |m| m.shallow_clone());
+                self.p.activate(c.forward_csr_mixing(&m, x, &res, keep.as_ref(), scale, (a, a_t), false))
             }
             (conv, _) => {
                 let xd = drop(x);

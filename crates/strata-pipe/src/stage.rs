@@ -106,7 +106,8 @@ impl Stage {
     pub fn new(spec: StageSpec, data: &StageData, device: Device) -> Result<Stage, PipeError> {
         // libtorch's sparse products take f32 only: 16-bit history is gathered row by row.
         let columns = if spec.config.history_dtype == HistoryDtype::F32 { Columns::Global } else { Columns::Halo };
-        let graph = ChunkedGraph::new(&data.graph, layers::norm(spec.config.model), &spec.chunk_offsets, columns, device);
+        let graph =
+            ChunkedGraph::new(&data.graph, layers::norm(spec.config.model), &spec.chunk_offsets, columns, device);
         tracing::debug!("chunk operators built: {}", strata_nn::memory::rss_summary());
         let n = graph.n;
         let vs = nn::VarStore::new(device);
@@ -137,7 +138,7 @@ impl Stage {
         let convs: Vec<ConvSlot> = layers
             .convs
             .into_iter()
-            .map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z(), carried: carried() })
+            .map(|p| ConvSlot { p, live: hist(), snapshot: hist(), grad: z(), carried: carried(), mixing: None })
             .collect();
         let head = layers.head;
         let opt = layers::optimizer(cfg, &vs);
@@ -209,6 +210,7 @@ impl Stage {
         }
         self.order = order.to_vec();
         self.backwards_left = order.len();
+        self.convs.iter_mut().for_each(ConvSlot::begin_epoch);
         let cfg = &self.core.spec.config;
         let refresh = cfg.refresh.max(1) as u64;
         self.received.iter_mut().for_each(|r| *r = false);
@@ -406,7 +408,7 @@ impl Stage {
         drop(roots);
         let ChunkGraph { x_leaf, h0_leaf, leaves, parts, .. } = graph;
         self.send_neighbour_grads(c, leaves, parts.as_ref());
-        self.after_backward(c);
+        self.after_backward(c)?;
         // The chunk's autograd graph is gone: hand its freed pages back, so that freed
         // chunk-sized blocks (below glibc's mmap threshold) do not pile up in the heap from chunk
         // to chunk (`--trim-heap`: less memory, slower epochs).
@@ -453,7 +455,7 @@ impl Stage {
     /// `live` and `snapshot` trade places: every recomputation reads `live` only, and after the
     /// last chunk the buffers trade names, `live` fresh again. After the last chunk, with
     /// `--no-trick2`, the gradients due to rows from readers that ran after them are carried.
-    fn after_backward(&mut self, c: usize) {
+    fn after_backward(&mut self, c: usize) -> Result<(), PipeError> {
         let ch = &self.graph.chunks[c];
         let recomputed = !self.activations.kept;
         tch::no_grad(|| {
@@ -468,7 +470,10 @@ impl Stage {
         });
         self.backwards_left = self.backwards_left.saturating_sub(1);
         if self.backwards_left > 0 {
-            return;
+            return Ok(());
+        }
+        for s in &mut self.convs {
+            s.end_epoch()?;
         }
         if recomputed {
             for s in &mut self.convs {
@@ -494,6 +499,7 @@ impl Stage {
                 }
             }
         });
+        Ok(())
     }
 }
 

@@ -69,9 +69,24 @@ impl Gcn2Conv {
         (a, a_t): (&Tensor, &Tensor),
         recompute: bool,
     ) -> Tensor {
+        self.forward_csr_mixing(&self.mixing(), h, h0_scaled, keep, scale, (a, a_t), recompute)
+    }
+    /// [`Gcn2Conv::forward_csr`] with the mixing matrix `(1 − β) I + β W` given: a caller that
+    /// runs the layer on many row blocks between two steps forms it once ([`Gcn2Conv::mixing`])
+    /// and hands its gradient to `W` once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_csr_mixing(
+        &self,
+        mixing: &Tensor,
+        h: &Tensor,
+        h0_scaled: &Tensor,
+        keep: Option<&Tensor>,
+        scale: f64,
+        (a, a_t): (&Tensor, &Tensor),
+        recompute: bool,
+    ) -> Tensor {
         let c = (1.0 - self.alpha) * scale;
-        crate::ops::f_gcn2_layer(h, h0_scaled, &self.mixing(), keep, a, a_t, c, recompute)
-            .unwrap_or_else(|e| panic!("{e}"))
+        crate::ops::f_gcn2_layer(h, h0_scaled, mixing, keep, a, a_t, c, recompute).unwrap_or_else(|e| panic!("{e}"))
     }
     /// `(c·agg + α·H⁰)·((1 − β) I + β W)`.
     fn update_scaled(&self, agg: Tensor, h0_scaled: &Tensor, c: f64) -> Tensor {
