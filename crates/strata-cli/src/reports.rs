@@ -151,6 +151,9 @@ pub struct LaunchJson<'a> {
     pub memory_bytes_per_worker: Vec<u64>,
     pub cuda_peak_bytes_per_worker: Vec<u64>,
     pub phases_median_per_worker: Vec<strata_pipe::Breakdown>,
+    /// Each pipeline stage's choice of keeping or recomputing activations (null for workers
+    /// that are not pipeline stages).
+    pub activations_per_worker: Vec<Option<strata_pipe::Activations>>,
     pub config: &'a strata_pipe::PipelineConfig,
     pub curve: &'a [strata_pipe::launcher::LaunchEpoch],
 }

@@ -41,6 +41,10 @@ pub struct LaunchEpoch {
     pub eval_phases_per_worker: Vec<crate::stage_core::Breakdown>,
     #[serde(default)]
     pub eval_ms: Option<f64>,
+    /// Each pipeline stage's choice of keeping or recomputing activations (`None`: not a
+    /// pipeline stage).
+    #[serde(default)]
+    pub activations_per_worker: Vec<Option<crate::stage_core::Activations>>,
     pub val_accuracy: Option<f64>,
     pub test_accuracy: Option<f64>,
 }

@@ -64,7 +64,7 @@ pub use interpreter::{Interpreter, Outcome, Progress};
 pub use plan::PipelinePlan;
 pub use schedule::{chunk_order, Action, EpochReport, Halo, Part};
 pub use stage::Stage;
-pub use stage_core::{Breakdown, Engine, StageCore};
+pub use stage_core::{Activations, Breakdown, Engine, StageCore};
 pub use stage_data::StageData;
 pub use transport::{LocalNet, Transport};
 pub use volume::{boundary_count, VolumeModel};

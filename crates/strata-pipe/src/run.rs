@@ -85,6 +85,7 @@ pub async fn train(
             phases_per_worker: phases(&replies)?,
             eval_phases_per_worker: Vec::new(),
             eval_ms: None,
+            activations_per_worker: replies.iter().map(|r| r.activations.as_ref().map(Into::into)).collect(),
             val_accuracy: None,
             test_accuracy: None,
         };

@@ -25,7 +25,7 @@ use crate::error::PipeError;
 use crate::history::history_lists;
 use crate::layers;
 use crate::schedule::{Halo, Part};
-use crate::stage_core::{grad_or_zeros, Breakdown, Engine, StageCore};
+use crate::stage_core::{grad_or_zeros, Activations, Breakdown, Engine, StageCore};
 use crate::stage_data::StageData;
 use std::time::Instant;
 use strata_nn::conv::Linear;
@@ -55,16 +55,6 @@ pub struct Stage {
     backwards_left: usize,
     /// Whether forwards keep their autograd graphs, and the estimate that decided it.
     activations: Activations,
-}
-
-/// A stage's choice between keeping each chunk's activations and recomputing them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Activations {
-    pub kept: bool,
-    /// Estimated bytes the kept graphs of every chunk hold at once (the end of the forward
-    /// wavefront), and the budget they were held against.
-    pub estimate: u64,
-    pub budget: u64,
 }
 
 /// What a chunk's forward leaves for its backward.
@@ -147,8 +137,8 @@ impl Stage {
             "stage {}: activations {} (estimated {} MiB, budget {} MiB)",
             spec.stage,
             if activations.kept { "kept" } else { "recomputed" },
-            activations.estimate >> 20,
-            activations.budget >> 20
+            activations.estimate_bytes >> 20,
+            activations.budget_bytes >> 20
         );
         let (history_send, history_recv) =
             if spec.ways > 1 { history_lists(&data.graph, &spec, device) } else { (Vec::new(), Vec::new()) };
@@ -178,9 +168,6 @@ impl Stage {
     }
     pub fn num_nodes(&self) -> i64 {
         self.graph.n
-    }
-    pub fn activations(&self) -> Activations {
-        self.activations
     }
 
     /// The per-slot buffers a checkpoint carries: live rows and snapshot, plus the cross-chunk
@@ -536,7 +523,7 @@ fn choose_activations(spec: &StageSpec, graph: &ChunkedGraph, convs: &[ConvSlot]
         Recompute::Never => true,
         Recompute::Auto => estimate <= budget,
     };
-    Activations { kept, estimate, budget }
+    Activations { kept, estimate_bytes: estimate, budget_bytes: budget }
 }
 
 impl Engine for Stage {
@@ -545,6 +532,9 @@ impl Engine for Stage {
     }
     fn core_mut(&mut self) -> &mut StageCore {
         &mut self.core
+    }
+    fn activations(&self) -> Option<Activations> {
+        Some(self.activations)
     }
     fn role(&self) -> String {
         let spec = &self.core.spec;

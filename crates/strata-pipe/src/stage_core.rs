@@ -119,6 +119,28 @@ pub fn grad_or_zeros(t: &Tensor) -> Tensor {
     }
 }
 
+/// A pipeline stage's choice between keeping each chunk's activations and recomputing them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Activations {
+    pub kept: bool,
+    /// Estimated bytes the kept graphs of every chunk hold at once (the end of the forward
+    /// wavefront), and the budget they were held against.
+    pub estimate_bytes: u64,
+    pub budget_bytes: u64,
+}
+
+impl From<&Activations> for crate::proto::Activations {
+    fn from(a: &Activations) -> Self {
+        crate::proto::Activations { kept: a.kept, estimate_bytes: a.estimate_bytes, budget_bytes: a.budget_bytes }
+    }
+}
+
+impl From<&crate::proto::Activations> for Activations {
+    fn from(a: &crate::proto::Activations) -> Self {
+        Activations { kept: a.kept, estimate_bytes: a.estimate_bytes, budget_bytes: a.budget_bytes }
+    }
+}
+
 /// Seconds an epoch spent in each kind of action, on one worker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Breakdown {
@@ -234,6 +256,10 @@ pub trait Engine: Send {
     }
     /// What this engine is, for messages ("pipeline stage 2", "graph-parallel way 1").
     fn role(&self) -> String;
+    /// A pipeline stage's choice of keeping or recomputing activations.
+    fn activations(&self) -> Option<Activations> {
+        None
+    }
 
     fn state(&self) -> Vec<(String, Tensor)> {
         self.core().state(self.buffers())

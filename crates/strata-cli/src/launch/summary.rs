@@ -75,7 +75,8 @@ pub(super) fn summarize(
     print!("{}", table(&rows));
     let skip = 2.min(report.epochs.len().saturating_sub(1));
     let phases = median_phases(&report.epochs[skip..], cfg.workers());
-    print!("{}", phase_table(cfg, &phases, median(&ms)));
+    let activations = report.epochs.first().map(|e| e.activations_per_worker.clone()).unwrap_or_default();
+    print!("{}", phase_table(cfg, &phases, &activations, median(&ms)));
     if let Some(path) = &a.json {
         let by_kind = |layer, halo, weight| ByKind { layer, halo, weight };
         let r = LaunchJson {
@@ -105,6 +106,7 @@ pub(super) fn summarize(
             memory_bytes_per_worker: memory,
             cuda_peak_bytes_per_worker: cuda,
             phases_median_per_worker: phases,
+            activations_per_worker: activations,
             config: cfg,
             curve: &report.epochs,
         };
@@ -134,12 +136,18 @@ fn median_phases(epochs: &[strata_pipe::launcher::LaunchEpoch], workers: usize) 
         .collect()
 }
 
-/// Where a training epoch goes on each worker: median milliseconds per phase.
-fn phase_table(cfg: &PipelineConfig, phases: &[Breakdown], epoch_ms: f64) -> String {
+/// Where a training epoch goes on each worker: median milliseconds per phase, and whether a
+/// pipeline stage kept its activations, e.g. "kept (310 of 5870 MiB)" (estimate of budget).
+fn phase_table(
+    cfg: &PipelineConfig,
+    phases: &[Breakdown],
+    activations: &[Option<strata_pipe::Activations>],
+    epoch_ms: f64,
+) -> String {
     let mut rows = vec![["worker".to_string(), "way·stage".into()]
         .into_iter()
         .chain(Breakdown::default().phases().iter().filter(|p| p.0 != "evaluate").map(|p| format!("{} ms", p.0)))
-        .chain(["sum ms".to_string(), "epoch ms".into()])
+        .chain(["sum ms".to_string(), "epoch ms".into(), "activations (estimate of budget)".into()])
         .collect::<Vec<_>>()];
     let stages = if cfg.mode == strata_pipe::Mode::Graph { 1 } else { cfg.stages };
     for (rank, b) in phases.iter().enumerate() {
@@ -147,6 +155,15 @@ fn phase_table(cfg: &PipelineConfig, phases: &[Breakdown], epoch_ms: f64) -> Str
         row.extend(b.phases().iter().filter(|p| p.0 != "evaluate").map(|p| format!("{:.1}", p.1 * 1e3)));
         row.push(format!("{:.1}", b.total() * 1e3));
         row.push(format!("{epoch_ms:.1}"));
+        row.push(match activations.get(rank).copied().flatten() {
+            Some(a) => format!(
+                "{} ({} of {} MiB)",
+                if a.kept { "kept" } else { "recomputed" },
+                a.estimate_bytes >> 20,
+                a.budget_bytes >> 20
+            ),
+            None => "-".into(),
+        });
         rows.push(row);
     }
     format!("training epoch by phase (median per worker):\n{}", table(&rows))

@@ -212,6 +212,7 @@ fn run_epoch(engine: &mut dyn Engine, net: &mut Net, req: &EpochRequest) -> Resu
         val_correct,
         test_correct,
         phases: Some((&out.phases).into()),
+        activations: engine.activations().as_ref().map(Into::into),
         ..Default::default()
     })
 }
