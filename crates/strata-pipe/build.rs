@@ -9,5 +9,10 @@ fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let file = root.join("strata/v1/worker.proto");
     println!("cargo:rerun-if-changed={}", file.display());
-    tonic_prost_build::configure().compile_protos(&[file], &[root]).expect("compiling worker.proto");
+    // A piece's payload is `bytes::Bytes`: the sender slices the tensor's own memory into pieces
+    // and the receiver's decoder hands out slices of its buffer, neither copying the payload.
+    tonic_prost_build::configure()
+        .bytes(".strata.v1.TensorPiece.data")
+        .compile_protos(&[file], &[root])
+        .expect("compiling worker.proto");
 }

@@ -235,7 +235,7 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
             shape,
             total_bytes: total,
             offset,
-            data,
+            data: data.into(),
             value_type: 0,
         };
         let big = c

@@ -183,11 +183,12 @@ impl GraphWay {
             self.send
                 .iter()
                 .map(|(q, rows)| {
-                    let r = x.index_select(0, rows);
-                    let r = match &keep {
-                        Some(k) => (r * k.index_select(0, rows)) * scale,
-                        None => r,
-                    };
+                    // One gathered copy, masked and scaled in place: what goes on the wire.
+                    let mut r = x.index_select(0, rows);
+                    if let Some(k) = &keep {
+                        let _ = r.g_mul_(&k.index_select(0, rows));
+                        let _ = r.g_mul_scalar_(scale);
+                    }
                     (*q, r)
                 })
                 .collect()

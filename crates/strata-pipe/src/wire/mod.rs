@@ -133,7 +133,7 @@ mod tests {
             shape: vec![1 << 17, 1024],
             total_bytes: 512 << 20,
             offset: 0,
-            data: vec![0; 8],
+            data: vec![0; 8].into(),
             value_type: 0,
         };
         let mut a = Assembler::new(1 << 30);
@@ -200,7 +200,11 @@ mod tests {
                     Lie::Shape(i, s) if !msgs.is_empty() => msgs[i % k].shape = s,
                     Lie::Total(i, t) if !msgs.is_empty() => msgs[i % k].total_bytes = t,
                     Lie::Offset(i, o) if !msgs.is_empty() => msgs[i % k].offset = o,
-                    Lie::Data(i, len) if !msgs.is_empty() => msgs[i % k].data.resize(len, 0xff),
+                    Lie::Data(i, len) if !msgs.is_empty() => {
+                        let mut data = msgs[i % k].data.to_vec();
+                        data.resize(len, 0xff);
+                        msgs[i % k].data = data.into();
+                    }
                     Lie::Drop(i) if !msgs.is_empty() => drop(msgs.remove(i % k)),
                     Lie::Duplicate(i) if !msgs.is_empty() => msgs.insert(i % k, msgs[i % k].clone()),
                     Lie::Swap(i, j) if !msgs.is_empty() => msgs.swap(i % k, j % k),

@@ -1,5 +1,6 @@
 //! The sending side: a tensor's bytes cut into [`TensorPiece`] messages as the stream is
-//! polled, without copying the tensor.
+//! polled, each piece's payload a slice of the tensor's own memory (no copy before the
+//! encoder's own into the HTTP/2 frame).
 
 use super::meta::{f32_bytes, TensorMeta};
 use crate::proto::{TensorPiece, ValueType};
@@ -27,13 +28,13 @@ impl AsRef<[u8]> for TensorBytes {
     }
 }
 
-/// The messages of one tensor, made one at a time as the stream is polled: a tensor of any size
-/// goes out holding at most one message's payload beside its own memory (a whole-graph
-/// activation at 1M nodes is 256 MiB; collecting its messages first would double that, and the
-/// byte conversion before it would triple it).
-pub struct Pieces<B> {
+/// The messages of one tensor, made one at a time as the stream is polled: each message's
+/// payload is a slice of the tensor's bytes, so a tensor of any size goes out without a copy of
+/// it (a whole-graph activation at 1M nodes is 256 MiB; collecting copies of its messages first
+/// would double that).
+pub struct Pieces {
     meta: TensorMeta,
-    data: B,
+    data: bytes::Bytes,
     step: usize,
     offset: usize,
     done: bool,
@@ -42,15 +43,16 @@ pub struct Pieces<B> {
 /// Field 8 of `TensorPiece`, the payload.
 const DATA_TAG: u32 = 8;
 
-impl<B: AsRef<[u8]>> Pieces<B> {
+impl Pieces {
     /// `data`: the tensor's row-major bytes (`meta.shape`, `meta.value_type`), split into
     /// pieces of at most `max_bytes` (rounded down to whole values).
-    pub fn new(meta: TensorMeta, data: B, max_bytes: usize) -> Pieces<B> {
+    pub fn new(meta: TensorMeta, data: impl AsRef<[u8]> + Send + 'static, max_bytes: usize) -> Pieces {
         let size = meta.value_type.size() as usize;
+        let data = bytes::Bytes::from_owner(data);
         Pieces { meta, data, step: max_bytes.max(size) / size * size, offset: 0, done: false }
     }
 
-    fn message(&self, offset: usize, data: Vec<u8>) -> TensorPiece {
+    fn message(&self, offset: usize, data: bytes::Bytes) -> TensorPiece {
         TensorPiece {
             name: self.meta.name.clone(),
             kind: self.meta.kind as i32,
@@ -77,7 +79,7 @@ impl<B: AsRef<[u8]>> Pieces<B> {
         let (mut sum, mut offset) = (0usize, 0usize);
         loop {
             let len = self.step.min(total - offset);
-            let header = self.message(offset, Vec::new()).encoded_len();
+            let header = self.message(offset, bytes::Bytes::new()).encoded_len();
             let payload = if len > 0 {
                 prost::encoding::key_len(DATA_TAG) + prost::encoding::encoded_len_varint(len as u64) + len
             } else {
@@ -92,23 +94,23 @@ impl<B: AsRef<[u8]>> Pieces<B> {
     }
 }
 
-impl<B: AsRef<[u8]>> Iterator for Pieces<B> {
+impl Iterator for Pieces {
     type Item = TensorPiece;
     fn next(&mut self) -> Option<TensorPiece> {
         if self.done {
             return None;
         }
-        let bytes = self.data.as_ref();
-        let len = self.step.min(bytes.len() - self.offset);
-        let msg = self.message(self.offset, bytes[self.offset..self.offset + len].to_vec());
+        let total = self.data.len();
+        let len = self.step.min(total - self.offset);
+        let msg = self.message(self.offset, self.data.slice(self.offset..self.offset + len));
         self.offset += len;
         // An empty tensor still sends one message: its header.
-        self.done = self.offset >= bytes.len();
+        self.done = self.offset >= total;
         Some(msg)
     }
 }
 
 /// Splits `values` (row-major, `meta.shape`) into messages of at most `max_bytes` payload.
 pub fn encode(meta: &TensorMeta, values: &[f32], max_bytes: usize) -> Vec<TensorPiece> {
-    Pieces::new(meta.clone(), f32_bytes(values), max_bytes).collect()
+    Pieces::new(meta.clone(), f32_bytes(values).to_vec(), max_bytes).collect()
 }
