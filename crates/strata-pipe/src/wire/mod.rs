@@ -79,7 +79,7 @@ mod tests {
         {
             let values: Vec<f32> = (0..len).map(|i| i as f32).collect();
             let m = meta(vec![len as i64]);
-            let pieces = Pieces::new(m.clone(), f32_bytes(&values), piece);
+            let pieces = Pieces::new(m.clone(), f32_bytes(&values).to_vec(), piece);
             let predicted = pieces.wire_bytes();
             let msgs: Vec<TensorPiece> = pieces.collect();
             let actual: u64 = msgs.iter().map(|x| x.encoded_len() as u64 + 5).sum();
