@@ -292,14 +292,14 @@ impl Entries {
         halo.dedup();
         let mut sources: Vec<usize> = halo.iter().map(|&v| chunk_of(v as usize) as usize).collect();
         sources.dedup();
-        let (cols, place): (i64, Box<dyn Fn(&[i64]) -> Vec<i64>>) = match columns {
-            Columns::Global => (n as i64, Box::new(|c: &[i64]| c.to_vec())),
-            Columns::Halo => {
-                let h = halo.clone();
-                (
-                    halo.len() as i64,
-                    Box::new(move |c: &[i64]| c.iter().map(|v| h.partition_point(|x| x < v) as i64).collect()),
-                )
+        let cols = match columns {
+            Columns::Global => n as i64,
+            Columns::Halo => halo.len() as i64,
+        };
+        let place = |c: &[i64]| -> Vec<i64> {
+            match columns {
+                Columns::Global => c.to_vec(),
+                Columns::Halo => c.iter().map(|v| halo.partition_point(|x| x < v) as i64).collect(),
             }
         };
         let csr = |e: Entries, transpose: bool| {

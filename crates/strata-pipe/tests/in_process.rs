@@ -86,9 +86,11 @@ fn trick_2_off_carries_stale_gradients_into_the_next_epoch() {
     );
 }
 
-/// Losses, train/val/test accuracies and every stage's historical rows after `epochs` epochs of
-/// an in-process pipeline on a generated graph.
-fn run_summary(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<[f64; 3]>, Vec<(String, tch::Tensor)>) {
+/// Each epoch's loss and train/val/test accuracies, and every stage's historical rows at the end.
+type Summary = (Vec<f64>, Vec<[f64; 3]>, Vec<(String, tch::Tensor)>);
+
+/// [`Summary`] of `epochs` epochs of an in-process pipeline on a generated graph.
+fn run_summary(cfg: &PipelineConfig, epochs: u64) -> Summary {
     let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let d = strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec {
         nodes: 1500,
