@@ -1,5 +1,5 @@
-"""`make bench`, part 3: distributed training against one process on the same cores. On a generated
-graph (`strata data synth --nodes 50000 --degree 20 --features 128 --classes 10 --homophily 0.5
+"""`make bench`, part 2b: distributed training against one process on the same cores. On a
+generated graph (`strata data synth --nodes 50000 --degree 20 --features 128 --classes 10 --homophily 0.5
 --signal 0.1 --seed 0`), GCNII-16, hidden 64:
 
 * one worker with the threads `strata train` has (`strata launch --stages 1`, 1 chunk; 8 chunks with

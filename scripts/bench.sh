@@ -7,6 +7,7 @@ PY="${STRATA_PYTHON:?run through make bench}"
 "$PY" -c "import torch_geometric" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check "torch_geometric==2.8.0"
 "$PY" bench/node_classification.py --threads "${BENCH_THREADS:-2}"
 "$PY" bench/pipeline.py
+"$PY" bench/distributed.py
 "$PY" bench/linkpred.py
 "$PY" bench/netinfo.py
 "$PY" bench/stable.py
