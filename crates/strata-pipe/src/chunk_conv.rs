@@ -29,9 +29,9 @@ pub(crate) struct ConvSlot {
     /// refresh epoch begins right after it was re-taken), so the stale reads of the backward
     /// recomputation come from here; no separate epoch-start copy is kept.
     pub snapshot: Tensor,
-    /// Linear layers: each row's neighbour-aggregate gradient, scaled by `grad_scale`, written
-    /// when its chunk's backward runs (zero until then); attention: the gradient each source
-    /// row got from the chunks that read it, accumulated.
+    /// Linear layers: each row's neighbour-aggregate gradient, scaled by `grad_scale` and the readers'
+    /// dropout scale 1/(1 − p), written when its chunk's backward runs (zero until then); attention:
+    /// the gradient each source row got from the chunks that read it, accumulated.
     pub grad: Tensor,
     /// `--no-trick2` with linear layers: what each row is due from readers whose backward ran
     /// after its own, injected when its chunk's backward runs next epoch.
@@ -238,12 +238,15 @@ impl ConvSlot {
         leaf: Leaf,
         groups: Option<&[(Tensor, Tensor, Tensor)]>,
         grad_scale: f64,
+        p: f64,
     ) {
         match leaf {
             Leaf::Aggregate(inter) => {
                 let g = inter.grad();
                 if g.defined() {
-                    let _ = g.mul_scalar_out(&self.grad.narrow(0, ch.start, ch.len()), grad_scale);
+                    // The readers' dropout scale 1/(1 − p) rides here, once, not on every `due`.
+                    let dropout_scale = if p > 0.0 { 1.0 / (1.0 - p) } else { 1.0 };
+                    let _ = g.mul_scalar_out(&self.grad.narrow(0, ch.start, ch.len()), grad_scale * dropout_scale);
                 }
             }
             Leaf::Rows(gathered) => {
@@ -265,7 +268,13 @@ impl ConvSlot {
     pub(crate) fn due(&self, ch: &Chunk, received: bool, keep: Option<&Tensor>, p: f64) -> Option<Tensor> {
         let rows = |t: &Tensor| t.narrow(0, ch.start, ch.len());
         let fresh = match (&ch.inter_edges, &ch.inter) {
-            (Some(_), _) => received.then(|| rows(&self.grad)),
+            (Some(_), _) => {
+                let g = received.then(|| rows(&self.grad))?;
+                return Some(match keep {
+                    Some(k) => (g * k) * (1.0 / (1.0 - p)),
+                    None => g,
+                });
+            }
             (None, Some(b)) if received => Some(b.gradient_from(&self.grad)),
             _ => None,
         };
@@ -275,8 +284,9 @@ impl ConvSlot {
             (Some(f), None) => f,
             (None, None) => return None,
         };
+        // `grad` and `carried` hold the dropout scale already ([`ConvSlot::send_grads`]).
         Some(match keep {
-            Some(k) => (due * k) * (1.0 / (1.0 - p)),
+            Some(k) => due * k,
             None => due,
         })
     }

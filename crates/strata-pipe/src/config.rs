@@ -28,7 +28,7 @@ macro_rules! names {
 names!(Mode { Pipeline => "pipeline", Graph => "graph", Hybrid => "hybrid" });
 names!(PipeModel { Gcn => "gcn", Gcnii => "gcnii", Sage => "sage", Gat => "gat" });
 names!(PipeTrainer { Bp => "bp", Sf => "sf" });
-names!(Balance { Compute => "compute", Memory => "memory" });
+names!(Balance { Time => "time", Compute => "compute", Memory => "memory" });
 names!(HistoryDtype { F32 => "f32", Bf16 => "bf16", F16 => "f16" });
 names!(Recompute { Auto => "auto", Always => "always", Never => "never" });
 
@@ -127,8 +127,11 @@ pub enum Recompute {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Balance {
-    /// Per-slot FLOPs (GNNPipe): the slowest stage as fast as possible.
+    /// Per-slot time estimated from FLOPs and memory traffic ([`crate::costs::time_costs`]):
+    /// the slowest stage as fast as possible.
     #[default]
+    Time,
+    /// Per-slot FLOPs (GNNPipe's planner, [`crate::costs::flop_costs`]).
     Compute,
     /// Per-slot resident bytes ([`crate::costs::memory_costs`]): the largest worker as small as
     /// possible, for graphs whose workers are memory-bound.
@@ -210,7 +213,7 @@ impl PipelineConfig {
             eval_every: 1,
             trainer: PipeTrainer::Bp,
             history_dtype: HistoryDtype::F32,
-            balance: Balance::Compute,
+            balance: Balance::Time,
             trim_heap: false,
             recompute: Recompute::Auto,
             memory_budget: None,

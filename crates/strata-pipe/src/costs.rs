@@ -17,6 +17,33 @@ pub fn flop_costs(n: usize, e: usize, nnz_x: usize, d: usize, c: usize, layers: 
     v
 }
 
+/// A CPU's balance: FLOPs it does in the time it moves one byte to or from memory (about 100
+/// GFLOP/s against 10 GB/s per core; order of magnitude, as a roofline takes it).
+pub const FLOPS_PER_BYTE: f64 = 10.0;
+
+/// Values a convolution reads or writes in full, per row and width, forward: the dropout mask and
+/// the masked input, the sparse product's output, the residual, the mixed output, the activation.
+const CONV_PASSES: f64 = 8.0;
+
+/// Per-layer time estimates in FLOP units: [`flop_costs`] plus [`FLOPS_PER_BYTE`] times the bytes
+/// each slot moves. A convolution's sparse product reads a d-wide source row per edge (4·e·d
+/// bytes, plus 8·e of indices and values) and the layer passes over its n × d values
+/// `CONV_PASSES` times; the input projection reads its `nnz_x` feature values (12 bytes each: a
+/// value and its column) and passes over its n × d output 4 times; the classifier reads n × d and
+/// writes n × c. FLOPs alone make a dense 128-wide projection cost 1.5 GCNII convolutions at
+/// d = 64, where it was measured at about half of one (pipeline P = 2 on a 50k-node graph: 7
+/// convolutions and the projection on stage 0 took 1,406 ms, 9 on stage 1 1,686 ms); this
+/// estimate puts it at 0.48, and the split at 8 | 8.
+pub fn time_costs(n: usize, e: usize, nnz_x: usize, d: usize, c: usize, layers: usize) -> Vec<Cost> {
+    let flops = flop_costs(n, e, nnz_x, d, c, layers);
+    let (n, e, nnz_x, d, c) = (n as f64, e as f64, nnz_x as f64, d as f64, c as f64);
+    let conv_bytes = 4.0 * e * d + 8.0 * e + 4.0 * n * d * CONV_PASSES;
+    let bytes = std::iter::once(12.0 * nnz_x + 4.0 * n * d * 4.0)
+        .chain(std::iter::repeat_n(conv_bytes, layers))
+        .chain(std::iter::once(4.0 * n * (d + c)));
+    flops.iter().zip(bytes).map(|(f, b)| f + FLOPS_PER_BYTE * b).collect()
+}
+
 /// Per-slot resident bytes of a pipeline worker, and what every stage after the first pays on
 /// entry: the input projection holds its feature rows (`nnz_x` values, f32), a convolution its
 /// live and snapshot rows (`history_bytes` each) and its f32 gradient accumulator, N × d each;
@@ -130,6 +157,25 @@ mod tests {
         let r = min_max_split(&c, 4);
         let sizes: Vec<usize> = r.iter().map(|x| x.len()).collect();
         assert!(sizes.iter().all(|&s| (8..=9).contains(&s)), "{r:?}");
+    }
+
+    /// GCNII-16 at P = 2 on a 50k-node graph with 128 dense features: FLOPs count the
+    /// projection as 1.5 convolutions and split 7 | 9; the time estimate, which also counts
+    /// the bytes each slot moves, puts it near 0.5 (measured: about half) and splits 8 | 8.
+    #[test]
+    fn time_split_levels_a_dense_projection_against_the_convolutions() {
+        // The 50k-node graph of the distributed bench: 999,322 directed edges plus self loops,
+        // 128 dense features, GCNII-16, d = 64, 10 classes.
+        let (n, e, layers) = (50_000, 999_322 + 50_000, 16);
+        let convs = |r: &[std::ops::Range<usize>]| {
+            r.iter().map(|x| x.clone().filter(|&s| (1..=layers).contains(&s)).count()).collect::<Vec<_>>()
+        };
+        let flops = flop_costs(n, e, n * 128, 64, 10, layers);
+        assert_eq!(convs(&min_max_split(&flops, 2)), vec![7, 9]);
+        let time = time_costs(n, e, n * 128, 64, 10, layers);
+        let projection = time[0] / time[1];
+        assert!((0.35..0.6).contains(&projection), "projection = {projection} convolutions");
+        assert_eq!(convs(&min_max_split(&time, 2)), vec![8, 8]);
     }
 
     /// GCNII-16 on a 1M-node graph with 128 dense features, P = 4: the FLOP split must give

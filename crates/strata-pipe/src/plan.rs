@@ -6,7 +6,7 @@
 //!   pipelined over S stages, weights all-reduced across the ways.
 
 use crate::config::{Balance, Mode, PipeModel, PipeTrainer, PipelineConfig, StageSpec};
-use crate::costs::{flop_costs, memory_costs, min_max_split_with_entry};
+use crate::costs::{flop_costs, memory_costs, min_max_split_with_entry, time_costs};
 use strata_graph::{partition, ContiguousOrder, Dataset, Split};
 
 /// The renumbered dataset every stage works on, and one spec per stage.
@@ -122,9 +122,10 @@ fn stage_ranges(d: &Dataset, cfg: &PipelineConfig) -> Vec<std::ops::Range<usize>
         strata_graph::Features::Sparse(m) => m.nnz(),
         strata_graph::Features::Dense { rows, cols, .. } => rows * cols,
     };
+    let edges = d.graph.num_entries() + d.num_nodes();
     let (costs, entry) = match cfg.balance {
+        Balance::Time => (time_costs(d.num_nodes(), edges, nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers), 0.0),
         Balance::Compute => {
-            let edges = d.graph.num_entries() + d.num_nodes();
             (flop_costs(d.num_nodes(), edges, nnz_x, cfg.hidden as usize, d.num_classes, cfg.layers), 0.0)
         }
         Balance::Memory => {

@@ -432,7 +432,7 @@ impl Stage {
             }
             let groups = parts.map(|p| if carry { &p[..] } else { &p[..1] });
             for (s, leaf) in self.convs.iter().zip(leaves) {
-                s.send_grads(ch, leaf, groups, self.core.spec.config.grad_scale);
+                s.send_grads(ch, leaf, groups, self.core.spec.config.grad_scale, self.core.spec.config.dropout);
             }
         });
     }
@@ -494,18 +494,22 @@ impl Stage {
 /// ([`PipelineConfig::memory_budget`](crate::config::PipelineConfig), by default half of the
 /// memory available when the stage is built), unless `--recompute` says otherwise. The
 /// estimate is per conv slot and row: the dropped-out input, its mask, the fused layer's
-/// support, the output and the neighbour aggregate (17 bytes per value), plus an edge-list
-/// chunk's E × d messages; the input projection's output and h⁰; the classifier's logits.
+/// support, the output and the neighbour aggregate (17 bytes per value), plus 4·d bytes per edge
+/// an edge-list block or attention keeps; the input projection's output and h⁰; the logits.
 fn choose_activations(spec: &StageSpec, graph: &ChunkedGraph, convs: &[ConvSlot]) -> Activations {
     let classes = spec.classes;
     let cfg = &spec.config;
     let own = spec.own_chunks();
     let chunks = || graph.chunks.iter().enumerate().filter(|(c, _)| own.contains(c)).map(|(_, ch)| ch);
     let rows: i64 = chunks().map(|ch| ch.len()).sum();
+    // Edge-sized tensors: an edge-list block's messages, and attention's gathered neighbours.
     let edges: i64 = chunks()
-        .map(|ch| match &ch.intra {
-            crate::chunks::Intra::Edges { row, .. } => row.size()[0],
-            crate::chunks::Intra::Csr { .. } => 0,
+        .map(|ch| {
+            let intra = match &ch.intra {
+                crate::chunks::Intra::Edges { row, .. } => row.size()[0],
+                crate::chunks::Intra::Csr { .. } => 0,
+            };
+            intra + ch.inter_edges.as_ref().map_or(0, |e| e.row.size()[0])
         })
         .sum();
     let d = cfg.hidden;

@@ -40,10 +40,8 @@ fn gcnii_pipeline_learns_cora() {
     assert!(test > 0.75, "test accuracy {test}");
 }
 
-/// Losses of the first epochs of an in-process GCNII-4 pipeline (P = 2, K = 8) on a generated
-/// graph, and the checkpoint keys of its first stage.
-fn first_losses(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<String>) {
-    let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+/// An in-process run of `cfg` on a generated graph (1,200 nodes, 4 planted classes).
+fn on_planted_graph(cfg: &PipelineConfig) -> InProcess {
     let d = strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec {
         nodes: 1200,
         degree: 8.0,
@@ -53,7 +51,14 @@ fn first_losses(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<String>) {
     })
     .unwrap();
     let p = PipelinePlan::new(&d, &d.splits[0], cfg);
-    let mut run = InProcess::new(&p, tch::Device::Cpu).unwrap();
+    InProcess::new(&p, tch::Device::Cpu).unwrap()
+}
+
+/// Losses of the first epochs of an in-process GCNII-4 pipeline (P = 2, K = 8) on a generated
+/// graph, and the checkpoint keys of its first stage.
+fn first_losses(cfg: &PipelineConfig, epochs: u64) -> (Vec<f64>, Vec<String>) {
+    let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let mut run = on_planted_graph(cfg);
     let losses = (0..epochs).map(|epoch| run.train_epoch(epoch).unwrap().loss).collect();
     let keys = run.engines()[0].state().into_iter().map(|(k, _)| k).filter(|k| k.starts_with("history.")).collect();
     (losses, keys)
@@ -92,16 +97,7 @@ type Summary = (Vec<f64>, Vec<[f64; 3]>, Vec<(String, tch::Tensor)>);
 /// [`Summary`] of `epochs` epochs of an in-process pipeline on a generated graph.
 fn run_summary(cfg: &PipelineConfig, epochs: u64) -> Summary {
     let _g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let d = strata_graph::planted::planted_partition(&strata_graph::planted::PlantedSpec {
-        nodes: 1500,
-        degree: 8.0,
-        features: 16,
-        classes: 4,
-        ..Default::default()
-    })
-    .unwrap();
-    let p = PipelinePlan::new(&d, &d.splits[0], cfg);
-    let mut run = InProcess::new(&p, tch::Device::Cpu).unwrap();
+    let mut run = on_planted_graph(cfg);
     let (mut losses, mut accs) = (Vec::new(), Vec::new());
     for epoch in 0..epochs {
         losses.push(run.train_epoch(epoch).unwrap().loss);

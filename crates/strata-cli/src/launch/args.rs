@@ -70,9 +70,10 @@ pub struct LaunchArgs {
     /// type, gradients stay f32.
     #[arg(long, default_value = "f32")]
     pub history_dtype: strata_pipe::HistoryDtype,
-    /// What the stage split equalises: compute (per-layer FLOPs, GNNPipe's planner) or memory
-    /// (per-layer resident bytes: the largest worker as small as possible).
-    #[arg(long, default_value = "compute")]
+    /// What the stage split equalises: time (per-layer FLOPs plus memory traffic at 10 FLOPs a
+    /// byte), compute (per-layer FLOPs only, GNNPipe's planner) or memory (per-layer resident
+    /// bytes: the largest worker as small as possible).
+    #[arg(long, default_value = "time")]
     pub balance: strata_pipe::Balance,
     /// Return freed heap pages to the system after every chunk (pipeline) or layer
     /// (graph-parallel): a smaller resident peak, usually for slower epochs (measured once each:
