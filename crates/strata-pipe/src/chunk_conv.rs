@@ -24,10 +24,12 @@ pub(crate) type InterParts = [(Tensor, Tensor, Tensor); 2];
 /// A conv slot's parameters and its historical buffers.
 pub(crate) struct ConvSlot {
     pub p: ConvParams,
+    /// Every vertex's rows: fresh for the chunks computed this epoch, the snapshot's otherwise.
     pub live: Tensor,
     /// The rows as they were when the epoch began (trick 3 restores `live` from it, and a
-    /// refresh epoch begins right after it was re-taken), so the stale reads of the backward
-    /// recomputation come from here; no separate epoch-start copy is kept.
+    /// refresh epoch begins right after it was re-taken). When chunks are recomputed, a chunk's
+    /// rows here and in `live` trade places after its backward, so the recomputations still to
+    /// come read its stale rows from `live` (the stage's `after_backward`).
     pub snapshot: Tensor,
     /// Linear layers: each row's neighbour-aggregate gradient, scaled by `grad_scale` and the readers'
     /// dropout scale 1/(1 − p), written when its chunk's backward runs (zero until then); attention:
