@@ -312,12 +312,16 @@ pub struct LaunchReport {
     pub predicted: Predicted,
 }
 
-/// The part of a configuration a checkpoint must agree with to be resumed (all but the epoch
-/// count, which a resumed run may extend).
+/// The part of a configuration a checkpoint must agree with to be resumed: all but the epoch
+/// count, which a resumed run may extend, and how stages hold their activations
+/// (`recompute`, `memory_budget`: the budget follows the host's free memory at each launch, and
+/// keeping or recomputing trains alike, to the bit).
 pub fn config_identity(cfg: &PipelineConfig) -> serde_json::Value {
     let mut v = serde_json::to_value(cfg).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        o.remove("epochs");
+        for key in ["epochs", "recompute", "memory_budget"] {
+            o.remove(key);
+        }
     }
     v
 }
