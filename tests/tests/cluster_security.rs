@@ -401,7 +401,12 @@ fn a_panicking_stage_reports_itself_failed_and_the_launcher_names_it() {
     let root = tempfile::tempdir().unwrap();
     let (mut w, addr, _plan, launcher, rt) = configured_worker(root.path(), &[("STRATA_FAILPOINT", "epoch-panic")]);
     let e = rt
-        .block_on(launcher.epoch(strata_pipe::proto::EpochRequest { epoch: 0, order: vec![0, 1], train: true }))
+        .block_on(launcher.epoch(strata_pipe::proto::EpochRequest {
+            epoch: 0,
+            order: vec![0, 1],
+            train: true,
+            warm: false,
+        }))
         .unwrap_err()
         .to_string();
     eprintln!("launcher: {e}");

@@ -67,7 +67,10 @@ fn a_shaped_two_worker_cluster_runs_and_leaves_nothing_behind() {
     let netns = sh(&["ip", "netns", "list"]);
     assert!(!netns.contains(&format!("st{tag}w")), "namespaces left: {netns}");
     let linkset = sh(&["ip", "-o", "link"]);
-    assert!(!linkset.contains(&format!("stv{tag}")) && !linkset.contains(&format!("stb{tag}")), "links left: {linkset}");
+    assert!(
+        !linkset.contains(&format!("stv{tag}")) && !linkset.contains(&format!("stb{tag}")),
+        "links left: {linkset}"
+    );
     let line = stderr.lines().find(|l| l.starts_with("emulated cluster")).expect("the harness names its cluster");
     let addrs = line.split(['(', ')']).nth(1).unwrap();
     for a in addrs.split_whitespace() {

@@ -54,7 +54,8 @@ fn pipeline_reports_and_bytes_match_the_model() {
 
 /// The distributed run computes exactly what the in-process schedule computes, with f32
 /// history and with bf16 (activations rounded to 16 bits on the wire, kept for the backward
-/// recomputation in 16 bits: exact, since they arrived so).
+/// recomputation in 16 bits: exact, since they arrived so), and with the warm start (the
+/// workers fill their historical embeddings by an exact pass before the first epoch).
 #[test]
 fn distributed_run_matches_the_in_process_schedule() {
     if locate_or_skip("planetoid/cora.npz").is_none() {
@@ -62,8 +63,10 @@ fn distributed_run_matches_the_in_process_schedule() {
     }
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let d = strata_graph::load("cora", None).unwrap();
-    for dtype in ["f32", "bf16"] {
+    for (dtype, warm) in [("f32", false), ("bf16", false), ("f32", true)] {
         let (ok, r, e) = launch(&[
+            "--warm-start",
+            if warm { "true" } else { "false" },
             "--dataset",
             "cora",
             "--layers",
@@ -83,6 +86,12 @@ fn distributed_run_matches_the_in_process_schedule() {
         cfg.history_dtype = dtype.parse().unwrap();
         let p = strata_pipe::PipelinePlan::new(&d, &d.splits[0], &cfg);
         let mut run = strata_pipe::InProcess::new(&p, tch::Device::Cpu).unwrap();
+        if warm {
+            run.warm_start().unwrap();
+            assert!(r["warm_start_ms"].as_f64().unwrap() > 0.0);
+        } else {
+            assert!(r["warm_start_ms"].is_null());
+        }
         for epoch in 0..4u64 {
             let loss = run.train_epoch(epoch).unwrap().loss;
             let [_, val, _] = run.evaluate(epoch).unwrap();
@@ -91,7 +100,7 @@ fn distributed_run_matches_the_in_process_schedule() {
             // per-chunk losses may round differently (measured: 0 to 2.2e-16).
             assert!(
                 (remote["loss"].as_f64().unwrap() - loss).abs() < 1e-12,
-                "{dtype} epoch {epoch}: loss {} vs {loss}",
+                "{dtype} (warm start {warm}) epoch {epoch}: loss {} vs {loss}",
                 remote["loss"]
             );
             assert!(

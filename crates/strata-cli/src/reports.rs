@@ -147,6 +147,8 @@ pub struct LaunchJson<'a> {
     pub test_accuracy: f64,
     pub best_val_accuracy: f64,
     pub epoch_ms_median: f64,
+    /// The warm start's inference pass before the first epoch (ms); null when none ran.
+    pub warm_start_ms: Option<f64>,
     pub bytes_per_epoch: BytesPerEpoch,
     pub memory_bytes_per_worker: Vec<u64>,
     pub cuda_peak_bytes_per_worker: Vec<u64>,

@@ -107,6 +107,11 @@ pub struct PipelineConfig {
     /// it by the number of workers it starts).
     #[serde(default)]
     pub memory_budget: Option<u64>,
+    /// Before the first epoch, fill the historical embeddings by one exact inference pass, so
+    /// the first epochs read the initial weights' rows rather than zeros (modes with historical
+    /// embeddings: pipeline, hybrid; graph-parallel ways keep none). GNNPipe starts from zeros.
+    #[serde(default)]
+    pub warm_start: bool,
 }
 
 /// Whether a pipeline stage recomputes each chunk's forward in its backward.
@@ -217,6 +222,7 @@ impl PipelineConfig {
             trim_heap: false,
             recompute: Recompute::Auto,
             memory_budget: None,
+            warm_start: false,
         }
     }
     /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.

@@ -88,6 +88,15 @@ impl InProcess {
         Ok(self.epoch(epoch, &[], false)?.accuracy)
     }
 
+    /// The warm start: an exact inference pass that fills every stage's historical embeddings
+    /// (`--warm-start`); (train, val, test) accuracy of the initial weights.
+    pub fn warm_start(&mut self) -> Result<[f64; 3], PipeError> {
+        self.engines.iter_mut().for_each(|e| e.core_mut().warm = true);
+        let r = self.epoch(0, &[], false);
+        self.engines.iter_mut().for_each(|e| e.core_mut().warm = false);
+        Ok(r?.accuracy)
+    }
+
     fn epoch(&mut self, epoch: u64, order: &[usize], train: bool) -> Result<LocalEpoch, PipeError> {
         let mut running: Vec<Option<Interpreter>> = self
             .engines

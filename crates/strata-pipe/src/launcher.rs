@@ -310,16 +310,20 @@ pub struct LaunchReport {
     pub test_accuracy: f64,
     pub best_epoch: u64,
     pub predicted: Predicted,
+    /// The warm start's inference pass (`--warm-start`), milliseconds; `None` when none ran.
+    #[serde(default)]
+    pub warm_start_ms: Option<f64>,
 }
 
 /// The part of a configuration a checkpoint must agree with to be resumed: all but the epoch
-/// count, which a resumed run may extend, and how stages hold their activations
-/// (`recompute`, `memory_budget`: the budget follows the host's free memory at each launch, and
-/// keeping or recomputing trains alike, to the bit).
+/// count, which a resumed run may extend, how stages hold their activations (`recompute`,
+/// `memory_budget`: the budget follows the host's free memory at each launch, and keeping or
+/// recomputing trains alike, to the bit) and `warm_start` (it acts before the first epoch only,
+/// which a resumed run has behind it).
 pub fn config_identity(cfg: &PipelineConfig) -> serde_json::Value {
     let mut v = serde_json::to_value(cfg).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        for key in ["epochs", "recompute", "memory_budget"] {
+        for key in ["epochs", "recompute", "memory_budget", "warm_start"] {
             o.remove(key);
         }
     }

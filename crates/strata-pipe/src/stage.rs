@@ -279,7 +279,10 @@ impl Stage {
         Boundary { x: graph.out, side: graph.h0.filter(|_| self.head.is_none()).map(Side::H0) }
     }
 
-    /// The whole graph forward, without autograd, staleness or dropout (exact inference).
+    /// The whole graph forward, without autograd, staleness or dropout (exact inference). On a
+    /// warm-start pass ([`StageCore::warm`]) each slot's input rows also become its historical
+    /// embeddings, `live` and `snapshot`: the first epoch's stale neighbours are then exact for
+    /// the initial weights instead of zero.
     fn forward_whole(&self, input: Option<Boundary>) -> Boundary {
         tch::no_grad(|| {
             let (mut x, mut h0) = match input {
@@ -287,6 +290,10 @@ impl Stage {
                 None => self.project(None, false),
             };
             for s in &self.convs {
+                if self.core.warm {
+                    s.live.shallow_clone().copy_(&x);
+                    s.snapshot.shallow_clone().copy_(&x);
+                }
                 x = s.on_graph(&self.graph.full_blocks, &x, h0.as_ref());
             }
             if let Some(head) = &self.head {

@@ -22,6 +22,8 @@ pub struct StageCore {
     pub train: bool,
     /// This worker's share of the epoch's mean training loss.
     pub last_loss: f64,
+    /// The inference pass being run fills the historical embeddings (the warm start).
+    pub warm: bool,
 }
 
 impl StageCore {
@@ -31,7 +33,7 @@ impl StageCore {
         if all_reduced {
             crate::collective::define_grads(&vs);
         }
-        StageCore { spec, vs, opt, labels, epoch: 0, train: false, last_loss: 0.0 }
+        StageCore { spec, vs, opt, labels, epoch: 0, train: false, last_loss: 0.0, warm: false }
     }
     pub fn parameters(&self) -> usize {
         self.vs.trainable_variables().iter().map(|t| t.numel()).sum()

@@ -90,6 +90,10 @@ pub struct LaunchArgs {
     /// starts there (a listed worker takes half of what its own host has available).
     #[arg(long)]
     pub memory_budget: Option<bytesize::ByteSize>,
+    /// Fill the historical embeddings by one exact inference pass before the first epoch
+    /// (pipeline and hybrid modes), instead of starting them at zero as GNNPipe does.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub warm_start: bool,
     /// Exact full-graph evaluation every N epochs.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,

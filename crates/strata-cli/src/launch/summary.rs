@@ -93,6 +93,7 @@ pub(super) fn summarize(
             test_accuracy: report.test_accuracy,
             best_val_accuracy: report.best_val_accuracy,
             epoch_ms_median: median(&ms),
+            warm_start_ms: report.warm_start_ms,
             bytes_per_epoch: BytesPerEpoch {
                 measured,
                 predicted: pred.total,

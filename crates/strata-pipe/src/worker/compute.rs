@@ -196,8 +196,11 @@ impl Compute {
 /// Runs one epoch's schedule over the network and reports it.
 fn run_epoch(engine: &mut dyn Engine, net: &mut Net, req: &EpochRequest) -> Result<EpochReply, PipeError> {
     let order: Vec<usize> = req.order.iter().map(|&c| c as usize).collect();
+    engine.core_mut().warm = req.warm && !req.train;
     let mut it = Interpreter::new(engine, req.epoch, &order, req.train)?;
-    if it.run(engine, net)? == Progress::Blocked {
+    let progress = it.run(engine, net);
+    engine.core_mut().warm = false;
+    if progress? == Progress::Blocked {
         return Err(PipeError::Internal(format!("a network receive returned without a tensor at {}", it.current())));
     }
     let out = it.finish(engine);
