@@ -154,3 +154,60 @@ pub fn histograms(path: &Path, title: &str, samples: &[(&str, Vec<f64>)], marker
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// One run's validation curve: its label and (epoch, seconds of training so far, accuracy) at
+/// each evaluated epoch.
+pub struct ValCurve {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Validation accuracy against epoch (left) and against seconds of training (right), one line
+/// per run, overlaid: how soon each run gets where.
+pub fn validation_curves(path: &Path, title: &str, runs: &[ValCurve]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("svg.tmp");
+    {
+        let root = SVGBackend::new(&tmp, (1100, 440)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, ("sans-serif", 20))?;
+        let (left, right) = root.split_horizontally(550);
+        let top = |f: fn(&(f64, f64, f64)) -> f64| {
+            runs.iter().flat_map(|r| r.points.iter().map(f)).fold(0.0f64, f64::max).max(1e-9)
+        };
+        let (max_epoch, max_s, max_acc) = (top(|p| p.0), top(|p| p.1), top(|p| p.2));
+        let palette = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+        for (area, by_time) in [(left, false), (right, true)] {
+            let x_max = if by_time { max_s * 1.02 } else { max_epoch };
+            let mut chart = ChartBuilder::on(&area)
+                .margin(12)
+                .caption(if by_time { "against training time" } else { "against epochs" }, ("sans-serif", 16))
+                .x_label_area_size(35)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0f64..x_max, 0f64..(max_acc * 1.1).min(1.0))?;
+            chart
+                .configure_mesh()
+                .x_desc(if by_time { "seconds" } else { "epoch" })
+                .y_desc("validation accuracy")
+                .draw()?;
+            for (i, run) in runs.iter().enumerate() {
+                let color = palette[i % palette.len()];
+                chart
+                    .draw_series(LineSeries::new(
+                        run.points.iter().map(|p| (if by_time { p.1 } else { p.0 }, p.2)),
+                        color.stroke_width(2),
+                    ))?
+                    .label(run.label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -119,6 +119,13 @@ pub struct LaunchArgs {
     pub device: String,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Draw validation accuracy against epoch and against seconds of training (SVG), this run
+    /// and every --plot-with report overlaid.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Another run's `--json` report to overlay on --plot (repeatable), e.g. the other modes.
+    #[arg(long, requires = "plot")]
+    pub plot_with: Vec<PathBuf>,
     /// Write checkpoints (every worker's parameters, optimizer moments and historical
     /// embeddings; the launcher's manifest last) under this directory. It must be reachable at
     /// the same path from every worker (a shared volume on a cluster).

@@ -113,7 +113,63 @@ pub(super) fn summarize(
         };
         write_json(path, &serde_json::to_value(&r)?)?;
     }
+    if let Some(path) = &a.plot {
+        let mut runs = vec![val_curve(
+            run_label(cfg.mode.name(), cfg.ways, cfg.stages, cfg.num_chunks(), report.warm_start_ms.is_some()),
+            report.warm_start_ms,
+            report.epochs.iter().map(|e| (e.epoch, e.epoch_ms, e.val_accuracy)),
+        )];
+        for other in &a.plot_with {
+            runs.push(curve_from_report(other)?);
+        }
+        let title = format!("{} · {} with {} layers · validation accuracy", data.name, a.model, a.layers);
+        crate::plot::validation_curves(path, &title, &runs)?;
+    }
     Ok(())
+}
+
+fn run_label(mode: &str, ways: usize, stages: usize, chunks: usize, warm: bool) -> String {
+    let chunks = if chunks == 1 { "1 chunk".to_string() } else { format!("{chunks} chunks") };
+    format!("{mode} {ways}×{stages}, {chunks}{}", if warm { ", warm start" } else { "" })
+}
+
+/// The evaluated epochs of a run as (epoch, seconds of training so far, accuracy): training
+/// time is the warm start plus the training epochs, without the evaluations.
+fn val_curve(
+    label: String,
+    warm_ms: Option<f64>,
+    epochs: impl Iterator<Item = (u64, f64, Option<f64>)>,
+) -> crate::plot::ValCurve {
+    let mut ms = warm_ms.unwrap_or(0.0);
+    let mut points = Vec::new();
+    for (epoch, epoch_ms, val) in epochs {
+        ms += epoch_ms;
+        if let Some(v) = val {
+            points.push(((epoch + 1) as f64, ms / 1e3, v));
+        }
+    }
+    crate::plot::ValCurve { label, points }
+}
+
+/// Another run's validation curve from its `--json` report.
+fn curve_from_report(path: &std::path::Path) -> anyhow::Result<crate::plot::ValCurve> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--plot-with {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--plot-with {}: not JSON ({e})", path.display()))?;
+    let bad =
+        |key: &str| anyhow::anyhow!("--plot-with {}: not a `strata launch --json` report (no {key})", path.display());
+    let uint = |key: &str| v[key].as_u64().map(|x| x as usize).ok_or_else(|| bad(key));
+    let mode = v["mode"].as_str().ok_or_else(|| bad("mode"))?;
+    let curve = v["curve"].as_array().ok_or_else(|| bad("curve"))?;
+    let mut epochs = Vec::with_capacity(curve.len());
+    for e in curve {
+        let epoch = e["epoch"].as_u64().ok_or_else(|| bad("curve[].epoch"))?;
+        let ms = e["epoch_ms"].as_f64().ok_or_else(|| bad("curve[].epoch_ms"))?;
+        epochs.push((epoch, ms, e["val_accuracy"].as_f64()));
+    }
+    let warm = v["warm_start_ms"].as_f64();
+    let label = run_label(mode, uint("ways")?, uint("stages")?, uint("chunks")?, warm.is_some());
+    Ok(val_curve(label, warm, epochs.into_iter()))
 }
 
 /// Each worker's per-phase median over `epochs` (phase by phase).
