@@ -8,6 +8,7 @@ PY="${STRATA_PYTHON:?run through make bench}"
 "$PY" bench/node_classification.py --threads "${BENCH_THREADS:-2}"
 "$PY" bench/pipeline.py
 "$PY" bench/distributed.py
+"$PY" bench/cluster.py
 "$PY" bench/linkpred.py
 "$PY" bench/netinfo.py
 "$PY" bench/stable.py

@@ -214,7 +214,7 @@ impl PipelineConfig {
             shuffle: true,
             grad_scale: 2.0,
             carry_stale_grads: false,
-            refresh: 23,
+            refresh: 1,
             eval_every: 1,
             trainer: PipeTrainer::Bp,
             history_dtype: HistoryDtype::F32,

@@ -23,7 +23,7 @@ pub(super) fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.shuffle = !a.no_shuffle;
     cfg.grad_scale = if a.no_trick2 { 1.0 } else { a.grad_scale };
     cfg.carry_stale_grads = a.no_trick2;
-    cfg.refresh = a.refresh;
+    cfg.refresh = 1;
     cfg.eval_every = a.eval_every;
     cfg.history_dtype = a.history_dtype;
     cfg.trim_heap = a.trim_heap;
@@ -43,6 +43,10 @@ pub(super) fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
         cfg.lr = 1e-3;
         cfg.weight_decay = 0.0;
         cfg.weight_decay_conv = 0.0;
+        cfg.refresh = 23;
+    }
+    if let Some(r) = a.refresh {
+        cfg.refresh = r;
     }
     if let Some(h) = a.hidden {
         cfg.hidden = h;
@@ -99,13 +103,15 @@ mod tests {
     #[test]
     fn trick_flags_map_to_the_paper_ablations() {
         let d = cfg(&[]).unwrap();
-        assert_eq!((d.shuffle, d.grad_scale, d.carry_stale_grads, d.refresh), (true, 2.0, false, 23));
+        assert_eq!((d.shuffle, d.grad_scale, d.carry_stale_grads, d.refresh), (true, 2.0, false, 1));
+        assert_eq!(cfg(&["--preset", "gnnpipe"]).unwrap().refresh, 23);
+        assert_eq!(cfg(&["--preset", "gnnpipe", "--refresh", "4"]).unwrap().refresh, 4);
         let t = cfg(&["--no-trick2"]).unwrap();
         assert_eq!((t.grad_scale, t.carry_stale_grads), (1.0, true));
         let g = cfg(&["--grad-scale", "1"]).unwrap();
         assert_eq!((g.grad_scale, g.carry_stale_grads), (1.0, false));
-        let all_off = cfg(&["--no-shuffle", "--no-trick2", "--refresh", "1"]).unwrap();
-        assert_eq!((all_off.shuffle, all_off.carry_stale_grads, all_off.refresh), (false, true, 1));
+        let all_off = cfg(&["--no-shuffle", "--no-trick2", "--refresh", "5"]).unwrap();
+        assert_eq!((all_off.shuffle, all_off.carry_stale_grads, all_off.refresh), (false, true, 5));
         assert!(cfg(&["--no-trick2", "--grad-scale", "3"]).is_err(), "--no-trick2 sets the scale itself");
     }
 
