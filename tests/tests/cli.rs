@@ -112,3 +112,34 @@ fn data_commands() {
         assert!(ok && out.contains("2485") && out.contains(&(5069 + 253).to_string()), "{out}");
     }
 }
+
+/// `launch --plot` overlays this run's validation curve with other runs' reports; a file that
+/// is not a launch report is refused by name before any training.
+#[test]
+fn launch_plots_validation_curves_of_several_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, svg) = (dir.path().join("first.json"), dir.path().join("curves.svg"));
+    let base = ["launch", "--dataset", "karate", "--layers", "4", "--stages", "2", "--chunks", "4", "--epochs", "4"];
+    let (ok, _, e) = run(&[&base[..], &["--json", first.to_str().unwrap()]].concat());
+    assert!(ok, "{e}");
+    let plot = ["--plot", svg.to_str().unwrap(), "--plot-with", first.to_str().unwrap()];
+    let (ok, _, e) = run(&[&base[..], &["--warm-start", "true"], &plot[..]].concat());
+    assert!(ok, "{e}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // Both runs in both panels' legends, one of them warm-started.
+    assert_eq!(text.matches("pipeline 1×2, 4 chunks").count(), 4, "{text}");
+    assert_eq!(text.matches("warm start").count(), 2, "{text}");
+    assert!(text.contains("against training time") && text.contains("seconds"));
+    let not_json = dir.path().join("notes.txt");
+    std::fs::write(&not_json, "epoch 1: 0.5\n").unwrap();
+    let not_report = dir.path().join("other.json");
+    std::fs::write(&not_report, r#"{"dataset": "karate"}"#).unwrap();
+    for (file, says) in
+        [(&not_json, "not JSON"), (&not_report, "no mode"), (&dir.path().join("gone.json"), "gone.json")]
+    {
+        let (ok, out, e) =
+            run(&[&base[..], &["--plot", svg.to_str().unwrap(), "--plot-with", file.to_str().unwrap()]].concat());
+        assert!(!ok && e.contains(&file.display().to_string()) && e.contains(says), "{e}");
+        assert!(!out.contains("test acc"), "trained before refusing the report: {out}");
+    }
+}

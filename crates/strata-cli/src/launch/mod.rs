@@ -28,6 +28,10 @@ use strata_pipe::PipelineConfig;
 
 pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let mut cfg = config(&a)?;
+    // The reports to overlay are read now, so a bad one is refused before the run, not after.
+    for p in &a.plot_with {
+        summary::curve_from_report(p)?;
+    }
     let (workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
     if workers.is_empty() && env.is_none() && cfg.memory_budget.is_none() {
