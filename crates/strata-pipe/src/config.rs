@@ -277,6 +277,11 @@ impl PipelineConfig {
                 self.layers + 1
             )));
         }
+        if self.warm_start && (self.mode == Mode::Graph || self.trainer == PipeTrainer::Sf) {
+            return Err(PipeError::Config(
+                "--warm-start fills the historical embeddings of backprop pipeline and hybrid stages; graph-parallel ways keep none and forward-only stages fill their own".into(),
+            ));
+        }
         if self.mode == Mode::Hybrid && !self.num_chunks().is_multiple_of(w) {
             return Err(PipeError::Config(format!(
                 "hybrid mode splits the {} chunks evenly over {w} ways: choose a multiple of {w}",

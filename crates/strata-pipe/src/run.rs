@@ -64,7 +64,7 @@ pub async fn train(
             },
         ),
     };
-    if start == 0 && cfg.warm_start && cfg.mode != crate::config::Mode::Graph {
+    if start == 0 && cfg.warm_start {
         let t0 = Instant::now();
         launcher.epoch(EpochRequest { epoch: 0, order: vec![], train: false, warm: true }).await?;
         report.warm_start_ms = Some(t0.elapsed().as_secs_f64() * 1e3);

@@ -116,6 +116,15 @@ mod tests {
     }
 
     #[test]
+    fn warm_start_is_refused_where_there_is_no_history_to_fill() {
+        assert!(cfg(&["--warm-start", "true"]).unwrap().warm_start);
+        for args in [&["--mode", "graph"][..], &["--trainer", "sf", "--model", "gcn"][..]] {
+            let e = cfg(&[args, &["--warm-start", "true"]].concat()).unwrap_err().to_string();
+            assert!(e.contains("--warm-start"), "{e}");
+        }
+    }
+
+    #[test]
     fn heap_trimming_is_off_unless_asked_for() {
         assert!(!cfg(&[]).unwrap().trim_heap);
         assert!(cfg(&["--trim-heap"]).unwrap().trim_heap);
