@@ -39,6 +39,12 @@ done
 [[ "$P" =~ ^[1-9][0-9]*$ && "$P" -le 64 ]] || { echo "emulated-cluster: --workers must be 1..64, got '$P'" >&2; exit 2; }
 [[ "$TAG" =~ ^[0-9]{1,6}$ ]] || { echo "emulated-cluster: --tag must be 1-6 digits, got '$TAG'" >&2; exit 2; }
 [[ -x "$STRATA" ]] || { echo "emulated-cluster: $STRATA is not an executable (make build)" >&2; exit 2; }
+if [[ -n "$LINK_BYTES" ]]; then
+  for a in "$@"; do
+    [[ "$(realpath -m -- "$a")" != "$(realpath -m -- "$LINK_BYTES")" ]] \
+      || { echo "emulated-cluster: --link-bytes $LINK_BYTES is also a launch argument; it would overwrite that file" >&2; exit 2; }
+  done
+fi
 NPROC=$(nproc)
 if [[ -z "$CORES" ]]; then
   CORES=$(for ((i = 0; i < P; i++)); do echo $((i % NPROC)); done | paste -sd,)

@@ -142,4 +142,14 @@ fn launch_plots_validation_curves_of_several_runs() {
         assert!(!ok && e.contains(&file.display().to_string()) && e.contains(says), "{e}");
         assert!(!out.contains("test acc"), "trained before refusing the report: {out}");
     }
+    // A plot written over the report it overlays is refused, and the report left as it was.
+    let before = std::fs::read(&first).unwrap();
+    let (ok, _, e) =
+        run(&[&base[..], &["--plot", first.to_str().unwrap(), "--plot-with", first.to_str().unwrap()]].concat());
+    assert!(!ok && e.contains("--plot and --plot-with are the same file"), "{e}");
+    assert_eq!(std::fs::read(&first).unwrap(), before);
+    let (ckpt, meta) = (dir.path().join("m.safetensors"), dir.path().join("m.json"));
+    let (ok, _, e) =
+        run(&["train", "--dataset", "karate", "--save", ckpt.to_str().unwrap(), "--json", meta.to_str().unwrap()]);
+    assert!(!ok && e.contains("--json and --save's metadata"), "{e}");
 }

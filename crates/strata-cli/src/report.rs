@@ -21,6 +21,27 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Refuses a run whose output files collide: two outputs at one path, or an output at the path
+/// of an input it would overwrite. Each entry names its flag; paths are compared absolute, and
+/// through symbolic links where the file exists.
+pub fn distinct_paths(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> anyhow::Result<()> {
+    let key =
+        |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf());
+    let all: Vec<(&str, std::path::PathBuf, bool)> = outputs
+        .iter()
+        .map(|(f, p)| (*f, key(p), true))
+        .chain(inputs.iter().map(|(f, p)| (*f, key(p), false)))
+        .collect();
+    for (i, (f1, p1, out1)) in all.iter().enumerate() {
+        for (f2, p2, out2) in &all[i + 1..] {
+            if p1 == p2 && (*out1 || *out2) {
+                anyhow::bail!("{f1} and {f2} are the same file ({}): one would overwrite the other", p1.display());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes a JSON report atomically.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
@@ -38,4 +59,30 @@ pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     );
     pb.set_prefix(what.to_string());
     pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_paths;
+    use std::path::Path;
+
+    #[test]
+    fn colliding_outputs_and_inputs_are_refused_by_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.svg"));
+        std::fs::write(&a, "{}").unwrap();
+        assert!(
+            distinct_paths(&[("--json", &a), ("--plot", &b)], &[("--plot-with", &dir.path().join("c.json"))]).is_ok()
+        );
+        // Two readers of one file are fine; an output over an input or another output is not.
+        assert!(distinct_paths(&[("--plot", &b)], &[("--plot-with", &a), ("--plot-with", &a)]).is_ok());
+        let e = distinct_paths(&[("--plot", &a)], &[("--plot-with", &a)]).unwrap_err().to_string();
+        assert!(e.contains("--plot and --plot-with"), "{e}");
+        // The same file under another spelling, and one not yet written.
+        let other = dir.path().join(".").join("b.svg");
+        let e = distinct_paths(&[("--json", &b), ("--plot", &other)], &[]).unwrap_err().to_string();
+        assert!(e.contains("--json and --plot"), "{e}");
+        let rel = Path::new("r.json");
+        assert!(distinct_paths(&[("--json", rel), ("--plot", &std::path::absolute(rel).unwrap())], &[]).is_err());
+    }
 }

@@ -97,6 +97,15 @@ fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    // `--save` also writes its metadata beside the weights (`.json`).
+    let meta = a.save.as_ref().map(|p| p.with_extension("json"));
+    let outputs: Vec<(&str, &std::path::Path)> =
+        [("--json", &a.json), ("--plot", &a.plot), ("--save", &a.save), ("--save's metadata", &meta)]
+            .into_iter()
+            .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+            .collect();
+    let inputs: Vec<(&str, &std::path::Path)> = a.config.iter().map(|p| ("--config", p.as_path())).collect();
+    crate::report::distinct_paths(&outputs, &inputs)?;
     let device = a.compute.start()?;
     let kind: ModelKind = a.model.parse()?;
     let trainer: Trainer = a.trainer.parse()?;

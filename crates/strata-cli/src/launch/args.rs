@@ -58,10 +58,9 @@ pub struct LaunchArgs {
     /// historical rows are kept and injected when their chunk's backward runs next epoch.
     #[arg(long, conflicts_with = "grad_scale")]
     pub no_trick2: bool,
-    /// Trick 3: refresh the historical snapshot every R epochs (1 = one-epoch staleness, the
-    /// default; GNNPipe's runs, `--preset gnnpipe`, use 23 over 5,000 epochs, where rows up to 22
-    /// epochs old slow a budget of tens of epochs: 50k generated graph, GCNII-16, P = 2, seed 0,
-    /// 32 epochs to the one-process target with R = 23, 24 with R = 1, against 24 for one process).
+    /// Trick 3: refresh the historical snapshot every R epochs, so a stale row is at most R
+    /// epochs old. Default 1; `--preset gnnpipe` uses the paper's 23 (its runs are 5,000 epochs
+    /// long; over tens of epochs older rows cost epochs to accuracy — README, trick 3).
     #[arg(long)]
     pub refresh: Option<usize>,
     /// bp (backprop through the pipeline) or sf (forward-only: ForwardGNN single-forward layers,

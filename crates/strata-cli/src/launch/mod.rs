@@ -32,6 +32,10 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     for p in &a.plot_with {
         summary::curve_from_report(p)?;
     }
+    let outputs: Vec<(&str, &std::path::Path)> =
+        [("--json", &a.json), ("--plot", &a.plot)].into_iter().filter_map(|(f, p)| Some((f, p.as_deref()?))).collect();
+    let inputs: Vec<(&str, &std::path::Path)> = a.plot_with.iter().map(|p| ("--plot-with", p.as_path())).collect();
+    crate::report::distinct_paths(&outputs, &inputs)?;
     let (workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
     if workers.is_empty() && env.is_none() && cfg.memory_budget.is_none() {
