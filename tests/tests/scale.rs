@@ -240,8 +240,11 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
         launch_report.to_str().unwrap(),
     ];
     launch.extend(model);
-    // Uncapped first, to know what a worker needs.
-    let (ok, err) = capped(1 << 20, &launch);
+    // Uncapped first, to know what a worker needs when it holds one chunk's activations at a
+    // time (uncapped, `--recompute auto` keeps every chunk's: the host has room for them).
+    let mut least = launch.clone();
+    least.extend(["--recompute", "always"]);
+    let (ok, err) = capped(1 << 20, &least);
     assert!(ok, "{err}");
     let worker_mib = json(&launch_report)["memory_bytes_per_worker"]
         .as_array()
@@ -281,6 +284,11 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
         r["memory_bytes_per_worker"]
     );
     assert!(acc * 100.0 >= single_acc - 1.0, "capped pipeline {acc} vs single process {single_acc}");
+    // `--recompute auto` saw the cap: no stage's budget exceeds half of what the cap left it.
+    for a in r["activations_per_worker"].as_array().unwrap() {
+        let budget = a["budget_bytes"].as_u64().unwrap();
+        assert!(budget <= (cap << 20) / 2, "a stage's activation budget {budget} B ignores the {cap} MiB cap: {a}");
+    }
 }
 
 /// The small version: 20k nodes (in `make test`).

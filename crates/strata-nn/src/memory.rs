@@ -61,12 +61,70 @@ pub fn rss_summary() -> String {
     format!("resident {} MiB, peak {} MiB", rss_bytes().unwrap_or(0) >> 20, peak_rss_bytes().unwrap_or(0) >> 20)
 }
 
-/// Memory the host can still hand out without swapping (`MemAvailable`); `None` where
-/// `/proc/meminfo` is not available.
+/// Memory this process may still take: the least of what the host can hand out without
+/// swapping (`MemAvailable`), what its memory cgroup leaves (v2 `memory.max`, v1
+/// `memory.limit_in_bytes`, less what the group uses) and what its own limits leave
+/// ([`process_headroom_bytes`]). `None` where `/proc/meminfo` is not available.
 pub fn available_bytes() -> Option<u64> {
+    let host = host_available_bytes()?;
+    Some(process_headroom_bytes().map_or(host, |p| p.min(host)))
+}
+
+/// What the host and this process's memory cgroup can still hand out, shared by every process
+/// on it: `MemAvailable`, capped by the cgroup's limit less its use.
+pub fn host_available_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    let host = line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024;
+    Some(cgroup_headroom_bytes().map_or(host, |c| c.min(host)))
+}
+
+/// What this process's own limits leave it: `ulimit -d` (RLIMIT_DATA, against `VmData`) and
+/// `ulimit -v` (RLIMIT_AS, against `VmSize`), the smaller; `None` where both are unlimited.
+/// A process a launcher starts inherits the limits but not the use, so this is per process.
+pub fn process_headroom_bytes() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    [("Max data size", "VmData:"), ("Max address space", "VmSize:")]
+        .into_iter()
+        .filter_map(|(limit, used)| Some(soft_limit(&limits, limit)?.saturating_sub(proc_status_bytes(used)?)))
+        .min()
+}
+
+/// The soft limit of `name` in a `/proc/PID/limits` text; `None` when unlimited or absent.
+fn soft_limit(limits: &str, name: &str) -> Option<u64> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix(name))?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The memory cgroup's limit less its use, for cgroup v2 and v1, at this process's group (as
+/// `/proc/self/cgroup` names it) or, in a container's own cgroup namespace, the mount's root.
+/// `None` where no limit is set.
+fn cgroup_headroom_bytes() -> Option<u64> {
+    let groups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let path = |controller: &str| {
+        groups.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            (c == controller).then(|| p.to_string())
+        })
+    };
+    let read = |p: String| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok();
+    let mut found = Vec::new();
+    for (dir, limit, usage) in [
+        (path("").map(|p| format!("/sys/fs/cgroup{p}")), "memory.max", "memory.current"),
+        (path("memory").map(|p| format!("/sys/fs/cgroup/memory{p}")), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+        (Some("/sys/fs/cgroup".into()), "memory.max", "memory.current"),
+        (Some("/sys/fs/cgroup/memory".into()), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    ] {
+        let Some(dir) = dir else { continue };
+        // v1 writes "no limit" as a page-rounded i64::MAX; v2 as "max", which does not parse.
+        if let (Some(l), Some(u)) = (read(format!("{dir}/{limit}")), read(format!("{dir}/{usage}"))) {
+            if l < 1 << 60 {
+                found.push(l.saturating_sub(u));
+            }
+        }
+    }
+    found.into_iter().min()
 }
 
 fn proc_status_bytes(key: &str) -> Option<u64> {
@@ -146,5 +204,16 @@ mod tests {
         assert!(peak < 96 << 20, "{peak}");
         let rss = peak_rss_bytes().unwrap();
         assert!(rss >= 64 << 20, "the process held the tensor: {rss}");
+    }
+
+    /// `/proc/self/limits` as Linux writes it: a set soft limit is read, "unlimited" is none.
+    #[test]
+    fn soft_limits_are_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max data size             1073741824           unlimited            bytes     \n\
+                    Max address space         unlimited            unlimited            bytes     \n";
+        assert_eq!(soft_limit(text, "Max data size"), Some(1 << 30));
+        assert_eq!(soft_limit(text, "Max address space"), None);
+        assert_eq!(soft_limit(text, "Max resident set"), None);
     }
 }

@@ -499,7 +499,8 @@ impl Stage {
 
 /// Keep every chunk's activations when their estimated bytes fit the budget
 /// ([`PipelineConfig::memory_budget`](crate::config::PipelineConfig), by default half of the
-/// memory available when the stage is built), unless `--recompute` says otherwise. The
+/// memory available when the stage is built; never more than half of what the process's own
+/// limits leave), unless `--recompute` says otherwise. The
 /// estimate is per conv slot and row: the dropped-out input, its mask, the fused layer's
 /// support, the output and the neighbour aggregate (17 bytes per value), plus 4·d bytes per edge
 /// an edge-list block or attention keeps; the input projection's output and h⁰; the logits.
@@ -529,6 +530,8 @@ fn choose_activations(spec: &StageSpec, graph: &ChunkedGraph, convs: &[ConvSlot]
     }
     let estimate = bytes.max(0) as u64;
     let budget = cfg.memory_budget.unwrap_or_else(|| strata_nn::memory::available_bytes().unwrap_or(0) / 2);
+    // Never more than half of what this process's own limits (`ulimit -d`/`-v`) leave it.
+    let budget = strata_nn::memory::process_headroom_bytes().map_or(budget, |h| budget.min(h / 2));
     let kept = match cfg.recompute {
         Recompute::Always => false,
         Recompute::Never => true,

@@ -89,7 +89,9 @@ pub struct LaunchArgs {
     pub recompute: strata_pipe::Recompute,
     /// What a stage's kept activations may take under --recompute auto, e.g. `6GiB` or `512MB`.
     /// Default: half of the memory available on the host, divided by the workers a local launch
-    /// starts there (a listed worker takes half of what its own host has available).
+    /// starts there (a listed worker takes half of what its own host has available); the host's
+    /// memory cgroup limit counts, and a stage never takes more than half of what its own process
+    /// limits (`ulimit -d`, `ulimit -v`) leave.
     #[arg(long)]
     pub memory_budget: Option<bytesize::ByteSize>,
     /// Fill the historical embeddings by one exact inference pass before the first epoch

@@ -39,8 +39,9 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let (workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
     if workers.is_empty() && env.is_none() && cfg.memory_budget.is_none() {
-        // Local workers share this host's memory: each gets its share of half of it.
-        cfg.memory_budget = strata_nn::memory::available_bytes().map(|b| b / 2 / cfg.workers() as u64);
+        // Local workers share this host's memory (and cgroup): each gets its share of half of
+        // it. Each stage further caps it by half of what its own process limits leave.
+        cfg.memory_budget = strata_nn::memory::host_available_bytes().map(|b| b / 2 / cfg.workers() as u64);
     }
     if let Some((rank, world, master)) = &env {
         if *rank > 0 {
