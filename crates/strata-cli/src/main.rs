@@ -4,7 +4,9 @@ mod cluster;
 mod data;
 mod launch;
 mod linkpred;
+mod model_dir;
 mod plot;
+mod predict;
 mod probe;
 mod refine;
 mod report;
@@ -28,6 +30,8 @@ struct Cli {
 enum Command {
     /// Train a node classifier in this process (full batch).
     Train(Box<train::TrainArgs>),
+    /// Predict classes, probabilities and embeddings with a model saved by `train --out`.
+    Predict(Box<predict::PredictArgs>),
     /// List, locate, inspect and download datasets.
     Data(data::DataArgs),
     /// Train a deep GNN pipelined across worker processes (starts local workers by default).
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Train(a) => train::run(*a),
+        Command::Predict(a) => predict::run(*a),
         Command::Data(a) => data::run(a),
         Command::Launch(a) => launch::launch(*a),
         Command::Worker(a) => launch::worker(a),

@@ -61,6 +61,15 @@ pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// A spinner on stderr for one long step without a count (hidden when stderr is not a TTY).
+pub fn spinner(what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {prefix} ({elapsed})").unwrap());
+    pb.set_prefix(what.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
 #[cfg(test)]
 mod tests {
     use super::distinct_paths;

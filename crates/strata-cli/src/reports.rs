@@ -159,3 +159,29 @@ pub struct LaunchJson<'a> {
     pub config: &'a strata_pipe::PipelineConfig,
     pub curve: &'a [strata_pipe::launcher::LaunchEpoch],
 }
+
+/// `strata predict --json`. Accuracies are percentages, `null` where nothing could be scored.
+#[derive(Serialize)]
+pub struct PredictReport {
+    pub model_dir: std::path::PathBuf,
+    pub model: String,
+    pub graph: String,
+    /// Nodes of the graph, and how many were predicted (`--nodes`).
+    pub nodes: usize,
+    pub predicted_nodes: usize,
+    /// The graph's fingerprint, and whether it is the one the model was trained on.
+    pub fingerprint: String,
+    pub same_graph_as_training: bool,
+    /// On the training run's test split (same graph, every node predicted), and what the
+    /// training run reported for it.
+    pub test_accuracy: Option<f64>,
+    pub trained_test_accuracy: f64,
+    /// Over the predicted nodes that carry a label the model knows.
+    pub labelled_nodes: usize,
+    pub labelled_accuracy: Option<f64>,
+    /// The inference pass alone, and the process's peak resident memory.
+    pub inference_ms: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub predictions: Option<std::path::PathBuf>,
+    pub embeddings: Option<std::path::PathBuf>,
+}

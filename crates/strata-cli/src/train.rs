@@ -79,12 +79,21 @@ pub struct TrainArgs {
     /// Draw train/validation curves (SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Save the last seed's best weights (safetensors, atomic) here.
+    /// Save the last seed's best weights (safetensors, atomic) here. For a model `strata
+    /// predict` can load, use --out.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Write the last seed's model (its best validation epoch) as a model directory for
+    /// `strata predict`: manifest.json and model.safetensors, replaced atomically.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Write the last seed's predictions for every node (.csv or .npy, as `strata predict
+    /// --out` writes them).
+    #[arg(long, value_name = "PATH")]
+    pub predictions: Option<PathBuf>,
 }
 
-fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
+pub(crate) fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
     match how {
         "public" if !d.splits.is_empty() => Ok(d.splits[(seed as usize) % d.splits.len()].clone()),
         "public" => {
@@ -99,13 +108,27 @@ fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     // `--save` also writes its metadata beside the weights (`.json`).
     let meta = a.save.as_ref().map(|p| p.with_extension("json"));
-    let outputs: Vec<(&str, &std::path::Path)> =
-        [("--json", &a.json), ("--plot", &a.plot), ("--save", &a.save), ("--save's metadata", &meta)]
-            .into_iter()
-            .filter_map(|(f, p)| Some((f, p.as_deref()?)))
-            .collect();
+    let outputs: Vec<(&str, &std::path::Path)> = [
+        ("--json", &a.json),
+        ("--plot", &a.plot),
+        ("--save", &a.save),
+        ("--save's metadata", &meta),
+        ("--out", &a.out),
+        ("--predictions", &a.predictions),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+    .collect();
     let inputs: Vec<(&str, &std::path::Path)> = a.config.iter().map(|p| ("--config", p.as_path())).collect();
     crate::report::distinct_paths(&outputs, &inputs)?;
+    if let Some(out) = &a.out {
+        crate::predict::check_out(out)?;
+    }
+    if let Some(p) = &a.predictions {
+        if !matches!(p.extension().and_then(|e| e.to_str()), Some("csv" | "npy")) {
+            bail!("--predictions {}: predictions are written as .csv or .npy", p.display());
+        }
+    }
     let device = a.compute.start()?;
     let kind: ModelKind = a.model.parse()?;
     let trainer: Trainer = a.trainer.parse()?;
@@ -122,7 +145,20 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     }
     // Splits come from the order as given (a seeded split then picks the same nodes either way).
     let splits = (0..a.seeds).map(|seed| split_for(&dataset, &a.split, seed)).collect::<anyhow::Result<Vec<_>>>()?;
-    let (dataset, splits, reorder) = reorder_for_locality(dataset, splits, a.reorder);
+    // What a model directory records of the graph, as given (before any renumbering).
+    let graph_record = a.out.as_ref().map(|_| {
+        let mut source = a.graph.clone();
+        if let Some(name) = a.graph.registered("cora") {
+            source.dataset = Some(name.to_string());
+        }
+        crate::model_dir::GraphRecord {
+            source,
+            nodes: dataset.num_nodes(),
+            undirected_edges: dataset.graph.num_undirected_edges(),
+            fingerprint: dataset.graph.fingerprint(),
+        }
+    });
+    let (dataset, splits, reorder, order) = reorder_for_locality(dataset, splits, a.reorder);
     eprintln!(
         "strata train: {} ({} nodes, {} edges, {} features, {} classes) · {} ({} layers) · {} · {} seed(s)",
         dataset.name,
@@ -155,6 +191,37 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.save {
         strata_nn::checkpoint::save_checkpoint(&last_model.vs, path, &json!({"dataset": dataset.name, "config": cfg}))?;
         println!("saved weights to {}", path.display());
+    }
+    if let Some(out) = &a.out {
+        crate::predict::save(
+            out,
+            crate::predict::Trained {
+                model: &last_model,
+                graph: graph_record.expect("recorded when --out is given"),
+                attack: a.attack.clone(),
+                feature_dim: dataset.features.dim(),
+                classes: dataset.num_classes,
+                feature_normalization: task.feature_norm,
+                split: a.split.clone(),
+                run: runs.last().expect("at least one seed"),
+            },
+        )?;
+        println!("saved the model to {} (strata predict {0} …)", out.display());
+    }
+    if let Some(path) = &a.predictions {
+        let p = crate::predict::infer(&last_model, &task);
+        // Rows follow the training order; each is written under the node's id as given.
+        let n = dataset.num_nodes();
+        let (rows, ids): (Vec<i64>, Vec<i64>) = match &order {
+            Some(order) => {
+                let mut inverse = vec![0i64; n];
+                order.iter().enumerate().for_each(|(new, &old)| inverse[old] = new as i64);
+                (inverse, (0..n as i64).collect())
+            }
+            None => ((0..n as i64).collect(), (0..n as i64).collect()),
+        };
+        crate::predict::write_predictions(path, &p, &rows, &ids)?;
+        println!("wrote the predictions to {}", path.display());
     }
     if let Some(path) = &a.plot {
         let curves: Vec<_> = runs.iter().map(|r| (r.seed, r.curve.clone())).collect();
@@ -246,15 +313,16 @@ fn print_runs(runs: &[strata_nn::RunReport], report: &TrainReport, parameters: i
 }
 
 /// Renumbers the vertices for locality when `how` says so (the dataset and every seed's split
-/// move together); returns what was done, for the log and the JSON report.
+/// move together); returns what was done, for the log and the JSON report, and the order (new
+/// node `i` is node `order[i]` as given) when it renumbered.
 fn reorder_for_locality(
     dataset: Dataset,
     splits: Vec<Split>,
     how: strata_graph::Reorder,
-) -> (Dataset, Vec<Split>, serde_json::Value) {
+) -> (Dataset, Vec<Split>, serde_json::Value, Option<Vec<usize>>) {
     let resolved = how.resolve(dataset.num_nodes());
     if resolved != strata_graph::Reorder::Partition {
-        return (dataset, splits, json!({"how": resolved.name(), "requested": how.name()}));
+        return (dataset, splits, json!({"how": resolved.name(), "requested": how.name()}), None);
     }
     let t = std::time::Instant::now();
     let order = strata_graph::locality_order(&dataset.graph, 0);
@@ -267,16 +335,19 @@ fn reorder_for_locality(
     let cut = strata_graph::edge_cut(&d.graph, &order.part_ids());
     eprintln!("strata train: vertices renumbered for locality ({parts} parts of a multilevel partition, {:.1} % of edges cut, {ms:.0} ms)", 100.0 * cut as f64 / d.graph.num_undirected_edges().max(1) as f64);
     strata_nn::memory::release_free_heap();
-    (d, splits, json!({"how": "partition", "requested": how.name(), "parts": parts, "edges_cut": cut, "ms": ms}))
+    let json = json!({"how": "partition", "requested": how.name(), "parts": parts, "edges_cut": cut, "ms": ms});
+    (d, splits, json, Some(order.order))
 }
 
 /// `--trainer` other than bp: a ForwardGNN trainer with the paper's settings, overridden by the
 /// flags that apply (layers, hidden, epochs, lr, weight decay, patience in validations).
 // Long on purpose: the forward trainers' subcommand in the order the user sees it (settings, data, one run per seed, table, JSON), each step a few lines.
 fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::Device) -> anyhow::Result<()> {
-    if a.config.is_some() || a.dropout.is_some() || a.heads.is_some() || a.plot.is_some() || a.save.is_some() {
+    let backprop_only =
+        [a.config.is_some(), a.dropout.is_some(), a.heads.is_some(), a.plot.is_some(), a.save.is_some()];
+    if backprop_only.contains(&true) || a.out.is_some() || a.predictions.is_some() {
         bail!(
-            "--trainer {}: --config, --dropout, --heads, --plot and --save apply to backprop training only",
+            "--trainer {}: --config, --dropout, --heads, --plot, --save, --out and --predictions apply to backprop training only",
             trainer.name()
         );
     }

@@ -153,49 +153,84 @@ impl Model {
 
     /// Logits `[n, classes]` for every node.
     pub fn forward(&self, x: &Input, train: bool) -> Tensor {
+        self.forward_with_hidden(x, train).1
+    }
+
+    /// The representation the last layer reads (after its activation, before dropout: the
+    /// node embeddings `strata predict --embeddings` writes; SGC's propagated features) and
+    /// the logits. `None` for a model of one layer, which has no hidden representation.
+    // Long on purpose: one short match arm per architecture, as in `new`.
+    pub fn forward_with_hidden(&self, x: &Input, train: bool) -> (Option<Tensor>, Tensor) {
         let dp = self.config.dropout;
         match &self.net {
             Net::Mlp(lins) => {
-                let mut h = lins[0].forward_input(x, dp, train);
-                for lin in &lins[1..] {
-                    h = lin.forward(&h.relu().fast_dropout(dp, train));
+                let (last, rest) = lins.split_last().expect("at least one layer");
+                let mut h = None;
+                for (l, lin) in rest.iter().enumerate() {
+                    let out = if l == 0 {
+                        lin.forward_input(x, dp, train)
+                    } else {
+                        lin.forward(&h.take().map(|h: Tensor| h.fast_dropout(dp, train)).unwrap())
+                    };
+                    h = Some(out.relu());
                 }
-                h
+                match h {
+                    Some(h) => (Some(h.shallow_clone()), last.forward(&h.fast_dropout(dp, train))),
+                    None => (None, last.forward_input(x, dp, train)),
+                }
             }
             Net::Gcn(convs, adj) => {
-                let mut h = convs[0].propagate(adj, &x.matmul(&convs[0].lin.w, dp, train));
-                for conv in &convs[1..] {
-                    h = conv.forward(adj, &h.relu().fast_dropout(dp, train));
+                if convs.len() == 1 {
+                    return (None, convs[0].propagate(adj, &x.matmul(&convs[0].lin.w, dp, train)));
                 }
-                h
+                let mut h = convs[0].propagate(adj, &x.matmul(&convs[0].lin.w, dp, train)).relu();
+                for conv in &convs[1..convs.len() - 1] {
+                    h = conv.forward(adj, &h.fast_dropout(dp, train)).relu();
+                }
+                let logits = convs[convs.len() - 1].forward(adj, &h.fast_dropout(dp, train));
+                (Some(h), logits)
             }
             Net::Sage(convs, adj) => {
-                let mut h = convs[0].forward_input(adj, x, dp, train);
-                for conv in &convs[1..] {
-                    h = conv.forward(adj, &h.relu().fast_dropout(dp, train));
+                if convs.len() == 1 {
+                    return (None, convs[0].forward_input(adj, x, dp, train));
                 }
-                h
+                let mut h = convs[0].forward_input(adj, x, dp, train).relu();
+                for conv in &convs[1..convs.len() - 1] {
+                    h = conv.forward(adj, &h.fast_dropout(dp, train)).relu();
+                }
+                let logits = convs[convs.len() - 1].forward(adj, &h.fast_dropout(dp, train));
+                (Some(h), logits)
             }
             Net::Gat(convs, adj) => {
                 let ad = self.config.att_dropout;
-                let mut h = convs[0].attend(adj, &x.matmul(&convs[0].lin.w, dp, train), ad, train);
-                for conv in &convs[1..] {
-                    h = conv.forward(adj, &h.elu().fast_dropout(dp, train), ad, train);
+                if convs.len() == 1 {
+                    return (None, convs[0].attend(adj, &x.matmul(&convs[0].lin.w, dp, train), ad, train));
                 }
-                h
+                let mut h = convs[0].attend(adj, &x.matmul(&convs[0].lin.w, dp, train), ad, train).elu();
+                for conv in &convs[1..convs.len() - 1] {
+                    h = conv.forward(adj, &h.fast_dropout(dp, train), ad, train).elu();
+                }
+                let logits = convs[convs.len() - 1].forward(adj, &h.fast_dropout(dp, train), ad, train);
+                (Some(h), logits)
             }
             Net::Gin(convs, head, adj) => {
                 let mut h = convs[0].forward_projected(adj, &x.matmul(convs[0].first_weight(), dp, train));
                 for conv in &convs[1..] {
                     h = conv.forward(adj, &h.relu().fast_dropout(dp, train));
                 }
-                head.forward(&h.relu().fast_dropout(dp, train))
+                let h = h.relu();
+                let logits = head.forward(&h.fast_dropout(dp, train));
+                (Some(h), logits)
             }
             Net::Appnp(lins, prop, adj) => {
-                let h = lins[0].forward_input(x, dp, train).relu().fast_dropout(dp, train);
-                prop.forward(adj, &lins[1].forward(&h))
+                let h = lins[0].forward_input(x, dp, train).relu();
+                let logits = prop.forward(adj, &lins[1].forward(&h.fast_dropout(dp, train)));
+                (Some(h), logits)
             }
-            Net::Sgc(lin, propagated) => lin.forward(&propagated.to_kind(lin.w.kind()).fast_dropout(dp, train)),
+            Net::Sgc(lin, propagated) => {
+                let feats = propagated.to_kind(lin.w.kind());
+                (Some(feats.shallow_clone()), lin.forward(&feats.fast_dropout(dp, train)))
+            }
             Net::Gcnii { input, convs, output, adj } => {
                 let h0 = input.forward_input(x, dp, train).relu();
                 let h0_scaled = convs.first().map(|c| c.scaled_initial(&h0));
@@ -205,14 +240,17 @@ impl Model {
                         .forward(adj, &h, h0_scaled.as_ref().unwrap(), dp, train, self.config.checkpoint_activations)
                         .relu();
                 }
-                output.forward(&h.fast_dropout(dp, train))
+                let logits = output.forward(&h.fast_dropout(dp, train));
+                (Some(h), logits)
             }
             Net::Dgmlp(mlp, feats) => {
-                let mut h = mlp[0].forward(&feats.to_kind(mlp[0].w.kind()).fast_dropout(dp, train));
-                for lin in &mlp[1..] {
-                    h = lin.forward(&h.relu().fast_dropout(dp, train));
+                let mut h = feats.to_kind(mlp[0].w.kind());
+                let (last, rest) = mlp.split_last().expect("at least one layer");
+                for lin in rest {
+                    h = lin.forward(&h.fast_dropout(dp, train)).relu();
                 }
-                h
+                let logits = last.forward(&h.fast_dropout(dp, train));
+                (Some(h), logits)
             }
         }
     }

@@ -1,13 +1,15 @@
-//! The model directory: its manifest, the saved split, the graph record, and the atomic
-//! replacement of a directory by a finished training.
+//! The link-prediction model directory ([`crate::model_dir`]): its manifest, the saved split
+//! and the graph record.
 
 use super::args::TrainLinkArgs;
+pub(super) use crate::model_dir::GraphRecord;
+use crate::model_dir::{checksums, replace_dir, write_manifest};
 use crate::report::{table, write_json};
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use strata_forward::{ForwardConfig, LinkTrainer};
 use strata_graph::npz::{Npz, NpzWriter};
 use strata_graph::{CsrGraph, Features, LinkSplit};
@@ -55,16 +57,6 @@ pub(super) struct NetinfofRecord {
 pub(super) struct ForwardRecord {
     pub(super) trainer: LinkTrainer,
     pub(super) config: ForwardConfig,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub(super) struct GraphRecord {
-    /// Where the graph was read from (older manifests: `dataset`, `edges`, `features`).
-    #[serde(flatten)]
-    pub(super) source: GraphSource,
-    pub(super) nodes: usize,
-    pub(super) undirected_edges: usize,
-    pub(super) fingerprint: String,
 }
 
 pub(super) const FORMAT: &str = "strata-linkpred/1";
@@ -119,15 +111,8 @@ pub(super) fn finish_training(
     manifest: &mut Manifest,
     extra: serde_json::Value,
 ) -> anyhow::Result<()> {
-    for f in MODEL_FILES {
-        let p = a.staging.join(f);
-        let bytes = std::fs::read(&p).with_context(|| format!("reading back {}", p.display()))?;
-        manifest.files.insert(f.to_string(), strata_pipe::checkpoint::sha256_hex(&bytes));
-    }
-    strata_nn::checkpoint::write_atomic(
-        &a.staging.join("manifest.json"),
-        serde_json::to_string_pretty(manifest)?.as_bytes(),
-    )?;
+    manifest.files = checksums(&a.staging, &MODEL_FILES)?;
+    write_manifest(&a.staging, manifest)?;
     replace_dir(&a.staging, &a.out)?;
     print!("{}", metrics_table(&[("val", &manifest.val), ("test", &manifest.test)]));
     eprintln!("saved to {}", a.out.display());
@@ -138,48 +123,6 @@ pub(super) fn finish_training(
             obj.extend(more);
         }
         write_json(p, &v)?;
-    }
-    Ok(())
-}
-
-/// Refuses an `--out` that holds something other than a linkpred model (replacing it would
-/// destroy it); returns the staging directory beside it.
-pub(super) fn staging_for(out: &Path) -> anyhow::Result<PathBuf> {
-    if out.exists() {
-        let empty = std::fs::read_dir(out).with_context(|| format!("--out {}", out.display()))?.next().is_none();
-        let is_model = std::fs::read_to_string(out.join("manifest.json")).is_ok_and(|t| t.contains(FORMAT));
-        if !empty && !is_model {
-            bail!("--out {}: exists and is not a linkpred model directory (no {FORMAT} manifest.json); refusing to replace it", out.display());
-        }
-    }
-    let name =
-        out.file_name().with_context(|| format!("--out {}: not a directory name", out.display()))?.to_string_lossy();
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    Ok(parent.join(format!(".{name}.partial-{}", std::process::id())))
-}
-
-/// Moves the complete `staging` directory to `out`: the old model (if any) is renamed aside
-/// first and deleted after, so `out` holds the old model or the new one, never a mix.
-pub(super) fn replace_dir(staging: &Path, out: &Path) -> anyhow::Result<()> {
-    let sync_parent = || {
-        if let Some(d) = out
-            .parent()
-            .and_then(|p| std::fs::File::open(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok())
-        {
-            let _ = d.sync_all();
-        }
-    };
-    let old = staging.with_file_name(format!("{}.old", staging.file_name().unwrap_or_default().to_string_lossy()));
-    let had_old = out.exists();
-    if had_old {
-        std::fs::rename(out, &old).with_context(|| format!("moving the previous model {} aside", out.display()))?;
-    }
-    std::fs::rename(staging, out).with_context(|| format!("moving the new model into {}", out.display()))?;
-    sync_parent();
-    if had_old {
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("deleting the previous model (now at {})", old.display()))?;
     }
     Ok(())
 }

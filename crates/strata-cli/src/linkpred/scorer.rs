@@ -69,23 +69,13 @@ pub(super) fn load_model(dir: &Path, graph_args: &GraphSource, device: &str, cac
 
 /// The manifest, with every model file checked against its checksum.
 fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
-    let mpath = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&mpath)
-        .with_context(|| format!("{} is not a linkpred model directory (no readable manifest.json)", dir.display()))?;
-    let manifest: Manifest =
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", mpath.display()))?;
-    if manifest.format != FORMAT {
-        bail!("{}: format `{}`, expected `{FORMAT}`", mpath.display(), manifest.format);
-    }
-    for f in MODEL_FILES {
-        let p = dir.join(f);
-        let expected = manifest.files.get(f).with_context(|| format!("{}: no checksum for {f}", mpath.display()))?;
-        let bytes = std::fs::read(&p).with_context(|| format!("{}: missing or unreadable", p.display()))?;
-        if &strata_pipe::checkpoint::sha256_hex(&bytes) != expected {
-            bail!("{}: SHA-256 differs from the manifest's: the file was altered or torn. Retrain with `strata linkpred train`.", p.display());
-        }
-    }
-    Ok(manifest)
+    crate::model_dir::read_manifest(
+        dir,
+        FORMAT,
+        &MODEL_FILES,
+        |m: &Manifest| &m.files,
+        "Retrain with `strata linkpred train`.",
+    )
 }
 
 /// The graph as given on the command line, else where the manifest says it came from; refused

@@ -28,7 +28,7 @@ pub(super) fn train(mut a: TrainLinkArgs) -> anyhow::Result<()> {
         a.split = if a.trainer == "bp" { vec![0.85, 0.05, 0.10] } else { vec![0.64, 0.16, 0.20] };
     }
     check_split(&a)?;
-    a.staging = staging_for(&a.out)?;
+    a.staging = crate::model_dir::staging_for(&a.out, FORMAT, "linkpred")?;
     let staging = a.staging.clone();
     let result = train_into_staging(a);
     if staging.exists() {
