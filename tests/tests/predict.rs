@@ -198,5 +198,87 @@ fn bad_model_directories_and_inputs_are_refused() {
     std::fs::write(notes.join("a.txt"), "mine").unwrap();
     let (ok, _, err) = run_strata(&["train", "--npz", p(&g), "--epochs", "2", "--out", p(&notes)]);
     assert!(!ok && err.contains("is not a node-classification model directory"), "{err}");
+    let (ok, _, err) = run_strata(&["launch", "--npz", p(&g), "--epochs", "2", "--stages", "2", "--out", p(&notes)]);
+    assert!(!ok && err.contains("is not a node-classification model directory"), "{err}");
     assert_eq!(std::fs::read_to_string(notes.join("a.txt")).unwrap(), "mine");
+}
+
+/// A model trained by `strata launch` over four pipeline workers (and over two graph-parallel
+/// ways) is gathered into one directory, and `strata predict` in one process scores the
+/// launch's own test accuracy on it.
+#[test]
+fn a_model_launched_over_workers_predicts_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = d.join("g.npz");
+    synth(&g, 1200, 32, 3);
+    for (name, shape) in [("pipe", &["--stages", "4"][..]), ("graph", &["--mode", "graph", "--ways", "2"][..])] {
+        let (m, report) = (d.join(name), d.join(format!("{name}.json")));
+        let mut args = vec!["launch", "--npz", p(&g), "--model", "gcnii", "--layers", "6", "--epochs", "12"];
+        args.extend(shape);
+        args.extend(["--out", p(&m), "--json", p(&report)]);
+        let (ok, _, err) = run_strata(&args);
+        assert!(ok, "{err}");
+        let (launched, manifest) = (json(&report), json(&m.join("manifest.json")));
+        assert_eq!(manifest["pipeline"]["layers"], 6);
+        assert_eq!(
+            manifest["val_accuracy"], launched["best_val_accuracy"],
+            "the kept epoch is the best validation one"
+        );
+        let pj = d.join(format!("{name}-predict.json"));
+        let (ok, _, err) = run_strata(&["predict", p(&m), "--json", p(&pj), "--embeddings", p(&d.join("e.npy"))]);
+        assert!(ok, "{err}");
+        let predicted = json(&pj)["test_accuracy"].as_f64().unwrap();
+        let reported = launched["test_accuracy"].as_f64().unwrap() * 100.0;
+        assert!((predicted - reported).abs() < 1e-9, "{name}: predict {predicted} vs launch {reported}");
+    }
+}
+
+/// The parameters of a 4-stage pipeline, gathered by name into one stage holding every slot,
+/// give the 4-stage pipeline's own exact-inference logits (to f32 rounding): what `launch --out`
+/// and `predict` rely on.
+#[test]
+fn gathered_stages_give_the_pipelines_own_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g.npz");
+    synth(&g, 600, 16, 7);
+    let d = strata_graph::formats::read_graph_npz(&g).unwrap();
+    let split = strata_graph::Split::random_per_class(&d.labels, 20, 100, 200, 0);
+    let mut cfg = strata_pipe::PipelineConfig::gcnii(6, 4);
+    cfg.seed = 2;
+    let plan = strata_pipe::PipelinePlan::new(&d, &split, &cfg);
+    let mut four = strata_pipe::InProcess::new(&plan, tch::Device::Cpu).unwrap();
+    for epoch in 0..3 {
+        four.train_epoch(epoch).unwrap();
+    }
+    four.engines_mut().iter_mut().for_each(|e| e.core_mut().capture = true);
+    let acc4 = four.evaluate(3).unwrap();
+    let (_, logits4) = four.engines_mut()[3].core_mut().outputs.take().unwrap();
+    let weights: Vec<(String, tch::Tensor)> = four.engines().iter().flat_map(|e| e.core().named_parameters()).collect();
+    let one_cfg = strata_pipe::PipelineConfig { stages: 1, chunks: 1, ..cfg };
+    let one_plan = strata_pipe::PipelinePlan::new(&d, &split, &one_cfg);
+    let mut one = strata_pipe::InProcess::new(&one_plan, tch::Device::Cpu).unwrap();
+    {
+        let core = one.engines_mut()[0].core_mut();
+        let mut vars = core.vs.variables();
+        assert_eq!(vars.len(), weights.len());
+        tch::no_grad(|| {
+            for (k, t) in &weights {
+                vars.get_mut(k).unwrap_or_else(|| panic!("no `{k}` in one stage")).copy_(t);
+            }
+        });
+        core.capture = true;
+    }
+    let acc1 = one.evaluate(3).unwrap();
+    let (_, logits1) = one.engines_mut()[0].core_mut().outputs.take().unwrap();
+    // Each plan renumbers the vertices its own way: compare in the graph's own order.
+    let back = |t: &tch::Tensor, order: &[usize]| {
+        let mut inverse = vec![0i64; order.len()];
+        order.iter().enumerate().for_each(|(new, &old)| inverse[old] = new as i64);
+        t.index_select(0, &tch::Tensor::from_slice(&inverse))
+    };
+    let diff = (back(&logits4, &plan.order) - back(&logits1, &one_plan.order)).abs().max().double_value(&[]);
+    let scale = logits4.abs().max().double_value(&[]);
+    assert!(diff <= 1e-5 * scale.max(1.0), "logits differ by {diff} (scale {scale})");
+    assert_eq!(acc4, acc1);
 }

@@ -21,6 +21,23 @@ pub struct GraphRecord {
     pub fingerprint: String,
 }
 
+impl GraphRecord {
+    /// The record of `dataset`, read from `source` (a registered default resolved to its name,
+    /// so the model names its graph whatever the command's default is).
+    pub fn of(source: &GraphSource, default: &str, dataset: &strata_graph::Dataset) -> GraphRecord {
+        let mut source = source.clone();
+        if let Some(name) = source.registered(default) {
+            source.dataset = Some(name.to_string());
+        }
+        GraphRecord {
+            source,
+            nodes: dataset.num_nodes(),
+            undirected_edges: dataset.graph.num_undirected_edges(),
+            fingerprint: dataset.graph.fingerprint(),
+        }
+    }
+}
+
 /// Refuses an `--out` that holds something other than a `kind` model directory (manifest
 /// format `format`; replacing it would destroy it); returns the staging directory beside it, where the new
 /// model is written before [`replace_dir`] moves it into place.

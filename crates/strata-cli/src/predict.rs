@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use strata_graph::{Dataset, FeatureNorm};
 use strata_nn::{Kernel, Model, ModelConfig, NodeTask};
+use strata_pipe::PipelineConfig;
 use tch::{Kind, Tensor};
 
 /// The format tag of a node-classification model directory.
@@ -27,12 +28,20 @@ pub struct Manifest {
     pub format: String,
     /// Always `node-classification`.
     pub task: String,
-    /// The architecture (`ModelKind`'s name) and its full configuration.
+    /// The architecture's name and its full configuration: `config` for a model `strata train`
+    /// trained (`ModelKind`'s layers), `pipeline` for one `strata launch` trained (the
+    /// distributed modes' layer slots, `slotN.…`), with the plan it ran.
     pub model: String,
-    pub config: ModelConfig,
+    #[serde(default)]
+    pub config: Option<ModelConfig>,
+    #[serde(default)]
+    pub pipeline: Option<PipelineConfig>,
+    #[serde(default)]
+    pub plan: Option<serde_json::Value>,
     /// `bp` (backprop).
     pub trainer: String,
-    /// `single-process` (`strata train`).
+    /// `single-process` (`strata train`), or the distributed mode (`pipeline`, `graph`,
+    /// `hybrid`).
     pub mode: String,
     pub graph: GraphRecord,
     /// The Pro-GNN attack whose poisoned adjacency was trained on, if any.
@@ -41,10 +50,12 @@ pub struct Manifest {
     pub classes: usize,
     /// The feature normalisation applied (resolved: never `auto`); `predict` applies the same.
     pub feature_normalization: FeatureNorm,
-    /// How the split was drawn (`public` or `random`) and the seed (also the weights' seed).
+    /// How the split was drawn (`public`, `random`, or `default`: `strata launch`'s) and the
+    /// seed (also the weights' seed).
     pub split: String,
     pub seed: u64,
-    /// The epoch whose weights were kept (best validation), of `epochs_run`.
+    /// The epoch whose weights were kept (best validation), of `epochs_run`, as the trainer
+    /// counts them (`train` from 1, `launch` from 0).
     pub best_epoch: usize,
     pub epochs_run: usize,
     pub val_accuracy: f64,
@@ -53,48 +64,61 @@ pub struct Manifest {
     pub files: BTreeMap<String, String>,
 }
 
-/// What `strata train` knows when it saves a model.
-pub struct Trained<'a> {
-    pub model: &'a Model,
-    pub graph: GraphRecord,
-    pub attack: Option<String>,
-    pub feature_dim: usize,
-    pub classes: usize,
-    pub feature_normalization: FeatureNorm,
-    pub split: String,
-    pub run: &'a strata_nn::RunReport,
+impl Manifest {
+    /// The manifest of a model `strata train` trained (`files` filled in by [`save`]).
+    // Long on purpose: one field per line of what a single-process model records.
+    #[allow(clippy::too_many_arguments)]
+    pub fn single_process(
+        model: &Model,
+        graph: GraphRecord,
+        attack: Option<String>,
+        feature_dim: usize,
+        classes: usize,
+        feature_normalization: FeatureNorm,
+        split: String,
+        run: &strata_nn::RunReport,
+    ) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            task: "node-classification".into(),
+            model: model.config.model.name().into(),
+            config: Some(model.config.clone()),
+            pipeline: None,
+            plan: None,
+            trainer: "bp".into(),
+            mode: "single-process".into(),
+            graph,
+            attack,
+            feature_dim,
+            classes,
+            feature_normalization,
+            split,
+            seed: run.seed,
+            best_epoch: run.best_epoch,
+            epochs_run: run.epochs_run,
+            val_accuracy: run.val_accuracy,
+            test_accuracy: run.test_accuracy,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Layers of the model, for the log.
+    fn layers(&self) -> usize {
+        self.config.as_ref().map(|c| c.layers).or(self.pipeline.as_ref().map(|p| p.layers)).unwrap_or(0)
+    }
 }
 
-/// Writes a model directory at `out` (atomically: a staging directory renamed into place; an
-/// `out` that holds anything but a node model directory is refused before any work by
+/// Writes a model directory at `out`: `weights` (by variable name) as model.safetensors, then
+/// the manifest with their checksum, atomically (a staging directory renamed into place; an
+/// `out` that holds anything but a node model directory is refused, before any training, by
 /// [`check_out`]).
-pub fn save(out: &Path, t: Trained) -> anyhow::Result<()> {
+pub fn save(out: &Path, mut manifest: Manifest, weights: &[(String, Tensor)]) -> anyhow::Result<()> {
     let staging = model_dir::staging_for(out, FORMAT, "node-classification")?;
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let result = (|| {
-        let vars = t.model.vs.variables();
-        let named: Vec<(&str, &Tensor)> = vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let named: Vec<(&str, &Tensor)> = weights.iter().map(|(k, v)| (k.as_str(), v)).collect();
         strata_nn::checkpoint::save_tensors(&staging.join("model.safetensors"), &named)?;
-        let manifest = Manifest {
-            format: FORMAT.into(),
-            task: "node-classification".into(),
-            model: t.model.config.model.name().into(),
-            config: t.model.config.clone(),
-            trainer: "bp".into(),
-            mode: "single-process".into(),
-            graph: t.graph,
-            attack: t.attack,
-            feature_dim: t.feature_dim,
-            classes: t.classes,
-            feature_normalization: t.feature_normalization,
-            split: t.split,
-            seed: t.run.seed,
-            best_epoch: t.run.best_epoch,
-            epochs_run: t.run.epochs_run,
-            val_accuracy: t.run.val_accuracy,
-            test_accuracy: t.run.test_accuracy,
-            files: model_dir::checksums(&staging, &MODEL_FILES)?,
-        };
+        manifest.files = model_dir::checksums(&staging, &MODEL_FILES)?;
         model_dir::write_manifest(&staging, &manifest)?;
         model_dir::replace_dir(&staging, out)
     })();
@@ -225,6 +249,59 @@ pub fn infer(model: &Model, task: &NodeTask) -> Prediction {
     })
 }
 
+/// Exact inference of a model `strata launch` trained, in this process: the distributed
+/// modes' own exact inference path (strata-pipe's pipeline stage, `Part::Whole`) on one stage
+/// holding every slot, one chunk; rows back in the graph's own order.
+fn infer_pipeline(
+    dir: &Path,
+    m: &Manifest,
+    trained: &PipelineConfig,
+    dataset: &Dataset,
+    device: tch::Device,
+) -> anyhow::Result<Prediction> {
+    let cfg = PipelineConfig {
+        mode: strata_pipe::Mode::Pipeline,
+        ways: 1,
+        stages: 1,
+        chunks: 1,
+        warm_start: false,
+        ..trained.clone()
+    };
+    if cfg.trainer != strata_pipe::PipeTrainer::Bp {
+        bail!(
+            "{}: a model trained with --trainer {} has no classifier to predict with",
+            dir.display(),
+            cfg.trainer.name()
+        );
+    }
+    let split = crate::source::default_split(dataset, m.seed);
+    let plan = strata_pipe::PipelinePlan::new(dataset, &split, &cfg);
+    let mut run = strata_pipe::InProcess::new(&plan, device)?;
+    let path = dir.join("model.safetensors");
+    {
+        let core = run.engines_mut()[0].core_mut();
+        core.vs.load(&path).with_context(|| {
+            format!("{}: does not hold a {} model of this configuration ({RETRAIN})", path.display(), m.model)
+        })?;
+        core.capture = true;
+    }
+    run.evaluate(0)?;
+    let (hidden, logits) = run.engines_mut()[0]
+        .core_mut()
+        .outputs
+        .take()
+        .context("the pipeline's inference pass kept no output (an internal error)")?;
+    // Row i of the plan is vertex plan.order[i] as given.
+    let mut inverse = vec![0i64; plan.order.len()];
+    plan.order.iter().enumerate().for_each(|(new, &old)| inverse[old] = new as i64);
+    let back = |t: Tensor| {
+        let idx = Tensor::from_slice(&inverse).to_device(t.device());
+        t.index_select(0, &idx).to_kind(Kind::Float).to_device(tch::Device::Cpu)
+    };
+    let logits = back(logits);
+    Ok(Prediction { probabilities: logits.softmax(-1, Kind::Float), embeddings: Some(back(hidden)) })
+}
+
 /// Writes rows `rows` of `p` to `path` (`.csv` or `.npy`), atomically, each under the node id
 /// `ids[i]` (the same as `rows` unless the graph was renumbered).
 pub fn write_predictions(path: &Path, p: &Prediction, rows: &[i64], ids: &[i64]) -> anyhow::Result<()> {
@@ -273,8 +350,8 @@ fn write_embeddings(path: &Path, embeddings: &Tensor, nodes: &[i64]) -> anyhow::
 }
 
 /// Loads the weights of a verified model directory into a model built on `task`'s graph.
-pub fn load_model(dir: &Path, m: &Manifest, task: &NodeTask) -> anyhow::Result<Model> {
-    let mut model = Model::new(&m.config, &task.graph, &task.input, m.classes as i64)?;
+pub fn load_model(dir: &Path, m: &Manifest, config: &ModelConfig, task: &NodeTask) -> anyhow::Result<Model> {
+    let mut model = Model::new(config, &task.graph, &task.input, m.classes as i64)?;
     let path = dir.join("model.safetensors");
     model.vs.load(&path).with_context(|| {
         format!("{}: does not hold a {} model of this configuration ({RETRAIN})", path.display(), m.model)
@@ -313,20 +390,26 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     eprintln!(
         "strata predict: {} ({} layers, {} classes) on {} ({n} nodes) · {}",
         m.model,
-        m.config.layers,
+        m.layers(),
         m.classes,
         dataset.name,
         strata_nn::device_name(device)
     );
-    let task = NodeTask::new(&dataset, device, m.feature_normalization, Kernel::for_graph(&dataset.graph));
-    let model = load_model(&a.model, &m, &task)?;
     let spinner = crate::report::spinner("inference");
     let t = std::time::Instant::now();
-    let p = infer(&model, &task);
+    let p = match (&m.config, &m.pipeline) {
+        (Some(config), _) => {
+            let task = NodeTask::new(&dataset, device, m.feature_normalization, Kernel::for_graph(&dataset.graph));
+            let model = load_model(&a.model, &m, config, &task)?;
+            infer(&model, &task)
+        }
+        (None, Some(pipeline)) => infer_pipeline(&a.model, &m, pipeline, &dataset, device)?,
+        (None, None) => bail!("{}: the manifest holds no model configuration ({RETRAIN})", a.model.display()),
+    };
     let infer_ms = t.elapsed().as_secs_f64() * 1e3;
     spinner.finish_and_clear();
     if a.embeddings.is_some() && p.embeddings.is_none() {
-        bail!("--embeddings: a {}-layer {} has no hidden layer to write", m.config.layers, m.model);
+        bail!("--embeddings: a {}-layer {} has no hidden layer to write", m.layers(), m.model);
     }
     if let Some(path) = &a.out {
         write_predictions(path, &p, &nodes, &nodes)?;
@@ -350,7 +433,10 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let labelled_accuracy = accuracy(&labelled);
     // The test split of the training run, drawn again the same way: only on the same graph.
     let test_accuracy = if same_graph && a.nodes.is_none() {
-        let split = crate::train::split_for(&dataset, &m.split, m.seed)?;
+        let split = match m.split.as_str() {
+            "default" => crate::source::default_split(&dataset, m.seed),
+            how => crate::train::split_for(&dataset, how, m.seed)?,
+        };
         accuracy(&split.test)
     } else {
         None

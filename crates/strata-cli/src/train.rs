@@ -146,18 +146,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     // Splits come from the order as given (a seeded split then picks the same nodes either way).
     let splits = (0..a.seeds).map(|seed| split_for(&dataset, &a.split, seed)).collect::<anyhow::Result<Vec<_>>>()?;
     // What a model directory records of the graph, as given (before any renumbering).
-    let graph_record = a.out.as_ref().map(|_| {
-        let mut source = a.graph.clone();
-        if let Some(name) = a.graph.registered("cora") {
-            source.dataset = Some(name.to_string());
-        }
-        crate::model_dir::GraphRecord {
-            source,
-            nodes: dataset.num_nodes(),
-            undirected_edges: dataset.graph.num_undirected_edges(),
-            fingerprint: dataset.graph.fingerprint(),
-        }
-    });
+    let graph_record = a.out.as_ref().map(|_| crate::model_dir::GraphRecord::of(&a.graph, "cora", &dataset));
     let (dataset, splits, reorder, order) = reorder_for_locality(dataset, splits, a.reorder);
     eprintln!(
         "strata train: {} ({} nodes, {} edges, {} features, {} classes) · {} ({} layers) · {} · {} seed(s)",
@@ -193,19 +182,18 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         println!("saved weights to {}", path.display());
     }
     if let Some(out) = &a.out {
-        crate::predict::save(
-            out,
-            crate::predict::Trained {
-                model: &last_model,
-                graph: graph_record.expect("recorded when --out is given"),
-                attack: a.attack.clone(),
-                feature_dim: dataset.features.dim(),
-                classes: dataset.num_classes,
-                feature_normalization: task.feature_norm,
-                split: a.split.clone(),
-                run: runs.last().expect("at least one seed"),
-            },
-        )?;
+        let manifest = crate::predict::Manifest::single_process(
+            &last_model,
+            graph_record.expect("recorded when --out is given"),
+            a.attack.clone(),
+            dataset.features.dim(),
+            dataset.num_classes,
+            task.feature_norm,
+            a.split.clone(),
+            runs.last().expect("at least one seed"),
+        );
+        let weights: Vec<(String, tch::Tensor)> = last_model.vs.variables().into_iter().collect();
+        crate::predict::save(out, manifest, &weights)?;
         println!("saved the model to {} (strata predict {0} …)", out.display());
     }
     if let Some(path) = &a.predictions {

@@ -6,7 +6,8 @@ use crate::config::PipelineConfig;
 use crate::error::PipeError;
 use crate::plan::PipelinePlan;
 use crate::proto::{
-    CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthRequest, RestoreRequest, ShutdownRequest,
+    CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthRequest, KeepRequest, ParametersRequest,
+    RestoreRequest, ShutdownRequest, TensorKind,
 };
 use crate::volume::Predicted;
 use crate::worker::{client, Client};
@@ -82,6 +83,9 @@ pub struct Launcher {
     workers: Vec<(String, Client)>,
 }
 
+/// The largest parameter tensor the launcher accepts (bytes): an input projection of 2²⁰
+/// features × 1024 hidden in f32 is 4 GiB.
+const PARAMETER_LIMIT: u64 = 8 << 30;
 const HEALTH_PERIOD: Duration = Duration::from_millis(500);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -293,6 +297,60 @@ impl Launcher {
         Ok(Some((dir, m.epoch, report)))
     }
 
+    /// Every worker copies its parameters aside: the weights of `epoch`, the best so far.
+    pub async fn keep(&self, epoch: u64) -> Result<(), PipeError> {
+        let calls = self.workers.iter().enumerate().map(|(rank, (_, c))| {
+            let mut c = c.clone();
+            async move { c.keep(KeepRequest { epoch }).await.map(|_| ()).map_err(|s| (rank, s.message().to_string())) }
+        });
+        futures::future::try_join_all(calls).await.map_err(|(rank, msg)| self.fail(rank, format!("keep: {msg}")))?;
+        Ok(())
+    }
+
+    /// The whole model: the parameters (the kept copies, else the current ones) of the workers
+    /// `ranks` (one replica: way 0's stages), by variable name. A name sent twice, a tensor of
+    /// another kind or a broken stream is refused by rank.
+    pub async fn parameters(&self, ranks: &[usize]) -> Result<Vec<(String, tch::Tensor)>, PipeError> {
+        let mut all: Vec<(String, tch::Tensor)> = Vec::new();
+        for &rank in ranks {
+            let mut c = self.workers[rank].1.clone();
+            let mut stream = c
+                .parameters(ParametersRequest {})
+                .await
+                .map_err(|s| self.fail(rank, format!("parameters: {}", s.message())))?
+                .into_inner();
+            // Pieces of one tensor arrive in order, tensor after tensor.
+            let mut asm: Option<(String, crate::wire::Assembler)> = None;
+            let mut finish = |asm: Option<(String, crate::wire::Assembler)>| -> Result<(), PipeError> {
+                let Some((_, a)) = asm else { return Ok(()) };
+                let (meta, t) = a.finish_tensor().map_err(|e| self.fail(rank, format!("parameters: {e}")))?;
+                if meta.kind != TensorKind::Parameter {
+                    return Err(
+                        self.fail(rank, format!("parameters: `{}` arrived as a {:?} tensor", meta.name, meta.kind))
+                    );
+                }
+                if all.iter().any(|(k, _)| *k == meta.name) {
+                    return Err(self.fail(rank, format!("parameters: `{}` sent twice", meta.name)));
+                }
+                all.push((meta.name, t));
+                Ok(())
+            };
+            while let Some(piece) =
+                stream.message().await.map_err(|s| self.fail(rank, format!("parameters: {}", s.message())))?
+            {
+                if asm.as_ref().is_none_or(|(name, _)| *name != piece.name) {
+                    finish(asm.take())?;
+                    asm = Some((piece.name.clone(), crate::wire::Assembler::new(PARAMETER_LIMIT)));
+                }
+                let (_, a) = asm.as_mut().expect("started above");
+                a.push(piece).map_err(|e| self.fail(rank, format!("parameters: {e}")))?;
+            }
+            finish(asm.take())?;
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
     pub async fn shutdown(&self, reason: &str) {
         for (_, c) in &self.workers {
             let mut c = c.clone();
@@ -313,6 +371,9 @@ pub struct LaunchReport {
     /// The warm start's inference pass (`--warm-start`), milliseconds; `None` when none ran.
     #[serde(default)]
     pub warm_start_ms: Option<f64>,
+    /// The epoch whose weights the workers hold aside (when the run gathers its model).
+    #[serde(default)]
+    pub kept_epoch: Option<u64>,
 }
 
 /// The part of a configuration a checkpoint must agree with to be resumed: all but the epoch

@@ -16,6 +16,8 @@ pub struct PipelinePlan {
     pub offsets: Vec<usize>,
     /// Vertex range of each way.
     pub way_offsets: Vec<usize>,
+    /// The renumbering: vertex `i` of [`PipelinePlan::dataset`] is vertex `order[i]` as given.
+    pub order: Vec<usize>,
     /// Each stage's share as written by [`PipelinePlan::stage_to_disk`] (rank order), kept in
     /// a directory removed with the plan.
     pub staged: Option<(tempfile::TempDir, Vec<std::path::PathBuf>)>,
@@ -68,6 +70,7 @@ impl PipelinePlan {
         d.splits = vec![split.clone()];
         // The graph as given is freed here, not at the end of the function.
         let d = { d }.permuted(&order.order);
+        let renumbering = order.order.clone();
         let split = d.splits[0].clone();
         let ranges = stage_ranges(&d, cfg);
         let way_offsets: Vec<usize> = (0..=ways).map(|w| order.offsets[w * k / ways]).collect();
@@ -92,7 +95,7 @@ impl PipelinePlan {
                 });
             }
         }
-        PipelinePlan { dataset: d, specs, offsets: order.offsets, way_offsets, staged: None }
+        PipelinePlan { dataset: d, specs, offsets: order.offsets, way_offsets, order: renumbering, staged: None }
     }
 }
 

@@ -22,6 +22,9 @@ pub struct TrainOptions {
     pub resume: Option<(u64, LaunchReport)>,
     /// Set (e.g. on SIGTERM) to stop after the current epoch.
     pub stop: Option<Arc<AtomicBool>>,
+    /// After each evaluation that improves the best validation accuracy, have the workers
+    /// copy their parameters aside ([`Launcher::keep`]).
+    pub keep_best: bool,
 }
 
 /// Each reply's breakdown; a worker that sent none is refused by rank.
@@ -51,7 +54,9 @@ pub async fn train(
     let spec = &plan.specs[0];
     let frac = |c: u64, n: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
     let (start, mut report) = match &opts.resume {
-        Some((epoch, r)) => (*epoch, LaunchReport { predicted: predict(plan, cfg), ..r.clone() }),
+        // A resumed run's workers hold no kept copy: the weights gathered at the end are the
+        // last epoch's unless a later evaluation improves on the best.
+        Some((epoch, r)) => (*epoch, LaunchReport { predicted: predict(plan, cfg), kept_epoch: None, ..r.clone() }),
         None => (
             0,
             LaunchReport {
@@ -61,6 +66,7 @@ pub async fn train(
                 best_epoch: 0,
                 predicted: predict(plan, cfg),
                 warm_start_ms: None,
+                kept_epoch: None,
             },
         ),
     };
@@ -113,6 +119,10 @@ pub async fn train(
                 report.best_val_accuracy = val;
                 report.test_accuracy = test;
                 report.best_epoch = epoch;
+                if opts.keep_best {
+                    launcher.keep(epoch).await?;
+                    report.kept_epoch = Some(epoch);
+                }
             }
         }
         on_epoch(&e);
@@ -147,6 +157,16 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Leave the workers up when one of them is lost (a restart reuses them).
     pub keep_workers_on_failure: bool,
+    /// Gather the whole model at the end (the best validation epoch's weights, kept on the
+    /// workers as training goes; the last epoch's when no evaluation improved in this attempt).
+    pub gather_parameters: bool,
+}
+
+/// What a run gives back: the report and, when asked for, the whole model's parameters by
+/// variable name (`slotN.…`).
+pub struct RunResult {
+    pub report: LaunchReport,
+    pub parameters: Option<Vec<(String, tch::Tensor)>>,
 }
 
 /// One attempt of a run: connect → configure → resume the newest checkpoint → train → shut
@@ -159,7 +179,7 @@ pub async fn run(
     opts: &RunOptions,
     on_resume: impl FnOnce(&Path, u64),
     on_epoch: impl FnMut(&LaunchEpoch),
-) -> Result<LaunchReport, PipeError> {
+) -> Result<RunResult, PipeError> {
     let mut launcher = Launcher::connect(&opts.workers, &opts.creds, opts.wait).await?;
     let root = opts.checkpoint.as_ref().map(|(r, _)| r.as_path());
     launcher.configure(plan, root).await?;
@@ -178,11 +198,21 @@ pub async fn run(
         checkpoint: opts.checkpoint.clone(),
         resume: resume.map(|(_, epoch, report)| (epoch, report)),
         stop: opts.stop.clone(),
+        keep_best: opts.gather_parameters,
     };
-    match train(&launcher, plan, cfg, &train_opts, on_epoch).await {
-        Ok(report) => {
+    let result = match train(&launcher, plan, cfg, &train_opts, on_epoch).await {
+        Ok(report) if opts.gather_parameters => {
+            // One replica: way 0's workers hold every slot between them.
+            let ranks: Vec<usize> = (0..plan.specs.len()).filter(|&r| plan.specs[r].way == 0).collect();
+            launcher.parameters(&ranks).await.map(|p| RunResult { report, parameters: Some(p) })
+        }
+        Ok(report) => Ok(RunResult { report, parameters: None }),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(r) => {
             launcher.shutdown("training finished").await;
-            Ok(report)
+            Ok(r)
         }
         Err(e) => {
             if !(opts.keep_workers_on_failure && e.is_worker_failure()) {

@@ -266,7 +266,13 @@ impl Stage {
     /// dropout). Stage 0 takes no input. Returns the boundary tensors for the next stage, or
     /// the logits on the last stage.
     pub fn forward_chunk(&mut self, c: Option<usize>, input: Option<Boundary>) -> Boundary {
-        let Some(c) = c else { return self.forward_whole(input) };
+        let Some(c) = c else {
+            let (out, hidden) = self.forward_whole(input);
+            if let (true, Some(h)) = (self.core.capture, hidden) {
+                self.core.outputs = Some((h, out.x.shallow_clone()));
+            }
+            return out;
+        };
         if self.activations.kept {
             let graph = self.chunk_graph(c, input, Pass::Keep);
             let side = graph.h0.as_ref().filter(|_| self.head.is_none()).map(|h| Side::H0(h.detach()));
@@ -282,8 +288,8 @@ impl Stage {
     /// The whole graph forward, without autograd, staleness or dropout (exact inference). On a
     /// warm-start pass ([`StageCore::warm`]) each slot's input rows also become its historical
     /// embeddings, `live` and `snapshot`: the first epoch's stale neighbours are then exact for
-    /// the initial weights instead of zero.
-    fn forward_whole(&self, input: Option<Boundary>) -> Boundary {
+    /// the initial weights instead of zero. On the last stage, also what the classifier read.
+    fn forward_whole(&self, input: Option<Boundary>) -> (Boundary, Option<Tensor>) {
         tch::no_grad(|| {
             let (mut x, mut h0) = match input {
                 Some(b) => (b.x, b.side.map(Side::into_tensor)),
@@ -296,11 +302,13 @@ impl Stage {
                 }
                 x = s.on_graph(&self.graph.full_blocks, &x, h0.as_ref());
             }
+            let mut hidden = None;
             if let Some(head) = &self.head {
-                x = head.forward(&x);
+                let logits = head.forward(&x);
+                hidden = Some(std::mem::replace(&mut x, logits));
                 h0 = None;
             }
-            Boundary { x, side: h0.map(Side::H0) }
+            (Boundary { x, side: h0.map(Side::H0) }, hidden)
         })
     }
 

@@ -24,6 +24,12 @@ pub struct StageCore {
     pub last_loss: f64,
     /// The inference pass being run fills the historical embeddings (the warm start).
     pub warm: bool,
+    /// Inference passes keep the last stage's output in [`StageCore::outputs`] (`strata
+    /// predict`).
+    pub capture: bool,
+    /// The last inference pass's node embeddings (what the classifier reads) and logits, on
+    /// the last stage of a run with [`StageCore::capture`] set.
+    pub outputs: Option<(Tensor, Tensor)>,
 }
 
 impl StageCore {
@@ -33,7 +39,18 @@ impl StageCore {
         if all_reduced {
             crate::collective::define_grads(&vs);
         }
-        StageCore { spec, vs, opt, labels, epoch: 0, train: false, last_loss: 0.0, warm: false }
+        StageCore {
+            spec,
+            vs,
+            opt,
+            labels,
+            epoch: 0,
+            train: false,
+            last_loss: 0.0,
+            warm: false,
+            capture: false,
+            outputs: None,
+        }
     }
     pub fn parameters(&self) -> usize {
         self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
@@ -88,6 +105,19 @@ impl StageCore {
             ids.iter().filter(|&&v| v >= first && v < first + n && pred[v - first] == self.labels[v]).count() as u64
         };
         Ok([correct(&self.spec.train), correct(&self.spec.val), correct(&self.spec.test)])
+    }
+
+    /// Every parameter by its variable name (`slotN.…`, the same on every split of the model),
+    /// copied to host memory in f32, sorted by name.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| (k, tch::no_grad(|| t.to_device(Device::Cpu).to_kind(Kind::Float).copy())))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Every trainable gradient as one vector (the all-reduce's operand).

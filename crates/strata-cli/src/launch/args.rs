@@ -123,6 +123,11 @@ pub struct LaunchArgs {
     pub device: String,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Gather the trained model (the best validation epoch's weights, from every stage or way)
+    /// into a model directory for `strata predict`: manifest.json and model.safetensors,
+    /// replaced atomically.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Draw validation accuracy against epoch and against seconds of training (SVG), this run
     /// and every --plot-with report overlaid.
     #[arg(long)]

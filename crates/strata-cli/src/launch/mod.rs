@@ -32,10 +32,21 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     for p in &a.plot_with {
         summary::curve_from_report(p)?;
     }
-    let outputs: Vec<(&str, &std::path::Path)> =
-        [("--json", &a.json), ("--plot", &a.plot)].into_iter().filter_map(|(f, p)| Some((f, p.as_deref()?))).collect();
+    let outputs: Vec<(&str, &std::path::Path)> = [("--json", &a.json), ("--plot", &a.plot), ("--out", &a.out)]
+        .into_iter()
+        .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+        .collect();
     let inputs: Vec<(&str, &std::path::Path)> = a.plot_with.iter().map(|p| ("--plot-with", p.as_path())).collect();
     crate::report::distinct_paths(&outputs, &inputs)?;
+    if let Some(out) = &a.out {
+        if cfg.trainer != strata_pipe::PipeTrainer::Bp {
+            bail!(
+                "--out: a model trained with --trainer {} has no classifier for `strata predict`",
+                cfg.trainer.name()
+            );
+        }
+        crate::predict::check_out(out)?;
+    }
     let (workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
     if workers.is_empty() && env.is_none() && cfg.memory_budget.is_none() {
@@ -72,6 +83,11 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     }
     let ckpt_root = checkpoint_root(&a)?;
     let data = a.graph.load("cora", None)?;
+    // What a model directory records of the graph as given (the plan renumbers it).
+    let record = a.out.as_ref().map(|_| GraphFacts {
+        graph: crate::model_dir::GraphRecord::of(&a.graph, "cora", &data),
+        feature_normalization: strata_graph::FeatureNorm::Auto.resolve(&data.features),
+    });
     let split = crate::source::default_split(&data, a.seed);
     // The plan holds the renumbered copy; the graph as read is not needed again.
     let mut p = strata_pipe::PipelinePlan::from_owned(data, &split, &cfg);
@@ -80,7 +96,13 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     p.stage_to_disk(None).context("writing the stage data")?;
     strata_nn::memory::release_free_heap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(run_with_restarts(&a, &cfg, &p, env, workers, token, ckpt_root))
+    rt.block_on(run_with_restarts(&a, &cfg, &p, env, workers, token, ckpt_root, record.as_ref()))
+}
+
+/// The graph as read, for the model directory of `--out`.
+struct GraphFacts {
+    graph: crate::model_dir::GraphRecord,
+    feature_normalization: strata_graph::FeatureNorm,
 }
 
 /// Stops after the current epoch on SIGTERM or Ctrl-C (the launcher then checkpoints).
@@ -103,6 +125,7 @@ fn stop_on_signal() -> Arc<AtomicBool> {
 
 /// Provides the workers (rank 0 of a rendezvous, local processes, or the listed ones) and runs
 /// the training; with `--restart-failed`, a lost worker starts it again from the last checkpoint.
+#[allow(clippy::too_many_arguments)]
 async fn run_with_restarts(
     a: &LaunchArgs,
     cfg: &PipelineConfig,
@@ -111,6 +134,7 @@ async fn run_with_restarts(
     mut workers: Vec<String>,
     token: Option<String>,
     ckpt_root: Option<PathBuf>,
+    record: Option<&GraphFacts>,
 ) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let given = workers.clone();
@@ -130,7 +154,7 @@ async fn run_with_restarts(
         // After a failure, listed workers get time to come back (restarted by their supervisor).
         let wait = if restarts == 0 { Duration::from_secs(15) } else { RENDEZVOUS_WAIT };
         let creds = credentials(token.clone(), a.tls_dir.as_deref(), &a.tls_name)?;
-        match run_once(a, cfg, p, &p.dataset, &workers, &creds, wait, ckpt_root.as_deref(), &stop).await {
+        match run_once(a, cfg, p, &p.dataset, &workers, &creds, wait, ckpt_root.as_deref(), &stop, record).await {
             Err(e)
                 if a.restart_failed
                     && restarts < a.max_restarts
@@ -200,6 +224,7 @@ async fn run_once(
     wait: Duration,
     ckpt_root: Option<&std::path::Path>,
     stop: &Arc<AtomicBool>,
+    record: Option<&GraphFacts>,
 ) -> anyhow::Result<()> {
     {
         let split_desc: Vec<String> =
@@ -231,6 +256,7 @@ async fn run_once(
             require_checkpoint: a.resume.is_some(),
             stop: Some(stop.clone()),
             keep_workers_on_failure: a.restart_failed,
+            gather_parameters: a.out.is_some(),
         };
         let pb = progress(cfg.epochs as u64, cfg.mode.name());
         let on_resume = |dir: &std::path::Path, epoch: u64| {
@@ -245,7 +271,67 @@ async fn run_once(
         })
         .await;
         pb.finish_and_clear();
-        let report = result?;
-        summarize(a, cfg, data, &report, split_desc)
+        let result = result?;
+        summarize(a, cfg, data, &result.report, split_desc)?;
+        if let (Some(out), Some(facts), Some(weights)) = (&a.out, record, &result.parameters) {
+            let manifest = model_manifest(cfg, p, facts, &result.report);
+            crate::predict::save(out, manifest, weights)?;
+            eprintln!(
+                "strata launch: saved the model of epoch {} to {} (strata predict {1} …)",
+                manifest_epoch(&result.report).0,
+                out.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The epoch whose weights were gathered, its validation and test accuracy: the kept (best
+/// validation) epoch, or the last evaluated one when none was kept in this attempt (a resumed
+/// run whose best came before the restart).
+fn manifest_epoch(r: &strata_pipe::launcher::LaunchReport) -> (u64, f64, f64) {
+    match r.kept_epoch {
+        Some(e) if e == r.best_epoch => (e, r.best_val_accuracy, r.test_accuracy),
+        _ => r.epochs.iter().rev().find_map(|e| Some((e.epoch, e.val_accuracy?, e.test_accuracy?))).unwrap_or((
+            r.best_epoch,
+            r.best_val_accuracy,
+            r.test_accuracy,
+        )),
+    }
+}
+
+/// The manifest of a model this launch trained.
+fn model_manifest(
+    cfg: &PipelineConfig,
+    p: &strata_pipe::PipelinePlan,
+    facts: &GraphFacts,
+    r: &strata_pipe::launcher::LaunchReport,
+) -> crate::predict::Manifest {
+    let (epoch, val, test) = manifest_epoch(r);
+    let slots: Vec<[usize; 2]> = p.specs.iter().filter(|s| s.way == 0).map(|s| [s.first, s.last]).collect();
+    crate::predict::Manifest {
+        format: crate::predict::FORMAT.into(),
+        task: "node-classification".into(),
+        model: cfg.model.name().into(),
+        config: None,
+        pipeline: Some(cfg.clone()),
+        plan: Some(serde_json::json!({
+            "mode": cfg.mode.name(), "ways": cfg.ways, "stages": cfg.stages, "chunks": cfg.num_chunks(),
+            "stage_slots": slots,
+        })),
+        trainer: cfg.trainer.name().into(),
+        mode: cfg.mode.name().into(),
+        graph: facts.graph.clone(),
+        attack: None,
+        feature_dim: p.dataset.features.dim(),
+        classes: p.dataset.num_classes,
+        feature_normalization: facts.feature_normalization,
+        split: "default".into(),
+        seed: cfg.seed,
+        best_epoch: epoch as usize,
+        epochs_run: r.epochs.last().map_or(0, |e| e.epoch as usize + 1),
+        val_accuracy: val,
+        test_accuracy: test,
+        files: Default::default(),
     }
 }

@@ -47,11 +47,20 @@ pub(crate) enum Cmd {
         req: RestoreRequest,
         reply: oneshot::Sender<Result<(), PipeError>>,
     },
+    Keep {
+        epoch: u64,
+        reply: oneshot::Sender<Result<(), PipeError>>,
+    },
+    Parameters {
+        reply: oneshot::Sender<Result<Vec<(String, Tensor)>, PipeError>>,
+    },
 }
 
 pub(crate) struct Runtime {
     engine: Box<dyn Engine>,
     ctx: Ctx,
+    /// The parameters copied aside by the last Keep, and their epoch.
+    kept: Option<(u64, Vec<(String, Tensor)>)>,
 }
 
 pub(crate) struct Compute {
@@ -139,6 +148,23 @@ impl Compute {
         Ok(())
     }
 
+    /// Copies the parameters aside (the weights of the best epoch so far).
+    pub(crate) fn keep(&mut self, epoch: u64) -> Result<(), PipeError> {
+        let rt = self.state.as_mut().ok_or_else(|| PipeError::Protocol("Keep before Configure".into()))?;
+        rt.kept = Some((epoch, rt.engine.core().named_parameters()));
+        tracing::info!("parameters of epoch {epoch} kept");
+        Ok(())
+    }
+
+    /// The kept parameters, else the current ones.
+    pub(crate) fn parameters(&self) -> Result<Vec<(String, Tensor)>, PipeError> {
+        let rt = self.state.as_ref().ok_or_else(|| PipeError::Protocol("Parameters before Configure".into()))?;
+        Ok(match &rt.kept {
+            Some((_, kept)) => kept.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect(),
+            None => rt.engine.core().named_parameters(),
+        })
+    }
+
     pub(crate) fn configure(
         &mut self,
         spec: StageSpec,
@@ -188,7 +214,7 @@ impl Compute {
             strata_nn::memory::rss_summary()
         );
         drop(data);
-        self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs } });
+        self.state = Some(Runtime { engine, ctx: Ctx { spec, rank, peers, peer_addrs }, kept: None });
         Ok(())
     }
 }
@@ -248,6 +274,12 @@ pub(crate) fn spawn(
                     }
                     Cmd::Restore { req, reply } => {
                         let _ = reply.send(compute.restore(req));
+                    }
+                    Cmd::Keep { epoch, reply } => {
+                        let _ = reply.send(compute.keep(epoch));
+                    }
+                    Cmd::Parameters { reply } => {
+                        let _ = reply.send(compute.parameters());
                     }
                 }));
                 if let Err(p) = outcome {

@@ -7,10 +7,11 @@ use crate::config::StageSpec;
 use crate::proto::worker_server::Worker;
 use crate::proto::{
     Ack, CheckpointReply, CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthReply, HealthRequest,
-    RegisterRequest, RestoreRequest, ShutdownRequest, TensorKind, TensorPiece,
+    KeepRequest, ParametersRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorKind, TensorPiece,
+    ValueType,
 };
 use crate::security::Role;
-use crate::wire::{Address, Assembler};
+use crate::wire::{Address, Assembler, Pieces, TensorBytes, TensorMeta, DEFAULT_PIECE_BYTES};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -234,6 +235,38 @@ impl Worker for Svc {
         tracing::info!("worker {} registered at {}", r.rank, r.addr);
         tx.send((r.rank, r.addr)).map_err(|_| Status::unavailable("coordinator is not waiting for registrations"))?;
         Ok(Response::new(Ack { bytes_received: 0 }))
+    }
+
+    async fn keep(&self, req: Request<KeepRequest>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "Keep")?;
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Keep { epoch: req.into_inner().epoch, reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.reply(rx).await?.map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(Ack { bytes_received: 0 }))
+    }
+
+    type ParametersStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<TensorPiece, Status>> + Send>>;
+
+    async fn parameters(&self, req: Request<ParametersRequest>) -> Result<Response<Self::ParametersStream>, Status> {
+        self.require(&req, Role::Launcher, "Parameters")?;
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Parameters { reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        let named = self.reply(rx).await?.map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let stage = self.rank;
+        let pieces = named.into_iter().flat_map(move |(name, t)| {
+            let meta = TensorMeta {
+                name,
+                kind: TensorKind::Parameter,
+                epoch: 0,
+                address: Address::Stage(stage),
+                shape: t.size(),
+                value_type: ValueType::F32,
+            };
+            Pieces::new(meta, TensorBytes::new(&t, ValueType::F32), DEFAULT_PIECE_BYTES)
+        });
+        Ok(Response::new(Box::pin(futures::stream::iter(pieces.map(Ok)))))
     }
 
     async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<Ack>, Status> {
