@@ -14,3 +14,4 @@ PY="${STRATA_PYTHON:?run through make bench}"
 "$PY" bench/stable.py
 "$PY" bench/forward.py
 "$PY" bench/scale.py
+"$PY" bench/predict.py

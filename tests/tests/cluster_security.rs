@@ -380,6 +380,40 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
         eprintln!("non-ASCII checksum: {e}");
         assert!(e.message().contains("checksum"), "{e}");
         c.restore(RestoreRequest { path, sha256: good.sha256 }).await.unwrap();
+        // LoadParameters: an unknown name, a wrong shape, a missing variable, an activation sent
+        // as a parameter; Outputs before any inference kept one. Refused, nothing set.
+        let mut params = launcher_params(&mut c).await;
+        let loader = c.clone();
+        let send = |named: Vec<(String, tch::Tensor)>, kind: TensorKind| {
+            let mut c = loader.clone();
+            async move { c.load_parameters(iter(strata_pipe::wire::named_pieces(named, kind, 0))).await }
+        };
+        let (k0, t0) = (params[0].0.clone(), params[0].1.shallow_clone());
+        let mut unknown: Vec<_> = params.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        unknown.push(("slot999.weight".into(), tch::Tensor::zeros([2], tch::kind::FLOAT_CPU)));
+        let mut reshaped: Vec<_> = params.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        reshaped[0].1 = tch::Tensor::zeros([t0.numel() as i64 + 1], tch::kind::FLOAT_CPU);
+        let missing: Vec<_> = params.iter().skip(1).map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        let as_activation: Vec<_> = params.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        for (what, e) in [
+            ("unknown name", send(unknown, TensorKind::Parameter).await.unwrap_err()),
+            ("wrong shape", send(reshaped, TensorKind::Parameter).await.unwrap_err()),
+            ("missing variable", send(missing, TensorKind::Parameter).await.unwrap_err()),
+            ("activation", send(as_activation, TensorKind::Activation).await.unwrap_err()),
+        ] {
+            eprintln!("load parameters, {what}: {e}");
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{what}: {e}");
+        }
+        let after = launcher_params(&mut c).await;
+        assert!(
+            after.iter().zip(&params).all(|(a, b)| a.0 == b.0 && a.1.equal(&b.1)),
+            "a refused load changed weights"
+        );
+        // The same weights, well formed, load.
+        send(std::mem::take(&mut params), TensorKind::Parameter).await.unwrap();
+        let e = c.outputs(strata_pipe::proto::OutputsRequest {}).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+        assert!(k0.starts_with("slot"), "{k0}");
     });
     drop(launcher);
     // Raw bytes that are not HTTP/2 at all.
@@ -394,6 +428,19 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
     let _ = w.wait();
 }
 
+/// The worker's parameters, as the launcher gathers them (Parameters).
+async fn launcher_params(c: &mut strata_pipe::worker::Client) -> Vec<(String, tch::Tensor)> {
+    let mut stream = c.parameters(strata_pipe::proto::ParametersRequest {}).await.unwrap().into_inner();
+    let mut out: Vec<(String, strata_pipe::Assembler)> = Vec::new();
+    while let Some(piece) = stream.message().await.unwrap() {
+        if out.last().is_none_or(|(n, _)| *n != piece.name) {
+            out.push((piece.name.clone(), strata_pipe::Assembler::new(1 << 30)));
+        }
+        out.last_mut().unwrap().1.push(piece).unwrap();
+    }
+    out.into_iter().map(|(n, a)| (n, a.finish_tensor().unwrap().1)).collect()
+}
+
 /// A stage that panics mid-epoch does not go on answering "serving": the caller gets an error,
 /// Health reports the worker failed with the panic's message, and the launcher names it.
 #[test]
@@ -405,7 +452,7 @@ fn a_panicking_stage_reports_itself_failed_and_the_launcher_names_it() {
             epoch: 0,
             order: vec![0, 1],
             train: true,
-            warm: false,
+            ..Default::default()
         }))
         .unwrap_err()
         .to_string();

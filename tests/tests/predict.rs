@@ -83,6 +83,11 @@ fn predict_gives_the_training_runs_predictions_and_accuracy() {
     assert!(ok, "{err}");
     let (all, some) = (rows(&d.join("p.csv")), rows(&d.join("s.csv")));
     assert_eq!(some, [3, 7, 8, 9].map(|i| all[i].clone()).to_vec());
+    // Over two worker processes (pipeline stages holding the same layers): the same
+    // probabilities up to f32 rounding.
+    let (ok, _, err) = run_strata(&["predict", p(&m), "--stages", "2", "--out", p(&d.join("w.csv"))]);
+    assert!(ok, "{err}");
+    assert_close(&rows(&d.join("p.csv")), &rows(&d.join("w.csv")));
     // Trained on a renumbered graph: predictions under the ids as given, equal to one
     // process's on the graph as given up to the sums' order.
     let (r, r_csv) = (d.join("r"), d.join("r.csv"));
@@ -93,8 +98,13 @@ fn predict_gives_the_training_runs_predictions_and_accuracy() {
     assert!(ok, "{err}");
     let (ok, _, err) = run_strata(&["predict", p(&d.join("r")), "--out", p(&d.join("rp.csv"))]);
     assert!(ok, "{err}");
-    let (a, b) = (rows(&d.join("r.csv")), rows(&d.join("rp.csv")));
-    for (x, y) in a.iter().zip(&b) {
+    assert_close(&rows(&d.join("r.csv")), &rows(&d.join("rp.csv")));
+}
+
+/// The same nodes with the same probabilities up to f32 rounding (and the CSV's 6 decimals).
+fn assert_close(a: &[(i64, i64, Vec<f64>)], b: &[(i64, i64, Vec<f64>)]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
         assert_eq!(x.0, y.0);
         let diff = x.2.iter().zip(&y.2).map(|(u, v)| (u - v).abs()).fold(0.0, f64::max);
         assert!(diff < 1e-4, "node {}: {:?} vs {:?}", x.0, x.2, y.2);
@@ -231,6 +241,14 @@ fn a_model_launched_over_workers_predicts_in_one_process() {
         let predicted = json(&pj)["test_accuracy"].as_f64().unwrap();
         let reported = launched["test_accuracy"].as_f64().unwrap() * 100.0;
         assert!((predicted - reported).abs() < 1e-9, "{name}: predict {predicted} vs launch {reported}");
+        // And over three worker processes.
+        let (ok, _, err) = run_strata(&["predict", p(&m), "--stages", "3", "--json", p(&pj)]);
+        assert!(ok, "{err}");
+        let over_workers = json(&pj)["test_accuracy"].as_f64().unwrap();
+        assert!(
+            (over_workers - reported).abs() < 1e-9,
+            "{name}: predict --stages 3 {over_workers} vs launch {reported}"
+        );
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use strata_graph::{Dataset, FeatureNorm};
 use strata_nn::{Kernel, Model, ModelConfig, NodeTask};
-use strata_pipe::PipelineConfig;
+use strata_pipe::{PipeError, PipelineConfig};
 use tch::{Kind, Tensor};
 
 /// The format tag of a node-classification model directory.
@@ -156,6 +156,11 @@ pub struct PredictArgs {
     /// Write a JSON report here (accuracy where the graph has labels).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run the inference over this many pipeline stages, each a worker process started here
+    /// (for a graph that does not fit one process); 0: in this process. Models of `strata
+    /// launch`, and GCNII models of `strata train` (the same layers).
+    #[arg(long, default_value_t = 0)]
+    pub stages: usize,
     #[command(flatten)]
     pub compute: crate::source::ComputeArgs,
 }
@@ -291,15 +296,126 @@ fn infer_pipeline(
         .outputs
         .take()
         .context("the pipeline's inference pass kept no output (an internal error)")?;
-    // Row i of the plan is vertex plan.order[i] as given.
-    let mut inverse = vec![0i64; plan.order.len()];
-    plan.order.iter().enumerate().for_each(|(new, &old)| inverse[old] = new as i64);
+    Ok(back_in_order(&plan.order, hidden, logits))
+}
+
+/// The distributed modes' configuration of the model, and its weights under their names
+/// (`slotN.…`): a launched model's as saved; a GCNII of `strata train` renamed (`lin_in` →
+/// slot 0, `conv{l}` → slot l + 1, `lin_out` → slot L + 1: the same layers).
+fn as_pipeline(dir: &Path, m: &Manifest) -> anyhow::Result<(PipelineConfig, Vec<(String, Tensor)>)> {
+    let path = dir.join("model.safetensors");
+    let weights = Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))?;
+    match (&m.pipeline, &m.config) {
+        (Some(p), _) => Ok((p.clone(), weights)),
+        (None, Some(c)) if c.model == strata_nn::ModelKind::Gcnii => {
+            let mut p = PipelineConfig::gcnii(c.layers, 1);
+            p.hidden = c.hidden;
+            p.alpha = c.alpha;
+            p.theta = c.theta;
+            p.seed = m.seed;
+            let rename = |k: &str| -> anyhow::Result<String> {
+                let (head, rest) = k.split_once('.').with_context(|| format!("{}: unexpected name `{k}`", path.display()))?;
+                let slot = match head {
+                    "lin_in" => 0,
+                    "lin_out" => c.layers + 1,
+                    conv => {
+                        conv.strip_prefix("conv").and_then(|l| l.parse::<usize>().ok()).map(|l| l + 1).with_context(
+                            || format!("{}: `{k}` is not a GCNII parameter", path.display()),
+                        )?
+                    }
+                };
+                Ok(format!("slot{slot}.{rest}"))
+            };
+            let renamed = weights.into_iter().map(|(k, t)| Ok((rename(&k)?, t))).collect::<anyhow::Result<_>>()?;
+            Ok((p, renamed))
+        }
+        _ => bail!(
+            "--stages: a {} model of `strata train` has other layers than the distributed modes' (GCNII has the same): predict it in one process",
+            m.model
+        ),
+    }
+}
+
+/// `--stages P`: the inference over P local worker processes (pipeline stages), the launcher
+/// here: each stage gets its share of the graph and its slots' weights, runs the exact
+/// inference pass, and the last stage's output comes back; rows back in the graph's order.
+fn infer_over_workers(a: &PredictArgs, m: &Manifest, dataset: &Dataset) -> anyhow::Result<Prediction> {
+    let (trained, weights) = as_pipeline(&a.model, m)?;
+    if trained.trainer != strata_pipe::PipeTrainer::Bp {
+        bail!(
+            "{}: a model trained with --trainer {} has no classifier to predict with",
+            a.model.display(),
+            trained.trainer.name()
+        );
+    }
+    let used = FeatureNorm::Auto.resolve(&dataset.features);
+    if used != m.feature_normalization {
+        bail!(
+            "--stages: the workers normalise features as `{used}` on this graph, the model was trained on `{}`: predict it in one process",
+            m.feature_normalization
+        );
+    }
+    let cfg = PipelineConfig {
+        mode: strata_pipe::Mode::Pipeline,
+        ways: 1,
+        stages: a.stages,
+        chunks: a.stages,
+        warm_start: false,
+        ..trained
+    };
+    cfg.validate()?;
+    let split = crate::source::default_split(dataset, m.seed);
+    let mut plan = strata_pipe::PipelinePlan::new(dataset, &split, &cfg);
+    plan.stage_to_disk(None).context("writing the stage data")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (hidden, logits) = rt.block_on(async {
+        let (_children, addrs) = crate::launch::spawn_local(a.stages, &a.compute.device, None, None).await?;
+        let creds = crate::launch::credentials(None, None, "launcher")?;
+        let launcher =
+            strata_pipe::launcher::Launcher::connect(&addrs, &creds, std::time::Duration::from_secs(15)).await?;
+        let result = async {
+            let mut launcher = launcher;
+            launcher.configure(&plan, None).await?;
+            for (rank, spec) in plan.specs.iter().enumerate() {
+                let mine: Vec<(String, Tensor)> = weights
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.strip_prefix("slot")
+                            .and_then(|r| r.split_once('.'))
+                            .and_then(|(n, _)| n.parse::<usize>().ok())
+                            .is_some_and(|slot| (spec.first..spec.last).contains(&slot))
+                    })
+                    .map(|(k, t)| (k.clone(), t.shallow_clone()))
+                    .collect();
+                launcher.load_parameters(rank, mine).await?;
+            }
+            let req = strata_pipe::proto::EpochRequest { capture: true, ..Default::default() };
+            launcher.epoch(req).await?;
+            let out = launcher.outputs(plan.specs.len() - 1).await?;
+            launcher.shutdown("inference finished").await;
+            Ok::<_, PipeError>(out)
+        }
+        .await?;
+        let take = |name: &str| result.iter().find(|(k, _)| k == name).map(|(_, t)| t.shallow_clone());
+        match (take("embeddings"), take("logits")) {
+            (Some(h), Some(l)) => Ok::<_, anyhow::Error>((h, l)),
+            _ => bail!("the last stage sent no embeddings or logits"),
+        }
+    })?;
+    Ok(back_in_order(&plan.order, hidden, logits))
+}
+
+/// Rows of the plan's order (row i is vertex `order[i]`) back in the graph's own order, as
+/// probabilities and embeddings on the CPU.
+fn back_in_order(order: &[usize], hidden: Tensor, logits: Tensor) -> Prediction {
+    let mut inverse = vec![0i64; order.len()];
+    order.iter().enumerate().for_each(|(new, &old)| inverse[old] = new as i64);
     let back = |t: Tensor| {
         let idx = Tensor::from_slice(&inverse).to_device(t.device());
         t.index_select(0, &idx).to_kind(Kind::Float).to_device(tch::Device::Cpu)
     };
     let logits = back(logits);
-    Ok(Prediction { probabilities: logits.softmax(-1, Kind::Float), embeddings: Some(back(hidden)) })
+    Prediction { probabilities: logits.softmax(-1, Kind::Float), embeddings: Some(back(hidden)) }
 }
 
 /// Writes rows `rows` of `p` to `path` (`.csv` or `.npy`), atomically, each under the node id
@@ -398,6 +514,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let spinner = crate::report::spinner("inference");
     let t = std::time::Instant::now();
     let p = match (&m.config, &m.pipeline) {
+        _ if a.stages > 0 => infer_over_workers(&a, &m, &dataset)?,
         (Some(config), _) => {
             let task = NodeTask::new(&dataset, device, m.feature_normalization, Kernel::for_graph(&dataset.graph));
             let model = load_model(&a.model, &m, config, &task)?;

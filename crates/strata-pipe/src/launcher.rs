@@ -6,8 +6,8 @@ use crate::config::PipelineConfig;
 use crate::error::PipeError;
 use crate::plan::PipelinePlan;
 use crate::proto::{
-    CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthRequest, KeepRequest, ParametersRequest,
-    RestoreRequest, ShutdownRequest, TensorKind,
+    CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthRequest, KeepRequest, OutputsRequest,
+    ParametersRequest, RestoreRequest, ShutdownRequest, TensorKind,
 };
 use crate::volume::Predicted;
 use crate::worker::{client, Client};
@@ -83,9 +83,9 @@ pub struct Launcher {
     workers: Vec<(String, Client)>,
 }
 
-/// The largest parameter tensor the launcher accepts (bytes): an input projection of 2²⁰
-/// features × 1024 hidden in f32 is 4 GiB.
-const PARAMETER_LIMIT: u64 = 8 << 30;
+/// The largest tensor the launcher accepts from a worker (bytes): an input projection of 2²⁰
+/// features × 1024 hidden in f32 is 4 GiB, as are the logits of 10⁸ vertices × 10 classes.
+const RECEIVE_LIMIT: u64 = 8 << 30;
 const HEALTH_PERIOD: Duration = Duration::from_millis(500);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -314,41 +314,76 @@ impl Launcher {
         let mut all: Vec<(String, tch::Tensor)> = Vec::new();
         for &rank in ranks {
             let mut c = self.workers[rank].1.clone();
-            let mut stream = c
+            let stream = c
                 .parameters(ParametersRequest {})
                 .await
                 .map_err(|s| self.fail(rank, format!("parameters: {}", s.message())))?
                 .into_inner();
-            // Pieces of one tensor arrive in order, tensor after tensor.
-            let mut asm: Option<(String, crate::wire::Assembler)> = None;
-            let mut finish = |asm: Option<(String, crate::wire::Assembler)>| -> Result<(), PipeError> {
-                let Some((_, a)) = asm else { return Ok(()) };
-                let (meta, t) = a.finish_tensor().map_err(|e| self.fail(rank, format!("parameters: {e}")))?;
-                if meta.kind != TensorKind::Parameter {
-                    return Err(
-                        self.fail(rank, format!("parameters: `{}` arrived as a {:?} tensor", meta.name, meta.kind))
-                    );
+            for (name, t) in self.receive_named(rank, stream, TensorKind::Parameter, "parameters").await? {
+                if all.iter().any(|(k, _)| *k == name) {
+                    return Err(self.fail(rank, format!("parameters: `{name}` sent twice")));
                 }
-                if all.iter().any(|(k, _)| *k == meta.name) {
-                    return Err(self.fail(rank, format!("parameters: `{}` sent twice", meta.name)));
-                }
-                all.push((meta.name, t));
-                Ok(())
-            };
-            while let Some(piece) =
-                stream.message().await.map_err(|s| self.fail(rank, format!("parameters: {}", s.message())))?
-            {
-                if asm.as_ref().is_none_or(|(name, _)| *name != piece.name) {
-                    finish(asm.take())?;
-                    asm = Some((piece.name.clone(), crate::wire::Assembler::new(PARAMETER_LIMIT)));
-                }
-                let (_, a) = asm.as_mut().expect("started above");
-                a.push(piece).map_err(|e| self.fail(rank, format!("parameters: {e}")))?;
+                all.push((name, t));
             }
-            finish(asm.take())?;
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
+    }
+
+    /// Sets worker `rank`'s parameters (every variable its stage holds) from `named`.
+    pub async fn load_parameters(&self, rank: usize, named: Vec<(String, tch::Tensor)>) -> Result<(), PipeError> {
+        let mut c = self.workers[rank].1.clone();
+        let pieces = crate::wire::named_pieces(named, TensorKind::Parameter, rank as u32);
+        c.load_parameters(futures::stream::iter(pieces))
+            .await
+            .map_err(|s| self.fail(rank, format!("load parameters: {}", s.message())))?;
+        Ok(())
+    }
+
+    /// The output worker `rank` kept from the last inference pass run with `capture`:
+    /// `embeddings` and `logits`.
+    pub async fn outputs(&self, rank: usize) -> Result<Vec<(String, tch::Tensor)>, PipeError> {
+        let mut c = self.workers[rank].1.clone();
+        let stream = c
+            .outputs(OutputsRequest {})
+            .await
+            .map_err(|s| self.fail(rank, format!("outputs: {}", s.message())))?
+            .into_inner();
+        self.receive_named(rank, stream, TensorKind::Output, "outputs").await
+    }
+
+    /// Named tensors of `kind` from worker `rank`, reassembled with every invariant checked
+    /// (pieces of one tensor arrive in order, tensor after tensor).
+    async fn receive_named(
+        &self,
+        rank: usize,
+        mut stream: tonic::Streaming<crate::proto::TensorPiece>,
+        kind: TensorKind,
+        what: &str,
+    ) -> Result<Vec<(String, tch::Tensor)>, PipeError> {
+        let mut got: Vec<(String, tch::Tensor)> = Vec::new();
+        let mut asm: Option<(String, crate::wire::Assembler)> = None;
+        let mut finish = |asm: Option<(String, crate::wire::Assembler)>| -> Result<(), PipeError> {
+            let Some((_, a)) = asm else { return Ok(()) };
+            let (meta, t) = a.finish_tensor().map_err(|e| self.fail(rank, format!("{what}: {e}")))?;
+            if meta.kind != kind {
+                return Err(self.fail(rank, format!("{what}: `{}` arrived as a {:?} tensor", meta.name, meta.kind)));
+            }
+            got.push((meta.name, t));
+            Ok(())
+        };
+        while let Some(piece) =
+            stream.message().await.map_err(|s| self.fail(rank, format!("{what}: {}", s.message())))?
+        {
+            if asm.as_ref().is_none_or(|(name, _)| *name != piece.name) {
+                finish(asm.take())?;
+                asm = Some((piece.name.clone(), crate::wire::Assembler::new(RECEIVE_LIMIT)));
+            }
+            let (_, a) = asm.as_mut().expect("started above");
+            a.push(piece).map_err(|e| self.fail(rank, format!("{what}: {e}")))?;
+        }
+        finish(asm.take())?;
+        Ok(got)
     }
 
     pub async fn shutdown(&self, reason: &str) {

@@ -72,13 +72,13 @@ pub async fn train(
     };
     if start == 0 && cfg.warm_start {
         let t0 = Instant::now();
-        launcher.epoch(EpochRequest { epoch: 0, order: vec![], train: false, warm: true }).await?;
+        launcher.epoch(EpochRequest { epoch: 0, order: vec![], train: false, warm: true, capture: false }).await?;
         report.warm_start_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
     }
     for epoch in start..cfg.epochs as u64 {
         let order: Vec<u32> = chunk_order(k, cfg.seed, epoch, cfg.shuffle).into_iter().map(|c| c as u32).collect();
         let t0 = Instant::now();
-        let replies = launcher.epoch(EpochRequest { epoch, order, train: true, warm: false }).await?;
+        let replies = launcher.epoch(EpochRequest { epoch, order, train: true, warm: false, capture: false }).await?;
         let epoch_ms = t0.elapsed().as_secs_f64() * 1e3;
         let layer_bytes = replies.iter().map(|r| r.activation_bytes + r.gradient_bytes).sum();
         let halo_bytes = replies.iter().map(|r| r.halo_bytes).sum();
@@ -103,7 +103,9 @@ pub async fn train(
         };
         if cfg.eval_every > 0 && ((epoch + 1) % cfg.eval_every as u64 == 0 || epoch + 1 == cfg.epochs as u64) {
             let t_eval = Instant::now();
-            let r = launcher.epoch(EpochRequest { epoch, order: vec![], train: false, warm: false }).await?;
+            let r = launcher
+                .epoch(EpochRequest { epoch, order: vec![], train: false, warm: false, capture: false })
+                .await?;
             e.eval_ms = Some(t_eval.elapsed().as_secs_f64() * 1e3);
             e.eval_phases_per_worker = phases(&r)?;
             let val = frac(r.iter().map(|x| x.val_correct).sum(), spec.val.len());

@@ -8,10 +8,11 @@ mod summary;
 mod worker;
 
 use config::config;
-use rendezvous::{env_worker, is_loopback, serve_rank0, spawn_local, ClusterFile, RENDEZVOUS_WAIT};
+use rendezvous::{env_worker, is_loopback, serve_rank0, ClusterFile, RENDEZVOUS_WAIT};
 use summary::summarize;
 
 pub use args::LaunchArgs;
+pub(crate) use rendezvous::spawn_local;
 pub use rendezvous::{credentials, rendezvous_env};
 pub use worker::{worker, WorkerArgs};
 

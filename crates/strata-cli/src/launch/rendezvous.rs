@@ -36,7 +36,7 @@ pub fn credentials(
 }
 
 /// Starts `n` local worker processes on loopback; returns them (killed on drop) and their addresses.
-pub(super) async fn spawn_local(
+pub(crate) async fn spawn_local(
     n: usize,
     device: &str,
     token: Option<&str>,

@@ -9,7 +9,7 @@ mod pieces;
 
 pub use assembler::Assembler;
 pub use meta::{f32_bytes, Address, TensorMeta, WireError, DEFAULT_PIECE_BYTES, WHOLE_GRAPH};
-pub use pieces::{encode, Pieces, TensorBytes};
+pub use pieces::{encode, named_pieces, Pieces, TensorBytes};
 
 #[cfg(test)]
 mod tests {

@@ -114,3 +114,23 @@ impl Iterator for Pieces {
 pub fn encode(meta: &TensorMeta, values: &[f32], max_bytes: usize) -> Vec<TensorPiece> {
     Pieces::new(meta.clone(), f32_bytes(values).to_vec(), max_bytes).collect()
 }
+
+/// Named f32 tensors (parameters, outputs) as the pieces of one tensor after another, each of
+/// `kind` and addressed by `stage`, cut as the iterator is advanced.
+pub fn named_pieces(
+    named: Vec<(String, tch::Tensor)>,
+    kind: crate::proto::TensorKind,
+    stage: u32,
+) -> impl Iterator<Item = TensorPiece> + Send {
+    named.into_iter().flat_map(move |(name, t)| {
+        let meta = TensorMeta {
+            name,
+            kind,
+            epoch: 0,
+            address: super::meta::Address::Stage(stage),
+            shape: t.size(),
+            value_type: ValueType::F32,
+        };
+        Pieces::new(meta, TensorBytes::new(&t, ValueType::F32), super::meta::DEFAULT_PIECE_BYTES)
+    })
+}

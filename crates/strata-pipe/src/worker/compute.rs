@@ -54,6 +54,13 @@ pub(crate) enum Cmd {
     Parameters {
         reply: oneshot::Sender<Result<Vec<(String, Tensor)>, PipeError>>,
     },
+    LoadParameters {
+        named: Vec<(String, Tensor)>,
+        reply: oneshot::Sender<Result<(), PipeError>>,
+    },
+    Outputs {
+        reply: oneshot::Sender<Result<Vec<(String, Tensor)>, PipeError>>,
+    },
 }
 
 pub(crate) struct Runtime {
@@ -165,6 +172,50 @@ impl Compute {
         })
     }
 
+    /// Sets every parameter from `named` (from the launcher): all of the stage's variables,
+    /// each of its own shape, or nothing changes.
+    pub(crate) fn load_parameters(&mut self, named: Vec<(String, Tensor)>) -> Result<(), PipeError> {
+        let rt = self.state.as_mut().ok_or_else(|| PipeError::Protocol("LoadParameters before Configure".into()))?;
+        let vars = rt.engine.core().vs.variables();
+        let given: std::collections::HashMap<&str, &Tensor> = named.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        if given.len() != named.len() {
+            return Err(PipeError::Peer("a parameter was sent twice".into()));
+        }
+        for (k, t) in &given {
+            let Some(v) = vars.get(*k) else {
+                return Err(PipeError::Peer(format!("parameter `{k}` is not one of this stage's")));
+            };
+            if v.size() != t.size() {
+                return Err(PipeError::Peer(format!(
+                    "parameter `{k}`: shape {:?}, this stage's is {:?}",
+                    t.size(),
+                    v.size()
+                )));
+            }
+        }
+        if let Some(missing) = vars.keys().find(|k| !given.contains_key(k.as_str())) {
+            return Err(PipeError::Peer(format!("parameter `{missing}` of this stage was not sent")));
+        }
+        tch::no_grad(|| {
+            for (k, t) in &given {
+                let mut v = vars[*k].shallow_clone();
+                v.copy_(&t.to_device(v.device()).to_kind(v.kind()));
+            }
+        });
+        rt.kept = None;
+        tracing::info!("{} parameters loaded", given.len());
+        Ok(())
+    }
+
+    /// The output the last inference pass kept (`capture`), taken.
+    pub(crate) fn outputs(&mut self) -> Result<Vec<(String, Tensor)>, PipeError> {
+        let rt = self.state.as_mut().ok_or_else(|| PipeError::Protocol("Outputs before Configure".into()))?;
+        let (embeddings, logits) = rt.engine.core_mut().outputs.take().ok_or_else(|| {
+            PipeError::Protocol("no output kept: run an inference pass with capture on the last stage first".into())
+        })?;
+        Ok(vec![("embeddings".into(), embeddings), ("logits".into(), logits)])
+    }
+
     pub(crate) fn configure(
         &mut self,
         spec: StageSpec,
@@ -223,9 +274,11 @@ impl Compute {
 fn run_epoch(engine: &mut dyn Engine, net: &mut Net, req: &EpochRequest) -> Result<EpochReply, PipeError> {
     let order: Vec<usize> = req.order.iter().map(|&c| c as usize).collect();
     engine.core_mut().warm = req.warm && !req.train;
+    engine.core_mut().capture = req.capture && !req.train;
     let mut it = Interpreter::new(engine, req.epoch, &order, req.train)?;
     let progress = it.run(engine, net);
     engine.core_mut().warm = false;
+    engine.core_mut().capture = false;
     if progress? == Progress::Blocked {
         return Err(PipeError::Internal(format!("a network receive returned without a tensor at {}", it.current())));
     }
@@ -280,6 +333,12 @@ pub(crate) fn spawn(
                     }
                     Cmd::Parameters { reply } => {
                         let _ = reply.send(compute.parameters());
+                    }
+                    Cmd::LoadParameters { named, reply } => {
+                        let _ = reply.send(compute.load_parameters(named));
+                    }
+                    Cmd::Outputs { reply } => {
+                        let _ = reply.send(compute.outputs());
                     }
                 }));
                 if let Err(p) = outcome {

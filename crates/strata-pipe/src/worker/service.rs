@@ -7,11 +7,11 @@ use crate::config::StageSpec;
 use crate::proto::worker_server::Worker;
 use crate::proto::{
     Ack, CheckpointReply, CheckpointRequest, ConfigPiece, EpochReply, EpochRequest, HealthReply, HealthRequest,
-    KeepRequest, ParametersRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorKind, TensorPiece,
-    ValueType,
+    KeepRequest, OutputsRequest, ParametersRequest, RegisterRequest, RestoreRequest, ShutdownRequest, TensorKind,
+    TensorPiece, ValueType,
 };
 use crate::security::Role;
-use crate::wire::{Address, Assembler, Pieces, TensorBytes, TensorMeta, DEFAULT_PIECE_BYTES};
+use crate::wire::{Address, Assembler};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -247,26 +247,64 @@ impl Worker for Svc {
         Ok(Response::new(Ack { bytes_received: 0 }))
     }
 
-    type ParametersStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<TensorPiece, Status>> + Send>>;
+    type ParametersStream = NamedStream;
 
     async fn parameters(&self, req: Request<ParametersRequest>) -> Result<Response<Self::ParametersStream>, Status> {
         self.require(&req, Role::Launcher, "Parameters")?;
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Parameters { reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
         let named = self.reply(rx).await?.map_err(|e| Status::failed_precondition(e.to_string()))?;
-        let stage = self.rank;
-        let pieces = named.into_iter().flat_map(move |(name, t)| {
-            let meta = TensorMeta {
-                name,
-                kind: TensorKind::Parameter,
-                epoch: 0,
-                address: Address::Stage(stage),
-                shape: t.size(),
-                value_type: ValueType::F32,
-            };
-            Pieces::new(meta, TensorBytes::new(&t, ValueType::F32), DEFAULT_PIECE_BYTES)
-        });
-        Ok(Response::new(Box::pin(futures::stream::iter(pieces.map(Ok)))))
+        Ok(Response::new(stream_named(named, TensorKind::Parameter, self.rank)))
+    }
+
+    async fn load_parameters(&self, req: Request<Streaming<TensorPiece>>) -> Result<Response<Ack>, Status> {
+        self.require(&req, Role::Launcher, "LoadParameters")?;
+        let limit = self.limits.read().unwrap_or_else(|e| e.into_inner()).max_tensor;
+        if limit == 0 {
+            return Err(Status::failed_precondition("this worker is not configured: it has no parameters to set"));
+        }
+        let mut stream = req.into_inner();
+        let (mut named, mut bytes) = (Vec::new(), 0u64);
+        let mut asm: Option<(String, Assembler)> = None;
+        let finish = |asm: Option<(String, Assembler)>, named: &mut Vec<(String, tch::Tensor)>| -> Result<(), Status> {
+            let Some((_, a)) = asm else { return Ok(()) };
+            let (meta, t) = a.finish_tensor().map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if meta.kind != TensorKind::Parameter || meta.value_type != ValueType::F32 {
+                return Err(Status::invalid_argument(format!("`{}` is not an f32 parameter", meta.name)));
+            }
+            named.push((meta.name, t));
+            Ok(())
+        };
+        while let Some(piece) = stream.message().await? {
+            // The stage's parameters all together are no larger than its largest tensor limit.
+            bytes += piece.data.len() as u64;
+            if bytes > limit {
+                return Err(Status::invalid_argument(format!("more parameter bytes than this stage holds ({limit})")));
+            }
+            if asm.as_ref().is_none_or(|(name, _)| *name != piece.name) {
+                finish(asm.take(), &mut named)?;
+                asm = Some((piece.name.clone(), Assembler::new(limit)));
+            }
+            let (_, a) = asm.as_mut().expect("started above");
+            a.push(piece).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        finish(asm.take(), &mut named)?;
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::LoadParameters { named, reply: tx })
+            .map_err(|_| Status::unavailable("compute thread gone"))?;
+        self.reply(rx).await?.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(Ack { bytes_received: bytes }))
+    }
+
+    type OutputsStream = NamedStream;
+
+    async fn outputs(&self, req: Request<OutputsRequest>) -> Result<Response<Self::OutputsStream>, Status> {
+        self.require(&req, Role::Launcher, "Outputs")?;
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Outputs { reply: tx }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        let named = self.reply(rx).await?.map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(stream_named(named, TensorKind::Output, self.rank)))
     }
 
     async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<Ack>, Status> {
@@ -275,6 +313,14 @@ impl Worker for Svc {
         let _ = self.shutdown.send(true);
         Ok(Response::new(Ack { bytes_received: 0 }))
     }
+}
+
+/// A stream of named tensors in pieces.
+type NamedStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<TensorPiece, Status>> + Send>>;
+
+/// `named` (f32) as a stream of [`TensorPiece`]s of `kind`, addressed by this worker's stage.
+fn stream_named(named: Vec<(String, tch::Tensor)>, kind: TensorKind, rank: u32) -> NamedStream {
+    Box::pin(futures::stream::iter(crate::wire::named_pieces(named, kind, rank).map(Ok)))
 }
 
 /// `host:port` with a numeric port (peer addresses arrive from the network).
