@@ -215,7 +215,7 @@ fn bad_model_directories_and_inputs_are_refused() {
 
 /// A model trained by `strata launch` over four pipeline workers (and over two graph-parallel
 /// ways) is gathered into one directory, and `strata predict` in one process scores the
-/// launch's own test accuracy on it.
+/// launch's own test accuracy on it and gives the predictions `launch --predictions` wrote.
 #[test]
 fn a_model_launched_over_workers_predicts_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -226,10 +226,16 @@ fn a_model_launched_over_workers_predicts_in_one_process() {
         let (m, report) = (d.join(name), d.join(format!("{name}.json")));
         let mut args = vec!["launch", "--npz", p(&g), "--model", "gcnii", "--layers", "6", "--epochs", "12"];
         args.extend(shape);
-        args.extend(["--out", p(&m), "--json", p(&report)]);
+        let by_launch = d.join(format!("{name}-launch.csv"));
+        args.extend(["--out", p(&m), "--json", p(&report), "--predictions", p(&by_launch)]);
         let (ok, _, err) = run_strata(&args);
         assert!(ok, "{err}");
         let (launched, manifest) = (json(&report), json(&m.join("manifest.json")));
+        // The workers' own predictions of the kept weights = predict's in one process.
+        let by_predict = d.join(format!("{name}-predict.csv"));
+        let (ok, _, err) = run_strata(&["predict", p(&m), "--out", p(&by_predict)]);
+        assert!(ok, "{err}");
+        assert_close(&rows(&by_launch), &rows(&by_predict));
         assert_eq!(manifest["pipeline"]["layers"], 6);
         assert_eq!(
             manifest["val_accuracy"], launched["best_val_accuracy"],

@@ -377,17 +377,9 @@ fn infer_over_workers(a: &PredictArgs, m: &Manifest, dataset: &Dataset) -> anyho
             let mut launcher = launcher;
             launcher.configure(&plan, None).await?;
             for (rank, spec) in plan.specs.iter().enumerate() {
-                let mine: Vec<(String, Tensor)> = weights
-                    .iter()
-                    .filter(|(k, _)| {
-                        k.strip_prefix("slot")
-                            .and_then(|r| r.split_once('.'))
-                            .and_then(|(n, _)| n.parse::<usize>().ok())
-                            .is_some_and(|slot| (spec.first..spec.last).contains(&slot))
-                    })
-                    .map(|(k, t)| (k.clone(), t.shallow_clone()))
-                    .collect();
-                launcher.load_parameters(rank, mine).await?;
+                launcher
+                    .load_parameters(rank, strata_pipe::layers::slots_share(&weights, spec.first..spec.last))
+                    .await?;
             }
             let req = strata_pipe::proto::EpochRequest { capture: true, ..Default::default() };
             launcher.epoch(req).await?;
@@ -407,7 +399,7 @@ fn infer_over_workers(a: &PredictArgs, m: &Manifest, dataset: &Dataset) -> anyho
 
 /// Rows of the plan's order (row i is vertex `order[i]`) back in the graph's own order, as
 /// probabilities and embeddings on the CPU.
-fn back_in_order(order: &[usize], hidden: Tensor, logits: Tensor) -> Prediction {
+pub fn back_in_order(order: &[usize], hidden: Tensor, logits: Tensor) -> Prediction {
     let mut inverse = vec![0i64; order.len()];
     order.iter().enumerate().for_each(|(new, &old)| inverse[old] = new as i64);
     let back = |t: Tensor| {

@@ -144,6 +144,21 @@ pub fn build(
     layers
 }
 
+/// The parameters of `named` (variable names `slotN.…`) whose slot lies in `slots`: one
+/// stage's share of a whole model.
+pub fn slots_share(named: &[(String, Tensor)], slots: Range<usize>) -> Vec<(String, Tensor)> {
+    named
+        .iter()
+        .filter(|(k, _)| {
+            k.strip_prefix("slot")
+                .and_then(|r| r.split_once('.'))
+                .and_then(|(n, _)| n.parse::<usize>().ok())
+                .is_some_and(|slot| slots.contains(&slot))
+        })
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect()
+}
+
 /// Adam with the model's two weight-decay groups.
 /// (strata's own Adam, so checkpoints carry its moments and a resumed run continues exactly.)
 pub fn optimizer(cfg: &PipelineConfig, vs: &nn::VarStore) -> Adam {

@@ -162,13 +162,57 @@ pub struct RunOptions {
     /// Gather the whole model at the end (the best validation epoch's weights, kept on the
     /// workers as training goes; the last epoch's when no evaluation improved in this attempt).
     pub gather_parameters: bool,
+    /// Then set every worker to those weights and bring back one inference pass's output.
+    pub gather_outputs: bool,
 }
 
 /// What a run gives back: the report and, when asked for, the whole model's parameters by
-/// variable name (`slotN.…`).
+/// variable name (`slotN.…`) and the kept weights' embeddings and logits of every vertex (rows
+/// in the plan's order).
 pub struct RunResult {
     pub report: LaunchReport,
     pub parameters: Option<Vec<(String, tch::Tensor)>>,
+    pub outputs: Option<(tch::Tensor, tch::Tensor)>,
+}
+
+/// Every worker set to `params` (each its slots' share), one inference pass with the output
+/// kept, and the output of each way's last stage: embeddings and logits of every vertex in the
+/// plan's order (graph-parallel ways each hold their own rows, concatenated in way order).
+async fn gather_outputs(
+    launcher: &Launcher,
+    plan: &PipelinePlan,
+    params: &[(String, tch::Tensor)],
+) -> Result<(tch::Tensor, tch::Tensor), PipeError> {
+    for (rank, spec) in plan.specs.iter().enumerate() {
+        launcher.load_parameters(rank, crate::layers::slots_share(params, spec.first..spec.last)).await?;
+    }
+    let epoch = plan.specs[0].config.epochs as u64;
+    launcher.epoch(EpochRequest { epoch, order: vec![], train: false, warm: false, capture: true }).await?;
+    let last = plan.specs.iter().map(|s| s.last).max().unwrap_or(0);
+    let n = plan.dataset.num_nodes() as i64;
+    let (mut hidden, mut logits) = (Vec::new(), Vec::new());
+    for (rank, _) in plan.specs.iter().enumerate().filter(|(_, s)| s.last == last) {
+        let out = launcher.outputs(rank).await?;
+        let take = |name: &str| {
+            out.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| PipeError::Protocol(format!("worker {rank} sent no `{name}` output")))
+        };
+        let (h, l) = (take("embeddings")?, take("logits")?);
+        // A pipeline's last stage holds every vertex; one is enough.
+        let whole = l.size()[0] == n;
+        hidden.push(h);
+        logits.push(l);
+        if whole {
+            break;
+        }
+    }
+    let (hidden, logits) = (tch::Tensor::cat(&hidden, 0), tch::Tensor::cat(&logits, 0));
+    if logits.size()[0] != n {
+        return Err(PipeError::Protocol(format!("the outputs hold {} rows, the graph {n}", logits.size()[0])));
+    }
+    Ok((hidden, logits))
 }
 
 /// One attempt of a run: connect → configure → resume the newest checkpoint → train → shut
@@ -203,12 +247,20 @@ pub async fn run(
         keep_best: opts.gather_parameters,
     };
     let result = match train(&launcher, plan, cfg, &train_opts, on_epoch).await {
-        Ok(report) if opts.gather_parameters => {
+        Ok(report) if opts.gather_parameters || opts.gather_outputs => {
             // One replica: way 0's workers hold every slot between them.
             let ranks: Vec<usize> = (0..plan.specs.len()).filter(|&r| plan.specs[r].way == 0).collect();
-            launcher.parameters(&ranks).await.map(|p| RunResult { report, parameters: Some(p) })
+            match launcher.parameters(&ranks).await {
+                Ok(p) if opts.gather_outputs => gather_outputs(&launcher, plan, &p).await.map(|o| RunResult {
+                    report,
+                    parameters: Some(p),
+                    outputs: Some(o),
+                }),
+                Ok(p) => Ok(RunResult { report, parameters: Some(p), outputs: None }),
+                Err(e) => Err(e),
+            }
         }
-        Ok(report) => Ok(RunResult { report, parameters: None }),
+        Ok(report) => Ok(RunResult { report, parameters: None, outputs: None }),
         Err(e) => Err(e),
     };
     match result {

@@ -128,6 +128,10 @@ pub struct LaunchArgs {
     /// replaced atomically.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Write the predictions of that epoch's weights for every node (.csv or .npy, as `strata
+    /// predict --out` writes them), computed by the workers.
+    #[arg(long, value_name = "PATH")]
+    pub predictions: Option<PathBuf>,
     /// Draw validation accuracy against epoch and against seconds of training (SVG), this run
     /// and every --plot-with report overlaid.
     #[arg(long)]

@@ -33,10 +33,11 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     for p in &a.plot_with {
         summary::curve_from_report(p)?;
     }
-    let outputs: Vec<(&str, &std::path::Path)> = [("--json", &a.json), ("--plot", &a.plot), ("--out", &a.out)]
-        .into_iter()
-        .filter_map(|(f, p)| Some((f, p.as_deref()?)))
-        .collect();
+    let outputs: Vec<(&str, &std::path::Path)> =
+        [("--json", &a.json), ("--plot", &a.plot), ("--out", &a.out), ("--predictions", &a.predictions)]
+            .into_iter()
+            .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+            .collect();
     let inputs: Vec<(&str, &std::path::Path)> = a.plot_with.iter().map(|p| ("--plot-with", p.as_path())).collect();
     crate::report::distinct_paths(&outputs, &inputs)?;
     if let Some(out) = &a.out {
@@ -258,6 +259,7 @@ async fn run_once(
             stop: Some(stop.clone()),
             keep_workers_on_failure: a.restart_failed,
             gather_parameters: a.out.is_some(),
+            gather_outputs: a.predictions.is_some(),
         };
         let pb = progress(cfg.epochs as u64, cfg.mode.name());
         let on_resume = |dir: &std::path::Path, epoch: u64| {
@@ -281,6 +283,16 @@ async fn run_once(
                 "strata launch: saved the model of epoch {} to {} (strata predict {1} …)",
                 manifest_epoch(&result.report).0,
                 out.display()
+            );
+        }
+        if let (Some(path), Some((hidden, logits))) = (&a.predictions, result.outputs) {
+            let p = crate::predict::back_in_order(&p.order, hidden, logits);
+            let ids: Vec<i64> = (0..p.probabilities.size()[0]).collect();
+            crate::predict::write_predictions(path, &p, &ids, &ids)?;
+            eprintln!(
+                "strata launch: wrote the predictions of epoch {} to {}",
+                manifest_epoch(&result.report).0,
+                path.display()
             );
         }
         Ok(())

@@ -258,6 +258,10 @@ impl GraphWay {
         let x = Self::take(&mut self.epoch.x_in, "an input", slot)?;
         if !self.core.train {
             let logits = tch::no_grad(|| self.head.forward(&x));
+            if self.core.capture {
+                // This way's rows, lo..lo + rows.
+                self.core.outputs = Some((x, logits.shallow_clone()));
+            }
             return Ok(Some(Boundary { x: logits, side: None }));
         }
         tracing::debug!(
