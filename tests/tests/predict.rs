@@ -210,6 +210,13 @@ fn bad_model_directories_and_inputs_are_refused() {
     assert!(!ok && err.contains("is not a node-classification model directory"), "{err}");
     let (ok, _, err) = run_strata(&["launch", "--npz", p(&g), "--epochs", "2", "--stages", "2", "--out", p(&notes)]);
     assert!(!ok && err.contains("is not a node-classification model directory"), "{err}");
+    let bad = d.join("p.txt");
+    for cmd in [&["train", "--epochs", "2"][..], &["launch", "--epochs", "2", "--stages", "2"][..]] {
+        let mut args = cmd.to_vec();
+        args.extend(["--npz", p(&g), "--predictions", p(&bad)]);
+        let (ok, _, err) = run_strata(&args);
+        assert!(!ok && err.contains("predictions are written as .csv or .npy") && !err.contains("epoch"), "{err}");
+    }
     assert_eq!(std::fs::read_to_string(notes.join("a.txt")).unwrap(), "mine");
 }
 

@@ -128,6 +128,14 @@ pub fn save(out: &Path, mut manifest: Manifest, weights: &[(String, Tensor)]) ->
     result
 }
 
+/// Refuses, before any work, a predictions path `flag` gives whose format is not known.
+pub fn check_predictions_path(flag: &str, path: &Path) -> anyhow::Result<()> {
+    if !matches!(path.extension().and_then(|e| e.to_str()), Some("csv" | "npy")) {
+        bail!("{flag} {}: predictions are written as .csv or .npy", path.display());
+    }
+    Ok(())
+}
+
 /// Refuses, before any training, an `--out` that exists and is not a node model directory.
 pub fn check_out(out: &Path) -> anyhow::Result<()> {
     model_dir::staging_for(out, FORMAT, "node-classification").map(|_| ())
@@ -477,9 +485,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         bail!("say what to write: --out PREDICTIONS.csv|.npy, --embeddings EMBEDDINGS.npy or --json REPORT.json");
     }
     if let Some(p) = &a.out {
-        if !matches!(p.extension().and_then(|e| e.to_str()), Some("csv" | "npy")) {
-            bail!("--out {}: predictions are written as .csv or .npy", p.display());
-        }
+        check_predictions_path("--out", p)?;
     }
     let model_files = [
         ("the model's manifest", a.model.join("manifest.json")),

@@ -125,9 +125,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         crate::predict::check_out(out)?;
     }
     if let Some(p) = &a.predictions {
-        if !matches!(p.extension().and_then(|e| e.to_str()), Some("csv" | "npy")) {
-            bail!("--predictions {}: predictions are written as .csv or .npy", p.display());
-        }
+        crate::predict::check_predictions_path("--predictions", p)?;
     }
     let device = a.compute.start()?;
     let kind: ModelKind = a.model.parse()?;

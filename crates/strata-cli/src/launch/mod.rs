@@ -40,14 +40,17 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             .collect();
     let inputs: Vec<(&str, &std::path::Path)> = a.plot_with.iter().map(|p| ("--plot-with", p.as_path())).collect();
     crate::report::distinct_paths(&outputs, &inputs)?;
+    if (a.out.is_some() || a.predictions.is_some()) && cfg.trainer != strata_pipe::PipeTrainer::Bp {
+        bail!(
+            "--out, --predictions: a model trained with --trainer {} has no classifier to predict with",
+            cfg.trainer.name()
+        );
+    }
     if let Some(out) = &a.out {
-        if cfg.trainer != strata_pipe::PipeTrainer::Bp {
-            bail!(
-                "--out: a model trained with --trainer {} has no classifier for `strata predict`",
-                cfg.trainer.name()
-            );
-        }
         crate::predict::check_out(out)?;
+    }
+    if let Some(p) = &a.predictions {
+        crate::predict::check_predictions_path("--predictions", p)?;
     }
     let (workers, token) = listed_workers(&a)?;
     let env = if workers.is_empty() { rendezvous_env()? } else { None };
