@@ -153,3 +153,22 @@ fn launch_plots_validation_curves_of_several_runs() {
         run(&["train", "--dataset", "karate", "--save", ckpt.to_str().unwrap(), "--json", meta.to_str().unwrap()]);
     assert!(!ok && e.contains("--json and --save's metadata"), "{e}");
 }
+
+/// A closed pipe (`strata … | head -1`) ends the command quietly with SIGPIPE's 141, no panic;
+/// log lines carry no colour codes when stderr is not a terminal.
+#[test]
+fn a_closed_pipe_ends_quietly_and_logs_are_plain_off_a_terminal() {
+    // The reader (`true`) is gone before strata writes its first line.
+    let script = format!("'{}' data list 2>err.txt | true; echo ${{PIPESTATUS[0]}}", strata_bin().display());
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash").arg("-c").arg(&script).current_dir(dir.path()).output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = std::fs::read_to_string(dir.path().join("err.txt")).unwrap();
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert!(status == "141" || status == "0", "exit {status}: {err}");
+    // An edge list with a self loop: the reader logs (WARN) that it dropped it.
+    let edges = dir.path().join("e.txt");
+    std::fs::write(&edges, "0 0\n0 1\n1 2\n2 0\n").unwrap();
+    let (_, _, e) = run(&["probe", "--edges", edges.to_str().unwrap()]);
+    assert!(e.contains("WARN") && e.contains("self loop") && !e.contains('\u{1b}'), "{e}");
+}

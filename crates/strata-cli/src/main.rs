@@ -54,12 +54,19 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, and never under NO_COLOR (no-color.org).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     // libtorch reports a failed allocation as an error that tch turns into a panic: say it
     // plainly instead of printing a panic and a backtrace.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !out_of_memory(&panic_text(info.payload())) {
+        let text = panic_text(info.payload());
+        // A closed pipe (`strata … | head -1`) ends the command quietly, as SIGPIPE would.
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        if !out_of_memory(&text) {
             default_hook(info);
         }
     }));
