@@ -256,6 +256,14 @@ fn kubernetes_and_slurm_manifests_match_the_binary() {
         assert!(c["resources"][r]["cpu"].as_str().is_some(), "cpu {r}");
     }
     assert!(c["resources"]["limits"]["nvidia.com/gpu"].as_u64().is_some(), "GPU limit");
+    // The kubelet's grpc: probes reach the plaintext health port the worker serves, readiness
+    // on the configured-worker service; not-ready workers stay resolvable for the launcher.
+    let health = &wargs[wargs.iter().position(|a| a == "--health-addr").unwrap() + 1];
+    let health_port: u64 = health.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(c["livenessProbe"]["grpc"]["port"].as_u64(), Some(health_port));
+    assert_eq!(c["readinessProbe"]["grpc"]["port"].as_u64(), Some(health_port));
+    assert_eq!(c["readinessProbe"]["grpc"]["service"], "strata.v1.Worker");
+    assert_eq!(svc["spec"]["publishNotReadyAddresses"], true);
     let tls_dir = &wargs[wargs.iter().position(|a| a == "--tls-dir").unwrap() + 1];
     let mount = |spec: &serde_yaml::Value, vol: &str| {
         spec["containers"][0]["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["name"] == vol).unwrap()

@@ -463,3 +463,49 @@ fn a_panicking_stage_reports_itself_failed_and_the_launcher_names_it() {
     let _ = w.kill();
     let _ = w.wait();
 }
+
+/// The standard gRPC health protocol (`grpc.health.v1.Health/Check`, as `grpc_health_probe`
+/// and Kubernetes' `grpc:` probes call it), on the plaintext `--health-addr` and on the main
+/// port without a token: the server is SERVING at once, `strata.v1.Worker` NOT_SERVING until a
+/// launcher configures the worker, then SERVING.
+#[test]
+fn standard_grpc_health_checks_follow_the_workers_state() {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mut w, addr) =
+        start_worker(&["--listen", "127.0.0.1:0", "--health-addr", &port.to_string()], &[("STRATA_TOKEN", TOKEN)]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let check = |at: String, service: &str| {
+        rt.block_on(async {
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://{at}")).unwrap().connect().await.unwrap();
+            let r = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await.unwrap();
+            r.into_inner().status()
+        })
+    };
+    let probe = format!("127.0.0.1:{port}");
+    // The reporter follows the state within a fraction of a second.
+    let settle = || std::thread::sleep(Duration::from_millis(600));
+    settle();
+    for at in [probe.clone(), addr.clone()] {
+        assert_eq!(check(at.clone(), ""), ServingStatus::Serving, "{at}");
+        assert_eq!(check(at.clone(), "strata.v1.Worker"), ServingStatus::NotServing, "{at}");
+    }
+    let data = strata_graph::load("karate", None).unwrap();
+    let split = strata_graph::Split::random_stratified(&data.labels, 0.2, 0.2, 0);
+    let plan = strata_pipe::PipelinePlan::new(&data, &split, &strata_pipe::PipelineConfig::gcnii(2, 1));
+    let creds = strata_pipe::security::Credentials::token(Some(TOKEN.into()));
+    rt.block_on(async {
+        let mut l =
+            strata_pipe::launcher::Launcher::connect(std::slice::from_ref(&addr), &creds, Duration::from_secs(10))
+                .await
+                .unwrap();
+        l.configure(&plan, None).await.unwrap();
+    });
+    settle();
+    for at in [probe, addr] {
+        assert_eq!(check(at.clone(), "strata.v1.Worker"), ServingStatus::Serving, "{at}");
+    }
+    let _ = w.kill();
+    let _ = w.wait();
+}

@@ -160,6 +160,7 @@ pub(super) fn env_worker(
             device,
             registrations: None,
             max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES,
+            health_listen: None,
         };
         let server = tokio::spawn(strata_pipe::worker::serve(opts, move |addr| {
             let _ = addr_tx.send(addr);
@@ -193,6 +194,7 @@ pub(super) async fn serve_rank0(
         device: strata_nn::parse_device(device)?,
         registrations: Some(tx),
         max_graph_bytes: strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES,
+        health_listen: None,
     };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {

@@ -32,6 +32,13 @@ pub struct WorkerArgs {
     /// Largest graph (bytes of the npz stream) a launcher may configure this worker with.
     #[arg(long, default_value_t = strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES)]
     pub max_graph_bytes: u64,
+    /// Also serve the standard gRPC health service (`grpc.health.v1.Health`) alone, in
+    /// plaintext, at this address, for probes that cannot present the cluster's certificates
+    /// (Kubernetes' `grpc:` probes). Service "" is SERVING while the process serves;
+    /// `strata.v1.Worker` only once a launcher has configured it. The main port serves the
+    /// same health service. A bare port binds loopback, as for --metrics-addr.
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    pub health_addr: Option<std::net::SocketAddr>,
 }
 
 /// `PORT` (loopback) or `HOST:PORT`.
@@ -59,6 +66,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         device,
         registrations: None,
         max_graph_bytes: a.max_graph_bytes,
+        health_listen: a.health_addr,
     };
     if let Some(addr) = a.metrics_addr {
         let _guard = rt.enter();

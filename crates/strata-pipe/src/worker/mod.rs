@@ -46,6 +46,33 @@ pub struct WorkerOptions {
     pub registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
     /// Largest graph a Configure stream may carry (bytes).
     pub max_graph_bytes: u64,
+    /// Also serve the standard gRPC health service alone, in plaintext, here (for probes that
+    /// cannot present the cluster's certificates, such as Kubernetes' `grpc:` probes).
+    pub health_listen: Option<SocketAddr>,
+}
+
+/// The service name whose health status says whether this worker is configured.
+pub const HEALTH_SERVICE: &str = "strata.v1.Worker";
+
+/// Keeps the standard gRPC health statuses (`grpc.health.v1.Health`) in step with the worker's
+/// state: the server ("") SERVING while the process serves, NOT_SERVING once its stage failed;
+/// [`HEALTH_SERVICE`] SERVING only while a stage is configured and sound.
+async fn report_health(reporter: tonic_health::server::HealthReporter, state: Arc<std::sync::Mutex<WorkerState>>) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    let mut last = None;
+    loop {
+        let now = match &*state.lock().unwrap_or_else(|e| e.into_inner()) {
+            WorkerState::Idle => (Serving, NotServing),
+            WorkerState::Serving => (Serving, Serving),
+            WorkerState::Failed(_) => (NotServing, NotServing),
+        };
+        if last != Some(now) {
+            reporter.set_service_status("", now.0).await;
+            reporter.set_service_status(HEALTH_SERVICE, now.1).await;
+            last = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// How long a signalled worker keeps serving for the launcher's final checkpoint:
@@ -169,6 +196,25 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         WorkerServer::new(svc).max_decoding_message_size(MAX_MESSAGE_BYTES),
         CheckAuth(opts.creds.token.clone()),
     );
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(reporter, state_for_stop.clone()));
+    if let Some(at) = opts.health_listen {
+        let probe_listener = tokio::net::TcpListener::bind(at)
+            .await
+            .map_err(|e| PipeError::Local { what: format!("binding the health port {at}"), source: e })?;
+        let mut stopped = shutdown_rx.clone();
+        let probe = tonic::transport::Server::builder().add_service(health.clone()).serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(probe_listener),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = probe.await {
+                tracing::error!("the health port stopped: {e}");
+            }
+        });
+    }
     let stop = stop_signal(shutdown_rx, state_for_stop);
     let mut builder = tonic::transport::Server::builder()
         .initial_stream_window_size(auth::STREAM_WINDOW)
@@ -180,6 +226,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
     }
     builder
         .add_service(server)
+        .add_service(health)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
         .await
         .map_err(|e| PipeError::Local { what: format!("serving on {addr}"), source: std::io::Error::other(e) })
