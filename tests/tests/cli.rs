@@ -142,12 +142,19 @@ fn launch_plots_validation_curves_of_several_runs() {
         assert!(!ok && e.contains(&file.display().to_string()) && e.contains(says), "{e}");
         assert!(!out.contains("test acc"), "trained before refusing the report: {out}");
     }
-    // A plot written over the report it overlays is refused, and the report left as it was.
+    // A plot written over the report it overlays (or under any name but .svg) is refused, and
+    // the report left as it was.
     let before = std::fs::read(&first).unwrap();
     let (ok, _, e) =
         run(&[&base[..], &["--plot", first.to_str().unwrap(), "--plot-with", first.to_str().unwrap()]].concat());
-    assert!(!ok && e.contains("--plot and --plot-with are the same file"), "{e}");
+    assert!(!ok && e.contains("plots are written as SVG"), "{e}");
     assert_eq!(std::fs::read(&first).unwrap(), before);
+    let png = dir.path().join("curves.png");
+    for cmd in [&["train", "--dataset", "karate"][..], &["probe", "--dataset", "karate"][..]] {
+        let (ok, _, e) = run(&[cmd, &["--plot", png.to_str().unwrap()]].concat());
+        assert!(!ok && e.contains("plots are written as SVG: name the file .svg"), "{e}");
+        assert!(!png.exists());
+    }
     let (ckpt, meta) = (dir.path().join("m.safetensors"), dir.path().join("m.json"));
     let (ok, _, e) =
         run(&["train", "--dataset", "karate", "--save", ckpt.to_str().unwrap(), "--json", meta.to_str().unwrap()]);

@@ -5,6 +5,16 @@ use std::path::Path;
 use strata_nn::EpochStats;
 
 /// Draws train/validation accuracy (left) and loss (right) per epoch for each run.
+/// `--plot`'s value: plots are SVG, so a path that names another format (`curves.png`) is
+/// refused while the command line is read, before any work.
+pub fn svg_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let p = std::path::PathBuf::from(s);
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(p),
+        _ => Err(format!("plots are written as SVG: name the file .svg (got `{s}`)")),
+    }
+}
+
 pub fn training_curves(path: &Path, title: &str, runs: &[(u64, Vec<EpochStats>)]) -> anyhow::Result<()> {
     let tmp = path.with_extension("svg.tmp");
     {

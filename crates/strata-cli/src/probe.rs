@@ -43,7 +43,7 @@ pub struct ProbeArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Bar chart of the scores (SVG).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::plot::svg_path)]
     plot: Option<PathBuf>,
 }
 

@@ -52,7 +52,7 @@ pub struct RefineArgs {
     baselines: bool,
     /// Histogram of the embedding cosines of adversarial vs normal edges (SVG; needs a known
     /// clean graph, i.e. --attack on a Pro-GNN dataset).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::plot::svg_path)]
     plot: Option<PathBuf>,
 }
 

@@ -77,7 +77,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Draw train/validation curves (SVG).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::plot::svg_path)]
     pub plot: Option<PathBuf>,
     /// Save the last seed's best weights (safetensors, atomic) here. For a model `strata
     /// predict` can load, use --out.

@@ -134,7 +134,7 @@ pub struct LaunchArgs {
     pub predictions: Option<PathBuf>,
     /// Draw validation accuracy against epoch and against seconds of training (SVG), this run
     /// and every --plot-with report overlaid.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::plot::svg_path)]
     pub plot: Option<PathBuf>,
     /// Another run's `--json` report to overlay on --plot (repeatable), e.g. the other modes.
     #[arg(long, requires = "plot")]
