@@ -62,11 +62,10 @@ fn write_new(dir: &Path, name: &str, text: &str, private: bool) -> anyhow::Resul
     if path.exists() {
         bail!("{} exists: refusing to overwrite TLS material (choose another --out)", path.display());
     }
-    strata_nn::checkpoint::write_atomic(&path, text.as_bytes())?;
     if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {}", path.display()))?;
+        strata_graph::write_atomic_private(&path, text.as_bytes())?;
+    } else {
+        strata_graph::write_atomic(&path, text.as_bytes())?;
     }
     Ok(())
 }

@@ -35,5 +35,5 @@ pub use partition::{
     edge_cut, locality_order, partition, random_partition, ContiguousOrder, Reorder, LOCALITY_PART_NODES,
 };
 pub use prognn::{edge_difference, prognn_clean, with_poisoned_adjacency};
-pub use registry::{load, write_atomic, write_atomic_with, Attack};
+pub use registry::{load, write_atomic, write_atomic_private, write_atomic_with, Attack};
 pub use split::{LinkSplit, Split};

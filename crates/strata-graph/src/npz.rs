@@ -344,7 +344,8 @@ impl NpzFileWriter {
     pub fn create(path: &Path) -> Result<NpzFileWriter> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GraphError::io(dir, e))?;
+        // A dataset is for others to read (workers on a shared volume): a plain file's mode.
+        let tmp = crate::registry::temp_beside(path, "", 0o666)?;
         Ok(NpzFileWriter {
             zip: zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp)),
             path: path.to_path_buf(),
@@ -412,13 +413,6 @@ impl NpzFileWriter {
             .map_err(|e| GraphError::invalid(path.display(), format!("finishing the archive: {e}")))?;
         let tmp = buffered.into_inner().map_err(|e| GraphError::io(&path, e.into_error()))?;
         let bytes = tmp.as_file().metadata().map_err(|e| GraphError::io(tmp.path(), e))?.len();
-        // A dataset is for others to read (workers on a shared volume): not the temp file's 0600.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| GraphError::io(tmp.path(), e))?;
-        }
         crate::registry::persist_atomic(tmp, &path)?;
         Ok(bytes)
     }

@@ -291,13 +291,40 @@ pub fn download(rel: &str, mirror: Option<&str>, dest_root: &Path) -> Result<Pat
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
-/// Readers see the old file or the new one, never a torn one.
+/// Readers see the old file or the new one, never a torn one. The file gets the permissions a
+/// plain create would (0666 less the umask: 0644 usually), so colleagues can read reports,
+/// models and datasets; secrets go through [`write_atomic_private`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o666)
+}
+
+/// [`write_atomic`] for secrets (TLS private keys): readable by the owner only (0600) from the
+/// moment the file exists.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| GraphError::io(dir, e))?;
+    let mut tmp = temp_beside(path, "", mode)?;
     tmp.write_all(bytes).map_err(|e| GraphError::io(tmp.path(), e))?;
     persist_atomic(tmp, path)
+}
+
+/// A temporary file beside `path` (name `.NAME.XXXX` + `suffix`), created with `mode` less the
+/// umask (tempfile's own default is 0600 whatever the umask).
+pub(crate) fn temp_beside(path: &Path, suffix: &str, mode: u32) -> Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let prefix = format!(".{}.", path.file_name().unwrap_or_default().to_string_lossy());
+    let mut b = tempfile::Builder::new();
+    b.prefix(&prefix).suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    b.tempfile_in(dir).map_err(|e| GraphError::io(dir, e))
 }
 
 /// [`write_atomic`] for writers that take a file name: `write` fills a temporary file beside
@@ -310,9 +337,7 @@ pub fn write_atomic_with(
 ) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| GraphError::io(dir, e))?;
-    let prefix = format!(".{}.", path.file_name().unwrap_or_default().to_string_lossy());
-    let tmp =
-        tempfile::Builder::new().prefix(&prefix).suffix(suffix).tempfile_in(dir).map_err(|e| GraphError::io(dir, e))?;
+    let tmp = temp_beside(path, suffix, 0o666)?;
     write(tmp.path()).map_err(|msg| GraphError::invalid(path.display(), msg))?;
     persist_atomic(tmp, path)
 }
@@ -435,5 +460,32 @@ pub fn locate_or_skip(rel: &str) -> Option<PathBuf> {
             eprintln!("SKIPPED (test data missing): {e}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs get the permissions a plain create gets (0666 less the umask), secrets 0600,
+    /// and a replaced file keeps no trace of the old contents.
+    #[cfg(unix)]
+    #[test]
+    fn outputs_are_readable_as_plain_files_are_and_secrets_are_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain.txt");
+        std::fs::write(&plain, b"x").unwrap();
+        let (report, key) = (dir.path().join("report.json"), dir.path().join("key.pem"));
+        write_atomic(&report, b"old").unwrap();
+        write_atomic(&report, b"{}").unwrap();
+        write_atomic_private(&key, b"secret").unwrap();
+        assert_eq!(mode(&report), mode(&plain));
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(std::fs::read(&report).unwrap(), b"{}");
+        let st = dir.path().join("w.bin");
+        write_atomic_with(&st, ".bin", |p| std::fs::write(p, b"w").map_err(|e| e.to_string())).unwrap();
+        assert_eq!(mode(&st), mode(&plain));
     }
 }
