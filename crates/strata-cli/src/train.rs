@@ -32,20 +32,30 @@ pub struct TrainArgs {
     /// Hyper-parameters from a TOML file (keys as in `ModelConfig`); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Layers (message-passing layers; GCNII: its convolutions between the input and output
+    /// maps). Default: the model's paper setting (`ModelConfig::defaults`, e.g. GCN 2, GCNII 64).
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Hidden width (per head for GAT). Default: the model's paper setting.
     #[arg(long)]
     pub hidden: Option<i64>,
+    /// Attention heads of GAT's hidden layers (default 8).
     #[arg(long)]
     pub heads: Option<i64>,
+    /// Most epochs to train (default: the model's, e.g. 200; early stopping may end sooner).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Adam learning rate (default: the model's, e.g. 0.01).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Dropout on every layer's input (default: the model's, e.g. 0.5).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// L2 penalty (coupled weight decay) on the first parameter group (default: the model's,
+    /// e.g. 5e-4).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Stop after this many validations without improvement (0 = never; default: the model's).
     #[arg(long)]
     pub patience: Option<usize>,
     /// Number of seeds (0..S); with several official splits, seed i uses split i mod count.

@@ -8,9 +8,10 @@ pub struct LaunchArgs {
     /// The graph (default: the registered `cora`).
     #[command(flatten)]
     pub graph: crate::source::GraphSource,
-    /// gcnii, gcn or sage (GraphSAGE, mean aggregator).
+    /// gcnii, gcn, sage (GraphSAGE, mean aggregator) or gat.
     #[arg(long, default_value = "gcnii")]
     pub model: String,
+    /// Graph-convolution layers (between the input projection and the classifier).
     #[arg(long, default_value_t = 32)]
     pub layers: usize,
     /// Hidden width (default 64; 100 under `--preset gnnpipe`).
@@ -39,12 +40,17 @@ pub struct LaunchArgs {
     /// Vertex chunks K (0 = 4·P).
     #[arg(long, default_value_t = 0)]
     pub chunks: usize,
+    /// Training epochs.
     #[arg(long, default_value_t = 300)]
     pub epochs: usize,
+    /// Adam learning rate (default 0.01; 1e-3 under `--preset gnnpipe`).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Dropout on every slot's input (default: GCNII 0.6, others 0.5; 0.5 under `--preset
+    /// gnnpipe`).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Seed of the weights, the split, the partition and the chunk order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Turn off trick 1 (per-epoch chunk shuffling).
