@@ -391,16 +391,16 @@ fn infer_over_workers(a: &PredictArgs, m: &Manifest, dataset: &Dataset) -> anyho
             }
             let req = strata_pipe::proto::EpochRequest { capture: true, ..Default::default() };
             launcher.epoch(req).await?;
-            let out = launcher.outputs(plan.specs.len() - 1).await?;
+            let last = plan.specs.len() - 1;
+            let out = launcher.outputs(last, plan.specs[last].classes).await?;
             launcher.shutdown("inference finished").await;
             Ok::<_, PipeError>(out)
         }
         .await?;
-        let take = |name: &str| result.iter().find(|(k, _)| k == name).map(|(_, t)| t.shallow_clone());
-        match (take("embeddings"), take("logits")) {
-            (Some(h), Some(l)) => Ok::<_, anyhow::Error>((h, l)),
-            _ => bail!("the last stage sent no embeddings or logits"),
+        if result.1.size()[0] != plan.order.len() as i64 {
+            bail!("the last stage sent {} rows of output, the graph has {}", result.1.size()[0], plan.order.len());
         }
+        Ok::<_, anyhow::Error>(result)
     })?;
     Ok(back_in_order(&plan.order, hidden, logits))
 }

@@ -340,16 +340,32 @@ impl Launcher {
         Ok(())
     }
 
-    /// The output worker `rank` kept from the last inference pass run with `capture`:
-    /// `embeddings` and `logits`.
-    pub async fn outputs(&self, rank: usize) -> Result<Vec<(String, tch::Tensor)>, PipeError> {
+    /// The output worker `rank` kept from the last inference pass run with `capture`: its
+    /// embeddings and logits, checked before use (a peer is not trusted): both 2-D with the same
+    /// rows, `classes` logit columns.
+    pub async fn outputs(&self, rank: usize, classes: i64) -> Result<(tch::Tensor, tch::Tensor), PipeError> {
         let mut c = self.workers[rank].1.clone();
         let stream = c
             .outputs(OutputsRequest {})
             .await
             .map_err(|s| self.fail(rank, format!("outputs: {}", s.message())))?
             .into_inner();
-        self.receive_named(rank, stream, TensorKind::Output, "outputs").await
+        let got = self.receive_named(rank, stream, TensorKind::Output, "outputs").await?;
+        let take = |name: &str| {
+            got.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| self.fail(rank, format!("outputs: no `{name}` tensor")))
+        };
+        let (hidden, logits) = (take("embeddings")?, take("logits")?);
+        let (h, l) = (hidden.size(), logits.size());
+        match (&h[..], &l[..]) {
+            ([rows, _], [r, c]) if rows == r && *c == classes => Ok((hidden, logits)),
+            _ => Err(self.fail(
+                rank,
+                format!("outputs: embeddings {h:?} and logits {l:?} are not [rows, width] and [rows, {classes}]"),
+            )),
+        }
     }
 
     /// Named tensors of `kind` from worker `rank`, reassembled with every invariant checked

@@ -192,14 +192,10 @@ async fn gather_outputs(
     let n = plan.dataset.num_nodes() as i64;
     let (mut hidden, mut logits) = (Vec::new(), Vec::new());
     for (rank, _) in plan.specs.iter().enumerate().filter(|(_, s)| s.last == last) {
-        let out = launcher.outputs(rank).await?;
-        let take = |name: &str| {
-            out.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, t)| t.shallow_clone())
-                .ok_or_else(|| PipeError::Protocol(format!("worker {rank} sent no `{name}` output")))
-        };
-        let (h, l) = (take("embeddings")?, take("logits")?);
+        let (h, l) = launcher.outputs(rank, plan.specs[rank].classes).await?;
+        if hidden.first().is_some_and(|f: &tch::Tensor| f.size()[1] != h.size()[1]) {
+            return Err(PipeError::Protocol(format!("worker {rank} sent embeddings of another width")));
+        }
         // A pipeline's last stage holds every vertex; one is enough.
         let whole = l.size()[0] == n;
         hidden.push(h);
