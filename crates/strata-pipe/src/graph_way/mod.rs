@@ -21,7 +21,7 @@ use crate::schedule::{Halo, Part};
 use crate::stage_core::{grad_or_zeros, Breakdown, Engine, StageCore};
 use crate::stage_data::StageData;
 use strata_nn::conv::Linear;
-use strata_nn::ops::{dropout, dropout_mask, host_vec, spmm};
+use strata_nn::ops::{backward_roots, dropout, dropout_mask, host_vec, spmm};
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -106,7 +106,9 @@ impl GraphWay {
                 listed.len()
             )));
         }
-        let op = PartitionOperator::new(&part, device)?;
+        let dropout_scale = if cfg.dropout > 0.0 { 1.0 / (1.0 - cfg.dropout) } else { 1.0 };
+        let residual = if cfg.model == PipeModel::Gcnii { 1.0 - cfg.alpha } else { 1.0 };
+        let op = PartitionOperator::new(&part, dropout_scale * residual, device)?;
         drop(part);
         Ok(GraphWay {
             features: Input::from_features(&data.rows(lo..hi), device, strata_graph::FeatureNorm::None),
@@ -167,8 +169,9 @@ impl GraphWay {
         self.epoch.projected = train.then_some(h);
     }
 
-    /// The rows of the next slot's dropped-out input that each other way aggregates (the mask
-    /// is drawn here, seeded per slot).
+    /// The rows of the next slot's input that each other way aggregates, masked by this slot's
+    /// dropout (the mask is drawn here, seeded per slot); the reader's operator carries the
+    /// dropout scale.
     fn outgoing_rows(&mut self, slot: usize) -> Result<Vec<(usize, Tensor)>, PipeError> {
         let x = self.epoch.x_in.as_ref().ok_or_else(|| PipeError::Internal(format!("slot {slot} has no input")))?;
         let p = self.core.spec.config.dropout;
@@ -178,16 +181,14 @@ impl GraphWay {
         } else {
             None
         };
-        let scale = self.scale();
         let out = tch::no_grad(|| {
             self.send
                 .iter()
                 .map(|(q, rows)| {
-                    // One gathered copy, masked and scaled in place: what goes on the wire.
+                    // One gathered copy, masked in place: what goes on the wire.
                     let mut r = x.index_select(0, rows);
                     if let Some(k) = &keep {
                         let _ = r.g_mul_(&k.index_select(0, rows));
-                        let _ = r.g_mul_scalar_(scale);
                     }
                     (*q, r)
                 })
@@ -200,15 +201,19 @@ impl GraphWay {
     /// One convolution on this partition, its halo rows received: GCNII through strata-nn's
     /// fused layer (the halo part rides in the residual), the others as `update(Â·x)`.
     ///
-    /// Each layer is `relu(((1−α)·(Â_intra·(x ⊙ keep)/(1−p) + Â_halo·halo) + α·h⁰)·M)` for GCNII
-    /// and `relu((Â_intra·(x ⊙ keep)/(1−p) + Â_halo·halo)·W + b)` for GCN, where `halo` holds the
-    /// other ways' dropped-out rows as they sent them.
+    /// Each layer is `relu(((1−α)·(Â_intra·(x ⊙ keep) + Â_halo·halo)/(1−p) + α·h⁰)·M)` for GCNII
+    /// and `relu((Â_intra·(x ⊙ keep) + Â_halo·halo)/(1−p)·W + b)` for GCN, where `halo` holds the
+    /// other ways' rows masked as they sent them (the factors ride on the halo block's values).
     fn conv_forward(&self, p: &ConvParams, x_in: &Tensor, keep: Option<&Tensor>, halo: &Tensor) -> Tensor {
         let scale = self.scale();
-        let from_halo = self.op.halo_part(halo);
+        let from_halo = self.op.halo_part_train(halo);
         if let (Some(h0a), Conv::Gcnii(conv)) = (self.epoch.h0a.as_ref(), &p.conv) {
             let residual = match from_halo {
-                Some(f) => f * (1.0 - conv.alpha) + h0a,
+                // In place: the sparse product keeps nothing of its output for its backward.
+                Some(mut f) => {
+                    let _ = f.g_add_(h0a);
+                    f
+                }
                 None => h0a.shallow_clone(),
             };
             let (a, a_t) = &self.op.intra;
@@ -218,11 +223,10 @@ impl GraphWay {
             Some(k) => (x_in * k) * scale,
             None => x_in.shallow_clone(),
         };
-        let agg = spmm(&self.op.intra.0, &self.op.intra.1, &xd);
-        let agg = match from_halo {
-            Some(f) => agg + f,
-            None => agg,
-        };
+        let mut agg = spmm(&self.op.intra.0, &self.op.intra.1, &xd);
+        if let Some(f) = from_halo {
+            let _ = agg.g_add_(&f);
+        }
         p.update(agg, &xd, None)
     }
 
@@ -293,7 +297,7 @@ impl GraphWay {
     fn backward_slot(&mut self, slot: usize) -> Result<(), PipeError> {
         let s = self.epoch.saved.pop().ok_or_else(|| PipeError::Internal(format!("slot {slot}: nothing saved")))?;
         let g = self.output_grad(&s.next_leaf);
-        (&s.out * g).sum(Kind::Float).backward();
+        backward_roots(&[(&s.out, &g)])?;
         let halo_grad = grad_or_zeros(&s.halo_leaf);
         let mut off = 0;
         self.epoch.halo_grad.clear();
@@ -345,7 +349,7 @@ impl Engine for GraphWay {
                 let x0 = Self::take(&mut self.epoch.x0, "its projection", 0)?;
                 let h = Self::take(&mut self.epoch.projected, "its projection", 0)?;
                 let g0 = self.output_grad(&x0);
-                (&h * g0).sum(Kind::Float).backward();
+                backward_roots(&[(&h, &g0)])?;
                 self.epoch = Epoch::default();
             }
             Part::Slot(s) if s == head => {
@@ -379,29 +383,29 @@ impl Engine for GraphWay {
         }
     }
     /// Forward: the received rows become the next slot's halo buffer. Backward: the gradients
-    /// of our rows come back through our dropout mask (`scale` = 1/(1−p)) and wait to be added
-    /// to the output gradient of the slot below.
+    /// of our rows come back (the readers' operators applied the dropout scale) through our
+    /// dropout mask and wait to be added to the output gradient of the slot below.
     fn halo_in(&mut self, halo: Halo, slot: usize, got: Vec<Tensor>) -> Result<(), PipeError> {
         let device = self.core.device();
         let d = self.core.spec.config.hidden;
         match halo {
             Halo::Rows => {
-                let got: Vec<Tensor> = got.into_iter().map(|t| t.to_device(device)).collect();
-                self.epoch.halo = Some(if got.is_empty() {
-                    Tensor::zeros([0, d], (Kind::Float, device))
-                } else {
-                    Tensor::cat(&got, 0)
+                let mut got: Vec<Tensor> = got.into_iter().map(|t| t.to_device(device)).collect();
+                self.epoch.halo = Some(match got.len() {
+                    0 => Tensor::zeros([0, d], (Kind::Float, device)),
+                    1 => got.remove(0),
+                    _ => Tensor::cat(&got, 0),
                 });
             }
             Halo::Gradients => {
                 let keep = self.epoch.keep.take();
-                let scale = self.scale();
                 for ((_, rows), t) in self.send.iter().zip(got) {
-                    let t = t.to_device(device);
-                    let t = match &keep {
-                        Some(k) => tch::no_grad(|| (t * k.index_select(0, rows)) * scale),
-                        None => t,
-                    };
+                    let mut t = t.to_device(device);
+                    if let Some(k) = &keep {
+                        tch::no_grad(|| {
+                            let _ = t.g_mul_(&k.index_select(0, rows));
+                        });
+                    }
                     self.epoch.returned.push((rows.shallow_clone(), t));
                 }
             }

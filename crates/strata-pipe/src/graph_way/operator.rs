@@ -8,17 +8,22 @@ use strata_nn::ops::{host_vec, spmm};
 use tch::{Device, Kind, Tensor};
 
 /// A partition's rows of `Â` as CSR tensors: `intra` (n × n, its own columns) with its
-/// transpose (itself for the bit-symmetric GCN operator) and `halo` (n × h, the received halo rows' columns) with its
-/// cached transpose. Both halves are sparse products whose backward needs only the operator,
-/// so a layer's forward keeps neither its input rows nor an edge-sized message tensor for the
-/// backward pass (libtorch's `index_add` would keep its E × d source).
+/// transpose (itself for the bit-symmetric GCN operator) and `halo` (n × h, the received halo
+/// rows' columns) with its cached transpose, and the same halo block with its values scaled by
+/// the training factor (the dropout scale, and GCNII's 1 − α), so the rows on the wire need no
+/// scaling pass and the residual no multiply. Both halves are sparse products whose backward
+/// needs only the operator, so a layer's forward keeps neither its input rows nor an
+/// edge-sized message tensor for the backward pass (libtorch's `index_add` would keep its
+/// E × d source).
 pub(super) struct PartitionOperator {
     pub(super) intra: (Tensor, Tensor),
     halo: Option<(Tensor, Tensor)>,
+    halo_train: Option<(Tensor, Tensor)>,
 }
 
 impl PartitionOperator {
-    pub(super) fn new(part: &Chunk, device: Device) -> Result<PartitionOperator, PipeError> {
+    /// `train_scale`: the factor training folds into the halo block.
+    pub(super) fn new(part: &Chunk, train_scale: f64, device: Device) -> Result<PartitionOperator, PipeError> {
         let n = part.len() as usize;
         let cpu_i64 = host_vec::<i64>;
         let cpu_f32 = host_vec::<f32>;
@@ -32,13 +37,33 @@ impl PartitionOperator {
             }
         };
         let halo = part.inter.as_ref().and_then(|b| Some((b.a.shallow_clone(), b.a_t.as_ref()?.shallow_clone())));
-        Ok(PartitionOperator { intra, halo })
+        let halo_train = halo.as_ref().map(|(a, a_t)| (scaled(a, train_scale), scaled(a_t, train_scale)));
+        Ok(PartitionOperator { intra, halo, halo_train })
     }
 
     /// `Â_halo · halo`, or `None` for a partition that receives no halo rows.
     pub(super) fn halo_part(&self, halo: &Tensor) -> Option<Tensor> {
         self.halo.as_ref().map(|(a, a_t)| spmm(a, a_t, halo))
     }
+
+    /// `c·Â_halo · halo` with the training factor `c` given to [`PartitionOperator::new`].
+    pub(super) fn halo_part_train(&self, halo: &Tensor) -> Option<Tensor> {
+        self.halo_train.as_ref().map(|(a, a_t)| spmm(a, a_t, halo))
+    }
+}
+
+/// `c·a` for a CSR tensor `a` (its index arrays shared).
+fn scaled(a: &Tensor, c: f64) -> Tensor {
+    if c == 1.0 {
+        return a.shallow_clone();
+    }
+    Tensor::sparse_csr_tensor_crow_col_value_size(
+        &a.crow_indices(),
+        &a.col_indices(),
+        &(a.values() * c),
+        a.size(),
+        (a.kind(), a.device()),
+    )
 }
 
 /// A CSR matrix from COO arrays whose rows are already in ascending order.

@@ -3,17 +3,19 @@
 use super::meta::{shape_bytes, Address, TensorMeta, WireError};
 use crate::proto::{TensorKind, TensorPiece, ValueType};
 
-/// Reassembles one tensor from its pieces, in order.
+/// Reassembles one tensor from its pieces, in order. The pieces' payloads are kept as they
+/// arrived (slices of the decoder's buffer, no copy) and copied once, into the finished tensor.
 pub struct Assembler {
     limit: u64,
     meta: Option<(TensorMeta, u64)>,
-    pub(super) buf: Vec<u8>,
+    pub(super) pieces: Vec<bytes::Bytes>,
+    received: u64,
 }
 
 impl Assembler {
     /// `limit`: the largest tensor (bytes) this receiver accepts.
     pub fn new(limit: u64) -> Assembler {
-        Assembler { limit, meta: None, buf: Vec::new() }
+        Assembler { limit, meta: None, pieces: Vec::new(), received: 0 }
     }
     pub fn push(&mut self, c: TensorPiece) -> Result<(), WireError> {
         match &self.meta {
@@ -44,8 +46,8 @@ impl Assembler {
                     shape: c.shape.clone(),
                     value_type,
                 };
-                // No reservation from the header: the buffer grows with the bytes that arrive, so a
-                // forged total_bytes cannot make the worker allocate.
+                // No reservation from the header: only the bytes that arrive are held, so a forged
+                // total_bytes cannot make the worker allocate.
                 self.meta = Some((meta, c.total_bytes));
             }
             Some((m, total)) => {
@@ -61,7 +63,7 @@ impl Assembler {
             }
         }
         let (meta, total) = self.meta.as_ref().unwrap();
-        let received = self.buf.len() as u64;
+        let received = self.received;
         if c.offset != received {
             return Err(WireError::OutOfOrder { name: meta.name.clone(), offset: c.offset, received });
         }
@@ -72,24 +74,41 @@ impl Assembler {
                 total: *total,
             });
         }
-        self.buf.extend_from_slice(&c.data);
+        self.received += c.data.len() as u64;
+        if !c.data.is_empty() {
+            self.pieces.push(c.data);
+        }
         Ok(())
     }
     /// The tensor's bytes (row-major little-endian `meta.value_type`, `meta.shape`), once every
     /// byte has arrived.
     pub fn finish(self) -> Result<(TensorMeta, Vec<u8>), WireError> {
-        let (meta, total) = self.meta.ok_or(WireError::Empty)?;
-        if self.buf.len() as u64 != total {
-            return Err(WireError::Incomplete { name: meta.name, received: self.buf.len() as u64, total });
-        }
-        Ok((meta, self.buf))
+        let (meta, pieces) = self.complete()?;
+        Ok((meta, pieces.concat()))
     }
 
-    /// [`Assembler::finish`] as a CPU tensor of the value type sent: one copy, the bytes freed
-    /// right after.
+    /// [`Assembler::finish`] as a CPU tensor of the value type sent: the pieces copied once,
+    /// straight into the tensor's memory, and freed right after.
     pub fn finish_tensor(self) -> Result<(TensorMeta, tch::Tensor), WireError> {
-        let (meta, bytes) = self.finish()?;
-        let tensor = tch::Tensor::from_data_size(&bytes, &meta.shape, meta.value_type.kind());
+        let (meta, pieces) = self.complete()?;
+        let tensor = tch::Tensor::empty(meta.shape.as_slice(), (meta.value_type.kind(), tch::Device::Cpu));
+        let mut off = 0;
+        let base = tensor.data_ptr() as *mut u8;
+        for p in &pieces {
+            // SAFETY: `tensor` is a fresh contiguous CPU tensor of `total` bytes (the shape and
+            // value type were checked against `total` on the first piece) and `complete`
+            // checked that the pieces hold exactly `total` bytes, so every copy stays inside it.
+            unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), base.add(off), p.len()) };
+            off += p.len();
+        }
         Ok((meta, tensor))
+    }
+
+    fn complete(self) -> Result<(TensorMeta, Vec<bytes::Bytes>), WireError> {
+        let (meta, total) = self.meta.ok_or(WireError::Empty)?;
+        if self.received != total {
+            return Err(WireError::Incomplete { name: meta.name, received: self.received, total });
+        }
+        Ok((meta, self.pieces))
     }
 }
