@@ -277,7 +277,8 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
     let mut addrs = Vec::new();
     // Worker 0 also serves Prometheus metrics, on a port picked free here; a bare port binds
     // loopback.
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (metrics_port, launch_metrics_port) = (free_port(), free_port());
     for rank in 0..4 {
         let mut cmd = Command::new(strata_bin());
         cmd.args(["worker", "--listen", "127.0.0.1:0", "--threads", "1", "--rank", &rank.to_string()]);
@@ -303,6 +304,8 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
             "100000",
             "--workers",
             &addrs.join(","),
+            "--metrics-addr",
+            &launch_metrics_port.to_string(),
         ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -314,6 +317,31 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
     assert!(metrics.contains("strata_epochs_total"), "{metrics}");
     assert!(metrics.contains("# HELP strata_epoch_phase_seconds"), "{metrics}");
     assert!(metrics.contains("phase=\"recv_wait\""), "{metrics}");
+    let worker_families = exposition(&metrics);
+    for f in ["strata_epochs_total", "strata_bytes_sent_total", "strata_epoch_phase_seconds", "strata_peak_rss_bytes"] {
+        assert!(worker_families.iter().any(|g| g == f), "worker exports no {f}: {worker_families:?}");
+    }
+    let launch = http_get(launch_metrics_port, "/metrics");
+    let launch_families = exposition(&launch);
+    for f in [
+        "strata_launch_epochs_total",
+        "strata_launch_loss",
+        "strata_launch_accuracy",
+        "strata_launch_epoch_seconds",
+        "strata_launch_phase_seconds",
+        "strata_launch_bytes_sent_total",
+        "strata_launch_worker_peak_rss_bytes",
+    ] {
+        assert!(launch_families.iter().any(|g| g == f), "launch exports no {f}: {launch_families:?}");
+    }
+    // Every worker's phases reach the launch's endpoint, labelled by rank.
+    for rank in 0..4 {
+        assert!(
+            launch.contains(&format!("strata_launch_phase_seconds_count{{rank=\"{rank}\",phase=\"forward\"}}"))
+                || launch.contains(&format!("strata_launch_phase_seconds_count{{phase=\"forward\",rank=\"{rank}\"}}")),
+            "no phases of rank {rank}:\n{launch}"
+        );
+    }
     workers[2].kill().unwrap();
     workers[2].wait().unwrap();
     let killed = Instant::now();
@@ -342,8 +370,44 @@ fn killing_a_worker_fails_the_launch_quickly_and_names_it() {
     eprintln!("launcher failed {took:?} after the kill: {}", err.lines().last().unwrap_or(""));
 }
 
-/// Acceptance: GCNII-32 on Cora with P = 4 workers — pipeline stages and graph-parallel
-/// partitions — each within 1.5 points of single-process training (mean of 3 seeds).
+/// Parses a Prometheus exposition (an HTTP response: headers, then the text) with
+/// `prometheus-parse` and checks that every family has HELP text and a TYPE (no untyped sample)
+/// and that every `_seconds` family is a histogram; returns the families.
+fn exposition(response: &str) -> Vec<String> {
+    let body = response.split_once("\r\n\r\n").map_or(response, |(_, b)| b);
+    let scrape =
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("parsing the exposition");
+    assert!(!scrape.samples.is_empty(), "no samples:\n{body}");
+    let histograms: Vec<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| matches!(s.value, prometheus_parse::Value::Histogram(_)))
+        .map(|s| s.metric.as_str())
+        .collect();
+    let mut families: Vec<String> = Vec::new();
+    for s in &scrape.samples {
+        // The parser reads a histogram's buckets as one sample and leaves its _sum and _count
+        // untyped; any other untyped sample had no TYPE line.
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|suffix| s.metric.strip_suffix(suffix).filter(|f| histograms.contains(f)))
+            .unwrap_or(&s.metric)
+            .to_string();
+        assert!(scrape.docs.get(&family).is_some_and(|h| !h.is_empty()), "{family} has no HELP text:\n{body}");
+        if family == s.metric {
+            assert!(!matches!(s.value, prometheus_parse::Value::Untyped(_)), "{} has no TYPE:\n{body}", s.metric);
+        }
+        if family.ends_with("_seconds") {
+            assert!(histograms.contains(&family.as_str()), "{family} is not a histogram:\n{body}");
+        }
+        if !families.contains(&family) {
+            families.push(family);
+        }
+    }
+    families
+}
+
+/// The body (headers included) of `GET path` on loopback `port`.
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -4,6 +4,7 @@ mod cluster;
 mod data;
 mod launch;
 mod linkpred;
+mod metrics_endpoint;
 mod model_dir;
 mod plot;
 mod predict;

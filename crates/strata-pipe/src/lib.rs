@@ -36,6 +36,7 @@ pub mod in_process;
 pub mod interpreter;
 pub mod launcher;
 pub mod layers;
+pub mod metrics;
 pub mod plan;
 pub mod run;
 pub mod schedule;

@@ -161,6 +161,12 @@ pub struct LaunchArgs {
     /// workers), reload the last checkpoint on every stage and continue. Needs checkpoints.
     #[arg(long)]
     pub restart_failed: bool,
+    /// Serve Prometheus metrics of the run at http://ADDR/metrics while it trains: epochs, loss,
+    /// validation and test accuracy, epoch and evaluation seconds, each worker's phases in
+    /// seconds (as the workers report them, labelled by rank), bytes sent, workers' peak
+    /// memory. A bare port binds loopback (127.0.0.1:PORT); name an address to expose it.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics_endpoint::parse_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Restarts allowed with --restart-failed.
     #[arg(long, default_value_t = 3)]
     pub max_restarts: usize,

@@ -101,6 +101,10 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     p.stage_to_disk(None).context("writing the stage data")?;
     strata_nn::memory::release_free_heap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    if let Some(addr) = a.metrics_addr {
+        let _guard = rt.enter();
+        crate::metrics_endpoint::serve(addr, &[], strata_pipe::metrics::describe_launch)?;
+    }
     rt.block_on(run_with_restarts(&a, &cfg, &p, env, workers, token, ckpt_root, record.as_ref()))
 }
 
@@ -270,6 +274,7 @@ async fn run_once(
             pb.inc(epoch);
         };
         let result = strata_pipe::run::run(p, cfg, &opts, on_resume, |e| {
+            strata_pipe::metrics::record_launch_epoch(e);
             pb.inc(1);
             if let Some(v) = e.val_accuracy {
                 pb.set_message(format!("loss {:.3} val {:.3} · {:.0} ms/epoch", e.loss, v, e.epoch_ms));

@@ -1,7 +1,6 @@
 //! `strata worker`: one pipeline stage, graph partition or forward-only stage behind gRPC.
 
 use super::rendezvous::credentials;
-use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -25,9 +24,10 @@ pub struct WorkerArgs {
     pub tls_name: Option<String>,
     #[command(flatten)]
     pub compute: crate::source::ComputeArgs,
-    /// Serve Prometheus metrics (bytes sent by kind, epochs) at http://ADDR/metrics. A bare
+    /// Serve Prometheus metrics (bytes sent by kind, epochs, each epoch's phases in seconds, peak
+    /// memory) at http://ADDR/metrics. A bare
     /// port binds loopback (127.0.0.1:PORT); name an address (0.0.0.0:9100) to expose it.
-    #[arg(long, value_parser = parse_metrics_addr)]
+    #[arg(long, value_parser = crate::metrics_endpoint::parse_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Largest graph (bytes of the npz stream) a launcher may configure this worker with.
     #[arg(long, default_value_t = strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES)]
@@ -37,16 +37,8 @@ pub struct WorkerArgs {
     /// (Kubernetes' `grpc:` probes). Service "" is SERVING while the process serves;
     /// `strata.v1.Worker` only once a launcher has configured it. The main port serves the
     /// same health service. A bare port binds loopback, as for --metrics-addr.
-    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics_endpoint::parse_addr)]
     pub health_addr: Option<std::net::SocketAddr>,
-}
-
-/// `PORT` (loopback) or `HOST:PORT`.
-fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    s.parse().map_err(|_| format!("`{s}` is neither a port nor HOST:PORT"))
 }
 
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
@@ -70,12 +62,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     };
     if let Some(addr) = a.metrics_addr {
         let _guard = rt.enter();
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .add_global_label("rank", rank.to_string())
-            .install()
-            .with_context(|| format!("serving metrics on {addr}"))?;
-        strata_pipe::worker::describe_metrics();
+        crate::metrics_endpoint::serve(addr, &[("rank", rank.to_string())], strata_pipe::metrics::describe_worker)?;
     }
     rt.block_on(strata_pipe::worker::serve(opts, |addr| {
         // The launcher reads this line to learn the port.

@@ -123,11 +123,8 @@ impl Compute {
         );
         reply.cuda_peak_bytes = strata_nn::memory::cuda_peak_bytes(self.device);
         metrics::gauge!("strata_peak_rss_bytes").set(reply.peak_rss_bytes as f64);
-        let kind = if req.train { "train" } else { "eval" };
         if let Some(p) = &reply.phases {
-            for (phase, secs) in Breakdown::from(p).phases() {
-                metrics::gauge!("strata_epoch_phase_seconds", "phase" => phase, "epoch_kind" => kind).set(secs);
-            }
+            crate::metrics::record_worker_phases(&Breakdown::from(p), req.train);
         }
         if reply.cuda_peak_bytes > 0 {
             metrics::gauge!("strata_cuda_peak_bytes").set(reply.cuda_peak_bytes as f64);

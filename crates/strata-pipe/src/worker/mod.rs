@@ -122,31 +122,6 @@ async fn stop_signal(mut shutdown_rx: watch::Receiver<bool>, stopping: Arc<std::
 }
 
 /// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
-/// Gives every metric a worker records its Prometheus HELP text (call once, after installing
-/// a recorder).
-pub fn describe_metrics() {
-    use metrics::{describe_counter, describe_gauge, Unit};
-    describe_counter!("strata_epochs_total", "Epochs this worker ran, by mode (train or eval).");
-    describe_counter!(
-        "strata_bytes_sent_total",
-        Unit::Bytes,
-        "Tensor payload bytes this worker sent, by kind (activation, gradient, halo, weight)."
-    );
-    describe_counter!(
-        "strata_wire_bytes_sent_total",
-        Unit::Bytes,
-        "Encoded bytes of this worker's tensor sends: protobuf messages plus gRPC's 5-byte prefixes."
-    );
-    describe_gauge!("strata_peak_rss_bytes", Unit::Bytes, "This process's peak resident memory so far (VmHWM).");
-    describe_gauge!("strata_cuda_peak_bytes", Unit::Bytes, "Peak bytes of the CUDA caching allocator (CUDA only).");
-    describe_gauge!(
-        "strata_epoch_phase_seconds",
-        Unit::Seconds,
-        "Seconds the last epoch spent per kind of action (phase: forward, recompute, backward, recv_wait, send, \
-         all_reduce, step, evaluate; epoch_kind: train or eval)."
-    );
-}
-
 pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Result<(), PipeError> {
     opts.creds.validate()?;
     opts.creds.check_listen(opts.listen)?;
