@@ -11,7 +11,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", file.display());
     // A piece's payload is `bytes::Bytes`: the sender slices the tensor's own memory into pieces
     // and the receiver's decoder hands out slices of its buffer, neither copying the payload.
+    // The encoded descriptors, for gRPC server reflection (`grpcurl` lists and calls the worker).
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("strata_v1.bin");
     tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
         .bytes(".strata.v1.TensorPiece.data")
         .compile_protos(&[file], &[root])
         .expect("compiling worker.proto");

@@ -503,8 +503,34 @@ fn standard_grpc_health_checks_follow_the_workers_state() {
         l.configure(&plan, None).await.unwrap();
     });
     settle();
-    for at in [probe, addr] {
+    for at in [probe, addr.clone()] {
         assert_eq!(check(at.clone(), "strata.v1.Worker"), ServingStatus::Serving, "{at}");
+    }
+    // Server reflection on the main port (what `grpcurl list` asks): the worker's and the health
+    // service are listed, without the token.
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+    let listed: Vec<String> = rt.block_on(async {
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let ask = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([ask]))
+            .await
+            .unwrap()
+            .into_inner();
+        match replies.message().await.unwrap().and_then(|r| r.message_response) {
+            Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+            other => panic!("reflection answered {other:?}"),
+        }
+    });
+    for want in ["strata.v1.Worker", "grpc.health.v1.Health"] {
+        assert!(listed.iter().any(|s| s == want), "reflection lists {listed:?}, not {want}");
     }
     let _ = w.kill();
     let _ = w.wait();

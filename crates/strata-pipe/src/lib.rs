@@ -53,6 +53,8 @@ pub mod worker;
 /// Generated gRPC messages and service stubs.
 pub mod proto {
     tonic::include_proto!("strata.v1");
+    /// The encoded `FileDescriptorSet` of `strata.v1`, which the worker's reflection service serves.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("strata_v1");
 }
 
 pub use boundary::{Boundary, BoundaryShape, Side, SideKind};

@@ -199,9 +199,21 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
             .tls_config(tls.server_config())
             .map_err(|e| PipeError::Security(format!("TLS identity {}: {e}", tls.source.display())))?;
     }
+    // Server reflection (v1 and v1alpha, for older `grpcurl`): the schema of strata.v1 and of
+    // the health service. It reveals no state; the worker's own calls still need the token.
+    fn reflection() -> tonic_reflection::server::Builder<'static> {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    }
+    let refused = |e| PipeError::Internal(format!("the reflection service: {e}"));
+    let reflect_v1 = reflection().build_v1().map_err(refused)?;
+    let reflect_v1alpha = reflection().build_v1alpha().map_err(refused)?;
     builder
         .add_service(server)
         .add_service(health)
+        .add_service(reflect_v1)
+        .add_service(reflect_v1alpha)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
         .await
         .map_err(|e| PipeError::Local { what: format!("serving on {addr}"), source: std::io::Error::other(e) })
