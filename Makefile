@@ -9,7 +9,7 @@ export STRATA_PYTHON := $(PYTHON)
 CARGO ?= cargo
 STRATA := target/release/strata
 
-.PHONY: all build demo lint test test-full bench clean
+.PHONY: all build demo lint test test-full bench docs clean
 all: build
 
 build:
@@ -41,6 +41,10 @@ test: lint build
 
 test-full: build
 	STRATA_REQUIRE_TEST_DATA=1 STRATA_FULL=1 $(CARGO) test --release --workspace -- --include-ignored --nocapture
+
+# docs/cli.md from the argument parser (a test fails when it is out of date).
+docs:
+	STRATA_UPDATE_DOCS=1 $(CARGO) test --release -p strata-cli --bin strata -- the_cli_reference_is_up_to_date
 
 bench: build
 	./scripts/bench.sh

@@ -535,3 +535,62 @@ fn standard_grpc_health_checks_follow_the_workers_state() {
     let _ = w.kill();
     let _ = w.wait();
 }
+
+/// A default `strata launch` (workers it starts itself) authenticates every call with a fresh
+/// token that travels in the environment, not on the command line: a local process without it
+/// is refused. `kill -9` of the launcher takes its workers with it (parent-death signal): none
+/// is alive 10 s later.
+#[test]
+fn a_default_launch_is_authenticated_and_its_workers_die_with_it() {
+    let mut launcher = Command::new(strata_bin())
+        .args(["launch", "--dataset", "karate", "--layers", "4", "--stages", "2", "--epochs", "1000000"])
+        .env_remove("STRATA_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(launcher.stderr.take().unwrap()).lines();
+    let (mut pids, mut addrs) = (Vec::new(), Vec::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(pid) = line.strip_prefix("strata launch: worker ").and_then(|r| r.split_once(" pid ")) {
+            pids.push(pid.1.trim().parse::<i32>().unwrap());
+        }
+        if let Some((_, w)) = line.split_once(" · workers ") {
+            addrs = w.split(", ").map(|a| a.trim().to_string()).collect();
+            break;
+        }
+    }
+    // Keep reading (and discarding) the launcher's stderr so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert_eq!((pids.len(), addrs.len()), (2, 2), "pids {pids:?}, workers {addrs:?}");
+    for (pid, addr) in pids.iter().zip(&addrs) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let argv = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!argv.contains("token"), "the token is on worker {pid}'s command line: {argv}");
+        let err = health(addr, &strata_pipe::security::Credentials::token(None)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{addr}: {err}");
+    }
+    std::thread::sleep(Duration::from_secs(2)); // training
+    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists() && !zombie(pid);
+    assert!(pids.iter().all(|&p| alive(p)), "a worker died before the launcher");
+    launcher.kill().unwrap(); // SIGKILL: no cleanup of its own runs
+    launcher.wait().unwrap();
+    let t = std::time::Instant::now();
+    while pids.iter().any(|&p| alive(p)) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+    for &p in &left {
+        let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+    }
+    assert!(left.is_empty(), "workers {left:?} outlived their launcher by 10 s");
+    eprintln!("both workers gone {:?} after the launcher's SIGKILL", t.elapsed());
+}
+
+/// Whether process `pid` has exited but not been reaped (a zombie is not running).
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}

@@ -19,19 +19,25 @@ enum DataCmd {
     List,
     /// Print the local paths of a dataset's files (fails if any is missing).
     Path {
+        /// A registered dataset (`strata data list`).
         name: String,
+        /// A poisoned adjacency of a Pro-GNN graph: meta:0.05..0.25 or nettack:1..5.
         #[arg(long)]
         attack: Option<String>,
     },
     /// Load a dataset and print its statistics.
     Info {
+        /// A registered dataset (`strata data list`).
         name: String,
+        /// A poisoned adjacency of a Pro-GNN graph: meta:0.05..0.25 or nettack:1..5.
         #[arg(long)]
         attack: Option<String>,
     },
     /// Download a dataset's files into the user cache, verifying each SHA-256.
     Get {
+        /// A registered dataset (`strata data list`).
         name: String,
+        /// Also fetch this poisoned adjacency of a Pro-GNN graph: meta:0.05..0.25 or nettack:1..5.
         #[arg(long)]
         attack: Option<String>,
         /// Fetch `MIRROR/<relative path>` instead of the upstream address.
@@ -52,13 +58,16 @@ enum DataCmd {
 
 #[derive(Args)]
 struct SynthArgs {
+    /// Number of nodes.
     #[arg(long)]
     nodes: usize,
     /// Average degree.
     #[arg(long, default_value_t = 20.0)]
     degree: f64,
+    /// Dense float32 features per node.
     #[arg(long, default_value_t = 128)]
     features: usize,
+    /// Number of classes (node u has class u mod C).
     #[arg(long, default_value_t = 10)]
     classes: usize,
     /// Fraction of edges inside a class.
@@ -67,8 +76,10 @@ struct SynthArgs {
     /// Distance of the class centres from the origin, in noise standard deviations per feature.
     #[arg(long, default_value_t = 0.3)]
     signal: f32,
+    /// Seed of the edges and features (the same seed gives the same file).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The graph npz to write (atomically: a temporary file, then a rename).
     #[arg(long)]
     out: PathBuf,
     /// Also write what was generated as JSON here.

@@ -1,5 +1,7 @@
 //! `strata`: train graph neural networks, and manage the datasets they train on.
 
+#[cfg(test)]
+mod cli_reference;
 mod cluster;
 mod data;
 mod launch;
@@ -138,8 +140,6 @@ fn out_of_memory(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    /// Every subcommand's flags are consistent (no two flags share a name), which clap would
-    /// otherwise only report by panicking when that subcommand is run.
     #[test]
     fn allocation_failures_are_cut_to_their_sentence() {
         let t = r#"called `Result::unwrap()` on an `Err` value: Torch("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 7680000 bytes. Error code 12 (Cannot allocate memory)\nframe #0: c10::ThrowEnforceNotMet"#;
@@ -151,9 +151,33 @@ mod tests {
         assert!(!super::out_of_memory("index out of range"));
     }
 
+    /// Every subcommand's flags are consistent (no two flags share a name), which clap would
+    /// otherwise only report by panicking when that subcommand is run.
     #[test]
     fn every_subcommand_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Every flag and argument of every subcommand says what it does.
+    #[test]
+    fn every_flag_has_a_help_line() {
+        use clap::CommandFactory;
+        let missing = super::cli_reference::undocumented(&super::Cli::command());
+        assert!(missing.is_empty(), "{} argument(s) without help text:\n{}", missing.len(), missing.join("\n"));
+    }
+
+    /// `docs/cli.md` is what the parser says; `make docs` (STRATA_UPDATE_DOCS=1) rewrites it.
+    #[test]
+    fn the_cli_reference_is_up_to_date() {
+        use clap::CommandFactory;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+        let want = super::cli_reference::markdown(&super::Cli::command());
+        if std::env::var("STRATA_UPDATE_DOCS").is_ok_and(|v| v == "1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(have == want, "{} is out of date with the parser: run `make docs`", path.display());
     }
 }

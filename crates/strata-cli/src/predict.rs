@@ -377,8 +377,9 @@ fn infer_over_workers(a: &PredictArgs, m: &Manifest, dataset: &Dataset) -> anyho
     plan.stage_to_disk(None).context("writing the stage data")?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (hidden, logits) = rt.block_on(async {
-        let (_children, addrs) = crate::launch::spawn_local(a.stages, &a.compute.device, None, None).await?;
-        let creds = crate::launch::credentials(None, None, "launcher")?;
+        let token = crate::launch::fresh_token();
+        let (_children, addrs) = crate::launch::spawn_local(a.stages, &a.compute.device, Some(&token), None).await?;
+        let creds = crate::launch::credentials(Some(token), None, "launcher")?;
         let launcher =
             strata_pipe::launcher::Launcher::connect(&addrs, &creds, std::time::Duration::from_secs(15)).await?;
         let result = async {

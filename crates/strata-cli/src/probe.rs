@@ -30,6 +30,7 @@ pub struct ProbeArgs {
     /// link (70/10/20 link split) or node (the dataset's split).
     #[arg(long, default_value = "link")]
     task: String,
+    /// Seed of the link split and of the probe's embeddings and classifiers.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// K of the per-component Hits@K.
@@ -40,6 +41,7 @@ pub struct ProbeArgs {
     act: bool,
     #[command(flatten)]
     compute: crate::source::ComputeArgs,
+    /// Also write the scores, the verdict and the settings as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Bar chart of the scores (SVG).

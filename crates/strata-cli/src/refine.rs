@@ -24,19 +24,25 @@ pub struct RefineArgs {
     /// auto (the reference's tuned values for this dataset and perturbation rate), or default.
     #[arg(long, default_value = "auto")]
     preset: String,
+    /// Degree exponent of the advanced GCN (default: the preset's, else 0.3).
     #[arg(long)]
     alpha: Option<f64>,
+    /// Self-loop weight of the encoder's anchor graph (default: the preset's, else 2.0).
     #[arg(long)]
     beta: Option<f64>,
+    /// Reliable neighbours added per node (default: the preset's, else 3).
     #[arg(long)]
     k: Option<usize>,
+    /// Jaccard threshold of the pre-pruning, 0 = off (default: the preset's, else 0.03).
     #[arg(long)]
     jt: Option<f64>,
+    /// Cosine threshold below which an edge is pruned (default: the preset's, else 0.1).
     #[arg(long)]
     cos: Option<f64>,
     /// Classifier runs (fresh initialisations) on the refined graph; 0 = refine only.
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// Seed of the split, the encoder and the classifier runs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Where to write the refined graph (npz, same layout as the input).
@@ -44,6 +50,7 @@ pub struct RefineArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     compute: crate::source::ComputeArgs,
+    /// Also write the report as JSON here (edges pruned and added, accuracies, settings used).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Also train plain GCN and Jaccard-GCN (threshold 0.01) on the same graph and split, for

@@ -25,6 +25,11 @@ pub struct GraphSource {
     /// per node. Without it every node gets a one-hot feature.
     #[arg(long, requires = "edges")]
     pub features: Option<PathBuf>,
+    /// The first column of a text --features file is the node id (0-based, each node once,
+    /// rows in any order), not a feature. Without it, a first column that counts the rows
+    /// (0, 1, 2, … or 1, 2, 3, …) is refused as a probable index.
+    #[arg(long, requires = "features")]
+    pub features_index_col: bool,
     /// Node labels for --edges: .npy (1-D integers) or one integer per line; -1, `nan` or an
     /// empty line mark an unlabelled node.
     #[arg(long, requires = "edges")]
@@ -79,7 +84,7 @@ impl GraphSource {
     }
 
     fn load_edge_list(&self, path: &Path) -> anyhow::Result<Dataset> {
-        let features = self.features.as_deref().map(read_features).transpose()?;
+        let features = self.features.as_deref().map(|f| read_features(f, self.features_index_col)).transpose()?;
         let labels = self.labels.as_deref().map(read_labels).transpose()?;
         // The node count comes from the per-node files when given; they must agree.
         let rows = match (&features, &labels) {
@@ -160,9 +165,16 @@ pub fn undirected_edge_list(path: &Path, rows: Option<(usize, &PathBuf)>) -> any
     Ok(CsrGraph::from_edges(&path.display().to_string(), n, &both, None)?)
 }
 
-/// Reads a feature matrix: `.npy` (2-D, numeric) or text rows.
-pub fn read_features(path: &Path) -> anyhow::Result<Features> {
+/// Reads a feature matrix: `.npy` (2-D, numeric) or text rows; with `index_col`, a text file's
+/// first column is each row's node id.
+pub fn read_features(path: &Path, index_col: bool) -> anyhow::Result<Features> {
     if path.extension().is_some_and(|e| e == "npy") {
+        if index_col {
+            bail!(
+                "{}: --features-index-col applies to text files; an .npy matrix has one row per node, in order",
+                path.display()
+            );
+        }
         let a = read_npy(path, "features")?;
         if a.shape.len() != 2 {
             bail!("{}: features must be a 2-D array (nodes × features), found shape {:?}", path.display(), a.shape);
@@ -200,7 +212,56 @@ pub fn read_features(path: &Path) -> anyhow::Result<Features> {
         rows += 1;
     }
     let cols = cols.with_context(|| format!("{}: no feature rows", path.display()))?;
+    let first = |r: usize| data[r * cols];
+    if index_col {
+        return by_index_column(path, rows, cols, &data);
+    }
+    let counts_from = |base: f32| (0..rows).all(|r| first(r) == r as f32 + base);
+    if cols >= 2 && rows >= 3 && (counts_from(0.0) || counts_from(1.0)) {
+        bail!(
+            "{}: the first column counts the rows ({} to {}) like a node index, and would be read as a feature: \
+             pass --features-index-col to use it as the node id, or remove it (a feature that really counts \
+             the rows can be given as an .npy matrix)",
+            path.display(),
+            first(0),
+            first(rows - 1)
+        );
+    }
     Ok(Features::dense(rows, cols, data))
+}
+
+/// Text feature rows whose first column is the node id (0-based): each node once, the rows put
+/// in node order, the id column dropped.
+fn by_index_column(path: &Path, rows: usize, cols: usize, data: &[f32]) -> anyhow::Result<Features> {
+    if cols < 2 {
+        bail!(
+            "{}: --features-index-col needs an id column and at least one feature; rows have {cols} value(s)",
+            path.display()
+        );
+    }
+    let d = cols - 1;
+    let mut out = vec![0f32; rows * d];
+    let mut seen = vec![false; rows];
+    for (r, row) in data.chunks_exact(cols).enumerate() {
+        let id = row[0];
+        if id.fract() != 0.0 || id < 0.0 || id as usize >= rows {
+            bail!(
+                "{}: feature row {} has node id {id}; ids must be integers in 0..{rows} (one row per node)",
+                path.display(),
+                r + 1
+            );
+        }
+        let id = id as usize;
+        if std::mem::replace(&mut seen[id], true) {
+            bail!(
+                "{}: node id {id} appears twice (feature row {}); each node needs exactly one row",
+                path.display(),
+                r + 1
+            );
+        }
+        out[id * d..(id + 1) * d].copy_from_slice(&row[1..]);
+    }
+    Ok(Features::dense(rows, d, out))
 }
 
 fn read_npy(path: &Path, what: &str) -> anyhow::Result<strata_graph::npz::NpyArray> {
@@ -339,6 +400,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--attack"), "{e}");
+    }
+
+    /// A headerless feature file whose first column counts the rows is refused as a probable
+    /// index (0- or 1-based); `--features-index-col` reads it as the node id, rows in any order.
+    #[test]
+    fn a_counting_first_feature_column_is_an_index_unless_declared() {
+        let dir = tempfile::tempdir().unwrap();
+        let edges = write(dir.path(), "g.txt", "0 1\n1 2\n");
+        for (name, text) in [("x0.csv", "0,0.5,1\n1,0.25,2\n2,0.75,3\n"), ("x1.csv", "1 0.5 1\n2 0.25 2\n3 0.75 3\n")] {
+            let x = write(dir.path(), name, text);
+            let src = GraphSource { edges: Some(edges.clone()), features: Some(x), ..Default::default() };
+            let e = format!("{:#}", src.load("cora", None).unwrap_err());
+            assert!(e.contains(name) && e.contains("like a node index") && e.contains("--features-index-col"), "{e}");
+        }
+        // Declared: the ids place the rows (given out of order) and the column is dropped.
+        let x = write(dir.path(), "xi.csv", "2,0.75,3\n0,0.5,1\n1,0.25,2\n");
+        let src = GraphSource {
+            edges: Some(edges.clone()),
+            features: Some(x),
+            features_index_col: true,
+            ..Default::default()
+        };
+        let d = src.load("cora", None).unwrap();
+        match &d.features {
+            Features::Dense { rows: 3, cols: 2, data } => assert_eq!(data, &[0.5, 1.0, 0.25, 2.0, 0.75, 3.0]),
+            other => panic!("{other:?}"),
+        }
+        // Ids that repeat, fall outside the rows or are fractional are refused by row.
+        for (text, want) in [
+            ("0,1\n0,2\n1,3\n", "appears twice"),
+            ("0,1\n1,2\n5,3\n", "row 3 has node id 5"),
+            ("0,1\n1.5,2\n2,3\n", "node id 1.5"),
+        ] {
+            let x = write(dir.path(), "bad.csv", text);
+            let src = GraphSource {
+                edges: Some(edges.clone()),
+                features: Some(x),
+                features_index_col: true,
+                ..Default::default()
+            };
+            let e = format!("{:#}", src.load("cora", None).unwrap_err());
+            assert!(e.contains("bad.csv") && e.contains(want), "{e}");
+        }
+        // A first column that does not count the rows is a feature.
+        let x = write(dir.path(), "xf.csv", "0.1,1\n0.2,0\n0.3,1\n");
+        let d = GraphSource { edges: Some(edges), features: Some(x), ..Default::default() }.load("cora", None).unwrap();
+        assert_eq!(d.features.dim(), 2);
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct LaunchArgs {
     /// A cluster file (see cluster/local.toml) listing the workers.
     #[arg(long, conflicts_with = "workers")]
     pub cluster: Option<PathBuf>,
+    /// Shared cluster token the workers require on every call (at least 16 characters; from
+    /// the environment rather than the command line, which other local users can read). Workers
+    /// this launch starts itself get a fresh random one when none is given.
     #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Mutual TLS with the workers: a directory from `strata cluster certs`. Local workers and
@@ -127,6 +130,8 @@ pub struct LaunchArgs {
     /// Device for locally started workers.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Write the run's report as JSON here: configuration, per-epoch curve (loss, accuracies as
+    /// fractions, bytes, phases per worker, memory), medians, the best epoch (0-based).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Gather the trained model (the best validation epoch's weights, from every stage or way)

@@ -12,8 +12,8 @@ use rendezvous::{env_worker, is_loopback, serve_rank0, ClusterFile, RENDEZVOUS_W
 use summary::summarize;
 
 pub use args::LaunchArgs;
-pub(crate) use rendezvous::spawn_local;
 pub use rendezvous::{credentials, rendezvous_env};
+pub(crate) use rendezvous::{fresh_token, spawn_local};
 pub use worker::{worker, WorkerArgs};
 
 use crate::report::progress;
@@ -147,6 +147,12 @@ async fn run_with_restarts(
 ) -> anyhow::Result<()> {
     let stop = stop_on_signal();
     let given = workers.clone();
+    // Workers this launch starts always authenticate its calls: without a token of the user's,
+    // a fresh one, so no other local process can call into the run.
+    let token = match (&env, given.is_empty(), token) {
+        (None, true, None) => Some(rendezvous::fresh_token()),
+        (_, _, t) => t,
+    };
     let mut restarts = 0;
     loop {
         let mut children = Vec::new();

@@ -35,7 +35,19 @@ pub fn credentials(
     Ok(creds)
 }
 
-/// Starts `n` local worker processes on loopback; returns them (killed on drop) and their addresses.
+/// A fresh secret for the workers one launch starts: 32 bytes from the operating system's
+/// generator (through `rand`'s thread generator, a CSPRNG seeded and reseeded from it), as hex.
+pub(crate) fn fresh_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts `n` local worker processes on loopback; returns them (killed on drop) and their
+/// addresses. The token reaches them through the environment, never the command line (which
+/// every local user can read). Each worker is killed by the kernel when the launcher dies, even
+/// by SIGKILL (Linux's parent-death signal), so no worker outlives its run.
 pub(crate) async fn spawn_local(
     n: usize,
     device: &str,
@@ -67,6 +79,7 @@ pub(crate) async fn spawn_local(
         if let Some(d) = tls_dir {
             cmd.arg("--tls-dir").arg(d);
         }
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().context("starting a local worker")?;
         eprintln!("strata launch: worker {rank} pid {}", child.id().unwrap_or(0));
         let stdout = child.stdout.take().unwrap();
@@ -81,6 +94,32 @@ pub(crate) async fn spawn_local(
     }
     Ok((children, addrs))
 }
+/// Has the kernel SIGKILL the child when this process dies (it would otherwise keep serving,
+/// holding memory and a port, with nobody to shut it down). Linux only; elsewhere the children
+/// are killed when the launcher drops them.
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid before the fork; the closure runs in the child between fork and exec
+        // and calls only async-signal-safe functions (prctl, getppid).
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The launcher died before the signal was armed: do not start an orphan.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the launcher exited while starting a worker"));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// torchrun / Slurm conventions: (rank, world size, master address) when WORLD_SIZE or
 /// SLURM_NTASKS says there are several processes.
 pub fn rendezvous_env() -> anyhow::Result<Option<(usize, usize, String)>> {
