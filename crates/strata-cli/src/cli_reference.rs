@@ -30,7 +30,7 @@ fn section(cmd: &Command, parent: &str, out: &mut String) {
     // Global flags are listed once, under the command that defines them.
     let args: Vec<_> = cmd
         .get_arguments()
-        .filter(|a| !a.is_hide_set() && !is_builtin(a) && !(a.is_global_set() && !parent.is_empty()))
+        .filter(|a| !a.is_hide_set() && !is_builtin(a) && (!a.is_global_set() || parent.is_empty()))
         .collect();
     if !args.is_empty() {
         out.push('\n');

@@ -6,6 +6,17 @@ use crate::error::{NnError, Result};
 use serde::{Deserialize, Serialize};
 use strata_graph::FeatureNorm;
 
+/// The most layers a model may have (GCNII runs 64; the layers' own memory bounds any run long
+/// before this).
+pub const MAX_LAYERS: usize = 10_000;
+/// The widest hidden layer, and the most attention heads.
+pub const MAX_HIDDEN: i64 = 1 << 20;
+pub const MAX_HEADS: i64 = 1024;
+/// The most epochs one run may ask for.
+pub const MAX_EPOCHS: usize = 10_000_000;
+/// The largest learning rate and weight decay accepted, far beyond any that trains.
+pub const MAX_LR: f64 = 100.0;
+
 /// The architectures `strata train --model` offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -231,13 +242,22 @@ impl ModelConfig {
         );
         self
     }
+    /// Refuses settings no run can use, naming the flag: every count in a range that fits
+    /// memory, every rate finite (a NaN or infinite rate trains to NaN and would otherwise
+    /// report chance accuracy with exit 0).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(NnError::Config(m));
-        if self.layers == 0 || self.transform_layers == 0 {
-            return bad("layers and transform_layers must be at least 1".into());
+        if !(1..=MAX_LAYERS).contains(&self.layers) || !(1..=MAX_LAYERS).contains(&self.transform_layers) {
+            return bad(format!(
+                "--layers {} (and transform_layers {}) must be in 1..={MAX_LAYERS}",
+                self.layers, self.transform_layers
+            ));
         }
-        if self.hidden <= 0 || self.heads <= 0 {
-            return bad("hidden and heads must be positive".into());
+        if !(1..=MAX_HIDDEN).contains(&self.hidden) || !(1..=MAX_HEADS).contains(&self.heads) {
+            return bad(format!(
+                "--hidden {} must be in 1..={MAX_HIDDEN} and --heads {} in 1..={MAX_HEADS}",
+                self.hidden, self.heads
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.att_dropout) {
             return bad("dropout must be in [0, 1)".into());
@@ -245,9 +265,56 @@ impl ModelConfig {
         if self.val_every == 0 {
             return bad("val_every must be at least 1".into());
         }
-        if self.lr <= 0.0 || self.epochs == 0 {
-            return bad("lr and epochs must be positive".into());
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad(format!("--epochs {} must be in 1..={MAX_EPOCHS}", self.epochs));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
+            return bad(format!("--lr {} must be a finite rate in (0, {MAX_LR}]", self.lr));
+        }
+        for (flag, v) in
+            [("--weight-decay", self.weight_decay), ("the secondary weight decay", self.weight_decay_secondary)]
+        {
+            if !(v.is_finite() && (0.0..=MAX_LR).contains(&v)) {
+                return bad(format!("{flag} {v} must be finite and in [0, {MAX_LR}]"));
+            }
+        }
+        if !(self.alpha.is_finite() && (0.0..=1.0).contains(&self.alpha))
+            || !(self.theta.is_finite() && self.theta > 0.0)
+        {
+            return bad(format!(
+                "GCNII's alpha {} must be in [0, 1] and theta {} positive and finite",
+                self.alpha, self.theta
+            ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every model's defaults pass; each out-of-range or non-finite setting is refused by name.
+    #[test]
+    fn numeric_settings_are_checked_before_training() {
+        for m in ModelKind::ALL {
+            ModelConfig::defaults(m).validate().unwrap();
+        }
+        let d = ModelConfig::defaults(ModelKind::Gcn);
+        let cases: [(ModelConfig, &str); 9] = [
+            (ModelConfig { lr: f64::INFINITY, ..d.clone() }, "--lr inf"),
+            (ModelConfig { lr: f64::NAN, ..d.clone() }, "--lr NaN"),
+            (ModelConfig { lr: 1e38, ..d.clone() }, "--lr 1"),
+            (ModelConfig { weight_decay: f64::NAN, ..d.clone() }, "--weight-decay NaN"),
+            (ModelConfig { weight_decay: -1.0, ..d.clone() }, "--weight-decay -1"),
+            (ModelConfig { epochs: usize::MAX, ..d.clone() }, "--epochs"),
+            (ModelConfig { layers: usize::MAX, ..d.clone() }, "--layers"),
+            (ModelConfig { hidden: 1 << 40, ..d.clone() }, "--hidden"),
+            (ModelConfig { alpha: f64::NAN, ..d.clone() }, "alpha NaN"),
+        ];
+        for (cfg, want) in cases {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }
