@@ -278,9 +278,9 @@ impl ModelConfig {
                 return bad(format!("{flag} {v} must be finite and in [0, {MAX_LR}]"));
             }
         }
-        if !(self.alpha.is_finite() && (0.0..=1.0).contains(&self.alpha))
-            || !(self.theta.is_finite() && self.theta > 0.0)
-        {
+        let gcnii_ok =
+            self.alpha.is_finite() && (0.0..=1.0).contains(&self.alpha) && self.theta.is_finite() && self.theta > 0.0;
+        if !gcnii_ok {
             return bad(format!(
                 "GCNII's alpha {} must be in [0, 1] and theta {} positive and finite",
                 self.alpha, self.theta
