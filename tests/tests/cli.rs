@@ -179,3 +179,22 @@ fn a_closed_pipe_ends_quietly_and_logs_are_plain_off_a_terminal() {
     let (_, _, e) = run(&["probe", "--edges", edges.to_str().unwrap()]);
     assert!(e.contains("WARN") && e.contains("self loop") && !e.contains('\u{1b}'), "{e}");
 }
+
+/// A launch whose training loss stops being a finite number ends with an error (exit 1) naming
+/// the epoch, unless `--allow-nonfinite-loss` asks to go on (the workers' fail point makes every
+/// training loss NaN).
+#[test]
+fn a_diverged_launch_fails_unless_asked_to_go_on() {
+    let args = ["launch", "--dataset", "karate", "--layers", "2", "--stages", "2", "--epochs", "3"];
+    let out = Command::new(strata_bin()).args(args).env("STRATA_FAILPOINT", "loss-nan").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("training diverged") && err.contains("after epoch 0") && !err.contains("panicked"), "{err}");
+    let out = Command::new(strata_bin())
+        .args(args)
+        .arg("--allow-nonfinite-loss")
+        .env("STRATA_FAILPOINT", "loss-nan")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -15,6 +15,12 @@ pub enum NnError {
     Config(String),
     #[error("device: {0}")]
     Device(String),
+    /// Training produced a loss that is not a finite number: every later epoch would train on
+    /// NaN weights and report chance accuracy.
+    #[error(
+        "training diverged: the loss is {loss} after epoch {epoch} (lower --lr, or check the scale of the features)"
+    )]
+    Diverged { epoch: usize, loss: f64 },
 }
 
 pub type Result<T, E = NnError> = std::result::Result<T, E>;

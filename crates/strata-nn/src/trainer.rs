@@ -2,7 +2,7 @@
 //! group, dropout, early stopping on validation, seeded runs, per-epoch curves and timings.
 
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{NnError, Result};
 use crate::input::Input;
 use crate::message_passing::{GraphTensors, Kernel};
 use crate::metrics::accuracy;
@@ -115,11 +115,15 @@ pub fn train_node_classifier(
             tch::Cuda::synchronize(i as i64);
         }
         let step_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let train_loss = loss.double_value(&[]);
+        if !train_loss.is_finite() {
+            return Err(NnError::Diverged { epoch, loss: train_loss });
+        }
         if epoch % config.val_every.max(1) != 0 && epoch != config.epochs {
             let nan = f64::NAN;
             let stats = EpochStats {
                 epoch,
-                train_loss: loss.double_value(&[]),
+                train_loss,
                 val_loss: nan,
                 train_accuracy: nan,
                 val_accuracy: nan,
@@ -141,7 +145,7 @@ pub fn train_node_classifier(
         });
         let stats = EpochStats {
             epoch,
-            train_loss: loss.double_value(&[]),
+            train_loss,
             val_loss,
             train_accuracy: accuracy(&pred, &task.labels, &train_ids),
             val_accuracy: if has_val { accuracy(&pred, &task.labels, &val_ids) } else { f64::NAN },
@@ -248,5 +252,24 @@ mod patience_tests {
         assert_eq!(q.record(1.0), Progress::Improved);
         assert!((0..100).all(|_| q.record(2.0) == Progress::Waiting));
         assert_eq!(q.best(), 1.0);
+    }
+}
+
+#[cfg(test)]
+mod divergence_tests {
+    use super::*;
+
+    /// A loss that is not finite ends training with an error naming the epoch, not a report of
+    /// chance accuracy.
+    #[test]
+    fn a_nonfinite_loss_is_an_error() {
+        let mut d = strata_graph::load("karate", None).unwrap();
+        let (n, f) = (d.num_nodes(), d.features.dim());
+        d.features = strata_graph::Features::dense(n, f, vec![f32::INFINITY; n * f]);
+        let cfg = ModelConfig { normalize_features: FeatureNorm::None, ..ModelConfig::defaults(crate::ModelKind::Gcn) };
+        let task = NodeTask::new(&d, tch::Device::Cpu, FeatureNorm::None, Kernel::EdgeList);
+        let e = train_node_classifier(&task, &cfg, &d.splits[0], 0, |_| {}).map(|_| ()).unwrap_err();
+        assert!(matches!(e, NnError::Diverged { epoch: 1, .. }), "{e}");
+        assert!(e.to_string().contains("training diverged") && e.to_string().contains("--lr"), "{e}");
     }
 }

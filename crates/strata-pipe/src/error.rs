@@ -40,6 +40,10 @@ pub enum PipeError {
     Graph(#[from] strata_graph::GraphError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// An epoch's training loss was not a finite number (the run would go on training NaN
+    /// weights and report chance accuracy).
+    #[error("training diverged: the loss is {loss} after epoch {epoch} (0-based); lower --lr, or pass --allow-nonfinite-loss to go on")]
+    Diverged { epoch: u64, loss: f64 },
     /// The run was stopped by SIGINT/SIGTERM; the last checkpoint written, if any.
     #[error("stopped by a signal after epoch {epoch}{}", .checkpoint.as_ref().map(|c| format!("; checkpoint at {}", c.display())).unwrap_or_default())]
     Interrupted { epoch: u64, checkpoint: Option<PathBuf> },

@@ -25,6 +25,9 @@ pub struct TrainOptions {
     /// After each evaluation that improves the best validation accuracy, have the workers
     /// copy their parameters aside ([`Launcher::keep`]).
     pub keep_best: bool,
+    /// Go on when an epoch's loss is not finite (otherwise the run ends with
+    /// [`PipeError::Diverged`], before any checkpoint of the broken weights).
+    pub allow_nonfinite_loss: bool,
 }
 
 /// Each reply's breakdown; a worker that sent none is refused by rank.
@@ -101,6 +104,9 @@ pub async fn train(
             val_accuracy: None,
             test_accuracy: None,
         };
+        if !e.loss.is_finite() && !opts.allow_nonfinite_loss {
+            return Err(PipeError::Diverged { epoch, loss: e.loss });
+        }
         if cfg.eval_every > 0 && ((epoch + 1) % cfg.eval_every as u64 == 0 || epoch + 1 == cfg.epochs as u64) {
             let t_eval = Instant::now();
             let r = launcher
@@ -164,6 +170,8 @@ pub struct RunOptions {
     pub gather_parameters: bool,
     /// Then set every worker to those weights and bring back one inference pass's output.
     pub gather_outputs: bool,
+    /// See [`TrainOptions::allow_nonfinite_loss`].
+    pub allow_nonfinite_loss: bool,
 }
 
 /// What a run gives back: the report and, when asked for, the whole model's parameters by
@@ -241,6 +249,7 @@ pub async fn run(
         resume: resume.map(|(_, epoch, report)| (epoch, report)),
         stop: opts.stop.clone(),
         keep_best: opts.gather_parameters,
+        allow_nonfinite_loss: opts.allow_nonfinite_loss,
     };
     let result = match train(&launcher, plan, cfg, &train_opts, on_epoch).await {
         Ok(report) if opts.gather_parameters || opts.gather_outputs => {

@@ -166,6 +166,10 @@ pub struct LaunchArgs {
     /// workers), reload the last checkpoint on every stage and continue. Needs checkpoints.
     #[arg(long)]
     pub restart_failed: bool,
+    /// Go on training when an epoch's loss is NaN or infinite (by default the run stops with an
+    /// error and exit code 1, before checkpointing the broken weights).
+    #[arg(long)]
+    pub allow_nonfinite_loss: bool,
     /// Serve Prometheus metrics of the run at http://ADDR/metrics while it trains: epochs, loss,
     /// validation and test accuracy, epoch and evaluation seconds, each worker's phases in
     /// seconds (as the workers report them, labelled by rank), bytes sent, workers' peak

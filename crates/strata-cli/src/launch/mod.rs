@@ -273,6 +273,7 @@ async fn run_once(
             keep_workers_on_failure: a.restart_failed,
             gather_parameters: a.out.is_some(),
             gather_outputs: a.predictions.is_some(),
+            allow_nonfinite_loss: a.allow_nonfinite_loss,
         };
         let pb = progress(cfg.epochs as u64, cfg.mode.name());
         let on_resume = |dir: &std::path::Path, epoch: u64| {

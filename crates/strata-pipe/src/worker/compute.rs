@@ -111,6 +111,10 @@ impl Compute {
         let result = run_epoch(rt.engine.as_mut(), &mut net, &req);
         self.state = Some(rt);
         let mut reply = result?;
+        // Fail point for the tests: a training loss that is not a number.
+        if req.train && std::env::var("STRATA_FAILPOINT").is_ok_and(|f| f == "loss-nan") {
+            reply.loss = f64::NAN;
+        }
         reply.compute_ms = t0.elapsed().as_secs_f64() * 1e3;
         reply.wire_bytes = self.mail.wire_bytes.load(Ordering::Relaxed);
         reply.peak_rss_bytes = strata_nn::memory::peak_rss_bytes().unwrap_or(0);
