@@ -33,7 +33,7 @@ lint:
 # The e2e tests run the `strata` binary, so it is built first.
 # Tests that need ../shared/graphs (or network namespaces) fail here instead of skipping.
 # The fuzz tests run last, on their own, so their case counts are printed.
-FUZZ := survive_mutated_files fuzzed_streams
+FUZZ := survive_mutated_files survives_mutated_files fuzzed_streams
 test: lint build
 	STRATA_REQUIRE_TEST_DATA=1 $(CARGO) test --release --workspace -- $(addprefix --skip ,$(FUZZ))
 	STRATA_REQUIRE_TEST_DATA=1 $(CARGO) test --release -p strata-graph --test fuzz_readers -- --nocapture
