@@ -445,3 +445,77 @@ fn launch_starts_under_torchrun_and_slurm_environments() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("world size 3") && err.contains("needs 2 workers"), "{err}");
 }
+
+/// The torchrun-style rendezvous refuses a registration for a rank outside the world, for rank
+/// 0, and for a rank another address holds — each caller gets an error naming why — and the run
+/// then goes on with the real ranks.
+#[test]
+fn rendezvous_refuses_bad_and_duplicate_ranks_without_harming_the_run() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let rank = |r: usize| {
+        let mut cmd = Command::new(strata_bin());
+        cmd.args(["launch", "--dataset", "karate", "--stages", "3", "--layers", "3", "--epochs", "2", "--json"])
+            .arg(&json);
+        for k in ["RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "STRATA_TOKEN"] {
+            cmd.env_remove(k);
+        }
+        cmd.env("RANK", r.to_string())
+            .env("WORLD_SIZE", "3")
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut procs = Procs(Vec::new());
+    let mut rank0 = rank(0);
+    let mut lines = BufReader::new(rank0.stderr.take().unwrap()).lines();
+    procs.0.push(rank0);
+    let master = format!("127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let register = |r: u32, addr: &str| {
+        rt.block_on(async {
+            let creds = strata_pipe::security::Credentials::token(None);
+            let t = Instant::now();
+            let mut c = loop {
+                // Rank 0 listens once it has loaded the graph.
+                if let Ok(mut c) = strata_pipe::worker::client(&master, &creds) {
+                    if c.health(strata_pipe::proto::HealthRequest {}).await.is_ok() {
+                        break c;
+                    }
+                }
+                assert!(t.elapsed() < Duration::from_secs(60), "rank 0 never listened");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            c.register(strata_pipe::proto::RegisterRequest { rank: r, addr: addr.into(), world_size: 3 }).await
+        })
+    };
+    for (r, want) in [(7, "outside 1..3"), (0, "outside 1..3")] {
+        let e = register(r, "127.0.0.1:1").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(e.message().contains(want), "rank {r}: {e}");
+    }
+    // The real rank 1 registers; a second claim on rank 1 from another address is refused.
+    procs.0.push(rank(1));
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("rank 1 registered at") {
+            break;
+        }
+    }
+    assert!(seen.contains("rank 1 registered at"), "{seen}");
+    let e = register(1, "127.0.0.1:2").unwrap_err();
+    assert!(e.message().contains("already registered"), "{e}");
+    procs.0.push(rank(2));
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let ok = procs.0.iter_mut().all(|c| c.wait().unwrap().success());
+    assert!(ok, "a rank failed:\n{seen}{}", rest.join("\n"));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["workers"], 3);
+}

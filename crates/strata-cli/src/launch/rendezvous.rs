@@ -120,6 +120,25 @@ fn die_with_parent(cmd: &mut tokio::process::Command) {
     let _ = cmd;
 }
 
+/// The rank a registration may take: one in 1..world, not taken by another address, at an
+/// address on the caller's own host (when both are IP addresses; loopback counts as one host).
+fn check_registration(reg: &strata_pipe::worker::Registration, addrs: &[String]) -> Result<usize, String> {
+    let (r, world) = (reg.rank as usize, addrs.len());
+    if r == 0 || r >= world {
+        return Err(format!("rank {r} is outside 1..{world}"));
+    }
+    if !addrs[r].is_empty() && addrs[r] != reg.addr {
+        return Err(format!("rank {r} is already registered at {}; {} may not take it", addrs[r], reg.addr));
+    }
+    if let (Ok(claimed), Some(peer)) = (reg.addr.parse::<std::net::SocketAddr>(), reg.peer) {
+        let same = claimed.ip() == peer.ip() || (claimed.ip().is_loopback() && peer.ip().is_loopback());
+        if !same {
+            return Err(format!("rank {r} claims the address {} but calls from {}", reg.addr, peer.ip()));
+        }
+    }
+    Ok(r)
+}
+
 /// torchrun / Slurm conventions: (rank, world size, master address) when WORLD_SIZE or
 /// SLURM_NTASKS says there are several processes.
 pub fn rendezvous_env() -> anyhow::Result<Option<(usize, usize, String)>> {
@@ -251,7 +270,7 @@ pub(super) async fn serve_rank0(
     let mut missing = world - 1;
     eprintln!("strata launch: rank 0 waiting for {missing} rank(s) at {master}");
     while missing > 0 {
-        let (rank, addr) = tokio::time::timeout(RENDEZVOUS_WAIT, rx.recv())
+        let reg: strata_pipe::worker::Registration = tokio::time::timeout(RENDEZVOUS_WAIT, rx.recv())
             .await
             .map_err(|_| {
                 let absent: Vec<String> =
@@ -259,14 +278,21 @@ pub(super) async fn serve_rank0(
                 anyhow::anyhow!("ranks {} did not register within {RENDEZVOUS_WAIT:?}", absent.join(", "))
             })?
             .context("registration channel closed")?;
-        let r = rank as usize;
-        if r == 0 || r >= world {
-            bail!("a worker registered as rank {r}, outside 1..{world}");
+        // A bad claim is refused to its caller; the rendezvous goes on with the others.
+        match check_registration(&reg, &addrs) {
+            Err(why) => {
+                eprintln!("strata launch: refused a registration: {why}");
+                let _ = reg.reply.send(Err(why));
+            }
+            Ok(r) => {
+                if addrs[r].is_empty() {
+                    missing -= 1;
+                    eprintln!("strata launch: rank {r} registered at {} ({missing} to go)", reg.addr);
+                }
+                addrs[r] = reg.addr.clone();
+                let _ = reg.reply.send(Ok(()));
+            }
         }
-        if addrs[r].is_empty() {
-            missing -= 1;
-        }
-        addrs[r] = addr;
     }
     Ok(addrs)
 }

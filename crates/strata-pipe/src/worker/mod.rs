@@ -43,7 +43,7 @@ pub struct WorkerOptions {
     pub device: Device,
     /// Set on the coordinating rank 0 of a torchrun/Slurm-style start: receives the other
     /// ranks' `Register` calls.
-    pub registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
+    pub registrations: Option<tokio::sync::mpsc::UnboundedSender<Registration>>,
     /// Largest graph a Configure stream may carry (bytes).
     pub max_graph_bytes: u64,
     /// Also serve the standard gRPC health service alone, in plaintext, here (for probes that
@@ -119,6 +119,16 @@ async fn stop_signal(mut shutdown_rx: watch::Receiver<bool>, stopping: Arc<std::
         _ = tokio::signal::ctrl_c() => {}
         _ = next_signal(&mut term) => {}
     }
+}
+
+/// One `Register` call as rank 0's coordinator sees it: the rank and address claimed, the
+/// caller's own address, and where to answer (`Err`: why it is refused; the caller gets
+/// INVALID_ARGUMENT and the rendezvous goes on).
+pub struct Registration {
+    pub rank: u32,
+    pub addr: String,
+    pub peer: Option<std::net::SocketAddr>,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 /// Serves until a Shutdown RPC or Ctrl-C. `on_bound` gets the bound address (port 0 resolved).
@@ -234,7 +244,12 @@ pub async fn register(
     loop {
         match c.register(RegisterRequest { rank, addr: addr.to_string(), world_size }).await {
             Ok(_) => return Ok(()),
-            Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition) => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
+                ) =>
+            {
                 return Err(PipeError::Peer(format!("rank 0 at {master} refused registration: {}", s.message())))
             }
             Err(s) if Instant::now() > deadline => {

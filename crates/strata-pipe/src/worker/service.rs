@@ -33,7 +33,7 @@ pub(crate) struct Svc {
     /// Bumped by every Configure: an epoch still waiting on the network (say, for a peer that
     /// was cut off) gives up, so a launcher recovering from a failure is not kept waiting.
     pub(crate) generation: Arc<AtomicU64>,
-    pub(crate) registrations: Option<tokio::sync::mpsc::UnboundedSender<(u32, String)>>,
+    pub(crate) registrations: Option<tokio::sync::mpsc::UnboundedSender<super::Registration>>,
 }
 
 impl Svc {
@@ -225,6 +225,7 @@ impl Worker for Svc {
 
     async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Ack>, Status> {
         self.require(&req, Role::Worker, "Register")?;
+        let peer = req.remote_addr();
         let r = req.into_inner();
         let Some(tx) = &self.registrations else {
             return Err(Status::failed_precondition(format!(
@@ -232,8 +233,11 @@ impl Worker for Svc {
                 self.rank
             )));
         };
+        let (reply, answer) = oneshot::channel();
+        let gone = || Status::unavailable("coordinator is not waiting for registrations");
+        tx.send(super::Registration { rank: r.rank, addr: r.addr.clone(), peer, reply }).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(Status::invalid_argument)?;
         tracing::info!("worker {} registered at {}", r.rank, r.addr);
-        tx.send((r.rank, r.addr)).map_err(|_| Status::unavailable("coordinator is not waiting for registrations"))?;
         Ok(Response::new(Ack { bytes_received: 0 }))
     }
 
