@@ -186,7 +186,8 @@ pub fn read_features(path: &Path, index_col: bool) -> anyhow::Result<Features> {
         return Ok(Features::dense(a.shape[0], a.shape[1], data));
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading features {}", path.display()))?;
-    let (mut data, mut cols) = (Vec::new(), None);
+    // With an index column, each row's first value is its node id, kept exact as an integer.
+    let (mut data, mut ids, mut cols) = (Vec::new(), Vec::new(), None);
     let mut rows = 0;
     for (no, line) in text.lines().enumerate() {
         let t = line.trim();
@@ -201,6 +202,18 @@ pub fn read_features(path: &Path, index_col: bool) -> anyhow::Result<Features> {
             }
             _ => {}
         }
+        let mut vals = vals.into_iter();
+        if index_col {
+            let Some(v) = vals.next() else { continue };
+            let id = v.parse::<usize>().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: feature row {} has node id {v}; ids must be integers from 0 (one row per node)",
+                    path.display(),
+                    rows + 1
+                )
+            })?;
+            ids.push(id);
+        }
         for v in vals {
             let x: f32 = v
                 .parse()
@@ -212,10 +225,10 @@ pub fn read_features(path: &Path, index_col: bool) -> anyhow::Result<Features> {
         rows += 1;
     }
     let cols = cols.with_context(|| format!("{}: no feature rows", path.display()))?;
-    let first = |r: usize| data[r * cols];
     if index_col {
-        return by_index_column(path, rows, cols, &data);
+        return by_index_column(path, &ids, cols, data);
     }
+    let first = |r: usize| data[r * cols];
     let counts_from = |base: f32| (0..rows).all(|r| first(r) == r as f32 + base);
     if cols >= 2 && rows >= 3 && (counts_from(0.0) || counts_from(1.0)) {
         bail!(
@@ -230,28 +243,26 @@ pub fn read_features(path: &Path, index_col: bool) -> anyhow::Result<Features> {
     Ok(Features::dense(rows, cols, data))
 }
 
-/// Text feature rows whose first column is the node id (0-based): each node once, the rows put
-/// in node order, the id column dropped.
-fn by_index_column(path: &Path, rows: usize, cols: usize, data: &[f32]) -> anyhow::Result<Features> {
+/// Text feature rows with their node ids (0-based, read from the first column): each node once,
+/// the rows put in node order.
+fn by_index_column(path: &Path, ids: &[usize], cols: usize, data: Vec<f32>) -> anyhow::Result<Features> {
     if cols < 2 {
         bail!(
             "{}: --features-index-col needs an id column and at least one feature; rows have {cols} value(s)",
             path.display()
         );
     }
-    let d = cols - 1;
+    let (rows, d) = (ids.len(), cols - 1);
     let mut out = vec![0f32; rows * d];
     let mut seen = vec![false; rows];
-    for (r, row) in data.chunks_exact(cols).enumerate() {
-        let id = row[0];
-        if id.fract() != 0.0 || id < 0.0 || id as usize >= rows {
+    for (r, (&id, row)) in ids.iter().zip(data.chunks_exact(d)).enumerate() {
+        if id >= rows {
             bail!(
                 "{}: feature row {} has node id {id}; ids must be integers in 0..{rows} (one row per node)",
                 path.display(),
                 r + 1
             );
         }
-        let id = id as usize;
         if std::mem::replace(&mut seen[id], true) {
             bail!(
                 "{}: node id {id} appears twice (feature row {}); each node needs exactly one row",
@@ -259,7 +270,7 @@ fn by_index_column(path: &Path, rows: usize, cols: usize, data: &[f32]) -> anyho
                 r + 1
             );
         }
-        out[id * d..(id + 1) * d].copy_from_slice(&row[1..]);
+        out[id * d..(id + 1) * d].copy_from_slice(row);
     }
     Ok(Features::dense(rows, d, out))
 }
