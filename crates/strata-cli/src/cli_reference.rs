@@ -73,7 +73,7 @@ fn describe(a: &clap::Arg) -> String {
     }
     let help = a.get_long_help().or(a.get_help()).map(|h| h.to_string()).unwrap_or_default();
     let mut line = format!("{name}: {}", help.split_whitespace().collect::<Vec<_>>().join(" "));
-    if !line.ends_with(['.', ')', ':']) {
+    if !line.ends_with(['.', ':']) {
         line.push('.');
     }
     let values: Vec<String> =

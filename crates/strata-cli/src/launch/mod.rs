@@ -103,7 +103,11 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     if let Some(addr) = a.metrics_addr {
         let _guard = rt.enter();
-        crate::metrics_endpoint::serve(addr, &[], strata_pipe::metrics::describe_launch)?;
+        // Under torchrun/Slurm rank 0 also runs worker 0 in this process: its metrics too.
+        crate::metrics_endpoint::serve(addr, &[], || {
+            strata_pipe::metrics::describe_launch();
+            strata_pipe::metrics::describe_worker();
+        })?;
     }
     rt.block_on(run_with_restarts(&a, &cfg, &p, env, workers, token, ckpt_root, record.as_ref()))
 }
