@@ -9,12 +9,17 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+namespace strata {
+void masked_into(at::Tensor& out, const at::Tensor& x, const at::Tensor& keep);
+at::Tensor masked(const at::Tensor& x, const at::Tensor& keep);
+}  // namespace strata (mask.cpp)
+
 namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 at::Tensor masked(const at::Tensor& x, const at::Tensor& keep) {
-  return keep.defined() ? x.mul(keep) : x;
+  return keep.defined() ? strata::masked(x, keep) : x;
 }
 
 // `c · a · x + base`, with the accumulation done by the sparse kernel itself.
@@ -62,7 +67,7 @@ struct Gcn2Layer : public torch::autograd::Function<Gcn2Layer> {
     at::Tensor gsup = g.mm(m.t());
     at::Tensor gx = ctx->saved_data["a_t"].toTensor().matmul(gsup).mul_(c);
     if (keep.defined()) {
-      gx.mul_(keep);
+      strata::masked_into(gx, gx, keep);
     }
     return {gx, gsup, gm, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }

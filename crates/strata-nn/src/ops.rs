@@ -31,6 +31,21 @@ extern "C" {
         err: *mut std::ffi::c_char,
         len: std::ffi::c_ulong,
     ) -> *mut torch_sys::C_tensor;
+    fn strata_masked_scale(
+        x: *const torch_sys::C_tensor,
+        keep: *const torch_sys::C_tensor,
+        s: f64,
+        err: *mut std::ffi::c_char,
+        len: std::ffi::c_ulong,
+    ) -> *mut torch_sys::C_tensor;
+    fn strata_masked_scale_out(
+        out: *const torch_sys::C_tensor,
+        x: *const torch_sys::C_tensor,
+        keep: *const torch_sys::C_tensor,
+        s: f64,
+        err: *mut std::ffi::c_char,
+        len: std::ffi::c_ulong,
+    ) -> std::ffi::c_int;
 }
 
 /// Turns a shim's result (a new tensor, or null with a message in `err`) into a `Result`.
@@ -147,6 +162,43 @@ pub fn dropout_mask(x: &Tensor, p: f64) -> Tensor {
     bits.ge(threshold)
 }
 
+/// `x ⊙ keep · s` for a boolean mask `keep` of `x`'s shape, differentiable in `x` (gradient
+/// `g ⊙ keep · s`): one pass reading the mask's bytes, where libtorch's `(x * keep) * s` widens
+/// the mask element by element and makes a second pass (about 3× the time on the CPU). Same
+/// bits as `(x * keep) * s`.
+pub fn masked_scale(x: &Tensor, keep: &Tensor, s: f64) -> Tensor {
+    let mut err = [0 as std::ffi::c_char; 1024];
+    // SAFETY: both pointers are live tensors borrowed for the call; the shim writes at most
+    // `err.len()` bytes into `err` and returns a new owned tensor or null.
+    let out =
+        unsafe { strata_masked_scale(x.as_ptr(), keep.as_ptr(), s, err.as_mut_ptr(), err.len() as std::ffi::c_ulong) };
+    // A mask of another shape is a caller's bug, as for libtorch's own operators.
+    from_shim(out, &err).unwrap_or_else(|e| panic!("masked_scale: {e}"))
+}
+
+/// [`masked_scale`] into `out` (which may be `x`), without autograd: e.g. a chunk's rows of a
+/// historical buffer written straight from the layer input.
+pub fn masked_scale_out(out: &Tensor, x: &Tensor, keep: &Tensor, s: f64) {
+    let mut err = [0 as std::ffi::c_char; 1024];
+    // SAFETY: the three pointers are live tensors borrowed for the call; the shim writes into
+    // `out`'s storage and at most `err.len()` bytes into `err`.
+    let rc = unsafe {
+        strata_masked_scale_out(
+            out.as_ptr(),
+            x.as_ptr(),
+            keep.as_ptr(),
+            s,
+            err.as_mut_ptr(),
+            err.len() as std::ffi::c_ulong,
+        )
+    };
+    if rc != 0 {
+        // SAFETY: NUL-terminated by the shim.
+        let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+        panic!("masked_scale_out: {msg}");
+    }
+}
+
 /// Inverted dropout: zeroes each entry with probability `p` and scales the rest by 1/(1−p).
 ///
 /// On the CPU, libtorch's `dropout` draws one Bernoulli sample per entry, which dominates the
@@ -165,7 +217,7 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     // instead of four (3 × N × d bytes less per layer of a deep model). `(x · keep) · s` has the
     // same bits as `x · (keep · s)`: the kept entries are `x · s` either way.
     let keep = dropout_mask(x, p);
-    (x * keep) * (1.0 / (1.0 - p))
+    masked_scale(x, &keep, 1.0 / (1.0 - p))
 }
 
 /// ForwardGNN's "LayerNormalization": `x / (‖x‖₂ + 1e-8)` per row, no parameters.
@@ -211,5 +263,34 @@ mod tests {
         // Unbiased: E[y] = x.
         assert!((y.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.02);
         assert!(dropout(&x, 0.6, false).equal(&x));
+    }
+
+    #[test]
+    fn masked_scale_has_the_bits_of_the_product_and_its_gradient() {
+        tch::manual_seed(1);
+        let mut x = Tensor::randn([300, 70], (Kind::Float, Device::Cpu));
+        let _ = x.get(3).get(5).fill_(f64::NAN);
+        let _ = x.get(4).get(6).fill_(f64::NEG_INFINITY);
+        let keep = dropout_mask(&x, 0.4);
+        let s = 1.0 / 0.6;
+        let reference = (&x * &keep) * s;
+        // `equal` is false for NaN entries: compare the bits.
+        let bits = |t: &Tensor| host_vec::<f32>(t).into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(&masked_scale(&x, &keep, s)), bits(&reference));
+        // Strided inputs take libtorch's path, with the same result.
+        let xt = x.tr();
+        assert!(!xt.is_contiguous());
+        assert_eq!(bits(&masked_scale(&xt, &keep.tr(), s)), bits(&((&xt * keep.tr()) * s)));
+        // In place, and into a row block of a larger buffer.
+        let buf = Tensor::zeros([400, 70], (Kind::Float, Device::Cpu));
+        masked_scale_out(&buf.narrow(0, 100, 300), &x, &keep, s);
+        assert_eq!(bits(&buf.narrow(0, 100, 300)), bits(&reference));
+        assert_eq!(buf.narrow(0, 0, 100).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        // The gradient is the mask's scale of the output gradient.
+        let leaf = Tensor::randn([50, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let k = dropout_mask(&leaf, 0.5);
+        let g = Tensor::randn([50, 8], (Kind::Float, Device::Cpu));
+        backward_roots(&[(&masked_scale(&leaf, &k, 2.0), &g)]).unwrap();
+        assert!(leaf.grad().equal(&((&g * &k) * 2.0)));
     }
 }

@@ -14,7 +14,7 @@
 use crate::chunks::{Chunk, Intra};
 use crate::layers::{Conv, ConvParams};
 use strata_nn::conv::GatConv;
-use strata_nn::ops::dropout_mask;
+use strata_nn::ops::{dropout_mask, masked_scale, masked_scale_out};
 use tch::{Kind, Tensor};
 
 /// Inter-chunk edges of one chunk split by freshness: (target row, source id, weight) of the
@@ -116,7 +116,7 @@ impl ConvSlot {
         let scale = if keep.is_some() { 1.0 / (1.0 - p) } else { 1.0 };
         // The bits of `strata_nn::ops::dropout`, `(x · keep) · s`.
         let drop = |x: &Tensor| match &keep {
-            Some(k) => (x * k) * scale,
+            Some(k) => masked_scale(x, k, scale),
             None => x.shallow_clone(),
         };
         let live_rows = || self.live.narrow(0, ch.start, ch.len());
@@ -145,10 +145,7 @@ impl ConvSlot {
                 if write {
                     tch::no_grad(|| match &keep {
                         // Straight into the buffer: no chunk-sized temporary.
-                        Some(k) if self.live.kind() == Kind::Float => {
-                            let rows = x.mul_out(&live_rows(), k);
-                            let _ = rows.shallow_clone().g_mul_scalar_(scale);
-                        }
+                        Some(k) if self.live.kind() == Kind::Float => masked_scale_out(&live_rows(), x, k, scale),
                         _ => live_rows().copy_(&drop(x)),
                     });
                 }
@@ -273,7 +270,7 @@ impl ConvSlot {
             (Some(_), _) => {
                 let g = received.then(|| rows(&self.grad))?;
                 return Some(match keep {
-                    Some(k) => (g * k) * (1.0 / (1.0 - p)),
+                    Some(k) => masked_scale(&g, k, 1.0 / (1.0 - p)),
                     None => g,
                 });
             }
@@ -288,7 +285,7 @@ impl ConvSlot {
         };
         // `grad` and `carried` hold the dropout scale already ([`ConvSlot::send_grads`]).
         Some(match keep {
-            Some(k) => due * k,
+            Some(k) => masked_scale(&due, k, 1.0),
             None => due,
         })
     }

@@ -49,7 +49,7 @@ impl Gcn2Conv {
             }
             _ => {
                 let x = match &keep {
-                    Some(k) => h * k,
+                    Some(k) => crate::ops::masked_scale(h, k, 1.0),
                     None => h.shallow_clone(),
                 };
                 self.update_scaled(adj.propagate(&x), h0_scaled, (1.0 - self.alpha) * scale)

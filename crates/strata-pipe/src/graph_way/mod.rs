@@ -21,7 +21,7 @@ use crate::schedule::{Halo, Part};
 use crate::stage_core::{grad_or_zeros, Breakdown, Engine, StageCore};
 use crate::stage_data::StageData;
 use strata_nn::conv::Linear;
-use strata_nn::ops::{backward_roots, dropout, dropout_mask, host_vec, spmm};
+use strata_nn::ops::{backward_roots, dropout, dropout_mask, host_vec, masked_scale, masked_scale_out, spmm};
 use strata_nn::Input;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -186,9 +186,9 @@ impl GraphWay {
                 .iter()
                 .map(|(q, rows)| {
                     // One gathered copy, masked in place: what goes on the wire.
-                    let mut r = x.index_select(0, rows);
+                    let r = x.index_select(0, rows);
                     if let Some(k) = &keep {
-                        let _ = r.g_mul_(&k.index_select(0, rows));
+                        masked_scale_out(&r, &r, &k.index_select(0, rows), 1.0);
                     }
                     (*q, r)
                 })
@@ -220,7 +220,7 @@ impl GraphWay {
             return conv.forward_csr(x_in, &residual, keep, scale, (a, a_t), false).relu();
         }
         let xd = match keep {
-            Some(k) => (x_in * k) * scale,
+            Some(k) => masked_scale(x_in, k, scale),
             None => x_in.shallow_clone(),
         };
         let mut agg = spmm(&self.op.intra.0, &self.op.intra.1, &xd);
@@ -400,11 +400,9 @@ impl Engine for GraphWay {
             Halo::Gradients => {
                 let keep = self.epoch.keep.take();
                 for ((_, rows), t) in self.send.iter().zip(got) {
-                    let mut t = t.to_device(device);
+                    let t = t.to_device(device);
                     if let Some(k) = &keep {
-                        tch::no_grad(|| {
-                            let _ = t.g_mul_(&k.index_select(0, rows));
-                        });
+                        masked_scale_out(&t, &t, &k.index_select(0, rows), 1.0);
                     }
                     self.epoch.returned.push((rows.shallow_clone(), t));
                 }
