@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn masked_scale_has_the_bits_of_the_product_and_its_gradient() {
         tch::manual_seed(1);
-        let mut x = Tensor::randn([300, 70], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([300, 70], (Kind::Float, Device::Cpu));
         let _ = x.get(3).get(5).fill_(f64::NAN);
         let _ = x.get(4).get(6).fill_(f64::NEG_INFINITY);
         let keep = dropout_mask(&x, 0.4);
