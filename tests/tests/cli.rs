@@ -99,6 +99,39 @@ fn bad_input_gives_clear_errors() {
     assert!(!ok && e.contains("unknown device `tpu`"), "{e}");
 }
 
+/// Runs that would train on nothing, or size their work by a flag before any check, are refused
+/// before anything starts, naming what is wrong.
+#[test]
+fn empty_training_sets_and_oversized_runs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let edges = file("e.txt", "0 1\n1 2\n2 3\n3 0\n");
+    let labels = file("y.txt", "0\n1\n0\n1\n");
+    let split = file("s.json", r#"{"train": [], "val": [1], "test": [2, 3]}"#);
+    let graph = ["--edges", &edges, "--labels", &labels, "--split-file", &split];
+    for cmd in [&["train"][..], &["launch", "--stages", "2", "--chunks", "2"]] {
+        let args: Vec<&str> = cmd.iter().copied().chain(graph).chain(["--epochs", "2"]).collect();
+        let (ok, _, e) = run(&args);
+        assert!(!ok && e.contains("the training set is empty"), "{args:?}: {e}");
+    }
+    let t = std::time::Instant::now();
+    for (flag, value, says) in [
+        ("--chunks", "1000000", "1000000 chunks for a graph of 34 nodes"),
+        ("--layers", "100000000", "--layers 100000000"),
+        ("--hidden", "100000", "--hidden 100000"),
+        ("--refresh", "0", "--refresh must be at least 1"),
+    ] {
+        let (ok, _, e) = run(&["launch", "--dataset", "karate", "--stages", "2", "--epochs", "2", flag, value]);
+        assert!(!ok && e.contains(says), "{flag} {value}: {e}");
+    }
+    // Refused by checks, not after allocating: a few seconds for all four.
+    assert!(t.elapsed().as_secs() < 60, "{:?}", t.elapsed());
+}
+
 #[test]
 fn data_commands() {
     let (ok, out, _) = run(&["data", "list"]);

@@ -495,6 +495,19 @@ impl ComputeArgs {
 
 /// The dataset's first published split, or (none published) a seeded stratified 10 / 10 / 80
 /// one: what every subcommand trains and evaluates on unless told otherwise.
+/// Refuses a split that would train on nothing (every loss 0, every weight its initial value).
+/// (Split files naming nodes outside the graph are refused as they are read.)
+pub fn check_split(d: &strata_graph::Dataset, s: &strata_graph::Split) -> anyhow::Result<()> {
+    if s.train.is_empty() {
+        anyhow::bail!(
+            "{}: the training set is empty ({} labelled nodes; a split file or the graph's masks name no training node)",
+            d.name,
+            d.labels.iter().filter(|&&y| y >= 0).count()
+        );
+    }
+    Ok(())
+}
+
 pub fn default_split(d: &strata_graph::Dataset, seed: u64) -> strata_graph::Split {
     d.splits.first().cloned().unwrap_or_else(|| strata_graph::Split::random_stratified(&d.labels, 0.1, 0.1, seed))
 }

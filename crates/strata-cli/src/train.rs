@@ -104,6 +104,12 @@ pub struct TrainArgs {
 }
 
 pub(crate) fn split_for(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
+    let split = split_by(d, how, seed)?;
+    crate::source::check_split(d, &split)?;
+    Ok(split)
+}
+
+fn split_by(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
     match how {
         "public" if !d.splits.is_empty() => Ok(d.splits[(seed as usize) % d.splits.len()].clone()),
         "public" => {

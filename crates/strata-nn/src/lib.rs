@@ -25,7 +25,7 @@ pub mod ops;
 pub mod optim;
 mod trainer;
 
-pub use config::{ModelConfig, ModelKind, ModelOverrides, StopOn};
+pub use config::{ModelConfig, ModelKind, ModelOverrides, StopOn, MAX_EPOCHS, MAX_LR};
 pub use device::{device_name, parse_device, set_threads};
 pub use error::{NnError, Result};
 pub use input::Input;

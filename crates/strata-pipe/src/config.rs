@@ -4,6 +4,10 @@
 
 use crate::error::PipeError;
 
+/// The deepest model and the widest layer a pipeline worker builds.
+pub const MAX_LAYERS: usize = 4096;
+pub const MAX_HIDDEN: i64 = 1 << 16;
+
 /// `name()` and `FromStr` from one table of (variant, command-line name).
 macro_rules! names {
     ($ty:ident { $($v:ident => $s:literal),+ $(,)? }) => {
@@ -233,6 +237,18 @@ impl PipelineConfig {
             _ => self.chunks,
         }
     }
+    /// Checks the chunk count against the graph's `nodes`: every chunk needs a vertex (and a
+    /// chunk count far above that would size per-chunk tables before any error).
+    pub fn validate_for(&self, nodes: usize) -> Result<(), PipeError> {
+        let k = self.num_chunks();
+        if k > nodes.max(1) {
+            return Err(PipeError::Config(format!(
+                "{k} chunks for a graph of {nodes} nodes: every chunk needs at least one node (lower --chunks{})",
+                if self.mode == Mode::Graph { " or --ways" } else { "" }
+            )));
+        }
+        Ok(())
+    }
     /// Workers the run needs: W·S.
     pub fn workers(&self) -> usize {
         self.ways.max(1) * self.stages.max(1)
@@ -298,11 +314,30 @@ impl PipelineConfig {
                 return Err(PipeError::Config(format!("{name} must be a finite non-negative number, got {v}")));
             }
         }
-        if self.dropout >= 1.0 || self.hidden < 1 {
+        use strata_nn::{MAX_EPOCHS, MAX_LR};
+        if !(1..=MAX_LAYERS).contains(&self.layers) || !(1..=MAX_HIDDEN).contains(&self.hidden) {
             return Err(PipeError::Config(format!(
-                "dropout must be below 1 and hidden at least 1, got {} and {}",
-                self.dropout, self.hidden
+                "--layers {} and --hidden {} must be in 1..={MAX_LAYERS} and 1..={MAX_HIDDEN}",
+                self.layers, self.hidden
             )));
+        }
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return Err(PipeError::Config(format!("--epochs {} must be in 1..={MAX_EPOCHS}", self.epochs)));
+        }
+        if self.lr > MAX_LR {
+            return Err(PipeError::Config(format!("--lr {} must be at most {MAX_LR}", self.lr)));
+        }
+        if !self.grad_scale.is_finite() || self.grad_scale <= 0.0 {
+            return Err(PipeError::Config(format!(
+                "--grad-scale must be a finite positive number, got {}",
+                self.grad_scale
+            )));
+        }
+        if self.refresh < 1 {
+            return Err(PipeError::Config("--refresh must be at least 1 (epochs between snapshots)".into()));
+        }
+        if self.dropout >= 1.0 {
+            return Err(PipeError::Config(format!("dropout must be below 1, got {}", self.dropout)));
         }
         Ok(())
     }

@@ -219,12 +219,7 @@ impl StageSpec {
         let nodes = data.num_nodes();
         let c = &self.config;
         c.validate()?;
-        if c.layers == 0 || c.layers > 4096 || c.hidden < 1 || c.hidden > 1 << 16 {
-            return Err(PipeError::Config(format!(
-                "layers {} and hidden {} must be in 1..=4096 and 1..=65536",
-                c.layers, c.hidden
-            )));
-        }
+        c.validate_for(nodes)?;
         if ![c.dropout, c.alpha, c.theta, c.lr, c.weight_decay, c.weight_decay_conv, c.grad_scale]
             .iter()
             .all(|v| v.is_finite())

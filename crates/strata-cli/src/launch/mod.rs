@@ -93,7 +93,9 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
         graph: crate::model_dir::GraphRecord::of(&a.graph, "cora", &data),
         feature_normalization: strata_graph::FeatureNorm::Auto.resolve(&data.features),
     });
+    cfg.validate_for(data.num_nodes()).map_err(|e| anyhow::anyhow!("{}: {e}", data.name))?;
     let split = crate::source::default_split(&data, a.seed);
+    crate::source::check_split(&data, &split)?;
     // The plan holds the renumbered copy; the graph as read is not needed again.
     let mut p = strata_pipe::PipelinePlan::from_owned(data, &split, &cfg);
     drop(split);
