@@ -7,7 +7,11 @@ generated graph (`strata data synth --nodes 50000 --degree 20 --features 128 --c
 * two workers, each pinned to its own core (`taskset`) with one thread, on loopback (links
   unlimited): pipeline P = 2 and graph-parallel P = 2, against `strata train` pinned to one core
   with one thread (measured on each of the two cores; the reference is their mean);
-* the same pinned rows on Cora, GCNII-32.
+* the same pinned rows on Cora, GCNII-32;
+* beside the pinned rows, two `strata train` runs at once, one per core: what running on both cores
+  costs each of them on this host (shared caches, memory bandwidth, a virtual machine's neighbours).
+  Two pinned workers pay the same, so a pinned P = 2 run cannot beat 0.5 × that factor (× the
+  pipeline's bubble).
 
 Rows alternate within a round and rounds repeat (BENCH_DIST_ROUNDS, default 3): each cell is the
 median over rounds of a run's median epoch, and each ratio the median over rounds of that round's
@@ -45,6 +49,18 @@ def train(data, model, core=None):
     return dict(ms=r["epoch_ms_median"], threads=[int(threads)], phases=None, activations=None)
 
 
+def train_pair(data, model):
+    """Two `strata train` at once, pinned to cores 0 and 1: each one's epoch (the mean of the two)."""
+    outs = [tempfile.NamedTemporaryFile(suffix=".json") for _ in range(2)]
+    procs = [subprocess.Popen(["taskset", "-c", str(core), STRATA, "train", *data, *model, "--seeds", "1", "--threads", "1",
+                               "--json", outs[core].name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for core in range(2)]
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit("two concurrent strata train runs failed")
+    ms = [json.load(open(f.name))["epoch_ms_median"] for f in outs]
+    return dict(ms=sum(ms) / 2, threads=[1, 1], phases=None, activations=None, note=f"(each alone: see the rows above; these: {ms[0]:.0f} / {ms[1]:.0f})")
+
+
 def launch(data, model, shape, pinned):
     """`strata launch` with local workers (threads = cores / workers), or with `pinned` workers
     started here, each on its own core with one thread."""
@@ -72,7 +88,7 @@ def launch(data, model, shape, pinned):
 
 def breakdown(x):
     if not x["phases"]:
-        return "(one process)"
+        return x.get("note", "(one process)")
     out = []
     for w, p in enumerate(x["phases"]):
         parts = " ".join(f"{k} {p[k] * 1e3:.0f}" for k in PHASES if p[k] * 1e3 >= 0.5)
@@ -111,6 +127,7 @@ def pinned_rows(data, model):
     return [
         ("strata train, pinned to core 0, 1 thread", lambda: train(data, model, 0)),
         ("strata train, pinned to core 1, 1 thread", lambda: train(data, model, 1)),
+        ("two strata train at once, cores 0 and 1 (each one's epoch)", lambda: train_pair(data, model)),
         ("pipeline P = 2 (--stages 2), workers pinned", lambda: launch(data, model, ["--stages", "2"], True)),
         ("graph-parallel P = 2 (--mode graph --ways 2), workers pinned",
          lambda: launch(data, model, ["--mode", "graph", "--ways", "2"], True)),
