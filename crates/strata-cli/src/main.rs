@@ -60,6 +60,11 @@ fn main() -> std::process::ExitCode {
         // Colour only on a terminal, and never under NO_COLOR (no-color.org).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
+    // A file's array may not declare more bytes than this process may take (checked before
+    // it is inflated).
+    if let Some(bytes) = strata_nn::memory::available_bytes() {
+        strata_graph::limits::set_memory_budget(bytes);
+    }
     // libtorch reports a failed allocation as an error that tch turns into a panic: say it
     // plainly instead of printing a panic and a backtrace.
     let default_hook = std::panic::take_hook();

@@ -110,7 +110,7 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(
     retrain: &str,
 ) -> anyhow::Result<T> {
     let mpath = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&mpath)
+    let text = strata_graph::files::read_to_string(&mpath)
         .with_context(|| format!("{} is not a model directory (no readable manifest.json)", dir.display()))?;
     let raw: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest (not JSON)", mpath.display()))?;
@@ -123,7 +123,7 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(
     for f in files {
         let p = dir.join(f);
         let expected = sums.get(*f).with_context(|| format!("{}: no checksum for {f}", mpath.display()))?;
-        let bytes = std::fs::read(&p).with_context(|| format!("{}: missing or unreadable", p.display()))?;
+        let bytes = strata_graph::files::read(&p).with_context(|| format!("{}: missing or unreadable", p.display()))?;
         if &strata_pipe::checkpoint::sha256_hex(&bytes) != expected {
             bail!("{}: SHA-256 differs from the manifest's: the file was altered or torn. {retrain}", p.display());
         }

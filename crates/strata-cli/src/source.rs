@@ -38,6 +38,12 @@ pub struct GraphSource {
     /// each seed draws a stratified 10/10/80 split.
     #[arg(long, requires = "labels")]
     pub split_file: Option<PathBuf>,
+    /// The node count of an --edges graph (ids 0..N). Needed only when the largest id is far
+    /// above the number of distinct ids the file names (isolated nodes, or ids that are not
+    /// 0-based indices), which is refused otherwise; --features and --labels give the count
+    /// themselves.
+    #[arg(long, requires = "edges", value_name = "N")]
+    pub num_nodes: Option<usize>,
     /// An OGB node-property dataset root (holding `raw/` and `split/`, as downloaded).
     #[arg(long)]
     pub ogb: Option<PathBuf>,
@@ -95,10 +101,15 @@ impl GraphSource {
                 self.labels.as_ref().unwrap().display(),
                 l.len()
             ),
-            (Some(f), _) => Some((f.num_nodes(), self.features.as_ref().unwrap())),
-            (None, Some(l)) => Some((l.len(), self.labels.as_ref().unwrap())),
-            (None, None) => None,
+            (Some(f), _) => Some((f.num_nodes(), self.features.as_ref().unwrap().display().to_string())),
+            (None, Some(l)) => Some((l.len(), self.labels.as_ref().unwrap().display().to_string())),
+            (None, None) => self.num_nodes.map(|n| (n, format!("--num-nodes {n}"))),
         };
+        if let (Some(n), Some((rows, file))) = (self.num_nodes, &rows) {
+            if n != *rows {
+                bail!("--num-nodes {n}, but {file} has {rows} rows (one per node)");
+            }
+        }
         let graph = undirected_edge_list(path, rows)?;
         let n = graph.num_nodes();
         let labels = labels.unwrap_or_else(|| vec![-1; n]);
@@ -120,9 +131,15 @@ impl GraphSource {
     }
 }
 
+/// Largest node id an edge list may name without `--num-nodes` when its ids are sparse.
+const SPARSE_IDS_FROM: usize = 1 << 20;
+
 /// Reads an edge list as an undirected simple graph: self loops dropped, duplicate and reversed
-/// edges merged (both logged). `rows` (count, file) bounds the ids when a per-node file is given.
-pub fn undirected_edge_list(path: &Path, rows: Option<(usize, &PathBuf)>) -> anyhow::Result<CsrGraph> {
+/// edges merged (both logged). `rows` (count, where it comes from) bounds the ids when a per-node
+/// file or `--num-nodes` gives it; otherwise the largest id sets the count, unless that is far
+/// above the distinct ids named (a graph of 16 bytes naming node 268,435,455 would otherwise
+/// size 268 M nodes).
+pub fn undirected_edge_list(path: &Path, rows: Option<(usize, String)>) -> anyhow::Result<CsrGraph> {
     let list = strata_graph::formats::read_edge_list(path)?;
     if list.edges.is_empty() {
         bail!("{}: no edges", path.display());
@@ -131,17 +148,33 @@ pub fn undirected_edge_list(path: &Path, rows: Option<(usize, &PathBuf)>) -> any
         Some((rows, file)) => {
             if let Some((i, &(u, v))) = list.edges.iter().enumerate().find(|(_, &(u, v))| u.max(v) as usize >= rows) {
                 bail!(
-                    "{}: edge #{} ({u}, {v}) names node {}, but {} has {rows} rows (ids 0..{})",
+                    "{}: edge #{} ({u}, {v}) names node {}, but {file} gives {rows} nodes (ids 0..{})",
                     path.display(),
                     i + 1,
                     u.max(v),
-                    file.display(),
                     rows.saturating_sub(1)
                 );
             }
             rows
         }
-        None => list.implied_nodes(),
+        None => {
+            let n = list.implied_nodes();
+            if n > SPARSE_IDS_FROM {
+                let mut ids: Vec<i64> = list.edges.iter().flat_map(|&(u, v)| [u, v]).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                if n > 64 * ids.len() {
+                    bail!(
+                        "{}: the largest node id is {}, so the graph would have {n} nodes, but the edges name only {} distinct nodes; \
+                         ids are 0-based indices: renumber them, or pass --num-nodes {n} if the isolated nodes are meant",
+                        path.display(),
+                        n - 1,
+                        ids.len()
+                    );
+                }
+            }
+            n
+        }
     };
     let loops = list.edges.iter().filter(|(u, v)| u == v).count();
     let mut pairs: Vec<(i64, i64)> =
@@ -185,7 +218,8 @@ pub fn read_features(path: &Path, index_col: bool) -> anyhow::Result<Features> {
         }
         return Ok(Features::dense(a.shape[0], a.shape[1], data));
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading features {}", path.display()))?;
+    let text =
+        strata_graph::files::read_to_string(path).with_context(|| format!("reading features {}", path.display()))?;
     // With an index column, each row's first value is its node id, kept exact as an integer.
     let (mut data, mut ids, mut cols) = (Vec::new(), Vec::new(), None);
     let mut rows = 0;
@@ -276,7 +310,7 @@ fn by_index_column(path: &Path, ids: &[usize], cols: usize, data: Vec<f32>) -> a
 }
 
 fn read_npy(path: &Path, what: &str) -> anyhow::Result<strata_graph::npz::NpyArray> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let bytes = strata_graph::files::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
     Ok(strata_graph::npz::NpyArray::parse(bytes, path, what)?)
 }
 
@@ -313,7 +347,8 @@ pub fn read_labels(path: &Path) -> anyhow::Result<Vec<i64>> {
             })
             .collect();
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading labels {}", path.display()))?;
+    let text =
+        strata_graph::files::read_to_string(path).with_context(|| format!("reading labels {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim_start().starts_with('#'))
@@ -333,7 +368,8 @@ pub fn read_labels(path: &Path) -> anyhow::Result<Vec<i64>> {
 
 /// Reads a split file: JSON with `train`, `val` (or `valid`) and `test` node-id arrays.
 pub fn read_split(path: &Path) -> anyhow::Result<Split> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading split {}", path.display()))?;
+    let text =
+        strata_graph::files::read_to_string(path).with_context(|| format!("reading split {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let ids = |keys: &[&str]| -> anyhow::Result<Vec<usize>> {
         let (key, arr) = keys.iter().find_map(|k| v.get(*k).map(|a| (*k, a))).with_context(|| {
@@ -368,6 +404,34 @@ mod tests {
     }
 
     #[test]
+    fn sparse_ids_need_the_node_count_said() {
+        let dir = tempfile::tempdir().unwrap();
+        // 16 bytes naming node 268,435,455: refused before 268 M nodes are sized.
+        let edges = write(dir.path(), "g.txt", "0 268435455\n");
+        let src = GraphSource { edges: Some(edges.clone()), ..Default::default() };
+        let e = format!("{:#}", src.load("cora", None).unwrap_err());
+        assert!(
+            e.contains("g.txt")
+                && e.contains("268435456 nodes")
+                && e.contains("only 2 distinct")
+                && e.contains("--num-nodes"),
+            "{e}"
+        );
+        // Said, it is meant (a smaller count here: the check is the same).
+        let edges = write(dir.path(), "h.txt", "0 1\n1 2000000\n");
+        let src = GraphSource { edges: Some(edges.clone()), ..Default::default() };
+        assert!(src.load("cora", None).is_err());
+        let src = GraphSource { edges: Some(edges.clone()), num_nodes: Some(2_000_001), ..Default::default() };
+        assert_eq!(src.load("cora", None).unwrap().num_nodes(), 2_000_001);
+        let src = GraphSource { edges: Some(edges), num_nodes: Some(1000), ..Default::default() };
+        let e = format!("{:#}", src.load("cora", None).unwrap_err());
+        assert!(e.contains("names node 2000000") && e.contains("--num-nodes 1000 gives 1000 nodes"), "{e}");
+        // Dense ids need nothing.
+        let edges = write(dir.path(), "k.txt", "0 1\n1 2\n");
+        assert_eq!(GraphSource { edges: Some(edges), ..Default::default() }.load("cora", None).unwrap().num_nodes(), 3);
+    }
+
+    #[test]
     fn edge_list_with_labels_and_split_loads_and_bad_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let edges = write(dir.path(), "g.txt", "0 1\n1 0\n1 2\n2 2\n2 3\n");
@@ -390,7 +454,7 @@ mod tests {
             .load("cora", None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("far.txt") && e.contains("edge #2") && e.contains("y.txt has 4 rows"), "{e}");
+        assert!(e.contains("far.txt") && e.contains("edge #2") && e.contains("y.txt gives 4 nodes"), "{e}");
         let bad = write(dir.path(), "bad.txt", "0\nzero\n");
         let e = format!(
             "{:#}",

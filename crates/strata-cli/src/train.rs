@@ -241,7 +241,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
 fn model_config(a: &TrainArgs, kind: ModelKind) -> anyhow::Result<ModelConfig> {
     let mut cfg = ModelConfig::defaults(kind);
     if let Some(path) = &a.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = strata_graph::files::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let o: ModelOverrides =
             toml::from_str(&text).with_context(|| format!("{}: invalid model configuration", path.display()))?;
         cfg = cfg.with(&o);

@@ -16,6 +16,7 @@
 mod csr;
 mod dataset;
 mod error;
+pub mod files;
 pub mod formats;
 mod graph;
 pub mod limits;

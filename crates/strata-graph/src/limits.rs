@@ -12,6 +12,21 @@ pub const MAX_CLASSES: usize = 1 << 16;
 /// Widest feature vector a file may declare (bag-of-words graphs reach ~10⁴–10⁵ columns).
 pub const MAX_FEATURE_DIM: usize = 1 << 24;
 
+/// Bytes one array read from a file may take once decoded; 0 = no budget set. A program sets
+/// it once from the memory it may use ([`set_memory_budget`]), so that a small compressed
+/// file declaring gigabytes is refused before they are inflated.
+static MEMORY_BUDGET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets the budget of [`memory_budget`] (e.g. the memory available to the process).
+pub fn set_memory_budget(bytes: u64) {
+    MEMORY_BUDGET.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The budget set by [`set_memory_budget`], if any.
+pub fn memory_budget() -> Option<u64> {
+    Some(MEMORY_BUDGET.load(std::sync::atomic::Ordering::Relaxed)).filter(|&b| b > 0)
+}
+
 /// Checks a node id read from a file against [`MAX_NODES`]; the error says what was expected,
 /// for the caller to put after the file and line.
 pub(crate) fn node_id(id: i64) -> Result<usize, String> {

@@ -72,18 +72,29 @@ pub struct NpyArray {
     data: Vec<u8>,
 }
 
-impl NpyArray {
-    /// Parses the bytes of one `.npy` file. `what` names it in errors.
-    pub fn parse(bytes: Vec<u8>, path: &Path, key: &str) -> Result<NpyArray> {
+/// An `.npy` header: where the data starts and what it must hold.
+struct NpyHeader {
+    /// Bytes before the data (magic, version, length, header text).
+    data_start: usize,
+    shape: Vec<usize>,
+    dtype: DType,
+    descr: String,
+    /// Bytes the shape and dtype need (`None` for a dtype without a fixed size).
+    data_bytes: Option<usize>,
+}
+
+/// The most header bytes an `.npy` may have (numpy writes well under 1 KiB).
+const MAX_HEADER: usize = 1 << 16;
+
+impl NpyHeader {
+    /// Bytes to read for [`NpyHeader::parse`] to see the header length.
+    const PREFIX: usize = 12;
+
+    /// Parses the header at the start of `bytes`, which must hold all of it (see
+    /// [`NpyHeader::length`]).
+    fn parse(bytes: &[u8], path: &Path, key: &str) -> Result<NpyHeader> {
         let err = |msg: String| GraphError::Npy { path: path.into(), key: key.into(), msg };
-        if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-            return Err(err("not an .npy array (bad magic)".into()));
-        }
-        let (hlen, start) = match bytes[6] {
-            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
-            v => return Err(err(format!("unsupported .npy version {v}"))),
-        };
+        let (start, hlen) = NpyHeader::length(bytes).map_err(err)?;
         if bytes.len() < start + hlen {
             return Err(err("header truncated".into()));
         }
@@ -107,24 +118,51 @@ impl NpyArray {
         if big && dtype.size() > 1 {
             return Err(err(format!("big-endian dtype {descr} is not supported")));
         }
-        let mut data = bytes;
-        data.drain(..start + hlen);
         // A forged shape must not overflow: the element count and byte size are checked products.
         let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         let needed = count.and_then(|c| c.checked_mul(dtype.size()));
         let (Some(_), Some(needed)) = (count, needed) else {
             return Err(err(format!("shape {shape:?} of {descr} is too large to address")));
         };
-        if dtype != DType::Other && data.len() < needed {
-            return Err(err(format!(
-                "data truncated: shape {shape:?} of {descr} needs {needed} bytes, found {}",
-                data.len()
-            )));
+        let data_bytes = (dtype != DType::Other).then_some(needed);
+        Ok(NpyHeader { data_start: start + hlen, shape, dtype, descr, data_bytes })
+    }
+
+    /// Where the header text starts and how long it is, from the first bytes of the file.
+    fn length(bytes: &[u8]) -> std::result::Result<(usize, usize), String> {
+        if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+            return Err("not an .npy array (bad magic)".into());
         }
-        if dtype != DType::Other {
-            data.truncate(needed);
+        let (hlen, start) = match bytes[6] {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+            v => return Err(format!("unsupported .npy version {v}")),
+        };
+        if hlen > MAX_HEADER {
+            return Err(format!("a header of {hlen} bytes (at most {MAX_HEADER})"));
         }
-        Ok(NpyArray { shape, dtype, descr, data })
+        Ok((start, hlen))
+    }
+}
+
+impl NpyArray {
+    /// Parses the bytes of one `.npy` file. `key` names it in errors.
+    pub fn parse(mut bytes: Vec<u8>, path: &Path, key: &str) -> Result<NpyArray> {
+        let h = NpyHeader::parse(&bytes, path, key)?;
+        let err = |msg: String| GraphError::Npy { path: path.into(), key: key.into(), msg };
+        bytes.drain(..h.data_start);
+        if let Some(needed) = h.data_bytes {
+            if bytes.len() < needed {
+                return Err(err(format!(
+                    "data truncated: shape {:?} of {} needs {needed} bytes, found {}",
+                    h.shape,
+                    h.descr,
+                    bytes.len()
+                )));
+            }
+            bytes.truncate(needed);
+        }
+        Ok(NpyArray { shape: h.shape, dtype: h.dtype, descr: h.descr, data: bytes })
     }
 
     pub fn len(&self) -> usize {
@@ -186,7 +224,7 @@ pub struct Npz {
 impl Npz {
     pub fn open(path: impl AsRef<Path>) -> Result<Npz> {
         let path = path.as_ref().to_path_buf();
-        let file = std::fs::File::open(&path).map_err(|e| GraphError::io(&path, e))?;
+        let file = crate::files::open(&path)?;
         let archive = zip::ZipArchive::new(std::io::BufReader::new(file))
             .map_err(|source| GraphError::Zip { path: path.clone(), source })?;
         Ok(Npz { path, archive })
@@ -201,8 +239,13 @@ impl Npz {
     pub fn contains(&self, key: &str) -> bool {
         self.archive.index_for_name(&format!("{key}.npy")).is_some() || self.archive.index_for_name(key).is_some()
     }
-    /// Decodes one array; `expected` describes it for the missing-key message.
+    /// Decodes one array; `expected` describes it for the missing-key message. An array larger
+    /// than [`crate::limits::memory_budget`] is refused before it is inflated.
     pub fn array(&mut self, key: &str, expected: &str) -> Result<NpyArray> {
+        self.array_within(key, expected, crate::limits::memory_budget())
+    }
+
+    fn array_within(&mut self, key: &str, expected: &str, budget: Option<u64>) -> Result<NpyArray> {
         let name = if self.archive.index_for_name(&format!("{key}.npy")).is_some() {
             format!("{key}.npy")
         } else if self.archive.index_for_name(key).is_some() {
@@ -211,14 +254,33 @@ impl Npz {
             return Err(GraphError::MissingKey { path: self.path.clone(), key: key.into(), expected: expected.into() });
         };
         let path = self.path.clone();
-        let mut entry = self.archive.by_name(&name).map_err(|source| GraphError::Zip { path: path.clone(), source })?;
-        // Grow with the bytes actually inflated, never by the size the zip header declares.
+        let entry = self.archive.by_name(&name).map_err(|source| GraphError::Zip { path: path.clone(), source })?;
+        let err = |msg: String| GraphError::Npy { path: path.clone(), key: key.into(), msg };
+        let unreadable =
+            |e: std::io::Error| err(format!("entry unreadable ({e}); the archive may be truncated or corrupt"));
+        // Inflate the header first, then no more than the data its shape declares (and the
+        // memory budget allows): never by the size the zip header declares, never to the end
+        // of a stream that inflates without bound.
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| GraphError::Npy {
-            path: path.clone(),
-            key: key.into(),
-            msg: format!("entry unreadable ({e}); the archive may be truncated or corrupt"),
-        })?;
+        let mut entry = entry.take(NpyHeader::PREFIX as u64);
+        entry.read_to_end(&mut bytes).map_err(unreadable)?;
+        let (start, hlen) = NpyHeader::length(&bytes).map_err(err)?;
+        entry.set_limit((start + hlen).saturating_sub(bytes.len()) as u64);
+        entry.read_to_end(&mut bytes).map_err(unreadable)?;
+        let header = NpyHeader::parse(&bytes, &path, key)?;
+        // Object arrays have no fixed size; strata reads none (1 MiB of one is enough to say so).
+        let data = header.data_bytes.unwrap_or(1 << 20);
+        if let Some(budget) = budget.filter(|&b| data as u64 > b) {
+            return Err(err(format!(
+                "shape {:?} of {} needs {data} bytes, more than the {budget} bytes of memory this process may use",
+                header.shape, header.descr
+            )));
+        }
+        // Whatever the entry holds past its declared data is never inflated.
+        let end = header.data_start + data;
+        entry.set_limit(end.saturating_sub(bytes.len()) as u64);
+        bytes.try_reserve_exact(end.saturating_sub(bytes.len())).map_err(|e| err(format!("{data} bytes: {e}")))?;
+        entry.read_to_end(&mut bytes).map_err(unreadable)?;
         NpyArray::parse(bytes, &path, key)
     }
     fn check_integer(&self, key: &str, a: &NpyArray) -> Result<()> {
@@ -430,6 +492,49 @@ mod tests {
         assert_eq!(a.element_i64(1), -2);
         let two = NpyArray::parse(npy_bytes("<f8", &[1, 2], &[0u8; 16]), Path::new("x"), "k").unwrap();
         assert_eq!(two.shape, vec![1, 2]);
+    }
+
+    /// A deflated entry: `header` (an .npy header and some data) then `zeros` zero bytes.
+    fn bomb(dir: &Path, header: &[u8], zeros: usize) -> std::path::PathBuf {
+        let path = dir.join("bomb.npz");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("x.npy", opts).unwrap();
+        std::io::Write::write_all(&mut zip, header).unwrap();
+        let block = vec![0u8; 1 << 20];
+        for i in (0..zeros).step_by(block.len()) {
+            std::io::Write::write_all(&mut zip, &block[..block.len().min(zeros - i)]).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn entries_inflate_only_to_their_declared_shape_and_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        // Ten floats declared, 256 MiB of zeros behind them: only the ten are inflated.
+        let path = bomb(dir.path(), &npy_bytes("<f4", &[10], &[0u8; 40]), 256 << 20);
+        assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
+        let t = std::time::Instant::now();
+        let a = Npz::open(&path).unwrap().array("x", "ten floats").unwrap();
+        assert_eq!((a.len(), a.bytes().len()), (10, 40));
+        assert!(t.elapsed().as_secs_f64() < 0.1, "inflated the rest: {:?}", t.elapsed());
+        // 2³⁰ floats declared in a file of a few MiB: refused by the budget before inflating.
+        let path = bomb(dir.path(), &npy_bytes("<f4", &[1 << 30], &[]), 4 << 20);
+        let e = Npz::open(&path).unwrap().array_within("x", "", Some(1 << 30)).unwrap_err().to_string();
+        assert!(
+            e.contains("bomb.npz") && e.contains("4294967296 bytes") && e.contains("1073741824 bytes of memory"),
+            "{e}"
+        );
+        // Within the budget it is the data that is short.
+        let e = Npz::open(&path).unwrap().array_within("x", "", None).unwrap_err().to_string();
+        assert!(e.contains("data truncated"), "{e}");
+        // A header claiming 4 GiB of text is refused without reading it.
+        let mut forged = b"\x93NUMPY\x02\x00".to_vec();
+        forged.extend_from_slice(&u32::MAX.to_le_bytes());
+        let path = bomb(dir.path(), &forged, 1 << 20);
+        let e = Npz::open(&path).unwrap().array("x", "").unwrap_err().to_string();
+        assert!(e.contains("a header of 4294967295 bytes"), "{e}");
     }
 
     #[test]

@@ -357,7 +357,7 @@ pub(crate) fn persist_atomic(tmp: tempfile::NamedTempFile, path: &Path) -> Resul
 /// Verifies a local file against its published checksum.
 pub fn verify(rel: &str, path: &Path) -> Result<()> {
     let expected = checksum_of(rel).ok_or_else(|| GraphError::invalid(rel, "no published checksum"))?;
-    let bytes = std::fs::read(path).map_err(|e| GraphError::io(path, e))?;
+    let bytes = crate::files::read(path)?;
     let found = sha256_hex(&bytes);
     if found != expected {
         return Err(GraphError::Checksum { what: path.display().to_string(), expected: expected.into(), found });

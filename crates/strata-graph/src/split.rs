@@ -24,7 +24,7 @@ impl Split {
     /// `train`/`val`/`test`). Extra keys are ignored.
     pub fn from_json(path: impl AsRef<Path>) -> Result<Split> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| GraphError::io(path, e))?;
+        let text = crate::files::read_to_string(path)?;
         serde_json::from_str(&text).map_err(|source| GraphError::Json { path: path.into(), source })
     }
     /// Splits from boolean masks.

@@ -20,6 +20,14 @@ fn file_err(path: &Path, msg: impl std::fmt::Display) -> PipeError {
     PipeError::file(path, msg)
 }
 
+/// A checkpoint's file, read only when it is a regular file (`strata_graph::files`).
+fn read_file(path: &Path) -> Result<Vec<u8>, PipeError> {
+    if let Some(what) = strata_graph::files::irregular(path) {
+        return Err(file_err(path, format!("{what}: expected a regular file")));
+    }
+    std::fs::read(path).map_err(|e| file_err(path, e))
+}
+
 /// One worker's file in a checkpoint.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerFile {
@@ -64,7 +72,7 @@ pub fn write_worker_state(dir: &Path, rank: usize, tensors: &[(String, Tensor)])
 
 /// Reads a worker's state, refusing a file whose SHA-256 is not `sha256`.
 pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Tensor>, PipeError> {
-    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let bytes = read_file(path)?;
     let got = sha256_hex(&bytes);
     if got != sha256 {
         // The expected value comes from a file on disk: cut it by characters, not bytes.
@@ -142,15 +150,20 @@ fn list(root: &Path) -> Vec<(u64, PathBuf)> {
 /// present with its checksum.
 pub fn verify(dir: &Path) -> Result<Manifest, PipeError> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| file_err(&path, format!("no readable manifest ({e}): incomplete checkpoint")))?;
+    let text = match read_file(&path) {
+        Ok(b) => String::from_utf8(b).map_err(|_| file_err(&path, "the manifest is not UTF-8 text"))?,
+        Err(PipeError::CheckpointFile { msg, .. }) => {
+            return Err(file_err(&path, format!("no readable manifest ({msg}): incomplete checkpoint")))
+        }
+        Err(e) => return Err(e),
+    };
     let m: Manifest = serde_json::from_str(&text).map_err(|e| file_err(&path, format!("invalid manifest: {e}")))?;
     if m.format != FORMAT {
         return Err(file_err(&path, format!("format `{}`, expected `{FORMAT}`", m.format)));
     }
     for f in &m.files {
         let p = dir.join(&f.file);
-        let bytes = std::fs::read(&p).map_err(|e| file_err(&p, e))?;
+        let bytes = read_file(&p)?;
         if sha256_hex(&bytes) != f.sha256 {
             return Err(file_err(&p, "checksum mismatch: torn or altered"));
         }

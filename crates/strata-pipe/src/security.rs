@@ -85,9 +85,8 @@ impl TlsIdentity {
     pub fn load(dir: &Path, name: &str) -> Result<TlsIdentity, PipeError> {
         let read = |f: String| {
             let p = dir.join(&f);
-            let bytes = std::fs::read(&p).map_err(|e| {
-                PipeError::Security(format!("{}: {e} (expected the files of `strata cluster certs`)", p.display()))
-            })?;
+            let bytes = strata_graph::files::read(&p)
+                .map_err(|e| PipeError::Security(format!("{e} (expected the files of `strata cluster certs`)")))?;
             if !String::from_utf8_lossy(&bytes).contains("-----BEGIN") {
                 return Err(PipeError::Security(format!("{}: not a PEM file", p.display())));
             }

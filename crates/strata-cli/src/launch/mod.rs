@@ -194,7 +194,7 @@ async fn run_with_restarts(
 fn listed_workers(a: &LaunchArgs) -> anyhow::Result<(Vec<String>, Option<String>)> {
     let (mut workers, mut token) = (a.workers.clone(), a.token.clone());
     if let Some(path) = &a.cluster {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = strata_graph::files::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let c: ClusterFile =
             toml::from_str(&text).with_context(|| format!("{}: invalid cluster file", path.display()))?;
         workers = c.workers;

@@ -153,7 +153,7 @@ fn val_curve(
 
 /// Another run's validation curve from its `--json` report.
 pub(super) fn curve_from_report(path: &std::path::Path) -> anyhow::Result<crate::plot::ValCurve> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--plot-with {}: {e}", path.display()))?;
+    let text = strata_graph::files::read_to_string(path).map_err(|e| anyhow::anyhow!("--plot-with: {e}"))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--plot-with {}: not JSON ({e})", path.display()))?;
     let bad =

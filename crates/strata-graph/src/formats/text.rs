@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Opens a text file, decompressing `.gz` transparently.
 pub(crate) fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
-    let file = std::fs::File::open(path).map_err(|e| GraphError::io(path, e))?;
+    let file = crate::files::open(path)?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {

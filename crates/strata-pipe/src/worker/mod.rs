@@ -189,7 +189,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
             .map_err(|e| PipeError::Local { what: format!("binding the health port {at}"), source: e })?;
         let mut stopped = shutdown_rx.clone();
         let probe = tonic::transport::Server::builder().add_service(health.clone()).serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(probe_listener),
+            incoming(probe_listener),
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
             },
@@ -224,9 +224,19 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         .add_service(health)
         .add_service(reflect_v1)
         .add_service(reflect_v1alpha)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(incoming(listener), stop)
         .await
         .map_err(|e| PipeError::Local { what: format!("serving on {addr}"), source: std::io::Error::other(e) })
+}
+
+/// The accepted connections of `listener` as the server's builder would make them: without
+/// Nagle's algorithm (with it, the last small frames of a push and its reply wait for the
+/// peer's delayed ACK: a pipeline stage's gradient sends took 43 of Cora's 130 ms per epoch)
+/// and with TCP keepalive, so a peer that vanished without closing is noticed.
+fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
 }
 
 /// torchrun/Slurm-style start: announces this worker (`addr`) as `rank` to rank 0 at `master`,
