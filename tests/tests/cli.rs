@@ -231,3 +231,24 @@ fn a_diverged_launch_fails_unless_asked_to_go_on() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A worker receiving activations with NaN in them refuses them, naming the sender, unless the
+/// run was asked to go on past non-finite values.
+#[test]
+fn non_finite_tensors_from_a_peer_are_refused_by_name() {
+    let args = ["launch", "--dataset", "karate", "--layers", "2", "--stages", "2", "--epochs", "2"];
+    let out = Command::new(strata_bin()).args(args).env("STRATA_FAILPOINT", "send-nan").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("holds NaN or infinite values") && err.contains("from worker 0") && !err.contains("panicked"),
+        "{err}"
+    );
+    let out = Command::new(strata_bin())
+        .args(args)
+        .arg("--allow-nonfinite-loss")
+        .env("STRATA_FAILPOINT", "send-nan")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -49,6 +49,17 @@ pub struct Manifest {
     pub files: Vec<WorkerFile>,
     /// The launcher's own state (curve, best validation so far).
     pub launcher: serde_json::Value,
+    /// SHA-256 of this manifest as compact JSON without this field, set by [`commit`]: an
+    /// edited manifest (a later epoch, a rank out of range) is refused like a torn file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Manifest {
+    fn digest(&self) -> Result<String, serde_json::Error> {
+        let bare = Manifest { sha256: None, ..self.clone() };
+        Ok(sha256_hex(serde_json::to_string(&bare)?.as_bytes()))
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -93,7 +104,8 @@ pub fn read_worker_state(path: &Path, sha256: &str) -> Result<HashMap<String, Te
 pub fn commit(root: &Path, manifest: &Manifest) -> Result<PathBuf, PipeError> {
     let dir = dir_for(root, manifest.epoch);
     let path = dir.join("manifest.json");
-    let text = serde_json::to_string_pretty(manifest).map_err(|e| file_err(&path, e))?;
+    let sealed = Manifest { sha256: Some(manifest.digest().map_err(|e| file_err(&path, e))?), ..manifest.clone() };
+    let text = serde_json::to_string_pretty(&sealed).map_err(|e| file_err(&path, e))?;
     strata_nn::checkpoint::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
     let mut all = list(root);
     all.sort_by_key(|e| std::cmp::Reverse(e.0));
@@ -161,6 +173,13 @@ pub fn verify(dir: &Path) -> Result<Manifest, PipeError> {
     if m.format != FORMAT {
         return Err(file_err(&path, format!("format `{}`, expected `{FORMAT}`", m.format)));
     }
+    let digest = m.digest().map_err(|e| file_err(&path, e))?;
+    if m.sha256.as_deref() != Some(digest.as_str()) {
+        return Err(file_err(&path, "the manifest's own SHA-256 does not match it: edited or torn"));
+    }
+    if dir.file_name() != dir_for(Path::new(""), m.epoch).file_name() {
+        return Err(file_err(&path, format!("epoch {} does not match the directory's name", m.epoch)));
+    }
     for f in &m.files {
         let p = dir.join(&f.file);
         let bytes = read_file(&p)?;
@@ -189,7 +208,16 @@ mod tests {
     use super::*;
 
     fn manifest(epoch: u64, files: Vec<WorkerFile>) -> Manifest {
-        Manifest { format: FORMAT.into(), epoch, config: serde_json::json!({}), files, launcher: serde_json::json!({}) }
+        Manifest {
+            format: FORMAT.into(),
+            epoch,
+            config: serde_json::json!({}),
+            files,
+            // Timings as a launcher writes them: floats whose shortest form must read back exactly.
+            launcher: serde_json::json!({"ms": [0.008815950999999999, 0.0014332379999999999, 0.0062888169999999995,
+                                                 0.0029534169999999994, 0.00018634799999999997, 8.313602999999999]}),
+            sha256: None,
+        }
     }
 
     /// Three checkpoints: the oldest is pruned; tearing the newest makes `latest` fall back to
@@ -217,6 +245,14 @@ mod tests {
         // A directory without a manifest (a checkpoint cut short) is skipped too.
         write_worker_state(&dir_for(root.path(), 20), 0, &[("w".into(), Tensor::from_slice(&[1f32]))]).unwrap();
         assert_eq!(latest(root.path()).unwrap().1.epoch, 10);
+        // An edited manifest (the epoch moved on) is refused by its own checksum.
+        let mpath = dir_for(root.path(), 10).join("manifest.json");
+        let good = std::fs::read_to_string(&mpath).unwrap();
+        std::fs::write(&mpath, good.replace("\"epoch\": 10", "\"epoch\": 12")).unwrap();
+        let e = verify(&dir_for(root.path(), 10)).unwrap_err().to_string();
+        assert!(e.contains("manifest.json") && e.contains("own SHA-256"), "{e}");
+        std::fs::write(&mpath, &good).unwrap();
+        assert_eq!(verify(&dir_for(root.path(), 10)).unwrap().epoch, 10);
         // A non-ASCII checksum in a manifest is an error, not a slicing panic.
         let e = read_worker_state(&torn, "ééééééééééééé").unwrap_err().to_string();
         assert!(e.contains("checksum mismatch"), "{e}");

@@ -116,6 +116,11 @@ pub struct PipelineConfig {
     /// embeddings: pipeline, hybrid; graph-parallel ways keep none). GNNPipe starts from zeros.
     #[serde(default)]
     pub warm_start: bool,
+    /// Received activations, gradients, halo rows and all-reduced gradients may hold NaN or
+    /// ±inf: a run asked to go on past a diverged loss (`launch --allow-nonfinite-loss`). Off,
+    /// such a tensor is refused as its sender's fault, naming it.
+    #[serde(default)]
+    pub allow_nonfinite: bool,
 }
 
 /// Whether a pipeline stage recomputes each chunk's forward in its backward.
@@ -227,6 +232,7 @@ impl PipelineConfig {
             recompute: Recompute::Auto,
             memory_budget: None,
             warm_start: false,
+            allow_nonfinite: false,
         }
     }
     /// Chunks K: 4 per worker by default (the paper's setting); graph mode has one per way.

@@ -75,6 +75,26 @@ fn address(p: Part) -> Address {
     }
 }
 
+/// Whether every value of `t` is finite: one reduction (a NaN or ±inf makes the sum one), and
+/// value by value only when the sum is not finite (a sum of large finite values can overflow).
+fn finite(t: &Tensor) -> bool {
+    t.numel() == 0
+        || tch::no_grad(|| {
+            t.sum(tch::Kind::Double).double_value(&[]).is_finite() || t.isfinite().all().int64_value(&[]) != 0
+        })
+}
+
+/// Refuses a received tensor with NaN or ±inf in it, unless the run allows them.
+fn check_finite(e: &dyn Engine, t: &Tensor, what: impl FnOnce() -> String) -> Result<(), PipeError> {
+    if e.core().spec.config.allow_nonfinite || finite(t) {
+        return Ok(());
+    }
+    Err(PipeError::Peer(format!(
+        "{} holds NaN or infinite values (a diverged or corrupt sender; `launch --allow-nonfinite-loss` lets a run go on)",
+        what()
+    )))
+}
+
 fn halo_tag(h: Halo, train: bool) -> &'static str {
     match (h, train) {
         (Halo::Rows, true) => "fwd",
@@ -177,6 +197,9 @@ impl Interpreter {
                             t.size()
                         )));
                     }
+                    check_finite(e, &t, || {
+                        format!("{kind:?} `{}` of {} from {}", names[i], address(p), net.describe(from))
+                    })?;
                     self.partial.push(t);
                 }
                 let mut got = std::mem::take(&mut self.partial).into_iter();
@@ -274,6 +297,7 @@ impl Interpreter {
                             t.size()
                         )));
                     }
+                    check_finite(e, &t, || format!("{h:?} rows of slot {slot} from {}", net.describe(from)))?;
                     self.partial.push(t);
                 }
                 self.outcome.phases.recv_wait += t.elapsed().as_secs_f64();
@@ -292,6 +316,10 @@ impl Interpreter {
                     self.outcome.phases.all_reduce += t.elapsed().as_secs_f64();
                     return Ok(Progress::Blocked);
                 };
+                // Non-finite gradients of its own are this worker's divergence, not a peer's fault.
+                if finite(&flat) {
+                    check_finite(e, &sum, || format!("the all-reduced gradients of stage {stage} (ways {group:?})"))?;
+                }
                 e.core().set_flat_grads(&sum);
                 self.outcome.bytes.weight += bytes;
                 self.outcome.phases.all_reduce += t.elapsed().as_secs_f64();

@@ -254,6 +254,7 @@ impl Launcher {
             config: config_identity(cfg),
             files,
             launcher: serde_json::to_value(report).map_err(|e| PipeError::State(e.to_string()))?,
+            sha256: None,
         };
         checkpoint::commit(root, &manifest)
     }

@@ -30,6 +30,7 @@ pub(super) fn config(a: &LaunchArgs) -> anyhow::Result<PipelineConfig> {
     cfg.recompute = a.recompute;
     cfg.memory_budget = a.memory_budget.map(|b| b.as_u64());
     cfg.warm_start = a.warm_start;
+    cfg.allow_nonfinite = a.allow_nonfinite_loss;
     cfg.balance = a.balance;
     cfg.trainer = a.trainer.parse().map_err(|e| anyhow::anyhow!("--trainer {e}"))?;
     if model != PipeModel::Gcnii {

@@ -244,6 +244,11 @@ impl Transport for Net<'_> {
             shape: t.size(),
             value_type,
         };
+        // Fail point for the tests: a sender whose activations are not numbers.
+        if meta.kind == TensorKind::Activation && std::env::var("STRATA_FAILPOINT").is_ok_and(|f| f == "send-nan") {
+            let poisoned = tch::no_grad(|| t * f64::NAN);
+            return Ok(self.mail.send_tensor(peer, &ctx.peer_addrs[to], meta, &poisoned, &mut self.tasks));
+        }
         Ok(self.mail.send_tensor(peer, &ctx.peer_addrs[to], meta, t, &mut self.tasks))
     }
     fn recv(&mut self, from: usize, msg: &Message) -> Result<Option<Tensor>, PipeError> {
