@@ -118,6 +118,10 @@ fn empty_training_sets_and_oversized_runs_are_refused() {
         let (ok, _, e) = run(&args);
         assert!(!ok && e.contains("the training set is empty"), "{args:?}: {e}");
     }
+    // A graph of self loops only has no structure for `probe` to measure (it printed NaN scores).
+    let loops = file("loops.txt", "0 0\n1 1\n2 2\n3 3\n");
+    let (ok, _, e) = run(&["probe", "--edges", &loops, "--labels", &labels]);
+    assert!(!ok && e.contains("the graph has no edges"), "{e}");
     let t = std::time::Instant::now();
     for (flag, value, says) in [
         ("--chunks", "1000000", "1000000 chunks for a graph of 34 nodes"),
@@ -130,6 +134,21 @@ fn empty_training_sets_and_oversized_runs_are_refused() {
     }
     // Refused by checks, not after allocating: a few seconds for all four.
     assert!(t.elapsed().as_secs() < 60, "{:?}", t.elapsed());
+}
+
+/// A registered dataset whose file was truncated on disk is refused by its published SHA-256
+/// (it loaded before, as whatever the truncated archive still held).
+#[test]
+fn a_registered_dataset_altered_on_disk_is_refused() {
+    let Some(cora) = locate_or_skip("planetoid/cora.npz") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("planetoid")).unwrap();
+    let bytes = std::fs::read(&cora).unwrap();
+    std::fs::write(dir.path().join("planetoid/cora.npz"), &bytes[..bytes.len() - 100]).unwrap();
+    let out =
+        Command::new(strata_bin()).args(["data", "info", "cora"]).env("STRATA_DATA_DIR", dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("planetoid/cora.npz") && err.contains("SHA-256 mismatch"), "{err}");
 }
 
 #[test]

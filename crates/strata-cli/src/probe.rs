@@ -68,6 +68,10 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let d = load(&a)?;
     let graph = d.graph.symmetrized().without_self_loops();
+    if graph.num_undirected_edges() == 0 {
+        // Every structural measure would divide by zero (NaN scores and a verdict about NaN).
+        bail!("{}: the graph has no edges (self loops aside): there is no structure to measure", d.name);
+    }
     let cfg = EmbedConfig { seed: a.seed, ..Default::default() };
     let (components, floor, act) = match a.task.as_str() {
         "link" => {
@@ -86,6 +90,7 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
         }
         "node" => {
             let split = crate::source::default_split(&d, a.seed);
+            crate::source::check_split(&d, &split)?;
             let floor = 1.0 / d.num_classes.max(1) as f64;
             (probe_nodes(&graph, &d.features, &d.labels, &split.train, &split.val, &cfg, device), floor, None)
         }

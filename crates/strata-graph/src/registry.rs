@@ -384,10 +384,16 @@ fn karate() -> Result<Dataset> {
 
 /// Loads a named dataset. Pro-GNN graphs get the clean recipe, the split that Pro-GNN
 /// published (or a stratified 10/10/80 split with seed 15 where none is available), and the
-/// poisoned adjacency when `attack` is given.
+/// poisoned adjacency when `attack` is given. Every file found is first checked against its
+/// published SHA-256 (the registered files are a few MiB at most: milliseconds), so a file
+/// truncated or altered on disk is refused rather than read.
 pub fn load(name: &str, attack: Option<Attack>) -> Result<Dataset> {
     let info = info(name)?;
-    files(name, attack)?; // validates the attack
+    for rel in files(name, attack)? {
+        if let (Some(_), Ok(path)) = (checksum_of(&rel), locate(&rel)) {
+            verify(&rel, &path)?;
+        }
+    }
     let mut d = match info.source {
         Source::Embedded => karate()?,
         Source::Planetoid(f) => read_graph_npz(locate(&format!("planetoid/{f}.npz"))?)?,

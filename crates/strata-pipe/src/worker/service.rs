@@ -191,9 +191,9 @@ impl Worker for Svc {
         }
         let mut stream = req.into_inner();
         let mut asm = Assembler::new(limits.max_tensor);
-        let mut bytes = 0u64;
+        let mut reserved: Option<Reservation> = None;
         while let Some(c) = stream.message().await? {
-            if bytes == 0 {
+            if reserved.is_none() {
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
                 limits
                     .check(kind, c.address.map(Address::from_proto), &c.shape)
@@ -204,22 +204,27 @@ impl Worker for Svc {
                         c.name, c.total_bytes, limits.max_tensor
                     )));
                 }
-                // Reserve the announced size against the unclaimed budget before receiving it.
-                let queued = self.unclaimed.load(Ordering::SeqCst);
-                if queued.saturating_add(c.total_bytes) > limits.max_unclaimed {
-                    return Err(Status::resource_exhausted(format!(
-                        "{queued} bytes of tensors are waiting unclaimed; `{}` ({} bytes) would pass the limit of {}",
-                        c.name, c.total_bytes, limits.max_unclaimed
-                    )));
-                }
+                // Reserve the announced size against the budget of tensors queued or arriving
+                // before receiving it: concurrent streams count together.
+                reserved = Some(Reservation::take(&self.unclaimed, c.total_bytes, limits.max_unclaimed).map_err(
+                    |queued| {
+                        Status::resource_exhausted(format!(
+                            "{queued} bytes of tensors are queued or arriving; `{}` ({} bytes) would pass the limit of {}",
+                            c.name, c.total_bytes, limits.max_unclaimed
+                        ))
+                    },
+                )?);
             }
-            bytes += c.data.len() as u64;
             asm.push(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
         let (meta, tensor) = asm.finish_tensor().map_err(|e| Status::invalid_argument(e.to_string()))?;
         let key = (meta.kind as i32, meta.epoch, meta.address, meta.name);
-        self.unclaimed.fetch_add(bytes, Ordering::SeqCst);
-        self.inbox.send(Received { key, tensor, bytes }).map_err(|_| Status::unavailable("compute thread gone"))?;
+        // The queued tensor keeps the reservation; the compute thread releases it when consumed.
+        let bytes = reserved.map_or(0, Reservation::hand_over);
+        self.inbox.send(Received { key, tensor, bytes }).map_err(|_| {
+            self.unclaimed.fetch_sub(bytes, Ordering::SeqCst);
+            Status::unavailable("compute thread gone")
+        })?;
         Ok(Response::new(Ack { bytes_received: bytes }))
     }
 
@@ -332,4 +337,55 @@ fn is_host_port(addr: &str) -> bool {
     addr.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty() && host.len() < 256 && port.parse::<u16>().is_ok() && !host.contains(['/', '@', ' '])
     })
+}
+
+/// Bytes of an arriving tensor reserved against the worker's budget of queued tensors: given
+/// back when dropped (the stream failed, was refused or its client went away) unless handed
+/// over to the queued tensor.
+struct Reservation<'a> {
+    budget: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl<'a> Reservation<'a> {
+    /// Reserves `bytes` unless that would take the total past `limit`; Err: the bytes queued.
+    fn take(budget: &'a AtomicU64, bytes: u64, limit: u64) -> Result<Reservation<'a>, u64> {
+        budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+            (q.saturating_add(bytes) <= limit).then(|| q + bytes)
+        })?;
+        Ok(Reservation { budget, bytes })
+    }
+    /// The bytes, now owned by whoever queues the tensor.
+    fn hand_over(self) -> u64 {
+        let bytes = self.bytes;
+        std::mem::forget(self);
+        bytes
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Streams in flight count against the budget together, from their first piece: a
+    /// reservation refused past the limit, given back when its stream fails, kept by the queued
+    /// tensor once handed over.
+    #[test]
+    fn reservations_bound_streams_in_flight_together() {
+        let budget = AtomicU64::new(0);
+        let a = Reservation::take(&budget, 60, 100).unwrap();
+        let b = Reservation::take(&budget, 40, 100).unwrap();
+        assert_eq!(Reservation::take(&budget, 1, 100).err(), Some(100));
+        drop(b);
+        assert_eq!(budget.load(Ordering::SeqCst), 60);
+        assert_eq!(a.hand_over(), 60);
+        assert_eq!(budget.load(Ordering::SeqCst), 60, "a queued tensor keeps its bytes reserved");
+        assert!(Reservation::take(&budget, 41, 100).is_err());
+    }
 }
