@@ -151,6 +151,45 @@ fn a_registered_dataset_altered_on_disk_is_refused() {
     assert!(!out.status.success() && err.contains("planetoid/cora.npz") && err.contains("SHA-256 mismatch"), "{err}");
 }
 
+/// No output overwrites an input or lands inside a model or checkpoint directory the command
+/// reads (each of these destroyed its input, exit 0): refused before any work, by flag.
+#[test]
+fn outputs_never_overwrite_what_a_command_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (ok, _, e) = run(&["data", "synth", "--nodes", "100", "--out", &p("g.npz")]);
+    assert!(ok, "{e}");
+    let before = std::fs::read(p("g.npz")).unwrap();
+    for args in [
+        vec!["train", "--npz", &p("g.npz"), "--json", &p("g.npz")],
+        vec!["refine", "--npz", &p("g.npz"), "--out", &p("g.npz"), "--runs", "0"],
+        vec!["probe", "--npz", &p("g.npz"), "--json", &p("g.npz")],
+        vec!["linkpred", "train", "--npz", &p("g.npz"), "--out", &p("m2"), "--json", &p("g.npz")],
+    ] {
+        let (ok, _, e) = run(&args);
+        assert!(!ok && e.contains("--npz are the same file"), "{args:?}: {e}");
+    }
+    assert_eq!(std::fs::read(p("g.npz")).unwrap(), before, "the graph was changed");
+    let (ok, _, e) = run(&["linkpred", "train", "--dataset", "karate", "--epochs", "5", "--out", &p("m")]);
+    assert!(ok, "{e}");
+    let manifest = std::fs::read(p("m/manifest.json")).unwrap();
+    let (ok, _, e) = run(&["linkpred", "eval", &p("m"), "--json", &p("m/manifest.json")]);
+    assert!(!ok && e.contains("is inside MODEL_DIR"), "{e}");
+    assert_eq!(std::fs::read(p("m/manifest.json")).unwrap(), manifest, "the model was changed");
+    let (ok, _, e) = run(&[
+        "launch",
+        "--dataset",
+        "karate",
+        "--epochs",
+        "2",
+        "--checkpoint-dir",
+        &p("ck"),
+        "--json",
+        &p("ck/r.json"),
+    ]);
+    assert!(!ok && e.contains("is inside --checkpoint-dir"), "{e}");
+}
+
 #[test]
 fn data_commands() {
     let (ok, out, _) = run(&["data", "list"]);

@@ -200,7 +200,7 @@ fn edge_list_inputs_are_normalised_or_refused() {
     std::fs::write(p("f.csv"), "1,0\n0,1\n1,1\n").unwrap();
     let (ok, _, e) =
         strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("f.csv"), "--out", &p("m2")]);
-    assert!(!ok && e.contains("g.txt") && e.contains("f.csv has 3 rows"), "{e}");
+    assert!(!ok && e.contains("g.txt") && e.contains("f.csv gives 3 nodes"), "{e}");
     let (ok, _, e) =
         strata(&["linkpred", "train", "--edges", &p("g.txt"), "--features", &p("nope.npy"), "--out", &p("m3")]);
     assert!(!ok && e.contains("nope.npy"), "{e}");

@@ -492,7 +492,9 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         ("the model's manifest", a.model.join("manifest.json")),
         ("the model's weights", a.model.join("model.safetensors")),
     ];
-    let inputs: Vec<(&str, &Path)> = model_files.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    let mut inputs: Vec<(&str, &Path)> = model_files.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    inputs.push(("the model directory", a.model.as_path()));
+    inputs.extend(a.graph.inputs());
     crate::report::distinct_paths(&outputs, &inputs)?;
     let device = a.compute.start()?;
     let m = read_manifest(&a.model)?;

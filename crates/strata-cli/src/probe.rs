@@ -64,6 +64,9 @@ fn load(a: &ProbeArgs) -> anyhow::Result<Dataset> {
 
 // Long on purpose: the probe's subcommand in the order the user sees it (data, NetInfoF's measures, table, plot, JSON), each step a few lines.
 pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
+    let outputs: Vec<(&str, &std::path::Path)> =
+        [("--json", &a.json), ("--plot", &a.plot)].into_iter().filter_map(|(f, p)| Some((f, p.as_deref()?))).collect();
+    crate::report::distinct_paths(&outputs, &a.graph.inputs())?;
     let device = a.compute.start()?;
     let t0 = Instant::now();
     let d = load(&a)?;

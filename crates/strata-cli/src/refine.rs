@@ -77,6 +77,11 @@ fn one_hot_rows(f: &strata_graph::Features) -> bool {
 }
 
 pub fn run(a: RefineArgs) -> anyhow::Result<()> {
+    let outputs: Vec<(&str, &std::path::Path)> = [("--out", &a.out), ("--json", &a.json), ("--plot", &a.plot)]
+        .into_iter()
+        .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+        .collect();
+    crate::report::distinct_paths(&outputs, &a.graph.inputs())?;
     let device = a.compute.start()?;
     let attack: Option<Attack> = a.attack.as_deref().map(str::parse).transpose()?;
     let data = a.graph.load(DEFAULT, a.attack.as_deref())?;

@@ -21,12 +21,38 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Refuses a run whose output files collide: two outputs at one path, or an output at the path
-/// of an input it would overwrite. Each entry names its flag; paths are compared absolute, and
-/// through symbolic links where the file exists.
+/// Refuses a run whose output files collide: two outputs at one path, an output at the path of
+/// an input it would overwrite, or an output inside an input directory (a model or checkpoint
+/// the command reads). Each entry names its flag; paths are compared absolute, and through
+/// symbolic links where the file (or, for one not written yet, its directory) exists.
 pub fn distinct_paths(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> anyhow::Result<()> {
-    let key =
-        |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf());
+    let key = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| {
+                // Not written yet: its directory's real path, and its name.
+                let abs = std::path::absolute(p)?;
+                match (abs.parent(), abs.file_name()) {
+                    (Some(dir), Some(name)) => std::fs::canonicalize(dir).map(|d| d.join(name)).or(Ok(abs)),
+                    _ => Ok::<_, std::io::Error>(abs),
+                }
+            })
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    for (fo, po) in outputs {
+        let out = key(po);
+        // A directory, or one a run will create (a new checkpoint directory): no file is inside
+        // a path that exists as a file.
+        for (fi, pi) in inputs.iter().filter(|(_, p)| p.is_dir() || !p.exists()) {
+            let dir = key(pi);
+            if out.starts_with(&dir) && out != dir {
+                anyhow::bail!(
+                    "{fo} ({}) is inside {fi} ({}), which this command reads: writing there would change it",
+                    out.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
     let all: Vec<(&str, std::path::PathBuf, bool)> = outputs
         .iter()
         .map(|(f, p)| (*f, key(p), true))
@@ -93,5 +119,13 @@ mod tests {
         assert!(e.contains("--json and --plot"), "{e}");
         let rel = Path::new("r.json");
         assert!(distinct_paths(&[("--json", rel), ("--plot", &std::path::absolute(rel).unwrap())], &[]).is_err());
+        // Nothing is written inside a directory the command reads (a model, a checkpoint).
+        let model = dir.path().join("model");
+        std::fs::create_dir_all(model.join("sub")).unwrap();
+        let e = distinct_paths(&[("--json", &model.join("sub/../manifest.json"))], &[("MODEL", &model)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--json") && e.contains("inside MODEL"), "{e}");
+        assert!(distinct_paths(&[("--json", &dir.path().join("model.json"))], &[("MODEL", &model)]).is_ok());
     }
 }

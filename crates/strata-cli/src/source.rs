@@ -50,6 +50,20 @@ pub struct GraphSource {
 }
 
 impl GraphSource {
+    /// The files and directories this source reads, by flag (for [`crate::report::distinct_paths`]).
+    pub fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        [
+            ("--npz", &self.npz),
+            ("--edges", &self.edges),
+            ("--features", &self.features),
+            ("--labels", &self.labels),
+            ("--split-file", &self.split_file),
+            ("--ogb", &self.ogb),
+        ]
+        .into_iter()
+        .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+        .collect()
+    }
     /// Whether any source flag was given.
     pub fn is_given(&self) -> bool {
         self.dataset.is_some() || self.npz.is_some() || self.edges.is_some() || self.ogb.is_some()

@@ -135,7 +135,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     .into_iter()
     .filter_map(|(f, p)| Some((f, p.as_deref()?)))
     .collect();
-    let inputs: Vec<(&str, &std::path::Path)> = a.config.iter().map(|p| ("--config", p.as_path())).collect();
+    let mut inputs: Vec<(&str, &std::path::Path)> = a.config.iter().map(|p| ("--config", p.as_path())).collect();
+    inputs.extend(a.graph.inputs());
     crate::report::distinct_paths(&outputs, &inputs)?;
     if let Some(out) = &a.out {
         crate::predict::check_out(out)?;

@@ -38,7 +38,14 @@ pub fn launch(a: LaunchArgs) -> anyhow::Result<()> {
             .into_iter()
             .filter_map(|(f, p)| Some((f, p.as_deref()?)))
             .collect();
-    let inputs: Vec<(&str, &std::path::Path)> = a.plot_with.iter().map(|p| ("--plot-with", p.as_path())).collect();
+    let mut inputs: Vec<(&str, &std::path::Path)> = a.plot_with.iter().map(|p| ("--plot-with", p.as_path())).collect();
+    inputs.extend(a.graph.inputs());
+    // The checkpoints it resumes from and writes: no report may land among them.
+    inputs.extend(
+        [("--checkpoint-dir", &a.checkpoint_dir), ("--resume", &a.resume)]
+            .into_iter()
+            .filter_map(|(f, p)| Some((f, p.as_deref()?))),
+    );
     crate::report::distinct_paths(&outputs, &inputs)?;
     if (a.out.is_some() || a.predictions.is_some()) && cfg.trainer != strata_pipe::PipeTrainer::Bp {
         bail!(

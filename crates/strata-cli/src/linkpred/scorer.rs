@@ -218,6 +218,10 @@ fn scorer_for(
 }
 
 pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let outputs: Vec<(&str, &std::path::Path)> = a.json.iter().map(|p| ("--json", p.as_path())).collect();
+    let mut inputs = vec![("MODEL_DIR", a.model_dir.as_path())];
+    inputs.extend(a.graph.inputs());
+    crate::report::distinct_paths(&outputs, &inputs)?;
     strata_nn::set_threads(a.compute.threads);
     let l = load_model(&a.model_dir, &a.graph, &a.compute.device, false)?;
     let f = |p: &[(usize, usize)]| l.scorer.score(p).into_iter().map(|x| x as f32).collect::<Vec<_>>();
@@ -234,6 +238,12 @@ pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn predict(a: PredictArgs) -> anyhow::Result<()> {
+    let outputs: Vec<(&str, &std::path::Path)> =
+        [("--json", &a.json), ("--csv", &a.csv)].into_iter().filter_map(|(f, p)| Some((f, p.as_deref()?))).collect();
+    let mut inputs = vec![("MODEL_DIR", a.model_dir.as_path())];
+    inputs.extend(a.pairs.iter().map(|p| ("--pairs", p.as_path())));
+    inputs.extend(a.graph.inputs());
+    crate::report::distinct_paths(&outputs, &inputs)?;
     strata_nn::set_threads(a.compute.threads);
     let l = load_model(&a.model_dir, &a.graph, &a.compute.device, !a.recompute)?;
     let n = l.graph.num_nodes();

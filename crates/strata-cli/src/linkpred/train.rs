@@ -23,6 +23,9 @@ pub(super) fn check_split(a: &TrainLinkArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn train(mut a: TrainLinkArgs) -> anyhow::Result<()> {
+    let outputs: Vec<(&str, &std::path::Path)> =
+        std::iter::once(("--out", a.out.as_path())).chain(a.json.iter().map(|p| ("--json", p.as_path()))).collect();
+    crate::report::distinct_paths(&outputs, &a.graph.inputs())?;
     strata_nn::set_threads(a.compute.threads);
     if a.split.is_empty() {
         a.split = if a.trainer == "bp" { vec![0.85, 0.05, 0.10] } else { vec![0.64, 0.16, 0.20] };
