@@ -269,6 +269,19 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
             .unwrap_err();
         eprintln!("out of order: {disorder}");
         assert_eq!(disorder.code(), tonic::Code::InvalidArgument);
+        // A 650 kB name is refused without being echoed back.
+        let long = "n".repeat(650_000);
+        let named = c
+            .push_tensor(iter(vec![piece(&long, vec![rows0, 4], (rows0 * 16) as u64, 0, vec![0; 8])]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            named.code(),
+            tonic::Code::InvalidArgument,
+            "{}",
+            &named.message()[..200.min(named.message().len())]
+        );
+        assert!(named.message().len() < 200 && named.message().contains("650000 bytes"), "{}", named.message().len());
         // Valid tensors nobody claims: refused once the unclaimed budget is spent.
         let bytes = (rows0 * 64 * 4) as usize;
         let mut refused = None;

@@ -194,6 +194,15 @@ impl Worker for Svc {
         let mut reserved: Option<Reservation> = None;
         while let Some(c) = stream.message().await? {
             if reserved.is_none() {
+                // Before anything of the header is quoted in an error: a name or shape of any
+                // length would be echoed back whole.
+                if c.name.len() > MAX_NAME_BYTES || c.shape.len() > MAX_DIMS {
+                    return Err(Status::invalid_argument(format!(
+                        "a tensor name of {} bytes or a shape of {} dimensions (at most {MAX_NAME_BYTES} and {MAX_DIMS})",
+                        c.name.len(),
+                        c.shape.len()
+                    )));
+                }
                 let kind = TensorKind::try_from(c.kind).unwrap_or(TensorKind::Unspecified);
                 limits
                     .check(kind, c.address.map(Address::from_proto), &c.shape)
@@ -338,6 +347,11 @@ fn is_host_port(addr: &str) -> bool {
         !host.is_empty() && host.len() < 256 && port.parse::<u16>().is_ok() && !host.contains(['/', '@', ' '])
     })
 }
+
+/// The longest tensor name and the most dimensions a pushed tensor may have (strata's own are a
+/// few bytes and two dimensions).
+const MAX_NAME_BYTES: usize = 128;
+const MAX_DIMS: usize = 8;
 
 /// Bytes of an arriving tensor reserved against the worker's budget of queued tensors: given
 /// back when dropped (the stream failed, was refused or its client went away) unless handed
