@@ -34,7 +34,7 @@ pub struct ProbeArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// K of the per-component Hits@K.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     hits_k: usize,
     /// Also train NetInfoF_Act on all components and report its test Hits@K.
     #[arg(long)]

@@ -559,7 +559,7 @@ pub struct ComputeArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// CPU threads for libtorch (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=4096))]
     pub threads: usize,
 }
 

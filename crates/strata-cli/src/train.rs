@@ -59,7 +59,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub patience: Option<usize>,
     /// Number of seeds (0..S); with several official splits, seed i uses split i mod count.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub seeds: u64,
     /// public (the dataset's own split), or random (stratified, seeded).
     #[arg(long, default_value = "public")]
