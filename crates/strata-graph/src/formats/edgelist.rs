@@ -27,7 +27,8 @@ impl EdgeList {
 
 /// Reads `u v [w]` records separated by whitespace, tabs or commas, optionally gzip-compressed
 /// (`.gz`). Lines starting with `#` or `%` are comments; a first line that does not parse as
-/// numbers is taken as a header. Every record must have the same number of columns (2 or 3).
+/// numbers is taken as a header (one mixing numbers and words, like `1O 2`, is an error). Weights
+/// must be finite and non-negative. Every record must have the same number of columns (2 or 3).
 pub fn read_edge_list(path: impl AsRef<Path>) -> Result<EdgeList> {
     let path = path.as_ref();
     let mut edges = Vec::new();
@@ -42,7 +43,16 @@ pub fn read_edge_list(path: impl AsRef<Path>) -> Result<EdgeList> {
             continue;
         }
         let f = fields(t);
-        if columns.is_none() && f.first().is_some_and(|s| s.parse::<f64>().is_err()) {
+        let number = |s: &&str| s.parse::<f64>().is_ok();
+        if columns.is_none() && f.first().is_some_and(|s| !number(s)) {
+            // A header names its columns; a line mixing numbers and words is a typo (`1O 2`).
+            if let Some(n) = f.iter().find(|s| number(s)) {
+                return Err(GraphError::Parse {
+                    path: path.into(),
+                    line: no,
+                    msg: format!("`{}` is not a number, but `{n}` is: a header line names its columns (e.g. `src dst`), a record has only numbers", f[0]),
+                });
+            }
             skipped += 1; // header
             continue;
         }
@@ -72,15 +82,42 @@ pub fn read_edge_list(path: impl AsRef<Path>) -> Result<EdgeList> {
         edges.push((u, v));
         if f.len() == 3 {
             let w: f32 = parse_field(path, no, f[2], "a numeric weight")?;
-            if !w.is_finite() {
+            if !w.is_finite() || w < 0.0 {
                 return Err(GraphError::Parse {
                     path: path.into(),
                     line: no,
-                    msg: format!("weight {w} is not finite"),
+                    msg: format!(
+                        "weight {w}: weights must be finite and non-negative (the GCN and mean normalisations divide by weighted degrees)"
+                    ),
                 });
             }
             weights.push(w);
         }
     }
     Ok(EdgeList { edges, weights: (columns == Some(3)).then_some(weights), skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<EdgeList> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.txt");
+        std::fs::write(&p, text).unwrap();
+        read_edge_list(&p)
+    }
+
+    #[test]
+    fn headers_typos_and_weights() {
+        assert_eq!(read("src dst\n0 1\n1 2\n").unwrap().edges, vec![(0, 1), (1, 2)]);
+        // A typo in the first record is not a header.
+        let e = read("1O 2\n0 1\n").unwrap_err().to_string();
+        assert!(e.contains("g.txt:1") && e.contains("`1O` is not a number"), "{e}");
+        assert_eq!(read("0 1 0.5\n1 2 0\n").unwrap().weights, Some(vec![0.5, 0.0]));
+        for bad in ["0 1 -0.5\n", "0 1 nan\n", "0 1 inf\n"] {
+            let e = read(bad).unwrap_err().to_string();
+            assert!(e.contains("g.txt:1") && e.contains("finite and non-negative"), "{bad}: {e}");
+        }
+    }
 }
