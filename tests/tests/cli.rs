@@ -118,6 +118,22 @@ fn empty_training_sets_and_oversized_runs_are_refused() {
         let (ok, _, e) = run(&args);
         assert!(!ok && e.contains("the training set is empty"), "{args:?}: {e}");
     }
+    // A ring of 40 nodes: zero feature columns (every model read nothing: panics in train,
+    // probe and launch), and `refine`'s classifier runs without labels (a panic).
+    let ring: String = (0..40).map(|i| format!("{i} {}\n{i} {}\n", (i + 1) % 40, (i + 7) % 40)).collect();
+    let ring = file("ring.txt", &ring);
+    let ring_y = file("ring_y.txt", &(0..40).map(|i| format!("{}\n", i % 2)).collect::<String>());
+    let empty = dir.path().join("x0.npy");
+    std::fs::write(&empty, strata_graph::npz::npy_bytes("<f4", &[40, 0], &[])).unwrap();
+    let empty = empty.to_str().unwrap();
+    for cmd in [&["train", "--epochs", "2"][..], &["probe"], &["launch", "--stages", "2", "--epochs", "2"]] {
+        let args: Vec<&str> =
+            cmd.iter().copied().chain(["--edges", &ring, "--features", empty, "--labels", &ring_y]).collect();
+        let (ok, _, e) = run(&args);
+        assert!(!ok && e.contains("0 columns"), "{args:?}: {e}");
+    }
+    let (ok, _, e) = run(&["refine", "--edges", &ring, "--runs", "1"]);
+    assert!(!ok && e.contains("need labels") && e.contains("--runs 0"), "{e}");
     // A graph of self loops only has no structure for `probe` to measure (it printed NaN scores).
     let loops = file("loops.txt", "0 0\n1 1\n2 2\n3 3\n");
     let (ok, _, e) = run(&["probe", "--edges", &loops, "--labels", &labels]);

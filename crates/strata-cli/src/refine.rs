@@ -102,6 +102,16 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
         cfg.jt,
         cfg.cos
     );
+    if a.runs > 0 && data.num_classes < 2 {
+        bail!(
+            "{}: {} label classes: the classifier runs on the refined graph need labels (--labels); --runs 0 refines the graph only",
+            data.name,
+            data.num_classes
+        );
+    }
+    if a.runs > 0 {
+        crate::source::check_split(&data, &crate::source::default_split(&data, a.seed))?;
+    }
     let r = refine(&data, &cfg, a.seed, device);
     // Which removed edges were adversarial: known when the clean graph is (a Pro-GNN attack).
     let clean = match (&attack, registered) {

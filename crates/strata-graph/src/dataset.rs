@@ -259,6 +259,12 @@ impl Dataset {
         if let Some(&bad) = labels.iter().find(|&&l| l < -1 || l >= crate::limits::MAX_CLASSES as i64) {
             return Err(GraphError::invalid(&name, crate::limits::label(bad).unwrap_err()));
         }
+        if features.dim() == 0 && n > 0 {
+            return Err(GraphError::invalid(
+                &name,
+                "the feature matrix has 0 columns: every model reads at least one (leave the features out for one-hot ones)",
+            ));
+        }
         features.check_finite(&name)?;
         for s in &splits {
             s.check(&name, n)?;

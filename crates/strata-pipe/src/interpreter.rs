@@ -80,7 +80,7 @@ fn address(p: Part) -> Address {
 fn finite(t: &Tensor) -> bool {
     t.numel() == 0
         || tch::no_grad(|| {
-            t.sum(tch::Kind::Double).double_value(&[]).is_finite() || t.isfinite().all().int64_value(&[]) != 0
+            t.sum(tch::Kind::Float).double_value(&[]).is_finite() || t.isfinite().all().int64_value(&[]) != 0
         })
 }
 
