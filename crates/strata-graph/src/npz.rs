@@ -276,10 +276,10 @@ impl Npz {
                 header.shape, header.descr
             )));
         }
-        // Whatever the entry holds past its declared data is never inflated.
+        // Whatever the entry holds past its declared data is never inflated, and the buffer grows
+        // with the bytes that arrive, not by the size the header declares.
         let end = header.data_start + data;
         entry.set_limit(end.saturating_sub(bytes.len()) as u64);
-        bytes.try_reserve_exact(end.saturating_sub(bytes.len())).map_err(|e| err(format!("{data} bytes: {e}")))?;
         entry.read_to_end(&mut bytes).map_err(unreadable)?;
         NpyArray::parse(bytes, &path, key)
     }
