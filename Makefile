@@ -42,9 +42,10 @@ test: lint build
 test-full: build
 	STRATA_REQUIRE_TEST_DATA=1 STRATA_FULL=1 $(CARGO) test --release --workspace -- --include-ignored --nocapture
 
-# docs/cli.md from the argument parser (a test fails when it is out of date).
+# docs/cli.md from the argument parser and docs/schemas/ from the report types (a test fails
+# when either is out of date).
 docs:
-	STRATA_UPDATE_DOCS=1 $(CARGO) test --release -p strata-cli --bin strata -- the_cli_reference_is_up_to_date
+	STRATA_UPDATE_DOCS=1 $(CARGO) test --release -p strata-cli --bin strata -- the_cli_reference_is_up_to_date the_report_schemas_are_up_to_date
 
 bench: build
 	./scripts/bench.sh

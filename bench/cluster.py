@@ -99,7 +99,7 @@ def part_epochs():
         base = [*data, *model, "--epochs", str(epochs), "--eval-every", str(epochs)]
         ref = one_core(data, model, epochs)
         print(f"| {name}, {model[1].upper()}-{model[3]} | one process (`strata train`, core 0, 1 thread) | — | "
-              f"{ref['epoch_ms_median']:.0f} | 1 | | — | {ref['test_accuracy']['mean']:.1f} |", flush=True)
+              f"{ref['epoch_ms_median']:.0f} | 1 | | — | {100 * ref['test_accuracy']['mean']:.1f} |", flush=True)
         for rate in RATES:
             ms = {}
             for mode, shape in [("pipeline P = 2", ["--stages", "2"]), ("graph-parallel P = 2", ["--mode", "graph", "--ways", "2"])]:

@@ -21,7 +21,7 @@ for layers in map(int, a.depths.split(",")):
             subprocess.run([a.strata, "train", "--dataset", "cora-ml", "--model", "gcn", "--trainer", trainer, "--layers", str(layers),
                             *extra, "--seeds", "1", "--json", f.name], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             r = json.load(open(f.name))
-        x = dict(trainer=trainer, layers=layers, accuracy=r["test_accuracy"]["mean"], epoch_ms=r["epoch_ms_median"],
+        x = dict(trainer=trainer, layers=layers, accuracy=100 * r["test_accuracy"]["mean"], epoch_ms=r["epoch_ms_median"],
                  peak_mib=r["peak_memory_bytes"] / 2**20)
         rows.append(x)
         print(f"{trainer:3} {layers:>2} layers: test {x['accuracy']:.2f} %  epoch {x['epoch_ms']:.1f} ms  peak {x['peak_mib']:.1f} MiB", flush=True)

@@ -57,9 +57,40 @@ pub fn launch(args: &[&str]) -> (bool, serde_json::Value, String) {
         .expect("running strata launch");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let v = std::fs::read_to_string(&json)
-        .ok()
-        .map(|t| serde_json::from_str(&t).expect("the --json report parses"))
-        .unwrap_or(serde_json::Value::Null);
+    let v = if json.exists() { report(&json) } else { serde_json::Value::Null };
     (out.status.success(), v, stderr)
+}
+
+/// Reads a `--json` report and fails the test unless it is valid under the schema of the
+/// report it says it is (`docs/schemas/REPORT.schema.json`, named by its `report` key).
+pub fn report(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    let kind = v["report"].as_str().unwrap_or_else(|| panic!("{}: no `report` key", path.display()));
+    check_schema(kind, &v);
+    v
+}
+
+/// Reads a JSON file; one with a `report` key is checked against its schema as [`report`] does
+/// (a model directory's manifest has none).
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    if let Some(kind) = v["report"].as_str() {
+        check_schema(kind, &v);
+    }
+    v
+}
+
+/// Fails the test unless `v` is valid under `docs/schemas/KIND.schema.json`.
+pub fn check_schema(kind: &str, v: &serde_json::Value) {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../docs/schemas/{kind}.schema.json"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())))
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "the {kind} report breaks its schema:\n{}", errors.join("\n"));
 }

@@ -26,7 +26,7 @@ pub const RUN: &[&str] = &[
 ];
 
 pub fn json(p: &std::path::Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    crate::read_json(p)
 }
 
 pub fn run(extra: &[&str]) -> (bool, String) {

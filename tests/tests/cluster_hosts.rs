@@ -430,7 +430,7 @@ fn launch_starts_under_torchrun_and_slurm_environments() {
             assert!(out.status.success(), "slurm={slurm} rank {rank}: {err}");
             assert!(!err.contains("panicked"), "{err}");
         }
-        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let r: Value = strata_tests::read_json(&json);
         assert_eq!(r["workers"], 3);
         assert_eq!(r["bytes_per_epoch"]["measured"], r["bytes_per_epoch"]["predicted"]);
     }
@@ -516,6 +516,6 @@ fn rendezvous_refuses_bad_and_duplicate_ranks_without_harming_the_run() {
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let ok = procs.0.iter_mut().all(|c| c.wait().unwrap().success());
     assert!(ok, "a rank failed:\n{seen}{}", rest.join("\n"));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r: Value = strata_tests::read_json(&json);
     assert_eq!(r["workers"], 3);
 }

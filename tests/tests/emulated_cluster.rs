@@ -46,7 +46,7 @@ fn a_shaped_two_worker_cluster_runs_and_leaves_nothing_behind() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // The run: what the volume model predicts was sent, and the wire carried it plus framing.
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r: Value = strata_tests::read_json(&report);
     let b = &r["bytes_per_epoch"];
     let (measured, predicted, wire) =
         (b["measured"].as_f64().unwrap(), b["predicted"].as_f64().unwrap(), b["wire"].as_f64().unwrap());
@@ -58,7 +58,7 @@ fn a_shaped_two_worker_cluster_runs_and_leaves_nothing_behind() {
     // ... and that traffic crossed the shaped links (which also carried the set-up and the
     // evaluations: at least the epochs' wire bytes, not equal to them).
     let wire_total: f64 = r["curve"].as_array().unwrap().iter().map(|e| e["wire_bytes"].as_f64().unwrap()).sum();
-    let l: Value = serde_json::from_str(&std::fs::read_to_string(&links).unwrap()).unwrap();
+    let l: Value = strata_tests::read_json(&links);
     assert_eq!(l["rate"], "100mbit");
     let sent: f64 = l["links"].as_array().unwrap().iter().map(|x| x["sent_bytes"].as_f64().unwrap()).sum();
     assert!(sent >= wire_total, "the workers' links sent {sent} B, the epochs' sends {wire_total} B");

@@ -33,7 +33,7 @@ fn pipelined(model: PipeModel, seed: u64) -> f64 {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r: Value = strata_tests::read_json(&json);
     r["test_accuracy"].as_f64().unwrap()
 }
 

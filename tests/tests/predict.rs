@@ -15,7 +15,7 @@ fn synth(path: &Path, nodes: usize, features: usize, seed: u64) {
 }
 
 fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    strata_tests::read_json(path)
 }
 
 /// Rows of a predictions CSV: (node, class, probabilities).
@@ -252,7 +252,7 @@ fn a_model_launched_over_workers_predicts_in_one_process() {
         let (ok, _, err) = run_strata(&["predict", p(&m), "--json", p(&pj), "--embeddings", p(&d.join("e.npy"))]);
         assert!(ok, "{err}");
         let predicted = json(&pj)["test_accuracy"].as_f64().unwrap();
-        let reported = launched["test_accuracy"].as_f64().unwrap() * 100.0;
+        let reported = launched["test_accuracy"].as_f64().unwrap();
         assert!((predicted - reported).abs() < 1e-9, "{name}: predict {predicted} vs launch {reported}");
         // And over three worker processes.
         let (ok, _, err) = run_strata(&["predict", p(&m), "--stages", "3", "--json", p(&pj)]);

@@ -31,7 +31,7 @@ fn synth(dir: &Path, nodes: usize) -> PathBuf {
 }
 
 fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    strata_tests::read_json(path)
 }
 
 /// The same planted graph as text files: an edge list, feature rows, labels.
@@ -283,7 +283,7 @@ fn cap_stops_one_process_but_not_four(nodes: usize, epochs: usize) {
         "launch capped at {cap} MiB: test {acc:.3} vs single process {single_acc:.3}; memory per worker {}",
         r["memory_bytes_per_worker"]
     );
-    assert!(acc * 100.0 >= single_acc - 1.0, "capped pipeline {acc} vs single process {single_acc}");
+    assert!(acc >= single_acc - 0.01, "capped pipeline {acc} vs single process {single_acc}");
     // `--recompute auto` saw the cap: no stage's budget exceeds half of what the cap left it.
     for a in r["activations_per_worker"].as_array().unwrap() {
         let budget = a["budget_bytes"].as_u64().unwrap();

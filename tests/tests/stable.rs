@@ -79,7 +79,7 @@ fn refine_cli_reports_and_writes_a_trainable_graph() {
     ]);
     assert!(ok, "{e}");
     assert!(out.contains("of which adversarial"), "{out}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("r.json")).unwrap()).unwrap();
+    let v: serde_json::Value = strata_tests::read_json(std::path::Path::new(&p("r.json")));
     for k in ["dataset", "attack", "edges_removed", "edges_added", "adversarial_removed", "test_accuracy"] {
         assert!(v.get(k).is_some(), "missing {k}: {v}");
     }
@@ -141,7 +141,7 @@ fn pubmed_sized_graph_refines_under_3_gib() {
     let (ok, _, e) =
         strata(&["refine", "--npz", npz.to_str().unwrap(), "--runs", "1", "--json", json.to_str().unwrap()]);
     assert!(ok, "{e}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v: serde_json::Value = strata_tests::read_json(&json);
     let peak = v["peak_rss_bytes"].as_f64().unwrap();
     eprintln!(
         "PubMed-sized refinement: {:.1} s, peak RSS {:.2} GiB, removed {}, added {}",

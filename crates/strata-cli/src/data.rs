@@ -119,10 +119,14 @@ pub fn run(a: DataArgs) -> anyhow::Result<()> {
                 t0.elapsed().as_secs_f64()
             );
             if let Some(j) = &s.json {
-                crate::report::write_json(
-                    j,
-                    &serde_json::json!({"out": s.out, "spec": spec, "summary": r, "seconds": t0.elapsed().as_secs_f64()}),
-                )?;
+                let report = crate::reports::DataSynthReport {
+                    about: crate::reports::About::of("data-synth"),
+                    out: s.out.clone(),
+                    spec,
+                    summary: r,
+                    seconds: t0.elapsed().as_secs_f64(),
+                };
+                crate::reports::write(j, &report)?;
             }
         }
         DataCmd::List => {

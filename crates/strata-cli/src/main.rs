@@ -49,6 +49,8 @@ enum Command {
     Probe(Box<probe::ProbeArgs>),
     /// Repair a possibly poisoned graph before training (STABLE).
     Refine(Box<refine::RefineArgs>),
+    /// Print the JSON Schema of a `--json` report (docs/reports.md says the convention).
+    Schema(reports::SchemaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -113,6 +115,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Linkpred(a) => linkpred::run(a),
         Command::Probe(a) => probe::run(*a),
         Command::Refine(a) => refine::run(*a),
+        Command::Schema(a) => reports::print_schema(a),
     }
 }
 

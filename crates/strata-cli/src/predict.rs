@@ -4,7 +4,6 @@
 //! inference on the graph the model was trained on or on another with the same feature width.
 
 use crate::model_dir::{self, GraphRecord};
-use crate::report::write_json;
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -577,8 +576,8 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         (None, None) => println!("{} nodes in {infer_ms:.0} ms (no labels to score)", nodes.len()),
     }
     if let Some(path) = &a.json {
-        let pct = |x: Option<f64>| x.map(|v| v * 100.0);
         let report = crate::reports::PredictReport {
+            about: crate::reports::About::of("predict"),
             model_dir: a.model.clone(),
             model: m.model.clone(),
             graph: dataset.name.clone(),
@@ -586,16 +585,16 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
             predicted_nodes: nodes.len(),
             fingerprint,
             same_graph_as_training: same_graph,
-            test_accuracy: pct(test_accuracy),
-            trained_test_accuracy: m.test_accuracy * 100.0,
+            test_accuracy,
+            trained_test_accuracy: m.test_accuracy,
             labelled_nodes: labelled.len(),
-            labelled_accuracy: pct(labelled_accuracy),
+            labelled_accuracy,
             inference_ms: infer_ms,
             peak_rss_bytes: strata_nn::memory::peak_rss_bytes(),
             predictions: a.out.clone(),
             embeddings: a.embeddings.clone(),
         };
-        write_json(path, &serde_json::to_value(&report)?)?;
+        crate::reports::write(path, &report)?;
     }
     Ok(())
 }

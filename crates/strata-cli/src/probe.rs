@@ -1,11 +1,10 @@
 //! `strata probe`: NetInfoF's answer to "is there usable information in this graph, and where?"
 //! before any GNN is trained.
 
-use crate::report::{table, write_json};
+use crate::report::table;
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 use strata_graph::synthetic::{synthetic, SyntheticSpec};
@@ -140,16 +139,21 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
         crate::plot::score_bars(p, &format!("NetInfoF scores · {} · {} task", d.name, a.task), &bars, floor)?;
     }
     if let Some(p) = &a.json {
-        let scores: serde_json::Map<String, serde_json::Value> =
-            components.iter().map(|c| (c.name.to_string(), json!(c.score))).collect();
-        write_json(
-            p,
-            &json!({
-                "dataset": d.name, "task": a.task, "scores": scores, "verdict": text, "seconds": seconds,
-                "chance": floor, "components": components, "act_test_hits": act, "hits_k": a.hits_k,
-                "nodes": graph.num_nodes(), "edges": graph.num_undirected_edges(),
-            }),
-        )?;
+        let report = crate::reports::ProbeReport {
+            about: crate::reports::About::of("probe"),
+            dataset: d.name.clone(),
+            task: a.task.clone(),
+            nodes: graph.num_nodes(),
+            edges: graph.num_undirected_edges(),
+            scores: components.iter().map(|c| (c.name.to_string(), c.score)).collect(),
+            chance: floor,
+            verdict: text,
+            act_test_hits: act,
+            hits_k: a.hits_k,
+            seconds,
+            components,
+        };
+        crate::reports::write(p, &report)?;
     }
     Ok(())
 }

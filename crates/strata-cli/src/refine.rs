@@ -1,11 +1,11 @@
 //! `strata refine`: repair a possibly poisoned graph with STABLE, see what was changed, and
 //! write the refined graph for `strata train --npz`.
 
-use crate::report::{table, write_json};
+use crate::report::table;
+use crate::reports::{OverSeeds, RefineBaselines};
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use strata_graph::{Attack, Split};
 use strata_stable::{advanced_gcn_runs, refine, StableConfig};
@@ -122,8 +122,10 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
         clean.as_ref().map(|c| r.report.removed.iter().filter(|&&(u, v, _)| !c.graph.has_edge(u, v)).count());
     print_edges(&r.report, &cfg, adversarial);
     eprintln!(
-        "encoder: {} epochs (best {}), refinement {:.1} s",
-        r.report.encoder.epochs, r.report.encoder.best_epoch, r.report.seconds
+        "encoder: {} epochs (best: epoch {}), refinement {:.1} s",
+        r.report.encoder.epochs,
+        r.report.encoder.best_epoch + 1,
+        r.report.seconds
     );
     let split = crate::source::default_split(&data, a.seed);
     let acc = (a.runs > 0)
@@ -152,17 +154,23 @@ pub fn run(a: RefineArgs) -> anyhow::Result<()> {
     let baselines = if a.baselines && a.runs > 0 { Some(baselines(&a, &data, &split, device)?) } else { None };
     let peak = strata_nn::memory::peak_rss_bytes();
     if let Some(p) = &a.json {
-        write_json(
-            p,
-            &json!({
-                "dataset": data.name, "attack": a.attack, "config": cfg,
-                "edges_removed": r.report.edges_removed, "edges_added": r.report.edges_added, "adversarial_removed": adversarial,
-                "jaccard_pruned": r.report.jaccard_pruned,
-                "test_accuracy": acc.as_ref().map(|x| json!({"mean": x.mean, "std": x.std, "runs": x.accuracies})),
-                "encoder": r.report.encoder, "refine_seconds": r.report.seconds, "peak_rss_bytes": peak,
-                "nodes": data.num_nodes(), "baselines": baselines,
-            }),
-        )?;
+        let report = crate::reports::RefineReport {
+            about: crate::reports::About::of("refine"),
+            dataset: data.name.clone(),
+            attack: a.attack.clone(),
+            nodes: data.num_nodes(),
+            config: cfg,
+            edges_removed: r.report.edges_removed,
+            edges_added: r.report.edges_added,
+            adversarial_removed: adversarial,
+            jaccard_pruned: r.report.jaccard_pruned,
+            test_accuracy: acc.map(|x| OverSeeds::of(x.accuracies)),
+            baselines,
+            encoder: r.report.encoder.clone(),
+            refine_seconds: r.report.seconds,
+            peak_rss_bytes: peak,
+        };
+        crate::reports::write(p, &report)?;
     }
     Ok(())
 }
@@ -224,38 +232,35 @@ fn baselines(
     data: &strata_graph::Dataset,
     split: &Split,
     device: tch::Device,
-) -> anyhow::Result<serde_json::Value> {
-    {
-        let gcn = |d: &strata_graph::Dataset| -> anyhow::Result<serde_json::Value> {
-            let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
-            let task = strata_nn::NodeTask::new(
-                d,
-                device,
-                strata_graph::FeatureNorm::Auto,
-                strata_nn::Kernel::for_graph(&d.graph),
-            );
-            let accs = (0..a.runs as u64)
-                .map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, split, a.seed + s, |_| {})?.1.test_accuracy))
-                .collect::<anyhow::Result<Vec<f64>>>()?;
-            let (m, sd) = strata_nn::metrics::mean_std(&accs);
-            Ok(json!({"mean": m, "std": sd}))
-        };
-        let plain = gcn(data)?;
-        // One-hot "features" (PolBlogs) make every Jaccard similarity 0: the baseline would
-        // delete the whole graph, so it is not applicable there.
-        let jaccard = if one_hot_rows(&data.features) {
-            serde_json::Value::Null
-        } else {
-            let mut pruned = data.clone();
-            pruned.graph =
-                strata_stable::jaccard_prune(&data.graph.symmetrized().without_self_loops(), &data.features, 0.01).0;
-            gcn(&pruned)?
-        };
-        println!(
-            "plain GCN {:.2} · Jaccard-GCN {}",
-            plain["mean"].as_f64().unwrap_or(0.0) * 100.0,
-            jaccard["mean"].as_f64().map_or("n/a".into(), |m| format!("{:.2}", m * 100.0))
+) -> anyhow::Result<RefineBaselines> {
+    let gcn = |d: &strata_graph::Dataset| -> anyhow::Result<OverSeeds> {
+        let cfg = strata_nn::ModelConfig::defaults(strata_nn::ModelKind::Gcn);
+        let task = strata_nn::NodeTask::new(
+            d,
+            device,
+            strata_graph::FeatureNorm::Auto,
+            strata_nn::Kernel::for_graph(&d.graph),
         );
-        Ok(json!({"gcn": plain, "jaccard_gcn": jaccard}))
-    }
+        let accs = (0..a.runs as u64)
+            .map(|s| Ok(strata_nn::train_node_classifier(&task, &cfg, split, a.seed + s, |_| {})?.1.test_accuracy))
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        Ok(OverSeeds::of(accs))
+    };
+    let plain = gcn(data)?;
+    // One-hot "features" (PolBlogs) make every Jaccard similarity 0: the baseline would
+    // delete the whole graph, so it is not applicable there.
+    let jaccard = if one_hot_rows(&data.features) {
+        None
+    } else {
+        let mut pruned = data.clone();
+        pruned.graph =
+            strata_stable::jaccard_prune(&data.graph.symmetrized().without_self_loops(), &data.features, 0.01).0;
+        Some(gcn(&pruned)?)
+    };
+    println!(
+        "plain GCN {:.2} · Jaccard-GCN {}",
+        plain.mean * 100.0,
+        jaccard.as_ref().map_or("n/a".into(), |j| format!("{:.2}", j.mean * 100.0))
+    );
+    Ok(RefineBaselines { gcn: plain, jaccard_gcn: jaccard })
 }

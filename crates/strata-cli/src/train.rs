@@ -1,7 +1,7 @@
 //! `strata train`: single-process, full-batch node classification over one or more seeds, by
 //! backprop or by a ForwardGNN trainer (`--trainer sf|ff-la|ff-vn|sf-topdown-loss|sf-topdown-input`).
 
-use crate::report::{progress, table, write_json};
+use crate::report::{progress, table};
 use crate::reports::TrainReport;
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
@@ -10,7 +10,6 @@ use serde_json::json;
 use std::path::PathBuf;
 use strata_forward::{ForwardConfig, Trainer};
 use strata_graph::{Dataset, Split};
-use strata_nn::metrics::{mean_std, median};
 use strata_nn::{Kernel, ModelConfig, ModelKind, ModelOverrides, NodeTask};
 
 #[derive(Args, Debug)]
@@ -190,7 +189,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     };
     eprintln!("strata train: feature normalisation {}{why}", task.feature_norm);
     let (runs, last_model, peak_memory) = train_seeds(&task, &cfg, &splits, a.seeds, device)?;
-    let report = TrainReport::new(&dataset.name, kind, &cfg, &runs, &task, reorder, peak_memory, device);
+    let report = TrainReport::backprop(&dataset.name, kind, &cfg, &runs, &task, reorder, peak_memory, device);
     print_runs(&runs, &report, last_model.num_parameters());
     if let Some(path) = &a.save {
         strata_nn::checkpoint::save_checkpoint(&last_model.vs, path, &json!({"dataset": dataset.name, "config": cfg}))?;
@@ -233,7 +232,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     if let Some(path) = &a.json {
-        write_json(path, &serde_json::to_value(&report)?)?;
+        crate::reports::write(path, &report)?;
     }
     Ok(())
 }
@@ -298,7 +297,7 @@ fn print_runs(runs: &[strata_nn::RunReport], report: &TrainReport, parameters: i
         rows.push(vec![
             r.seed.to_string(),
             r.epochs_run.to_string(),
-            r.best_epoch.to_string(),
+            (r.best_epoch + 1).to_string(),
             format!("{:.2}", r.val_accuracy * 100.0),
             format!("{:.2}", r.test_accuracy * 100.0),
         ]);
@@ -308,8 +307,8 @@ fn print_runs(runs: &[strata_nn::RunReport], report: &TrainReport, parameters: i
         "mean".into(),
         "".into(),
         "".into(),
-        format!("{:.2} ± {:.2}", v.mean, v.std),
-        format!("{:.2} ± {:.2}", t.mean, t.std),
+        format!("{:.2} ± {:.2}", v.mean * 100.0, v.std * 100.0),
+        format!("{:.2} ± {:.2}", t.mean * 100.0, t.std * 100.0),
     ]);
     print!("{}", table(&rows));
     println!("epoch time (train step, median): {:.2} ms · parameters: {parameters}", report.epoch_ms_median);
@@ -391,15 +390,7 @@ fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::De
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let tests: Vec<f64> = runs.iter().map(|r| r.test_accuracy * 100.0).collect();
-    let vals: Vec<f64> = runs.iter().map(|r| r.val_accuracy * 100.0).collect();
-    let (tm, ts) = mean_std(&tests);
-    let (vm, vs) = mean_std(&vals);
-    let layers = runs[0].per_layer_accuracy.len();
-    let per_layer: Vec<f64> =
-        (0..layers).map(|l| runs.iter().map(|r| r.per_layer_accuracy[l]).sum::<f64>() / runs.len() as f64).collect();
-    let peak = runs.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0);
-    let epoch_ms = median(&runs.iter().map(|r| r.epoch_ms).collect::<Vec<_>>());
+    let report = TrainReport::forward(&dataset.name, &cfg, trainer, &runs, device);
     let mut rows = vec![vec![
         "seed".to_string(),
         "epochs".into(),
@@ -408,49 +399,35 @@ fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::De
         "per layer (test)".into(),
         "peak MiB".into(),
     ]];
+    let pct = |xs: &[f64]| xs.iter().map(|x| format!("{:.1}", x * 100.0)).collect::<Vec<_>>().join(" ");
     for r in &runs {
         rows.push(vec![
             r.seed.to_string(),
             format!("{:?}", r.epochs),
             format!("{:.2}", r.val_accuracy * 100.0),
             format!("{:.2}", r.test_accuracy * 100.0),
-            r.per_layer_accuracy.iter().map(|x| format!("{:.1}", x * 100.0)).collect::<Vec<_>>().join(" "),
+            pct(&r.per_layer_accuracy),
             format!("{:.1}", r.peak_memory_bytes as f64 / 1048576.0),
         ]);
     }
+    let (t, v) = (&report.test_accuracy, &report.val_accuracy);
     rows.push(vec![
         "mean".into(),
         "".into(),
-        format!("{vm:.2} ± {vs:.2}"),
-        format!("{tm:.2} ± {ts:.2}"),
-        per_layer.iter().map(|x| format!("{:.1}", x * 100.0)).collect::<Vec<_>>().join(" "),
-        format!("{:.1}", peak as f64 / 1048576.0),
+        format!("{:.2} ± {:.2}", v.mean * 100.0, v.std * 100.0),
+        format!("{:.2} ± {:.2}", t.mean * 100.0, t.std * 100.0),
+        pct(&report.per_layer_accuracy),
+        format!("{:.1}", report.peak_memory_bytes as f64 / 1048576.0),
     ]);
     print!("{}", table(&rows));
     println!(
-        "epoch time (one step of every layer, median over seeds): {epoch_ms:.2} ms · peak memory {:.1} MiB ({})",
-        peak as f64 / 1048576.0,
+        "epoch time (one step of every layer, median over seeds): {:.2} ms · peak memory {:.1} MiB ({})",
+        report.epoch_ms_median,
+        report.peak_memory_bytes as f64 / 1048576.0,
         runs[0].memory_method
     );
     if let Some(path) = &a.json {
-        write_json(
-            path,
-            &json!({
-                "dataset": dataset.name,
-                "model": conv.name(),
-                "trainer": trainer.name(),
-                "per_layer_accuracy": per_layer.iter().map(|a| a * 100.0).collect::<Vec<_>>(),
-                "peak_memory_bytes": peak,
-                "memory_method": runs[0].memory_method,
-                "seeds": a.seeds,
-                "device": strata_nn::device_name(device),
-                "test_accuracy": {"mean": tm, "std": ts, "values": tests},
-                "val_accuracy": {"mean": vm, "std": vs},
-                "epoch_ms_median": epoch_ms,
-                "config": cfg,
-                "runs": runs,
-            }),
-        )?;
+        crate::reports::write(path, &report)?;
     }
     Ok(())
 }

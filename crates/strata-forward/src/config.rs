@@ -4,7 +4,7 @@ use serde::Serialize;
 use strata_nn::{ModelKind, NnError};
 
 /// A node-classification trainer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trainer {
     Bp,
@@ -43,7 +43,7 @@ impl std::str::FromStr for Trainer {
 }
 
 /// Settings shared by the ForwardGNN trainers (the reference scripts' values by default).
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ForwardConfig {
     /// gcn, sage or gat.
     pub conv: ModelKind,

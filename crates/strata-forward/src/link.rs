@@ -24,7 +24,7 @@ use strata_nn::{GraphTensors, LinkMetrics, LinkTask, NnError};
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// A forward link-prediction trainer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkTrainer {
     Sf,

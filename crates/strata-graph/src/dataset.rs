@@ -207,6 +207,20 @@ impl serde::Serialize for FeatureNorm {
     }
 }
 
+/// Written as its name; configuration files may still give a boolean (see `Deserialize`).
+impl schemars::JsonSchema for FeatureNorm {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FeatureNorm".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "How input features are normalised: auto (row-sum where no value is negative, none otherwise), none, row-sum or standardize.",
+            "type": "string",
+            "enum": ["auto", "none", "row-sum", "standardize"]
+        })
+    }
+}
+
 /// Accepts the names, and the booleans of older configuration files (`true` = row-sum).
 impl<'de> serde::Deserialize<'de> for FeatureNorm {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {

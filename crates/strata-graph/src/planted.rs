@@ -19,7 +19,7 @@ use rand_distr::{Distribution, StandardNormal};
 use std::path::Path;
 
 /// Settings of [`planted_partition`].
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct PlantedSpec {
     pub nodes: usize,
     pub classes: usize,
@@ -195,7 +195,7 @@ pub fn planted_partition(spec: &PlantedSpec) -> Result<Dataset> {
 }
 
 /// What [`write_planted_partition`] wrote.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct PlantedSummary {
     pub nodes: usize,
     pub undirected_edges: u64,

@@ -29,7 +29,7 @@ use strata_nn::metrics::hits_at_k;
 use tch::{Device, Kind, Tensor};
 
 /// One component's result.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct ComponentScore {
     pub name: &'static str,
     /// NetInfoF score on the validation set (links: [0.5, 1]; nodes: [1/C, 1]).

@@ -18,7 +18,7 @@ pub const MAX_EPOCHS: usize = 10_000_000;
 pub const MAX_LR: f64 = 100.0;
 
 /// The architectures `strata train --model` offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     Mlp,
@@ -73,7 +73,7 @@ impl std::str::FromStr for ModelKind {
 
 /// Hyper-parameters of a model and its training. `ModelConfig::defaults` gives each
 /// architecture the settings of its paper (or PyG's example) on the Planetoid graphs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelConfig {
     pub model: ModelKind,
     /// Message-passing layers (GCNII: graph convolutions; APPNP / SGC / DGMLP: propagation steps).
@@ -120,7 +120,7 @@ fn one() -> usize {
 }
 
 /// The validation score early stopping follows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopOn {
     #[default]

@@ -16,7 +16,7 @@ pub enum NnError {
     #[error("device: {0}")]
     Device(String),
     /// Training produced a loss that is not a finite number: every later epoch would train on
-    /// NaN weights and report chance accuracy.
+    /// NaN weights and report chance accuracy. `epoch` counts epochs (1 is the first), as printed.
     #[error(
         "training diverged: the loss is {loss} after epoch {epoch} (lower --lr, or check the scale of the features)"
     )]

@@ -22,7 +22,7 @@ use strata_graph::LinkSplit;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 /// How a pair of embeddings becomes a score.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decoder {
     Dot,
@@ -41,7 +41,7 @@ impl std::str::FromStr for Decoder {
 }
 
 /// Encoder, decoder and training settings of a link predictor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkConfig {
     /// gcn, sage or gat.
@@ -160,17 +160,23 @@ impl LinkModel {
     }
 }
 
-/// The usual link-prediction metrics on one set of positive and negative scores.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// The usual link-prediction metrics on one set of positive and negative scores (fractions).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct LinkMetrics {
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub roc_auc: f64,
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub ap: f64,
     #[serde(rename = "hits@20")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub hits_20: f64,
     #[serde(rename = "hits@50")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub hits_50: f64,
     #[serde(rename = "hits@100")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub hits_100: f64,
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub mrr: f64,
 }
 
@@ -275,7 +281,7 @@ impl LinkTask {
 }
 
 /// One epoch of link training.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct LinkEpoch {
     pub epoch: usize,
     pub loss: f64,

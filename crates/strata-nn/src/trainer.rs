@@ -44,6 +44,7 @@ impl NodeTask {
 /// One epoch's numbers.
 #[derive(Clone, Debug, Serialize)]
 pub struct EpochStats {
+    /// 0-based.
     pub epoch: usize,
     pub train_loss: f64,
     pub val_loss: f64,
@@ -59,6 +60,7 @@ pub struct EpochStats {
 pub struct RunReport {
     pub seed: u64,
     pub epochs_run: usize,
+    /// The epoch whose weights were kept, 0-based.
     pub best_epoch: usize,
     pub val_accuracy: f64,
     /// Test accuracy of the weights with the best validation result.
@@ -103,7 +105,7 @@ pub fn train_node_classifier(
         crate::StopOn::ValAccuracy => Patience::maximising(config.patience),
     };
     let vars = model.vs.trainable_variables();
-    for epoch in 1..=config.epochs {
+    for epoch in 0..config.epochs {
         let t0 = Instant::now();
         let logits = model.forward(&task.input, true);
         let loss = logits.index_select(0, &train_idx).cross_entropy_for_logits(&train_y);
@@ -117,9 +119,9 @@ pub fn train_node_classifier(
         let step_ms = t0.elapsed().as_secs_f64() * 1e3;
         let train_loss = loss.double_value(&[]);
         if !train_loss.is_finite() {
-            return Err(NnError::Diverged { epoch, loss: train_loss });
+            return Err(NnError::Diverged { epoch: epoch + 1, loss: train_loss });
         }
-        if epoch % config.val_every.max(1) != 0 && epoch != config.epochs {
+        if (epoch + 1) % config.val_every.max(1) != 0 && epoch + 1 != config.epochs {
             let nan = f64::NAN;
             let stats = EpochStats {
                 epoch,

@@ -37,7 +37,7 @@ names!(HistoryDtype { F32 => "f32", Bf16 => "bf16", F16 => "f16" });
 names!(Recompute { Auto => "auto", Always => "always", Never => "never" });
 
 /// How the work is split across workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -47,7 +47,7 @@ pub enum Mode {
 }
 
 /// User-facing settings of a distributed run.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PipelineConfig {
     #[serde(default)]
     pub mode: Mode,
@@ -124,7 +124,7 @@ pub struct PipelineConfig {
 }
 
 /// Whether a pipeline stage recomputes each chunk's forward in its backward.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Recompute {
     /// Keep the activations when their estimated bytes fit the memory budget.
@@ -138,7 +138,7 @@ pub enum Recompute {
 }
 
 /// What the min–max stage split equalises across the pipeline's workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Balance {
     /// Per-slot time estimated from FLOPs and memory traffic ([`crate::costs::time_costs`]):
@@ -154,7 +154,7 @@ pub enum Balance {
 
 /// Storage type of the historical embeddings: bf16/f16 halve the N × d buffers each conv
 /// slot keeps, at the cost of rounding the stale neighbour rows a chunk reads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HistoryDtype {
     #[default]
@@ -189,7 +189,7 @@ impl HistoryDtype {
 }
 
 /// How the pipeline's layers learn.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PipeTrainer {
     #[default]
@@ -350,7 +350,7 @@ impl PipelineConfig {
 }
 
 /// Which deep model the pipeline trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PipeModel {
     Gcn,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// One epoch as the launcher saw it.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LaunchEpoch {
     pub epoch: u64,
     pub loss: f64,
@@ -46,7 +46,10 @@ pub struct LaunchEpoch {
     /// pipeline stage).
     #[serde(default)]
     pub activations_per_worker: Vec<Option<crate::stage_core::Activations>>,
+    /// Fractions; `null` on epochs without evaluation.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub val_accuracy: Option<f64>,
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub test_accuracy: Option<f64>,
 }
 

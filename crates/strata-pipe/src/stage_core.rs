@@ -152,7 +152,7 @@ pub fn grad_or_zeros(t: &Tensor) -> Tensor {
 }
 
 /// A pipeline stage's choice between keeping each chunk's activations and recomputing them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Activations {
     pub kept: bool,
     /// Estimated bytes the kept graphs of every chunk hold at once (the end of the forward
@@ -174,7 +174,7 @@ impl From<&crate::proto::Activations> for Activations {
 }
 
 /// Seconds an epoch spent in each kind of action, on one worker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Breakdown {
     /// Forward computation (a pipeline stage's forward without autograd).
     pub forward: f64,

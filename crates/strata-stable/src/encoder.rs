@@ -93,7 +93,7 @@ impl FeatureMatrix {
 }
 
 /// How the encoder's training went.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct EncoderReport {
     pub epochs: usize,
     pub best_epoch: usize,

@@ -31,7 +31,7 @@ use strata_graph::{CsrGraph, Dataset, Split};
 use tch::Device;
 
 /// STABLE's hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StableConfig {
     /// Degree exponent of the advanced GCN.
     pub alpha: f64,

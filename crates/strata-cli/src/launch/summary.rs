@@ -1,7 +1,7 @@
 //! The end of `strata launch`: the table, the `--json` report and the plots.
 
-use crate::report::{table, write_json};
-use crate::reports::{ByKind, BytesPerEpoch, LaunchJson};
+use crate::report::table;
+use crate::reports::{About, ByKind, BytesPerEpoch, LaunchReport};
 use strata_nn::metrics::median;
 use strata_pipe::{Breakdown, PipelineConfig};
 
@@ -79,7 +79,8 @@ pub(super) fn summarize(
     print!("{}", phase_table(cfg, &phases, &activations, median(&ms)));
     if let Some(path) = &a.json {
         let by_kind = |layer, halo, weight| ByKind { layer, halo, weight };
-        let r = LaunchJson {
+        let r = LaunchReport {
+            about: About::of("launch"),
             mode: cfg.mode.name(),
             dataset: &data.name,
             model: &a.model,
@@ -90,6 +91,7 @@ pub(super) fn summarize(
             stage_slots: split_desc,
             chunks: cfg.num_chunks(),
             epochs: cfg.epochs,
+            best_epoch: report.best_epoch,
             test_accuracy: report.test_accuracy,
             best_val_accuracy: report.best_val_accuracy,
             epoch_ms_median: median(&ms),
@@ -111,7 +113,7 @@ pub(super) fn summarize(
             config: cfg,
             curve: &report.epochs,
         };
-        write_json(path, &serde_json::to_value(&r)?)?;
+        crate::reports::write(path, &r)?;
     }
     if let Some(path) = &a.plot {
         let mut runs = vec![val_curve(

@@ -4,11 +4,10 @@
 use super::args::TrainLinkArgs;
 pub(super) use crate::model_dir::GraphRecord;
 use crate::model_dir::{checksums, replace_dir, write_manifest};
-use crate::report::{table, write_json};
+use crate::report::table;
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::path::Path;
 use strata_forward::{ForwardConfig, LinkTrainer};
 use strata_graph::npz::{Npz, NpzWriter};
@@ -42,7 +41,7 @@ pub(super) struct Manifest {
 pub(super) const MODEL_FILES: [&str; 3] = ["model.safetensors", "split.npz", "embeddings.safetensors"];
 
 /// What a NetInfoF_Act model needs besides its weights.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, schemars::JsonSchema)]
 pub(super) struct NetinfofRecord {
     pub(super) components: usize,
     pub(super) dim: i64,
@@ -53,7 +52,7 @@ pub(super) struct NetinfofRecord {
 }
 
 /// A ForwardGNN link model: its trainer and layer settings.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, schemars::JsonSchema)]
 pub(super) struct ForwardRecord {
     pub(super) trainer: LinkTrainer,
     pub(super) config: ForwardConfig,
@@ -105,11 +104,11 @@ pub(super) fn save_split(dir: &Path, s: &LinkSplit) -> anyhow::Result<()> {
 }
 
 /// Prints the metrics, writes the manifest (last, so a directory with one is complete) and the
-/// JSON report.
+/// JSON report (`report`'s metrics and epochs are the manifest's).
 pub(super) fn finish_training(
     a: &TrainLinkArgs,
     manifest: &mut Manifest,
-    extra: serde_json::Value,
+    mut report: crate::reports::LinkTrainReport,
 ) -> anyhow::Result<()> {
     manifest.files = checksums(&a.staging, &MODEL_FILES)?;
     write_manifest(&a.staging, manifest)?;
@@ -117,12 +116,10 @@ pub(super) fn finish_training(
     print!("{}", metrics_table(&[("val", &manifest.val), ("test", &manifest.test)]));
     eprintln!("saved to {}", a.out.display());
     if let Some(p) = &a.json {
-        let mut v = json!({"encoder": manifest.encoder, "val": manifest.val, "test": manifest.test, "best_epoch": manifest.best_epoch,
-            "epochs_run": manifest.epochs_run, "model_dir": a.out});
-        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        write_json(p, &v)?;
+        report.model_dir = a.out.clone();
+        report.encoder = manifest.encoder.clone();
+        (report.val, report.test, report.epochs_run) = (manifest.val, manifest.test, manifest.epochs_run);
+        crate::reports::write(p, &report)?;
     }
     Ok(())
 }

@@ -2,10 +2,9 @@
 
 use super::args::{EvalArgs, PredictArgs};
 use super::model_dir::*;
-use crate::report::{table, write_json};
+use crate::report::table;
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
-use serde_json::json;
 use std::path::Path;
 use strata_forward::ForwardLinkModel;
 use strata_graph::npz::Npz;
@@ -228,11 +227,14 @@ pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let test = LinkMetrics::of(&f(&l.split.test_pos), &f(&l.split.test_neg));
     print!("{}", metrics_table(&[("test", &test)]));
     if let Some(p) = &a.json {
-        write_json(
-            p,
-            &json!({"roc_auc": test.roc_auc, "ap": test.ap, "hits@20": test.hits_20, "hits@50": test.hits_50, "hits@100": test.hits_100, "mrr": test.mrr,
-            "test_edges": l.split.test_pos.len(), "model_dir": a.model_dir, "encoder": l.manifest.encoder}),
-        )?;
+        let report = crate::reports::LinkEvalReport {
+            about: crate::reports::About::of("linkpred-eval"),
+            model_dir: a.model_dir.clone(),
+            encoder: l.manifest.encoder.clone(),
+            test_edges: l.split.test_pos.len(),
+            test,
+        };
+        crate::reports::write(p, &report)?;
     }
     Ok(())
 }
@@ -294,12 +296,19 @@ pub(super) fn predict(a: PredictArgs) -> anyhow::Result<()> {
     }
     print!("{}", table(&t));
     if let Some(p) = &a.json {
-        let items: Vec<_> =
-            rows.iter().map(|&(u, v, s)| json!({"src": u, "dst": v, "score": s, "probability": prob(s)})).collect();
-        write_json(
-            p,
-            &json!({"node": a.node, "top": a.node.map(|_| a.top), "latency_ms": latency_ms, "encoder": l.manifest.encoder, "predictions": items}),
-        )?;
+        let report = crate::reports::LinkPredictReport {
+            about: crate::reports::About::of("linkpred-predict"),
+            model_dir: a.model_dir.clone(),
+            encoder: l.manifest.encoder.clone(),
+            node: a.node,
+            top: a.node.map(|_| a.top),
+            latency_ms,
+            predictions: rows
+                .iter()
+                .map(|&(src, dst, score)| crate::reports::ScoredPair { src, dst, score, probability: prob(score) })
+                .collect(),
+        };
+        crate::reports::write(p, &report)?;
     }
     if let Some(p) = &a.csv {
         let mut text = String::from("src,dst,score,probability\n");

@@ -4,6 +4,7 @@ use super::args::TrainLinkArgs;
 use super::model_dir::*;
 use super::scorer::Scorer;
 use crate::report::progress;
+use crate::reports::{About, LinkTrainConfig, LinkTrainReport, NetinfofFit};
 use anyhow::bail;
 use serde_json::json;
 use strata_forward::{train_links, ForwardConfig, LinkTrainer};
@@ -72,6 +73,7 @@ pub(super) fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
     let kernel = Kernel::for_graph(&split.train_graph);
     let task = LinkTask::new(split, &features, device, strata_graph::FeatureNorm::Auto, kernel);
     let pb = progress(cfg.epochs as u64, "linkpred");
+    let t0 = std::time::Instant::now();
     let (model, report) = train_link_predictor(&task, &cfg, a.seed, |e| {
         pb.inc(1);
         pb.set_message(format!("loss {:.4} val hits@{} {:.3}", e.loss, cfg.hits_k, e.val_hits));
@@ -104,11 +106,15 @@ pub(super) fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
     };
     eprintln!("best epoch {} of {}", report.best_epoch + 1, report.epochs_run);
     let step_ms: Vec<f64> = report.curve.iter().map(|e| e.step_ms).collect();
-    finish_training(
-        &a,
-        &mut manifest,
-        json!({"epoch_ms_median": strata_nn::metrics::median(&step_ms), "config": cfg, "curve": report.curve}),
-    )
+    let json = LinkTrainReport {
+        best_epoch: Some(report.best_epoch),
+        epoch_ms_median: Some(strata_nn::metrics::median(&step_ms)),
+        train_seconds: t0.elapsed().as_secs_f64(),
+        curve: report.curve,
+        config: Some(LinkTrainConfig::Gnn(cfg)),
+        ..base_report("bp", &manifest)
+    };
+    finish_training(&a, &mut manifest, json)
 }
 
 /// `--trainer sf|ff`: ForwardGNN layers trained one at a time on the training graph.
@@ -162,11 +168,15 @@ pub(super) fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::R
         run.per_layer_auc,
         run.peak_memory_bytes as f64 / 1048576.0
     );
-    finish_training(
-        &a,
-        &mut manifest,
-        json!({"trainer": trainer.name(), "per_layer_auc": run.per_layer_auc, "peak_memory_bytes": run.peak_memory_bytes, "epoch_ms": run.epoch_ms, "train_seconds": run.train_seconds, "config": cfg}),
-    )
+    let json = LinkTrainReport {
+        epoch_ms_median: Some(run.epoch_ms),
+        train_seconds: run.train_seconds,
+        per_layer_auc: Some(run.per_layer_auc),
+        peak_memory_bytes: Some(run.peak_memory_bytes),
+        config: Some(LinkTrainConfig::Forward(cfg)),
+        ..base_report(trainer.name(), &manifest)
+    };
+    finish_training(&a, &mut manifest, json)
 }
 
 pub(super) fn announce(rec: &GraphRecord, split: &LinkSplit, what: &str) {
@@ -239,6 +249,39 @@ pub(super) fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
         report.lambda2,
         t0.elapsed().as_secs_f64()
     );
-    let extra = json!({"seconds": t0.elapsed().as_secs_f64(), "netinfof": manifest.netinfof, "component_norms": act.component_norms()});
-    finish_training(&a, &mut manifest, extra)
+    let fit = manifest.netinfof.as_ref().map(|r| NetinfofFit {
+        components: r.components,
+        dim: r.dim,
+        lambda1: r.lambda1,
+        lambda2: r.lambda2,
+        scores: r.scores.iter().cloned().collect(),
+        component_norms: act.component_norms(),
+    });
+    let json = LinkTrainReport {
+        train_seconds: t0.elapsed().as_secs_f64(),
+        netinfof: fit,
+        ..base_report("netinfof", &manifest)
+    };
+    finish_training(&a, &mut manifest, json)
+}
+
+/// The report's keys every trainer fills the same way; `finish_training` sets the directory.
+fn base_report(trainer: &str, m: &Manifest) -> LinkTrainReport {
+    LinkTrainReport {
+        about: About::of("linkpred-train"),
+        model_dir: Default::default(),
+        encoder: m.encoder.clone(),
+        trainer: trainer.to_string(),
+        val: m.val,
+        test: m.test,
+        best_epoch: None,
+        epochs_run: m.epochs_run,
+        epoch_ms_median: None,
+        train_seconds: 0.0,
+        curve: Vec::new(),
+        per_layer_auc: None,
+        peak_memory_bytes: None,
+        config: None,
+        netinfof: None,
+    }
 }
