@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${STRATA_PYTHON:?run through make bench}"
-"$PY" -c "import torch_geometric" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check "torch_geometric==2.8.0"
+"$PY" -c "import torch_geometric, safetensors" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check "torch_geometric==2.8.0" "safetensors==0.8.0"
 "$PY" bench/node_classification.py --threads "${BENCH_THREADS:-2}"
+"$PY" bench/pyg_load.py
 "$PY" bench/pipeline.py
 "$PY" bench/distributed.py
 "$PY" bench/cluster.py

@@ -88,8 +88,10 @@ pub struct TrainArgs {
     /// Draw train/validation curves (SVG).
     #[arg(long, value_parser = crate::plot::svg_path)]
     pub plot: Option<PathBuf>,
-    /// Save the last seed's best weights (safetensors, atomic) here. For a model `strata
-    /// predict` can load, use --out.
+    /// Save the last seed's best weights here for PyTorch Geometric: safetensors with PyG's
+    /// parameter names and torch.nn.Linear's [out, in] layout, the model, activation and
+    /// applied feature normalisation in its metadata (docs/training.md). For a model `strata
+    /// predict` loads, use --out.
     #[arg(long)]
     pub save: Option<PathBuf>,
     /// Write the last seed's model (its best validation epoch) as a model directory for
@@ -121,13 +123,10 @@ fn split_by(d: &Dataset, how: &str, seed: u64) -> anyhow::Result<Split> {
 }
 
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
-    // `--save` also writes its metadata beside the weights (`.json`).
-    let meta = a.save.as_ref().map(|p| p.with_extension("json"));
     let outputs: Vec<(&str, &std::path::Path)> = [
         ("--json", &a.json),
         ("--plot", &a.plot),
         ("--save", &a.save),
-        ("--save's metadata", &meta),
         ("--out", &a.out),
         ("--predictions", &a.predictions),
     ]
@@ -192,7 +191,15 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let report = TrainReport::backprop(&dataset.name, kind, &cfg, &runs, &task, reorder, peak_memory, device);
     print_runs(&runs, &report, last_model.num_parameters());
     if let Some(path) = &a.save {
-        strata_nn::checkpoint::save_checkpoint(&last_model.vs, path, &json!({"dataset": dataset.name, "config": cfg}))?;
+        let vars: Vec<(String, tch::Tensor)> = last_model.vs.variables().into_iter().collect();
+        let meta = strata_nn::export::metadata(
+            &cfg,
+            dataset.features.dim() as i64,
+            dataset.num_classes as i64,
+            task.feature_norm.name(),
+            &dataset.name,
+        );
+        strata_nn::export::save_pyg(kind, &vars, meta, path)?;
         println!("saved weights to {}", path.display());
     }
     if let Some(out) = &a.out {

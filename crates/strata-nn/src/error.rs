@@ -21,6 +21,9 @@ pub enum NnError {
         "training diverged: the loss is {loss} after epoch {epoch} (lower --lr, or check the scale of the features)"
     )]
     Diverged { epoch: usize, loss: f64 },
+    /// A bug in strata, not in the input or the configuration.
+    #[error("internal error (a bug in strata; please report it): {0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = NnError> = std::result::Result<T, E>;

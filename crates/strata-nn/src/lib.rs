@@ -15,6 +15,7 @@ mod config;
 pub mod conv;
 mod device;
 mod error;
+pub mod export;
 mod input;
 pub mod linkpred;
 pub mod memory;
