@@ -27,7 +27,8 @@ pub const FORMAT: &str = "strata-pyg/1";
 /// its `[in, out]` matrix is transposed to `[out, in]`.
 pub fn pyg_name(kind: ModelKind, name: &str) -> Option<(String, bool)> {
     let (head, rest) = name.split_once('.')?;
-    let numbered = |prefix: &str| head.strip_prefix(prefix).filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()));
+    let numbered =
+        |prefix: &str| head.strip_prefix(prefix).filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()));
     let weight = rest == "weight";
     use ModelKind::*;
     let (to, transpose) = match (kind, numbered("conv"), numbered("lin"), rest) {
@@ -100,9 +101,8 @@ pub fn metadata(
 pub fn save_pyg(kind: ModelKind, vars: &[(String, Tensor)], meta: HashMap<String, String>, path: &Path) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(vars.len());
     for (name, t) in vars {
-        let (to, transpose) = pyg_name(kind, name).ok_or_else(|| {
-            NnError::Internal(format!("the {} parameter `{name}` has no PyG name", kind.name()))
-        })?;
+        let (to, transpose) = pyg_name(kind, name)
+            .ok_or_else(|| NnError::Internal(format!("the {} parameter `{name}` has no PyG name", kind.name())))?;
         let t = if transpose { t.tr() } else { t.shallow_clone() };
         let t = t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
         let shape = t.size().iter().map(|&d| d as usize).collect();
