@@ -233,9 +233,9 @@ fn launch_plots_validation_curves_of_several_runs() {
     let (ok, _, e) = run(&[&base[..], &["--warm-start", "true"], &plot[..]].concat());
     assert!(ok, "{e}");
     let text = std::fs::read_to_string(&svg).unwrap();
-    // Both runs in both panels' legends, one of them warm-started.
-    assert_eq!(text.matches("pipeline 1×2, 4 chunks").count(), 4, "{text}");
-    assert_eq!(text.matches("warm start").count(), 2, "{text}");
+    // Both runs in the legend, one of them warm-started.
+    assert_eq!(text.matches("pipeline 1×2, 4 chunks").count(), 2, "{text}");
+    assert_eq!(text.matches("warm start").count(), 1, "{text}");
     assert!(text.contains("against training time") && text.contains("seconds"));
     let not_json = dir.path().join("notes.txt");
     std::fs::write(&not_json, "epoch 1: 0.5\n").unwrap();
@@ -249,23 +249,28 @@ fn launch_plots_validation_curves_of_several_runs() {
         assert!(!ok && e.contains(&file.display().to_string()) && e.contains(says), "{e}");
         assert!(!out.contains("test acc"), "trained before refusing the report: {out}");
     }
-    // A plot written over the report it overlays (or under any name but .svg) is refused, and
-    // the report left as it was.
+    // A plot written over the report it overlays (or under any name but .svg or .png) is refused,
+    // and the report left as it was.
     let before = std::fs::read(&first).unwrap();
     let (ok, _, e) =
         run(&[&base[..], &["--plot", first.to_str().unwrap(), "--plot-with", first.to_str().unwrap()]].concat());
-    assert!(!ok && e.contains("plots are written as SVG"), "{e}");
+    assert!(!ok && e.contains("plots are written as SVG or PNG"), "{e}");
     assert_eq!(std::fs::read(&first).unwrap(), before);
+    let pdf = dir.path().join("curves.pdf");
     let png = dir.path().join("curves.png");
-    for cmd in [&["train", "--dataset", "karate"][..], &["probe", "--dataset", "karate"][..]] {
+    for cmd in [&["train", "--dataset", "karate", "--epochs", "5"][..], &["probe", "--dataset", "karate"][..]] {
+        let (ok, _, e) = run(&[cmd, &["--plot", pdf.to_str().unwrap()]].concat());
+        assert!(!ok && e.contains("name the file .svg or .png"), "{e}");
+        assert!(!pdf.exists());
         let (ok, _, e) = run(&[cmd, &["--plot", png.to_str().unwrap()]].concat());
-        assert!(!ok && e.contains("plots are written as SVG: name the file .svg"), "{e}");
-        assert!(!png.exists());
+        assert!(ok, "{e}");
+        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "{cmd:?}: a .png path gets a PNG");
+        std::fs::remove_file(&png).unwrap();
     }
-    let (ckpt, meta) = (dir.path().join("m.safetensors"), dir.path().join("m.json"));
+    let ckpt = dir.path().join("m.safetensors");
     let (ok, _, e) =
-        run(&["train", "--dataset", "karate", "--save", ckpt.to_str().unwrap(), "--json", meta.to_str().unwrap()]);
-    assert!(!ok && e.contains("--json and --save's metadata"), "{e}");
+        run(&["train", "--dataset", "karate", "--save", ckpt.to_str().unwrap(), "--json", ckpt.to_str().unwrap()]);
+    assert!(!ok && e.contains("--json and --save are the same file"), "{e}");
 }
 
 /// A closed pipe (`strata … | head -1`) ends the command quietly with SIGPIPE's 141, no panic;

@@ -43,8 +43,8 @@ pub struct ProbeArgs {
     /// Also write the scores, the verdict and the settings as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Bar chart of the scores (SVG).
-    #[arg(long, value_parser = crate::plot::svg_path)]
+    /// Bar chart of the scores (.svg or .png).
+    #[arg(long, value_parser = crate::plot::plot_path)]
     plot: Option<PathBuf>,
 }
 

@@ -57,9 +57,9 @@ pub struct RefineArgs {
     /// comparison (same number of runs).
     #[arg(long)]
     baselines: bool,
-    /// Histogram of the embedding cosines of adversarial vs normal edges (SVG; needs a known
+    /// Histogram of the embedding cosines of adversarial vs normal edges (.svg or .png; needs a known
     /// clean graph, i.e. --attack on a Pro-GNN dataset).
-    #[arg(long, value_parser = crate::plot::svg_path)]
+    #[arg(long, value_parser = crate::plot::plot_path)]
     plot: Option<PathBuf>,
 }
 

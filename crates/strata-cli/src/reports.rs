@@ -52,6 +52,14 @@ impl OverSeeds {
         let (mean, std) = mean_std(&values);
         OverSeeds { mean, std, values }
     }
+    /// `mean ± std` in percent, as the tables print it.
+    pub fn percent(&self) -> String {
+        format!("{:.2} ± {:.2}", self.mean * 100.0, self.std * 100.0)
+    }
+    /// Over `values` when every one was measured (finite), else `None`.
+    pub fn measured(values: Vec<f64>) -> Option<OverSeeds> {
+        values.iter().all(|v| v.is_finite()).then(|| OverSeeds::of(values))
+    }
 }
 
 /// A finite number, or `null` (not measured that epoch).
@@ -100,8 +108,9 @@ pub struct SeedRun {
     /// The epoch whose weights were kept (best validation accuracy), 0-based; `null` for the
     /// layer-by-layer trainers, whose layers each keep their own (`layer_epochs`).
     pub best_epoch: Option<usize>,
+    /// `null` without validation nodes.
     #[schemars(range(min = 0.0, max = 1.0))]
-    pub val_accuracy: f64,
+    pub val_accuracy: Option<f64>,
     /// Test accuracy of the kept weights.
     #[schemars(range(min = 0.0, max = 1.0))]
     pub test_accuracy: f64,
@@ -137,9 +146,9 @@ pub struct TrainReport {
     pub trainer: String,
     pub device: String,
     pub seeds: usize,
-    /// Over seeds, of the kept weights.
+    /// Over seeds, of the kept weights (validation: `null` without validation nodes).
     pub test_accuracy: OverSeeds,
-    pub val_accuracy: OverSeeds,
+    pub val_accuracy: Option<OverSeeds>,
     /// Mean over seeds of each `runs[].per_layer_accuracy` entry.
     #[schemars(inner(range(min = 0.0, max = 1.0)))]
     pub per_layer_accuracy: Vec<f64>,
@@ -182,7 +191,7 @@ impl TrainReport {
                 seed: r.seed,
                 epochs_run: r.epochs_run,
                 best_epoch: Some(r.best_epoch),
-                val_accuracy: r.val_accuracy,
+                val_accuracy: measured(r.val_accuracy),
                 test_accuracy: r.test_accuracy,
                 per_layer_accuracy: vec![r.test_accuracy],
                 layer_epochs: None,
@@ -199,7 +208,7 @@ impl TrainReport {
             device: strata_nn::device_name(device),
             seeds: runs.len(),
             test_accuracy: OverSeeds::of(runs.iter().map(|r| r.test_accuracy).collect()),
-            val_accuracy: OverSeeds::of(runs.iter().map(|r| r.val_accuracy).collect()),
+            val_accuracy: OverSeeds::measured(runs.iter().map(|r| r.val_accuracy).collect()),
             per_layer_accuracy: vec![mean_std(&runs.iter().map(|r| r.test_accuracy).collect::<Vec<_>>()).0],
             epoch_ms_median: median(&all_steps),
             peak_memory_bytes,
@@ -233,7 +242,7 @@ impl TrainReport {
             device: strata_nn::device_name(device),
             seeds: runs.len(),
             test_accuracy: OverSeeds::of(runs.iter().map(|r| r.test_accuracy).collect()),
-            val_accuracy: OverSeeds::of(runs.iter().map(|r| r.val_accuracy).collect()),
+            val_accuracy: OverSeeds::measured(runs.iter().map(|r| r.val_accuracy).collect()),
             per_layer_accuracy: per_layer,
             epoch_ms_median: median(&runs.iter().map(|r| r.epoch_ms).collect::<Vec<_>>()),
             peak_memory_bytes: runs.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0),
@@ -249,7 +258,7 @@ impl TrainReport {
                     seed: r.seed,
                     epochs_run: r.epochs.iter().sum(),
                     best_epoch: None,
-                    val_accuracy: r.val_accuracy,
+                    val_accuracy: measured(r.val_accuracy),
                     test_accuracy: r.test_accuracy,
                     per_layer_accuracy: r.per_layer_accuracy.clone(),
                     layer_epochs: Some(r.epochs.clone()),

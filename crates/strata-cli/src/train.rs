@@ -2,7 +2,7 @@
 //! backprop or by a ForwardGNN trainer (`--trainer sf|ff-la|ff-vn|sf-topdown-loss|sf-topdown-input`).
 
 use crate::report::{progress, table};
-use crate::reports::TrainReport;
+use crate::reports::{OverSeeds, TrainReport};
 use crate::source::GraphSource;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -85,8 +85,8 @@ pub struct TrainArgs {
     /// Write a JSON report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Draw train/validation curves (SVG).
-    #[arg(long, value_parser = crate::plot::svg_path)]
+    /// Draw train/validation curves (.svg or .png).
+    #[arg(long, value_parser = crate::plot::plot_path)]
     pub plot: Option<PathBuf>,
     /// Save the last seed's best weights here for PyTorch Geometric: safetensors with PyG's
     /// parameter names and torch.nn.Linear's [out, in] layout, the model, activation and
@@ -314,8 +314,8 @@ fn print_runs(runs: &[strata_nn::RunReport], report: &TrainReport, parameters: i
         "mean".into(),
         "".into(),
         "".into(),
-        format!("{:.2} ± {:.2}", v.mean * 100.0, v.std * 100.0),
-        format!("{:.2} ± {:.2}", t.mean * 100.0, t.std * 100.0),
+        v.as_ref().map_or("-".into(), OverSeeds::percent),
+        t.percent(),
     ]);
     print!("{}", table(&rows));
     println!("epoch time (train step, median): {:.2} ms · parameters: {parameters}", report.epoch_ms_median);
@@ -421,8 +421,8 @@ fn run_forward(a: &TrainArgs, conv: ModelKind, trainer: Trainer, device: tch::De
     rows.push(vec![
         "mean".into(),
         "".into(),
-        format!("{:.2} ± {:.2}", v.mean * 100.0, v.std * 100.0),
-        format!("{:.2} ± {:.2}", t.mean * 100.0, t.std * 100.0),
+        v.as_ref().map_or("-".into(), OverSeeds::percent),
+        t.percent(),
         pct(&report.per_layer_accuracy),
         format!("{:.1}", report.peak_memory_bytes as f64 / 1048576.0),
     ]);

@@ -143,9 +143,9 @@ pub struct LaunchArgs {
     /// predict --out` writes them), computed by the workers.
     #[arg(long, value_name = "PATH")]
     pub predictions: Option<PathBuf>,
-    /// Draw validation accuracy against epoch and against seconds of training (SVG), this run
+    /// Draw validation accuracy against epoch and against seconds of training (.svg or .png), this run
     /// and every --plot-with report overlaid.
-    #[arg(long, value_parser = crate::plot::svg_path)]
+    #[arg(long, value_parser = crate::plot::plot_path)]
     pub plot: Option<PathBuf>,
     /// Another run's `--json` report to overlay on --plot (repeatable), e.g. the other modes.
     #[arg(long, requires = "plot")]
