@@ -352,6 +352,41 @@ fn malformed_input_is_refused_and_the_worker_keeps_serving() {
             configure(spec.clone(), 0, me.clone(), without.len() as u64, without).await,
         ));
         cases.push(("npz garbage", configure(spec.clone(), 0, me.clone(), 4096, garbage[..4096].to_vec()).await));
+        // Uploads in flight share one budget: while a stream that announced nearly all of it is
+        // open, a second one is refused at its first piece; once the first is gone, no more.
+        let max = strata_pipe::worker::DEFAULT_MAX_GRAPH_BYTES;
+        let first =
+            ConfigPiece { spec_json: spec.to_string(), rank: 0, peers: me.clone(), npz: vec![], graph_bytes: max - 10 };
+        let mut c1 = c.clone();
+        let held = tokio::spawn(async move {
+            use tokio_stream::StreamExt;
+            c1.configure(iter(vec![first]).chain(tokio_stream::pending())).await
+        });
+        let mut second = None;
+        for _ in 0..200 {
+            let e = configure(spec.clone(), 0, me.clone(), 4096, garbage[..4096].to_vec()).await;
+            if e.message().contains("uploads in flight") {
+                second = Some(e);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = second.expect("a second upload past the shared budget was not refused");
+        assert_eq!(second.code(), tonic::Code::ResourceExhausted, "{second}");
+        assert!(second.message().contains("--max-graph-bytes"), "{second}");
+        held.abort();
+        let _ = held.await;
+        let mut freed = false;
+        for _ in 0..200 {
+            let e = configure(spec.clone(), 0, me.clone(), 4096, garbage[..4096].to_vec()).await;
+            if !e.message().contains("uploads in flight") {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(freed, "the budget of an upload whose client went away was never given back");
+        cases.push(("a second upload past the shared budget", second));
         for (what, e) in &cases {
             eprintln!("configure, {what}: {e}");
             assert!(matches!(e.code(), tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted), "{what}: {e}");

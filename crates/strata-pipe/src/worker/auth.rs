@@ -50,6 +50,12 @@ pub type Client = WorkerClient<InterceptedService<Channel, Auth>>;
 pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
 
+/// The worker pings a connection idle this long, and closes it when the answer takes longer
+/// than [`KEEPALIVE_TIMEOUT`]: a silent peer's connection (and what it reserved) does not stay
+/// open forever. Clients ping every 5 s themselves, so a live one is never closed.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A lazily connecting client to `addr` (`host:port`), presenting `creds` (TLS when given).
 pub fn client(addr: &str, creds: &Credentials) -> Result<Client, tonic::transport::Error> {
     let scheme = if creds.tls.is_some() { "https" } else { "http" };

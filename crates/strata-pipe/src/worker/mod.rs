@@ -165,6 +165,7 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         rank: opts.rank,
         roles: opts.creds.tls.is_some(),
         max_graph_bytes: opts.max_graph_bytes,
+        uploads: Default::default(),
         limits,
         unclaimed,
         state,
@@ -201,9 +202,13 @@ pub async fn serve(opts: WorkerOptions, on_bound: impl FnOnce(SocketAddr)) -> Re
         });
     }
     let stop = stop_signal(shutdown_rx, state_for_stop);
+    // A peer that stops answering HTTP/2 pings (a dead host, a cut link) has its connection
+    // closed within KEEPALIVE + KEEPALIVE_TIMEOUT, and whatever its streams reserved with it.
     let mut builder = tonic::transport::Server::builder()
         .initial_stream_window_size(auth::STREAM_WINDOW)
-        .initial_connection_window_size(auth::CONNECTION_WINDOW);
+        .initial_connection_window_size(auth::CONNECTION_WINDOW)
+        .http2_keepalive_interval(Some(auth::KEEPALIVE))
+        .http2_keepalive_timeout(Some(auth::KEEPALIVE_TIMEOUT));
     if let Some(tls) = &opts.creds.tls {
         builder = builder
             .tls_config(tls.server_config())

@@ -23,6 +23,9 @@ pub(crate) struct Svc {
     /// TLS on: RPCs are authorised by the caller's certificate role.
     pub(crate) roles: bool,
     pub(crate) max_graph_bytes: u64,
+    /// Graph bytes announced by the Configure streams in flight: together at most
+    /// `max_graph_bytes`, so concurrent uploads cannot fill the disk one budget at a time.
+    pub(crate) uploads: Arc<AtomicU64>,
     pub(crate) limits: Arc<std::sync::RwLock<TensorLimits>>,
     pub(crate) unclaimed: Arc<AtomicU64>,
     pub(crate) state: Arc<std::sync::Mutex<WorkerState>>,
@@ -102,6 +105,7 @@ impl Worker for Svc {
             .map_err(|e| Status::internal(format!("a temporary file for the graph: {e}")))?;
         let mut received = 0u64;
         let mut announced: Option<u64> = None;
+        let mut _upload: Option<Reservation> = None;
         while let Some(c) = stream.message().await? {
             if !c.spec_json.is_empty() {
                 if announced.is_some() {
@@ -113,6 +117,14 @@ impl Worker for Svc {
                         c.graph_bytes, self.max_graph_bytes
                     )));
                 }
+                _upload =
+                    Some(Reservation::take(&self.uploads, c.graph_bytes, self.max_graph_bytes).map_err(|held| {
+                        Status::resource_exhausted(format!(
+                        "other configuration uploads in flight hold {held} of the {} bytes this worker accepts at once \
+                         (strata worker --max-graph-bytes)",
+                        self.max_graph_bytes
+                    ))
+                    })?);
                 announced = Some(c.graph_bytes);
                 spec = c.spec_json;
                 rank = c.rank as usize;
@@ -353,9 +365,9 @@ fn is_host_port(addr: &str) -> bool {
 const MAX_NAME_BYTES: usize = 128;
 const MAX_DIMS: usize = 8;
 
-/// Bytes of an arriving tensor reserved against the worker's budget of queued tensors: given
-/// back when dropped (the stream failed, was refused or its client went away) unless handed
-/// over to the queued tensor.
+/// Bytes of an arriving stream reserved against a budget shared by every stream (queued
+/// tensors, configuration uploads): given back when dropped (the stream ended, failed, was
+/// refused or its client went away) unless handed over to the queued tensor.
 struct Reservation<'a> {
     budget: &'a AtomicU64,
     bytes: u64,
