@@ -4,6 +4,8 @@
 mod cli_reference;
 mod cluster;
 mod data;
+#[cfg(test)]
+mod doc_commands;
 mod launch;
 mod linkpred;
 mod metrics_endpoint;
@@ -189,61 +191,18 @@ mod tests {
         assert!(have == want, "{} is out of date with the parser: run `make docs`", path.display());
     }
 
-    /// The `strata …` command lines of README.md and docs/ (shell blocks; `\` continuations
-    /// joined, `# comments` dropped), with the file they came from; lines with a placeholder
-    /// (`[…]` or `…`) are left out.
-    fn documented_commands() -> Vec<(String, String)> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut files = vec![root.join("README.md")];
-        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs")).unwrap().map(|e| e.unwrap().path()).collect();
-        docs.sort();
-        // cli.md is the parser's own output (usage lines, not examples).
-        files.extend(docs.into_iter().filter(|p| p.extension().is_some_and(|e| e == "md") && !p.ends_with("cli.md")));
-        let mut out = Vec::new();
-        for f in files {
-            let text = std::fs::read_to_string(&f).unwrap();
-            let name = f.file_name().unwrap().to_string_lossy().to_string();
-            let mut in_shell = false;
-            let mut line = String::new();
-            for l in text.lines() {
-                if l.starts_with("```") {
-                    in_shell = matches!(l.trim_start_matches('`'), "sh" | "bash" | "console");
-                    continue;
-                }
-                if !in_shell || (line.is_empty() && !l.trim_start().starts_with("strata ")) {
-                    continue;
-                }
-                // A comment starts at a `#` after a space (never inside these examples' words).
-                let code = l.split(" #").next().unwrap_or(l).trim();
-                line.push_str(code.trim_end_matches('\\'));
-                line.push(' ');
-                if !code.ends_with('\\') {
-                    if !line.contains('[') && !line.contains('…') {
-                        out.push((name.clone(), line.trim().to_string()));
-                    }
-                    line.clear();
-                }
-            }
-        }
-        out
-    }
-
     /// Every documented command parses with this binary's parser, so an example cannot name a
     /// subcommand, flag or value list that no longer exists.
     #[test]
     fn every_documented_command_parses() {
         use clap::Parser;
-        let commands = documented_commands();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let commands = super::doc_commands::documented_commands(&root);
         assert!(commands.len() >= 40, "only {} documented commands found", commands.len());
         let bad: Vec<String> = commands
             .iter()
             .filter_map(|(file, cmd)| {
-                // The command ends where the shell takes over (a pipe, a redirection, `&&`).
-                let args: Vec<String> = shlex::split(cmd)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .take_while(|a| !matches!(a.as_str(), "|" | ">" | ">>" | "2>" | "<" | "&&" | "||" | ";"))
-                    .collect();
+                let args = super::doc_commands::words(cmd);
                 let e = super::Cli::try_parse_from(&args).err()?;
                 Some(format!("{file}: `{cmd}`: {}", e.to_string().lines().next().unwrap_or("")))
             })
