@@ -18,9 +18,11 @@ def machine():
 
 
 def commit():
+    """HEAD, and whether the binary's sources differ from it (documents and scripts aside)."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-    return (head or "unknown") + (" with uncommitted changes" if dirty else "")
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "crates", "proto",
+                            "build-support", "Cargo.toml", "Cargo.lock"], capture_output=True, text=True).stdout.strip()
+    return (head or "unknown") + (" with uncommitted changes to the code" if dirty else "")
 
 
 def write(name, table, command):

@@ -5,6 +5,7 @@ loaded dataset (CPU: heap high-water mark sampled after each forward pass). Both
 settings: hidden 128, Adam 1e-3, weight decay 5e-4, no dropout, up to 1000 epochs, patience 200
 epochs (BP) / 100 validations every 2 epochs (SF, per layer)."""
 import argparse, json, os, subprocess, tempfile
+import doc_table
 
 p = argparse.ArgumentParser()
 p.add_argument("--strata", default="target/release/strata")
@@ -26,15 +27,19 @@ for layers in map(int, a.depths.split(",")):
         rows.append(x)
         print(f"{trainer:3} {layers:>2} layers: test {x['accuracy']:.2f} %  epoch {x['epoch_ms']:.1f} ms  peak {x['peak_mib']:.1f} MiB", flush=True)
 
-print("\nCora-ML (split 0), GCN: backprop vs single-forward")
-print("| layers | BP acc % | BP epoch ms | BP peak MiB | SF acc % | SF epoch ms | SF peak MiB |")
-print("|---|---|---|---|---|---|---|")
+table = ["| layers | BP test % | BP epoch ms | BP peak MiB | SF test % | SF epoch ms | SF peak MiB |", "|---|---|---|---|---|---|---|"]
 for layers in sorted({x["layers"] for x in rows}):
     b, s = (next(x for x in rows if x["layers"] == layers and x["trainer"] == t) for t in ["bp", "sf"])
-    print(f"| {layers} | {b['accuracy']:.2f} | {b['epoch_ms']:.1f} | {b['peak_mib']:.1f} | {s['accuracy']:.2f} | {s['epoch_ms']:.1f} | {s['peak_mib']:.1f} |")
+    table.append(f"| {layers} | {b['accuracy']:.2f} | {b['epoch_ms']:.1f} | {b['peak_mib']:.1f} | {s['accuracy']:.2f} | {s['epoch_ms']:.1f} | {s['peak_mib']:.1f} |")
+growth = []
 for t in ["bp", "sf"]:
     m = [x["peak_mib"] for x in rows if x["trainer"] == t]
-    print(f"{t}: peak memory {m[0]:.1f} → {m[-1]:.1f} MiB from {rows[0]['layers']} to {rows[-1]['layers']} layers ({(m[-1] / m[0] - 1) * 100:+.1f} %)")
+    growth.append(f"{t.upper()} peak {m[0]:.1f} → {m[-1]:.1f} MiB from {rows[0]['layers']} to {rows[-1]['layers']} layers "
+                  f"({(m[-1] / m[0] - 1) * 100:+.1f} %)")
+print("\nCora-ML (split 0), GCN: backprop vs single-forward")
+print("\n".join(table + growth))
+if a.depths == "2,4,8,16":
+    doc_table.write("forward-depth", "\n".join(table) + "\n\n" + "; ".join(growth) + ".", "python bench/forward.py")
 # Forward-only vs backprop pipelining, 4 stages, same layers (GCN 3 conv slots + input slot), hidden 128.
 pipe = {}
 for trainer, epochs in [("bp", 30), ("sf", 30)]:

@@ -4,6 +4,7 @@ the best validation epoch for both, and the ratio strata / PyG.
 
 Run through `make bench` (it builds strata and points at the shared torch venv)."""
 import argparse, json, os, subprocess, sys, tempfile
+import doc_table
 
 p = argparse.ArgumentParser()
 p.add_argument("--strata", default="target/release/strata")
@@ -34,10 +35,13 @@ for ds, model, layers, epochs in CASES:
     print(f"{ds:9} {model:6} L={layers:<3} strata {r['strata_ms']:8.2f} ms  PyG {r['pyg_ms']:8.2f} ms  "
           f"ratio {r['ratio']:.2f}  acc {r['strata_acc']:.1f} vs {r['pyg_acc']:.1f}", flush=True)
 
-print(f"\nper-epoch time, strata / PyG 2.8 (CPU, {a.threads} threads, training step = forward + backward + Adam):")
-print("| dataset | model | layers | strata ms/epoch | PyG ms/epoch | ratio | strata test acc | PyG test acc |")
-print("|---|---|---|---|---|---|---|---|")
+table = ["| dataset | model | layers | epochs | strata ms/epoch | PyG ms/epoch | ratio strata/PyG | strata test % | PyG test % |",
+         "|---|---|---|---|---|---|---|---|---|"]
 for r in rows:
-    print(f"| {r['dataset']} | {r['model']} | {r['layers']} | {r['strata_ms']:.2f} | {r['pyg_ms']:.2f} | {r['ratio']:.2f} | {r['strata_acc']:.1f} | {r['pyg_acc']:.1f} |")
+    table.append(f"| {r['dataset']} | {r['model']} | {r['layers']} | {r['epochs']} | {r['strata_ms']:.2f} | {r['pyg_ms']:.2f} | "
+                 f"{r['ratio']:.2f} | {r['strata_acc']:.1f} | {r['pyg_acc']:.1f} |")
+print(f"\nper-epoch time, strata / PyG 2.8 (CPU, {a.threads} threads, training step = forward + backward + Adam):")
+print("\n".join(table))
 os.makedirs(os.path.dirname(a.out), exist_ok=True)
 json.dump(rows, open(a.out, "w"), indent=1)
+doc_table.write("node-classification", "\n".join(table), f"python bench/node_classification.py --threads {a.threads}")
