@@ -305,7 +305,7 @@ fn print_runs(runs: &[strata_nn::RunReport], report: &TrainReport, parameters: i
             r.seed.to_string(),
             r.epochs_run.to_string(),
             (r.best_epoch + 1).to_string(),
-            format!("{:.2}", r.val_accuracy * 100.0),
+            if r.val_accuracy.is_finite() { format!("{:.2}", r.val_accuracy * 100.0) } else { "-".into() },
             format!("{:.2}", r.test_accuracy * 100.0),
         ]);
     }

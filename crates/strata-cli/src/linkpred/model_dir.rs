@@ -29,7 +29,10 @@ pub(super) struct Manifest {
     pub(super) split: Vec<f64>,
     pub(super) graph: GraphRecord,
     pub(super) feature_dim: usize,
-    pub(super) best_epoch: usize,
+    /// The epoch of the kept weights, 0-based; absent for the trainers that keep no single
+    /// epoch (ForwardGNN's layer-by-layer fits, NetInfoF_Act's L-BFGS).
+    #[serde(default)]
+    pub(super) best_epoch: Option<usize>,
     pub(super) epochs_run: usize,
     pub(super) val: LinkMetrics,
     pub(super) test: LinkMetrics,

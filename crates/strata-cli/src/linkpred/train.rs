@@ -98,7 +98,7 @@ pub(super) fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
         split: a.split.clone(),
         graph: rec,
         feature_dim: features.dim(),
-        best_epoch: report.best_epoch,
+        best_epoch: Some(report.best_epoch),
         epochs_run: report.epochs_run,
         val: report.val,
         test: report.test,
@@ -107,7 +107,6 @@ pub(super) fn train_into_staging(a: TrainLinkArgs) -> anyhow::Result<()> {
     eprintln!("best epoch {} of {}", report.best_epoch + 1, report.epochs_run);
     let step_ms: Vec<f64> = report.curve.iter().map(|e| e.step_ms).collect();
     let json = LinkTrainReport {
-        best_epoch: Some(report.best_epoch),
         epoch_ms_median: Some(strata_nn::metrics::median(&step_ms)),
         train_seconds: t0.elapsed().as_secs_f64(),
         curve: report.curve,
@@ -156,7 +155,7 @@ pub(super) fn train_forward(a: TrainLinkArgs, trainer: LinkTrainer) -> anyhow::R
         split: a.split.clone(),
         graph: rec,
         feature_dim: features.dim(),
-        best_epoch: run.epochs.iter().sum(),
+        best_epoch: None,
         epochs_run: run.epochs.iter().sum(),
         val: run.val,
         test: run.test,
@@ -236,7 +235,7 @@ pub(super) fn train_netinfof(a: TrainLinkArgs) -> anyhow::Result<()> {
         split: a.split.clone(),
         graph: rec,
         feature_dim: features.dim(),
-        best_epoch: report.steps,
+        best_epoch: None,
         epochs_run: report.steps,
         val,
         test,
@@ -274,7 +273,7 @@ fn base_report(trainer: &str, m: &Manifest) -> LinkTrainReport {
         trainer: trainer.to_string(),
         val: m.val,
         test: m.test,
-        best_epoch: None,
+        best_epoch: m.best_epoch,
         epochs_run: m.epochs_run,
         epoch_ms_median: None,
         train_seconds: 0.0,
