@@ -192,7 +192,8 @@ mod tests {
     use tch::{Kind, Tensor};
 
     /// A 64 MiB tensor alive at a sample point shows up in the peak; after it is dropped the
-    /// peak stays.
+    /// peak stays. The meter reads the process's heap, and this binary's other tests allocate
+    /// and free beside it (models of a few MiB): the bounds leave them 8 MiB either way.
     #[test]
     fn cpu_meter_sees_a_large_live_tensor() {
         let meter = MemoryMeter::start(Device::Cpu);
@@ -200,7 +201,7 @@ mod tests {
         sample();
         drop(t);
         let peak = meter.peak_bytes();
-        assert!(peak >= 64 << 20, "{peak}");
+        assert!(peak >= 56 << 20, "{peak}");
         assert!(peak < 96 << 20, "{peak}");
         let rss = peak_rss_bytes().unwrap();
         assert!(rss >= 64 << 20, "the process held the tensor: {rss}");
