@@ -31,6 +31,35 @@ pub fn run_strata(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), so, se)
 }
 
+/// Runs `cmd` (stdin and stdout closed, stderr captured), killing it after `limit`: its exit
+/// status (`None` when it was killed) and its stderr.
+pub fn run_bounded(
+    mut cmd: std::process::Command,
+    limit: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawning");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for the child") {
+            break Some(s);
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
 /// Child processes killed (and reaped) when the test ends, however it ends.
 pub struct Procs(pub Vec<std::process::Child>);
 

@@ -83,32 +83,9 @@ fn the_documented_examples_run() {
         }
         let args = capped(args);
         let t0 = Instant::now();
-        let mut child = std::process::Command::new(strata_tests::strata_bin())
-            .args(&args[1..])
-            .current_dir(&dir)
-            .env("STRATA_DATA_DIR", &data_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut err, &mut s);
-            s
-        });
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if t0.elapsed() > Duration::from_secs(180) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let err = reader.join().unwrap();
+        let mut strata = std::process::Command::new(strata_tests::strata_bin());
+        strata.args(&args[1..]).current_dir(&dir).env("STRATA_DATA_DIR", &data_dir);
+        let (status, err) = strata_tests::run_bounded(strata, Duration::from_secs(180));
         ran += 1;
         eprintln!("{page}: {} ({:.1} s)", args.join(" "), t0.elapsed().as_secs_f64());
         match status {

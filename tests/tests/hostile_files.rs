@@ -3,8 +3,8 @@
 //! that names the file, and no panic.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// 64 KiB of deterministic noise.
 fn noise() -> Vec<u8> {
@@ -71,36 +71,6 @@ fn corpus(dir: &Path) -> Vec<(String, Vec<String>)> {
     cases
 }
 
-/// Runs `strata ARGS`, killing it after `limit`: (exit status or None when killed, stderr).
-fn run_bounded(args: &[String], limit: Duration) -> (Option<std::process::ExitStatus>, String) {
-    let mut child = Command::new(strata_tests::strata_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, reader.join().unwrap())
-}
-
 #[test]
 fn hostile_files_end_in_an_error_naming_them_for_every_command() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,7 +90,9 @@ fn hostile_files_end_in_an_error_naming_them_for_every_command() {
     for cmd in &commands {
         for (name, flags) in &cases {
             let args: Vec<String> = cmd.iter().chain(flags).cloned().collect();
-            let (status, err) = run_bounded(&args, Duration::from_secs(60));
+            let mut strata = Command::new(strata_tests::strata_bin());
+            strata.args(&args);
+            let (status, err) = strata_tests::run_bounded(strata, Duration::from_secs(60));
             let what = format!("strata {}", args.join(" "));
             match status {
                 None => wrong.push(format!("{what}: still running after 60 s")),
