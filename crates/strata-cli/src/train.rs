@@ -198,7 +198,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             dataset.num_classes as i64,
             task.feature_norm.name(),
             &dataset.name,
-        );
+        )?;
         strata_nn::export::save_pyg(kind, &vars, meta, path)?;
         println!("saved weights to {}", path.display());
     }

@@ -74,7 +74,9 @@ pub fn metadata(
     classes: i64,
     feature_normalization: &str,
     dataset: &str,
-) -> HashMap<String, String> {
+) -> Result<HashMap<String, String>> {
+    let config =
+        serde_json::to_string(cfg).map_err(|e| NnError::Internal(format!("the configuration as JSON: {e}")))?;
     let mut m = HashMap::new();
     for (k, v) in [
         ("format", FORMAT.to_string()),
@@ -88,11 +90,11 @@ pub fn metadata(
         ("activation", activation(cfg.model).into()),
         ("feature_normalization", feature_normalization.into()),
         ("dataset", dataset.into()),
-        ("config", serde_json::to_string(cfg).unwrap_or_default()),
+        ("config", config),
     ] {
         m.insert(k.to_string(), v);
     }
-    m
+    Ok(m)
 }
 
 /// Writes `vars` (a `kind` model's variables, by strata name) to `path` in PyG's layout, with
